@@ -1,0 +1,278 @@
+// Package backend defines the device interface that every compute backend implements (the pure-Go CPU
+// reference in internal/cpu, the CUDA one in internal/cuda) and the descriptors shared by them. It holds no
+// implementation: backends register themselves by name and the model code only sees Device and Tensor.
+package backend
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// DType is the element type of a tensor.
+type DType uint8
+
+const (
+	F32  DType = iota // float32
+	I32               // int32 (class labels)
+	BF16              // bfloat16 (GPU mixed precision)
+	F16               // float16 (GPU mixed precision)
+)
+
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "f32"
+	case I32:
+		return "i32"
+	case BF16:
+		return "bf16"
+	case F16:
+		return "f16"
+	}
+	return fmt.Sprintf("dtype(%d)", uint8(d))
+}
+
+// Layout is the memory order of a 4-D activation tensor. Weights are always stored (Cout, Cin, kH, kW) in
+// the model's parameter table; a backend may keep a private copy in another order.
+type Layout uint8
+
+const (
+	NCHW Layout = iota
+	NHWC
+)
+
+func (l Layout) String() string {
+	if l == NHWC {
+		return "NHWC"
+	}
+	return "NCHW"
+}
+
+// Shape is a tensor shape, outermost dimension first. Activations are (N, C, H, W) whatever the layout;
+// the layout only says how those are ordered in memory.
+type Shape []int
+
+// Numel is the number of elements.
+func (s Shape) Numel() int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
+}
+
+func (s Shape) String() string { return fmt.Sprint([]int(s)) }
+
+// Equal reports whether two shapes are the same.
+func (s Shape) Equal(o Shape) bool {
+	if len(s) != len(o) {
+		return false
+	}
+	for i := range s {
+		if s[i] != o[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Buffer is backend-owned storage. Its concrete type belongs to the backend that allocated it.
+type Buffer interface {
+	// Len is the capacity in elements.
+	Len() int
+}
+
+// Tensor is a typed view of a backend buffer: Numel elements starting at element Off.
+type Tensor struct {
+	Shape  Shape
+	DType  DType
+	Layout Layout
+	Buf    Buffer
+	Off    int
+}
+
+// Numel is the number of elements the view covers.
+func (t Tensor) Numel() int { return t.Shape.Numel() }
+
+// Valid reports whether the tensor refers to storage.
+func (t Tensor) Valid() bool { return t.Buf != nil }
+
+// WithBatch returns the same storage viewed with a leading dimension of n (n <= the allocated one), so a
+// network allocated for a batch of B can run a smaller last batch without new allocations.
+func (t Tensor) WithBatch(n int) Tensor {
+	s := append(Shape(nil), t.Shape...)
+	s[0] = n
+	t.Shape = s
+	return t
+}
+
+// N, C, H, W of a 4-D activation tensor (or N, C of a 2-D one, with H = W = 1).
+func (t Tensor) NCHW() (n, c, h, w int) {
+	switch len(t.Shape) {
+	case 4:
+		return t.Shape[0], t.Shape[1], t.Shape[2], t.Shape[3]
+	case 2:
+		return t.Shape[0], t.Shape[1], 1, 1
+	}
+	return 0, 0, 0, 0
+}
+
+// ConvParams describes a 2-D convolution without bias: x (N, Cin, H, W), w (Cout, Cin, KH, KW),
+// y (N, Cout, OH, OW), OH = (H + 2*Pad - KH)/Stride + 1.
+type ConvParams struct {
+	Stride, Pad int
+}
+
+// OutSize is the output extent of a convolution or pooling window along one axis.
+func OutSize(in, k, stride, pad int) int { return (in+2*pad-k)/stride + 1 }
+
+// BatchNormParams configures a batch-norm op. The forward computes
+//
+//	y = act(gamma * (x - mean) / sqrt(var + Eps) + beta + shortcut(z))
+//
+// where act is ReLU when ReLU is set (else the identity), and shortcut(z) is present when Residual is set.
+// z may have the shape of x, or be the input of an option-A shortcut: (N, Cz, Hz, Wz) with Cz <= C and
+// Hz = H*s, Wz = W*s for an integer stride s; then shortcut(z)[n, c, h, w] = z[n, c-(C-Cz)/2, h*s, w*s] for
+// channels inside the centred window of width Cz and 0 outside it (zero-padded identity, no parameters).
+type BatchNormParams struct {
+	Eps      float32 // 1e-5 as in PyTorch
+	Momentum float32 // running = (1-Momentum)*running + Momentum*batch; 0.1 as in PyTorch
+	ReLU     bool
+	Residual bool
+}
+
+// BatchNormTensors are the operands of a batch-norm forward. Statistics are per channel, shape (C).
+// Running variance is updated with the unbiased batch variance, as PyTorch does; the saved inverse
+// standard deviation uses the biased one.
+type BatchNormTensors struct {
+	X, Z, Y                 Tensor // Z only when Residual
+	Gamma, Beta             Tensor
+	RunningMean, RunningVar Tensor
+	SaveMean, SaveInvStd    Tensor // written by training forward, read by backward
+}
+
+// BatchNormGrads are the operands of a batch-norm backward. Y is the forward output (its sign gives the
+// ReLU mask). DZ receives the gradient of the shortcut input z (same shape as Z; positions an option-A
+// shortcut does not read get 0) and is written, not accumulated. DGamma and DBeta are written.
+type BatchNormGrads struct {
+	X, Y, DY             Tensor
+	Gamma                Tensor
+	SaveMean, SaveInvStd Tensor
+	DX, DZ               Tensor // DZ only when Residual
+	DGamma, DBeta        Tensor
+}
+
+// PoolParams describes a max-pool window (PyTorch semantics: padding counts as -inf).
+type PoolParams struct {
+	Kernel, Stride, Pad int
+}
+
+// SGDParams are the hyper-parameters of one SGD step (PyTorch semantics):
+//
+//	g = grad + wd*p;  buf = Momentum*buf + g;  g = Nesterov ? g + Momentum*buf : buf;  p -= LR*g
+type SGDParams struct {
+	LR, Momentum float32
+	Nesterov     bool
+}
+
+// SGDSlot is one parameter in an SGD step. WeightDecay is per parameter so BN and bias terms can be
+// excluded.
+type SGDSlot struct {
+	Param, Grad, Buf Tensor
+	WeightDecay      float32
+}
+
+// Device is a compute backend. All tensors passed to a device were allocated by it. Methods return an error
+// for shape mismatches and backend failures; they never panic on bad input.
+type Device interface {
+	Name() string
+	// Alloc returns a zeroed tensor.
+	Alloc(shape Shape, dt DType, layout Layout) (Tensor, error)
+	Free(t Tensor)
+	Upload(dst Tensor, src []float32) error
+	UploadInt32(dst Tensor, src []int32) error
+	Download(dst []float32, src Tensor) error
+	Zero(t Tensor) error
+	Copy(dst, src Tensor) error
+	// Sync waits for all queued work.
+	Sync() error
+
+	ConvForward(p ConvParams, x, w, y Tensor) error
+	// ConvBackwardData writes dx, or adds into it when accumulate is set (the residual fork).
+	ConvBackwardData(p ConvParams, dy, w, dx Tensor, accumulate bool) error
+	ConvBackwardFilter(p ConvParams, x, dy, dw Tensor) error
+
+	BatchNormForwardTraining(p BatchNormParams, t BatchNormTensors) error
+	// BatchNormForwardInference uses the running statistics; SaveMean/SaveInvStd are not touched.
+	BatchNormForwardInference(p BatchNormParams, t BatchNormTensors) error
+	BatchNormBackward(p BatchNormParams, g BatchNormGrads) error
+
+	MaxPoolForward(p PoolParams, x, y Tensor) error
+	MaxPoolBackward(p PoolParams, x, y, dy, dx Tensor) error
+	// GlobalAvgPoolForward: x (N, C, H, W) -> y (N, C).
+	GlobalAvgPoolForward(x, y Tensor) error
+	GlobalAvgPoolBackward(dy, dx Tensor) error
+
+	// LinearForward: y (N, Out) = x (N, In) * w (Out, In)^T + b (Out).
+	LinearForward(x, w, b, y Tensor) error
+	// LinearBackward writes dx (if valid), dw and db.
+	LinearBackward(x, w, dy, dx, dw, db Tensor) error
+
+	// SoftmaxCrossEntropy: logits (N, K), labels (N) int32; writes loss (N) per sample and
+	// dlogits = (softmax - onehot) * gradScale.
+	SoftmaxCrossEntropy(logits, labels, loss, dlogits Tensor, gradScale float32) error
+
+	SGDStep(p SGDParams, slots []SGDSlot) error
+}
+
+// Factory opens a device. Backends register one under their name ("cpu", "cuda").
+type Factory func() (Device, error)
+
+var (
+	mu        sync.Mutex
+	factories = map[string]Factory{}
+)
+
+// Register makes a backend available to Open. It is called from the backend package's init.
+func Register(name string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	factories[name] = f
+}
+
+// Names lists the registered backends.
+func Names() []string {
+	mu.Lock()
+	defer mu.Unlock()
+	var out []string
+	for n := range factories {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Open returns the named device. "auto" picks cuda when it opens, else cpu.
+func Open(name string) (Device, error) {
+	mu.Lock()
+	f, ok := factories[name]
+	cudaF, hasCUDA := factories["cuda"]
+	cpuF, hasCPU := factories["cpu"]
+	mu.Unlock()
+	if name == "auto" {
+		if hasCUDA {
+			if d, err := cudaF(); err == nil {
+				return d, nil
+			}
+		}
+		if hasCPU {
+			return cpuF()
+		}
+		return nil, fmt.Errorf("backend: no device available")
+	}
+	if !ok {
+		return nil, fmt.Errorf("backend: unknown device %q (available: %v)", name, Names())
+	}
+	return f()
+}

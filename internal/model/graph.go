@@ -1,0 +1,315 @@
+package model
+
+import (
+	"fmt"
+
+	"resnet/internal/backend"
+)
+
+// ParamKind says what a named tensor of the parameter table is.
+type ParamKind int
+
+const (
+	ConvWeight    ParamKind = iota // (Cout, Cin, kH, kW)
+	BNWeight                       // gamma (C)
+	BNBias                         // beta (C)
+	BNRunningMean                  // (C), not trained
+	BNRunningVar                   // (C), not trained
+	FCWeight                       // (classes, features)
+	FCBias                         // (classes)
+)
+
+// Trainable reports whether the optimizer updates tensors of this kind.
+func (k ParamKind) Trainable() bool { return k != BNRunningMean && k != BNRunningVar }
+
+// Param is one named tensor of the parameter table; names follow torchvision's state_dict.
+type Param struct {
+	Name  string
+	Shape backend.Shape
+	Kind  ParamKind
+	// Value, Grad and Momentum are views into the net's single parameter, gradient and momentum
+	// allocations (Grad and Momentum are unused for running statistics).
+	Value, Grad, Momentum backend.Tensor
+	// zeroInit marks the last BN gamma of a residual branch, set to 0 under Spec.ZeroInitResidual.
+	zeroInit bool
+	offset   int
+}
+
+// act is an activation of the graph: its per-sample shape and, once allocated, its value and gradient.
+type act struct {
+	name      string
+	c, h, w   int
+	needGrad  bool
+	val, grad backend.Tensor // allocated for the net's batch capacity
+	cur, dcur backend.Tensor // the same storage viewed with the current batch size
+	// gradWritten is set once some node has written this activation's gradient in the current backward
+	// pass; later writers accumulate (the residual fork).
+	gradWritten bool
+}
+
+func (a *act) shape() string { return fmt.Sprintf("%dx%dx%d", a.c, a.h, a.w) }
+
+// node is one layer of the graph with a hand-written forward and backward.
+type node interface {
+	forward(n *Net, train bool) error
+	backward(n *Net) error
+	macs() int64 // multiply-adds per sample
+}
+
+type convNode struct {
+	name    string
+	p       backend.ConvParams
+	k       int
+	w       *Param
+	in, out *act
+}
+
+type bnNode struct {
+	name                  string
+	gamma, beta, mean, vr *Param
+	x, y, z               *act // z: shortcut input when the BN closes a residual unit
+	relu                  bool
+	saveMean, saveInvStd  backend.Tensor
+}
+
+type maxPoolNode struct {
+	p       backend.PoolParams
+	in, out *act
+}
+
+type avgPoolNode struct{ in, out *act }
+
+type linearNode struct {
+	w, b    *Param
+	in, out *act
+}
+
+func (c *convNode) macs() int64 {
+	return int64(c.out.c) * int64(c.out.h) * int64(c.out.w) * int64(c.in.c) * int64(c.k*c.k)
+}
+func (*bnNode) macs() int64      { return 0 }
+func (*maxPoolNode) macs() int64 { return 0 }
+func (*avgPoolNode) macs() int64 { return 0 }
+func (l *linearNode) macs() int64 {
+	return int64(l.in.c) * int64(l.out.c)
+}
+
+// graph is a spec turned into layers with known shapes, before any device memory exists.
+type graph struct {
+	spec   Spec
+	params []*Param
+	nodes  []node
+	acts   []*act
+	input  *act
+	logits *act
+	stages []StageInfo
+}
+
+// StageInfo describes the output of the stem, each stage and the head.
+type StageInfo struct {
+	Name    string
+	Blocks  int
+	C, H, W int
+	Params  int64
+	MACs    int64
+}
+
+type builder struct {
+	g *graph
+}
+
+func (b *builder) newAct(name string, c, h, w int) *act {
+	a := &act{name: name, c: c, h: h, w: w, needGrad: true}
+	b.g.acts = append(b.g.acts, a)
+	return a
+}
+
+func (b *builder) param(name string, kind ParamKind, shape ...int) *Param {
+	p := &Param{Name: name, Shape: backend.Shape(shape), Kind: kind}
+	b.g.params = append(b.g.params, p)
+	return p
+}
+
+func (b *builder) conv(name string, in *act, cout, k, stride, pad int) (*act, error) {
+	oh := backend.OutSize(in.h, k, stride, pad)
+	ow := backend.OutSize(in.w, k, stride, pad)
+	if oh < 1 || ow < 1 {
+		return nil, fmt.Errorf("model %s: %s: input %s is too small for a %dx%d/%d convolution", b.g.spec.Name, name, in.shape(), k, k, stride)
+	}
+	out := b.newAct(name, cout, oh, ow)
+	w := b.param(name+".weight", ConvWeight, cout, in.c, k, k)
+	b.g.nodes = append(b.g.nodes, &convNode{name: name, p: backend.ConvParams{Stride: stride, Pad: pad}, k: k, w: w, in: in, out: out})
+	return out, nil
+}
+
+func (b *builder) bn(name string, x *act, relu bool, z *act) *bnNode {
+	y := b.newAct(name, x.c, x.h, x.w)
+	n := &bnNode{
+		name:  name,
+		gamma: b.param(name+".weight", BNWeight, x.c),
+		beta:  b.param(name+".bias", BNBias, x.c),
+		mean:  b.param(name+".running_mean", BNRunningMean, x.c),
+		vr:    b.param(name+".running_var", BNRunningVar, x.c),
+		x:     x, y: y, z: z, relu: relu,
+	}
+	b.g.nodes = append(b.g.nodes, n)
+	return n
+}
+
+// block appends one residual (or plain) unit and returns its output.
+func (b *builder) block(prefix string, in *act, width, stride int) (*act, error) {
+	s := b.g.spec
+	outC := width * s.Block.Expansion()
+	var h *act
+	var err error
+	if s.Block == Basic {
+		if h, err = b.conv(prefix+".conv1", in, width, 3, stride, 1); err != nil {
+			return nil, err
+		}
+		h = b.bn(prefix+".bn1", h, true, nil).y
+		if h, err = b.conv(prefix+".conv2", h, outC, 3, 1, 1); err != nil {
+			return nil, err
+		}
+	} else {
+		s1, s3 := 1, stride
+		if s.StrideIn1x1 {
+			s1, s3 = stride, 1
+		}
+		if h, err = b.conv(prefix+".conv1", in, width, 1, s1, 0); err != nil {
+			return nil, err
+		}
+		h = b.bn(prefix+".bn1", h, true, nil).y
+		if h, err = b.conv(prefix+".conv2", h, width, 3, s3, 1); err != nil {
+			return nil, err
+		}
+		h = b.bn(prefix+".bn2", h, true, nil).y
+		if h, err = b.conv(prefix+".conv3", h, outC, 1, 1, 0); err != nil {
+			return nil, err
+		}
+	}
+	last := prefix + ".bn2"
+	if s.Block == Bottleneck {
+		last = prefix + ".bn3"
+	}
+	if !s.Residual {
+		return b.bn(last, h, true, nil).y, nil
+	}
+	changes := stride != 1 || in.c != outC
+	z := in
+	if s.Shortcut == 'C' || (s.Shortcut == 'B' && changes) {
+		d, err := b.conv(prefix+".downsample.0", in, outC, 1, stride, 0)
+		if err != nil {
+			return nil, err
+		}
+		z = b.bn(prefix+".downsample.1", d, false, nil).y
+	} else if changes && (outC < in.c || (outC-in.c)%2 != 0) {
+		return nil, fmt.Errorf("model %s: %s: an option-A shortcut cannot map %d to %d channels (needs an even increase)", s.Name, prefix, in.c, outC)
+	}
+	n := b.bn(last, h, true, z)
+	n.gamma.zeroInit = true
+	if z != in {
+		return n.y, nil
+	}
+	if in.h != n.y.h*stride || in.w != n.y.w*stride {
+		return nil, fmt.Errorf("model %s: %s: an option-A shortcut cannot subsample %s to %s", s.Name, prefix, in.shape(), n.y.shape())
+	}
+	return n.y, nil
+}
+
+// newGraph builds the layer graph of a spec and checks the shape after every stage.
+func newGraph(s Spec) (*graph, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	g := &graph{spec: s}
+	b := &builder{g: g}
+	g.input = b.newAct("input", s.InChannels, s.InputSize, s.InputSize)
+	g.input.needGrad = false
+	mark := func(name string, blocks int, a *act, p0, n0 int) {
+		st := StageInfo{Name: name, Blocks: blocks, C: a.c, H: a.h, W: a.w}
+		for _, p := range g.params[p0:] {
+			if p.Kind.Trainable() {
+				st.Params += int64(p.Shape.Numel())
+			}
+		}
+		for _, n := range g.nodes[n0:] {
+			st.MACs += n.macs()
+		}
+		g.stages = append(g.stages, st)
+	}
+
+	h := g.input
+	var err error
+	if s.Family == ImageNet {
+		if h, err = b.conv("conv1", h, s.StemWidth, 7, 2, 3); err != nil {
+			return nil, err
+		}
+		h = b.bn("bn1", h, true, nil).y
+		out := b.newAct("maxpool", h.c, backend.OutSize(h.h, 3, 2, 1), backend.OutSize(h.w, 3, 2, 1))
+		g.nodes = append(g.nodes, &maxPoolNode{p: backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1}, in: h, out: out})
+		h = out
+	} else {
+		if h, err = b.conv("conv1", h, s.StemWidth, 3, 1, 1); err != nil {
+			return nil, err
+		}
+		h = b.bn("bn1", h, true, nil).y
+	}
+	mark("stem", 0, h, 0, 0)
+
+	side := h.h
+	for i, blocks := range s.Layers {
+		p0, n0 := len(g.params), len(g.nodes)
+		stride := 1
+		if i > 0 {
+			stride = 2
+		}
+		for j := 0; j < blocks; j++ {
+			st := 1
+			if j == 0 {
+				st = stride
+			}
+			if h, err = b.block(fmt.Sprintf("layer%d.%d", i+1, j), h, s.Widths[i], st); err != nil {
+				return nil, err
+			}
+		}
+		side = backend.OutSize(side, 1, stride, 0)
+		wantC := s.Widths[i] * s.Block.Expansion()
+		if h.c != wantC || h.h != side || h.w != side {
+			return nil, fmt.Errorf("model %s: stage %d produces %s, want %dx%dx%d", s.Name, i+1, h.shape(), wantC, side, side)
+		}
+		mark(fmt.Sprintf("layer%d", i+1), blocks, h, p0, n0)
+	}
+
+	p0, n0 := len(g.params), len(g.nodes)
+	pooled := b.newAct("avgpool", h.c, 1, 1)
+	g.nodes = append(g.nodes, &avgPoolNode{in: h, out: pooled})
+	g.logits = b.newAct("fc", s.NumClasses, 1, 1)
+	g.nodes = append(g.nodes, &linearNode{
+		w:  b.param("fc.weight", FCWeight, s.NumClasses, h.c),
+		b:  b.param("fc.bias", FCBias, s.NumClasses),
+		in: pooled, out: g.logits,
+	})
+	mark("head", 0, g.logits, p0, n0)
+	return g, nil
+}
+
+// Stats are a spec's size and cost per sample.
+type Stats struct {
+	Params int64 // trainable: conv weights, BN gamma and beta, FC weight and bias
+	MACs   int64 // convolutions and the FC layer
+	Stages []StageInfo
+}
+
+// Describe computes a spec's parameter count, MACs and per-stage shapes without allocating anything.
+func Describe(s Spec) (Stats, error) {
+	g, err := newGraph(s)
+	if err != nil {
+		return Stats{}, err
+	}
+	st := Stats{Stages: g.stages}
+	for _, x := range g.stages {
+		st.Params += x.Params
+		st.MACs += x.MACs
+	}
+	return st, nil
+}

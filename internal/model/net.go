@@ -1,0 +1,482 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"resnet/internal/backend"
+)
+
+// BatchNorm hyper-parameters, as in PyTorch (so running statistics move between the two unchanged).
+const (
+	bnEps      = 1e-5
+	bnMomentum = 0.1
+)
+
+// Net is a spec's graph allocated on a device for a maximum batch size. All parameters live in one
+// allocation (and their gradients and momentum buffers in one each), viewed per tensor.
+type Net struct {
+	Spec   Spec
+	Params []*Param
+	// BatchesTracked counts training forward passes, torchvision's num_batches_tracked.
+	BatchesTracked int64
+
+	g        *graph
+	dev      backend.Device
+	capacity int
+	nb       int // current batch size
+
+	values, grads, moms backend.Tensor
+	labels, loss        backend.Tensor
+	lossHost            []float32
+	logitsHost          []float32
+	allocated           []backend.Tensor
+}
+
+// Build allocates a spec's network on dev for batches of up to batch examples.
+func Build(dev backend.Device, s Spec, batch int) (*Net, error) {
+	if batch < 1 {
+		return nil, fmt.Errorf("model %s: batch size must be >= 1 (got %d)", s.Name, batch)
+	}
+	g, err := newGraph(s)
+	if err != nil {
+		return nil, err
+	}
+	n := &Net{Spec: s, Params: g.params, g: g, dev: dev, capacity: batch}
+	if err := n.alloc(); err != nil {
+		n.Free()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Net) allocT(shape backend.Shape, dt backend.DType) (backend.Tensor, error) {
+	t, err := n.dev.Alloc(shape, dt, backend.NCHW)
+	if err != nil {
+		return t, fmt.Errorf("model %s: allocating %v: %w", n.Spec.Name, shape, err)
+	}
+	n.allocated = append(n.allocated, t)
+	return t, nil
+}
+
+func (n *Net) alloc() error {
+	total := 0
+	for _, p := range n.Params {
+		p.offset = total
+		total += p.Shape.Numel()
+	}
+	var err error
+	flat := backend.Shape{total}
+	if n.values, err = n.allocT(flat, backend.F32); err != nil {
+		return err
+	}
+	if n.grads, err = n.allocT(flat, backend.F32); err != nil {
+		return err
+	}
+	if n.moms, err = n.allocT(flat, backend.F32); err != nil {
+		return err
+	}
+	view := func(t backend.Tensor, p *Param) backend.Tensor {
+		t.Shape = p.Shape
+		t.Off = p.offset
+		return t
+	}
+	for _, p := range n.Params {
+		p.Value = view(n.values, p)
+		if p.Kind.Trainable() {
+			p.Grad = view(n.grads, p)
+			p.Momentum = view(n.moms, p)
+		}
+	}
+	for _, a := range n.g.acts {
+		shape := backend.Shape{n.capacity, a.c, a.h, a.w}
+		if a == n.g.logits || a.h == 1 && a.w == 1 && a != n.g.input {
+			shape = backend.Shape{n.capacity, a.c}
+		}
+		if a.val, err = n.allocT(shape, backend.F32); err != nil {
+			return err
+		}
+		if a.needGrad {
+			if a.grad, err = n.allocT(shape, backend.F32); err != nil {
+				return err
+			}
+		}
+	}
+	for _, nd := range n.g.nodes {
+		if b, ok := nd.(*bnNode); ok {
+			if b.saveMean, err = n.allocT(backend.Shape{b.x.c}, backend.F32); err != nil {
+				return err
+			}
+			if b.saveInvStd, err = n.allocT(backend.Shape{b.x.c}, backend.F32); err != nil {
+				return err
+			}
+		}
+	}
+	if n.labels, err = n.allocT(backend.Shape{n.capacity}, backend.I32); err != nil {
+		return err
+	}
+	if n.loss, err = n.allocT(backend.Shape{n.capacity}, backend.F32); err != nil {
+		return err
+	}
+	n.lossHost = make([]float32, n.capacity)
+	n.logitsHost = make([]float32, n.capacity*n.Spec.NumClasses)
+	n.nb = -1
+	return n.setBatch(n.capacity)
+}
+
+// Free releases the device memory.
+func (n *Net) Free() {
+	for _, t := range n.allocated {
+		n.dev.Free(t)
+	}
+	n.allocated = nil
+}
+
+// Device is the backend the net runs on.
+func (n *Net) Device() backend.Device { return n.dev }
+
+// Capacity is the largest batch the net was allocated for.
+func (n *Net) Capacity() int { return n.capacity }
+
+// InputShape is the per-sample input shape (C, H, W).
+func (n *Net) InputShape() (c, h, w int) { return n.g.input.c, n.g.input.h, n.g.input.w }
+
+// setBatch points every activation view at the first nb samples of its allocation. Views are rebuilt only
+// when the batch size changes, so the training step does not allocate.
+func (n *Net) setBatch(nb int) error {
+	if nb < 1 || nb > n.capacity {
+		return fmt.Errorf("model %s: batch of %d examples, the net holds 1..%d", n.Spec.Name, nb, n.capacity)
+	}
+	if nb == n.nb {
+		return nil
+	}
+	for _, a := range n.g.acts {
+		a.cur = a.val.WithBatch(nb)
+		if a.needGrad {
+			a.dcur = a.grad.WithBatch(nb)
+		}
+	}
+	n.nb = nb
+	return nil
+}
+
+// Init sets the weights from seed: He (Kaiming) normal for convolutions with fan-out scaling, as
+// torchvision does; BN gamma 1 (0 for the last BN of each residual branch under ZeroInitResidual) and beta
+// 0; running mean 0 and variance 1; the FC layer uniform in +-1/sqrt(fan_in), PyTorch's default.
+func (n *Net) Init(seed int64) error {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))
+	for _, p := range n.Params {
+		v := make([]float32, p.Shape.Numel())
+		switch p.Kind {
+		case ConvWeight:
+			std := math.Sqrt(2 / float64(p.Shape[0]*p.Shape[2]*p.Shape[3]))
+			for i := range v {
+				v[i] = float32(rng.NormFloat64() * std)
+			}
+		case BNWeight:
+			g := float32(1)
+			if p.zeroInit && n.Spec.ZeroInitResidual {
+				g = 0
+			}
+			for i := range v {
+				v[i] = g
+			}
+		case BNRunningVar:
+			for i := range v {
+				v[i] = 1
+			}
+		case FCWeight, FCBias:
+			fanIn := n.g.logits.c
+			for _, nd := range n.g.nodes {
+				if l, ok := nd.(*linearNode); ok {
+					fanIn = l.in.c
+				}
+			}
+			bound := 1 / math.Sqrt(float64(fanIn))
+			for i := range v {
+				v[i] = float32((rng.Float64()*2 - 1) * bound)
+			}
+		}
+		if err := n.dev.Upload(p.Value, v); err != nil {
+			return fmt.Errorf("model %s: init %s: %w", n.Spec.Name, p.Name, err)
+		}
+	}
+	n.BatchesTracked = 0
+	if err := n.dev.Zero(n.moms); err != nil {
+		return err
+	}
+	return n.dev.Zero(n.grads)
+}
+
+// Param returns the named tensor of the parameter table.
+func (n *Net) Param(name string) (*Param, bool) {
+	for _, p := range n.Params {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// Forward runs the network on nb examples x (NCHW float32, nb*C*H*W values). In training mode BN uses and
+// updates batch statistics.
+func (n *Net) Forward(x []float32, nb int, train bool) error {
+	if err := n.setBatch(nb); err != nil {
+		return err
+	}
+	c, h, w := n.InputShape()
+	if len(x) != nb*c*h*w {
+		return fmt.Errorf("model %s: input holds %d values, want %d (%d x %dx%dx%d)", n.Spec.Name, len(x), nb*c*h*w, nb, c, h, w)
+	}
+	if err := n.dev.Upload(n.g.input.cur, x); err != nil {
+		return err
+	}
+	for _, nd := range n.g.nodes {
+		if err := nd.forward(n, train); err != nil {
+			return err
+		}
+	}
+	if train {
+		n.BatchesTracked++
+	}
+	return nil
+}
+
+// Result summarises one batch: summed loss and the number of top-1 and top-5 hits.
+type Result struct {
+	N          int
+	LossSum    float64
+	Top1, Top5 int
+}
+
+// Loss computes the softmax cross-entropy of the last Forward against labels and the gradient of the mean
+// loss with respect to the logits, and scores the batch.
+func (n *Net) Loss(labels []int32) (Result, error) {
+	nb := n.nb
+	if len(labels) != nb {
+		return Result{}, fmt.Errorf("model %s: %d labels for a batch of %d", n.Spec.Name, len(labels), nb)
+	}
+	k := n.Spec.NumClasses
+	for i, l := range labels {
+		if l < 0 || int(l) >= k {
+			return Result{}, fmt.Errorf("model %s: label %d of example %d is outside 0..%d", n.Spec.Name, l, i, k-1)
+		}
+	}
+	lab := n.labels.WithBatch(nb)
+	loss := n.loss.WithBatch(nb)
+	if err := n.dev.UploadInt32(lab, labels); err != nil {
+		return Result{}, err
+	}
+	lg := n.g.logits
+	if err := n.dev.SoftmaxCrossEntropy(lg.cur, lab, loss, lg.dcur, 1/float32(nb)); err != nil {
+		return Result{}, err
+	}
+	if err := n.dev.Download(n.lossHost[:nb], loss); err != nil {
+		return Result{}, err
+	}
+	r, err := n.score(labels)
+	if err != nil {
+		return r, err
+	}
+	for _, v := range n.lossHost[:nb] {
+		r.LossSum += float64(v)
+	}
+	return r, nil
+}
+
+// score counts top-1 and top-5 hits of the current logits.
+func (n *Net) score(labels []int32) (Result, error) {
+	nb, k := n.nb, n.Spec.NumClasses
+	logits := n.logitsHost[:nb*k]
+	if err := n.dev.Download(logits, n.g.logits.cur); err != nil {
+		return Result{}, err
+	}
+	r := Result{N: nb}
+	for i, l := range labels {
+		row := logits[i*k : (i+1)*k]
+		target := row[l]
+		rank := 0 // classes scoring strictly higher than the target; ties count for the target
+		for j, v := range row {
+			if v > target || (v == target && j < int(l)) {
+				rank++
+			}
+		}
+		if rank == 0 {
+			r.Top1++
+		}
+		if rank < 5 {
+			r.Top5++
+		}
+	}
+	return r, nil
+}
+
+// Logits downloads the last Forward's logits (nb x classes) into dst and returns it.
+func (n *Net) Logits(dst []float32) ([]float32, error) {
+	k := n.Spec.NumClasses
+	dst = append(dst[:0], make([]float32, n.nb*k)...)
+	return dst, n.dev.Download(dst, n.g.logits.cur)
+}
+
+// Backward propagates the loss gradient set by Loss to every parameter gradient.
+func (n *Net) Backward() error {
+	for _, a := range n.g.acts {
+		a.gradWritten = false
+	}
+	n.g.logits.gradWritten = true
+	for i := len(n.g.nodes) - 1; i >= 0; i-- {
+		if err := n.g.nodes[i].backward(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Evaluate runs inference on one batch and scores it.
+func (n *Net) Evaluate(x []float32, labels []int32) (Result, error) {
+	if err := n.Forward(x, len(labels), false); err != nil {
+		return Result{}, err
+	}
+	return n.Loss(labels)
+}
+
+// TrainStep runs forward (training mode), loss and backward on one batch; the caller applies the update.
+func (n *Net) TrainStep(x []float32, labels []int32) (Result, error) {
+	if err := n.Forward(x, len(labels), true); err != nil {
+		return Result{}, err
+	}
+	r, err := n.Loss(labels)
+	if err != nil {
+		return r, err
+	}
+	return r, n.Backward()
+}
+
+// SGDSlots lists the trainable parameters for an SGD step with weight decay wd, exempting BN and bias
+// terms when noDecayBNBias is set.
+func (n *Net) SGDSlots(wd float32, noDecayBNBias bool) []backend.SGDSlot {
+	var slots []backend.SGDSlot
+	for _, p := range n.Params {
+		if !p.Kind.Trainable() {
+			continue
+		}
+		d := wd
+		if noDecayBNBias && p.Kind != ConvWeight && p.Kind != FCWeight {
+			d = 0
+		}
+		slots = append(slots, backend.SGDSlot{Param: p.Value, Grad: p.Grad, Buf: p.Momentum, WeightDecay: d})
+	}
+	return slots
+}
+
+// Get downloads a parameter-table tensor.
+func (n *Net) Get(p *Param) ([]float32, error) {
+	v := make([]float32, p.Shape.Numel())
+	return v, n.dev.Download(v, p.Value)
+}
+
+// Set uploads a parameter-table tensor.
+func (n *Net) Set(p *Param, v []float32) error {
+	if len(v) != p.Shape.Numel() {
+		return fmt.Errorf("model %s: %s needs %d values %v, got %d", n.Spec.Name, p.Name, p.Shape.Numel(), p.Shape, len(v))
+	}
+	return n.dev.Upload(p.Value, v)
+}
+
+func (c *convNode) forward(n *Net, _ bool) error {
+	if err := n.dev.ConvForward(c.p, c.in.cur, c.w.Value, c.out.cur); err != nil {
+		return fmt.Errorf("%s: %w", c.name, err)
+	}
+	return nil
+}
+
+func (c *convNode) backward(n *Net) error {
+	if err := n.dev.ConvBackwardFilter(c.p, c.in.cur, c.out.dcur, c.w.Grad); err != nil {
+		return fmt.Errorf("%s: %w", c.name, err)
+	}
+	if !c.in.needGrad {
+		return nil
+	}
+	if err := n.dev.ConvBackwardData(c.p, c.out.dcur, c.w.Value, c.in.dcur, c.in.gradWritten); err != nil {
+		return fmt.Errorf("%s: %w", c.name, err)
+	}
+	c.in.gradWritten = true
+	return nil
+}
+
+func (b *bnNode) params() backend.BatchNormParams {
+	return backend.BatchNormParams{Eps: bnEps, Momentum: bnMomentum, ReLU: b.relu, Residual: b.z != nil}
+}
+
+func (b *bnNode) forward(n *Net, train bool) error {
+	t := backend.BatchNormTensors{
+		X: b.x.cur, Y: b.y.cur,
+		Gamma: b.gamma.Value, Beta: b.beta.Value,
+		RunningMean: b.mean.Value, RunningVar: b.vr.Value,
+		SaveMean: b.saveMean, SaveInvStd: b.saveInvStd,
+	}
+	if b.z != nil {
+		t.Z = b.z.cur
+	}
+	var err error
+	if train {
+		err = n.dev.BatchNormForwardTraining(b.params(), t)
+	} else {
+		err = n.dev.BatchNormForwardInference(b.params(), t)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.name, err)
+	}
+	return nil
+}
+
+func (b *bnNode) backward(n *Net) error {
+	g := backend.BatchNormGrads{
+		X: b.x.cur, Y: b.y.cur, DY: b.y.dcur,
+		Gamma:    b.gamma.Value,
+		SaveMean: b.saveMean, SaveInvStd: b.saveInvStd,
+		DX: b.x.dcur, DGamma: b.gamma.Grad, DBeta: b.beta.Grad,
+	}
+	if b.z != nil {
+		// The shortcut's gradient is written, not added: the unit's output BN must be the first consumer
+		// of z to run backward, which the builder's node order guarantees.
+		if b.z.gradWritten {
+			return fmt.Errorf("%s: shortcut gradient already written (graph order broken)", b.name)
+		}
+		g.DZ = b.z.dcur
+		b.z.gradWritten = true
+	}
+	if err := n.dev.BatchNormBackward(b.params(), g); err != nil {
+		return fmt.Errorf("%s: %w", b.name, err)
+	}
+	b.x.gradWritten = true
+	return nil
+}
+
+func (m *maxPoolNode) forward(n *Net, _ bool) error {
+	return n.dev.MaxPoolForward(m.p, m.in.cur, m.out.cur)
+}
+
+func (m *maxPoolNode) backward(n *Net) error {
+	m.in.gradWritten = true
+	return n.dev.MaxPoolBackward(m.p, m.in.cur, m.out.cur, m.out.dcur, m.in.dcur)
+}
+
+func (a *avgPoolNode) forward(n *Net, _ bool) error {
+	return n.dev.GlobalAvgPoolForward(a.in.cur, a.out.cur)
+}
+
+func (a *avgPoolNode) backward(n *Net) error {
+	a.in.gradWritten = true
+	return n.dev.GlobalAvgPoolBackward(a.out.dcur, a.in.dcur)
+}
+
+func (l *linearNode) forward(n *Net, _ bool) error {
+	return n.dev.LinearForward(l.in.cur, l.w.Value, l.b.Value, l.out.cur)
+}
+
+func (l *linearNode) backward(n *Net) error {
+	l.in.gradWritten = true
+	return n.dev.LinearBackward(l.in.cur, l.w.Value, l.out.dcur, l.in.dcur, l.w.Grad, l.b.Grad)
+}

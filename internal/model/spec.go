@@ -1,0 +1,215 @@
+// Package model holds the architecture specs of the zoo (ImageNet and CIFAR ResNets and their plain
+// counterparts), the one builder that turns a spec into a layer graph, and the forward/backward
+// orchestration of that graph on a backend.Device.
+package model
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// BlockKind is the residual unit type.
+type BlockKind string
+
+const (
+	Basic      BlockKind = "basic"      // two 3x3 convs
+	Bottleneck BlockKind = "bottleneck" // 1x1, 3x3, 1x1 with expansion 4
+)
+
+// Expansion is the ratio of a block's output width to its base width.
+func (b BlockKind) Expansion() int {
+	if b == Bottleneck {
+		return 4
+	}
+	return 1
+}
+
+// Family names the input regime a spec is built for.
+const (
+	ImageNet = "imagenet" // 224x224, 7x7/2 stem + 3x3/2 max-pool, four stages
+	CIFAR    = "cifar"    // 32x32, 3x3 stem, three stages of widths 16/32/64
+)
+
+// Spec describes a network. Plain networks are the same spec with Residual false.
+type Spec struct {
+	Name   string    // zoo name, e.g. resnet50, cifar_plain56
+	Family string    // ImageNet or CIFAR
+	Block  BlockKind // Basic or Bottleneck
+	Layers []int     // blocks per stage
+	Widths []int     // base width per stage (output width = width * expansion)
+	// Residual adds shortcuts; false gives the plain counterpart.
+	Residual bool
+	// Shortcut is 'A' (zero-padded identity), 'B' (projection where the shape changes) or 'C'
+	// (projection on every block).
+	Shortcut byte
+	// StrideIn1x1 puts the bottleneck's stride on its first 1x1 conv (the paper's original); false puts
+	// it on the 3x3 (torchvision "v1.5").
+	StrideIn1x1      bool
+	ZeroInitResidual bool
+	StemWidth        int
+	InChannels       int
+	InputSize        int // square input side
+	NumClasses       int
+}
+
+// Depth is the number of weighted layers (convs on the main path plus the FC layer).
+func (s Spec) Depth() int {
+	per := 2
+	if s.Block == Bottleneck {
+		per = 3
+	}
+	n := 0
+	for _, l := range s.Layers {
+		n += l
+	}
+	return n*per + 2
+}
+
+// Validate checks that a spec can be built.
+func (s Spec) Validate() error {
+	switch {
+	case s.Block != Basic && s.Block != Bottleneck:
+		return fmt.Errorf("model %s: block must be basic or bottleneck (got %q)", s.Name, s.Block)
+	case len(s.Layers) == 0 || len(s.Layers) != len(s.Widths):
+		return fmt.Errorf("model %s: layers and widths must be non-empty and of equal length (got %d and %d)", s.Name, len(s.Layers), len(s.Widths))
+	case s.Shortcut != 'A' && s.Shortcut != 'B' && s.Shortcut != 'C':
+		return fmt.Errorf("model %s: shortcut must be A, B or C (got %q)", s.Name, string(s.Shortcut))
+	case s.NumClasses < 1:
+		return fmt.Errorf("model %s: num_classes must be >= 1 (got %d)", s.Name, s.NumClasses)
+	case s.InputSize < 1 || s.InChannels < 1 || s.StemWidth < 1:
+		return fmt.Errorf("model %s: input size, input channels and stem width must be >= 1", s.Name)
+	case s.Family != ImageNet && s.Family != CIFAR:
+		return fmt.Errorf("model %s: family must be %s or %s (got %q)", s.Name, ImageNet, CIFAR, s.Family)
+	}
+	for i, l := range s.Layers {
+		if l < 1 || s.Widths[i] < 1 {
+			return fmt.Errorf("model %s: stage %d needs at least one block and a positive width", s.Name, i+1)
+		}
+	}
+	return nil
+}
+
+var imagenetLayers = map[int]struct {
+	block  BlockKind
+	layers []int
+}{
+	18:  {Basic, []int{2, 2, 2, 2}},
+	34:  {Basic, []int{3, 4, 6, 3}},
+	50:  {Bottleneck, []int{3, 4, 6, 3}},
+	101: {Bottleneck, []int{3, 4, 23, 3}},
+	152: {Bottleneck, []int{3, 8, 36, 3}},
+}
+
+// ImageNetSpec is resnet<depth> or plain<depth> for depth in 18, 34, 50, 101, 152: 224x224 input,
+// 1000 classes, option B shortcuts.
+func ImageNetSpec(depth int, residual bool) (Spec, error) {
+	l, ok := imagenetLayers[depth]
+	if !ok {
+		return Spec{}, fmt.Errorf("model: ImageNet depth must be one of 18, 34, 50, 101, 152 (got %d)", depth)
+	}
+	name := "resnet"
+	if !residual {
+		name = "plain"
+	}
+	return Spec{
+		Name:       name + strconv.Itoa(depth),
+		Family:     ImageNet,
+		Block:      l.block,
+		Layers:     append([]int(nil), l.layers...),
+		Widths:     []int{64, 128, 256, 512},
+		Residual:   residual,
+		Shortcut:   'B',
+		StemWidth:  64,
+		InChannels: 3,
+		InputSize:  224,
+		NumClasses: 1000,
+	}, nil
+}
+
+// CIFARSpec is the paper's CIFAR-10 network of depth 6n+2: a 3x3 stem of 16 channels, three stages of n
+// basic blocks of widths 16, 32, 64, option A shortcuts, 32x32 input and 10 classes.
+func CIFARSpec(depth int, residual bool) (Spec, error) {
+	if depth < 8 || (depth-2)%6 != 0 {
+		return Spec{}, fmt.Errorf("model: CIFAR depth must be 6n+2 with n >= 1, e.g. 20, 32, 44, 56, 110 (got %d)", depth)
+	}
+	n := (depth - 2) / 6
+	name := "cifar_resnet"
+	if !residual {
+		name = "cifar_plain"
+	}
+	return Spec{
+		Name:       name + strconv.Itoa(depth),
+		Family:     CIFAR,
+		Block:      Basic,
+		Layers:     []int{n, n, n},
+		Widths:     []int{16, 32, 64},
+		Residual:   residual,
+		Shortcut:   'A',
+		StemWidth:  16,
+		InChannels: 3,
+		InputSize:  32,
+		NumClasses: 10,
+	}, nil
+}
+
+// Lookup resolves a zoo name: resnet18..152, plain18..152, cifar_resnetN and cifar_plainN (N = 6n+2),
+// and the short spellings resN (= resnetN) and cifar_resN.
+func Lookup(name string) (Spec, error) {
+	n := strings.ToLower(strings.TrimSpace(name))
+	for _, p := range []struct {
+		prefix   string
+		residual bool
+		cifar    bool
+	}{
+		{"cifar_resnet", true, true}, {"cifar_res", true, true}, {"cifar_plain", false, true},
+		{"resnet", true, false}, {"res", true, false}, {"plain", false, false},
+	} {
+		rest, ok := strings.CutPrefix(n, p.prefix)
+		if !ok {
+			continue
+		}
+		depth, err := strconv.Atoi(rest)
+		if err != nil {
+			break
+		}
+		if p.cifar {
+			return CIFARSpec(depth, p.residual)
+		}
+		return ImageNetSpec(depth, p.residual)
+	}
+	return Spec{}, fmt.Errorf("model: unknown architecture %q (known: %s, or cifar_resnetN / cifar_plainN with N = 6n+2)", name, strings.Join(ZooNames(), ", "))
+}
+
+// Zoo lists the named models: the ImageNet family, then the CIFAR family.
+func Zoo() []Spec {
+	var out []Spec
+	for _, d := range []int{18, 34, 50, 101, 152} {
+		s, _ := ImageNetSpec(d, true)
+		out = append(out, s)
+	}
+	for _, d := range []int{18, 34, 50, 101, 152} {
+		s, _ := ImageNetSpec(d, false)
+		out = append(out, s)
+	}
+	for _, d := range []int{20, 32, 44, 56, 110, 1202} {
+		s, _ := CIFARSpec(d, true)
+		out = append(out, s)
+	}
+	for _, d := range []int{20, 32, 44, 56, 110} {
+		s, _ := CIFARSpec(d, false)
+		out = append(out, s)
+	}
+	return out
+}
+
+// ZooNames lists the zoo's names, sorted.
+func ZooNames() []string {
+	var names []string
+	for _, s := range Zoo() {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,159 @@
+package model
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+// The expected values are the tables of shared/reference/FACTS.md: exact parameter counts, and MACs to the
+// precision the table gives (GMACs to 3 decimals for ImageNet, MMACs to 2 for CIFAR).
+func TestZooMatchesReferenceCounts(t *testing.T) {
+	cases := []struct {
+		name   string
+		params int64
+		macs   float64 // in units of scale
+		scale  float64
+		digits int
+	}{
+		{"resnet18", 11689512, 1.814, 1e9, 3},
+		{"resnet34", 21797672, 3.664, 1e9, 3},
+		{"resnet50", 25557032, 4.089, 1e9, 3},
+		{"resnet101", 44549160, 7.801, 1e9, 3},
+		{"resnet152", 60192808, 11.514, 1e9, 3},
+		{"plain18", 11515688, 1.795, 1e9, 3},
+		{"plain34", 21623848, 3.644, 1e9, 3},
+		{"cifar_resnet20", 269722, 40.55, 1e6, 2},
+		{"cifar_resnet32", 464154, 68.86, 1e6, 2},
+		{"cifar_resnet44", 658586, 97.17, 1e6, 2},
+		{"cifar_resnet56", 853018, 125.49, 1e6, 2},
+		{"cifar_resnet110", 1727962, 252.89, 1e6, 2},
+		{"cifar_resnet1202", 19421274, 2829.24, 1e6, 2},
+		{"cifar_plain20", 269722, 40.55, 1e6, 2},
+		{"cifar_plain56", 853018, 125.49, 1e6, 2},
+		{"cifar_plain110", 1727962, 252.89, 1e6, 2},
+	}
+	for _, c := range cases {
+		s, err := Lookup(c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := Describe(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Params != c.params {
+			t.Errorf("%s: %d params, want %d", c.name, st.Params, c.params)
+		}
+		p := math.Pow(10, float64(c.digits))
+		if got := math.Round(float64(st.MACs)/c.scale*p) / p; got != c.macs {
+			t.Errorf("%s: %.4f MACs (x%g), want %.*f", c.name, float64(st.MACs)/c.scale, c.scale, c.digits, c.macs)
+		}
+	}
+}
+
+func TestLookupSpellings(t *testing.T) {
+	for in, want := range map[string]string{
+		"res34": "resnet34", "RESNET50": "resnet50", "plain34": "plain34",
+		"cifar_res56": "cifar_resnet56", "cifar_plain20": "cifar_plain20", "cifar_resnet8": "cifar_resnet8",
+	} {
+		s, err := Lookup(in)
+		if err != nil || s.Name != want {
+			t.Errorf("Lookup(%q) = %q, %v; want %q", in, s.Name, err, want)
+		}
+	}
+	for in, msg := range map[string]string{
+		"resnet19":       "ImageNet depth must be one of 18, 34, 50, 101, 152 (got 19)",
+		"cifar_resnet21": "CIFAR depth must be 6n+2 with n >= 1, e.g. 20, 32, 44, 56, 110 (got 21)",
+		"vgg16":          `unknown architecture "vgg16"`,
+	} {
+		if _, err := Lookup(in); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("Lookup(%q) error %v, want it to contain %q", in, err, msg)
+		}
+	}
+}
+
+func TestStageShapes(t *testing.T) {
+	for name, want := range map[string][][3]int{
+		"resnet50":       {{64, 56, 56}, {256, 56, 56}, {512, 28, 28}, {1024, 14, 14}, {2048, 7, 7}, {1000, 1, 1}},
+		"resnet18":       {{64, 56, 56}, {64, 56, 56}, {128, 28, 28}, {256, 14, 14}, {512, 7, 7}, {1000, 1, 1}},
+		"cifar_resnet20": {{16, 32, 32}, {16, 32, 32}, {32, 16, 16}, {64, 8, 8}, {10, 1, 1}},
+	} {
+		s, _ := Lookup(name)
+		st, err := Describe(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Stages) != len(want) {
+			t.Fatalf("%s: %d stages, want %d", name, len(st.Stages), len(want))
+		}
+		for i, w := range want {
+			g := st.Stages[i]
+			if [3]int{g.C, g.H, g.W} != w {
+				t.Errorf("%s stage %s: %dx%dx%d, want %v", name, g.Name, g.C, g.H, g.W, w)
+			}
+		}
+	}
+}
+
+// The shortcut options only change the parameter count where they add projections; stride placement in
+// a bottleneck changes the cost but not the parameters.
+func TestShortcutOptionsAndStridePlacement(t *testing.T) {
+	base, _ := Lookup("resnet50")
+	b, _ := Describe(base)
+	a := base
+	a.Shortcut = 'A'
+	sa, err := Describe(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := base
+	c.Shortcut = 'C'
+	sc, _ := Describe(c)
+	if !(sa.Params < b.Params && b.Params < sc.Params) {
+		t.Errorf("params A %d, B %d, C %d: want A < B < C", sa.Params, b.Params, sc.Params)
+	}
+	plain, _ := Lookup("plain50")
+	sp, _ := Describe(plain)
+	if sp.Params != sa.Params {
+		t.Errorf("plain50 %d params, resnet50 option A %d: want equal", sp.Params, sa.Params)
+	}
+	v1 := base
+	v1.StrideIn1x1 = true
+	s1, _ := Describe(v1)
+	if s1.Params != b.Params || s1.MACs >= b.MACs {
+		t.Errorf("stride in 1x1: %d params %d MACs; v1.5: %d params %d MACs", s1.Params, s1.MACs, b.Params, b.MACs)
+	}
+}
+
+func TestParamNamesFollowTorchvision(t *testing.T) {
+	s, _ := Lookup("resnet50")
+	g, err := newGraph(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, p := range g.params {
+		if names[p.Name] {
+			t.Errorf("duplicate parameter %s", p.Name)
+		}
+		names[p.Name] = true
+	}
+	for _, want := range []string{
+		"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+		"layer1.0.conv1.weight", "layer1.0.bn3.weight", "layer1.0.downsample.0.weight",
+		"layer1.0.downsample.1.running_var", "layer2.0.downsample.0.weight", "layer4.2.conv3.weight",
+		"fc.weight", "fc.bias",
+	} {
+		if !names[want] {
+			t.Errorf("missing parameter %s", want)
+		}
+	}
+	if names["layer1.1.downsample.0.weight"] {
+		t.Error("option B must not project layer1.1")
+	}
+	// 53 convolutions + 53 BNs (4 tensors each) + fc weight and bias.
+	if len(g.params) != 53+53*4+2 {
+		t.Errorf("%d parameter tensors, want %d", len(g.params), 53+53*4+2)
+	}
+}
