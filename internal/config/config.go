@@ -5,8 +5,8 @@ package config
 
 // Config is a resolved run configuration. The mapstructure tags are the YAML keys.
 type Config struct {
-	// Name names the run; the default output directory is runs/<name>. Defaults to the config file's base
-	// name without extension.
+	// Name names the run; the default output directory is runs/<name>. Load defaults it to the config
+	// file's base name without extension (or the preset's name), and to "default" without a file.
 	Name string `mapstructure:"name" yaml:"name" json:"name"`
 	// Seed drives weight init, data order and augmentation. Same seed, same config: same numbers on CPU.
 	Seed int64 `mapstructure:"seed" yaml:"seed" json:"seed"`
@@ -103,6 +103,7 @@ type CheckpointConfig struct {
 // optimiser settings.
 func Default() Config {
 	return Config{
+		Name:   "default",
 		Seed:   1,
 		Device: "auto",
 		Model:  ModelConfig{Arch: "cifar_resnet20"},

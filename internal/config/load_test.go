@@ -1,0 +1,485 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"resnet/configs"
+	"resnet/internal/config"
+)
+
+// inTempDir makes a fresh working directory for the test and writes files (path -> content) into it.
+func inTempDir(t *testing.T, files map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for path, content := range files {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func mustLoad(t *testing.T, src config.Source) config.Config {
+	t.Helper()
+	c, err := config.Load(src)
+	if err != nil {
+		t.Fatalf("Load(%+v): %v", src, err)
+	}
+	return c
+}
+
+func loadErr(t *testing.T, src config.Source) string {
+	t.Helper()
+	_, err := config.Load(src)
+	if err == nil {
+		t.Fatalf("Load(%+v): no error", src)
+	}
+	return err.Error()
+}
+
+func TestLoadWithoutFileGivesDefaults(t *testing.T) {
+	got := mustLoad(t, config.Source{})
+	want := config.Default()
+	want.Name = "default"
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(no file) =\n%+v\nwant\n%+v", got, want)
+	}
+	if err := config.Validate(config.Default()); err != nil {
+		t.Errorf("Validate(Default()) = %v", err)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	inTempDir(t, map[string]string{"run.yaml": `
+train:
+  batch_size: 64
+  epochs: 20
+  lr: 0.2
+  momentum: 0.8
+`})
+	src := config.Source{
+		File: "run.yaml",
+		Env:  []string{"RESNET_TRAIN_EPOCHS=30", "RESNET_TRAIN_LR=0.3", "RESNET_TRAIN_MOMENTUM=0.7", "HOME=/root"},
+		Sets: []string{"train.lr=0.5", "train.momentum=0.6", "train.lr=0.4"},
+	}
+	c := mustLoad(t, src)
+	def := config.Default()
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"train.weight_decay (default)", c.Train.WeightDecay, def.Train.WeightDecay},
+		{"train.batch_size (file over default)", c.Train.BatchSize, 64},
+		{"train.epochs (env over file)", c.Train.Epochs, 30},
+		{"train.lr (--set over env, last --set wins)", c.Train.LR, 0.4},
+		{"train.momentum (--set over env over file)", c.Train.Momentum, 0.6},
+		{"model.arch (default)", c.Model.Arch, def.Model.Arch},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.key, ch.got, ch.want)
+		}
+	}
+
+	// Each layer alone overrides the defaults.
+	if c := mustLoad(t, config.Source{Env: []string{"RESNET_TRAIN_BATCH_SIZE=32"}}); c.Train.BatchSize != 32 {
+		t.Errorf("env alone: batch_size = %d, want 32", c.Train.BatchSize)
+	}
+	if c := mustLoad(t, config.Source{Sets: []string{"train.batch_size=16"}}); c.Train.BatchSize != 16 {
+		t.Errorf("--set alone: batch_size = %d, want 16", c.Train.BatchSize)
+	}
+}
+
+func TestEnvAndSetTypes(t *testing.T) {
+	c := mustLoad(t, config.Source{
+		Env: []string{
+			"RESNET_SEED=-42",
+			"RESNET_DEVICE=cpu",
+			"RESNET_MODEL_ZERO_INIT_RESIDUAL=true",
+			"RESNET_DATASET_WORKERS=4",
+			"RESNET_TRAIN_SCHEDULE_WARMUP_EPOCHS=0.5",
+			"RESNET_REQUIRE_GPU=1", // not a config key: belongs to the tests of other packages
+			"RESNET_TRAIN_LR=",     // empty counts as unset
+			"OTHER_TRAIN_LR=7",
+		},
+		Sets: []string{"model.arch=resnet50", "model.shortcut=C", "train.nesterov=1", "name= spaced name "},
+	})
+	if c.Seed != -42 || c.Device != "cpu" || !c.Model.ZeroInitResidual || c.Dataset.Workers != 4 ||
+		c.Train.Schedule.WarmupEpochs != 0.5 || c.Train.LR != 0.1 {
+		t.Errorf("env values not applied: %+v", c)
+	}
+	if c.Model.Arch != "resnet50" || c.Model.Shortcut != "C" || !c.Train.Nesterov || c.Name != " spaced name " {
+		t.Errorf("--set values not applied: %+v", c)
+	}
+}
+
+func TestMilestonesFromText(t *testing.T) {
+	for _, text := range []string{"[81,122]", "81,122", "[81, 122]", " 81 , 122 "} {
+		c := mustLoad(t, config.Source{Sets: []string{"train.epochs=164", "train.schedule.milestones=" + text}})
+		if want := []int{81, 122}; !reflect.DeepEqual(c.Train.Schedule.Milestones, want) {
+			t.Errorf("--set milestones=%q: got %v, want %v", text, c.Train.Schedule.Milestones, want)
+		}
+		c = mustLoad(t, config.Source{Env: []string{"RESNET_TRAIN_EPOCHS=164", "RESNET_TRAIN_SCHEDULE_MILESTONES=" + text}})
+		if want := []int{81, 122}; !reflect.DeepEqual(c.Train.Schedule.Milestones, want) {
+			t.Errorf("RESNET_TRAIN_SCHEDULE_MILESTONES=%q: got %v, want %v", text, c.Train.Schedule.Milestones, want)
+		}
+	}
+	// An empty list clears a preset's milestones.
+	c := mustLoad(t, config.Source{File: "cifar_resnet20", Sets: []string{"train.schedule.milestones=[]"}})
+	if c.Train.Schedule.Milestones != nil {
+		t.Errorf("milestones=[]: got %v, want none", c.Train.Schedule.Milestones)
+	}
+	got := loadErr(t, config.Source{Sets: []string{"train.schedule.milestones=81,x"}})
+	want := `config: train.schedule.milestones must be a list of integers (got "81,x") (from --set train.schedule.milestones=81,x)`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	known := "(known keys under train: batch_size, epochs, lr, momentum, nesterov, weight_decay, " +
+		"no_decay_bn_bias, schedule, log_every)"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "model:\n  arch: cifar_resnet20\n\n# comment\ntrain:\n  lr: 0.1\n  lrr: 0.2\n",
+			`config: unknown key "train.lrr" in configs/foo.yaml line 7 ` + known},
+		{"unknown top-level key", "seed: 3\ntrian:\n  lr: 0.1\n",
+			`config: unknown key "trian" in configs/foo.yaml line 2 (known top-level keys: name, seed, device, ` +
+				`model, dataset, train, eval, checkpoint)`},
+		{"unknown nested key", "train:\n  schedule:\n    milestone: [1]\n",
+			`config: unknown key "train.schedule.milestone" in configs/foo.yaml line 3 (known keys under ` +
+				`train.schedule: type, milestones, gamma, warmup_epochs, warm_start_lr, warm_start_until_err)`},
+		{"case matters", "train:\n  LR: 0.1\n",
+			`config: unknown key "train.LR" in configs/foo.yaml line 2 ` + known},
+		{"integer", "seed: 1\ntrain:\n  batch_size: abc\n",
+			`config: train.batch_size must be an integer (got "abc") in configs/foo.yaml line 3`},
+		{"integer not fraction", "train:\n  epochs: 1.5\n",
+			`config: train.epochs must be an integer (got 1.5) in configs/foo.yaml line 2`},
+		{"quoted number", "train:\n  lr: \"0.1\"\n",
+			`config: train.lr must be a number (got "0.1") in configs/foo.yaml line 2`},
+		{"bool", "dataset:\n  augment: yes\n",
+			`config: dataset.augment must be true or false (got "yes") in configs/foo.yaml line 2`},
+		{"string", "name: 2024\n",
+			`config: name must be a string (got 2024; write "2024" in quotes to use it as text) in configs/foo.yaml line 1`},
+		{"list", "train:\n  schedule:\n    milestones: 81\n",
+			`config: train.schedule.milestones must be a list of integers (got 81) in configs/foo.yaml line 3`},
+		{"list item", "train:\n  schedule:\n    milestones:\n      - 81\n      - x\n",
+			`config: train.schedule.milestones[1] must be an integer (got "x") in configs/foo.yaml line 5`},
+		{"section", "train: 5\n",
+			`config: train must be a mapping with keys batch_size, epochs, lr, momentum, nesterov, weight_decay, ` +
+				`no_decay_bn_bias, schedule, log_every (got 5) in configs/foo.yaml line 1`},
+		{"value not section", "train:\n  lr:\n    x: 1\n",
+			`config: train.lr must be a number (got a mapping) in configs/foo.yaml line 3`},
+		{"duplicate", "train:\n  lr: 0.1\n  lr: 0.2\n",
+			`config: key "train.lr" appears twice in configs/foo.yaml (lines 2 and 3)`},
+		{"not a mapping", "- a\n- b\n",
+			`config: configs/foo.yaml must be a mapping of keys to values (got a list) line 1`},
+		{"out of range", "model:\n  shortcut: D\n",
+			`config: model.shortcut must be one of A, B, C (got "D") in configs/foo.yaml line 2`},
+		{"infinite", "train:\n  weight_decay: .inf\n",
+			`config: train.weight_decay must be a finite number (got +Inf) in configs/foo.yaml line 2`},
+		{"two problems", "device: gpu\ntrain:\n  epochs: 0\n",
+			"config: device must be one of auto, cpu, cuda (got \"gpu\") in configs/foo.yaml line 1\n" +
+				"config: train.epochs must be > 0 (got 0) in configs/foo.yaml line 3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inTempDir(t, map[string]string{"configs/foo.yaml": tt.yaml})
+			if got := loadErr(t, config.Source{File: "configs/foo.yaml"}); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSyntaxError(t *testing.T) {
+	inTempDir(t, map[string]string{"bad.yaml": "train:\n  lr: [1\n"})
+	got := loadErr(t, config.Source{File: "bad.yaml"})
+	if !strings.HasPrefix(got, "config: cannot parse bad.yaml: yaml: line ") {
+		t.Errorf("got %s", got)
+	}
+}
+
+func TestOutOfRangeNamesFileAndLine(t *testing.T) {
+	// A file on disk with a preset's name wins over the embedded preset.
+	preset, _ := configs.Read("resnet50")
+	lines := strings.Split(string(preset), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "  batch_size: 256") && i < len(lines)-3 { // train.batch_size, not eval's
+			lines[i] = "  batch_size: -3"
+			break
+		}
+	}
+	inTempDir(t, map[string]string{"configs/resnet50.yaml": strings.Join(lines, "\n")})
+	got := loadErr(t, config.Source{File: "configs/resnet50.yaml"})
+	want := "config: train.batch_size must be > 0 (got -3) in configs/resnet50.yaml line 10"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestEnvAndSetErrorsNameTheirOrigin(t *testing.T) {
+	inTempDir(t, map[string]string{"run.yaml": "train:\n  epochs: 20\n  schedule:\n    milestones: [5, 10]\n"})
+	tests := []struct {
+		name string
+		src  config.Source
+		want string
+	}{
+		{"env type", config.Source{Env: []string{"RESNET_TRAIN_LR=abc"}},
+			`config: train.lr must be a number (got "abc") (from RESNET_TRAIN_LR)`},
+		{"env range", config.Source{Env: []string{"RESNET_TRAIN_LR=-1"}},
+			`config: train.lr must be > 0 (got -1) (from RESNET_TRAIN_LR)`},
+		{"env bool", config.Source{Env: []string{"RESNET_DATASET_AUGMENT=maybe"}},
+			`config: dataset.augment must be true or false (got "maybe") (from RESNET_DATASET_AUGMENT)`},
+		{"env nan", config.Source{Env: []string{"RESNET_TRAIN_MOMENTUM=NaN"}},
+			`config: train.momentum must be a number (got "NaN") (from RESNET_TRAIN_MOMENTUM)`},
+		{"set type", config.Source{Sets: []string{"train.batch_size=abc"}},
+			`config: train.batch_size must be an integer (got "abc") (from --set train.batch_size=abc)`},
+		{"set range", config.Source{Sets: []string{"train.lr=-1"}},
+			`config: train.lr must be > 0 (got -1) (from --set train.lr=-1)`},
+		{"set one of", config.Source{Sets: []string{"dataset.name=mnist"}},
+			`config: dataset.name must be one of synthetic, cifar10, cifar100, imagenet (got "mnist") ` +
+				`(from --set dataset.name=mnist)`},
+		{"set over file", config.Source{File: "run.yaml", Sets: []string{"train.epochs=8"}},
+			`config: train.schedule.milestones must each be < train.epochs (8) (got [5, 10]) in run.yaml line 4`},
+		{"set milestones", config.Source{File: "run.yaml", Sets: []string{"train.schedule.milestones=10,5"}},
+			`config: train.schedule.milestones must be strictly increasing (got [10, 5]) ` +
+				`(from --set train.schedule.milestones=10,5)`},
+		{"set unknown key", config.Source{Sets: []string{"train.lrr=0.1"}},
+			`config: unknown key "train.lrr" (from --set train.lrr=0.1) (known keys under train: batch_size, ` +
+				`epochs, lr, momentum, nesterov, weight_decay, no_decay_bn_bias, schedule, log_every)`},
+		{"set unknown section", config.Source{Sets: []string{"trian.lr=0.1"}},
+			`config: unknown key "trian.lr" (from --set trian.lr=0.1) (known top-level keys: name, seed, ` +
+				`device, model, dataset, train, eval, checkpoint)`},
+		{"set section", config.Source{Sets: []string{"eval=5"}},
+			`config: "eval" is a section, not a value; set one of its keys (from --set eval=5) ` +
+				`(known keys under eval: batch_size, every)`},
+		{"set without =", config.Source{Sets: []string{"train.lr"}},
+			`config: --set "train.lr" must be key=value, e.g. train.lr=0.05`},
+		{"default origin", config.Source{Sets: []string{"dataset.name=cifar10"}},
+			`config: dataset.root must be set for dataset.name cifar10 (the directory that holds the data)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := loadErr(t, tt.src); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNullValuesKeepLowerLayers(t *testing.T) {
+	inTempDir(t, map[string]string{
+		"empty.yaml": "",
+		"nulls.yaml": "# only comments and empty values\nname:\ntrain:\ndataset:\n  root:\n",
+	})
+	for _, file := range []string{"empty.yaml", "nulls.yaml"} {
+		c := mustLoad(t, config.Source{File: file, Env: []string{"RESNET_TRAIN_LR=0.3"}})
+		want := config.Default()
+		want.Name = strings.TrimSuffix(file, ".yaml")
+		want.Train.LR = 0.3
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("%s: got\n%+v\nwant\n%+v", file, c, want)
+		}
+	}
+}
+
+func TestPresetResolution(t *testing.T) {
+	inTempDir(t, map[string]string{
+		"resnet50.yaml":         "model:\n  arch: resnet18\n",
+		"configs/resnet34.yaml": "model:\n  arch: resnet101\n",
+		"mydir/x.yaml":          "seed: 5\n",
+	})
+	tests := []struct {
+		file, wantName, wantArch string
+	}{
+		{"resnet50", "resnet50", "resnet50"},                        // embedded: no file called resnet50
+		{"resnet50.yaml", "resnet50", "resnet18"},                   // the file on disk wins
+		{"cifar_resnet56.yaml", "cifar_resnet56", "cifar_resnet56"}, // embedded
+		{"configs/resnet50.yaml", "resnet50", "resnet50"},           // embedded via its repository path
+		{"../x/configs/demo.yaml", "demo", "cifar_resnet8"},         // embedded via a configs folder elsewhere
+		{"configs/resnet34.yaml", "resnet34", "resnet101"},          // the file on disk wins
+		{"configs/resnet34", "resnet34", "resnet34"},                // embedded
+		{"mydir/x.yaml", "x", "cifar_resnet20"},
+	}
+	for _, tt := range tests {
+		c := mustLoad(t, config.Source{File: tt.file})
+		if c.Name != tt.wantName || c.Model.Arch != tt.wantArch {
+			t.Errorf("File %q: name %q arch %q, want %q %q", tt.file, c.Name, c.Model.Arch, tt.wantName, tt.wantArch)
+		}
+	}
+
+	presets := strings.Join(configs.Names(), ", ")
+	for _, file := range []string{"nope", "mydir/resnet50.yaml", "resnet50.yml"} {
+		want := `config: no such file or preset "` + file + `" (presets: ` + presets + ")"
+		if got := loadErr(t, config.Source{File: file}); got != want {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+	}
+	if got := loadErr(t, config.Source{File: "mydir"}); !strings.HasPrefix(got, "config: mydir is a directory") {
+		t.Errorf("directory: %s", got)
+	}
+}
+
+func TestPresetErrorsNameThePreset(t *testing.T) {
+	got := loadErr(t, config.Source{File: "resnet50", Sets: []string{"train.epochs=45"}})
+	want := "config: train.schedule.milestones must each be < train.epochs (45) (got [30, 60]) " +
+		"in embedded configs/resnet50.yaml line 17"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestNameDefaulting(t *testing.T) {
+	inTempDir(t, map[string]string{
+		"configs/my.exp.yaml": "seed: 2\n",
+		"named.yaml":          "name: chosen\n",
+	})
+	tests := []struct {
+		src  config.Source
+		want string
+	}{
+		{config.Source{}, "default"},
+		{config.Source{File: "configs/my.exp.yaml"}, "my.exp"},
+		{config.Source{File: "demo"}, "demo"},
+		{config.Source{File: "named.yaml"}, "chosen"},
+		{config.Source{File: "named.yaml", Env: []string{"RESNET_NAME=fromenv"}}, "fromenv"},
+		{config.Source{File: "demo", Sets: []string{"name=fromset"}}, "fromset"},
+	}
+	for _, tt := range tests {
+		if c := mustLoad(t, tt.src); c.Name != tt.want {
+			t.Errorf("%+v: name %q, want %q", tt.src, c.Name, tt.want)
+		}
+	}
+	got := loadErr(t, config.Source{Sets: []string{"name=a/b"}})
+	if want := `config: name must be a plain directory name, without / or \ (got "a/b") (from --set name=a/b)`; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestYAMLRoundTrip(t *testing.T) {
+	custom := config.Default()
+	custom.Name = "custom run"
+	custom.Seed = -7
+	custom.Model = config.ModelConfig{Arch: "cifar_plain", Depth: 56, Shortcut: "", StrideIn1x1: true, NumClasses: 100}
+	custom.Dataset = config.DatasetConfig{Name: "cifar100", Root: "/data/c100", Augment: false, Workers: 3}
+	custom.Train.Schedule = config.ScheduleConfig{Type: "step", Milestones: []int{3, 6, 8}, Gamma: 0.2,
+		WarmupEpochs: 0.25, WarmStartLR: 1e-5, WarmStartUntilErr: 0.9}
+	custom.Train.WeightDecay = 5e-5
+	custom.Train.NoDecayBNBias = true
+
+	cases := map[string]config.Config{"default": mustLoad(t, config.Source{}), "custom": custom}
+	y, err := custom.YAML()
+	if err != nil || !strings.Contains(string(y), "    milestones: [3, 6, 8]\n") {
+		t.Errorf("YAML() should write lists in flow style:\n%s", y)
+	}
+	for _, name := range configs.Names() {
+		cases["preset "+name] = mustLoad(t, config.Source{File: name})
+	}
+	inTempDir(t, nil)
+	for name, c := range cases {
+		y, err := c.YAML()
+		if err != nil {
+			t.Fatalf("%s: YAML: %v", name, err)
+		}
+		if err := os.WriteFile("out.yaml", y, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		back, err := config.Load(config.Source{File: "out.yaml"})
+		if err != nil {
+			t.Errorf("%s: Load of YAML():\n%s\n%v", name, y, err)
+			continue
+		}
+		if !reflect.DeepEqual(back, c) {
+			t.Errorf("%s: round trip changed the config:\n%+v\nwant\n%+v\nYAML:\n%s", name, back, c, y)
+		}
+	}
+
+	y, err = config.Default().YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: default\n", "train:\n  batch_size: 128\n", "    milestones: []\n", "  weight_decay: 0.0001\n"} {
+		if !strings.Contains(string(y), want) {
+			t.Errorf("YAML() lacks %q:\n%s", want, y)
+		}
+	}
+}
+
+func TestEveryPresetLoads(t *testing.T) {
+	names := configs.Names()
+	if len(names) != 19 {
+		t.Errorf("got %d presets %v, want 19", len(names), names)
+	}
+	for _, name := range names {
+		c, err := config.Load(config.Source{File: name})
+		if err != nil {
+			t.Errorf("preset %s: %v", name, err)
+			continue
+		}
+		if err := config.Validate(c); err != nil {
+			t.Errorf("preset %s: Validate: %v", name, err)
+		}
+		if c.Name != name {
+			t.Errorf("preset %s: name %q", name, c.Name)
+		}
+		s := c.Train.Schedule
+		switch {
+		case strings.HasPrefix(name, "cifar_"):
+			if c.Model.Arch != name || c.Dataset.Name != "cifar10" || c.Dataset.Root != "data/cifar-10-batches-bin" ||
+				!c.Dataset.Augment || c.Train.BatchSize != 128 || c.Train.Epochs != 164 || c.Train.LR != 0.1 ||
+				c.Train.Momentum != 0.9 || c.Train.WeightDecay != 1e-4 || s.Type != "step" ||
+				!reflect.DeepEqual(s.Milestones, []int{81, 122}) || s.Gamma != 0.1 {
+				t.Errorf("preset %s is not the paper's CIFAR recipe: %+v", name, c)
+			}
+			warm := name == "cifar_resnet110" || name == "cifar_resnet1202"
+			if warm != (s.WarmStartLR == 0.01 && s.WarmStartUntilErr == 0.8) {
+				t.Errorf("preset %s: warm start %v until %v", name, s.WarmStartLR, s.WarmStartUntilErr)
+			}
+		case name == "demo":
+			if c.Model.Arch != "cifar_resnet8" || c.Dataset.Name != "synthetic" || c.Dataset.TrainSize != 6000 ||
+				c.Dataset.TestSize != 1000 || c.Train.BatchSize != 64 || c.Train.Epochs != 6 || s.Type != "cosine" ||
+				s.WarmupEpochs != 0.5 || c.Checkpoint.Keep != 2 {
+				t.Errorf("preset demo: %+v", c)
+			}
+		default:
+			if c.Model.Arch != name || c.Dataset.Name != "imagenet" || c.Dataset.Root != "data/imagenet" ||
+				c.Train.BatchSize != 256 || c.Train.Epochs != 90 || c.Train.LR != 0.1 || c.Train.Momentum != 0.9 ||
+				c.Train.WeightDecay != 1e-4 || s.Type != "step" || !reflect.DeepEqual(s.Milestones, []int{30, 60}) ||
+				s.Gamma != 0.1 || c.Eval.BatchSize != 256 {
+				t.Errorf("preset %s is not the ImageNet recipe: %+v", name, c)
+			}
+		}
+	}
+}
+
+func TestPresetHeaders(t *testing.T) {
+	for _, name := range configs.Names() {
+		data, _ := configs.Read(name)
+		if !strings.HasPrefix(string(data), "# ") || !strings.Contains(strings.SplitN(string(data), "\n", 2)[0], "He et al. 2015") {
+			t.Errorf("preset %s: first line should be a comment citing He et al. 2015", name)
+		}
+	}
+}
+
+func TestLoadFromBytes(t *testing.T) {
+	c, err := config.Load(config.Source{Data: []byte("name: r20\ntrain:\n  lr: 0.2\n"), Label: "ckpt.safetensors (config metadata)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "r20" || c.Train.LR != 0.2 {
+		t.Errorf("got name %q lr %v", c.Name, c.Train.LR)
+	}
+	_, err = config.Load(config.Source{Data: []byte("train:\n  lr: -1\n"), Label: "ckpt.safetensors (config metadata)"})
+	if err == nil || err.Error() != "config: train.lr must be > 0 (got -1) in ckpt.safetensors (config metadata) line 2" {
+		t.Errorf("error %v", err)
+	}
+}

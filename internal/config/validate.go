@@ -1,0 +1,260 @@
+package config
+
+import (
+	"errors"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// FieldError reports one invalid setting. Its text reads
+// `config: train.batch_size must be > 0 (got -3) in configs/resnet50.yaml line 12`.
+type FieldError struct {
+	Key    string // dotted key, e.g. "train.batch_size"
+	Reason string // what is wrong and what is allowed, e.g. "must be > 0 (got -3)"
+	// Origin says where the value came from: "in configs/foo.yaml line 3", "(from RESNET_TRAIN_LR)" or
+	// "(from --set train.lr=-1)". Validate leaves it empty; Load fills it in.
+	Origin string
+}
+
+func (e *FieldError) Error() string {
+	msg := "config: " + e.Key + " " + e.Reason
+	if e.Origin != "" {
+		msg += " " + e.Origin
+	}
+	return msg
+}
+
+// Validate checks every value of c against its allowed range and returns all problems found (joined with
+// errors.Join, each a *FieldError), or nil.
+func Validate(c Config) error {
+	return joinFieldErrors(validate(c))
+}
+
+func joinFieldErrors(fes []*FieldError) error {
+	if len(fes) == 0 {
+		return nil
+	}
+	errs := make([]error, len(fes))
+	for i, fe := range fes {
+		errs[i] = fe
+	}
+	return errors.Join(errs...)
+}
+
+// problems collects field errors, at most one per key: the first problem found with a value is the one
+// worth reporting.
+type problems struct {
+	list []*FieldError
+	seen map[string]bool
+}
+
+func (p *problems) add(key, reason string) {
+	if p.seen[key] {
+		return
+	}
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	p.seen[key] = true
+	p.list = append(p.list, &FieldError{Key: key, Reason: reason})
+}
+
+func (p *problems) oneOf(key, got string, allowed ...string) {
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	p.add(key, "must be one of "+strings.Join(allowed, ", ")+" (got "+strconv.Quote(got)+")")
+}
+
+func got(v any) string { return " (got " + formatValue(v) + ")" }
+
+var (
+	devices        = []string{"auto", "cpu", "cuda"}
+	shortcuts      = []string{"A", "B", "C"}
+	datasets       = []string{"synthetic", "cifar10", "cifar100", "imagenet"}
+	scheduleTypes  = []string{"step", "cosine", "constant"}
+	imagenetDepths = []int{18, 34, 50, 101, 152}
+)
+
+func validate(c Config) []*FieldError {
+	var p problems
+
+	// Non-finite numbers first, so that range checks below never talk about NaN.
+	cv := reflect.ValueOf(c)
+	for _, key := range keys.order {
+		s := keys.settings[key]
+		if k := s.typ.Kind(); k == reflect.Float32 || k == reflect.Float64 {
+			f := cv.FieldByIndex(s.index).Float()
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				p.add(key, "must be a finite number"+got(f))
+			}
+		}
+	}
+
+	if c.Name == "" {
+		p.add("name", "must not be empty (it names the run directory runs/<name>)")
+	} else if strings.ContainsAny(c.Name, `/\`) || c.Name == "." || c.Name == ".." {
+		p.add("name", "must be a plain directory name, without / or \\"+got(c.Name))
+	}
+	p.oneOf("device", c.Device, devices...)
+
+	validateModel(&p, c.Model)
+
+	d := c.Dataset
+	p.oneOf("dataset.name", d.Name, datasets...)
+	switch d.Name {
+	case "synthetic":
+		if d.TrainSize <= 0 {
+			p.add("dataset.train_size", "must be > 0"+got(d.TrainSize))
+		}
+		if d.TestSize <= 0 {
+			p.add("dataset.test_size", "must be > 0"+got(d.TestSize))
+		}
+	case "cifar10", "cifar100", "imagenet":
+		if d.Root == "" {
+			p.add("dataset.root", "must be set for dataset.name "+d.Name+" (the directory that holds the data)")
+		}
+	}
+	if d.Workers < 0 {
+		p.add("dataset.workers", "must be >= 0 (0 means one per CPU)"+got(d.Workers))
+	}
+
+	t := c.Train
+	if t.BatchSize <= 0 {
+		p.add("train.batch_size", "must be > 0"+got(t.BatchSize))
+	}
+	if t.Epochs <= 0 {
+		p.add("train.epochs", "must be > 0"+got(t.Epochs))
+	}
+	if !(t.LR > 0) {
+		p.add("train.lr", "must be > 0"+got(t.LR))
+	}
+	if !(t.Momentum >= 0 && t.Momentum < 1) {
+		p.add("train.momentum", "must be in [0, 1)"+got(t.Momentum))
+	}
+	if !(t.WeightDecay >= 0) {
+		p.add("train.weight_decay", "must be >= 0"+got(t.WeightDecay))
+	}
+	if t.LogEvery < 0 {
+		p.add("train.log_every", "must be >= 0 (0 logs once per epoch)"+got(t.LogEvery))
+	}
+	validateSchedule(&p, t.Schedule, t.Epochs)
+
+	if c.Eval.BatchSize <= 0 {
+		p.add("eval.batch_size", "must be > 0"+got(c.Eval.BatchSize))
+	}
+	if c.Eval.Every < 1 {
+		p.add("eval.every", "must be >= 1 (epochs)"+got(c.Eval.Every))
+	}
+	if c.Checkpoint.Every < 1 {
+		p.add("checkpoint.every", "must be >= 1 (epochs)"+got(c.Checkpoint.Every))
+	}
+	if c.Checkpoint.Keep < 1 {
+		p.add("checkpoint.keep", "must be >= 1"+got(c.Checkpoint.Keep))
+	}
+	return p.list
+}
+
+// validateModel checks the arch name syntactically (the zoo lives elsewhere) together with depth and
+// shortcut.
+func validateModel(p *problems, m ModelConfig) {
+	const archHelp = "must be resnet18/34/50/101/152, plain18/34/50/101/152, cifar_resnet<depth> or " +
+		"cifar_plain<depth> with depth = 6n+2 (20, 32, 44, 56, 110, ...), or cifar_resnet / cifar_plain " +
+		"together with model.depth"
+	cifar := false
+	switch {
+	case m.Arch == "":
+		p.add("model.arch", archHelp+" (got \"\")")
+	case strings.HasPrefix(m.Arch, "cifar_resnet") || strings.HasPrefix(m.Arch, "cifar_plain"):
+		cifar = true
+		digits := strings.TrimPrefix(strings.TrimPrefix(m.Arch, "cifar_resnet"), "cifar_plain")
+		if digits == "" {
+			if m.Depth == 0 {
+				p.add("model.depth", "must be set (6n+2: 20, 32, 44, 56, 110, ...) when model.arch is "+m.Arch)
+			}
+			break
+		}
+		d, ok := parseDepth(digits)
+		if !ok {
+			p.add("model.arch", archHelp+got(m.Arch))
+		} else if !isCIFARDepth(d) {
+			p.add("model.arch", "depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...)"+got(m.Arch))
+		}
+	case strings.HasPrefix(m.Arch, "resnet") || strings.HasPrefix(m.Arch, "plain"):
+		digits := strings.TrimPrefix(strings.TrimPrefix(m.Arch, "resnet"), "plain")
+		d, ok := parseDepth(digits)
+		known := false
+		for _, k := range imagenetDepths {
+			known = known || d == k
+		}
+		if !ok || !known {
+			p.add("model.arch", archHelp+got(m.Arch))
+		}
+	default:
+		p.add("model.arch", archHelp+got(m.Arch))
+	}
+	switch {
+	case m.Depth == 0:
+	case !cifar && m.Arch != "":
+		p.add("model.depth", "is only for cifar_resnet* and cifar_plain* archs, not "+m.Arch+
+			" (leave it 0)"+got(m.Depth))
+	case !isCIFARDepth(m.Depth):
+		p.add("model.depth", "must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), or 0 for the arch's own"+
+			got(m.Depth))
+	}
+	if m.Shortcut != "" {
+		p.oneOf("model.shortcut", m.Shortcut, shortcuts...)
+	}
+	if m.NumClasses < 0 {
+		p.add("model.num_classes", "must be >= 0 (0 takes the dataset's)"+got(m.NumClasses))
+	}
+}
+
+// parseDepth reads a depth written in decimal without sign or leading zeros.
+func parseDepth(s string) (int, bool) {
+	if s == "" || s[0] == '0' || strings.Trim(s, "0123456789") != "" || len(s) > 6 {
+		return 0, false
+	}
+	d, err := strconv.Atoi(s)
+	return d, err == nil
+}
+
+func isCIFARDepth(d int) bool { return d >= 8 && (d-2)%6 == 0 }
+
+func validateSchedule(p *problems, s ScheduleConfig, epochs int) {
+	p.oneOf("train.schedule.type", s.Type, scheduleTypes...)
+	// Milestones and gamma only drive a step schedule; a preset's milestones stay harmless when a user
+	// switches it to cosine.
+	if s.Type == "step" {
+		for i, m := range s.Milestones {
+			switch {
+			case m <= 0:
+				p.add("train.schedule.milestones", "must each be > 0"+got(s.Milestones))
+			case i > 0 && m <= s.Milestones[i-1]:
+				p.add("train.schedule.milestones", "must be strictly increasing"+got(s.Milestones))
+			case epochs > 0 && m >= epochs:
+				p.add("train.schedule.milestones", "must each be < train.epochs ("+strconv.Itoa(epochs)+")"+
+					got(s.Milestones))
+			}
+		}
+		if !(s.Gamma > 0 && s.Gamma <= 1) {
+			p.add("train.schedule.gamma", "must be in (0, 1]"+got(s.Gamma))
+		}
+	}
+	if !(s.WarmupEpochs >= 0) {
+		p.add("train.schedule.warmup_epochs", "must be >= 0"+got(s.WarmupEpochs))
+	} else if epochs > 0 && s.WarmupEpochs >= float64(epochs) {
+		p.add("train.schedule.warmup_epochs", "must be < train.epochs ("+strconv.Itoa(epochs)+")"+
+			got(s.WarmupEpochs))
+	}
+	if !(s.WarmStartLR >= 0) {
+		p.add("train.schedule.warm_start_lr", "must be >= 0 (0 turns the warm start off)"+got(s.WarmStartLR))
+	} else if s.WarmStartLR > 0 && !(s.WarmStartUntilErr > 0 && s.WarmStartUntilErr <= 1) {
+		p.add("train.schedule.warm_start_until_err", "must be in (0, 1] when train.schedule.warm_start_lr > 0"+
+			got(s.WarmStartUntilErr))
+	}
+}

@@ -1,0 +1,143 @@
+package config_test
+
+import (
+	"errors"
+	"math"
+	"testing"
+
+	"resnet/internal/config"
+)
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(c *config.Config)
+		want   string // "" means valid
+	}{
+		{"defaults", func(c *config.Config) {}, ""},
+		{"empty name", func(c *config.Config) { c.Name = "" },
+			"config: name must not be empty (it names the run directory runs/<name>)"},
+		{"device", func(c *config.Config) { c.Device = "gpu" },
+			`config: device must be one of auto, cpu, cuda (got "gpu")`},
+
+		{"resnet152", func(c *config.Config) { c.Model.Arch = "resnet152" }, ""},
+		{"plain34", func(c *config.Config) { c.Model.Arch = "plain34" }, ""},
+		{"cifar_resnet8", func(c *config.Config) { c.Model.Arch = "cifar_resnet8" }, ""},
+		{"cifar_plain1202", func(c *config.Config) { c.Model.Arch = "cifar_plain1202" }, ""},
+		{"cifar_resnet with depth", func(c *config.Config) { c.Model.Arch, c.Model.Depth = "cifar_resnet", 56 }, ""},
+		{"cifar_resnet20 with depth", func(c *config.Config) { c.Model.Depth = 110 }, ""},
+		{"unknown arch", func(c *config.Config) { c.Model.Arch = "resnet51" },
+			`config: model.arch must be resnet18/34/50/101/152, plain18/34/50/101/152, cifar_resnet<depth> or ` +
+				`cifar_plain<depth> with depth = 6n+2 (20, 32, 44, 56, 110, ...), or cifar_resnet / cifar_plain ` +
+				`together with model.depth (got "resnet51")`},
+		{"leading zero", func(c *config.Config) { c.Model.Arch = "cifar_resnet020" },
+			`config: model.arch must be resnet18/34/50/101/152, plain18/34/50/101/152, cifar_resnet<depth> or ` +
+				`cifar_plain<depth> with depth = 6n+2 (20, 32, 44, 56, 110, ...), or cifar_resnet / cifar_plain ` +
+				`together with model.depth (got "cifar_resnet020")`},
+		{"cifar depth in name", func(c *config.Config) { c.Model.Arch = "cifar_plain21" },
+			`config: model.arch depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...) (got "cifar_plain21")`},
+		{"cifar depth too small", func(c *config.Config) { c.Model.Arch = "cifar_resnet2" },
+			`config: model.arch depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...) (got "cifar_resnet2")`},
+		{"cifar without depth", func(c *config.Config) { c.Model.Arch = "cifar_plain" },
+			`config: model.depth must be set (6n+2: 20, 32, 44, 56, 110, ...) when model.arch is cifar_plain`},
+		{"bad depth", func(c *config.Config) { c.Model.Arch, c.Model.Depth = "cifar_resnet", 21 },
+			`config: model.depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), or 0 for the arch's own (got 21)`},
+		{"depth on imagenet arch", func(c *config.Config) { c.Model.Arch, c.Model.Depth = "resnet50", 56 },
+			`config: model.depth is only for cifar_resnet* and cifar_plain* archs, not resnet50 (leave it 0) (got 56)`},
+		{"shortcut", func(c *config.Config) { c.Model.Shortcut = "D" },
+			`config: model.shortcut must be one of A, B, C (got "D")`},
+		{"shortcut B", func(c *config.Config) { c.Model.Shortcut = "B" }, ""},
+		{"num classes", func(c *config.Config) { c.Model.NumClasses = -1 },
+			`config: model.num_classes must be >= 0 (0 takes the dataset's) (got -1)`},
+
+		{"dataset", func(c *config.Config) { c.Dataset.Name = "mnist" },
+			`config: dataset.name must be one of synthetic, cifar10, cifar100, imagenet (got "mnist")`},
+		{"root", func(c *config.Config) { c.Dataset.Name = "imagenet" },
+			`config: dataset.root must be set for dataset.name imagenet (the directory that holds the data)`},
+		{"root given", func(c *config.Config) { c.Dataset.Name, c.Dataset.Root = "cifar100", "d" }, ""},
+		{"synthetic size", func(c *config.Config) { c.Dataset.TrainSize = 0 },
+			`config: dataset.train_size must be > 0 (got 0)`},
+		{"file-backed ignores sizes", func(c *config.Config) {
+			c.Dataset.Name, c.Dataset.Root, c.Dataset.TestSize = "cifar10", "d", 0
+		}, ""},
+		{"workers", func(c *config.Config) { c.Dataset.Workers = -1 },
+			`config: dataset.workers must be >= 0 (0 means one per CPU) (got -1)`},
+
+		{"batch", func(c *config.Config) { c.Train.BatchSize = -3 }, `config: train.batch_size must be > 0 (got -3)`},
+		{"epochs", func(c *config.Config) { c.Train.Epochs = 0 }, `config: train.epochs must be > 0 (got 0)`},
+		{"lr", func(c *config.Config) { c.Train.LR = 0 }, `config: train.lr must be > 0 (got 0)`},
+		{"lr nan", func(c *config.Config) { c.Train.LR = math.NaN() },
+			`config: train.lr must be a finite number (got NaN)`},
+		{"momentum", func(c *config.Config) { c.Train.Momentum = 1 }, `config: train.momentum must be in [0, 1) (got 1)`},
+		{"weight decay", func(c *config.Config) { c.Train.WeightDecay = -1e-4 },
+			`config: train.weight_decay must be >= 0 (got -0.0001)`},
+		{"weight decay inf", func(c *config.Config) { c.Train.WeightDecay = math.Inf(1) },
+			`config: train.weight_decay must be a finite number (got +Inf)`},
+		{"log every", func(c *config.Config) { c.Train.LogEvery = -1 },
+			`config: train.log_every must be >= 0 (0 logs once per epoch) (got -1)`},
+
+		{"schedule type", func(c *config.Config) { c.Train.Schedule.Type = "linear" },
+			`config: train.schedule.type must be one of step, cosine, constant (got "linear")`},
+		{"milestones ok", func(c *config.Config) { c.Train.Schedule.Milestones = []int{3, 6, 9} }, ""},
+		{"milestone zero", func(c *config.Config) { c.Train.Schedule.Milestones = []int{0, 5} },
+			`config: train.schedule.milestones must each be > 0 (got [0, 5])`},
+		{"milestones order", func(c *config.Config) { c.Train.Schedule.Milestones = []int{5, 5} },
+			`config: train.schedule.milestones must be strictly increasing (got [5, 5])`},
+		{"milestones past end", func(c *config.Config) { c.Train.Schedule.Milestones = []int{5, 10} },
+			`config: train.schedule.milestones must each be < train.epochs (10) (got [5, 10])`},
+		{"milestones ignored by cosine", func(c *config.Config) {
+			c.Train.Schedule.Type, c.Train.Schedule.Milestones, c.Train.Schedule.Gamma = "cosine", []int{81, 122}, 0
+		}, ""},
+		{"gamma", func(c *config.Config) { c.Train.Schedule.Gamma = 1.5 },
+			`config: train.schedule.gamma must be in (0, 1] (got 1.5)`},
+		{"gamma one", func(c *config.Config) { c.Train.Schedule.Gamma = 1 }, ""},
+		{"warmup", func(c *config.Config) { c.Train.Schedule.WarmupEpochs = -0.5 },
+			`config: train.schedule.warmup_epochs must be >= 0 (got -0.5)`},
+		{"warmup too long", func(c *config.Config) { c.Train.Schedule.WarmupEpochs = 10 },
+			`config: train.schedule.warmup_epochs must be < train.epochs (10) (got 10)`},
+		{"warm start lr", func(c *config.Config) { c.Train.Schedule.WarmStartLR = -0.01 },
+			`config: train.schedule.warm_start_lr must be >= 0 (0 turns the warm start off) (got -0.01)`},
+		{"warm start until", func(c *config.Config) { c.Train.Schedule.WarmStartLR = 0.01 },
+			`config: train.schedule.warm_start_until_err must be in (0, 1] when train.schedule.warm_start_lr > 0 (got 0)`},
+		{"warm start ok", func(c *config.Config) {
+			c.Train.Schedule.WarmStartLR, c.Train.Schedule.WarmStartUntilErr = 0.01, 0.8
+		}, ""},
+
+		{"eval batch", func(c *config.Config) { c.Eval.BatchSize = 0 }, `config: eval.batch_size must be > 0 (got 0)`},
+		{"eval every", func(c *config.Config) { c.Eval.Every = 0 }, `config: eval.every must be >= 1 (epochs) (got 0)`},
+		{"checkpoint every", func(c *config.Config) { c.Checkpoint.Every = 0 },
+			`config: checkpoint.every must be >= 1 (epochs) (got 0)`},
+		{"checkpoint keep", func(c *config.Config) { c.Checkpoint.Keep = 0 },
+			`config: checkpoint.keep must be >= 1 (got 0)`},
+		{"seed any", func(c *config.Config) { c.Seed = math.MinInt64 }, ""},
+
+		{"all problems", func(c *config.Config) { c.Device, c.Train.Epochs, c.Checkpoint.Keep = "tpu", -1, 0 },
+			"config: device must be one of auto, cpu, cuda (got \"tpu\")\n" +
+				"config: train.epochs must be > 0 (got -1)\n" +
+				"config: checkpoint.keep must be >= 1 (got 0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default()
+			tt.change(&c)
+			err := config.Validate(c)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case tt.want != "" && err == nil:
+				t.Errorf("no error, want %s", tt.want)
+			case tt.want != "" && err.Error() != tt.want:
+				t.Errorf("got  %s\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateReturnsFieldErrors(t *testing.T) {
+	c := config.Default()
+	c.Train.BatchSize = 0
+	var fe *config.FieldError
+	if err := config.Validate(c); !errors.As(err, &fe) || fe.Key != "train.batch_size" || fe.Origin != "" {
+		t.Errorf("Validate: %v, want a *FieldError for train.batch_size", err)
+	}
+}
