@@ -1,0 +1,408 @@
+// This file holds the prefetching loader: worker goroutines turn a Source into normalised float32 batches
+// ahead of the training loop, into reused buffers, delivered strictly in order.
+
+package dataset
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// LoaderOptions configures a Loader.
+type LoaderOptions struct {
+	// BatchSize is the number of examples per batch on this rank.
+	BatchSize int
+	// Shuffle permutes the order each epoch, as a function of (Seed, epoch) only.
+	Shuffle bool
+	// DropLast drops an incomplete last batch (training) instead of delivering it (evaluation).
+	DropLast bool
+	// Augment applies the CIFAR augmentation (zero-pad 4, random crop, horizontal flip).
+	Augment bool
+	// Seed drives the order and the augmentation.
+	Seed int64
+	// Workers is the number of goroutines loading and transforming examples; 0 means GOMAXPROCS.
+	Workers int
+	// Prefetch is the number of batches prepared ahead of the consumer; 0 means 3.
+	Prefetch int
+	// Norm is subtracted and divided out of every pixel.
+	Norm Normalization
+	// Rank and WorldSize shard each epoch's order for data-parallel training: rank r takes positions
+	// r, r+WorldSize, r+2*WorldSize, ... WorldSize 0 or 1 means no sharding. With DropLast every rank
+	// takes the same number of examples (the remainder of the epoch is dropped), so all ranks run the
+	// same number of steps; without it the ranks partition the whole epoch.
+	Rank, WorldSize int
+}
+
+// Batch is one batch of normalised examples. Its buffers belong to the loader: hand it back with Release
+// once done with it, and do not touch it afterwards.
+type Batch struct {
+	// Epoch and Index (the position of this batch inside the epoch) identify the batch.
+	Epoch, Index int
+	// N is the number of examples (at most BatchSize; less only for a kept last batch).
+	N int
+	// X holds N images, NCHW, normalised.
+	X []float32
+	// Labels holds the N labels.
+	Labels []int32
+
+	loader   *Loader
+	x        []float32 // full-capacity storage behind X
+	labels   []int32   // full-capacity storage behind Labels
+	start    int       // position of the first example in the rank's epoch order
+	gen      uint64    // loader generation the batch was dispatched in
+	pending  atomic.Int32
+	chunkErr []error // error of each chunk; the first non-nil one is reported
+	lent     bool    // delivered by Next and not yet released; guarded by loader.freeMu
+}
+
+// chunk is a contiguous range of one batch's examples, the unit of work of a worker.
+type chunk struct {
+	batch    *Batch
+	from, to int // example positions inside the batch
+	part     int // index into batch.chunkErr
+}
+
+// Loader delivers the batches of one epoch at a time, in order. Next, Start and Close must be called
+// from one goroutine; Release may be called from any.
+//
+// The content of batch (epoch, index) - which examples, in which order, and their augmentation - is a
+// pure function of (Seed, epoch, index) and the options, whatever the number of workers and their
+// timing, so a run resumed at (epoch, batch) sees exactly the batches an uninterrupted run would.
+type Loader struct {
+	src       Source
+	opt       LoaderOptions
+	c, h, w   int
+	imageSize int
+	classes   int
+	norm      *normTable
+	workers   int
+	prefetch  int
+	chunks    int // chunks per full batch
+
+	order   []int32 // the epoch's permutation of the source
+	shard   []int32 // this rank's examples for the epoch, in order; read by workers
+	batches int     // per epoch, for this rank
+
+	jobs chan chunk
+	done chan *Batch
+	wg   sync.WaitGroup
+	gen  atomic.Uint64 // bumped by Start and Close; workers skip chunks of older generations
+
+	freeMu sync.Mutex
+	free   []*Batch
+
+	// Consumer state, owned by the goroutine calling Start and Next.
+	started      bool
+	closed       bool
+	epoch        int
+	nextDispatch int      // next batch index to hand to the workers
+	nextDeliver  int      // next batch index Next returns
+	inFlight     int      // batches dispatched and not yet back from the workers
+	ready        []*Batch // finished batches, at index % prefetch
+	err          error    // sticky error of the current epoch
+}
+
+const defaultPrefetch = 3
+
+// NewLoader checks opt against src and starts the worker goroutines; Close stops them.
+func NewLoader(src Source, opt LoaderOptions) (*Loader, error) {
+	if src == nil {
+		return nil, errors.New("dataset: loader needs a source (got nil)")
+	}
+	if opt.BatchSize <= 0 {
+		return nil, fmt.Errorf("dataset: loader batch size must be > 0 (got %d)", opt.BatchSize)
+	}
+	if opt.Workers < 0 {
+		return nil, fmt.Errorf("dataset: loader workers must be >= 0 (got %d; 0 means one per CPU)", opt.Workers)
+	}
+	if opt.Prefetch < 0 {
+		return nil, fmt.Errorf("dataset: loader prefetch must be >= 0 (got %d; 0 means %d)", opt.Prefetch, defaultPrefetch)
+	}
+	world := max(opt.WorldSize, 1)
+	if opt.WorldSize < 0 || opt.Rank < 0 || opt.Rank >= world {
+		return nil, fmt.Errorf("dataset: loader rank %d is outside world size %d (want 0 <= rank < world size)", opt.Rank, opt.WorldSize)
+	}
+	n := src.Len()
+	if n <= 0 {
+		return nil, errors.New("dataset: loader source is empty")
+	}
+	if int64(n) > 1<<31-1 {
+		return nil, fmt.Errorf("dataset: loader source has %d examples; at most %d are supported", n, 1<<31-1)
+	}
+	c, h, w := src.ImageShape()
+	if c <= 0 || h <= 0 || w <= 0 {
+		return nil, fmt.Errorf("dataset: loader source has image shape %dx%dx%d; every dimension must be > 0", c, h, w)
+	}
+	norm, err := newNormTable(opt.Norm, c)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: loader: %w", err)
+	}
+
+	perRank := (n - opt.Rank + world - 1) / world
+	if opt.DropLast {
+		perRank = n / world
+	}
+	batches := (perRank + opt.BatchSize - 1) / opt.BatchSize
+	if opt.DropLast {
+		batches = perRank / opt.BatchSize
+	}
+	if batches == 0 {
+		return nil, fmt.Errorf("dataset: loader batch size %d exceeds the %d examples of rank %d of %d; with drop_last no batch is left", opt.BatchSize, perRank, opt.Rank, world)
+	}
+
+	workers := opt.Workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	prefetch := opt.Prefetch
+	if prefetch == 0 {
+		prefetch = defaultPrefetch
+	}
+	l := &Loader{
+		src: src, opt: opt,
+		c: c, h: h, w: w, imageSize: c * h * w,
+		classes:  src.NumClasses(),
+		norm:     norm,
+		workers:  workers,
+		prefetch: prefetch,
+		chunks:   min(workers, opt.BatchSize),
+		order:    make([]int32, n),
+		shard:    make([]int32, perRank),
+		batches:  batches,
+		ready:    make([]*Batch, prefetch),
+	}
+	// In flight are at most prefetch batches of at most chunks chunks each, so neither channel blocks.
+	l.jobs = make(chan chunk, prefetch*l.chunks)
+	l.done = make(chan *Batch, prefetch)
+	l.wg.Add(workers)
+	for range workers {
+		go l.work()
+	}
+	return l, nil
+}
+
+// BatchesPerEpoch is the number of batches Next delivers in a full epoch on this rank.
+func (l *Loader) BatchesPerEpoch() int { return l.batches }
+
+// ExamplesPerEpoch is the number of examples a full epoch delivers on this rank.
+func (l *Loader) ExamplesPerEpoch() int {
+	if l.opt.DropLast {
+		return l.batches * l.opt.BatchSize
+	}
+	return len(l.shard)
+}
+
+// Start begins delivering the batches of epoch from batch index startBatch (0 for a whole epoch; later
+// to resume mid-epoch). Batches of a previous epoch that were not fetched yet are discarded; batches
+// already returned by Next stay valid until released.
+func (l *Loader) Start(epoch, startBatch int) error {
+	if l.closed {
+		return errors.New("dataset: loader Start after Close")
+	}
+	if epoch < 0 {
+		return fmt.Errorf("dataset: loader epoch must be >= 0 (got %d)", epoch)
+	}
+	if startBatch < 0 || startBatch > l.batches {
+		return fmt.Errorf("dataset: loader start batch %d outside [0, %d] for epoch %d", startBatch, l.batches, epoch)
+	}
+	l.gen.Add(1)
+	l.drain()
+	l.fillShard(epoch)
+	l.started = true
+	l.epoch = epoch
+	l.nextDispatch, l.nextDeliver = startBatch, startBatch
+	l.err = nil
+	l.dispatch()
+	return nil
+}
+
+// Next returns the next batch of the epoch begun by Start, or (nil, nil) once the epoch is over. An
+// error loading an example ends the epoch: Next keeps returning it until the next Start.
+func (l *Loader) Next() (*Batch, error) {
+	switch {
+	case l.closed:
+		return nil, errors.New("dataset: loader Next after Close")
+	case !l.started:
+		return nil, errors.New("dataset: loader Next before Start")
+	case l.err != nil:
+		return nil, l.err
+	case l.nextDeliver >= l.batches:
+		return nil, nil
+	}
+	l.dispatch()
+	slot := l.nextDeliver % l.prefetch
+	for l.ready[slot] == nil {
+		b := <-l.done
+		l.inFlight--
+		l.ready[b.Index%l.prefetch] = b
+	}
+	b := l.ready[slot]
+	l.ready[slot] = nil
+	l.nextDeliver++
+	for _, err := range b.chunkErr {
+		if err != nil {
+			l.err = err
+			l.putFree(b)
+			return nil, err
+		}
+	}
+	l.freeMu.Lock()
+	b.lent = true
+	l.freeMu.Unlock()
+	l.dispatch()
+	return b, nil
+}
+
+// Release hands b's buffers back for reuse. Releasing nil, a batch twice, or another loader's batch does
+// nothing. Unreleased batches are simply garbage collected and replaced, at the cost of an allocation.
+func (l *Loader) Release(b *Batch) {
+	if b == nil || b.loader != l {
+		return
+	}
+	l.freeMu.Lock()
+	defer l.freeMu.Unlock()
+	if !b.lent {
+		return
+	}
+	b.lent = false
+	l.free = append(l.free, b)
+}
+
+// Close stops the workers and waits for them to exit. The loader cannot be used afterwards; batches
+// already delivered stay readable. Close is idempotent.
+func (l *Loader) Close() {
+	if l.closed {
+		return
+	}
+	l.closed = true
+	l.gen.Add(1)
+	close(l.jobs)
+	l.wg.Wait()
+}
+
+// drain waits for every dispatched batch to come back and returns all undelivered buffers to the pool.
+func (l *Loader) drain() {
+	for ; l.inFlight > 0; l.inFlight-- {
+		l.putFree(<-l.done)
+	}
+	for i, b := range l.ready {
+		if b != nil {
+			l.putFree(b)
+			l.ready[i] = nil
+		}
+	}
+}
+
+// fillShard computes the epoch's order and this rank's part of it.
+func (l *Loader) fillShard(epoch int) {
+	for i := range l.order {
+		l.order[i] = int32(i)
+	}
+	if l.opt.Shuffle {
+		var r exampleRand
+		r.seed(uint64(l.opt.Seed)^0x6f72_6465_72, uint64(epoch)) // "order"
+		for i := len(l.order) - 1; i > 0; i-- {
+			j := r.intN(i + 1)
+			l.order[i], l.order[j] = l.order[j], l.order[i]
+		}
+	}
+	world := max(l.opt.WorldSize, 1)
+	for k := range l.shard {
+		l.shard[k] = l.order[l.opt.Rank+k*world]
+	}
+}
+
+// dispatch hands batches to the workers until prefetch batches are ahead of the consumer.
+func (l *Loader) dispatch() {
+	for l.nextDispatch < l.batches && l.nextDispatch-l.nextDeliver < l.prefetch {
+		b := l.takeFree()
+		b.Epoch, b.Index = l.epoch, l.nextDispatch
+		b.start = l.nextDispatch * l.opt.BatchSize
+		b.N = min(l.opt.BatchSize, len(l.shard)-b.start)
+		b.X = b.x[:b.N*l.imageSize]
+		b.Labels = b.labels[:b.N]
+		b.gen = l.gen.Load()
+		parts := min(l.chunks, b.N)
+		b.chunkErr = b.chunkErr[:parts]
+		clear(b.chunkErr)
+		b.pending.Store(int32(parts))
+		for p := range parts {
+			l.jobs <- chunk{batch: b, from: p * b.N / parts, to: (p + 1) * b.N / parts, part: p}
+		}
+		l.inFlight++
+		l.nextDispatch++
+	}
+}
+
+func (l *Loader) takeFree() *Batch {
+	l.freeMu.Lock()
+	defer l.freeMu.Unlock()
+	if k := len(l.free); k > 0 {
+		b := l.free[k-1]
+		l.free[k-1] = nil
+		l.free = l.free[:k-1]
+		return b
+	}
+	return &Batch{
+		loader:   l,
+		x:        make([]float32, l.opt.BatchSize*l.imageSize),
+		labels:   make([]int32, l.opt.BatchSize),
+		chunkErr: make([]error, l.chunks),
+	}
+}
+
+func (l *Loader) putFree(b *Batch) {
+	l.freeMu.Lock()
+	defer l.freeMu.Unlock()
+	b.lent = false
+	l.free = append(l.free, b)
+}
+
+// work is a worker goroutine: it fills chunks until the job queue is closed. The last worker to finish
+// a batch's chunks hands the batch back.
+func (l *Loader) work() {
+	defer l.wg.Done()
+	img := make([]uint8, l.imageSize)
+	augmented := make([]uint8, l.imageSize)
+	pcg := new(rand.PCG)
+	rng := rand.New(pcg)
+	for job := range l.jobs {
+		b := job.batch
+		if b.gen == l.gen.Load() {
+			b.chunkErr[job.part] = l.fill(b, job.from, job.to, img, augmented, pcg, rng)
+		}
+		if b.pending.Add(-1) == 0 {
+			l.done <- b
+		}
+	}
+}
+
+// fill loads, augments and normalises the examples at positions [from, to) of batch b.
+func (l *Loader) fill(b *Batch, from, to int, img, augmented []uint8, pcg *rand.PCG, rng *rand.Rand) error {
+	for k := from; k < to; k++ {
+		index := int(l.shard[b.start+k])
+		label, err := l.src.Get(index, img)
+		if err != nil {
+			return fmt.Errorf("dataset: loading example %d (epoch %d, batch %d): %w", index, b.Epoch, b.Index, err)
+		}
+		if label < 0 || label >= l.classes {
+			return fmt.Errorf("dataset: example %d has label %d outside [0, %d) (epoch %d, batch %d)", index, label, l.classes, b.Epoch, b.Index)
+		}
+		pixels := img
+		if l.opt.Augment {
+			// The augmentation of an example depends on (Seed, epoch, example) only.
+			pcg.Seed(mix64(uint64(l.opt.Seed)^0x6175_676d_656e_74^mix64(uint64(b.Epoch))), mix64(uint64(index))) // "augment"
+			if err := RandomCropFlip(augmented, img, l.c, l.h, l.w, CIFARPad, rng); err != nil {
+				return fmt.Errorf("dataset: augmenting example %d: %w", index, err)
+			}
+			pixels = augmented
+		}
+		l.norm.apply(b.X[k*l.imageSize:(k+1)*l.imageSize], pixels, l.h*l.w)
+		b.Labels[k] = int32(label)
+	}
+	return nil
+}
