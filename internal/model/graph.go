@@ -313,3 +313,6 @@ func Describe(s Spec) (Stats, error) {
 	}
 	return st, nil
 }
+
+// SameShape reports whether a shape given as ints equals a parameter's shape.
+func SameShape(a []int, b backend.Shape) bool { return backend.Shape(a).Equal(b) }

@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = run(&env{stdout: &o, stderr: &e}, args)
+	return code, o.String(), e.String()
+}
+
+// The JSON model list carries the reference counts of shared/reference/FACTS.md.
+func TestModelsJSON(t *testing.T) {
+	code, out, errOut := runCLI(t, "models", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var infos []modelInfo
+	if err := json.Unmarshal([]byte(out), &infos); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		params   int64
+		family   string
+		residual bool
+	}{
+		"resnet18": {11689512, "imagenet", true}, "resnet34": {21797672, "imagenet", true},
+		"resnet50": {25557032, "imagenet", true}, "resnet101": {44549160, "imagenet", true},
+		"resnet152": {60192808, "imagenet", true}, "plain18": {11515688, "imagenet", false},
+		"plain34": {21623848, "imagenet", false}, "cifar_resnet20": {269722, "cifar", true},
+		"cifar_resnet110": {1727962, "cifar", true}, "cifar_resnet1202": {19421274, "cifar", true},
+		"cifar_plain56": {853018, "cifar", false},
+	}
+	seen := 0
+	for _, m := range infos {
+		w, ok := want[m.Name]
+		if !ok {
+			continue
+		}
+		seen++
+		if m.Params != w.params || m.Family != w.family || m.Residual != w.residual || m.MACs <= 0 {
+			t.Errorf("%s: %+v", m.Name, m)
+		}
+	}
+	if seen != len(want) || len(infos) != 21 {
+		t.Errorf("found %d of %d reference models among %d entries (want 21)", seen, len(want), len(infos))
+	}
+}
+
+func TestModelsTableListsPresets(t *testing.T) {
+	code, out, _ := runCLI(t, "models")
+	if code != 0 || !strings.Contains(out, "resnet50") || !strings.Contains(out, "25,557,032") || !strings.Contains(out, "presets (resnet train --config NAME):\n  cifar_plain110") {
+		t.Errorf("exit %d, output:\n%s", code, out)
+	}
+}
+
+func TestDryRunPrintsConfigAndSummary(t *testing.T) {
+	t.Chdir(t.TempDir()) // the embedded preset must be found from any directory
+	code, out, errOut := runCLI(t, "train", "--config", "resnet50.yaml", "--dry-run", "--set", "train.lr=0.2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"arch: resnet50", "lr: 0.2", "# model resnet50: residual, depth 50, bottleneck blocks, shortcut B", "layer4", "2048x7x7", "25,557,032", "4089.18"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat("runs"); err == nil {
+		t.Error("--dry-run created a run directory")
+	}
+}
+
+func TestErrorsAndExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("model:\n  arch: cifar_resnet20\ntrain:\n  batch_size: -3\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"train", "--config", bad}, 1, "resnet: config: train.batch_size must be > 0 (got -3) in " + bad + " line 4\n"},
+		{[]string{"train", "--config", "nope"}, 1, `resnet: config: no such file or preset "nope"`},
+		{[]string{"train", "--bogus"}, 2, "resnet: unknown flag: --bogus\n"},
+		{[]string{"frobnicate"}, 2, `resnet: unknown command "frobnicate" for "resnet"`},
+		{[]string{"eval"}, 2, "resnet: --checkpoint is required\n"},
+		{[]string{"eval", "--checkpoint", filepath.Join(dir, "none")}, 1, "resnet: checkpoint: stat " + filepath.Join(dir, "none") + ": no such file or directory\n"},
+		{[]string{"bench", "--model", "vgg16"}, 1, `resnet: model: unknown architecture "vgg16"`},
+	} {
+		code, _, errOut := runCLI(t, c.args...)
+		if code != c.code || !strings.HasPrefix(errOut, c.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d, stderr starting %q", c.args, code, errOut, c.code, c.msg)
+		}
+	}
+}
+
+// Train a tiny run through the CLI, evaluate its checkpoint, and check that eval agrees with the last
+// metrics line of training.
+func TestTrainThenEval(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "--config", "demo", "--out", dir, "--device", "cpu", "--epochs", "1",
+		"--set", "dataset.train_size=64", "--set", "dataset.test_size=40", "--set", "train.batch_size=16",
+		"--set", "eval.batch_size=16"}
+	code, out, errOut := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("train exit %d: %s\n%s", code, errOut, out)
+	}
+	if !strings.Contains(out, "run directory: "+dir) {
+		t.Errorf("train output does not say where the results are:\n%s", out)
+	}
+	for _, f := range []string{"config.yaml", "metrics.jsonl", "checkpoints/step-000000004.safetensors"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	code, out, errOut = runCLI(t, "eval", "--checkpoint", dir, "--json")
+	if code != 0 {
+		t.Fatalf("eval exit %d: %s", code, errOut)
+	}
+	var rep evalReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+	var m struct {
+		TestErr  float64 `json:"test_err"`
+		TestLoss float64 `json:"test_loss"`
+	}
+	json.Unmarshal(bytes.TrimSpace(metrics), &m)
+	if rep.N != 40 || rep.Top1Err != m.TestErr || rep.Loss != m.TestLoss || rep.Model != "cifar_resnet8" {
+		t.Errorf("eval %+v disagrees with training's last evaluation %+v", rep, m)
+	}
+	// A second plain train into the same directory must refuse rather than overwrite.
+	code, _, errOut = runCLI(t, args...)
+	if code != 1 || !strings.Contains(errOut, "already holds a run") {
+		t.Errorf("second train into %s: exit %d, %s", dir, code, errOut)
+	}
+}

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"resnet/configs"
+	"resnet/internal/config"
+	"resnet/internal/model"
+	"resnet/internal/train"
+)
+
+type modelsOptions struct {
+	json bool
+}
+
+// modelInfo is one row of 'resnet models'.
+type modelInfo struct {
+	Name     string `json:"name"`
+	Family   string `json:"family"`
+	Residual bool   `json:"residual"`
+	Depth    int    `json:"depth"`
+	Block    string `json:"block"`
+	Shortcut string `json:"shortcut"`
+	Params   int64  `json:"params"`
+	MACs     int64  `json:"macs"`
+	Input    int    `json:"input_size"`
+	Classes  int    `json:"num_classes"`
+}
+
+func newModelsCmd(e *env) *cobra.Command {
+	o := &modelsOptions{}
+	cmd := &cobra.Command{
+		Use:   "models",
+		Short: "List the model zoo (parameters, MACs) and the shipped config presets",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return runModels(e.stdout, o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.json, "json", false, "print a JSON array, one object per model")
+	return cmd
+}
+
+func zooInfo() ([]modelInfo, error) {
+	var out []modelInfo
+	for _, s := range model.Zoo() {
+		st, err := model.Describe(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, modelInfo{
+			Name: s.Name, Family: s.Family, Residual: s.Residual, Depth: s.Depth(), Block: string(s.Block),
+			Shortcut: shortcutName(s), Params: st.Params, MACs: st.MACs, Input: s.InputSize, Classes: s.NumClasses,
+		})
+	}
+	return out, nil
+}
+
+func shortcutName(s model.Spec) string {
+	if !s.Residual {
+		return "none"
+	}
+	return string(s.Shortcut)
+}
+
+func runModels(w io.Writer, o *modelsOptions) error {
+	infos, err := zooInfo()
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(infos)
+	}
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "model\tfamily\tdepth\tblock\tshortcut\tparams\tGMACs\t")
+	for _, m := range infos {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%.3f\t\n", m.Name, m.Family, m.Depth, m.Block, m.Shortcut, thousands(m.Params), float64(m.MACs)/1e9)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nCIFAR nets take any depth 6n+2: model.arch cifar_resnet with model.depth, or cifar_resnetN.\n")
+	fmt.Fprintf(w, "\npresets (resnet train --config NAME):\n  %s\n", strings.Join(configs.Names(), "\n  "))
+	return nil
+}
+
+// printSummary writes the model summary of a config: per-stage output shapes, parameters and MACs.
+func printSummary(w io.Writer, cfg config.Config) error {
+	classes, size := 10, 32
+	if cfg.Dataset.Name == "imagenet" {
+		classes, size = 1000, 224
+	} else if cfg.Dataset.Name == "cifar100" {
+		classes = 100
+	}
+	spec, err := train.SpecFor(cfg.Model, classes, size)
+	if err != nil {
+		return err
+	}
+	st, err := model.Describe(spec)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "# model %s: %s, depth %d, %s blocks, shortcut %s, input %dx%dx%d, %d classes\n",
+		spec.Name, map[bool]string{true: "residual", false: "plain"}[spec.Residual], spec.Depth(), spec.Block,
+		shortcutName(spec), spec.InChannels, spec.InputSize, spec.InputSize, spec.NumClasses)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "stage\tblocks\toutput\tparams\tMMACs\t")
+	for _, s := range st.Stages {
+		fmt.Fprintf(tw, "%s\t%d\t%dx%dx%d\t%s\t%.2f\t\n", s.Name, s.Blocks, s.C, s.H, s.W, thousands(s.Params), float64(s.MACs)/1e6)
+	}
+	fmt.Fprintf(tw, "total\t\t\t%s\t%.2f\t\n", thousands(st.Params), float64(st.MACs)/1e6)
+	return tw.Flush()
+}
+
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,100 @@
+// Package cli holds the resnet command line: one file per command, each with an options struct, a
+// constructor binding its flags, and a run function that tests call directly. Exit codes are decided here.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	_ "resnet/internal/cpu" // registers the CPU backend
+	"resnet/internal/train"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+// usageError marks errors that should print the command's usage.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// env is what commands need from the process, injectable for tests.
+type env struct {
+	stdout, stderr io.Writer
+	environ        []string
+	// terminal reports whether stdout is a terminal (progress bars instead of log lines).
+	terminal bool
+	// stop, when non-nil, replaces signal handling (tests close it to interrupt training).
+	stop <-chan struct{}
+}
+
+func newRoot(e *env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "resnet",
+		Short: "Train, evaluate and compare deep residual networks and their plain counterparts",
+		Long: `resnet trains, evaluates and compares ResNets (He et al., "Deep Residual Learning for Image
+Recognition", 2015) and their plain counterparts, on the CPU or an NVIDIA GPU, from YAML configs.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newTrainCmd(e), newEvalCmd(e), newModelsCmd(e), newBenchCmd(e), newVersionCmd(e))
+	return root
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, environ: os.Environ(), terminal: isTerminal(stdout)}
+	return run(e, args)
+}
+
+func run(e *env, args []string) int {
+	root := newRoot(e)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, train.ErrInterrupted) {
+		return exitInterrupted
+	}
+	fmt.Fprintf(e.stderr, "resnet: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsageError(err) {
+		fmt.Fprintf(e.stderr, "\n%s", cmd.UsageString())
+		return exitUsage
+	}
+	return exitError
+}
+
+// isCobraUsageError recognises cobra's own argument errors (unknown command, wrong arg count).
+func isCobraUsageError(err error) bool {
+	for _, p := range []string{"unknown command", "accepts ", "requires at least", "unknown flag", "unknown shorthand"} {
+		if strings.Contains(err.Error(), p) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

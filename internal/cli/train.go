@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"resnet/internal/backend"
+	"resnet/internal/config"
+	"resnet/internal/train"
+)
+
+type trainOptions struct {
+	configFile string
+	sets       []string
+	out        string
+	resume     string
+	dryRun     bool
+	device     string
+	epochs     int
+	batchSize  int
+	seed       int64
+}
+
+func newTrainCmd(e *env) *cobra.Command {
+	o := &trainOptions{}
+	cmd := &cobra.Command{
+		Use:   "train",
+		Short: "Train a network from a YAML config (a file, or a shipped preset by name)",
+		Example: `  resnet train --config demo.yaml
+  resnet train --config configs/cifar_resnet56.yaml --set train.epochs=10 --out runs/r56-short
+  resnet train --config resnet50.yaml --dry-run
+  resnet train --resume runs/demo`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runTrain(e, o, cmd.Flags().Changed)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.configFile, "config", "c", "", "config file, or a preset name (see 'resnet models')")
+	f.StringArrayVar(&o.sets, "set", nil, "override a config key, e.g. --set train.lr=0.05 (repeatable)")
+	f.StringVar(&o.out, "out", "", "run directory (default runs/<config name>)")
+	f.StringVar(&o.resume, "resume", "", "continue the run in this directory from its newest checkpoint")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the resolved config and the model summary, then exit")
+	f.StringVar(&o.device, "device", "", "device: auto, cpu or cuda (overrides config key device)")
+	f.IntVar(&o.epochs, "epochs", 0, "number of epochs (overrides train.epochs)")
+	f.IntVar(&o.batchSize, "batch-size", 0, "mini-batch size (overrides train.batch_size)")
+	f.Int64Var(&o.seed, "seed", 0, "random seed (overrides seed)")
+	return cmd
+}
+
+// flagSets turns explicitly given convenience flags into --set entries; they rank with --set, above the
+// environment.
+func (o *trainOptions) flagSets(changed func(string) bool) []string {
+	var sets []string
+	if changed("device") {
+		sets = append(sets, "device="+o.device)
+	}
+	if changed("epochs") {
+		sets = append(sets, "train.epochs="+strconv.Itoa(o.epochs))
+	}
+	if changed("batch-size") {
+		sets = append(sets, "train.batch_size="+strconv.Itoa(o.batchSize))
+	}
+	if changed("seed") {
+		sets = append(sets, "seed="+strconv.FormatInt(o.seed, 10))
+	}
+	return append(sets, o.sets...)
+}
+
+func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
+	src := config.Source{File: o.configFile, Env: e.environ, Sets: o.flagSets(changed)}
+	runDir := o.out
+	if o.resume != "" {
+		if o.configFile != "" {
+			return usageError{errors.New("--resume continues a run with its own config; drop --config (use --set to change keys)")}
+		}
+		if o.out != "" && filepath.Clean(o.out) != filepath.Clean(o.resume) {
+			return usageError{errors.New("--resume continues the run in place; --out must be omitted or name the same directory")}
+		}
+		runDir = o.resume
+		src.File = filepath.Join(o.resume, "config.yaml")
+		if _, err := os.Stat(src.File); err != nil {
+			return fmt.Errorf("resume: %s has no config.yaml: is it a run directory?", o.resume)
+		}
+	}
+	cfg, err := config.Load(src)
+	if err != nil {
+		return err
+	}
+	yml, err := cfg.YAML()
+	if err != nil {
+		return err
+	}
+	if runDir == "" {
+		runDir = filepath.Join("runs", cfg.Name)
+	}
+	if o.dryRun {
+		fmt.Fprintf(e.stdout, "# resolved config (run directory %s)\n%s\n", runDir, yml)
+		return printSummary(e.stdout, cfg)
+	}
+	dev, err := backend.Open(cfg.Device)
+	if err != nil {
+		return err
+	}
+	stop := e.stop
+	if stop == nil {
+		ch := make(chan struct{})
+		stop = ch
+		sig := make(chan os.Signal, 2)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sig)
+		go func() {
+			s, ok := <-sig
+			if !ok {
+				return
+			}
+			fmt.Fprintf(e.stderr, "\n%v: finishing the current step and writing a checkpoint (again to quit at once)\n", s)
+			close(ch)
+			if _, ok := <-sig; ok {
+				os.Exit(exitInterrupted)
+			}
+		}()
+	}
+	fmt.Fprintf(e.stdout, "training %s on %s, run directory %s\n", cfg.Model.Arch, dev.Name(), runDir)
+	res, err := train.Run(train.Options{
+		Config: cfg, ConfigYAML: yml, RunDir: runDir, Resume: o.resume != "",
+		Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop,
+	})
+	if err != nil {
+		if errors.Is(err, train.ErrInterrupted) {
+			fmt.Fprintf(e.stdout, "resume with: resnet train --resume %s\n", runDir)
+		}
+		return err
+	}
+	fmt.Fprintf(e.stdout, "done: test error %.2f%% (top-5 %.2f%%) after %d epochs\nrun directory: %s\n  metrics:    %s\n  checkpoint: %s\n",
+		100*res.Last.TestErr, 100*res.Last.TestTop5Err, res.Epochs, runDir,
+		filepath.Join(runDir, "metrics.jsonl"), res.Checkpoint)
+	return nil
+}

@@ -1,0 +1,44 @@
+package cpu
+
+import (
+	"testing"
+
+	"resnet/internal/backend"
+)
+
+// After a warm-up step has grown the scratch buffers, convolutions allocate nothing: jobs are structs in
+// the Device, the pool wakes its helpers through a channel, and scratch is reused.
+func TestConvSteadyStateAllocatesNothing(t *testing.T) {
+	for _, n := range []int{1, 4} { // one image: parallel GEMM; four: one image per piece
+		d := NewWithWorkers(2)
+		r := newRand(3)
+		p := backend.ConvParams{Stride: 1, Pad: 1}
+		x := tensor(t, d, randSlice(r, n*16*16*16), n, 16, 16, 16)
+		w := tensor(t, d, randSlice(r, 16*16*9), 16, 16, 3, 3)
+		y := tensor(t, d, nil, n, 16, 16, 16)
+		dy := tensor(t, d, randSlice(r, n*16*16*16), n, 16, 16, 16)
+		dx := tensor(t, d, nil, n, 16, 16, 16)
+		dw := tensor(t, d, nil, 16, 16, 3, 3)
+		step := func() {
+			must(t, d.ConvForward(p, x, w, y))
+			must(t, d.ConvBackwardData(p, dy, w, dx, false))
+			must(t, d.ConvBackwardFilter(p, x, dy, dw))
+		}
+		step()
+		if allocs := testing.AllocsPerRun(10, step); allocs != 0 {
+			t.Errorf("batch %d: conv forward+backward allocates %v times per step after warm-up, want 0", n, allocs)
+		}
+		d.Close()
+	}
+}
+
+// The same holds for a whole training step through every op.
+func TestTrainingStepAllocatesNothing(t *testing.T) {
+	d := NewWithWorkers(3)
+	defer d.Close()
+	s := newNetworkStep(t, d, 4)
+	must(t, s.run())
+	if allocs := testing.AllocsPerRun(5, func() { must(t, s.run()) }); allocs != 0 {
+		t.Errorf("a training step allocates %v times after warm-up, want 0", allocs)
+	}
+}

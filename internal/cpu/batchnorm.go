@@ -1,0 +1,438 @@
+package cpu
+
+// Batch normalisation over (N, H, W) per channel, with the optional fused residual add and ReLU of
+// backend.BatchNormParams. Statistics are accumulated in float64 over a fixed partition: piece (c, g)
+// covers channel c of batch chunk g (bnChunks(N) chunks), its partial results go to their own slot, and
+// the slots are combined in chunk order, so the result does not depend on the worker count.
+
+import (
+	"fmt"
+	"math"
+
+	"resnet/internal/backend"
+)
+
+// bnChunks is the number of batch chunks a channel's statistics are split into.
+func bnChunks(n int) int { return max(1, min(n, 8)) }
+
+// shortcut describes the residual input z of a batch norm: (N, C, H, W) of its own, read at channel
+// c-off and position (h*stride, w*stride) for output (c, h, w); channels outside [off, off+C) get 0.
+type shortcut struct {
+	c, h, w     int
+	off, stride int
+}
+
+// shortcutGeometry validates z (or dz) against an output of (n, c, h, w) and returns its mapping.
+func shortcutGeometry(op, name string, z backend.Tensor, n, c, h, w int) ([]float32, shortcut, error) {
+	if !z.Valid() {
+		return nil, shortcut{}, fmt.Errorf("cpu: %s: Residual is set but %s is not allocated", op, name)
+	}
+	zv, zn, zc, zh, zw, err := dims4(op, name, z)
+	if err != nil {
+		return nil, shortcut{}, err
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("cpu: %s: %s has shape %v, want (%d, Cz, H*s, W*s) for the output %v: %s",
+			op, name, z.Shape, n, []int{n, c, h, w}, why)
+	}
+	if zn != n {
+		return nil, shortcut{}, bad("batch sizes differ")
+	}
+	if zc > c || (c-zc)%2 != 0 {
+		return nil, shortcut{}, bad(fmt.Sprintf("Cz must be <= %d and differ from it by an even count", c))
+	}
+	if h == 0 || w == 0 || zh%h != 0 || zh/h < 1 || zw != w*(zh/h) {
+		return nil, shortcut{}, bad("the spatial size must be the output's times one integer stride")
+	}
+	return zv, shortcut{c: zc, h: zh, w: zw, off: (c - zc) / 2, stride: zh / h}, nil
+}
+
+// bnGeom is the geometry of one batch-norm call.
+type bnGeom struct {
+	n, c, hw, w int // w (the row length) matters only for strided shortcuts
+	chunks      int
+	sc          shortcut
+}
+
+type bnKind uint8
+
+const (
+	bnStats bnKind = iota
+	bnNormalize
+	bnGradStats
+	bnGrad
+)
+
+// bnJob is the state of one batch-norm call; a piece is (channel, batch chunk) = i/chunks, i%chunks.
+type bnJob struct {
+	kind     bnKind
+	g        bnGeom
+	relu     bool
+	residual bool
+	x, y, z  []float32
+	dy, dx   []float32
+	dz       []float32
+	// Per-channel constants of the pass, chan32[4*c:4*c+4] (see the passes for their meaning).
+	chan32 []float32
+	stats  []float64 // per-piece partials, 3 per piece
+}
+
+func (j *bnJob) run(_, i int) {
+	c, chunk := i/j.g.chunks, i%j.g.chunks
+	switch j.kind {
+	case bnStats:
+		j.chunkStats(c, chunk, i)
+	case bnNormalize:
+		j.normalize(c, chunk)
+	case bnGradStats:
+		j.gradStats(c, chunk, i)
+	case bnGrad:
+		j.grad(c, chunk)
+	}
+}
+
+// plane is channel c of image n of an (N, C, H*W) tensor.
+func (j *bnJob) plane(t []float32, n, c int) []float32 {
+	off := (n*j.g.c + c) * j.g.hw
+	return t[off : off+j.g.hw]
+}
+
+// chunkStats computes count, mean and sum of squared deviations of channel c over chunk g, two-pass within
+// the chunk for accuracy.
+func (j *bnJob) chunkStats(c, g, slot int) {
+	lo, hi := split(j.g.n, j.g.chunks, g)
+	var s0, s1, s2, s3 float64
+	for n := lo; n < hi; n++ {
+		x := j.plane(j.x, n, c)
+		i := 0
+		for ; i+3 < len(x); i += 4 {
+			s0 += float64(x[i])
+			s1 += float64(x[i+1])
+			s2 += float64(x[i+2])
+			s3 += float64(x[i+3])
+		}
+		for ; i < len(x); i++ {
+			s0 += float64(x[i])
+		}
+	}
+	count := float64((hi - lo) * j.g.hw)
+	mean := ((s0 + s1) + (s2 + s3)) / count
+	s0, s1, s2, s3 = 0, 0, 0, 0
+	for n := lo; n < hi; n++ {
+		x := j.plane(j.x, n, c)
+		i := 0
+		for ; i+3 < len(x); i += 4 {
+			d0, d1 := float64(x[i])-mean, float64(x[i+1])-mean
+			d2, d3 := float64(x[i+2])-mean, float64(x[i+3])-mean
+			s0 += d0 * d0
+			s1 += d1 * d1
+			s2 += d2 * d2
+			s3 += d3 * d3
+		}
+		for ; i < len(x); i++ {
+			d0 := float64(x[i]) - mean
+			s0 += d0 * d0
+		}
+	}
+	st := j.stats[3*slot : 3*slot+3]
+	st[0], st[1], st[2] = count, mean, (s0+s1)+(s2+s3)
+}
+
+// normalize writes y = act((x - mean)*scale + shift + shortcut(z)) for channel c over chunk g, with
+// chan32[4c:] = mean, scale, shift.
+func (j *bnJob) normalize(c, g int) {
+	k := j.chan32[4*c : 4*c+3]
+	mean, scale, shift := k[0], k[1], k[2]
+	lo, hi := split(j.g.n, j.g.chunks, g)
+	sc := j.g.sc
+	zc := c - sc.off
+	for n := lo; n < hi; n++ {
+		x := j.plane(j.x, n, c)
+		y := j.plane(j.y, n, c)
+		y = y[:len(x)]
+		for i, v := range x {
+			y[i] = (v-mean)*scale + shift
+		}
+		if j.residual && zc >= 0 && zc < sc.c {
+			zoff := (n*sc.c + zc) * sc.h * sc.w
+			z := j.z[zoff : zoff+sc.h*sc.w]
+			if sc.stride == 1 {
+				z = z[:len(y)]
+				for i, v := range z {
+					y[i] += v
+				}
+			} else {
+				w := j.g.w
+				for r := 0; r < len(y)/w; r++ {
+					yr := y[r*w : (r+1)*w]
+					zr := z[r*sc.stride*sc.w:]
+					for q := range yr {
+						yr[q] += zr[q*sc.stride]
+					}
+				}
+			}
+		}
+		if j.relu {
+			for i, v := range y {
+				if v < 0 {
+					y[i] = 0
+				}
+			}
+		}
+	}
+}
+
+// gradStats sums the (ReLU-masked) output gradient and its product with x - mean of channel c over chunk
+// g, with chan32[4c] = mean.
+func (j *bnJob) gradStats(c, g, slot int) {
+	mean := float64(j.chan32[4*c])
+	lo, hi := split(j.g.n, j.g.chunks, g)
+	var sdy, sdyx float64
+	for n := lo; n < hi; n++ {
+		x := j.plane(j.x, n, c)
+		dy := j.plane(j.dy, n, c)
+		dy = dy[:len(x)]
+		if j.relu {
+			y := j.plane(j.y, n, c)
+			y = y[:len(x)]
+			for i, v := range x {
+				if y[i] > 0 {
+					gy := float64(dy[i])
+					sdy += gy
+					sdyx += gy * (float64(v) - mean)
+				}
+			}
+			continue
+		}
+		for i, v := range x {
+			gy := float64(dy[i])
+			sdy += gy
+			sdyx += gy * (float64(v) - mean)
+		}
+	}
+	st := j.stats[3*slot : 3*slot+2]
+	st[0], st[1] = sdy, sdyx
+}
+
+// grad writes dx = k*(gy - a - (x - mean)*b) and the shortcut gradient for channel c over chunk g, with
+// chan32[4c:] = mean, k, a, b.
+func (j *bnJob) grad(c, g int) {
+	q := j.chan32[4*c : 4*c+4]
+	mean, k, a, b := q[0], q[1], q[2], q[3]
+	lo, hi := split(j.g.n, j.g.chunks, g)
+	sc := j.g.sc
+	zc := c - sc.off
+	hasZ := j.residual && zc >= 0 && zc < sc.c
+	for n := lo; n < hi; n++ {
+		x := j.plane(j.x, n, c)
+		dy := j.plane(j.dy, n, c)
+		dx := j.plane(j.dx, n, c)
+		dy, dx = dy[:len(x)], dx[:len(x)]
+		var y, dz []float32
+		if j.relu {
+			y = j.plane(j.y, n, c)
+			y = y[:len(x)]
+		}
+		if hasZ {
+			zoff := (n*sc.c + zc) * sc.h * sc.w
+			dz = j.dz[zoff : zoff+sc.h*sc.w]
+			if sc.stride != 1 {
+				clear(dz) // positions the strided shortcut does not read
+			}
+		}
+		w := j.g.w
+		for i, v := range x {
+			gy := dy[i]
+			if j.relu && !(y[i] > 0) {
+				gy = 0
+			}
+			dx[i] = k * (gy - a - (v-mean)*b)
+			if dz != nil {
+				if sc.stride == 1 {
+					dz[i] = gy
+				} else {
+					dz[(i/w)*sc.stride*sc.w+(i%w)*sc.stride] = gy
+				}
+			}
+		}
+	}
+}
+
+// bnForwardGeometry validates the activations shared by the training and inference forward passes.
+func bnForwardGeometry(op string, p backend.BatchNormParams, t backend.BatchNormTensors, training bool) (j bnJob, err error) {
+	var n, c, h, w int
+	if j.x, n, c, h, w, err = dims4(op, "X", t.X); err != nil {
+		return j, err
+	}
+	if j.y, err = shaped(op, "Y", t.Y, n, c, h, w); err != nil {
+		return j, err
+	}
+	j.g = bnGeom{n: n, c: c, hw: h * w, w: w, chunks: bnChunks(n), sc: shortcut{c: c, h: h, w: w, stride: 1}}
+	if p.Residual {
+		if j.z, j.g.sc, err = shortcutGeometry(op, "Z", t.Z, n, c, h, w); err != nil {
+			return j, err
+		}
+	}
+	if training && n*h*w < 2 {
+		return j, fmt.Errorf("cpu: %s: X %v has %d values per channel; training statistics need at least 2", op, t.X.Shape, n*h*w)
+	}
+	if p.Eps < 0 || math.IsNaN(float64(p.Eps)) {
+		return j, fmt.Errorf("cpu: %s: Eps is %v, want >= 0", op, p.Eps)
+	}
+	j.relu, j.residual = p.ReLU, p.Residual
+	return j, nil
+}
+
+// BatchNormForwardTraining implements backend.Device.
+func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.BatchNormTensors) error {
+	const op = "BatchNormForwardTraining"
+	j, err := bnForwardGeometry(op, p, t, true)
+	if err != nil {
+		return err
+	}
+	c := j.g.c
+	k := checker{op: op}
+	gamma, beta := k.vec("Gamma", t.Gamma, c), k.vec("Beta", t.Beta, c)
+	rmean, rvar := k.vec("RunningMean", t.RunningMean, c), k.vec("RunningVar", t.RunningVar, c)
+	smean, sinv := k.vec("SaveMean", t.SaveMean, c), k.vec("SaveInvStd", t.SaveInvStd, c)
+	if k.err != nil {
+		return k.err
+	}
+	pieces := c * j.g.chunks
+	d.stats = grow(d.stats, 3*pieces)
+	d.chan32 = grow(d.chan32, 4*c)
+	job := &d.jobs.bn
+	*job = j
+	job.kind, job.stats, job.chan32 = bnStats, d.stats, d.chan32
+	d.pool.run(job, pieces)
+
+	// Combine the chunk statistics in chunk order (Chan et al.'s pairwise update).
+	total := float64(j.g.n * j.g.hw)
+	mom := float64(p.Momentum)
+	for ch := 0; ch < c; ch++ {
+		st := d.stats[3*ch*j.g.chunks:]
+		count, mean, m2 := st[0], st[1], st[2]
+		for g := 1; g < j.g.chunks; g++ {
+			nb, mb, m2b := st[3*g], st[3*g+1], st[3*g+2]
+			n := count + nb
+			delta := mb - mean
+			mean += delta * nb / n
+			m2 += m2b + delta*delta*count*nb/n
+			count = n
+		}
+		variance := m2 / total
+		invStd := 1 / math.Sqrt(variance+float64(p.Eps))
+		smean[ch], sinv[ch] = float32(mean), float32(invStd)
+		rmean[ch] = float32((1-mom)*float64(rmean[ch]) + mom*mean)
+		rvar[ch] = float32((1-mom)*float64(rvar[ch]) + mom*variance*total/(total-1))
+		q := d.chan32[4*ch : 4*ch+4]
+		q[0], q[1], q[2] = float32(mean), float32(float64(gamma[ch])*invStd), beta[ch]
+	}
+	job.kind = bnNormalize
+	d.pool.run(job, pieces)
+	*job = bnJob{}
+	return nil
+}
+
+// BatchNormForwardInference implements backend.Device.
+func (d *Device) BatchNormForwardInference(p backend.BatchNormParams, t backend.BatchNormTensors) error {
+	const op = "BatchNormForwardInference"
+	j, err := bnForwardGeometry(op, p, t, false)
+	if err != nil {
+		return err
+	}
+	c := j.g.c
+	k := checker{op: op}
+	gamma, beta := k.vec("Gamma", t.Gamma, c), k.vec("Beta", t.Beta, c)
+	rmean, rvar := k.vec("RunningMean", t.RunningMean, c), k.vec("RunningVar", t.RunningVar, c)
+	if k.err != nil {
+		return k.err
+	}
+	d.chan32 = grow(d.chan32, 4*c)
+	for ch := 0; ch < c; ch++ {
+		invStd := 1 / math.Sqrt(float64(rvar[ch])+float64(p.Eps))
+		q := d.chan32[4*ch : 4*ch+4]
+		q[0], q[1], q[2] = rmean[ch], float32(float64(gamma[ch])*invStd), beta[ch]
+	}
+	job := &d.jobs.bn
+	*job = j
+	job.kind, job.chan32 = bnNormalize, d.chan32
+	d.pool.run(job, c*j.g.chunks)
+	*job = bnJob{}
+	return nil
+}
+
+// BatchNormBackward implements backend.Device. With xhat = (x - mean)*invstd and gy the output gradient
+// masked by y > 0 when ReLU is fused:
+//
+//	dbeta = sum gy,  dgamma = sum gy*xhat,  dx = gamma*invstd*(gy - dbeta/M - xhat*dgamma/M)
+//
+// and dz = gy read back through the shortcut mapping.
+func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNormGrads) error {
+	const op = "BatchNormBackward"
+	var j bnJob
+	var err error
+	var n, c, h, w int
+	if j.x, n, c, h, w, err = dims4(op, "X", gr.X); err != nil {
+		return err
+	}
+	if j.dy, err = shaped(op, "DY", gr.DY, n, c, h, w); err != nil {
+		return err
+	}
+	if j.dx, err = shaped(op, "DX", gr.DX, n, c, h, w); err != nil {
+		return err
+	}
+	if p.ReLU {
+		if j.y, err = shaped(op, "Y", gr.Y, n, c, h, w); err != nil {
+			return err
+		}
+	}
+	j.g = bnGeom{n: n, c: c, hw: h * w, w: w, chunks: bnChunks(n), sc: shortcut{c: c, h: h, w: w, stride: 1}}
+	if p.Residual {
+		if j.dz, j.g.sc, err = shortcutGeometry(op, "DZ", gr.DZ, n, c, h, w); err != nil {
+			return err
+		}
+	}
+	if n*h*w == 0 {
+		return fmt.Errorf("cpu: %s: X %v is empty", op, gr.X.Shape)
+	}
+	k := checker{op: op}
+	gamma, smean, sinv := k.vec("Gamma", gr.Gamma, c), k.vec("SaveMean", gr.SaveMean, c), k.vec("SaveInvStd", gr.SaveInvStd, c)
+	dgamma, dbeta := k.vec("DGamma", gr.DGamma, c), k.vec("DBeta", gr.DBeta, c)
+	if k.err != nil {
+		return k.err
+	}
+	j.relu, j.residual = p.ReLU, p.Residual
+
+	pieces := c * j.g.chunks
+	d.stats = grow(d.stats, 3*pieces)
+	d.chan32 = grow(d.chan32, 4*c)
+	for ch := 0; ch < c; ch++ {
+		d.chan32[4*ch] = smean[ch]
+	}
+	job := &d.jobs.bn
+	*job = j
+	job.kind, job.stats, job.chan32 = bnGradStats, d.stats, d.chan32
+	d.pool.run(job, pieces)
+
+	total := float64(n * h * w)
+	for ch := 0; ch < c; ch++ {
+		st := d.stats[3*ch*j.g.chunks:]
+		var sdy, sdyx float64
+		for g := 0; g < j.g.chunks; g++ {
+			sdy += st[3*g]
+			sdyx += st[3*g+1]
+		}
+		inv := float64(sinv[ch])
+		db, dg := sdy, sdyx*inv
+		dbeta[ch], dgamma[ch] = float32(db), float32(dg)
+		q := d.chan32[4*ch : 4*ch+4]
+		q[1] = float32(float64(gamma[ch]) * inv)
+		q[2] = float32(db / total)
+		q[3] = float32(dg / total * inv)
+	}
+	job.kind = bnGrad
+	d.pool.run(job, pieces)
+	*job = bnJob{}
+	return nil
+}

@@ -1,0 +1,111 @@
+package cpu
+
+import (
+	"fmt"
+	"testing"
+
+	"resnet/internal/backend"
+)
+
+// BenchmarkSgemm reports GFLOP/s of the multi-threaded GEMM (C = A*B, all row-major) at a few sizes,
+// including the shapes of CIFAR ResNet convolutions as GEMMs.
+func BenchmarkSgemm(b *testing.B) {
+	for _, sz := range [][3]int{{256, 256, 256}, {1024, 576, 128}, {64, 1024, 576}, {512, 512, 512}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		b.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(b *testing.B) {
+			r := newRand(1)
+			x, y, c := randSlice(r, m*k), randSlice(r, k*n), make([]float32, m*n)
+			d := New()
+			defer d.Close()
+			for b.Loop() {
+				d.sgemmParallel(false, false, m, n, k, 1, x, k, y, n, 0, c, n)
+			}
+			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkSgemmSingleThread is the GEMM on one goroutine, i.e. the micro-kernel's throughput.
+func BenchmarkSgemmSingleThread(b *testing.B) {
+	for _, sz := range [][3]int{{256, 256, 256}, {1024, 576, 128}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		b.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(b *testing.B) {
+			r := newRand(1)
+			x, y, c := randSlice(r, m*k), randSlice(r, k*n), make([]float32, m*n)
+			ws := &gemmScratch{}
+			for b.Loop() {
+				sgemm(ws, false, false, m, n, k, 1, x, k, y, n, 0, c, n)
+			}
+			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkConv runs forward, backward-data and backward-filter of the 3x3 convolutions of a CIFAR
+// ResNet-20 at batch 128 and reports GFLOP/s (2*N*Cout*Cin*9*OH*OW per pass).
+func BenchmarkConv(b *testing.B) {
+	for _, s := range []struct{ c, hw int }{{16, 32}, {32, 16}, {64, 8}} {
+		const n = 128
+		d := New()
+		r := newRand(1)
+		p := backend.ConvParams{Stride: 1, Pad: 1}
+		x := tensor(b, d, randSlice(r, n*s.c*s.hw*s.hw), n, s.c, s.hw, s.hw)
+		w := tensor(b, d, randSlice(r, s.c*s.c*9), s.c, s.c, 3, 3)
+		y := tensor(b, d, nil, n, s.c, s.hw, s.hw)
+		dy := tensor(b, d, randSlice(r, n*s.c*s.hw*s.hw), n, s.c, s.hw, s.hw)
+		dx := tensor(b, d, nil, n, s.c, s.hw, s.hw)
+		dw := tensor(b, d, nil, s.c, s.c, 3, 3)
+		flops := 2 * float64(n*s.c*s.c*9*s.hw*s.hw)
+		name := fmt.Sprintf("%dch%dx%d", s.c, s.hw, s.hw)
+		run := func(pass string, f func() error) {
+			b.Run(name+"/"+pass, func(b *testing.B) {
+				for b.Loop() {
+					if err := f(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+		run("forward", func() error { return d.ConvForward(p, x, w, y) })
+		run("backward-data", func() error { return d.ConvBackwardData(p, dy, w, dx, false) })
+		run("backward-filter", func() error { return d.ConvBackwardFilter(p, x, dy, dw) })
+		d.Close()
+	}
+}
+
+// BenchmarkBatchNorm runs the fused BN+residual+ReLU training forward and its backward at the first
+// CIFAR ResNet stage (128, 16, 32, 32) and reports GB/s of activation traffic (x, z, y read or written
+// once per pass: 3 tensors forward, 5 backward).
+func BenchmarkBatchNorm(b *testing.B) {
+	const n, c, hw = 128, 16, 32
+	d := New()
+	defer d.Close()
+	r := newRand(1)
+	shape := []int{n, c, hw, hw}
+	vec := func() backend.Tensor { return tensor(b, d, randSlice(r, c), c) }
+	p := backend.BatchNormParams{Eps: 1e-5, Momentum: 0.1, ReLU: true, Residual: true}
+	t := backend.BatchNormTensors{X: tensor(b, d, randSlice(r, n*c*hw*hw), shape...), Y: tensor(b, d, nil, shape...),
+		Z: tensor(b, d, randSlice(r, n*c*hw*hw), shape...), Gamma: vec(), Beta: vec(), RunningMean: vec(),
+		RunningVar: vec(), SaveMean: vec(), SaveInvStd: vec()}
+	g := backend.BatchNormGrads{X: t.X, Y: t.Y, DY: tensor(b, d, randSlice(r, n*c*hw*hw), shape...), Gamma: t.Gamma,
+		SaveMean: t.SaveMean, SaveInvStd: t.SaveInvStd, DX: tensor(b, d, nil, shape...), DZ: tensor(b, d, nil, shape...),
+		DGamma: vec(), DBeta: vec()}
+	bytes := float64(4 * n * c * hw * hw)
+	b.Run("forward-training", func(b *testing.B) {
+		for b.Loop() {
+			if err := d.BatchNormForwardTraining(p, t); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(3*bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+	})
+	b.Run("backward", func(b *testing.B) {
+		for b.Loop() {
+			if err := d.BatchNormBackward(p, g); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(5*bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+	})
+}

@@ -1,0 +1,90 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"resnet/internal/backend"
+)
+
+// ceJob computes softmax cross-entropy for the samples split(n, parts, i).
+type ceJob struct {
+	n, k, parts int
+	logits      []float32
+	labels      []int32
+	loss        []float32
+	dlogits     []float32 // nil when the caller wants the loss only
+	scale       float32
+}
+
+func (j *ceJob) run(_, i int) {
+	lo, hi := split(j.n, j.parts, i)
+	for s := lo; s < hi; s++ {
+		row := j.logits[s*j.k : (s+1)*j.k]
+		m := row[0]
+		for _, v := range row {
+			if v > m {
+				m = v
+			}
+		}
+		var sum float64
+		for _, v := range row {
+			sum += math.Exp(float64(v - m))
+		}
+		label := int(j.labels[s])
+		// log(sum exp(l - m)) - (l[label] - m): the max shift keeps exp from overflowing.
+		j.loss[s] = float32(math.Log(sum) - float64(row[label]-m))
+		if j.dlogits == nil {
+			continue
+		}
+		dl := j.dlogits[s*j.k : (s+1)*j.k]
+		dl = dl[:len(row)]
+		for c, v := range row {
+			p := math.Exp(float64(v-m)) / sum
+			if c == label {
+				p--
+			}
+			dl[c] = float32(p) * j.scale
+		}
+	}
+}
+
+// SoftmaxCrossEntropy implements backend.Device. dlogits may be left invalid to compute the loss only.
+func (d *Device) SoftmaxCrossEntropy(logits, labels, loss, dlogits backend.Tensor, gradScale float32) error {
+	const op = "SoftmaxCrossEntropy"
+	if len(logits.Shape) != 2 {
+		return fmt.Errorf("cpu: %s: logits have shape %v, want (N, K)", op, logits.Shape)
+	}
+	j := ceJob{n: logits.Shape[0], k: logits.Shape[1], scale: gradScale}
+	var err error
+	if j.logits, err = f32View(op, "logits", logits); err != nil {
+		return err
+	}
+	if j.k == 0 && j.n > 0 {
+		return fmt.Errorf("cpu: %s: logits have shape %v: no classes", op, logits.Shape)
+	}
+	if !labels.Shape.Equal(backend.Shape{j.n}) {
+		return fmt.Errorf("cpu: %s: labels have shape %v, want [%d]", op, labels.Shape, j.n)
+	}
+	if j.labels, err = i32View(op, "labels", labels); err != nil {
+		return err
+	}
+	for s, l := range j.labels {
+		if l < 0 || int(l) >= j.k {
+			return fmt.Errorf("cpu: %s: label %d of sample %d is outside [0, %d)", op, l, s, j.k)
+		}
+	}
+	if j.loss, err = shaped(op, "loss", loss, j.n); err != nil {
+		return err
+	}
+	if dlogits.Valid() {
+		if j.dlogits, err = shaped(op, "dlogits", dlogits, j.n, j.k); err != nil {
+			return err
+		}
+	}
+	j.parts = min(j.n, 4*len(d.ws))
+	d.jobs.ce = j
+	d.pool.run(&d.jobs.ce, j.parts)
+	d.jobs.ce = ceJob{}
+	return nil
+}

@@ -1,0 +1,56 @@
+// Package eval scores a network on a data set: the 1-crop protocol now; ten-crop, multi-scale
+// fully-convolutional testing and ensembles plug in here.
+package eval
+
+import (
+	"fmt"
+
+	"resnet/internal/dataset"
+	"resnet/internal/model"
+)
+
+// Scores are the results of one evaluation pass.
+type Scores struct {
+	N       int     `json:"n"`
+	Loss    float64 `json:"loss"`
+	Top1Err float64 `json:"top1_err"`
+	Top5Err float64 `json:"top5_err"`
+}
+
+// OneCrop evaluates net on every example of the loader's epoch 0, in inference mode (running BN
+// statistics), each image as it comes from the source (for CIFAR-sized data, the whole 32x32 image).
+func OneCrop(net *model.Net, l *dataset.Loader) (Scores, error) {
+	if err := l.Start(0, 0); err != nil {
+		return Scores{}, err
+	}
+	c, h, w := net.InputShape()
+	sample := c * h * w
+	var s Scores
+	var lossSum float64
+	var top1, top5 int
+	for {
+		b, err := l.Next()
+		if err != nil {
+			return Scores{}, fmt.Errorf("eval: %w", err)
+		}
+		if b == nil {
+			break
+		}
+		r, err := net.Evaluate(b.X[:b.N*sample], b.Labels[:b.N])
+		l.Release(b)
+		if err != nil {
+			return Scores{}, fmt.Errorf("eval: %w", err)
+		}
+		s.N += r.N
+		lossSum += r.LossSum
+		top1 += r.Top1
+		top5 += r.Top5
+	}
+	if s.N == 0 {
+		return Scores{}, fmt.Errorf("eval: the data set is empty")
+	}
+	s.Loss = lossSum / float64(s.N)
+	s.Top1Err = 1 - float64(top1)/float64(s.N)
+	s.Top5Err = 1 - float64(top5)/float64(s.N)
+	return s, nil
+}

@@ -1,0 +1,203 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"resnet/internal/model"
+	"resnet/internal/safetensors"
+)
+
+// checkpointFormat tags checkpoint files so a future layout change can be recognised.
+const checkpointFormat = "resnet-checkpoint/1"
+
+// momentumPrefix names optimizer momentum buffers inside a checkpoint, beside the model's own tensors.
+const momentumPrefix = "optimizer.momentum_buffer."
+
+// State is the position of a training run: everything besides tensors that a resumed run needs to continue
+// exactly where the interrupted one stopped.
+type State struct {
+	Epoch int   `json:"epoch"` // epoch in progress, 0-based
+	Batch int   `json:"batch"` // next batch index inside Epoch
+	Step  int64 `json:"step"`  // optimizer steps taken
+	// WarmStart is true while the warm-start rate is still in force.
+	WarmStart bool `json:"warm_start"`
+	// Running sums over the epoch in progress.
+	EpochLoss float64 `json:"epoch_loss"`
+	EpochTop1 int64   `json:"epoch_top1"`
+	EpochN    int64   `json:"epoch_n"`
+	// EpochSeconds is the training time spent in the epoch so far (timing only).
+	EpochSeconds float64 `json:"epoch_seconds"`
+	// MetricsBytes is the length of metrics.jsonl when the checkpoint was taken; a resumed run cuts the file
+	// back to it, so lines written after the checkpoint (before a kill -9) are not duplicated.
+	MetricsBytes   int64 `json:"metrics_bytes"`
+	BatchesTracked int64 `json:"batches_tracked"`
+}
+
+// Checkpoint is a checkpoint file read back.
+type Checkpoint struct {
+	Path   string
+	State  State
+	Arch   string
+	Config []byte // the run's resolved config, YAML
+	file   *safetensors.File
+}
+
+// checkpointDir is where a run keeps its checkpoints.
+func checkpointDir(runDir string) string { return filepath.Join(runDir, "checkpoints") }
+
+// SaveCheckpoint writes the net's weights, BN statistics and momentum buffers with the run state and
+// config into runDir/checkpoints/step-NNNNNNNNN.safetensors (atomically), then deletes all but the newest
+// keep checkpoints.
+func SaveCheckpoint(runDir string, net *model.Net, st State, configYAML []byte, keep int) (string, error) {
+	f := &safetensors.File{Metadata: map[string]string{}}
+	st.BatchesTracked = net.BatchesTracked
+	stateJSON, err := json.Marshal(st)
+	if err != nil {
+		return "", err
+	}
+	f.Metadata["format"] = checkpointFormat
+	f.Metadata["arch"] = net.Spec.Name
+	f.Metadata["state"] = string(stateJSON)
+	f.Metadata["config"] = string(configYAML)
+	// The 8-byte counters go first so that every tensor stays aligned to its element size.
+	for _, p := range net.Params {
+		if p.Kind == model.BNRunningVar {
+			prefix := strings.TrimSuffix(p.Name, "running_var")
+			f.Tensors = append(f.Tensors, safetensors.I64(prefix+"num_batches_tracked", []int{}, []int64{net.BatchesTracked}))
+		}
+	}
+	for _, p := range net.Params {
+		v, err := net.Get(p)
+		if err != nil {
+			return "", fmt.Errorf("checkpoint: reading %s: %w", p.Name, err)
+		}
+		f.Tensors = append(f.Tensors, safetensors.F32(p.Name, p.Shape, v))
+	}
+	for _, p := range net.Params {
+		if !p.Kind.Trainable() {
+			continue
+		}
+		v := make([]float32, p.Shape.Numel())
+		if err := net.Device().Download(v, p.Momentum); err != nil {
+			return "", fmt.Errorf("checkpoint: reading momentum of %s: %w", p.Name, err)
+		}
+		f.Tensors = append(f.Tensors, safetensors.F32(momentumPrefix+p.Name, p.Shape, v))
+	}
+	dir := checkpointDir(runDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("step-%09d.safetensors", st.Step))
+	if err := safetensors.WriteFile(path, f); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	return path, pruneCheckpoints(dir, keep)
+}
+
+func listCheckpoints(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if !e.IsDir() && strings.HasPrefix(e.Name(), "step-") && strings.HasSuffix(e.Name(), ".safetensors") {
+			names = append(names, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(names) // zero-padded step numbers sort in time order
+	return names, nil
+}
+
+func pruneCheckpoints(dir string, keep int) error {
+	names, err := listCheckpoints(dir)
+	if err != nil {
+		return err
+	}
+	for len(names) > keep {
+		if err := os.Remove(names[0]); err != nil {
+			return err
+		}
+		names = names[1:]
+	}
+	return nil
+}
+
+// FindCheckpoint resolves a checkpoint path: a .safetensors file as given, or a run directory (or its
+// checkpoints/ folder), whose newest checkpoint is returned.
+func FindCheckpoint(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if !fi.IsDir() {
+		return path, nil
+	}
+	dir := path
+	if _, err := os.Stat(checkpointDir(path)); err == nil {
+		dir = checkpointDir(path)
+	}
+	names, err := listCheckpoints(dir)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("checkpoint: no step-*.safetensors checkpoint in %s", dir)
+	}
+	return names[len(names)-1], nil
+}
+
+// LoadCheckpoint reads a checkpoint file and its metadata.
+func LoadCheckpoint(path string) (*Checkpoint, error) {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if got := f.Metadata["format"]; got != checkpointFormat {
+		return nil, fmt.Errorf("checkpoint %s: format %q, want %q", path, got, checkpointFormat)
+	}
+	c := &Checkpoint{Path: path, Arch: f.Metadata["arch"], Config: []byte(f.Metadata["config"]), file: f}
+	if err := json.Unmarshal([]byte(f.Metadata["state"]), &c.State); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: state metadata: %w", path, err)
+	}
+	return c, nil
+}
+
+// Restore loads the checkpoint's weights and BN statistics into net, and its momentum buffers when
+// withOptimizer is set. Every tensor of the net must be present with its shape.
+func (c *Checkpoint) Restore(net *model.Net, withOptimizer bool) error {
+	if c.Arch != net.Spec.Name {
+		return fmt.Errorf("checkpoint %s holds %s, the net is %s", c.Path, c.Arch, net.Spec.Name)
+	}
+	load := func(name string, p *model.Param, dst func([]float32) error) error {
+		t, ok := c.file.Get(name)
+		if !ok {
+			return fmt.Errorf("checkpoint %s: missing tensor %s", c.Path, name)
+		}
+		if !model.SameShape(t.Shape, p.Shape) {
+			return fmt.Errorf("checkpoint %s: %s has shape %v, the net needs %v", c.Path, name, t.Shape, p.Shape)
+		}
+		v, err := t.Float32s()
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %s: %w", c.Path, name, err)
+		}
+		return dst(v)
+	}
+	for _, p := range net.Params {
+		if err := load(p.Name, p, func(v []float32) error { return net.Set(p, v) }); err != nil {
+			return err
+		}
+		if withOptimizer && p.Kind.Trainable() {
+			if err := load(momentumPrefix+p.Name, p, func(v []float32) error { return net.Device().Upload(p.Momentum, v) }); err != nil {
+				return err
+			}
+		}
+	}
+	net.BatchesTracked = c.State.BatchesTracked
+	return nil
+}

@@ -1,0 +1,335 @@
+// Package train runs training: the loop over epochs and steps, the SGD update and learning-rate schedule,
+// evaluation between epochs, metrics.jsonl, checkpoints and exact resume.
+package train
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"resnet/internal/atomicfile"
+	"resnet/internal/backend"
+	"resnet/internal/config"
+	"resnet/internal/dataset"
+	"resnet/internal/eval"
+	"resnet/internal/model"
+)
+
+// ErrInterrupted is returned when a stop request ended training early; a checkpoint was written first.
+var ErrInterrupted = errors.New("training interrupted")
+
+// Metrics is one line of metrics.jsonl, written after every evaluation. Errors are fractions in [0, 1].
+type Metrics struct {
+	Epoch       int     `json:"epoch"` // epochs completed
+	Step        int64   `json:"step"`  // optimizer steps taken
+	LR          float64 `json:"lr"`    // rate of the epoch's last step
+	TrainLoss   float64 `json:"train_loss"`
+	TrainErr    float64 `json:"train_err"`
+	TestLoss    float64 `json:"test_loss"`
+	TestErr     float64 `json:"test_err"`
+	TestTop5Err float64 `json:"test_top5_err"`
+	// Timing fields: the only ones that differ between identical runs.
+	ImagesPerSec float64 `json:"images_per_sec"`
+	EpochSeconds float64 `json:"epoch_seconds"`
+}
+
+// Options configure a training run.
+type Options struct {
+	Config config.Config
+	// ConfigYAML is the resolved config as written to the run directory and into checkpoints.
+	ConfigYAML []byte
+	RunDir     string
+	// Resume continues the run in RunDir from its newest checkpoint.
+	Resume bool
+	Device backend.Device
+	// Out receives progress: a bar per epoch when Terminal is set, plain log lines otherwise.
+	Out      io.Writer
+	Terminal bool
+	// Stop, when closed, ends training after the current step with a checkpoint.
+	Stop <-chan struct{}
+	// afterStep is a test hook run after every step; an error from it ends training at once, without a
+	// checkpoint, as a kill -9 would.
+	afterStep func(st *State) error
+}
+
+// Result describes a finished (or interrupted) run.
+type Result struct {
+	RunDir     string
+	Checkpoint string
+	Last       Metrics
+	Epochs     int
+}
+
+const metricsFile = "metrics.jsonl"
+
+// Run trains according to opt.
+func Run(opt Options) (Result, error) {
+	cfg := opt.Config
+	res := Result{RunDir: opt.RunDir}
+	if err := prepareRunDir(opt); err != nil {
+		return res, err
+	}
+	data, err := OpenData(cfg.Dataset, cfg.Seed)
+	if err != nil {
+		return res, err
+	}
+	_, ih, _ := data.Train.ImageShape()
+	spec, err := SpecFor(cfg.Model, data.Train.NumClasses(), ih)
+	if err != nil {
+		return res, err
+	}
+	capacity := max(cfg.Train.BatchSize, cfg.Eval.BatchSize)
+	net, err := model.Build(opt.Device, spec, capacity)
+	if err != nil {
+		return res, err
+	}
+	defer net.Free()
+	if err := net.Init(cfg.Seed); err != nil {
+		return res, err
+	}
+
+	st := State{WarmStart: cfg.Train.Schedule.WarmStartLR > 0}
+	if opt.Resume {
+		path, err := FindCheckpoint(opt.RunDir)
+		if err != nil {
+			return res, err
+		}
+		ck, err := LoadCheckpoint(path)
+		if err != nil {
+			return res, err
+		}
+		if err := ck.Restore(net, true); err != nil {
+			return res, err
+		}
+		st = ck.State
+		if err := truncateMetrics(opt.RunDir, st.MetricsBytes); err != nil {
+			return res, err
+		}
+		res.Checkpoint = path
+		fmt.Fprintf(opt.Out, "resuming %s from %s (epoch %d, batch %d, step %d)\n", opt.RunDir, filepath.Base(path), st.Epoch+1, st.Batch, st.Step)
+	}
+
+	workers := cfg.Dataset.Workers
+	trainLoader, err := dataset.NewLoader(data.Train, dataset.LoaderOptions{
+		BatchSize: cfg.Train.BatchSize, Shuffle: true, DropLast: true, Augment: cfg.Dataset.Augment,
+		Seed: cfg.Seed, Workers: workers, Norm: data.Norm,
+	})
+	if err != nil {
+		return res, err
+	}
+	defer trainLoader.Close()
+	testLoader, err := dataset.NewLoader(data.Test, dataset.LoaderOptions{
+		BatchSize: cfg.Eval.BatchSize, Seed: cfg.Seed, Workers: workers, Norm: data.Norm,
+	})
+	if err != nil {
+		return res, err
+	}
+	defer testLoader.Close()
+
+	sched := NewSchedule(cfg.Train)
+	slots := net.SGDSlots(float32(cfg.Train.WeightDecay), cfg.Train.NoDecayBNBias)
+	batches := trainLoader.BatchesPerEpoch()
+	if batches == 0 {
+		return res, fmt.Errorf("train: %d training examples make no full batch of %d", data.Train.Len(), cfg.Train.BatchSize)
+	}
+	c, h, w := net.InputShape()
+	sample := c * h * w
+	prog := newProgress(opt.Out, opt.Terminal, cfg.Train.LogEvery)
+
+	for ; st.Epoch < cfg.Train.Epochs; st.Epoch++ {
+		if err := trainLoader.Start(st.Epoch, st.Batch); err != nil {
+			return res, err
+		}
+		prog.startEpoch(st.Epoch, cfg.Train.Epochs, batches, st.Batch)
+		var lr float64
+		for {
+			t0 := time.Now()
+			b, err := trainLoader.Next()
+			if err != nil {
+				return res, err
+			}
+			if b == nil {
+				break
+			}
+			lr = sched.LR(float64(st.Epoch)+float64(b.Index)/float64(batches), st.WarmStart)
+			r, err := net.TrainStep(b.X[:b.N*sample], b.Labels[:b.N])
+			trainLoader.Release(b)
+			if err != nil {
+				return res, fmt.Errorf("train: epoch %d step %d: %w", st.Epoch+1, st.Step+1, err)
+			}
+			p := backend.SGDParams{LR: float32(lr), Momentum: float32(cfg.Train.Momentum), Nesterov: cfg.Train.Nesterov}
+			if err := opt.Device.SGDStep(p, slots); err != nil {
+				return res, err
+			}
+			st.Step++
+			st.Batch = b.Index + 1
+			st.EpochLoss += r.LossSum
+			st.EpochTop1 += int64(r.Top1)
+			st.EpochN += int64(r.N)
+			st.EpochSeconds += time.Since(t0).Seconds()
+			trainErr := 1 - float64(st.EpochTop1)/float64(st.EpochN)
+			// The ResNet-110 recipe: the small warm-start rate holds until the training error of the epoch
+			// (over at least ten batches) is below the threshold.
+			if st.WarmStart && st.Batch >= 10 && trainErr < cfg.Train.Schedule.WarmStartUntilErr {
+				st.WarmStart = false
+			}
+			prog.step(st, lr, r)
+			if opt.afterStep != nil {
+				if err := opt.afterStep(&st); err != nil {
+					return res, err
+				}
+			}
+			if stopRequested(opt.Stop) && st.Batch < batches {
+				path, err := saveRun(opt, net, &st, cfg.Checkpoint.Keep)
+				if err != nil {
+					return res, err
+				}
+				prog.interrupted(path)
+				res.Checkpoint = path
+				return res, ErrInterrupted
+			}
+		}
+		prog.endEpoch()
+
+		last := st.Epoch+1 == cfg.Train.Epochs
+		if (st.Epoch+1)%cfg.Eval.Every == 0 || last {
+			sc, err := eval.OneCrop(net, testLoader)
+			if err != nil {
+				return res, err
+			}
+			m := Metrics{
+				Epoch: st.Epoch + 1, Step: st.Step, LR: lr,
+				TrainLoss: st.EpochLoss / float64(st.EpochN), TrainErr: 1 - float64(st.EpochTop1)/float64(st.EpochN),
+				TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err,
+				ImagesPerSec: float64(st.EpochN) / st.EpochSeconds, EpochSeconds: st.EpochSeconds,
+			}
+			if err := appendMetrics(opt.RunDir, m); err != nil {
+				return res, err
+			}
+			prog.metrics(m)
+			res.Last = m
+		}
+		st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds = 0, 0, 0, 0, 0
+		res.Epochs = st.Epoch + 1
+		if (st.Epoch+1)%cfg.Checkpoint.Every == 0 || last || stopRequested(opt.Stop) {
+			st.Epoch++ // the checkpoint's position is the start of the next epoch
+			path, err := saveRun(opt, net, &st, cfg.Checkpoint.Keep)
+			st.Epoch--
+			if err != nil {
+				return res, err
+			}
+			res.Checkpoint = path
+			if stopRequested(opt.Stop) && !last {
+				prog.interrupted(path)
+				return res, ErrInterrupted
+			}
+		}
+	}
+	return res, nil
+}
+
+func stopRequested(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// saveRun checkpoints the run, recording how much of metrics.jsonl belongs to it.
+func saveRun(opt Options, net *model.Net, st *State, keep int) (string, error) {
+	fi, err := os.Stat(filepath.Join(opt.RunDir, metricsFile))
+	switch {
+	case err == nil:
+		st.MetricsBytes = fi.Size()
+	case errors.Is(err, os.ErrNotExist):
+		st.MetricsBytes = 0
+	default:
+		return "", err
+	}
+	return SaveCheckpoint(opt.RunDir, net, *st, opt.ConfigYAML, keep)
+}
+
+// prepareRunDir creates the run directory for a new run, refusing to overwrite an existing one, and
+// writes the resolved config into it.
+func prepareRunDir(opt Options) error {
+	cfgPath := filepath.Join(opt.RunDir, "config.yaml")
+	if opt.Resume {
+		if _, err := os.Stat(opt.RunDir); err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		return nil
+	}
+	for _, p := range []string{filepath.Join(opt.RunDir, metricsFile), checkpointDir(opt.RunDir)} {
+		if _, err := os.Stat(p); err == nil {
+			return fmt.Errorf("%s already holds a run; continue it with --resume %s, or choose another directory with --out", opt.RunDir, opt.RunDir)
+		}
+	}
+	if err := os.MkdirAll(opt.RunDir, 0o755); err != nil {
+		return err
+	}
+	return atomicfile.WriteBytes(cfgPath, opt.ConfigYAML, 0o644)
+}
+
+// appendMetrics adds one line to metrics.jsonl and syncs it.
+func appendMetrics(runDir string, m Metrics) error {
+	line, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(runDir, metricsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// truncateMetrics cuts metrics.jsonl back to the length it had at the checkpoint being resumed.
+func truncateMetrics(runDir string, size int64) error {
+	path := filepath.Join(runDir, metricsFile)
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) && size == 0 {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if fi.Size() < size {
+		return fmt.Errorf("resume: %s is %d bytes, shorter than the %d the checkpoint recorded", path, fi.Size(), size)
+	}
+	return os.Truncate(path, size)
+}
+
+// ReadMetrics parses a metrics.jsonl file.
+func ReadMetrics(path string) ([]Metrics, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []Metrics
+	for i, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var m Metrics
+		if err := json.Unmarshal(line, &m); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}

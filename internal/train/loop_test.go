@@ -1,0 +1,185 @@
+package train
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"resnet/internal/config"
+	"resnet/internal/cpu"
+	"resnet/internal/safetensors"
+)
+
+// smallConfig trains the smallest CIFAR ResNet on a tiny synthetic set: 4 batches per epoch.
+func smallConfig(epochs int) config.Config {
+	c := config.Default()
+	c.Name = "resume-test"
+	c.Device = "cpu"
+	c.Model.Arch = "cifar_resnet8"
+	c.Dataset.TrainSize = 64
+	c.Dataset.TestSize = 32
+	c.Dataset.Workers = 2
+	c.Train.BatchSize = 16
+	c.Train.Epochs = epochs
+	c.Train.Schedule = config.ScheduleConfig{Type: "cosine", WarmupEpochs: 0.5}
+	c.Eval.BatchSize = 32
+	c.Checkpoint.Every = 2
+	c.Checkpoint.Keep = 2
+	return c
+}
+
+func runOnce(t *testing.T, cfg config.Config, dir string, resume bool, stop <-chan struct{}, hook func(*State) error) (Result, error) {
+	t.Helper()
+	yml, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Run(Options{Config: cfg, ConfigYAML: yml, RunDir: dir, Resume: resume, Device: cpu.New(), Out: io.Discard, Stop: stop, afterStep: hook})
+}
+
+// stripTiming zeroes the fields that legitimately differ between identical runs.
+func stripTiming(ms []Metrics) []Metrics {
+	out := append([]Metrics(nil), ms...)
+	for i := range out {
+		out[i].ImagesPerSec, out[i].EpochSeconds = 0, 0
+	}
+	return out
+}
+
+func finalTensors(t *testing.T, dir string) *safetensors.File {
+	t.Helper()
+	path, err := FindCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// An interrupted run (graceful stop mid-epoch, or a crash after a metrics line that no checkpoint
+// covers) resumed with --resume ends with the same metrics.jsonl and the same weights as an uninterrupted
+// run.
+func TestInterruptAndResumeMatchUninterrupted(t *testing.T) {
+	cfg := smallConfig(4)
+	root := t.TempDir()
+
+	full := filepath.Join(root, "full")
+	if _, err := runOnce(t, cfg, full, false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ReadMetrics(filepath.Join(full, metricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 4 {
+		t.Fatalf("%d metrics lines, want 4", len(want))
+	}
+
+	// SIGINT in the middle of epoch 2: the step finishes, a checkpoint is written, the run stops.
+	stopped := filepath.Join(root, "stopped")
+	stop := make(chan struct{})
+	_, err = runOnce(t, cfg, stopped, false, stop, func(st *State) error {
+		if st.Step == 6 {
+			close(stop)
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("stopped run returned %v, want ErrInterrupted", err)
+	}
+	if _, err := runOnce(t, cfg, stopped, true, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// kill -9 in epoch 4: the last checkpoint is from the end of epoch 2, and epoch 3's metrics line was
+	// written after it, so the resumed run must cut it and write it again, once.
+	crashed := filepath.Join(root, "crashed")
+	crash := errors.New("killed")
+	if _, err := runOnce(t, cfg, crashed, false, nil, func(st *State) error {
+		if st.Step == 14 {
+			return crash
+		}
+		return nil
+	}); !errors.Is(err, crash) {
+		t.Fatalf("crashed run returned %v", err)
+	}
+	if lines, _ := ReadMetrics(filepath.Join(crashed, metricsFile)); len(lines) != 3 {
+		t.Fatalf("crashed run left %d metrics lines, want 3", len(lines))
+	}
+	if _, err := runOnce(t, cfg, crashed, true, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	wantF := finalTensors(t, full)
+	for _, dir := range []string{stopped, crashed} {
+		got, err := ReadMetrics(filepath.Join(dir, metricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, w := stripTiming(got), stripTiming(want)
+		if len(g) != len(w) {
+			t.Fatalf("%s: %d metrics lines, want %d", filepath.Base(dir), len(g), len(w))
+		}
+		for i := range w {
+			if g[i] != w[i] {
+				t.Errorf("%s line %d:\n got %+v\nwant %+v", filepath.Base(dir), i+1, g[i], w[i])
+			}
+		}
+		gotF := finalTensors(t, dir)
+		for _, wt := range wantF.Tensors {
+			gt, ok := gotF.Get(wt.Name)
+			if !ok || !bytes.Equal(gt.Data, wt.Data) {
+				t.Errorf("%s: tensor %s differs from the uninterrupted run", filepath.Base(dir), wt.Name)
+			}
+		}
+	}
+}
+
+func TestNewRunRefusesExistingRunDir(t *testing.T) {
+	cfg := smallConfig(1)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, metricsFile), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runOnce(t, cfg, dir, false, nil, nil)
+	want := dir + " already holds a run; continue it with --resume " + dir + ", or choose another directory with --out"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, metricsFile)); string(b) != "{}\n" {
+		t.Error("existing metrics.jsonl was modified")
+	}
+}
+
+func TestCheckpointRetention(t *testing.T) {
+	cfg := smallConfig(3)
+	cfg.Checkpoint.Every = 1
+	cfg.Checkpoint.Keep = 2
+	dir := t.TempDir()
+	if _, err := runOnce(t, cfg, dir, false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	names, err := listCheckpoints(checkpointDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 2 || filepath.Base(names[1]) != "step-000000012.safetensors" {
+		t.Errorf("checkpoints %v, want the last two ending at step 12", names)
+	}
+	ck, err := LoadCheckpoint(names[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.State.Epoch != 3 || ck.State.Batch != 0 || ck.State.Step != 12 || ck.Arch != "cifar_resnet8" {
+		t.Errorf("final checkpoint state %+v arch %s", ck.State, ck.Arch)
+	}
+	if _, ok := ck.file.Get("layer1.0.bn1.num_batches_tracked"); !ok {
+		t.Error("checkpoint lacks num_batches_tracked (needed by torchvision's load_state_dict)")
+	}
+}

@@ -1,0 +1,76 @@
+package train
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"resnet/internal/model"
+)
+
+// progress reports training: a bar per epoch on a terminal, plain log lines otherwise (CI, pipes).
+type progress struct {
+	w        io.Writer
+	terminal bool
+	every    int
+	bar      *progressbar.ProgressBar
+	epoch    int
+	epochs   int
+}
+
+func newProgress(w io.Writer, terminal bool, every int) *progress {
+	return &progress{w: w, terminal: terminal, every: every}
+}
+
+func (p *progress) startEpoch(epoch, epochs, batches, start int) {
+	p.epoch, p.epochs = epoch, epochs
+	if !p.terminal {
+		return
+	}
+	p.bar = progressbar.NewOptions(batches,
+		progressbar.OptionSetWriter(p.w),
+		progressbar.OptionSetDescription(fmt.Sprintf("epoch %d/%d", epoch+1, epochs)),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(24),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+	if start > 0 {
+		_ = p.bar.Set(start)
+	}
+}
+
+func (p *progress) step(st State, lr float64, r model.Result) {
+	loss := st.EpochLoss / float64(st.EpochN)
+	errPct := 100 * (1 - float64(st.EpochTop1)/float64(st.EpochN))
+	ips := float64(st.EpochN) / st.EpochSeconds
+	if p.terminal {
+		p.bar.Describe(fmt.Sprintf("epoch %d/%d  loss %.4f  err %5.2f%%  lr %.4g  %.0f img/s", p.epoch+1, p.epochs, loss, errPct, lr, ips))
+		_ = p.bar.Add(1)
+		return
+	}
+	if p.every > 0 && st.Step%int64(p.every) == 0 {
+		fmt.Fprintf(p.w, "epoch %d/%d step %d  loss %.4f  err %5.2f%%  lr %.4g  %.0f img/s\n", p.epoch+1, p.epochs, st.Step, loss, errPct, lr, ips)
+	}
+}
+
+func (p *progress) endEpoch() {
+	if p.terminal && p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
+
+func (p *progress) metrics(m Metrics) {
+	fmt.Fprintf(p.w, "epoch %d/%d  step %d  train loss %.4f err %5.2f%%  test loss %.4f err %5.2f%% top-5 %5.2f%%  %.0f img/s\n",
+		m.Epoch, p.epochs, m.Step, m.TrainLoss, 100*m.TrainErr, m.TestLoss, 100*m.TestErr, 100*m.TestTop5Err, m.ImagesPerSec)
+}
+
+func (p *progress) interrupted(path string) {
+	if p.terminal && p.bar != nil {
+		_ = p.bar.Exit()
+		fmt.Fprintln(p.w)
+	}
+	fmt.Fprintf(p.w, "interrupted: checkpoint written to %s\n", path)
+}
