@@ -445,9 +445,8 @@ func TestEveryPresetLoads(t *testing.T) {
 				t.Errorf("preset %s: warm start %v until %v", name, s.WarmStartLR, s.WarmStartUntilErr)
 			}
 		case name == "demo":
-			if c.Model.Arch != "cifar_resnet8" || c.Dataset.Name != "synthetic" || c.Dataset.TrainSize != 6000 ||
-				c.Dataset.TestSize != 1000 || c.Train.BatchSize != 64 || c.Train.Epochs != 6 || s.Type != "cosine" ||
-				s.WarmupEpochs != 0.5 || c.Checkpoint.Keep != 2 {
+			// The demo's sizes are tuned to its time budget; what must hold is that it needs no files.
+			if !strings.HasPrefix(c.Model.Arch, "cifar_resnet") || c.Dataset.Name != "synthetic" || c.Dataset.Root != "" {
 				t.Errorf("preset demo: %+v", c)
 			}
 		default:

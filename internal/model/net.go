@@ -29,6 +29,7 @@ type Net struct {
 
 	values, grads, moms backend.Tensor
 	labels, loss        backend.Tensor
+	curLabels, curLoss  backend.Tensor // views for the current batch size
 	lossHost            []float32
 	logitsHost          []float32
 	allocated           []backend.Tensor
@@ -157,6 +158,8 @@ func (n *Net) setBatch(nb int) error {
 			a.dcur = a.grad.WithBatch(nb)
 		}
 	}
+	n.curLabels = n.labels.WithBatch(nb)
+	n.curLoss = n.loss.WithBatch(nb)
 	n.nb = nb
 	return nil
 }
@@ -263,8 +266,7 @@ func (n *Net) Loss(labels []int32) (Result, error) {
 			return Result{}, fmt.Errorf("model %s: label %d of example %d is outside 0..%d", n.Spec.Name, l, i, k-1)
 		}
 	}
-	lab := n.labels.WithBatch(nb)
-	loss := n.loss.WithBatch(nb)
+	lab, loss := n.curLabels, n.curLoss
 	if err := n.dev.UploadInt32(lab, labels); err != nil {
 		return Result{}, err
 	}

@@ -204,3 +204,33 @@ func TestForwardRejectsBadInput(t *testing.T) {
 		t.Errorf("bad label error: %v", err)
 	}
 }
+
+// The training step allocates nothing once the net is built (same batch size as the step before).
+func TestTrainStepDoesNotAllocate(t *testing.T) {
+	dev := cpu.New()
+	s, _ := Lookup("cifar_resnet8")
+	net, err := Build(dev, s, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.Init(1)
+	rng := rand.New(rand.NewPCG(1, 1))
+	x := make([]float32, 8*3*32*32)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	y := []int32{0, 1, 2, 3, 4, 5, 6, 7}
+	slots := net.SGDSlots(1e-4, false)
+	step := func() {
+		if _, err := net.TrainStep(x, y); err != nil {
+			t.Fatal(err)
+		}
+		if err := dev.SGDStep(backend.SGDParams{LR: 0.1, Momentum: 0.9}, slots); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step()
+	if a := testing.AllocsPerRun(3, step); a != 0 {
+		t.Errorf("%v allocations per training step, want 0", a)
+	}
+}
