@@ -107,6 +107,9 @@ func Run(opt Options) (Result, error) {
 			return res, err
 		}
 		st = ck.State
+		if st.Epoch >= cfg.Train.Epochs {
+			return res, fmt.Errorf("resume: %s already finished its %d epochs; to train longer, raise them: --set train.epochs=N", opt.RunDir, cfg.Train.Epochs)
+		}
 		if err := truncateMetrics(opt.RunDir, st.MetricsBytes); err != nil {
 			return res, err
 		}
@@ -178,7 +181,7 @@ func Run(opt Options) (Result, error) {
 			if st.WarmStart && st.Batch >= 10 && trainErr < cfg.Train.Schedule.WarmStartUntilErr {
 				st.WarmStart = false
 			}
-			prog.step(st, lr, r)
+			prog.step(st, lr)
 			if opt.afterStep != nil {
 				if err := opt.afterStep(&st); err != nil {
 					return res, err
@@ -264,7 +267,8 @@ func prepareRunDir(opt Options) error {
 		if _, err := os.Stat(opt.RunDir); err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
-		return nil
+		// --set may have changed keys (train.epochs, say): the run directory shows what the run now uses.
+		return atomicfile.WriteBytes(cfgPath, opt.ConfigYAML, 0o644)
 	}
 	for _, p := range []string{filepath.Join(opt.RunDir, metricsFile), checkpointDir(opt.RunDir)} {
 		if _, err := os.Stat(p); err == nil {

@@ -183,3 +183,29 @@ func TestCheckpointRetention(t *testing.T) {
 		t.Error("checkpoint lacks num_batches_tracked (needed by torchvision's load_state_dict)")
 	}
 }
+
+// A finished run resumed as it is says so; with more epochs it continues and records the new config.
+func TestResumeFinishedRun(t *testing.T) {
+	cfg := smallConfig(1)
+	dir := t.TempDir()
+	if _, err := runOnce(t, cfg, dir, false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runOnce(t, cfg, dir, true, nil, nil)
+	want := "resume: " + dir + " already finished its 1 epochs; to train longer, raise them: --set train.epochs=N"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	cfg.Train.Epochs = 2
+	res, err := runOnce(t, cfg, dir, true, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Last.Epoch != 2 || res.Last.Step != 8 {
+		t.Errorf("extended run ended at epoch %d step %d, want 2 and 8", res.Last.Epoch, res.Last.Step)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "config.yaml"))
+	if !bytes.Contains(b, []byte("epochs: 2")) {
+		t.Errorf("config.yaml not updated on resume:\n%s", b)
+	}
+}

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-
-	"resnet/internal/model"
 )
 
 // progress reports training: a bar per epoch on a terminal, plain log lines otherwise (CI, pipes).
@@ -42,7 +40,7 @@ func (p *progress) startEpoch(epoch, epochs, batches, start int) {
 	}
 }
 
-func (p *progress) step(st State, lr float64, r model.Result) {
+func (p *progress) step(st State, lr float64) {
 	loss := st.EpochLoss / float64(st.EpochN)
 	errPct := 100 * (1 - float64(st.EpochTop1)/float64(st.EpochN))
 	ips := float64(st.EpochN) / st.EpochSeconds
