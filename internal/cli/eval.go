@@ -34,6 +34,7 @@ type evalReport struct {
 	Loss       float64 `json:"loss"`
 	Top1Err    float64 `json:"top1_err"`
 	Top5Err    float64 `json:"top5_err"`
+	Skipped    int     `json:"skipped_images"`
 }
 
 func newEvalCmd(e *env) *cobra.Command {
@@ -81,8 +82,8 @@ func runEval(e *env, o *evalOptions) error {
 	if err != nil {
 		return err
 	}
-	_, ih, _ := data.Test.ImageShape()
-	spec, err := train.SpecFor(cfg.Model, data.Test.NumClasses(), ih)
+	_, ih, _ := data.Eval.OutputShape()
+	spec, err := train.SpecFor(cfg.Model, data.Eval.NumClasses(), ih)
 	if err != nil {
 		return err
 	}
@@ -98,18 +99,22 @@ func runEval(e *env, o *evalOptions) error {
 	if err := ck.Restore(net, false); err != nil {
 		return err
 	}
-	loader, err := dataset.NewLoader(data.Test, dataset.LoaderOptions{BatchSize: cfg.Eval.BatchSize, Seed: cfg.Seed, Workers: cfg.Dataset.Workers, Norm: data.Norm})
+	loader, err := dataset.NewPipelineLoader(data.Eval, dataset.LoaderOptions{BatchSize: cfg.Eval.BatchSize, Seed: cfg.Seed, Workers: cfg.Dataset.Workers, Strict: cfg.Dataset.Strict})
 	if err != nil {
 		return err
 	}
 	defer loader.Close()
-	sc, err := eval.OneCrop(net, loader)
+	sc, err := eval.OneCrop(net, loader, func(bad []*dataset.BadExampleError) {
+		for _, b := range bad {
+			fmt.Fprintf(e.stderr, "skipping %v\n", b)
+		}
+	})
 	if err != nil {
 		return err
 	}
 	rep := evalReport{
 		Checkpoint: path, Model: spec.Name, Dataset: cfg.Dataset.Name, Protocol: "1-crop",
-		Epoch: ck.State.Epoch, Step: ck.State.Step, N: sc.N, Loss: sc.Loss, Top1Err: sc.Top1Err, Top5Err: sc.Top5Err,
+		Epoch: ck.State.Epoch, Step: ck.State.Step, N: sc.N, Loss: sc.Loss, Top1Err: sc.Top1Err, Top5Err: sc.Top5Err, Skipped: sc.Skipped,
 	}
 	if o.json {
 		enc := json.NewEncoder(e.stdout)

@@ -52,6 +52,27 @@ type DatasetConfig struct {
 	Augment bool `mapstructure:"augment" yaml:"augment" json:"augment"`
 	// Workers is the number of loader goroutines; 0 means one per CPU.
 	Workers int `mapstructure:"workers" yaml:"workers" json:"workers"`
+	// Strict stops training at the first unreadable image instead of skipping and counting it.
+	Strict bool `mapstructure:"strict" yaml:"strict" json:"strict"`
+	// ValSize holds out the last ValSize training examples of a CIFAR set as a validation split (the
+	// paper's 45k/5k split uses 5000); 0 keeps them all for training.
+	ValSize int `mapstructure:"val_size" yaml:"val_size" json:"val_size"`
+	// EvalSplit is the split evaluated during training: test, or val (needs val_size for CIFAR).
+	EvalSplit string `mapstructure:"eval_split" yaml:"eval_split" json:"eval_split"`
+	// CoarseLabels trains CIFAR-100 on its 20 coarse classes instead of the 100 fine ones.
+	CoarseLabels bool `mapstructure:"coarse_labels" yaml:"coarse_labels" json:"coarse_labels"`
+	// TrainTransform is the ImageNet training augmentation: rrc (Inception-style random-resized crop, the
+	// modern default) or scale (the paper's: shorter side random in [256, 480], random 224 crop).
+	TrainTransform string `mapstructure:"train_transform" yaml:"train_transform" json:"train_transform"`
+	// PCALighting adds AlexNet-style PCA colour noise (the paper's "standard colour augmentation").
+	PCALighting bool `mapstructure:"pca_lighting" yaml:"pca_lighting" json:"pca_lighting"`
+	// ImageSize is the ImageNet crop side (224), and ResizeSize the shorter side before the evaluation
+	// centre crop (256).
+	ImageSize  int `mapstructure:"image_size" yaml:"image_size" json:"image_size"`
+	ResizeSize int `mapstructure:"resize_size" yaml:"resize_size" json:"resize_size"`
+	// ValLabels is the "<file> <class>" label file of a flat ImageNet val folder; empty means
+	// <root>/val_labels.txt when val/ has no class folders.
+	ValLabels string `mapstructure:"val_labels" yaml:"val_labels" json:"val_labels"`
 }
 
 // TrainConfig is the optimisation recipe.
@@ -108,10 +129,14 @@ func Default() Config {
 		Device: "auto",
 		Model:  ModelConfig{Arch: "cifar_resnet20"},
 		Dataset: DatasetConfig{
-			Name:      "synthetic",
-			TrainSize: 10000,
-			TestSize:  2000,
-			Augment:   true,
+			Name:           "synthetic",
+			TrainSize:      10000,
+			TestSize:       2000,
+			Augment:        true,
+			EvalSplit:      "test",
+			TrainTransform: "rrc",
+			ImageSize:      224,
+			ResizeSize:     256,
 		},
 		Train: TrainConfig{
 			BatchSize:   128,

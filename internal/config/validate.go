@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strconv"
@@ -121,6 +122,26 @@ func validate(c Config) []*FieldError {
 	}
 	if d.Workers < 0 {
 		p.add("dataset.workers", "must be >= 0 (0 means one per CPU)"+got(d.Workers))
+	}
+	if d.ValSize < 0 {
+		p.add("dataset.val_size", "must be >= 0 (0: no validation split)"+got(d.ValSize))
+	}
+	if d.ValSize > 0 && d.Name != "cifar10" && d.Name != "cifar100" {
+		p.add("dataset.val_size", "is only used by cifar10 and cifar100 (dataset.name is "+d.Name+")")
+	}
+	p.oneOf("dataset.eval_split", d.EvalSplit, "test", "val")
+	if d.EvalSplit == "val" && (d.Name == "cifar10" || d.Name == "cifar100") && d.ValSize == 0 {
+		p.add("dataset.eval_split", "val needs dataset.val_size > 0 for "+d.Name)
+	}
+	if d.CoarseLabels && d.Name != "cifar100" {
+		p.add("dataset.coarse_labels", "is only used by cifar100 (dataset.name is "+d.Name+")")
+	}
+	p.oneOf("dataset.train_transform", d.TrainTransform, "rrc", "scale")
+	if d.ImageSize <= 0 {
+		p.add("dataset.image_size", "must be > 0"+got(d.ImageSize))
+	}
+	if d.ResizeSize < d.ImageSize {
+		p.add("dataset.resize_size", fmt.Sprintf("must be >= dataset.image_size (%d)", d.ImageSize)+got(d.ResizeSize))
 	}
 
 	t := c.Train

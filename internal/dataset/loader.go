@@ -20,15 +20,18 @@ type LoaderOptions struct {
 	Shuffle bool
 	// DropLast drops an incomplete last batch (training) instead of delivering it (evaluation).
 	DropLast bool
-	// Augment applies the CIFAR augmentation (zero-pad 4, random crop, horizontal flip).
+	// Augment applies the CIFAR augmentation (zero-pad 4, random crop, horizontal flip). Only used by
+	// NewLoader; a Pipeline does its own augmentation.
 	Augment bool
+	// Strict stops at the first bad example instead of skipping it.
+	Strict bool
 	// Seed drives the order and the augmentation.
 	Seed int64
 	// Workers is the number of goroutines loading and transforming examples; 0 means GOMAXPROCS.
 	Workers int
 	// Prefetch is the number of batches prepared ahead of the consumer; 0 means 3.
 	Prefetch int
-	// Norm is subtracted and divided out of every pixel.
+	// Norm is subtracted and divided out of every pixel. Only used by NewLoader.
 	Norm Normalization
 	// Rank and WorldSize shard each epoch's order for data-parallel training: rank r takes positions
 	// r, r+WorldSize, r+2*WorldSize, ... WorldSize 0 or 1 means no sharding. With DropLast every rank
@@ -48,6 +51,8 @@ type Batch struct {
 	X []float32
 	// Labels holds the N labels.
 	Labels []int32
+	// Skipped lists the bad examples left out of this batch (N is smaller by as many).
+	Skipped []*BadExampleError
 
 	loader   *Loader
 	x        []float32 // full-capacity storage behind X
@@ -56,7 +61,9 @@ type Batch struct {
 	gen      uint64    // loader generation the batch was dispatched in
 	pending  atomic.Int32
 	chunkErr []error // error of each chunk; the first non-nil one is reported
-	lent     bool    // delivered by Next and not yet released; guarded by loader.freeMu
+	bad      []bool  // per example position: skipped as bad
+	badErr   []*BadExampleError
+	lent     bool // delivered by Next and not yet released; guarded by loader.freeMu
 }
 
 // chunk is a contiguous range of one batch's examples, the unit of work of a worker.
@@ -73,12 +80,11 @@ type chunk struct {
 // pure function of (Seed, epoch, index) and the options, whatever the number of workers and their
 // timing, so a run resumed at (epoch, batch) sees exactly the batches an uninterrupted run would.
 type Loader struct {
-	src       Source
+	src       Pipeline
 	opt       LoaderOptions
 	c, h, w   int
 	imageSize int
 	classes   int
-	norm      *normTable
 	workers   int
 	prefetch  int
 	chunks    int // chunks per full batch
@@ -108,8 +114,21 @@ type Loader struct {
 
 const defaultPrefetch = 3
 
-// NewLoader checks opt against src and starts the worker goroutines; Close stops them.
+// NewLoader checks opt against src and starts the worker goroutines; Close stops them. Examples are
+// normalised with opt.Norm and augmented with the CIFAR augmentation when opt.Augment is set.
 func NewLoader(src Source, opt LoaderOptions) (*Loader, error) {
+	if src == nil {
+		return nil, errors.New("dataset: loader needs a source (got nil)")
+	}
+	p, err := SourcePipeline(src, opt.Augment, opt.Norm)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: loader: %w", err)
+	}
+	return NewPipelineLoader(p, opt)
+}
+
+// NewPipelineLoader is NewLoader for a data set that transforms its own examples.
+func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 	if src == nil {
 		return nil, errors.New("dataset: loader needs a source (got nil)")
 	}
@@ -133,13 +152,9 @@ func NewLoader(src Source, opt LoaderOptions) (*Loader, error) {
 	if int64(n) > 1<<31-1 {
 		return nil, fmt.Errorf("dataset: loader source has %d examples; at most %d are supported", n, 1<<31-1)
 	}
-	c, h, w := src.ImageShape()
+	c, h, w := src.OutputShape()
 	if c <= 0 || h <= 0 || w <= 0 {
 		return nil, fmt.Errorf("dataset: loader source has image shape %dx%dx%d; every dimension must be > 0", c, h, w)
-	}
-	norm, err := newNormTable(opt.Norm, c)
-	if err != nil {
-		return nil, fmt.Errorf("dataset: loader: %w", err)
 	}
 
 	perRank := (n - opt.Rank + world - 1) / world
@@ -166,7 +181,6 @@ func NewLoader(src Source, opt LoaderOptions) (*Loader, error) {
 		src: src, opt: opt,
 		c: c, h: h, w: w, imageSize: c * h * w,
 		classes:  src.NumClasses(),
-		norm:     norm,
 		workers:  workers,
 		prefetch: prefetch,
 		chunks:   min(workers, opt.BatchSize),
@@ -250,6 +264,7 @@ func (l *Loader) Next() (*Batch, error) {
 			return nil, err
 		}
 	}
+	l.compact(b)
 	l.freeMu.Lock()
 	b.lent = true
 	l.freeMu.Unlock()
@@ -325,6 +340,8 @@ func (l *Loader) dispatch() {
 		b.N = min(l.opt.BatchSize, len(l.shard)-b.start)
 		b.X = b.x[:b.N*l.imageSize]
 		b.Labels = b.labels[:b.N]
+		b.Skipped = b.Skipped[:0]
+		clear(b.bad[:b.N])
 		b.gen = l.gen.Load()
 		parts := min(l.chunks, b.N)
 		b.chunkErr = b.chunkErr[:parts]
@@ -352,6 +369,8 @@ func (l *Loader) takeFree() *Batch {
 		x:        make([]float32, l.opt.BatchSize*l.imageSize),
 		labels:   make([]int32, l.opt.BatchSize),
 		chunkErr: make([]error, l.chunks),
+		bad:      make([]bool, l.opt.BatchSize),
+		badErr:   make([]*BadExampleError, l.opt.BatchSize),
 	}
 }
 
@@ -366,14 +385,13 @@ func (l *Loader) putFree(b *Batch) {
 // a batch's chunks hands the batch back.
 func (l *Loader) work() {
 	defer l.wg.Done()
-	img := make([]uint8, l.imageSize)
-	augmented := make([]uint8, l.imageSize)
+	worker := l.src.NewWorker()
 	pcg := new(rand.PCG)
 	rng := rand.New(pcg)
 	for job := range l.jobs {
 		b := job.batch
 		if b.gen == l.gen.Load() {
-			b.chunkErr[job.part] = l.fill(b, job.from, job.to, img, augmented, pcg, rng)
+			b.chunkErr[job.part] = l.fill(b, job.from, job.to, worker, pcg, rng)
 		}
 		if b.pending.Add(-1) == 0 {
 			l.done <- b
@@ -381,28 +399,47 @@ func (l *Loader) work() {
 	}
 }
 
-// fill loads, augments and normalises the examples at positions [from, to) of batch b.
-func (l *Loader) fill(b *Batch, from, to int, img, augmented []uint8, pcg *rand.PCG, rng *rand.Rand) error {
+// fill loads the examples at positions [from, to) of batch b. A bad example is marked for compaction
+// (or, in strict mode, ends the epoch with its error).
+func (l *Loader) fill(b *Batch, from, to int, worker PipelineWorker, pcg *rand.PCG, rng *rand.Rand) error {
 	for k := from; k < to; k++ {
 		index := int(l.shard[b.start+k])
-		label, err := l.src.Get(index, img)
+		// The randomness of an example depends on (Seed, epoch, example) only.
+		pcg.Seed(mix64(uint64(l.opt.Seed)^0x6175_676d_656e_74^mix64(uint64(b.Epoch))), mix64(uint64(index))) // "augment"
+		label, err := worker.Load(index, rng, b.X[k*l.imageSize:(k+1)*l.imageSize])
 		if err != nil {
+			var bad *BadExampleError
+			if errors.As(err, &bad) && !l.opt.Strict {
+				bad.Index = index
+				b.bad[k], b.badErr[k] = true, bad
+				continue
+			}
 			return fmt.Errorf("dataset: loading example %d (epoch %d, batch %d): %w", index, b.Epoch, b.Index, err)
 		}
 		if label < 0 || label >= l.classes {
 			return fmt.Errorf("dataset: example %d has label %d outside [0, %d) (epoch %d, batch %d)", index, label, l.classes, b.Epoch, b.Index)
 		}
-		pixels := img
-		if l.opt.Augment {
-			// The augmentation of an example depends on (Seed, epoch, example) only.
-			pcg.Seed(mix64(uint64(l.opt.Seed)^0x6175_676d_656e_74^mix64(uint64(b.Epoch))), mix64(uint64(index))) // "augment"
-			if err := RandomCropFlip(augmented, img, l.c, l.h, l.w, CIFARPad, rng); err != nil {
-				return fmt.Errorf("dataset: augmenting example %d: %w", index, err)
-			}
-			pixels = augmented
-		}
-		l.norm.apply(b.X[k*l.imageSize:(k+1)*l.imageSize], pixels, l.h*l.w)
 		b.Labels[k] = int32(label)
 	}
 	return nil
+}
+
+// compact moves the good examples of b to the front, in order, and lists the skipped ones.
+func (l *Loader) compact(b *Batch) {
+	out := 0
+	for k := 0; k < b.N; k++ {
+		if b.bad[k] {
+			b.Skipped = append(b.Skipped, b.badErr[k])
+			b.badErr[k] = nil
+			continue
+		}
+		if out != k {
+			copy(b.X[out*l.imageSize:(out+1)*l.imageSize], b.X[k*l.imageSize:(k+1)*l.imageSize])
+			b.Labels[out] = b.Labels[k]
+		}
+		out++
+	}
+	b.N = out
+	b.X = b.X[:out*l.imageSize]
+	b.Labels = b.Labels[:out]
 }

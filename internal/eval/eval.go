@@ -15,11 +15,14 @@ type Scores struct {
 	Loss    float64 `json:"loss"`
 	Top1Err float64 `json:"top1_err"`
 	Top5Err float64 `json:"top5_err"`
+	// Skipped counts unreadable images left out of the scores.
+	Skipped int `json:"skipped"`
 }
 
 // OneCrop evaluates net on every example of the loader's epoch 0, in inference mode (running BN
-// statistics), each image as it comes from the source (for CIFAR-sized data, the whole 32x32 image).
-func OneCrop(net *model.Net, l *dataset.Loader) (Scores, error) {
+// statistics), each image as its pipeline prepares it (for CIFAR-sized data, the whole 32x32 image; for
+// ImageNet, the centre crop). onSkip, when not nil, hears of every unreadable image left out.
+func OneCrop(net *model.Net, l *dataset.Loader, onSkip func([]*dataset.BadExampleError)) (Scores, error) {
 	if err := l.Start(0, 0); err != nil {
 		return Scores{}, err
 	}
@@ -35,6 +38,14 @@ func OneCrop(net *model.Net, l *dataset.Loader) (Scores, error) {
 		}
 		if b == nil {
 			break
+		}
+		s.Skipped += len(b.Skipped)
+		if onSkip != nil && len(b.Skipped) > 0 {
+			onSkip(b.Skipped)
+		}
+		if b.N == 0 {
+			l.Release(b)
+			continue
 		}
 		r, err := net.Evaluate(b.X[:b.N*sample], b.Labels[:b.N])
 		l.Release(b)

@@ -30,6 +30,7 @@ type State struct {
 	EpochLoss float64 `json:"epoch_loss"`
 	EpochTop1 int64   `json:"epoch_top1"`
 	EpochN    int64   `json:"epoch_n"`
+	EpochBad  int64   `json:"epoch_bad"` // unreadable images skipped
 	// EpochSeconds is the training time spent in the epoch so far (timing only).
 	EpochSeconds float64 `json:"epoch_seconds"`
 	// MetricsBytes is the length of metrics.jsonl when the checkpoint was taken; a resumed run cuts the file

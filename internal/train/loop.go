@@ -33,6 +33,9 @@ type Metrics struct {
 	TestLoss    float64 `json:"test_loss"`
 	TestErr     float64 `json:"test_err"`
 	TestTop5Err float64 `json:"test_top5_err"`
+	// BadImages counts the unreadable images skipped in the epoch's training batches and in the
+	// evaluation.
+	BadImages int64 `json:"bad_images"`
 	// Timing fields: the only ones that differ between identical runs.
 	ImagesPerSec float64 `json:"images_per_sec"`
 	EpochSeconds float64 `json:"epoch_seconds"`
@@ -78,7 +81,7 @@ func Run(opt Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	_, ih, _ := data.Train.ImageShape()
+	_, ih, _ := data.Train.OutputShape()
 	spec, err := SpecFor(cfg.Model, data.Train.NumClasses(), ih)
 	if err != nil {
 		return res, err
@@ -118,16 +121,16 @@ func Run(opt Options) (Result, error) {
 	}
 
 	workers := cfg.Dataset.Workers
-	trainLoader, err := dataset.NewLoader(data.Train, dataset.LoaderOptions{
-		BatchSize: cfg.Train.BatchSize, Shuffle: true, DropLast: true, Augment: cfg.Dataset.Augment,
-		Seed: cfg.Seed, Workers: workers, Norm: data.Norm,
+	trainLoader, err := dataset.NewPipelineLoader(data.Train, dataset.LoaderOptions{
+		BatchSize: cfg.Train.BatchSize, Shuffle: true, DropLast: true,
+		Seed: cfg.Seed, Workers: workers, Strict: cfg.Dataset.Strict,
 	})
 	if err != nil {
 		return res, err
 	}
 	defer trainLoader.Close()
-	testLoader, err := dataset.NewLoader(data.Test, dataset.LoaderOptions{
-		BatchSize: cfg.Eval.BatchSize, Seed: cfg.Seed, Workers: workers, Norm: data.Norm,
+	testLoader, err := dataset.NewPipelineLoader(data.Eval, dataset.LoaderOptions{
+		BatchSize: cfg.Eval.BatchSize, Seed: cfg.Seed, Workers: workers, Strict: cfg.Dataset.Strict,
 	})
 	if err != nil {
 		return res, err
@@ -160,6 +163,13 @@ func Run(opt Options) (Result, error) {
 				break
 			}
 			lr = sched.LR(float64(st.Epoch)+float64(b.Index)/float64(batches), st.WarmStart)
+			prog.skipped(b.Skipped)
+			if b.N == 0 { // every image of the batch was unreadable
+				st.Batch = b.Index + 1
+				st.EpochBad += int64(len(b.Skipped))
+				trainLoader.Release(b)
+				continue
+			}
 			r, err := net.TrainStep(b.X[:b.N*sample], b.Labels[:b.N])
 			trainLoader.Release(b)
 			if err != nil {
@@ -171,6 +181,7 @@ func Run(opt Options) (Result, error) {
 			}
 			st.Step++
 			st.Batch = b.Index + 1
+			st.EpochBad += int64(len(b.Skipped))
 			st.EpochLoss += r.LossSum
 			st.EpochTop1 += int64(r.Top1)
 			st.EpochN += int64(r.N)
@@ -201,7 +212,7 @@ func Run(opt Options) (Result, error) {
 
 		last := st.Epoch+1 == cfg.Train.Epochs
 		if (st.Epoch+1)%cfg.Eval.Every == 0 || last {
-			sc, err := eval.OneCrop(net, testLoader)
+			sc, err := eval.OneCrop(net, testLoader, prog.skipped)
 			if err != nil {
 				return res, err
 			}
@@ -209,6 +220,7 @@ func Run(opt Options) (Result, error) {
 				Epoch: st.Epoch + 1, Step: st.Step, LR: lr,
 				TrainLoss: st.EpochLoss / float64(st.EpochN), TrainErr: 1 - float64(st.EpochTop1)/float64(st.EpochN),
 				TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err,
+				BadImages:    st.EpochBad + int64(sc.Skipped),
 				ImagesPerSec: float64(st.EpochN) / st.EpochSeconds, EpochSeconds: st.EpochSeconds,
 			}
 			if err := appendMetrics(opt.RunDir, m); err != nil {
@@ -217,7 +229,7 @@ func Run(opt Options) (Result, error) {
 			prog.metrics(m)
 			res.Last = m
 		}
-		st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds = 0, 0, 0, 0, 0
+		st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds, st.EpochBad = 0, 0, 0, 0, 0, 0
 		res.Epochs = st.Epoch + 1
 		if (st.Epoch+1)%cfg.Checkpoint.Every == 0 || last || stopRequested(opt.Stop) {
 			st.Epoch++ // the checkpoint's position is the start of the next epoch

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+
+	"resnet/internal/dataset"
 )
 
 // progress reports training: a bar per epoch on a terminal, plain log lines otherwise (CI, pipes).
@@ -16,6 +18,7 @@ type progress struct {
 	bar      *progressbar.ProgressBar
 	epoch    int
 	epochs   int
+	logged   map[string]bool // bad image paths already reported
 }
 
 func newProgress(w io.Writer, terminal bool, every int) *progress {
@@ -71,4 +74,22 @@ func (p *progress) interrupted(path string) {
 		fmt.Fprintln(p.w)
 	}
 	fmt.Fprintf(p.w, "interrupted: checkpoint written to %s\n", path)
+}
+
+// skipped reports each unreadable image once per run.
+func (p *progress) skipped(bad []*dataset.BadExampleError) {
+	for _, b := range bad {
+		key := b.Error()
+		if p.logged[key] {
+			continue
+		}
+		if p.logged == nil {
+			p.logged = map[string]bool{}
+		}
+		p.logged[key] = true
+		if p.terminal && p.bar != nil {
+			_ = p.bar.Clear()
+		}
+		fmt.Fprintf(p.w, "skipping %v\n", b)
+	}
 }

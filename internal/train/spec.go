@@ -31,9 +31,6 @@ func SpecFor(m config.ModelConfig, numClasses, inputSize int) (model.Spec, error
 	}
 	if m.Shortcut != "" {
 		s.Shortcut = m.Shortcut[0]
-		if !s.Residual && s.Shortcut != 'A' && s.Shortcut != 'B' && s.Shortcut != 'C' {
-			return s, fmt.Errorf("model.shortcut must be A, B or C (got %q)", m.Shortcut)
-		}
 	}
 	s.StrideIn1x1 = m.StrideIn1x1
 	s.ZeroInitResidual = m.ZeroInitResidual
@@ -47,13 +44,17 @@ func SpecFor(m config.ModelConfig, numClasses, inputSize int) (model.Spec, error
 	return s, s.Validate()
 }
 
-// Data is a run's training and test sources with the normalisation the loader applies.
+// Data is a run's training pipeline and the pipeline of the split it evaluates on.
 type Data struct {
-	Train, Test dataset.Source
-	Norm        dataset.Normalization
+	Train, Eval dataset.Pipeline
+	// EvalSplit names the evaluated split (test or val).
+	EvalSplit string
 }
 
-// OpenData opens the data set named by the config.
+// normSamples is how many training images the per-channel mean and deviation are measured on.
+const normSamples = 2000
+
+// OpenData opens the data set named by the config: the training split and the split evaluated on.
 func OpenData(c config.DatasetConfig, seed int64) (*Data, error) {
 	switch c.Name {
 	case "synthetic":
@@ -65,11 +66,43 @@ func OpenData(c config.DatasetConfig, seed int64) (*Data, error) {
 		if err != nil {
 			return nil, err
 		}
-		norm, err := dataset.ComputeNormalization(tr, 2000)
+		return sourceData(tr, te, c)
+	case "cifar10", "cifar100":
+		opt := dataset.CIFAROptions{Root: c.Root, Classes: 10, Coarse: c.CoarseLabels, ValSize: c.ValSize}
+		if c.Name == "cifar100" {
+			opt.Classes = 100
+		}
+		opt.Split = "train"
+		tr, err := dataset.OpenCIFAR(opt)
 		if err != nil {
 			return nil, err
 		}
-		return &Data{Train: tr, Test: te, Norm: norm}, nil
+		opt.Split = c.EvalSplit
+		te, err := dataset.OpenCIFAR(opt)
+		if err != nil {
+			return nil, err
+		}
+		return sourceData(tr, te, c)
+	case "imagenet":
+		return imagenetData(c)
 	}
-	return nil, fmt.Errorf("dataset %q is not readable by this build yet (available: synthetic)", c.Name)
+	return nil, fmt.Errorf("dataset %q is not known (available: synthetic, cifar10, cifar100, imagenet)", c.Name)
+}
+
+// sourceData builds the pipelines of a fixed-size data set, normalised with the training split's
+// per-channel statistics.
+func sourceData(tr, te dataset.Source, c config.DatasetConfig) (*Data, error) {
+	norm, err := dataset.ComputeNormalization(tr, normSamples)
+	if err != nil {
+		return nil, err
+	}
+	trp, err := dataset.SourcePipeline(tr, c.Augment, norm)
+	if err != nil {
+		return nil, err
+	}
+	tep, err := dataset.SourcePipeline(te, false, norm)
+	if err != nil {
+		return nil, err
+	}
+	return &Data{Train: trp, Eval: tep, EvalSplit: c.EvalSplit}, nil
 }

@@ -1,0 +1,417 @@
+// This file holds image decoding: format sniffing from magic bytes, JPEG and PNG through the standard library,
+// and conversion of every decoded colour model into the package's 8-bit RGB Image.
+
+package vision
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+)
+
+// Format is an encoded image format, recognised from the first bytes of the data, never from a file name:
+// ImageNet has PNGs (and CMYK JPEGs) named .JPEG.
+type Format uint8
+
+const (
+	FormatUnknown Format = iota
+	FormatJPEG
+	FormatPNG
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatJPEG:
+		return "JPEG"
+	case FormatPNG:
+		return "PNG"
+	}
+	return "unknown"
+}
+
+// MaxPixels bounds the width x height that Decode accepts. A corrupt or hostile header can claim up to
+// 65535 x 65535 pixels, and the standard decoders allocate the whole image before reading any pixel data.
+// 1<<26 is 67 million pixels (192 MiB as RGB), far more than any training photograph needs.
+const MaxPixels = 1 << 26
+
+var (
+	jpegMagic = []byte{0xFF, 0xD8, 0xFF}
+	pngMagic  = []byte{0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'}
+)
+
+// Sniff returns the format of data from its magic bytes, or an error that shows the first bytes.
+func Sniff(data []byte) (Format, error) {
+	switch {
+	case len(data) == 0:
+		return FormatUnknown, errors.New("vision: empty image data (0 bytes); the file is empty or was not read")
+	case bytes.HasPrefix(data, jpegMagic):
+		return FormatJPEG, nil
+	case bytes.HasPrefix(data, pngMagic):
+		return FormatPNG, nil
+	}
+	return FormatUnknown, fmt.Errorf("vision: unknown image format (first bytes % x); only JPEG and PNG are supported",
+		data[:min(4, len(data))])
+}
+
+// DecodeConfig reads only the header of data: the image size and format. It costs microseconds, so a loader
+// can plan a crop (or a reduced-scale decode) before decoding.
+func DecodeConfig(data []byte) (w, h int, f Format, err error) {
+	f, err = Sniff(data)
+	if err != nil {
+		return 0, 0, f, err
+	}
+	var cfg image.Config
+	switch f {
+	case FormatJPEG:
+		cfg, err = jpeg.DecodeConfig(bytes.NewReader(data))
+	case FormatPNG:
+		cfg, err = png.DecodeConfig(bytes.NewReader(data))
+	}
+	if err != nil {
+		return 0, 0, f, fmt.Errorf("vision: corrupt %s header: %w", f, err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return 0, 0, f, fmt.Errorf("vision: corrupt %s header: image is %dx%d pixels", f, cfg.Width, cfg.Height)
+	}
+	return cfg.Width, cfg.Height, f, nil
+}
+
+// DecodeOptions are hints for DecodeScaled. The zero value asks for the full-size image.
+type DecodeOptions struct {
+	// MinW and MinH are the smallest decoded width and height the caller can use. A decoder that supports
+	// reduced-scale decoding (JPEG's 1/2, 1/4 and 1/8 IDCT scaling) may return an image downscaled by a power
+	// of two as long as it stays at least MinW x MinH; the caller finds the scale from dst.W / full width.
+	MinW, MinH int
+}
+
+// Decode decodes a JPEG (baseline or progressive) or PNG into dst as 8-bit RGB, reusing dst's buffer. The
+// format comes from the magic bytes. Grey, CMYK, YCCK, 16-bit, palette and alpha images are converted to RGB
+// (alpha is dropped, as PIL's convert("RGB") does). Corrupt or truncated data returns an error, never panics.
+func Decode(data []byte, dst *Image) (Format, error) {
+	return DecodeScaled(data, dst, DecodeOptions{})
+}
+
+// DecodeScaled is Decode with a size hint (see DecodeOptions). The standard library's JPEG decoder has no
+// reduced-scale mode, so for now it always decodes at full size; callers must already map crop rectangles
+// by dst.W / full width so that a scaling decoder can be dropped in without changing them.
+func DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err error) {
+	_ = opt // reserved for a reduced-scale JPEG decoder
+	w, h, f, err := DecodeConfig(data)
+	if err != nil {
+		return f, err
+	}
+	if int64(w)*int64(h) > MaxPixels {
+		return f, fmt.Errorf("vision: %s is %dx%d pixels, more than the %d this decoder accepts; downscale the file",
+			f, w, h, MaxPixels)
+	}
+	// The standard decoders are fuzzed and return errors on bad input; this guard keeps a decoder bug on one
+	// corrupt file from killing a training run.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("vision: %s decoder failed on corrupt data: %v", f, r)
+		}
+	}()
+	var img image.Image
+	switch f {
+	case FormatJPEG:
+		img, err = jpeg.Decode(bytes.NewReader(data))
+	case FormatPNG:
+		img, err = png.Decode(bytes.NewReader(data))
+	}
+	if err != nil {
+		return f, fmt.Errorf("vision: corrupt or truncated %s: %w", f, err)
+	}
+	toRGB(dst, img)
+	return f, nil
+}
+
+// toRGB converts any decoded image into dst. Each colour model the standard decoders return has its own
+// loop over the pixel buffers; only unknown models go through the per-pixel At interface.
+func toRGB(dst *Image, src image.Image) {
+	b := src.Bounds()
+	dst.Resize(b.Dx(), b.Dy())
+	switch m := src.(type) {
+	case *image.YCbCr:
+		if ycbcrToRGB(dst, m) {
+			return
+		}
+	case *image.NYCbCrA:
+		if ycbcrToRGB(dst, &m.YCbCr) {
+			return
+		}
+	case *image.Gray:
+		grayToRGB(dst, m)
+		return
+	case *image.Gray16:
+		gray16ToRGB(dst, m)
+		return
+	case *image.CMYK:
+		cmykToRGB(dst, m)
+		return
+	case *image.RGBA:
+		rgbaToRGB(dst, m.Pix, m.Stride, true)
+		return
+	case *image.NRGBA:
+		rgbaToRGB(dst, m.Pix, m.Stride, false)
+		return
+	case *image.RGBA64:
+		rgba64ToRGB(dst, m.Pix, m.Stride, true)
+		return
+	case *image.NRGBA64:
+		rgba64ToRGB(dst, m.Pix, m.Stride, false)
+		return
+	case *image.Paletted:
+		palettedToRGB(dst, m)
+		return
+	}
+	genericToRGB(dst, src)
+}
+
+// JFIF YCbCr to RGB in 16.16 fixed point:
+//
+//	R = Y + 1.402 (Cr-128)
+//	G = Y - 0.344136 (Cb-128) - 0.714136 (Cr-128)
+//	B = Y + 1.772 (Cb-128)
+//
+// rounded to nearest and clamped to [0, 255].
+const (
+	yccShift = 16
+	yccHalf  = 1 << (yccShift - 1)
+	yccCrR   = 91881  // 1.402 * 2^16
+	yccCbG   = 22554  // 0.344136 * 2^16
+	yccCrG   = 46802  // 0.714136 * 2^16
+	yccCbB   = 116130 // 1.772 * 2^16
+)
+
+func clamp8(v int32) uint8 {
+	if uint32(v) > 255 {
+		if v < 0 {
+			return 0
+		}
+		return 255
+	}
+	return uint8(v)
+}
+
+// ycbcrPixel writes one RGB pixel; y1 is Y<<16 + 1/2, the chroma terms are precomputed so that pixels sharing
+// subsampled chroma compute them once.
+func ycbcrPixel(p []uint8, y1, dr, dg, db int32) {
+	p = p[:3:3]
+	p[0] = clamp8((y1 + dr) >> yccShift)
+	p[1] = clamp8((y1 + dg) >> yccShift)
+	p[2] = clamp8((y1 + db) >> yccShift)
+}
+
+// ycbcrToRGB handles every subsample ratio by shifting x and y into chroma coordinates. It reports false for
+// a ratio or origin it does not know, for the generic path to take over.
+func ycbcrToRGB(dst *Image, m *image.YCbCr) bool {
+	var hs, vs uint // log2 of the horizontal and vertical chroma subsampling
+	switch m.SubsampleRatio {
+	case image.YCbCrSubsampleRatio444:
+	case image.YCbCrSubsampleRatio422:
+		hs = 1
+	case image.YCbCrSubsampleRatio420:
+		hs, vs = 1, 1
+	case image.YCbCrSubsampleRatio440:
+		vs = 1
+	case image.YCbCrSubsampleRatio411:
+		hs = 2
+	case image.YCbCrSubsampleRatio410:
+		hs, vs = 2, 1
+	default:
+		return false
+	}
+	r := m.Rect
+	if r.Min.X < 0 || r.Min.Y < 0 {
+		return false
+	}
+	w, h := dst.W, dst.H
+	// Phase of the first column inside its chroma sample (non-zero only for sub-images).
+	phase := r.Min.X & (1<<hs - 1)
+	cw := (phase+w-1)>>hs + 1
+	for y := range h {
+		yRow := m.Y[y*m.YStride : y*m.YStride+w]
+		co := ((r.Min.Y+y)>>vs - r.Min.Y>>vs) * m.CStride
+		cb := m.Cb[co : co+cw]
+		cr := m.Cr[co : co+cw]
+		out := dst.Pix[y*w*3 : (y+1)*w*3]
+		if hs == 1 && phase == 0 {
+			ycbcrRow2(out, yRow, cb, cr)
+			continue
+		}
+		for x, yv := range yRow {
+			c := (x + phase) >> hs
+			cbv, crv := int32(cb[c])-128, int32(cr[c])-128
+			ycbcrPixel(out[3*x:], int32(yv)<<yccShift+yccHalf,
+				yccCrR*crv, -yccCbG*cbv-yccCrG*crv, yccCbB*cbv)
+		}
+	}
+	return true
+}
+
+// ycbcrRow2 converts a row with 2:1 horizontal chroma subsampling (4:2:0 and 4:2:2, what almost every JPEG
+// camera and encoder writes), computing each chroma term once per pixel pair.
+func ycbcrRow2(out, yRow, cb, cr []uint8) {
+	w := len(yRow)
+	x := 0
+	for ; x+1 < w; x += 2 {
+		c := x >> 1
+		cbv, crv := int32(cb[c])-128, int32(cr[c])-128
+		dr, dg, db := yccCrR*crv, -yccCbG*cbv-yccCrG*crv, yccCbB*cbv
+		ys := yRow[x : x+2 : x+2]
+		o := out[3*x : 3*x+6 : 3*x+6]
+		ycbcrPixel(o[0:3], int32(ys[0])<<yccShift+yccHalf, dr, dg, db)
+		ycbcrPixel(o[3:6], int32(ys[1])<<yccShift+yccHalf, dr, dg, db)
+	}
+	if x < w {
+		c := x >> 1
+		cbv, crv := int32(cb[c])-128, int32(cr[c])-128
+		ycbcrPixel(out[3*x:], int32(yRow[x])<<yccShift+yccHalf, yccCrR*crv, -yccCbG*cbv-yccCrG*crv, yccCbB*cbv)
+	}
+}
+
+func grayToRGB(dst *Image, m *image.Gray) {
+	w := dst.W
+	for y := range dst.H {
+		row := m.Pix[y*m.Stride : y*m.Stride+w]
+		out := dst.Pix[y*w*3 : (y+1)*w*3]
+		for x, v := range row {
+			o := out[3*x : 3*x+3 : 3*x+3]
+			o[0], o[1], o[2] = v, v, v
+		}
+	}
+}
+
+// 16-bit samples keep their high byte, as Go's colour models and PIL's 16-to-8-bit unpacking do.
+func gray16ToRGB(dst *Image, m *image.Gray16) {
+	w := dst.W
+	for y := range dst.H {
+		row := m.Pix[y*m.Stride : y*m.Stride+2*w]
+		out := dst.Pix[y*w*3 : (y+1)*w*3]
+		for x := range w {
+			v := row[2*x]
+			o := out[3*x : 3*x+3 : 3*x+3]
+			o[0], o[1], o[2] = v, v, v
+		}
+	}
+}
+
+// div255 is round(v / 255) for 0 <= v <= 255*255.
+func div255(v uint32) uint8 {
+	v += 128
+	return uint8((v + v>>8) >> 8)
+}
+
+// cmykToRGB uses R = (255-C)(255-K)/255 and likewise for G, B. image/jpeg already undoes the inversion that
+// Adobe applications write into CMYK JPEGs (and converts YCCK to CMYK), so its CMYK has 255 = full ink.
+func cmykToRGB(dst *Image, m *image.CMYK) {
+	w := dst.W
+	for y := range dst.H {
+		row := m.Pix[y*m.Stride : y*m.Stride+4*w]
+		out := dst.Pix[y*w*3 : (y+1)*w*3]
+		for x := range w {
+			p := row[4*x : 4*x+4 : 4*x+4]
+			o := out[3*x : 3*x+3 : 3*x+3]
+			k := 255 - uint32(p[3])
+			o[0] = div255((255 - uint32(p[0])) * k)
+			o[1] = div255((255 - uint32(p[1])) * k)
+			o[2] = div255((255 - uint32(p[2])) * k)
+		}
+	}
+}
+
+// rgbaToRGB drops alpha. Premultiplied pixels are first divided by alpha so that a translucent pixel keeps
+// its colour, matching the non-premultiplied path (fully transparent premultiplied pixels become black).
+func rgbaToRGB(dst *Image, pix []uint8, stride int, premultiplied bool) {
+	w := dst.W
+	for y := range dst.H {
+		row := pix[y*stride : y*stride+4*w]
+		out := dst.Pix[y*w*3 : (y+1)*w*3]
+		for x := range w {
+			p := row[4*x : 4*x+4 : 4*x+4]
+			o := out[3*x : 3*x+3 : 3*x+3]
+			r, g, b, a := p[0], p[1], p[2], p[3]
+			if premultiplied && a != 255 {
+				r, g, b = unpremultiply8(r, a), unpremultiply8(g, a), unpremultiply8(b, a)
+			}
+			o[0], o[1], o[2] = r, g, b
+		}
+	}
+}
+
+func unpremultiply8(c, a uint8) uint8 {
+	if a == 0 {
+		return 0
+	}
+	v := (uint32(c)*255 + uint32(a)/2) / uint32(a)
+	return uint8(min(v, 255))
+}
+
+// rgba64ToRGB is rgbaToRGB for 16-bit big-endian samples; the result keeps the high byte.
+func rgba64ToRGB(dst *Image, pix []uint8, stride int, premultiplied bool) {
+	w := dst.W
+	for y := range dst.H {
+		row := pix[y*stride : y*stride+8*w]
+		out := dst.Pix[y*w*3 : (y+1)*w*3]
+		for x := range w {
+			p := row[8*x : 8*x+8 : 8*x+8]
+			o := out[3*x : 3*x+3 : 3*x+3]
+			if !premultiplied {
+				o[0], o[1], o[2] = p[0], p[2], p[4]
+				continue
+			}
+			a := uint32(p[6])<<8 | uint32(p[7])
+			for c := range 3 {
+				v := uint32(p[2*c])<<8 | uint32(p[2*c+1])
+				switch a {
+				case 0xFFFF:
+				case 0:
+					v = 0
+				default:
+					v = min((v*0xFFFF+a/2)/a, 0xFFFF)
+				}
+				o[c] = uint8(v >> 8)
+			}
+		}
+	}
+}
+
+// palettedToRGB converts the palette once (256 interface calls at most) and then looks pixels up. Indices
+// past the end of the palette read black.
+func palettedToRGB(dst *Image, m *image.Paletted) {
+	var lut [256][3]uint8
+	for i, c := range m.Palette {
+		if i == len(lut) {
+			break
+		}
+		n := color.NRGBAModel.Convert(c).(color.NRGBA)
+		lut[i] = [3]uint8{n.R, n.G, n.B}
+	}
+	w := dst.W
+	for y := range dst.H {
+		row := m.Pix[y*m.Stride : y*m.Stride+w]
+		out := dst.Pix[y*w*3 : (y+1)*w*3]
+		for x, idx := range row {
+			c := &lut[idx]
+			o := out[3*x : 3*x+3 : 3*x+3]
+			o[0], o[1], o[2] = c[0], c[1], c[2]
+		}
+	}
+}
+
+// genericToRGB is the slow path for colour models the standard decoders do not return today.
+func genericToRGB(dst *Image, src image.Image) {
+	b := src.Bounds()
+	i := 0
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := color.NRGBAModel.Convert(src.At(x, y)).(color.NRGBA)
+			dst.Pix[i], dst.Pix[i+1], dst.Pix[i+2] = c.R, c.G, c.B
+			i += 3
+		}
+	}
+}
