@@ -72,6 +72,9 @@ SPLIT_IDS = {"train": 1, "val": 2}
 BAD_KINDS = ("truncated", "empty", "png", "random")
 # Stream tags that keep the random streams of different jobs apart.
 TAG_IMAGE, TAG_BAD, TAG_ORDER = 0, 1, 2
+# Overall texture strength, calibrated so that a 500x375 RGB image at quality
+# 90 is typically 50-150 KB, like real photos.
+TEXTURE_GAIN = 4.5
 
 
 def wnid(k: int) -> str:
@@ -100,16 +103,16 @@ def pick_size(rng: np.random.Generator, fixed: tuple[int, int] | None) -> tuple[
     if u < 0.07:  # large camera-ish images
         w, h = [(1200, 900), (900, 1200), (1024, 768), (1280, 960), (1600, 1067)][rng.integers(5)]
         return int(w), int(h)
-    w = int(round(rng.triangular(300, 480, 800)))
+    w = int(round(rng.triangular(300, 440, 760)))
     v = rng.random()
-    if v < 0.45:
+    if v < 0.50:
         aspect = 4 / 3  # the most common ImageNet shape (e.g. 500x375)
-    elif v < 0.55:
+    elif v < 0.58:
         aspect = 3 / 4
-    elif v < 0.62:
+    elif v < 0.65:
         aspect = 1.0
-    else:
-        aspect = math.exp(rng.uniform(math.log(0.6), math.log(1.8)))
+    else:  # anything from portrait 0.6 to panorama-ish 1.8, mostly landscape
+        aspect = rng.triangular(0.6, 1.5, 1.8)
     h = max(60, int(round(w / aspect)))
     return w, h
 
@@ -182,23 +185,32 @@ def synth_rgb(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     img += smooth_field(rng, w, h, rng.uniform(80, 200) * scale, 3) * rng.uniform(8, 30)
 
     # Per-image "busyness" and a map of where the detail lives.
-    detail = float(np.exp(rng.normal(0.0, 0.35)))
+    detail = float(np.exp(rng.normal(0.0, 0.5)))
     region = smooth_field(rng, w, h, rng.uniform(90, 220) * scale)
     region = 1.0 / (1.0 + np.exp(-2.5 * (region + rng.uniform(-0.6, 0.9))))  # 0=smooth .. 1=busy
 
-    # 2. Shapes, each filled with its own colour, gradient and texture.
+    # 2. Shapes, each filled with its own colour and texture (composited only
+    #    inside the shape's bounding box).
+    fill_tex = smooth_field(rng, w, h, rng.uniform(20, 80) * scale, 3)
     for _ in range(int(rng.integers(3, 12))):
-        m = np.asarray(shape_mask(rng, w, h), dtype=np.float32)[..., None] * (1.0 / 255.0)
-        fill = random_colour(rng) + smooth_field(rng, w, h, rng.uniform(20, 80) * scale, 3) * rng.uniform(5, 25)
-        img = img * (1.0 - m) + fill * m
+        mask = shape_mask(rng, w, h)
+        bbox = mask.getbbox()
+        if bbox is None:
+            continue
+        x0, y0, x1, y1 = bbox
+        m = np.asarray(mask.crop(bbox), dtype=np.float32)[..., None] * (1.0 / 255.0)
+        sub = img[y0:y1, x0:x1]
+        tex = fill_tex[y0:y1, x0:x1][..., rng.permutation(3)] * rng.uniform(-25, 25)
+        sub += ((random_colour(rng) + tex) - sub) * m
         if rng.random() < 0.4:  # shapes occlude and carry their own busy texture
-            region = region * (1.0 - m[..., 0]) + rng.uniform(0.0, 1.0) * m[..., 0]
+            r = region[y0:y1, x0:x1]
+            r += (rng.uniform(0.0, 1.0) - r) * m[..., 0]
 
     # 3. Texture: multi-octave luminance noise (plus weaker chroma texture),
     #    amplitude modulated by the region map.
     lum = np.zeros((h, w), np.float32)
     for period, amp in ((48, 7.0), (16, 6.0), (6, 5.5), (2.5, 5.0), (1.0, 4.0)):
-        lum += smooth_field(rng, w, h, period * (scale if period > 6 else 1.0)) * amp
+        lum += smooth_field(rng, w, h, period * (scale if period > 6 else 1.0)) * (amp * TEXTURE_GAIN)
     chroma = smooth_field(rng, w, h, 6 * scale, 3) * 2.5
     tex = (lum[..., None] + chroma) * (detail * (0.15 + 1.0 * region))[..., None]
     img += tex
@@ -365,18 +377,18 @@ def summarize(infos: list[dict], bad: list[dict]) -> dict:
     return out
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Show the module docstring as written, and the defaults."""
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="See the module docstring (head -60 %s) for the layout and image properties." % sys.argv[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("out", help="output root (OUT); train/ and val/ are created under it")
     p.add_argument("--classes", type=int, default=10, help="number of classes")
     p.add_argument("--train-per-class", type=int, default=20, help="train images per class")
     p.add_argument("--val-per-class", type=int, default=5, help="val images per class")
     p.add_argument("--seed", type=int, default=0, help="random seed (output is deterministic for a seed)")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality (1-95)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality (1-100)")
     p.add_argument("--bad", type=int, default=0, metavar="N",
                    help="add N bad files per split (truncated JPEG, zero-byte, PNG named .JPEG, random bytes; cycling)")
     p.add_argument("--val-labels", action="store_true",

@@ -10,7 +10,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"resnet/internal/backend"
+	"resnet/internal/config"
+	"resnet/internal/dataset"
 	"resnet/internal/model"
+	"resnet/internal/train"
 )
 
 type benchOptions struct {
@@ -21,6 +24,11 @@ type benchOptions struct {
 	device string
 	json   bool
 	seed   int64
+	// data benchmarks the training input pipeline of a config instead of the network.
+	data       bool
+	configFile string
+	sets       []string
+	batches    int
 }
 
 // benchReport is the output of 'resnet bench --json'.
@@ -41,7 +49,8 @@ func newBenchCmd(e *env) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure training throughput (forward + backward + SGD update) on synthetic input",
 		Example: `  resnet bench --model cifar_resnet20 --batch 128 --device cpu
-  resnet bench --model resnet50 --batch 16 --steps 5 --json`,
+  resnet bench --model resnet50 --batch 16 --steps 5 --json
+  resnet bench --data --config resnet50.yaml --set dataset.root=/data/imagenet --set dataset.workers=2`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return runBench(e, o) },
 	}
@@ -53,10 +62,17 @@ func newBenchCmd(e *env) *cobra.Command {
 	f.StringVar(&o.device, "device", "auto", "device: auto, cpu or cuda")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
 	f.Int64Var(&o.seed, "seed", 1, "seed for weights and input")
+	f.BoolVar(&o.data, "data", false, "measure the training data pipeline of --config instead of the network")
+	f.StringVarP(&o.configFile, "config", "c", "", "config whose dataset --data reads")
+	f.StringArrayVar(&o.sets, "set", nil, "override a config key for --data (repeatable)")
+	f.IntVar(&o.batches, "batches", 20, "timed batches for --data")
 	return cmd
 }
 
 func runBench(e *env, o *benchOptions) error {
+	if o.data {
+		return runBenchData(e, o)
+	}
 	if o.batch < 1 || o.steps < 1 || o.warmup < 0 {
 		return usageError{fmt.Errorf("--batch and --steps must be >= 1 and --warmup >= 0")}
 	}
@@ -129,5 +145,83 @@ func runBench(e *env, o *benchOptions) error {
 	}
 	fmt.Fprintf(e.stdout, "%s on %s (%d threads), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s\n",
 		rep.Model, rep.Device, rep.Threads, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec)
+	return nil
+}
+
+// dataBenchReport is the output of 'resnet bench --data --json'.
+type dataBenchReport struct {
+	Dataset             string  `json:"dataset"`
+	Transform           string  `json:"transform"`
+	Batch               int     `json:"batch"`
+	Batches             int     `json:"batches"`
+	Workers             int     `json:"workers"`
+	Images              int     `json:"images"`
+	Skipped             int     `json:"skipped"`
+	ImagesPerSec        float64 `json:"images_per_sec"`
+	ImagesPerSecPerCore float64 `json:"images_per_sec_per_core"`
+}
+
+// runBenchData times the training loader of a config: decode, augmentation and normalisation, with the
+// configured number of workers, after one warm-up batch.
+func runBenchData(e *env, o *benchOptions) error {
+	if o.batches < 1 {
+		return usageError{fmt.Errorf("--batches must be >= 1 (got %d)", o.batches)}
+	}
+	cfg, err := config.Load(config.Source{File: o.configFile, Env: e.environ, Sets: o.sets})
+	if err != nil {
+		return err
+	}
+	data, err := train.OpenData(cfg.Dataset, cfg.Seed)
+	if err != nil {
+		return err
+	}
+	workers := cfg.Dataset.Workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	l, err := dataset.NewPipelineLoader(data.Train, dataset.LoaderOptions{
+		BatchSize: cfg.Train.BatchSize, Shuffle: true, DropLast: true, Seed: cfg.Seed, Workers: workers,
+	})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	rep := dataBenchReport{Dataset: cfg.Dataset.Name, Transform: cfg.Dataset.TrainTransform, Batch: cfg.Train.BatchSize, Workers: workers}
+	if cfg.Dataset.Name != "imagenet" {
+		rep.Transform = "pad-crop-flip"
+	}
+	var t0 time.Time
+	for epoch := 0; rep.Batches < o.batches; epoch++ {
+		if err := l.Start(epoch, 0); err != nil {
+			return err
+		}
+		for rep.Batches < o.batches {
+			b, err := l.Next()
+			if err != nil {
+				return err
+			}
+			if b == nil {
+				break
+			}
+			if t0.IsZero() { // the first batch warms up the workers and the file cache
+				t0 = time.Now()
+			} else {
+				rep.Batches++
+				rep.Images += b.N
+				rep.Skipped += len(b.Skipped)
+			}
+			l.Release(b)
+		}
+	}
+	secs := time.Since(t0).Seconds()
+	rep.ImagesPerSec = float64(rep.Images+rep.Skipped) / secs
+	rep.ImagesPerSecPerCore = rep.ImagesPerSec / float64(min(workers, runtime.NumCPU()))
+	if o.json {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(e.stdout, "%s %s, batch %d, %d workers: %.1f images/s, %.1f images/s per core (%d images, %d skipped)\n",
+		rep.Dataset, rep.Transform, rep.Batch, rep.Workers, rep.ImagesPerSec, rep.ImagesPerSecPerCore, rep.Images, rep.Skipped)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"resnet/internal/config"
@@ -207,5 +208,52 @@ func TestResumeFinishedRun(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "config.yaml"))
 	if !bytes.Contains(b, []byte("epochs: 2")) {
 		t.Errorf("config.yaml not updated on resume:\n%s", b)
+	}
+}
+
+// writeCIFAR10 writes a small cifar-10-batches-bin folder: 5 training files of perFile records and a
+// test file, each image a noisy constant whose brightness encodes its label.
+func writeCIFAR10(t *testing.T, dir string, perFile, test int) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, n, salt int) {
+		b := make([]byte, 0, n*3073)
+		for i := 0; i < n; i++ {
+			label := (i + salt) % 10
+			b = append(b, byte(label))
+			for p := 0; p < 3072; p++ {
+				b = append(b, byte(label*20+(p*7+i*13+salt)%17))
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := 1; k <= 5; k++ {
+		write("data_batch_"+string(rune('0'+k))+".bin", perFile, k)
+	}
+	write("test_batch.bin", test, 0)
+}
+
+func TestTrainOnCIFARFiles(t *testing.T) {
+	root := t.TempDir()
+	writeCIFAR10(t, filepath.Join(root, "cifar-10-batches-bin"), 16, 32)
+	cfg := smallConfig(1)
+	cfg.Dataset = config.Default().Dataset
+	cfg.Dataset.Name, cfg.Dataset.Root, cfg.Dataset.ValSize, cfg.Dataset.EvalSplit = "cifar10", root, 16, "val"
+	res, err := runOnce(t, cfg, filepath.Join(root, "run"), false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 80 training records minus 16 held out: 4 batches of 16; the evaluation covers the 16 held out.
+	if res.Last.Step != 4 || res.Last.BadImages != 0 {
+		t.Errorf("last metrics %+v", res.Last)
+	}
+	cfg.Dataset.Root = filepath.Join(root, "missing")
+	_, err = runOnce(t, cfg, filepath.Join(root, "run2"), false, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "dataset: cifar10: ") {
+		t.Errorf("missing data: %v", err)
 	}
 }
