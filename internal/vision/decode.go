@@ -187,23 +187,13 @@ const (
 	yccCbB   = 116130 // 1.772 * 2^16
 )
 
+// clamp8 returns v clamped to [0, 255]. The in-range test is almost always true on photographs, so the
+// branch predicts well; out of range, ^(v >> 31) is 0 for negative v and all ones (255) for large v.
 func clamp8(v int32) uint8 {
-	if uint32(v) > 255 {
-		if v < 0 {
-			return 0
-		}
-		return 255
+	if uint32(v) <= 255 {
+		return uint8(v)
 	}
-	return uint8(v)
-}
-
-// ycbcrPixel writes one RGB pixel; y1 is Y<<16 + 1/2, the chroma terms are precomputed so that pixels sharing
-// subsampled chroma compute them once.
-func ycbcrPixel(p []uint8, y1, dr, dg, db int32) {
-	p = p[:3:3]
-	p[0] = clamp8((y1 + dr) >> yccShift)
-	p[1] = clamp8((y1 + dg) >> yccShift)
-	p[2] = clamp8((y1 + db) >> yccShift)
+	return uint8(^(v >> 31))
 }
 
 // ycbcrToRGB handles every subsample ratio by shifting x and y into chroma coordinates. It reports false for
@@ -246,8 +236,11 @@ func ycbcrToRGB(dst *Image, m *image.YCbCr) bool {
 		for x, yv := range yRow {
 			c := (x + phase) >> hs
 			cbv, crv := int32(cb[c])-128, int32(cr[c])-128
-			ycbcrPixel(out[3*x:], int32(yv)<<yccShift+yccHalf,
-				yccCrR*crv, -yccCbG*cbv-yccCrG*crv, yccCbB*cbv)
+			y1 := int32(yv)<<yccShift + yccHalf
+			o := out[3*x : 3*x+3 : 3*x+3]
+			o[0] = clamp8((y1 + yccCrR*crv) >> yccShift)
+			o[1] = clamp8((y1 - yccCbG*cbv - yccCrG*crv) >> yccShift)
+			o[2] = clamp8((y1 + yccCbB*cbv) >> yccShift)
 		}
 	}
 	return true
@@ -257,20 +250,25 @@ func ycbcrToRGB(dst *Image, m *image.YCbCr) bool {
 // camera and encoder writes), computing each chroma term once per pixel pair.
 func ycbcrRow2(out, yRow, cb, cr []uint8) {
 	w := len(yRow)
-	x := 0
-	for ; x+1 < w; x += 2 {
-		c := x >> 1
+	out = out[:3*w]
+	cb, cr = cb[:(w+1)/2], cr[:(w+1)/2]
+	for c := range cb {
 		cbv, crv := int32(cb[c])-128, int32(cr[c])-128
 		dr, dg, db := yccCrR*crv, -yccCbG*cbv-yccCrG*crv, yccCbB*cbv
-		ys := yRow[x : x+2 : x+2]
-		o := out[3*x : 3*x+6 : 3*x+6]
-		ycbcrPixel(o[0:3], int32(ys[0])<<yccShift+yccHalf, dr, dg, db)
-		ycbcrPixel(o[3:6], int32(ys[1])<<yccShift+yccHalf, dr, dg, db)
-	}
-	if x < w {
-		c := x >> 1
-		cbv, crv := int32(cb[c])-128, int32(cr[c])-128
-		ycbcrPixel(out[3*x:], int32(yRow[x])<<yccShift+yccHalf, yccCrR*crv, -yccCbG*cbv-yccCrG*crv, yccCbB*cbv)
+		x := 2 * c
+		y0 := int32(yRow[x])<<yccShift + yccHalf
+		o := out[3*x : 3*x+3 : 3*x+3]
+		o[0] = clamp8((y0 + dr) >> yccShift)
+		o[1] = clamp8((y0 + dg) >> yccShift)
+		o[2] = clamp8((y0 + db) >> yccShift)
+		if x+1 == w {
+			break
+		}
+		y1 := int32(yRow[x+1])<<yccShift + yccHalf
+		o = out[3*x+3 : 3*x+6 : 3*x+6]
+		o[0] = clamp8((y1 + dr) >> yccShift)
+		o[1] = clamp8((y1 + dg) >> yccShift)
+		o[2] = clamp8((y1 + db) >> yccShift)
 	}
 }
 
