@@ -2,10 +2,49 @@ package train
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"resnet/internal/config"
+	"resnet/internal/dataset"
 )
 
+// imagenetData opens root/train and root/val (class folders, or a flat val folder with a label file whose
+// classes are the train split's).
 func imagenetData(c config.DatasetConfig) (*Data, error) {
-	return nil, fmt.Errorf("dataset imagenet: not available yet")
+	trIdx, err := dataset.ScanFolder(dataset.FolderOptions{Root: c.Root, Split: "train"})
+	if err != nil {
+		return nil, err
+	}
+	// ImageNet's test labels are not public: its validation set is what every paper reports on, so both
+	// eval_split values read val/.
+	const evalSplit = "val"
+	evIdx, err := dataset.ScanFolder(dataset.FolderOptions{Root: c.Root, Split: evalSplit, Classes: trIdx.Classes, LabelFile: c.ValLabels})
+	if err != nil {
+		return nil, err
+	}
+	if len(evIdx.Classes) != len(trIdx.Classes) {
+		return nil, fmt.Errorf("dataset imagenet: %s has %d classes, %s has %d", filepath.Join(c.Root, "train"), len(trIdx.Classes), filepath.Join(c.Root, evalSplit), len(evIdx.Classes))
+	}
+	for i := range trIdx.Classes {
+		if trIdx.Classes[i] != evIdx.Classes[i] {
+			return nil, fmt.Errorf("dataset imagenet: class %d is %q in train/ but %q in %s/", i, trIdx.Classes[i], evIdx.Classes[i], evalSplit)
+		}
+	}
+	transform := dataset.TransformRRC
+	if c.TrainTransform == "scale" {
+		transform = dataset.TransformScale
+	}
+	tr, err := dataset.NewFolderPipeline(filepath.Join(c.Root, "train"), trIdx, dataset.FolderPipelineOptions{
+		Transform: transform, Size: c.ImageSize, PCALighting: c.PCALighting,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ev, err := dataset.NewFolderPipeline(filepath.Join(c.Root, evalSplit), evIdx, dataset.FolderPipelineOptions{
+		Transform: dataset.TransformCenter, Size: c.ImageSize, Resize: c.ResizeSize,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Data{Train: tr, Eval: ev, EvalSplit: evalSplit}, nil
 }

@@ -1,0 +1,147 @@
+// This file holds the pipeline over an ImageNet-style folder: read the file, decode it (JPEG or PNG, by
+// content), apply the training or evaluation transform, normalise.
+
+package dataset
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"resnet/internal/vision"
+)
+
+// ImageTransform selects what a FolderPipeline does to each decoded image.
+type ImageTransform string
+
+const (
+	// TransformRRC is the Inception-style random-resized crop (scale 0.08-1, ratio 3/4-4/3) and flip.
+	TransformRRC ImageTransform = "rrc"
+	// TransformScale is the paper's scale augmentation: shorter side random in [256, 480], random crop,
+	// flip.
+	TransformScale ImageTransform = "scale"
+	// TransformCenter is evaluation: shorter side resized, centre crop.
+	TransformCenter ImageTransform = "center"
+)
+
+// FolderPipelineOptions configure a FolderPipeline.
+type FolderPipelineOptions struct {
+	Transform   ImageTransform
+	Size        int  // output side (224)
+	Resize      int  // shorter side before the centre crop (256), for TransformCenter
+	PCALighting bool // AlexNet-style colour noise (training transforms only)
+	// Mean and Std normalise each channel, in the 0..255 scale (default: ImageNet's).
+	Mean, Std [3]float32
+}
+
+// FolderPipeline is a Pipeline over the files of a FolderIndex.
+type FolderPipeline struct {
+	dir string
+	idx *FolderIndex
+	opt FolderPipelineOptions
+}
+
+// NewFolderPipeline builds the pipeline of the split directory dir, whose files idx lists.
+func NewFolderPipeline(dir string, idx *FolderIndex, opt FolderPipelineOptions) (*FolderPipeline, error) {
+	switch opt.Transform {
+	case TransformRRC, TransformScale, TransformCenter:
+	default:
+		return nil, fmt.Errorf("dataset imagenet: transform must be rrc, scale or center (got %q)", opt.Transform)
+	}
+	if opt.Size < 1 || (opt.Transform == TransformCenter && opt.Resize < opt.Size) {
+		return nil, fmt.Errorf("dataset imagenet: need 1 <= size <= resize (got size %d, resize %d)", opt.Size, opt.Resize)
+	}
+	if opt.Transform == TransformScale && opt.Size > scaleAugMin {
+		return nil, fmt.Errorf("dataset imagenet: the scale augmentation crops at most %d pixels (got size %d)", scaleAugMin, opt.Size)
+	}
+	if opt.Std == ([3]float32{}) {
+		opt.Mean, opt.Std = vision.ImageNetMean, vision.ImageNetStd
+	}
+	return &FolderPipeline{dir: dir, idx: idx, opt: opt}, nil
+}
+
+// The paper's range for the shorter side in its scale augmentation.
+const (
+	scaleAugMin = 256
+	scaleAugMax = 480
+)
+
+func (p *FolderPipeline) Len() int                   { return len(p.idx.Files) }
+func (p *FolderPipeline) NumClasses() int            { return len(p.idx.Classes) }
+func (p *FolderPipeline) OutputShape() (c, h, w int) { return 3, p.opt.Size, p.opt.Size }
+
+// Path is the file of example i.
+func (p *FolderPipeline) Path(i int) string { return filepath.Join(p.dir, filepath.FromSlash(p.idx.Files[i])) }
+
+func (p *FolderPipeline) NewWorker() PipelineWorker { return &folderWorker{p: p} }
+
+type folderWorker struct {
+	p       *FolderPipeline
+	buf     []byte
+	img     vision.Image
+	scratch vision.Scratch
+}
+
+// readFile reads path into the worker's reusable buffer.
+func (w *folderWorker) readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	n := int(fi.Size())
+	if cap(w.buf) < n {
+		w.buf = make([]byte, n+n/4)
+	}
+	b := w.buf[:n]
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (w *folderWorker) Load(index int, rng *rand.Rand, dst []float32) (int, error) {
+	p := w.p
+	if index < 0 || index >= len(p.idx.Files) {
+		return 0, fmt.Errorf("dataset imagenet: index %d out of range [0, %d)", index, len(p.idx.Files))
+	}
+	path := p.Path(index)
+	data, err := w.readFile(path)
+	if err != nil {
+		return 0, &BadExampleError{Index: index, Path: path, Err: err}
+	}
+	if len(data) == 0 {
+		return 0, &BadExampleError{Index: index, Path: path, Err: errors.New("empty file")}
+	}
+	if _, err := vision.Decode(data, &w.img); err != nil {
+		return 0, &BadExampleError{Index: index, Path: path, Err: err}
+	}
+	o := p.opt
+	switch o.Transform {
+	case TransformRRC:
+		flip := rng.IntN(2) == 1
+		err = vision.TrainRRC(dst, &w.img, rng, o.Size, flip, o.Mean, o.Std, &w.scratch)
+	case TransformScale:
+		flip := rng.IntN(2) == 1
+		err = vision.TrainScaleAugment(dst, &w.img, rng, scaleAugMin, scaleAugMax, o.Size, flip, o.Mean, o.Std, &w.scratch)
+	case TransformCenter:
+		err = vision.EvalCenter(dst, &w.img, o.Resize, o.Size, o.Mean, o.Std, &w.scratch)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("dataset imagenet: %s: %w", path, err)
+	}
+	if o.PCALighting && o.Transform != TransformCenter {
+		vision.PCALighting(dst, o.Size, o.Size, rng, pcaAlphaStd, o.Std)
+	}
+	return int(p.idx.Labels[index]), nil
+}
+
+// pcaAlphaStd is the standard deviation of the PCA lighting coefficients (AlexNet's 0.1).
+const pcaAlphaStd = 0.1
