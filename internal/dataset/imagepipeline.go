@@ -74,7 +74,9 @@ func (p *FolderPipeline) NumClasses() int            { return len(p.idx.Classes)
 func (p *FolderPipeline) OutputShape() (c, h, w int) { return 3, p.opt.Size, p.opt.Size }
 
 // Path is the file of example i.
-func (p *FolderPipeline) Path(i int) string { return filepath.Join(p.dir, filepath.FromSlash(p.idx.Files[i])) }
+func (p *FolderPipeline) Path(i int) string {
+	return filepath.Join(p.dir, filepath.FromSlash(p.idx.Files[i]))
+}
 
 func (p *FolderPipeline) NewWorker() PipelineWorker { return &folderWorker{p: p} }
 
