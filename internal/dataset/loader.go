@@ -33,6 +33,10 @@ type LoaderOptions struct {
 	Prefetch int
 	// Norm is subtracted and divided out of every pixel. Only used by NewLoader.
 	Norm Normalization
+	// Staging, when set, allocates the batch buffers (n float32 values each): a device backend passes
+	// its pinned host memory here so batches can be copied to the device asynchronously. Nil uses Go
+	// memory.
+	Staging func(n int) []float32
 	// Rank and WorldSize shard each epoch's order for data-parallel training: rank r takes positions
 	// r, r+WorldSize, r+2*WorldSize, ... WorldSize 0 or 1 means no sharding. With DropLast every rank
 	// takes the same number of examples (the remainder of the epoch is dropped), so all ranks run the
@@ -364,9 +368,17 @@ func (l *Loader) takeFree() *Batch {
 		l.free = l.free[:k-1]
 		return b
 	}
+	n := l.opt.BatchSize * l.imageSize
+	x := []float32(nil)
+	if l.opt.Staging != nil {
+		x = l.opt.Staging(n)
+	}
+	if len(x) < n {
+		x = make([]float32, n)
+	}
 	return &Batch{
 		loader:   l,
-		x:        make([]float32, l.opt.BatchSize*l.imageSize),
+		x:        x,
 		labels:   make([]int32, l.opt.BatchSize),
 		chunkErr: make([]error, l.chunks),
 		bad:      make([]bool, l.opt.BatchSize),

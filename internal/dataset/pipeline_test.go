@@ -75,3 +75,26 @@ func TestLoaderSkipsBadExamplesAndReportsThem(t *testing.T) {
 		t.Errorf("strict loader: %v", err)
 	}
 }
+
+// A backend's staging allocator provides the batch buffers.
+func TestLoaderUsesStagingBuffers(t *testing.T) {
+	p := &flakyPipeline{n: 8}
+	var given [][]float32
+	l, err := NewPipelineLoader(p, LoaderOptions{BatchSize: 4, Workers: 1, Prefetch: 1, Staging: func(n int) []float32 {
+		b := make([]float32, n)
+		given = append(given, b)
+		return b
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Start(0, 0)
+	b, err := l.Next()
+	if err != nil || b == nil {
+		t.Fatal(err)
+	}
+	if len(given) == 0 || &given[0][0] != &b.X[0] || len(given[0]) != 8 {
+		t.Errorf("batch buffer is not the staging buffer (%d allocated)", len(given))
+	}
+}
