@@ -226,8 +226,14 @@ type Device interface {
 	SGDStep(p SGDParams, slots []SGDSlot) error
 }
 
+// Options are the settings a device is opened with. The zero value is the default.
+type Options struct {
+	// Unfused runs the unfused reference path of every fused kernel (config key cuda.fuse: false).
+	Unfused bool
+}
+
 // Factory opens a device. Backends register one under their name ("cpu", "cuda").
-type Factory func() (Device, error)
+type Factory func(Options) (Device, error)
 
 var (
 	mu        sync.Mutex
@@ -254,7 +260,7 @@ func Names() []string {
 }
 
 // Open returns the named device. "auto" picks cuda when it opens, else cpu.
-func Open(name string) (Device, error) {
+func Open(name string, opt Options) (Device, error) {
 	mu.Lock()
 	f, ok := factories[name]
 	cudaF, hasCUDA := factories["cuda"]
@@ -262,17 +268,17 @@ func Open(name string) (Device, error) {
 	mu.Unlock()
 	if name == "auto" {
 		if hasCUDA {
-			if d, err := cudaF(); err == nil {
+			if d, err := cudaF(opt); err == nil {
 				return d, nil
 			}
 		}
 		if hasCPU {
-			return cpuF()
+			return cpuF(opt)
 		}
 		return nil, fmt.Errorf("backend: no device available")
 	}
 	if !ok {
 		return nil, fmt.Errorf("backend: unknown device %q (available: %v)", name, Names())
 	}
-	return f()
+	return f(opt)
 }

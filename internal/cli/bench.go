@@ -17,13 +17,14 @@ import (
 )
 
 type benchOptions struct {
-	model  string
-	batch  int
-	steps  int
-	warmup int
-	device string
-	json   bool
-	seed   int64
+	model   string
+	batch   int
+	steps   int
+	warmup  int
+	device  string
+	json    bool
+	seed    int64
+	unfused bool
 	// data benchmarks the training input pipeline of a config instead of the network.
 	data       bool
 	configFile string
@@ -62,6 +63,7 @@ func newBenchCmd(e *env) *cobra.Command {
 	f.StringVar(&o.device, "device", "auto", "device: auto, cpu or cuda")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
 	f.Int64Var(&o.seed, "seed", 1, "seed for weights and input")
+	f.BoolVar(&o.unfused, "unfused", false, "run the unfused reference path of the fused GPU kernels")
 	f.BoolVar(&o.data, "data", false, "measure the training data pipeline of --config instead of the network")
 	f.StringVarP(&o.configFile, "config", "c", "", "config whose dataset --data reads")
 	f.StringArrayVar(&o.sets, "set", nil, "override a config key for --data (repeatable)")
@@ -84,7 +86,7 @@ func runBench(e *env, o *benchOptions) error {
 	if err != nil {
 		return err
 	}
-	dev, err := backend.Open(o.device)
+	dev, err := backend.Open(o.device, backend.Options{Unfused: o.unfused})
 	if err != nil {
 		return err
 	}

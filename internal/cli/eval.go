@@ -87,7 +87,7 @@ func runEval(e *env, o *evalOptions) error {
 	if err != nil {
 		return err
 	}
-	dev, err := backend.Open(cfg.Device)
+	dev, err := backend.Open(cfg.Device, backend.Options{Unfused: !cfg.CUDA.Fuse})
 	if err != nil {
 		return err
 	}

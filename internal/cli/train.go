@@ -105,7 +105,7 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		fmt.Fprintf(e.stdout, "# resolved config (run directory %s)\n%s\n", runDir, yml)
 		return printSummary(e.stdout, cfg)
 	}
-	dev, err := backend.Open(cfg.Device)
+	dev, err := backend.Open(cfg.Device, backend.Options{Unfused: !cfg.CUDA.Fuse})
 	if err != nil {
 		return err
 	}

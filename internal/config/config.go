@@ -18,6 +18,15 @@ type Config struct {
 	Eval    EvalConfig    `mapstructure:"eval" yaml:"eval" json:"eval"`
 	// Checkpoint controls how often and how many checkpoints are kept.
 	Checkpoint CheckpointConfig `mapstructure:"checkpoint" yaml:"checkpoint" json:"checkpoint"`
+	// CUDA holds settings of the GPU backend.
+	CUDA CUDAConfig `mapstructure:"cuda" yaml:"cuda" json:"cuda"`
+}
+
+// CUDAConfig holds settings of the GPU backend.
+type CUDAConfig struct {
+	// Fuse runs the fused kernels (BN + ReLU, BN + add + ReLU, ...); false runs their unfused reference
+	// path, for comparison and debugging.
+	Fuse bool `mapstructure:"fuse" yaml:"fuse" json:"fuse"`
 }
 
 // ModelConfig selects an architecture from the zoo and adjusts it.
@@ -148,5 +157,6 @@ func Default() Config {
 		},
 		Eval:       EvalConfig{BatchSize: 256, Every: 1},
 		Checkpoint: CheckpointConfig{Every: 1, Keep: 3},
+		CUDA:       CUDAConfig{Fuse: true},
 	}
 }

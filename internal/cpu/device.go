@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	backend.Register("cpu", func() (backend.Device, error) { return New(), nil })
+	backend.Register("cpu", func(backend.Options) (backend.Device, error) { return New(), nil })
 }
 
 // buffer is the storage behind a CPU tensor. Exactly one of f32 and i32 is used, chosen by dt.

@@ -8,7 +8,7 @@ import (
 )
 
 func TestRegisteredAsCPU(t *testing.T) {
-	d, err := backend.Open("cpu")
+	d, err := backend.Open("cpu", backend.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
