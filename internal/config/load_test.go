@@ -153,7 +153,7 @@ func TestFileErrors(t *testing.T) {
 			`config: unknown key "train.lrr" in configs/foo.yaml line 7 ` + known},
 		{"unknown top-level key", "seed: 3\ntrian:\n  lr: 0.1\n",
 			`config: unknown key "trian" in configs/foo.yaml line 2 (known top-level keys: name, seed, device, ` +
-				`model, dataset, train, eval, checkpoint)`},
+				`model, dataset, train, eval, checkpoint, cuda)`},
 		{"unknown nested key", "train:\n  schedule:\n    milestone: [1]\n",
 			`config: unknown key "train.schedule.milestone" in configs/foo.yaml line 3 (known keys under ` +
 				`train.schedule: type, milestones, gamma, warmup_epochs, warm_start_lr, warm_start_until_err)`},
@@ -258,7 +258,7 @@ func TestEnvAndSetErrorsNameTheirOrigin(t *testing.T) {
 				`epochs, lr, momentum, nesterov, weight_decay, no_decay_bn_bias, schedule, log_every)`},
 		{"set unknown section", config.Source{Sets: []string{"trian.lr=0.1"}},
 			`config: unknown key "trian.lr" (from --set trian.lr=0.1) (known top-level keys: name, seed, ` +
-				`device, model, dataset, train, eval, checkpoint)`},
+				`device, model, dataset, train, eval, checkpoint, cuda)`},
 		{"set section", config.Source{Sets: []string{"eval=5"}},
 			`config: "eval" is a section, not a value; set one of its keys (from --set eval=5) ` +
 				`(known keys under eval: batch_size, every)`},
