@@ -226,6 +226,14 @@ type Device interface {
 	SGDStep(p SGDParams, slots []SGDSlot) error
 }
 
+// HostStager is implemented by devices whose uploads are faster from memory they provide (pinned host
+// memory for CUDA): the data loader then fills its batches there.
+type HostStager interface {
+	// PinnedFloat32s returns n float32 values of such memory, or nil when none can be had (the caller
+	// falls back to ordinary memory).
+	PinnedFloat32s(n int) []float32
+}
+
 // Options are the settings a device is opened with. The zero value is the default.
 type Options struct {
 	// Unfused runs the unfused reference path of every fused kernel (config key cuda.fuse: false).

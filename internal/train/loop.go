@@ -121,16 +121,20 @@ func Run(opt Options) (Result, error) {
 	}
 
 	workers := cfg.Dataset.Workers
+	var staging func(int) []float32
+	if s, ok := opt.Device.(backend.HostStager); ok {
+		staging = s.PinnedFloat32s
+	}
 	trainLoader, err := dataset.NewPipelineLoader(data.Train, dataset.LoaderOptions{
 		BatchSize: cfg.Train.BatchSize, Shuffle: true, DropLast: true,
-		Seed: cfg.Seed, Workers: workers, Strict: cfg.Dataset.Strict,
+		Seed: cfg.Seed, Workers: workers, Strict: cfg.Dataset.Strict, Staging: staging,
 	})
 	if err != nil {
 		return res, err
 	}
 	defer trainLoader.Close()
 	testLoader, err := dataset.NewPipelineLoader(data.Eval, dataset.LoaderOptions{
-		BatchSize: cfg.Eval.BatchSize, Seed: cfg.Seed, Workers: workers, Strict: cfg.Dataset.Strict,
+		BatchSize: cfg.Eval.BatchSize, Seed: cfg.Seed, Workers: workers, Strict: cfg.Dataset.Strict, Staging: staging,
 	})
 	if err != nil {
 		return res, err
@@ -162,12 +166,13 @@ func Run(opt Options) (Result, error) {
 			if b == nil {
 				break
 			}
-			lr = sched.LR(float64(st.Epoch)+float64(b.Index)/float64(batches), st.WarmStart)
+			index, bad := b.Index, int64(len(b.Skipped))
+			lr = sched.LR(float64(st.Epoch)+float64(index)/float64(batches), st.WarmStart)
 			prog.skipped(b.Skipped)
 			if b.N == 0 { // every image of the batch was unreadable
-				st.Batch = b.Index + 1
-				st.EpochBad += int64(len(b.Skipped))
 				trainLoader.Release(b)
+				st.Batch = index + 1
+				st.EpochBad += bad
 				continue
 			}
 			r, err := net.TrainStep(b.X[:b.N*sample], b.Labels[:b.N])
@@ -180,8 +185,8 @@ func Run(opt Options) (Result, error) {
 				return res, err
 			}
 			st.Step++
-			st.Batch = b.Index + 1
-			st.EpochBad += int64(len(b.Skipped))
+			st.Batch = index + 1
+			st.EpochBad += bad
 			st.EpochLoss += r.LossSum
 			st.EpochTop1 += int64(r.Top1)
 			st.EpochN += int64(r.N)
