@@ -1,5 +1,6 @@
-// This file holds image decoding: format sniffing from magic bytes, JPEG and PNG through the standard library,
-// and conversion of every decoded colour model into the package's 8-bit RGB Image.
+// This file holds image decoding: format sniffing from magic bytes, JPEG through internal/jpeg (with the
+// standard library for the variants it leaves out), PNG through the standard library, and conversion of
+// every decoded colour model into the package's 8-bit RGB Image.
 
 package vision
 
@@ -11,6 +12,8 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+
+	fastjpeg "resnet/internal/jpeg"
 )
 
 // Format is an encoded image format, recognised from the first bytes of the data, never from a file name:
@@ -67,7 +70,11 @@ func DecodeConfig(data []byte) (w, h int, f Format, err error) {
 	var cfg image.Config
 	switch f {
 	case FormatJPEG:
-		cfg, err = jpeg.DecodeConfig(bytes.NewReader(data))
+		// The project's decoder reads the header without allocating; the standard library's reader covers
+		// the variants it leaves out.
+		if cfg.Width, cfg.Height, _, _, err = fastjpeg.Config(data); err != nil {
+			cfg, err = jpeg.DecodeConfig(bytes.NewReader(data))
+		}
 	case FormatPNG:
 		cfg, err = png.DecodeConfig(bytes.NewReader(data))
 	}
@@ -95,11 +102,11 @@ func Decode(data []byte, dst *Image) (Format, error) {
 	return DecodeScaled(data, dst, DecodeOptions{})
 }
 
-// DecodeScaled is Decode with a size hint (see DecodeOptions). The standard library's JPEG decoder has no
-// reduced-scale mode, so for now it always decodes at full size; callers must already map crop rectangles
-// by dst.W / full width so that a scaling decoder can be dropped in without changing them.
+// DecodeScaled is Decode with a size hint (see DecodeOptions). JPEGs go through the project's own decoder
+// (internal/jpeg, about twice as fast as image/jpeg), which decodes at 1/2, 1/4 or 1/8 of the size when the
+// hint allows; callers map crop rectangles by dst.W / full width. Variants it does not handle (CMYK, YCCK,
+// 12-bit, arithmetic coding) and PNGs go through the standard library.
 func DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err error) {
-	_ = opt // reserved for a reduced-scale JPEG decoder
 	w, h, f, err := DecodeConfig(data)
 	if err != nil {
 		return f, err
@@ -107,6 +114,17 @@ func DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err err
 	if int64(w)*int64(h) > MaxPixels {
 		return f, fmt.Errorf("vision: %s is %dx%d pixels, more than the %d this decoder accepts; downscale the file",
 			f, w, h, MaxPixels)
+	}
+	if f == FormatJPEG {
+		out := fastjpeg.Dst{Pix: dst.Pix}
+		err := fastjpeg.Decode(data, &out, fastjpeg.Options{Scale: jpegScale(w, h, opt)})
+		if err == nil {
+			dst.W, dst.H, dst.Pix = out.W, out.H, out.Pix
+			return f, nil
+		}
+		if !errors.Is(err, fastjpeg.ErrUnsupported) {
+			return f, fmt.Errorf("vision: corrupt or truncated %s: %w", f, err)
+		}
 	}
 	// The standard decoders are fuzzed and return errors on bad input; this guard keeps a decoder bug on one
 	// corrupt file from killing a training run.
@@ -127,6 +145,22 @@ func DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err err
 	}
 	toRGB(dst, img)
 	return f, nil
+}
+
+// jpegScale is the largest power-of-two reduction (up to 8) that keeps a w x h image at least the hinted
+// size; 1 without a hint.
+func jpegScale(w, h int, opt DecodeOptions) int {
+	if opt.MinW <= 0 && opt.MinH <= 0 {
+		return 1
+	}
+	scale := 1
+	for next := 2; next <= 8; next *= 2 {
+		if (w+next-1)/next < opt.MinW || (h+next-1)/next < opt.MinH {
+			break
+		}
+		scale = next
+	}
+	return scale
 }
 
 // toRGB converts any decoded image into dst. Each colour model the standard decoders return has its own

@@ -336,7 +336,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"gif", []byte("GIF89a\x01\x00"), "vision: unknown image format (first bytes 47 49 46 38); only JPEG and PNG are supported"},
 		{"short", []byte{0xFF, 0xD8}, "vision: unknown image format (first bytes ff d8); only JPEG and PNG are supported"},
 		{"jpeg magic only", []byte{0xFF, 0xD8, 0xFF}, "vision: corrupt JPEG header: unexpected EOF"},
-		{"jpeg truncated in scan", jpg[:len(jpg)-len(jpg)/4], "vision: corrupt or truncated JPEG: invalid JPEG format: short Huffman data"},
+		{"jpeg truncated in scan", jpg[:len(jpg)-len(jpg)/4], "vision: corrupt or truncated JPEG: jpeg: corrupt or truncated data: the scan data ends in MCU row 3 of 6"},
 		{"png truncated", pngData[:len(pngData)-30], "vision: corrupt or truncated PNG: png: invalid format: not enough pixel data"},
 	} {
 		var dst Image
@@ -345,8 +345,9 @@ func TestDecodeErrors(t *testing.T) {
 			t.Errorf("%s: got error %v, want %q", tc.name, err, tc.want)
 		}
 	}
-	// Every truncation of a valid file is an error, never a panic or a silent success.
-	for _, data := range [][]byte{jpg, pngData} {
+	// Every truncation of a valid file is an error, never a panic or a silent success; the only exception
+	// is a JPEG that lacks just its 2-byte end-of-image marker, which decodes whole (as libjpeg does).
+	for _, data := range [][]byte{jpg[:len(jpg)-2], pngData} {
 		for n := range len(data) - 1 {
 			var dst Image
 			if _, err := Decode(data[:n], &dst); err == nil {
@@ -403,13 +404,23 @@ func TestDecodeReusesBuffer(t *testing.T) {
 	}
 }
 
-func TestDecodeScaledIsFullSizeForNow(t *testing.T) {
-	var dst Image
-	if _, err := DecodeScaled(encodeJPEG(t, smoothRGBA(40, 30), 90), &dst, DecodeOptions{MinW: 5, MinH: 4}); err != nil {
-		t.Fatal(err)
+func TestDecodeScaledPicksTheLargestReduction(t *testing.T) {
+	jpg := encodeJPEG(t, smoothRGBA(40, 30), 90)
+	for _, tc := range []struct {
+		minW, minH, w, h int
+	}{{0, 0, 40, 30}, {5, 4, 5, 4}, {10, 4, 10, 8}, {11, 1, 20, 15}, {21, 1, 40, 30}} {
+		var dst Image
+		if _, err := DecodeScaled(jpg, &dst, DecodeOptions{MinW: tc.minW, MinH: tc.minH}); err != nil {
+			t.Fatal(err)
+		}
+		if dst.W != tc.w || dst.H != tc.h {
+			t.Errorf("hint %dx%d: got %dx%d, want %dx%d", tc.minW, tc.minH, dst.W, dst.H, tc.w, tc.h)
+		}
 	}
-	if dst.W != 40 || dst.H != 30 {
-		t.Errorf("got %dx%d, want the full 40x30", dst.W, dst.H)
+	// PNG has no reduced-scale mode: always full size.
+	var dst Image
+	if _, err := DecodeScaled(encodePNG(t, smoothRGBA(40, 30)), &dst, DecodeOptions{MinW: 5, MinH: 4}); err != nil || dst.W != 40 {
+		t.Errorf("PNG: %dx%d, %v", dst.W, dst.H, err)
 	}
 }
 

@@ -1,0 +1,134 @@
+// This file holds the conversion of a row of MCUs from component planes to interleaved RGB, with chroma
+// upsampled by replication as image/jpeg's YCbCr images are.
+
+package jpeg
+
+// JFIF YCbCr to RGB in 16.16 fixed point, rounded to nearest and clamped:
+//
+//	R = Y + 1.402 (Cr-128)
+//	G = Y - 0.344136 (Cb-128) - 0.714136 (Cr-128)
+//	B = Y + 1.772 (Cb-128)
+const (
+	fixCrR = 91881  // 1.402 * 2^16
+	fixCbG = 22554  // 0.344136 * 2^16
+	fixCrG = 46802  // 0.714136 * 2^16
+	fixCbB = 116130 // 1.772 * 2^16
+	fixY   = 1 << 15
+)
+
+// clampRGB clamps a 16.16 colour value shifted down to [0, 255].
+func clampRGB(v int32) uint8 {
+	if uint32(v) <= 255 {
+		return uint8(v)
+	}
+	return uint8(^(v >> 31))
+}
+
+// emitRow converts the planes of MCU row my into its output rows of dst.
+func (d *Decoder) emitRow(my int, dst *Dst) {
+	rows := d.vmax * d.bs
+	y0 := my * rows
+	y1 := min(y0+rows, d.outH)
+	w := d.outW
+	planes := d.planes
+	row := func(c *component, ly int) []uint8 {
+		off := c.planeOff + (ly>>c.sy)*c.planeStride
+		return planes[off : off+c.planeStride]
+	}
+	c0, c1, c2 := &d.comps[0], &d.comps[1], &d.comps[2]
+	for y := y0; y < y1; y++ {
+		ly := y - y0
+		out := dst.Pix[y*w*3 : (y+1)*w*3]
+		switch {
+		case d.color == colorGray:
+			grayRow(out, row(c0, ly)[:w])
+		case d.color == colorRGB:
+			planarRow(out, row(c0, ly), row(c1, ly), row(c2, ly), c0.sx, c1.sx, c2.sx)
+		case c0.sx == 0 && c1.sx == 0 && c2.sx == 0:
+			yccRow(out, row(c0, ly)[:w], row(c1, ly)[:w], row(c2, ly)[:w])
+		case c0.sx == 0 && c1.sx == 1 && c2.sx == 1:
+			yccRowHalf(out, row(c0, ly)[:w], row(c1, ly)[:(w+1)/2], row(c2, ly)[:(w+1)/2])
+		default:
+			yccRowAny(out, row(c0, ly), row(c1, ly), row(c2, ly), c0.sx, c1.sx, c2.sx)
+		}
+	}
+}
+
+// The row converters advance their slices instead of indexing so that the compiler can prove every access
+// in bounds: a length test per pixel replaces three or four bounds checks.
+
+func grayRow(out, g []uint8) {
+	for _, v := range g {
+		if len(out) < 3 {
+			return
+		}
+		out[0], out[1], out[2] = v, v, v
+		out = out[3:]
+	}
+}
+
+// planarRow interleaves R, G and B planes (Adobe files with no colour transform); each may be subsampled.
+func planarRow(out, r, g, b []uint8, sr, sg, sb uint) {
+	for i := range len(out) / 3 {
+		o := out[3*i : 3*i+3 : 3*i+3]
+		o[0], o[1], o[2] = r[i>>sr], g[i>>sg], b[i>>sb]
+	}
+}
+
+// yccPixel converts one pixel into out[0:3].
+func yccPixel(out []uint8, y, cb, cr uint8) {
+	b, r := int32(cb)-128, int32(cr)-128
+	yy := int32(y)<<16 + fixY
+	out = out[:3]
+	out[0] = clampRGB((yy + fixCrR*r) >> 16)
+	out[1] = clampRGB((yy - fixCbG*b - fixCrG*r) >> 16)
+	out[2] = clampRGB((yy + fixCbB*b) >> 16)
+}
+
+// yccRow converts a row with full-width chroma (4:4:4, 4:4:0).
+func yccRow(out, y, cb, cr []uint8) {
+	cb, cr = cb[:len(y)], cr[:len(y)]
+	for i, yv := range y {
+		if len(out) < 3 {
+			return
+		}
+		b, r := int32(cb[i])-128, int32(cr[i])-128
+		yy := int32(yv)<<16 + fixY
+		out[0] = clampRGB((yy + fixCrR*r) >> 16)
+		out[1] = clampRGB((yy - fixCbG*b - fixCrG*r) >> 16)
+		out[2] = clampRGB((yy + fixCbB*b) >> 16)
+		out = out[3:]
+	}
+}
+
+// yccRowHalf converts a row whose chroma has half the width (4:2:0, 4:2:2): each chroma sample's terms
+// are computed once for its two pixels.
+func yccRowHalf(out, y, cb, cr []uint8) {
+	w := len(y)
+	cbp, crp := cb[:w/2], cr[:w/2]
+	for j := range cbp {
+		if len(y) < 2 || len(out) < 6 {
+			return
+		}
+		b, r := int32(cbp[j])-128, int32(crp[j])-128
+		dr, dg, db := fixCrR*r+fixY, fixY-fixCbG*b-fixCrG*r, fixCbB*b+fixY
+		y0, y1 := int32(y[0])<<16, int32(y[1])<<16
+		out[0] = clampRGB((y0 + dr) >> 16)
+		out[1] = clampRGB((y0 + dg) >> 16)
+		out[2] = clampRGB((y0 + db) >> 16)
+		out[3] = clampRGB((y1 + dr) >> 16)
+		out[4] = clampRGB((y1 + dg) >> 16)
+		out[5] = clampRGB((y1 + db) >> 16)
+		y, out = y[2:], out[6:]
+	}
+	if w%2 == 1 {
+		yccPixel(out, y[0], cb[w/2], cr[w/2])
+	}
+}
+
+// yccRowAny converts a row with any power-of-two subsampling of any component.
+func yccRowAny(out, y, cb, cr []uint8, sy, sb, sr uint) {
+	for i := range len(out) / 3 {
+		yccPixel(out[3*i:], y[i>>sy], cb[i>>sb], cr[i>>sr])
+	}
+}
