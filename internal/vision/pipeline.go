@@ -79,6 +79,24 @@ func TrainRRC(dst []float32, src *Image, rng *rand.Rand, size int, flip bool, me
 	return nil
 }
 
+// CropToCHW resamples the window r of src straight to size x size, mirrored when flip is set, normalised
+// into dst (3 x size x size, CHW): the second half of TrainRRC, for callers that chose r themselves (for
+// example on the full-size image before a reduced-scale decode).
+func CropToCHW(dst []float32, src *Image, r Rect, size int, flip bool, mean, std [3]float32, s *Scratch) error {
+	if err := checkCHW(dst, src, size, 1); err != nil {
+		return err
+	}
+	if r.W < 1 || r.H < 1 || r.X < 0 || r.Y < 0 || r.X+r.W > src.W || r.Y+r.H > src.H {
+		return fmt.Errorf("vision: crop %+v is outside the %dx%d image", r, src.W, src.H)
+	}
+	t, err := s.table(mean, std)
+	if err != nil {
+		return err
+	}
+	s.resampleToCHW(dst, src, r, size, size, Rect{0, 0, size, size}, flip, t)
+	return nil
+}
+
 // TrainScaleAugment is the training transform of He et al. (2015): shorter side resized to a random integer
 // in [minSide, maxSide] (256, 480), a random size x size crop (224) of it (ScaleAugmentRect), mirrored when
 // flip is set, normalised into dst. Resize and crop are one resampling pass that computes only the crop.
