@@ -1,0 +1,999 @@
+//go:build cuda
+
+package cuda
+
+import (
+	_ "embed"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"resnet/internal/backend"
+)
+
+// fatbin holds the kernels of kernels/*.cu, built by `make kernels` (see the package comment).
+//
+//go:embed kernels.fatbin
+var fatbin []byte
+
+func init() {
+	backend.Register("cuda", func(opt backend.Options) (backend.Device, error) {
+		d, err := Open(opt)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	})
+}
+
+// Environment variables read by Open.
+const (
+	envDevice    = "RESNET_CUDA_DEVICE"       // ordinal of the GPU to use (default 0)
+	envTF32      = "RESNET_CUDA_TF32"         // 1 lets cuDNN and cuBLAS use TF32 tensor cores for fp32
+	envWorkspace = "RESNET_CUDA_WORKSPACE_MB" // cap on a convolution's cuDNN workspace (default 1024)
+)
+
+// blockSize is the thread count of every kernel launch (RN_BLOCK in kernels/common.cuh).
+const blockSize = 256
+
+// ---- commands and the owner goroutine -------------------------------------------------------------------
+
+type cmdKind uint8
+
+const (
+	cmdLaunch   cmdKind = iota + 1 // a kernel on the compute stream
+	cmdMemset                      // cuMemsetD32Async on the compute stream
+	cmdCopyDtoD                    // cuMemcpyDtoDAsync on the compute stream
+	cmdCopyHtoD                    // cuMemcpyHtoDAsync from pinned memory on the compute stream
+	cmdUpload                      // a host-to-device copy on the copy stream, ordered against compute
+	cmdDownload                    // a device-to-host copy after the queued compute work; synchronous
+	cmdSync                        // wait for both streams
+	cmdWaitSlot                    // wait until a staging slot's last copy is done
+	cmdConv                        // a cuDNN convolution on the compute stream
+	cmdGemm                        // a cuBLAS SGEMM on the compute stream
+	cmdFunc                        // run fn on the owner thread (setup work: allocation, algorithm search)
+)
+
+type gemmArgs struct {
+	ta, tb        int32
+	m, n, k       int32
+	a, b, c       uint64
+	lda, ldb, ldc int32
+	beta          float32
+}
+
+type convArgs struct {
+	dir     convDir
+	plan    *convPlan
+	algo    *convAlgo
+	x, w, y uint64
+	ws      uint64
+	wsBytes int64
+	beta    float32
+}
+
+// cmd is one unit of work for the owner goroutine. Commands are copied into the queue by value, so a
+// steady-state op allocates nothing.
+type cmd struct {
+	kind   cmdKind
+	op     string // the Device method that queued it, for errors
+	seq    uint64 // position in the queue, assigned by push
+	kernel kernelID
+	nargs  int32
+	grid   [3]uint32
+	args   [maxKernelArgs]uint64
+	dst    uint64
+	src    uint64
+	host   unsafe.Pointer // pinned host memory (C memory)
+	n      int64          // bytes, or values for cmdMemset
+	value  uint32
+	slot   int // staging slot of an upload, -1 for none
+	wait   bool
+	gemm   gemmArgs
+	conv   convArgs
+	fn     func(gpu) error
+	done   chan error // set for synchronous commands: the owner sends the result
+}
+
+// queue hands commands from the calling goroutines to the owner. The owner takes everything pending at
+// once, runs it, and comes back; when the queue stays empty it spins briefly (a launch is a few µs, a
+// goroutine wake-up on a locked thread tens of µs) and then parks until a push wakes it.
+type queue struct {
+	mu      sync.Mutex
+	pending []cmd
+	spare   []cmd
+	seq     uint64
+	idle    bool // the owner is parked (or about to be) waiting on wake
+	closed  bool
+	wake    chan struct{}
+	count   atomic.Int32 // len(pending), read by the spinning owner without the lock
+}
+
+// ownerSpin is how many empty polls the owner makes before parking (tens of µs).
+const ownerSpin = 1 << 15
+
+func (q *queue) init() {
+	q.pending = make([]cmd, 0, 256)
+	q.spare = make([]cmd, 0, 256)
+	q.wake = make(chan struct{}, 1)
+}
+
+// push appends c and returns its sequence number.
+func (q *queue) push(c *cmd) uint64 {
+	q.mu.Lock()
+	q.seq++
+	c.seq = q.seq
+	q.pending = append(q.pending, *c)
+	q.count.Store(int32(len(q.pending)))
+	wake := q.idle
+	q.idle = false
+	q.mu.Unlock()
+	if wake {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	return c.seq
+}
+
+// take returns the next batch of commands, or quit once the queue is closed and drained.
+func (q *queue) take() (batch []cmd, quit bool) {
+	for spins := 0; ; spins++ {
+		if q.count.Load() == 0 && spins < ownerSpin {
+			continue
+		}
+		q.mu.Lock()
+		if len(q.pending) > 0 {
+			batch = q.pending
+			q.pending, q.spare = q.spare[:0], nil
+			q.count.Store(0)
+			q.mu.Unlock()
+			return batch, false
+		}
+		if q.closed {
+			q.mu.Unlock()
+			return nil, true
+		}
+		q.idle = true
+		q.mu.Unlock()
+		<-q.wake
+		spins = 0
+	}
+}
+
+// recycle gives a finished batch back as the next spare buffer.
+func (q *queue) recycle(batch []cmd) {
+	clear(batch) // drop references (closures, plans, channels)
+	q.mu.Lock()
+	if q.spare == nil {
+		q.spare = batch[:0]
+	}
+	q.mu.Unlock()
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	wake := q.idle
+	q.idle = false
+	q.mu.Unlock()
+	if wake {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ---- the device -----------------------------------------------------------------------------------------
+
+// Device is the CUDA backend: float32 (and int32 label) NCHW tensors in device memory, convolutions on
+// cuDNN, GEMMs on cuBLAS, everything else on the kernels of kernels/*.cu.
+//
+// One goroutine, locked to its OS thread, owns the CUDA context, both streams and the library handles.
+// The methods validate their operands on the calling goroutine and queue commands for it; kernel launches
+// and library calls return as soon as they are queued (errors they hit on the GPU side are reported by the
+// next method call, with the op that caused them), while Download, Sync and the one-off setup work (device
+// allocations, algorithm searches) wait for the owner. The methods may be called from any goroutine; they
+// are serialised, and their GPU work runs in call order on one compute stream.
+type Device struct {
+	opt     backend.Options
+	tf32    bool
+	wsLimit int64 // cap on one convolution's cuDNN workspace
+	info    deviceInfo
+
+	q       queue
+	g       gpu // the driver side; touched only by the owner goroutine
+	stopped chan struct{}
+
+	opMu     sync.Mutex // serialises the methods below
+	closed   bool
+	syncDone chan error // answer channel of synchronous commands (one in flight, under opMu)
+	pack     argPack    // the launch being built
+
+	errMu    sync.Mutex
+	asyncErr error
+	hasErr   atomic.Bool
+	doneSeq  atomic.Uint64 // every command up to this sequence number has completed on the GPU
+
+	mem    *allocator
+	rawMu  sync.Mutex
+	rawLiv map[uint64]bool // device blocks obtained from the driver, freed by Close
+
+	stage     [stageSlots]staging
+	stageNext int
+	down      staging
+	pinned    []pinnedRegion   // from PinnedFloat32s
+	hostOwned []unsafe.Pointer // other pinned memory of the device (SGD tables), freed by Close
+
+	counters  block // zeroed uint32 per channel for the fused reductions' last-block election
+	workspace block // cuDNN workspace
+	convPlans map[convGeom]*convPlan
+	sgd       sgdState
+	scratch   [4]block // per-op scratch, freed at the end of the op (stream order keeps it safe)
+
+	launches [int(numKernels) + int(numLibCalls)]atomic.Int64
+}
+
+// staging is a pinned host buffer that uploads or downloads pass through.
+type staging struct {
+	host  unsafe.Pointer
+	bytes int64
+	seq   uint64 // the command that last copied out of it
+}
+
+type pinnedRegion struct {
+	start unsafe.Pointer
+	bytes int64
+}
+
+// block is a piece of device memory from the allocator.
+type block struct {
+	ptr   uint64
+	class int64
+}
+
+// buffer is the storage behind a CUDA tensor.
+type buffer struct {
+	dev   *Device
+	blk   block
+	n     int
+	dt    backend.DType
+	freed bool
+}
+
+// Len implements backend.Buffer.
+func (b *buffer) Len() int { return b.n }
+
+// gpu is what the device needs from the CUDA side: the driver type (cgo.go) in real use, a CPU
+// emulation of the kernels in the kernelemu tests. Only the owner goroutine calls it.
+type gpu interface {
+	exec(c *cmd) error
+	memAlloc(bytes int64) (uint64, error)
+	memFree(blocks []uint64) error // after waiting for the device
+	hostAlloc(bytes int64) (unsafe.Pointer, error)
+	hostFree(p unsafe.Pointer) error // after waiting for the device
+	newConvPlan(g convGeom) (*convPlan, error)
+	chooseAlgo(p *convPlan, k algoKey, x, w, y uint64, wsLimit int64) (*convAlgo, error)
+	destroyConvPlan(p *convPlan)
+	close()
+}
+
+// openHook, when set (by the kernel emulator tests), replaces how Open reaches a GPU.
+var openHook func(opt backend.Options) (*Device, error)
+
+// Open opens the CUDA device selected by RESNET_CUDA_DEVICE (default 0). It fails with a message saying
+// what is missing when there is no driver, no GPU, or no cuDNN/cuBLAS.
+func Open(opt backend.Options) (*Device, error) {
+	if openHook != nil {
+		return openHook(opt)
+	}
+	if err := loadDriver(); err != nil {
+		return nil, err
+	}
+	ordinal := 0
+	if s := os.Getenv(envDevice); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("cuda: %s=%q is not a device ordinal (0, 1, ...)", envDevice, s)
+		}
+		ordinal = v
+	}
+	d, err := newDevice(opt)
+	if err != nil {
+		return nil, err
+	}
+	err = d.start(func() (gpu, deviceInfo, error) {
+		dr := &driver{}
+		info, err := dr.open(ordinal, d.tf32, fatbin)
+		return dr, info, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// newDevice makes a device that is not started yet, reading the environment's settings.
+func newDevice(opt backend.Options) (*Device, error) {
+	d := &Device{
+		opt:       opt,
+		tf32:      os.Getenv(envTF32) == "1",
+		wsLimit:   1 << 30,
+		stopped:   make(chan struct{}),
+		syncDone:  make(chan error, 1),
+		rawLiv:    map[uint64]bool{},
+		convPlans: map[convGeom]*convPlan{},
+	}
+	if s := os.Getenv(envWorkspace); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("cuda: %s=%q is not a size in MiB", envWorkspace, s)
+		}
+		d.wsLimit = int64(v) << 20
+	}
+	d.q.init()
+	d.pack.d = d
+	d.mem = newAllocator(d.rawAlloc, d.rawRelease)
+	return d, nil
+}
+
+// start runs the owner goroutine, which opens the GPU side with open on its locked thread.
+func (d *Device) start(open func() (gpu, deviceInfo, error)) error {
+	ready := make(chan error, 1)
+	go d.own(open, ready)
+	if err := <-ready; err != nil {
+		return err
+	}
+	// Leave room for the activations: a workspace never takes more than an eighth of the free memory.
+	d.wsLimit = min(d.wsLimit, max(d.info.freeMem/8, 64<<20))
+	return nil
+}
+
+// own is the owner goroutine: it opens the GPU side on its locked thread, then runs commands until
+// Close. The thread stays locked, so it exits with the goroutine and nothing else ever runs on it.
+func (d *Device) own(open func() (gpu, deviceInfo, error), ready chan<- error) {
+	runtime.LockOSThread()
+	g, info, err := open()
+	if err != nil {
+		ready <- err
+		return
+	}
+	d.g, d.info = g, info
+	ready <- nil
+	for {
+		batch, quit := d.q.take()
+		if quit {
+			break
+		}
+		for i := range batch {
+			c := &batch[i]
+			err := d.g.exec(c)
+			if err == nil && (c.kind == cmdSync || c.kind == cmdDownload) {
+				d.doneSeq.Store(c.seq)
+			}
+			if c.done != nil {
+				c.done <- err
+			} else if err != nil {
+				d.setAsyncErr(c.op, err)
+			}
+		}
+		d.q.recycle(batch)
+	}
+	d.g.close()
+	close(d.stopped)
+}
+
+// setAsyncErr keeps the first error of a queued command for the next method call to return.
+func (d *Device) setAsyncErr(op string, err error) {
+	if e, ok := err.(*Error); ok {
+		err = e.withOp(op)
+	}
+	d.errMu.Lock()
+	if d.asyncErr == nil {
+		d.asyncErr = err
+		d.hasErr.Store(true)
+	}
+	d.errMu.Unlock()
+}
+
+// begin starts a method: it takes the method lock and returns (and clears) an error left by earlier
+// queued work. Every method calls it first and end when done.
+func (d *Device) begin(op string) error {
+	d.opMu.Lock()
+	if d.closed {
+		return fmt.Errorf("cuda: %s: the device is closed", op)
+	}
+	if d.hasErr.Load() {
+		d.errMu.Lock()
+		err := d.asyncErr
+		d.asyncErr = nil
+		d.hasErr.Store(false)
+		d.errMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("%w (reported by %s, the next call after the failed one)", err, op)
+		}
+	}
+	return nil
+}
+
+func (d *Device) end() {
+	for i := range d.scratch {
+		if d.scratch[i].class != 0 {
+			d.mem.put(d.scratch[i].ptr, d.scratch[i].class)
+		}
+		d.scratch[i] = block{}
+	}
+	d.opMu.Unlock()
+}
+
+// enqueue queues an asynchronous command.
+func (d *Device) enqueue(c *cmd) uint64 { return d.q.push(c) }
+
+// call queues a synchronous command and waits for its result. d.opMu is held.
+func (d *Device) call(c *cmd) error {
+	c.done = d.syncDone
+	d.q.push(c)
+	err := <-d.syncDone
+	if e, ok := err.(*Error); ok {
+		return e.withOp(c.op)
+	}
+	return err
+}
+
+// onOwner runs fn on the owner thread and waits for it.
+func (d *Device) onOwner(op string, fn func(gpu) error) error {
+	return d.call(&cmd{kind: cmdFunc, op: op, fn: fn})
+}
+
+// rawAlloc and rawRelease are the allocator's access to the driver (called with d.opMu held).
+func (d *Device) rawAlloc(bytes int64) (uint64, error) {
+	var p uint64
+	err := d.onOwner("", func(dr gpu) error {
+		var err error
+		p, err = dr.memAlloc(bytes)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	d.rawMu.Lock()
+	d.rawLiv[p] = true
+	d.rawMu.Unlock()
+	return p, nil
+}
+
+func (d *Device) rawRelease(blocks []uint64) error {
+	err := d.onOwner("", func(dr gpu) error { return dr.memFree(blocks) })
+	d.rawMu.Lock()
+	for _, b := range blocks {
+		delete(d.rawLiv, b)
+	}
+	d.rawMu.Unlock()
+	return err
+}
+
+// alloc returns a device block of at least bytes bytes, attributing errors to op.
+func (d *Device) alloc(op string, bytes int64) (block, error) {
+	p, class, err := d.mem.alloc(bytes)
+	if err != nil {
+		if e, ok := err.(*Error); ok {
+			return block{}, e.withOp(op)
+		}
+		return block{}, err
+	}
+	return block{p, class}, nil
+}
+
+// tempAlloc returns scratch memory that is handed back when the current method ends; kernels queued by
+// the method may use it (a later op that gets the block queues its work behind them).
+func (d *Device) tempAlloc(op string, bytes int64) (uint64, error) {
+	for i := range d.scratch {
+		if d.scratch[i].class == 0 {
+			b, err := d.alloc(op, bytes)
+			if err != nil {
+				return 0, err
+			}
+			d.scratch[i] = b
+			return b.ptr, nil
+		}
+	}
+	return 0, fmt.Errorf("cuda: %s: internal error: more than %d scratch buffers", op, len(d.scratch))
+}
+
+// grow makes b at least bytes long (its contents are not kept). The old block goes back to the
+// allocator: work queued on it stays ahead of any new user.
+func (d *Device) grow(op string, b *block, bytes int64) error {
+	if b.class >= bytes {
+		return nil
+	}
+	nb, err := d.alloc(op, bytes)
+	if err != nil {
+		return err
+	}
+	d.mem.put(b.ptr, b.class)
+	*b = nb
+	return nil
+}
+
+// Close waits for the queued work, frees every device and pinned allocation the device made and stops
+// its owner goroutine. Tensors of a closed device must not be used; methods return an error.
+func (d *Device) Close() error {
+	d.opMu.Lock()
+	if d.closed {
+		d.opMu.Unlock()
+		return nil
+	}
+	err := d.call(&cmd{kind: cmdSync, op: "Close"})
+	d.rawMu.Lock()
+	var blocks []uint64
+	for p := range d.rawLiv {
+		blocks = append(blocks, p)
+	}
+	d.rawLiv = map[uint64]bool{}
+	d.rawMu.Unlock()
+	var hosts []unsafe.Pointer
+	for _, s := range append(d.stage[:], d.down) {
+		if s.host != nil {
+			hosts = append(hosts, s.host)
+		}
+	}
+	for _, r := range d.pinned {
+		hosts = append(hosts, r.start)
+	}
+	hosts = append(hosts, d.hostOwned...)
+	plans := d.convPlans
+	if e := d.onOwner("Close", func(dr gpu) error {
+		err := dr.memFree(blocks)
+		for _, h := range hosts {
+			if e := dr.hostFree(h); e != nil && err == nil {
+				err = e
+			}
+		}
+		for _, p := range plans {
+			dr.destroyConvPlan(p)
+		}
+		return err
+	}); e != nil && err == nil {
+		err = e
+	}
+	d.closed = true
+	d.q.close()
+	d.opMu.Unlock()
+	<-d.stopped
+	return err
+}
+
+// ---- informational methods ------------------------------------------------------------------------------
+
+// Name implements backend.Device.
+func (d *Device) Name() string { return "cuda" }
+
+// Describe names the GPU and the library versions in use.
+func (d *Device) Describe() string {
+	i := d.info
+	math := "fp32"
+	if d.tf32 {
+		math = "tf32"
+	}
+	return fmt.Sprintf("%s (device %d, sm_%d%d, %d SMs, %.1f GiB, driver %d.%d, cuDNN %d.%d.%d, %s, %s)",
+		i.name, i.ordinal, i.major, i.minor, i.sms, float64(i.totalMem)/(1<<30), i.driverVersion/1000,
+		i.driverVersion%1000/10, i.cudnnVersion/10000, i.cudnnVersion%10000/100, i.cudnnVersion%100, i.cublasLib, math)
+}
+
+// PeakBytes is the most device memory the device's tensors and scratch buffers held at once.
+func (d *Device) PeakBytes() int64 { return d.mem.snapshot().PeakInUse }
+
+// MemStats returns the allocator's figures.
+func (d *Device) MemStats() MemStats { return d.mem.snapshot() }
+
+// ResetPeakBytes sets the peaks of MemStats to the current figures.
+func (d *Device) ResetPeakBytes() { d.mem.resetPeaks() }
+
+// LaunchCounts returns how many times each kernel (by its name in kernels/*.cu, listed in kernels.go)
+// and each counted library call (cudnnConvolutionForward, cudnnConvolutionBackwardData,
+// cudnnConvolutionBackwardFilter, cublasSgemm) was queued since the device was opened or the counts were
+// reset. Only non-zero counts are present. The map is a copy.
+func (d *Device) LaunchCounts() map[string]int64 {
+	out := map[string]int64{}
+	for i := range d.launches {
+		if n := d.launches[i].Load(); n != 0 {
+			out[launchName(i)] = n
+		}
+	}
+	return out
+}
+
+// ResetLaunchCounts sets every launch count to zero.
+func (d *Device) ResetLaunchCounts() {
+	for i := range d.launches {
+		d.launches[i].Store(0)
+	}
+}
+
+func launchName(i int) string {
+	if i < int(numKernels) {
+		return kernelTable[i].name
+	}
+	return libCallNames[i-int(numKernels)]
+}
+
+func (d *Device) countLib(c libCall) { d.launches[int(numKernels)+int(c)].Add(1) }
+
+// ---- memory ---------------------------------------------------------------------------------------------
+
+// Alloc implements backend.Device. Only F32 and I32 tensors in NCHW order are supported.
+func (d *Device) Alloc(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
+	const op = "Alloc"
+	if layout != backend.NCHW {
+		return backend.Tensor{}, fmt.Errorf("cuda: Alloc: layout %v is not supported yet; the CUDA backend stores activations NCHW", layout)
+	}
+	if dt != backend.F32 && dt != backend.I32 {
+		return backend.Tensor{}, fmt.Errorf("cuda: Alloc: dtype %v is not supported yet; the CUDA backend computes in f32 (i32 for labels)", dt)
+	}
+	for _, s := range shape {
+		if s < 0 {
+			return backend.Tensor{}, fmt.Errorf("cuda: Alloc: shape %v has a negative dimension", shape)
+		}
+	}
+	if err := d.begin(op); err != nil {
+		d.end()
+		return backend.Tensor{}, err
+	}
+	defer d.end()
+	n := shape.Numel()
+	b, err := d.alloc(op, 4*int64(n))
+	if err != nil {
+		return backend.Tensor{}, err
+	}
+	if n > 0 {
+		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: b.ptr, n: int64(n)})
+	}
+	buf := &buffer{dev: d, blk: b, n: n, dt: dt}
+	return backend.Tensor{Shape: append(backend.Shape(nil), shape...), DType: dt, Layout: layout, Buf: buf}, nil
+}
+
+// Free implements backend.Device. The storage returns to the device's cache; later use of any view of it
+// is an error. Freeing twice, or a tensor of another device, does nothing.
+func (d *Device) Free(t backend.Tensor) {
+	b, ok := t.Buf.(*buffer)
+	if !ok || b.dev != d {
+		return
+	}
+	d.opMu.Lock()
+	defer d.opMu.Unlock()
+	if b.freed || d.closed {
+		return
+	}
+	b.freed = true
+	d.mem.put(b.blk.ptr, b.blk.class)
+}
+
+// Upload implements backend.Device.
+func (d *Device) Upload(dst backend.Tensor, src []float32) error {
+	var p unsafe.Pointer
+	if len(src) > 0 {
+		p = unsafe.Pointer(&src[0])
+	}
+	return d.upload("Upload", dst, backend.F32, p, len(src))
+}
+
+// UploadInt32 implements backend.Device.
+func (d *Device) UploadInt32(dst backend.Tensor, src []int32) error {
+	var p unsafe.Pointer
+	if len(src) > 0 {
+		p = unsafe.Pointer(&src[0])
+	}
+	return d.upload("UploadInt32", dst, backend.I32, p, len(src))
+}
+
+// upload copies n 4-byte values at src into dst. A source inside memory from PinnedFloat32s is copied
+// straight from there, and the call returns when the copy is done (the caller may reuse the memory at
+// once). Any other source is first copied into a pinned staging buffer, and the device copy runs
+// asynchronously on the copy stream; the compute work queued later waits for it.
+func (d *Device) upload(op string, dst backend.Tensor, dt backend.DType, src unsafe.Pointer, n int) error {
+	if err := d.begin(op); err != nil {
+		d.end()
+		return err
+	}
+	defer d.end()
+	ptr, err := d.view(op, "dst", dst, dt)
+	if err != nil {
+		return err
+	}
+	if n != dst.Numel() {
+		return fmt.Errorf("cuda: %s: source has %d values, tensor %v holds %d", op, n, dst.Shape, dst.Numel())
+	}
+	if n == 0 {
+		return nil
+	}
+	bytes := 4 * int64(n)
+	if d.isPinned(src, bytes) {
+		return d.call(&cmd{kind: cmdUpload, op: op, dst: ptr, host: src, n: bytes, slot: -1, wait: true})
+	}
+	i := d.stageNext
+	d.stageNext = (d.stageNext + 1) % stageSlots
+	s := &d.stage[i]
+	if s.seq > d.doneSeq.Load() {
+		// Its last copy may still be running.
+		if err := d.call(&cmd{kind: cmdWaitSlot, op: op, slot: i}); err != nil {
+			return err
+		}
+	}
+	if err := d.growStaging(op, s, bytes); err != nil {
+		return err
+	}
+	copy(unsafe.Slice((*byte)(s.host), bytes), unsafe.Slice((*byte)(src), bytes))
+	s.seq = d.enqueue(&cmd{kind: cmdUpload, op: op, dst: ptr, host: s.host, n: bytes, slot: i})
+	return nil
+}
+
+// growStaging makes a staging buffer at least bytes long (it must be idle).
+func (d *Device) growStaging(op string, s *staging, bytes int64) error {
+	if s.bytes >= bytes {
+		return nil
+	}
+	size := max(bytes, 1<<20)
+	old := s.host
+	var p unsafe.Pointer
+	err := d.onOwner(op, func(dr gpu) error {
+		if old != nil {
+			if err := dr.hostFree(old); err != nil {
+				return err
+			}
+		}
+		var err error
+		p, err = dr.hostAlloc(size)
+		return err
+	})
+	s.host, s.bytes = nil, 0
+	if err != nil {
+		return err
+	}
+	s.host, s.bytes = p, size
+	return nil
+}
+
+func (d *Device) isPinned(p unsafe.Pointer, bytes int64) bool {
+	for _, r := range d.pinned {
+		off := uintptr(p) - uintptr(r.start)
+		if uintptr(p) >= uintptr(r.start) && int64(off)+bytes <= r.bytes {
+			return true
+		}
+	}
+	return false
+}
+
+// Download implements backend.Device: it waits for the queued work that produces src.
+func (d *Device) Download(dst []float32, src backend.Tensor) error {
+	const op = "Download"
+	if err := d.begin(op); err != nil {
+		d.end()
+		return err
+	}
+	defer d.end()
+	ptr, err := d.view(op, "src", src, backend.F32)
+	if err != nil {
+		return err
+	}
+	if len(dst) != src.Numel() {
+		return fmt.Errorf("cuda: %s: destination has room for %d values, tensor %v holds %d", op, len(dst), src.Shape, src.Numel())
+	}
+	if len(dst) == 0 {
+		return nil
+	}
+	bytes := 4 * int64(len(dst))
+	if err := d.growStaging(op, &d.down, bytes); err != nil {
+		return err
+	}
+	if err := d.call(&cmd{kind: cmdDownload, op: op, src: ptr, host: d.down.host, n: bytes}); err != nil {
+		return err
+	}
+	copy(dst, unsafe.Slice((*float32)(d.down.host), len(dst)))
+	return nil
+}
+
+// PinnedFloat32s returns n float32 values of page-locked host memory, which the device copies from
+// without staging (use it as dataset.LoaderOptions.Staging). It stays valid until Close. If pinned
+// memory cannot be had, an ordinary slice is returned.
+func (d *Device) PinnedFloat32s(n int) []float32 {
+	if n <= 0 {
+		return []float32{}
+	}
+	// Not begin: an error left by queued work is for the next op to report, not for this one to swallow.
+	d.opMu.Lock()
+	defer d.opMu.Unlock()
+	if d.closed {
+		return make([]float32, n)
+	}
+	bytes := 4 * int64(n)
+	var p unsafe.Pointer
+	err := d.onOwner("PinnedFloat32s", func(dr gpu) error {
+		var err error
+		p, err = dr.hostAlloc(bytes)
+		return err
+	})
+	if err != nil || p == nil {
+		return make([]float32, n)
+	}
+	d.pinned = append(d.pinned, pinnedRegion{p, bytes})
+	s := unsafe.Slice((*float32)(p), n)
+	clear(s)
+	return s
+}
+
+// FreePinned releases memory from PinnedFloat32s (the whole allocation s starts). Memory that is not
+// freed lives until Close. s must not be used afterwards; freeing something else does nothing.
+func (d *Device) FreePinned(s []float32) {
+	if len(s) == 0 {
+		return
+	}
+	p := unsafe.Pointer(&s[0])
+	d.opMu.Lock()
+	defer d.opMu.Unlock()
+	if d.closed {
+		return
+	}
+	for i, r := range d.pinned {
+		if r.start == p {
+			d.pinned = append(d.pinned[:i], d.pinned[i+1:]...)
+			// An error here leaves the memory pinned until the process ends; nothing else to do.
+			_ = d.onOwner("FreePinned", func(g gpu) error { return g.hostFree(p) })
+			return
+		}
+	}
+}
+
+// Zero implements backend.Device.
+func (d *Device) Zero(t backend.Tensor) error {
+	const op = "Zero"
+	if err := d.begin(op); err != nil {
+		d.end()
+		return err
+	}
+	defer d.end()
+	b, err := d.bufferOf(op, "t", t)
+	if err != nil {
+		return err
+	}
+	if n := t.Numel(); n > 0 {
+		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: b.blk.ptr + 4*uint64(t.Off), n: int64(n)})
+	}
+	return nil
+}
+
+// Copy implements backend.Device. The shapes may differ as long as the element counts and dtypes match.
+func (d *Device) Copy(dst, src backend.Tensor) error {
+	const op = "Copy"
+	if err := d.begin(op); err != nil {
+		d.end()
+		return err
+	}
+	defer d.end()
+	db, err := d.bufferOf(op, "dst", dst)
+	if err != nil {
+		return err
+	}
+	sb, err := d.bufferOf(op, "src", src)
+	if err != nil {
+		return err
+	}
+	if db.dt != sb.dt {
+		return fmt.Errorf("cuda: Copy: dst is %v, src is %v", db.dt, sb.dt)
+	}
+	if dst.Numel() != src.Numel() {
+		return fmt.Errorf("cuda: Copy: dst %v holds %d values, src %v holds %d", dst.Shape, dst.Numel(), src.Shape, src.Numel())
+	}
+	if n := src.Numel(); n > 0 {
+		d.enqueue(&cmd{kind: cmdCopyDtoD, op: op, dst: db.blk.ptr + 4*uint64(dst.Off), src: sb.blk.ptr + 4*uint64(src.Off), n: 4 * int64(n)})
+	}
+	return nil
+}
+
+// Sync implements backend.Device: it waits until all queued work has finished, and reports the first
+// error that work hit.
+func (d *Device) Sync() error {
+	const op = "Sync"
+	if err := d.begin(op); err != nil {
+		d.end()
+		return err
+	}
+	defer d.end()
+	if err := d.call(&cmd{kind: cmdSync, op: op}); err != nil {
+		return err
+	}
+	// Work queued before the sync may have failed after begin looked.
+	d.errMu.Lock()
+	err := d.asyncErr
+	d.asyncErr = nil
+	d.hasErr.Store(false)
+	d.errMu.Unlock()
+	return err
+}
+
+// ---- operand validation ---------------------------------------------------------------------------------
+
+// bufferOf checks that t is a live view of a buffer of this device in NCHW order and returns the buffer.
+func (d *Device) bufferOf(op, name string, t backend.Tensor) (*buffer, error) {
+	if t.Buf == nil {
+		return nil, fmt.Errorf("cuda: %s: %s is not allocated", op, name)
+	}
+	b, ok := t.Buf.(*buffer)
+	if !ok {
+		return nil, fmt.Errorf("cuda: %s: %s was allocated by another backend (%T)", op, name, t.Buf)
+	}
+	if b.dev != d {
+		return nil, fmt.Errorf("cuda: %s: %s was allocated by another CUDA device", op, name)
+	}
+	if b.freed {
+		return nil, fmt.Errorf("cuda: %s: %s was freed", op, name)
+	}
+	if t.Layout != backend.NCHW {
+		return nil, fmt.Errorf("cuda: %s: %s has layout %v; the CUDA backend supports NCHW only", op, name, t.Layout)
+	}
+	if t.DType != b.dt {
+		return nil, fmt.Errorf("cuda: %s: %s is labelled %v but its buffer holds %v", op, name, t.DType, b.dt)
+	}
+	for _, s := range t.Shape {
+		if s < 0 {
+			return nil, fmt.Errorf("cuda: %s: %s has shape %v with a negative dimension", op, name, t.Shape)
+		}
+	}
+	if n := t.Numel(); t.Off < 0 || t.Off+n > b.n {
+		return nil, fmt.Errorf("cuda: %s: %s views elements [%d, %d) of a buffer of %d", op, name, t.Off, t.Off+n, b.n)
+	}
+	return b, nil
+}
+
+// view returns the device address of t's first element after checking it holds dt.
+func (d *Device) view(op, name string, t backend.Tensor, dt backend.DType) (uint64, error) {
+	b, err := d.bufferOf(op, name, t)
+	if err != nil {
+		return 0, err
+	}
+	if b.dt != dt {
+		return 0, fmt.Errorf("cuda: %s: %s is %v, want %v", op, name, b.dt, dt)
+	}
+	return b.blk.ptr + 4*uint64(t.Off), nil
+}
+
+// dims4 returns the address and (N, C, H, W) of a 4-D f32 tensor.
+func (d *Device) dims4(op, name string, t backend.Tensor) (p uint64, n, c, h, w int, err error) {
+	if len(t.Shape) != 4 {
+		return 0, 0, 0, 0, 0, fmt.Errorf("cuda: %s: %s has shape %v, want 4-D (N, C, H, W)", op, name, t.Shape)
+	}
+	if p, err = d.view(op, name, t, backend.F32); err != nil {
+		return 0, 0, 0, 0, 0, err
+	}
+	return p, t.Shape[0], t.Shape[1], t.Shape[2], t.Shape[3], nil
+}
+
+// shaped returns the address of an f32 tensor after checking that its shape is exactly want.
+func (d *Device) shaped(op, name string, t backend.Tensor, want ...int) (uint64, error) {
+	if !t.Shape.Equal(backend.Shape(want)) {
+		return 0, fmt.Errorf("cuda: %s: %s has shape %v, want %v", op, name, t.Shape, append([]int(nil), want...))
+	}
+	return d.view(op, name, t, backend.F32)
+}
+
+// checker validates a series of operands, keeping the first error.
+type checker struct {
+	d   *Device
+	op  string
+	err error
+}
+
+// vec returns the address of a per-channel tensor of shape (c).
+func (k *checker) vec(name string, t backend.Tensor, c int) uint64 {
+	if k.err != nil {
+		return 0
+	}
+	p, err := k.d.shaped(k.op, name, t, c)
+	k.err = err
+	return p
+}

@@ -1,0 +1,54 @@
+// Package cuda is the GPU implementation of backend.Device: float32 NCHW tensors in device memory,
+// convolutions on cuDNN, GEMMs on cuBLAS, and everything else (batch norm with its fused residual add and
+// ReLU, pooling, softmax cross-entropy, bias, SGD) on the kernels of kernels/*.cu.
+//
+// Building. The package has two builds. Without the cuda tag it only registers a "cuda" backend whose
+// factory says the binary was built without CUDA, so `go build ./...` and `go test ./...` work anywhere.
+// With -tags cuda it needs cgo, the CUDA 13 / cuDNN 9 / cuBLAS headers (CGO_CFLAGS, set up by
+// scripts/cuda-env.sh) and internal/cuda/kernels.fatbin, which it embeds: `make kernels` compiles
+// kernels/all.cu (the single translation unit that includes every kernel family) into that file, and
+// `make cuda` always runs it first. The fatbin is generated and git-ignored; building with -tags cuda
+// before `make kernels` fails on the missing embed file. Nothing links against CUDA: libcuda.so.1,
+// libcudnn.so.9 and libcublas.so.13 (or .12) are opened with dlopen when a device is opened, so a binary
+// built with the tag still runs --device cpu on a machine without a GPU or driver, and opening the cuda
+// device there says what is missing.
+//
+// Environment. RESNET_CUDA_DEVICE picks the GPU (default 0). RESNET_CUDA_TF32=1 lets cuDNN and cuBLAS use
+// TF32 tensor cores for fp32 (off by default: results then track the CPU reference closely).
+// RESNET_CUDA_WORKSPACE_MB caps one convolution's cuDNN workspace (default 1024, and at most an eighth
+// of the free memory).
+//
+// Kernels. LaunchCounts reports launches under these names (and cuDNN/cuBLAS calls under
+// cudnnConvolutionForward, cudnnConvolutionBackwardData, cudnnConvolutionBackwardFilter, cublasSgemm):
+//
+//	batchnorm.cu, fused      bn_forward_stats, bn_forward_apply, bn_forward_apply_relu, bn_forward_apply_add,
+//	                         bn_forward_apply_add_relu, bn_inference_apply, bn_inference_apply_relu,
+//	                         bn_inference_apply_add, bn_inference_apply_add_relu, bn_backward_reduce,
+//	                         bn_backward_reduce_relu, bn_backward_dx, bn_backward_dx_relu, bn_backward_dx_add,
+//	                         bn_backward_dx_add_relu
+//	batchnorm.cu, unfused    bn_stats_partial, bn_stats_finalize, bn_inference_params, bn_normalize,
+//	                         residual_add, relu_forward, relu_backward, residual_backward,
+//	                         bn_backward_reduce_partial, bn_backward_finalize, bn_backward_input
+//	pooling.cu               maxpool_forward, maxpool_backward, avgpool_forward, avgpool_backward
+//	loss.cu                  softmax_cross_entropy
+//	linear.cu                linear_bias_add, linear_bias_grad
+//	sgd.cu                   sgd_step (fused, all parameters in one launch), sgd_step_single (unfused)
+//
+// A device opened with backend.Options.Unfused never launches a kernel of FusedKernels, and one opened
+// without it never launches one of UnfusedKernels.
+//
+// Execution model. One goroutine locked to its OS thread owns the context (the primary context of the
+// device), a compute stream, a copy stream and the cuDNN and cuBLAS handles. Methods validate on the
+// caller's goroutine and queue commands; launches return once queued, and an error the GPU side hits is
+// returned by the next method call. Upload goes through pinned staging on the copy stream (events order
+// it against the compute stream), or straight from memory of PinnedFloat32s; Download and Sync wait.
+// Device memory comes from a caching allocator, so a training step after the first never calls
+// cuMemAlloc (MemStats counts the calls; PeakBytes is the peak held by tensors and scratch).
+//
+// Testing without a GPU. With -tags 'cuda kernelemu' (and g++ with C++20) the package builds a CPU
+// emulator of the GPU side (emulator.go, emulator.cpp): the real kernel sources run as C++ with every
+// block's 256 threads as fibers, naive loops stand in for cuDNN and cuBLAS, and Open returns an emulated
+// device, so the launchers, queue, allocator and kernels are tested end to end:
+//
+//	go test -tags 'cuda kernelemu' ./internal/cuda/
+package cuda

@@ -1,0 +1,404 @@
+//go:build kernelemu
+
+// A CPU emulator of the CUDA execution model, for testing kernels/*.cu without a GPU: the kernel sources
+// are compiled here with the shims of emulator.h; a launch runs the grid's blocks one after another, each as
+// 256 fibers that synchronise like the threads of a real block (barriers for __syncthreads, an exchange
+// through memory for warp shuffles). It checks indexing, reductions and launch arguments, not speed or memory ordering
+// between blocks beyond what the kernels request. Naive GEMM and convolution stand in for cuBLAS and
+// cuDNN.
+
+#include "emulator.h"
+
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+dim3 threadIdx;
+dim3 blockIdx;
+dim3 blockDim;
+dim3 gridDim;
+uint64_t emu_warp_slot[8][32];
+
+#include "../../kernels/all.cu"
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// The threads of a block are fibers, run by a scheduler on the launching OS thread: a fiber runs until
+// it finishes or waits at a barrier; when none can run, the scheduler releases a warp whose live fibers
+// all wait at a warp barrier, else the block if all its live fibers wait at __syncthreads.
+enum FiberState { kReady, kWaitBlock, kWaitWarp, kDone };
+
+constexpr size_t kStack = 256 << 10;
+char* stacks;
+int current;
+const std::function<void()>* body;
+
+#if defined(__x86_64__)
+// A context switch without ucontext's signal-mask system calls: save the callee-saved registers and the
+// SSE/x87 control words on the current stack, store its pointer in *from, and continue on stack to.
+extern "C" void emu_swap(void** from, void* to);
+asm(R"(
+.text
+.globl emu_swap
+.type emu_swap, @function
+emu_swap:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size emu_swap, .-emu_swap
+.section .note.GNU-stack,"",@progbits
+.text
+)");
+
+struct Fiber {
+  void* sp;
+  FiberState state;
+};
+Fiber fibers[kThreads];
+void* scheduler_sp;
+
+[[noreturn]] void fiber_entry() {
+  (*body)();
+  fibers[current].state = kDone;
+  void* dead;
+  emu_swap(&dead, scheduler_sp);
+  std::abort();
+}
+
+void fiber_init(int i) {
+  // The new stack looks like emu_swap's frame: control words, six registers, and a return address that
+  // enters fiber_entry with the alignment of a called function.
+  uintptr_t top = reinterpret_cast<uintptr_t>(stacks + (size_t)(i + 1) * kStack) & ~uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;  // fiber_entry's would-be return address (keeps rsp+8 16-byte aligned at entry)
+  *--sp = reinterpret_cast<void*>(&fiber_entry);
+  for (int r = 0; r < 6; r++) *--sp = nullptr;
+  uint32_t mxcsr;
+  uint16_t fpcw;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpcw));
+  *--sp = nullptr;
+  std::memcpy(sp, &mxcsr, 4);
+  std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpcw, 2);
+  fibers[i].sp = sp;
+  fibers[i].state = kReady;
+}
+
+void resume(int i) { emu_swap(&scheduler_sp, fibers[i].sp); }
+
+void wait_as(FiberState s) {
+  fibers[current].state = s;
+  emu_swap(&fibers[current].sp, scheduler_sp);
+}
+#else
+struct Fiber {
+  ucontext_t ctx;
+  FiberState state;
+};
+Fiber fibers[kThreads];
+ucontext_t scheduler;
+
+void fiber_main() {
+  (*body)();
+  fibers[current].state = kDone;  // returning resumes the scheduler (uc_link)
+}
+
+void fiber_init(int i) {
+  Fiber& f = fibers[i];
+  getcontext(&f.ctx);
+  f.ctx.uc_stack.ss_sp = stacks + (size_t)i * kStack;
+  f.ctx.uc_stack.ss_size = kStack;
+  f.ctx.uc_link = &scheduler;
+  makecontext(&f.ctx, fiber_main, 0);
+  f.state = kReady;
+}
+
+void resume(int i) { swapcontext(&scheduler, &fibers[i].ctx); }
+
+void wait_as(FiberState s) {
+  fibers[current].state = s;
+  swapcontext(&fibers[current].ctx, &scheduler);
+}
+#endif
+
+void run_block(const std::function<void()>& fn) {
+  if (!stacks) stacks = static_cast<char*>(std::malloc(kStack * kThreads));
+  body = &fn;
+  for (int i = 0; i < kThreads; i++) fiber_init(i);
+  for (;;) {
+    bool ran = false;
+    for (int i = 0; i < kThreads; i++) {
+      if (fibers[i].state != kReady) continue;
+      current = i;
+      threadIdx = dim3{(unsigned)i, 0, 0};
+      resume(i);
+      ran = true;
+    }
+    if (ran) continue;
+    bool released = false;
+    for (int w = 0; w < kThreads / 32; w++) {
+      bool all = true, any = false;
+      for (int l = 0; l < 32; l++) {
+        const FiberState s = fibers[w * 32 + l].state;
+        if (s == kDone) continue;
+        any = true;
+        all = all && s == kWaitWarp;
+      }
+      if (any && all) {
+        for (int l = 0; l < 32; l++) {
+          if (fibers[w * 32 + l].state == kWaitWarp) fibers[w * 32 + l].state = kReady;
+        }
+        released = true;
+      }
+    }
+    if (released) continue;
+    int live = 0, atBlock = 0;
+    for (auto& f : fibers) {
+      live += f.state != kDone;
+      atBlock += f.state == kWaitBlock;
+    }
+    if (live == 0) return;
+    if (atBlock == live) {
+      for (auto& f : fibers) {
+        if (f.state == kWaitBlock) f.state = kReady;
+      }
+      continue;
+    }
+    std::fprintf(stderr, "kernelemu: deadlock in block (%u, %u): threads wait at different barriers\n", blockIdx.x,
+                 blockIdx.y);
+    std::abort();
+  }
+}
+
+void run_grid(unsigned gx, unsigned gy, const std::function<void()>& fn) {
+  blockDim = dim3{kThreads, 1, 1};
+  gridDim = dim3{gx, gy, 1};
+  for (unsigned y = 0; y < gy; y++) {
+    for (unsigned x = 0; x < gx; x++) {
+      blockIdx = dim3{x, y, 0};
+      run_block(fn);
+    }
+  }
+}
+
+std::mutex launch_mu;
+
+// Kernel arguments arrive as cuLaunchKernel gets them from the Go side: each in its own 8-byte slot,
+// read with the parameter's own size.
+template <typename T>
+T arg_from(const uint64_t* a, size_t i) {
+  T v;
+  std::memcpy(&v, &a[i], sizeof(T));
+  return v;
+}
+
+struct Entry {
+  int nargs;
+  std::function<void(const uint64_t*)> call;
+};
+
+template <typename... A, size_t... I>
+void call_with(void (*k)(A...), const uint64_t* a, std::index_sequence<I...>) {
+  k(arg_from<A>(a, I)...);
+}
+
+template <typename... A>
+Entry entry(void (*k)(A...)) {
+  return Entry{(int)sizeof...(A), [k](const uint64_t* a) { call_with(k, a, std::index_sequence_for<A...>{}); }};
+}
+
+#define E(name) {#name, entry(&name)}
+
+const std::map<std::string, Entry>& table() {
+  static const std::map<std::string, Entry> t = {
+      E(bn_forward_stats),
+      E(bn_forward_apply),
+      E(bn_forward_apply_relu),
+      E(bn_forward_apply_add),
+      E(bn_forward_apply_add_relu),
+      E(bn_stats_partial),
+      E(bn_stats_finalize),
+      E(bn_normalize),
+      E(residual_add),
+      E(relu_forward),
+      E(bn_inference_apply),
+      E(bn_inference_apply_relu),
+      E(bn_inference_apply_add),
+      E(bn_inference_apply_add_relu),
+      E(bn_inference_params),
+      E(bn_backward_reduce),
+      E(bn_backward_reduce_relu),
+      E(bn_backward_dx),
+      E(bn_backward_dx_relu),
+      E(bn_backward_dx_add),
+      E(bn_backward_dx_add_relu),
+      E(relu_backward),
+      E(residual_backward),
+      E(bn_backward_reduce_partial),
+      E(bn_backward_finalize),
+      E(bn_backward_input),
+      E(maxpool_forward),
+      E(maxpool_backward),
+      E(avgpool_forward),
+      E(avgpool_backward),
+      E(softmax_cross_entropy),
+      E(linear_bias_add),
+      E(linear_bias_grad),
+      E(sgd_step),
+      E(sgd_step_single),
+  };
+  return t;
+}
+
+inline float* F(uint64_t p) { return reinterpret_cast<float*>(p); }
+
+}  // namespace
+
+extern "C" {
+
+// emu_launch runs kernel name on a (gx, gy) grid: 0 when done, -1 for an unknown kernel, -2 for a wrong
+// argument count.
+int emu_launch(const char* name, int gx, int gy, const uint64_t* args, int nargs) {
+  auto it = table().find(name);
+  if (it == table().end()) return -1;
+  if (it->second.nargs != nargs) return -2;
+  std::vector<uint64_t> a(args, args + nargs);
+  std::lock_guard<std::mutex> lock(launch_mu);
+  const auto& call = it->second.call;
+  run_grid((unsigned)gx, (unsigned)gy, [&call, &a] { call(a.data()); });
+  return 0;
+}
+
+int emu_kernel_count(void) { return (int)table().size(); }
+
+}  // extern "C"
+
+void emu_wait_block() { wait_as(kWaitBlock); }
+void emu_wait_warp() { wait_as(kWaitWarp); }
+
+extern "C" {
+
+uint64_t emu_alloc(int64_t bytes) {
+  void* p = std::aligned_alloc(256, (size_t)((bytes + 255) / 256 * 256));
+  if (p) std::memset(p, 0xff, (size_t)bytes);  // garbage, as fresh device memory would be
+  return (uint64_t)p;
+}
+
+void emu_free(uint64_t p) { std::free((void*)p); }
+
+void emu_memset32(uint64_t dst, uint32_t v, int64_t n) {
+  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
+  for (int64_t i = 0; i < n; i++) d[i] = v;
+}
+
+void emu_memcpy(uint64_t dst, uint64_t src, int64_t n) {
+  std::memmove((void*)dst, (const void*)src, (size_t)n);
+}
+
+// emu_sgemm is column-major C (m, n) = op(A) op(B) + beta*C, summed in double.
+void emu_sgemm(int ta, int tb, int m, int n, int k, uint64_t a, int lda, uint64_t b, int ldb, float beta, uint64_t c,
+               int ldc) {
+  const float *A = F(a), *B = F(b);
+  float* C = F(c);
+  for (int j = 0; j < n; j++) {
+    for (int i = 0; i < m; i++) {
+      double s = 0;
+      for (int p = 0; p < k; p++) {
+        const float av = ta ? A[p + (int64_t)i * lda] : A[i + (int64_t)p * lda];
+        const float bv = tb ? B[j + (int64_t)p * ldb] : B[p + (int64_t)j * ldb];
+        s += (double)av * bv;
+      }
+      float& out = C[i + (int64_t)j * ldc];
+      out = (float)(s + (beta != 0 ? (double)beta * out : 0.0));
+    }
+  }
+}
+
+// emu_conv runs one direction of a cross-correlation (as cuDNN would): dir 0 y = conv(x, w) + beta*y;
+// dir 1 x (dx) = conv^T(y (dy), w) + beta*dx; dir 2 w (dw) = corr(x, y (dy)) + beta*dw.
+void emu_conv(int dir, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride, int pad, int OH, int OW,
+              uint64_t xp, uint64_t wp, uint64_t yp, float beta) {
+  float *x = F(xp), *w = F(wp), *y = F(yp);
+  auto X = [&](int n, int c, int h, int ww) -> float& { return x[(((int64_t)n * Cin + c) * H + h) * W + ww]; };
+  auto Wt = [&](int o, int c, int i, int j) -> float& { return w[(((int64_t)o * Cin + c) * KH + i) * KW + j]; };
+  auto Y = [&](int n, int o, int i, int j) -> float& { return y[(((int64_t)n * Cout + o) * OH + i) * OW + j]; };
+  if (dir == 0) {
+    for (int n = 0; n < N; n++)
+      for (int o = 0; o < Cout; o++)
+        for (int oy = 0; oy < OH; oy++)
+          for (int ox = 0; ox < OW; ox++) {
+            double s = 0;
+            for (int c = 0; c < Cin; c++)
+              for (int i = 0; i < KH; i++)
+                for (int j = 0; j < KW; j++) {
+                  const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
+                  if (iy >= 0 && iy < H && ix >= 0 && ix < W) s += (double)X(n, c, iy, ix) * Wt(o, c, i, j);
+                }
+            float& out = Y(n, o, oy, ox);
+            out = (float)(s + (beta != 0 ? (double)beta * out : 0.0));
+          }
+    return;
+  }
+  if (dir == 1) {
+    std::vector<double> acc((size_t)N * Cin * H * W, 0.0);
+    for (int n = 0; n < N; n++)
+      for (int o = 0; o < Cout; o++)
+        for (int oy = 0; oy < OH; oy++)
+          for (int ox = 0; ox < OW; ox++) {
+            const double g = Y(n, o, oy, ox);
+            for (int c = 0; c < Cin; c++)
+              for (int i = 0; i < KH; i++)
+                for (int j = 0; j < KW; j++) {
+                  const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
+                  if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                    acc[(((size_t)n * Cin + c) * H + iy) * W + ix] += g * Wt(o, c, i, j);
+                }
+          }
+    for (size_t i = 0; i < acc.size(); i++) x[i] = (float)(acc[i] + (beta != 0 ? (double)beta * x[i] : 0.0));
+    return;
+  }
+  std::vector<double> acc((size_t)Cout * Cin * KH * KW, 0.0);
+  for (int n = 0; n < N; n++)
+    for (int o = 0; o < Cout; o++)
+      for (int oy = 0; oy < OH; oy++)
+        for (int ox = 0; ox < OW; ox++) {
+          const double g = Y(n, o, oy, ox);
+          for (int c = 0; c < Cin; c++)
+            for (int i = 0; i < KH; i++)
+              for (int j = 0; j < KW; j++) {
+                const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
+                if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                  acc[(((size_t)o * Cin + c) * KH + i) * KW + j] += g * X(n, c, iy, ix);
+              }
+        }
+  for (size_t i = 0; i < acc.size(); i++) w[i] = (float)(acc[i] + (beta != 0 ? (double)beta * w[i] : 0.0));
+}
+
+}  // extern "C"

@@ -1,0 +1,170 @@
+//go:build cuda && kernelemu
+
+package cuda
+
+// The kernel emulator: with -tags 'cuda kernelemu' (needs g++ with C++20), Open returns a Device whose GPU
+// side runs on the CPU. The kernels of kernels/*.cu are compiled as C++ by emulator.cpp and run block after
+// block, each block's 256 threads as fibers that synchronise like real ones; device memory is host memory;
+// naive GEMM and convolution stand in for cuBLAS and cuDNN. Everything else — the launchers, argument
+// packing, the command queue, the allocator, staging and the fused/unfused paths — is the production
+// code. It is for testing on machines without a GPU:
+//
+//	go test -tags 'cuda kernelemu' ./internal/cuda/
+//
+// It says nothing about speed, and it cannot show races between streams or blocks.
+
+/*
+#cgo CXXFLAGS: -std=c++20 -O2 -Wno-unused-function
+#include <stdint.h>
+#include <stdlib.h>
+
+int emu_launch(const char* name, int gx, int gy, const uint64_t* args, int nargs);
+int emu_kernel_count(void);
+uint64_t emu_alloc(int64_t bytes);
+void emu_free(uint64_t p);
+void emu_memset32(uint64_t dst, uint32_t v, int64_t n);
+void emu_memcpy(uint64_t dst, uint64_t src, int64_t n);
+void emu_sgemm(int ta, int tb, int m, int n, int k, uint64_t a, int lda, uint64_t b, int ldb, float beta, uint64_t c, int ldc);
+void emu_conv(int dir, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride, int pad, int OH, int OW,
+              uint64_t x, uint64_t w, uint64_t y, float beta);
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+
+	"resnet/internal/backend"
+)
+
+func init() {
+	openHook = func(opt backend.Options) (*Device, error) {
+		d, err := newDevice(opt)
+		if err != nil {
+			return nil, err
+		}
+		err = d.start(func() (gpu, deviceInfo, error) {
+			return &emuGPU{}, deviceInfo{
+				name: "kernel emulator", major: 9, sms: 2, maxGridX: 1<<31 - 1, maxGridY: 65535,
+				freeMem: 16 << 30, totalMem: 16 << 30, cublasLib: "emulated",
+			}, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+}
+
+// emuConvOverride, when set (by a test), runs the convolutions instead of the naive emulator loops.
+var emuConvOverride func(cv *convArgs) error
+
+// emuGPU is the gpu of an emulated device.
+type emuGPU struct {
+	host map[unsafe.Pointer][]byte // "pinned" host memory handed out (Go memory, kept alive here)
+}
+
+func (e *emuGPU) exec(c *cmd) error {
+	switch c.kind {
+	case cmdLaunch:
+		return emuLaunch(kernelTable[c.kernel].name, int(c.grid[0]), int(c.grid[1]), c.args[:c.nargs])
+	case cmdMemset:
+		C.emu_memset32(C.uint64_t(c.dst), C.uint32_t(c.value), C.int64_t(c.n))
+	case cmdCopyDtoD:
+		C.emu_memcpy(C.uint64_t(c.dst), C.uint64_t(c.src), C.int64_t(c.n))
+	case cmdCopyHtoD, cmdUpload:
+		C.emu_memcpy(C.uint64_t(c.dst), C.uint64_t(uintptr(c.host)), C.int64_t(c.n))
+	case cmdDownload:
+		C.emu_memcpy(C.uint64_t(uintptr(c.host)), C.uint64_t(c.src), C.int64_t(c.n))
+	case cmdSync, cmdWaitSlot:
+	case cmdGemm:
+		g := &c.gemm
+		C.emu_sgemm(C.int(g.ta), C.int(g.tb), C.int(g.m), C.int(g.n), C.int(g.k), C.uint64_t(g.a), C.int(g.lda),
+			C.uint64_t(g.b), C.int(g.ldb), C.float(g.beta), C.uint64_t(g.c), C.int(g.ldc))
+	case cmdConv:
+		cv := &c.conv
+		if cv.wsBytes > 0 && cv.ws == 0 {
+			return fmt.Errorf("emulator: convolution without its %d-byte workspace", cv.wsBytes)
+		}
+		if emuConvOverride != nil {
+			return emuConvOverride(cv)
+		}
+		g := cv.plan.geom
+		C.emu_conv(C.int(cv.dir), C.int(g.n), C.int(g.cin), C.int(g.h), C.int(g.w), C.int(g.cout), C.int(g.kh),
+			C.int(g.kw), C.int(g.stride), C.int(g.pad), C.int(g.oh), C.int(g.ow), C.uint64_t(cv.x), C.uint64_t(cv.w),
+			C.uint64_t(cv.y), C.float(cv.beta))
+	case cmdFunc:
+		return c.fn(e)
+	default:
+		return fmt.Errorf("emulator: unknown command %d", c.kind)
+	}
+	return nil
+}
+
+// emuLaunch runs a kernel with arguments packed as for cuLaunchKernel (one 8-byte slot each).
+func emuLaunch(name string, gx, gy int, args []uint64) error {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	var p *C.uint64_t
+	if len(args) > 0 {
+		p = (*C.uint64_t)(unsafe.Pointer(&args[0]))
+	}
+	switch C.emu_launch(cs, C.int(gx), C.int(gy), p, C.int(len(args))) {
+	case -1:
+		return fmt.Errorf("emulator: no kernel %q", name)
+	case -2:
+		return fmt.Errorf("emulator: kernel %q launched with %d arguments", name, len(args))
+	}
+	return nil
+}
+
+// emuKernels is the number of kernels the emulator knows.
+func emuKernels() int { return int(C.emu_kernel_count()) }
+
+// emuMemcpy copies n bytes between emulator (host) addresses.
+func emuMemcpy(dst, src uint64, n int64) {
+	C.emu_memcpy(C.uint64_t(dst), C.uint64_t(src), C.int64_t(n))
+}
+
+func (e *emuGPU) memAlloc(bytes int64) (uint64, error) {
+	p := uint64(C.emu_alloc(C.int64_t(bytes)))
+	if p == 0 {
+		return 0, &Error{Call: fmt.Sprintf("cuMemAlloc(%d bytes)", bytes), Name: "CUDA_ERROR_OUT_OF_MEMORY"}
+	}
+	return p, nil
+}
+
+func (e *emuGPU) memFree(blocks []uint64) error {
+	for _, b := range blocks {
+		C.emu_free(C.uint64_t(b))
+	}
+	return nil
+}
+
+func (e *emuGPU) hostAlloc(bytes int64) (unsafe.Pointer, error) {
+	buf := make([]byte, bytes)
+	p := unsafe.Pointer(&buf[0])
+	if e.host == nil {
+		e.host = map[unsafe.Pointer][]byte{}
+	}
+	e.host[p] = buf
+	return p, nil
+}
+
+func (e *emuGPU) hostFree(p unsafe.Pointer) error {
+	delete(e.host, p)
+	return nil
+}
+
+func (e *emuGPU) newConvPlan(g convGeom) (*convPlan, error) {
+	return &convPlan{geom: g, algo: map[algoKey]*convAlgo{}}, nil
+}
+
+func (e *emuGPU) chooseAlgo(p *convPlan, k algoKey, x, w, y uint64, wsLimit int64) (*convAlgo, error) {
+	// A small workspace, so that the workspace path runs too.
+	return &convAlgo{ws: 4096, measure: "emulated"}, nil
+}
+
+func (e *emuGPU) destroyConvPlan(p *convPlan) {}
+
+func (e *emuGPU) close() {}

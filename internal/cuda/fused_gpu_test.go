@@ -1,0 +1,203 @@
+//go:build cuda
+
+package cuda
+
+// The fused kernels against the CPU reference, run both ways (backend.Options{} and {Unfused: true}), with
+// the launch counters proving which path ran. Kernel names are those of kernels.go (FusedKernels,
+// UnfusedKernels and the launchers' choices in batchnorm.go and sgd.go).
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"resnet/internal/backend"
+)
+
+// fusedPath names the kernels one op must launch on each path.
+type fusedPath struct {
+	fused, unfused []string
+}
+
+// bnPaths are the kernels of the three batch-norm ops for one mode: the fused path is a statistics (or
+// gradient-reduction) kernel and one element-wise kernel with the residual add and the ReLU folded in; the
+// unfused path runs each step as its own kernel.
+func bnPaths(relu, residual bool) (forward, inference, backward fusedPath) {
+	suffix := ""
+	var epilogue, prologue []string
+	if residual {
+		suffix += "_add"
+		epilogue = append(epilogue, "residual_add")
+	}
+	reduce := "bn_backward_reduce"
+	if relu {
+		suffix += "_relu"
+		epilogue = append(epilogue, "relu_forward")
+		reduce += "_relu"
+		prologue = append(prologue, "relu_backward")
+	}
+	if residual {
+		prologue = append(prologue, "residual_backward")
+	}
+	forward = fusedPath{
+		fused:   []string{"bn_forward_stats", "bn_forward_apply" + suffix},
+		unfused: append([]string{"bn_stats_partial", "bn_stats_finalize", "bn_normalize"}, epilogue...),
+	}
+	inference = fusedPath{
+		fused:   []string{"bn_inference_apply" + suffix},
+		unfused: append([]string{"bn_inference_params", "bn_normalize"}, epilogue...),
+	}
+	backward = fusedPath{
+		fused:   []string{reduce, "bn_backward_dx" + suffix},
+		unfused: append(prologue, "bn_backward_reduce_partial", "bn_backward_finalize", "bn_backward_input"),
+	}
+	return forward, inference, backward
+}
+
+// sgdPath: one launch for all parameters, or one per parameter tensor.
+var sgdPath = fusedPath{fused: []string{"sgd_step"}, unfused: []string{"sgd_step_single"}}
+
+// launchesSince returns the launch counts since the last reset (after a Sync), failing when the device
+// counted nothing at all: then no assertion on them would mean anything.
+func launchesSince(t testing.TB, g *Device) map[string]int64 {
+	t.Helper()
+	mustOK(t, g.Sync())
+	counts := g.LaunchCounts()
+	if len(counts) == 0 {
+		t.Fatalf("LaunchCounts is empty after running an op: the device does not count kernel launches, so the path that ran cannot be proven")
+	}
+	return counts
+}
+
+func formatCounts(c map[string]int64) string {
+	var names []string
+	for n, k := range c {
+		if k > 0 {
+			names = append(names, fmt.Sprintf("%s=%d", n, k))
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, " ")
+}
+
+// checkPath asserts that the op launched every kernel of its path, no other kernel of that path's list
+// (FusedKernels or UnfusedKernels: a wrong variant), and nothing of the other path's list.
+func checkPath(t testing.TB, counts map[string]int64, p fusedPath, unfused bool) {
+	t.Helper()
+	want, own, other := p.fused, FusedKernels, UnfusedKernels
+	if unfused {
+		want, own, other = p.unfused, UnfusedKernels, FusedKernels
+	}
+	for _, k := range want {
+		if counts[k] == 0 {
+			t.Errorf("kernel %q did not run (launched: %s)", k, formatCounts(counts))
+		}
+	}
+	for _, k := range own {
+		if counts[k] != 0 && !slices.Contains(want, k) {
+			t.Errorf("kernel %q ran %d times; this op should launch %v (launched: %s)", k, counts[k], want, formatCounts(counts))
+		}
+	}
+	for _, k := range other {
+		if counts[k] != 0 {
+			t.Errorf("kernel %q of the other path ran %d times (launched: %s)", k, counts[k], formatCounts(counts))
+		}
+	}
+}
+
+// fusedBNCases are the uses of the fused batch-norm kernels in the zoo: the end of a residual unit (ReLU
+// after an identity or option-A shortcut), BN+ReLU inside a unit, plain BN (a projection shortcut), and an
+// odd shape; plus the residual add without a ReLU, which no model uses but the kernels provide.
+var fusedBNCases = []bnCase{
+	{n: 8, c: 16, h: 32, w: 32, relu: true, shortcut: identityShortcut},
+	{n: 8, c: 32, h: 16, w: 16, relu: true, shortcut: optionAShortcut},
+	{n: 8, c: 64, h: 8, w: 8, relu: true, shortcut: optionAShortcut},
+	{n: 2, c: 256, h: 56, w: 56, relu: true, shortcut: identityShortcut},
+	{n: 2, c: 64, h: 112, w: 112, relu: true},
+	{n: 2, c: 2048, h: 7, w: 7},
+	{n: 3, c: 6, h: 5, w: 3, relu: true, shortcut: optionAShortcut},
+	{n: 4, c: 8, h: 6, w: 6, shortcut: optionAShortcut},
+}
+
+func TestFusedBatchNormPaths(t *testing.T) {
+	openGPU(t, backend.Options{})
+	for i, b := range fusedBNCases {
+		for _, m := range gpuModes {
+			t.Run(b.String()+"/"+m.name, func(t *testing.T) {
+				r := newRig(t, m.opt, uint64(1000+i))
+				f := newBNTwins(r, b, nil)
+				g := r.gpu
+				forward, inference, backward := bnPaths(f.p.ReLU, f.p.Residual)
+
+				mustOK(t, g.Sync())
+				g.ResetLaunchCounts()
+				f.forwardTraining(r, bnYTol)
+				checkPath(t, launchesSince(t, g), forward, m.opt.Unfused)
+
+				g.ResetLaunchCounts()
+				f.backward(r)
+				checkPath(t, launchesSince(t, g), backward, m.opt.Unfused)
+
+				g.ResetLaunchCounts()
+				f.inference(r, bnYTol)
+				checkPath(t, launchesSince(t, g), inference, m.opt.Unfused)
+			})
+		}
+	}
+}
+
+// The fused SGD step builds a device table of slot descriptors and caches up to 64 of them by content. A
+// loop whose slot lists keep changing (here 70 different prefixes of one list) must evict old tables
+// without using a stale one: every step is compared with the CPU.
+func TestFusedSGDTableCache(t *testing.T) {
+	openGPU(t, backend.Options{})
+	for _, m := range gpuModes {
+		t.Run(m.name, func(t *testing.T) {
+			r := newRig(t, m.opt, 1100)
+			const tensors, size = 70, 300
+			values, _ := r.random(-1, 1, tensors*size)
+			grads, _ := r.random(-1, 1, tensors*size)
+			moms, _ := r.random(-0.5, 0.5, tensors*size)
+			var slots []sgdTwin
+			for i := range tensors {
+				off := i * size
+				slots = append(slots, sgdTwin{r.view(values, off, size), r.view(grads, off, size), r.view(moms, off, size), 1e-3 * float32(i%3)})
+			}
+			p := backend.SGDParams{LR: 0.001, Momentum: 0.9, Nesterov: true}
+			for round := range 2 { // the second round finds the tables evicted again
+				for k := 1; k <= tensors; k++ {
+					r.run(fmt.Sprintf("SGDStep round %d over %d slots", round, k), func(d backend.Device, s side) error {
+						return d.SGDStep(p, sgdSlots(slots[:k], s))
+					})
+				}
+			}
+			r.expect("parameters", values, tolerance{abs: 1e-5, rel: 1e-5})
+			r.expect("momentum buffers", moms, tolerance{abs: 1e-5, rel: 1e-5})
+		})
+	}
+}
+
+// checkNetPaths asserts after a whole training step that the device launched kernels of its own path and
+// none of the other's.
+func checkNetPaths(t testing.TB, g *Device, unfused bool) {
+	t.Helper()
+	counts := launchesSince(t, g)
+	own, other := FusedKernels, UnfusedKernels
+	if unfused {
+		own, other = UnfusedKernels, FusedKernels
+	}
+	ran := 0
+	for _, k := range own {
+		ran += int(counts[k])
+	}
+	if ran == 0 {
+		t.Errorf("the training step launched none of %v (launched: %s)", own, formatCounts(counts))
+	}
+	for _, k := range other {
+		if counts[k] != 0 {
+			t.Errorf("kernel %q of the other path ran %d times in the training step (launched: %s)", k, counts[k], formatCounts(counts))
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package cuda
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var kernelDecl = regexp.MustCompile(`extern "C" __global__ void(?:\s+__launch_bounds__\([^)]*\))?\s+(\w+)\(([^)]*)\)`)
+
+// paramLetter maps one C parameter declaration to its kernelTable letter.
+func paramLetter(decl string) string {
+	d := strings.Join(strings.Fields(decl), " ")
+	switch {
+	case strings.Contains(d, "*"):
+		return "p"
+	case strings.HasPrefix(d, "long long ") || strings.HasPrefix(d, "const long long "):
+		return "l"
+	case strings.HasPrefix(d, "int ") || strings.HasPrefix(d, "const int "):
+		return "i"
+	case strings.HasPrefix(d, "float ") || strings.HasPrefix(d, "const float "):
+		return "f"
+	}
+	return "?(" + d + ")"
+}
+
+// kernelDir finds kernels/: from the package directory (go test) or the repository root (a test binary
+// run there). A binary run elsewhere has no sources to check and skips.
+func kernelDir(t *testing.T) string {
+	t.Helper()
+	for _, dir := range []string{"../../kernels", "kernels"} {
+		if _, err := os.Stat(filepath.Join(dir, "all.cu")); err == nil {
+			return dir
+		}
+	}
+	t.Skip("kernels/ not found: the test binary runs outside the repository")
+	return ""
+}
+
+// sourceKernels parses every extern "C" kernel of kernels/*.cu into name -> signature letters.
+func sourceKernels(t *testing.T) map[string]string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(kernelDir(t), "*.cu"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no kernels/*.cu found (err %v)", err)
+	}
+	out := map[string]string{}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range kernelDecl.FindAllStringSubmatch(string(src), -1) {
+			var sig strings.Builder
+			for _, p := range strings.Split(m[2], ",") {
+				sig.WriteString(paramLetter(p))
+			}
+			if _, dup := out[m[1]]; dup {
+				t.Errorf("kernel %s is defined twice", m[1])
+			}
+			out[m[1]] = sig.String()
+		}
+	}
+	return out
+}
+
+func TestKernelTableMatchesSources(t *testing.T) {
+	src := sourceKernels(t)
+	seen := map[string]bool{}
+	for id, k := range kernelTable {
+		if k.name == "" {
+			t.Errorf("kernel id %d has no table entry", id)
+			continue
+		}
+		if len(k.sig) > maxKernelArgs {
+			t.Errorf("%s takes %d arguments, more than maxKernelArgs (%d)", k.name, len(k.sig), maxKernelArgs)
+		}
+		seen[k.name] = true
+		got, ok := src[k.name]
+		if !ok {
+			t.Errorf("kernel %s is in the table but not in kernels/*.cu", k.name)
+			continue
+		}
+		if got != k.sig {
+			t.Errorf("kernel %s: table signature %q, source %q", k.name, k.sig, got)
+		}
+	}
+	for name := range src {
+		if !seen[name] {
+			t.Errorf("kernel %s of kernels/*.cu is missing from kernelTable", name)
+		}
+	}
+}
+
+func TestAllCUIncludesEveryFamily(t *testing.T) {
+	dir := kernelDir(t)
+	all, err := os.ReadFile(filepath.Join(dir, "all.cu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.cu"))
+	for _, f := range files {
+		base := filepath.Base(f)
+		if base == "all.cu" {
+			continue
+		}
+		if !strings.Contains(string(all), `#include "`+base+`"`) {
+			t.Errorf("kernels/all.cu does not include %s, so its kernels are not in the fatbin", base)
+		}
+	}
+}
+
+func TestFusedAndUnfusedListsPartitionBatchNormAndSGD(t *testing.T) {
+	names := map[string]bool{}
+	for _, k := range kernelTable {
+		names[k.name] = true
+	}
+	for _, n := range append(slices.Clone(FusedKernels), UnfusedKernels...) {
+		if !names[n] {
+			t.Errorf("%s is listed as fused or unfused but is not a kernel", n)
+		}
+	}
+	for _, n := range FusedKernels {
+		if slices.Contains(UnfusedKernels, n) {
+			t.Errorf("%s is listed as both fused and unfused", n)
+		}
+	}
+}

@@ -1,0 +1,149 @@
+// Device helpers shared by the kernel families: the block size every launcher uses, block reductions in a
+// fixed order (so results are deterministic), and coordinate walkers that step a flat NCHW index by the
+// grid stride without dividing on every element.
+#pragma once
+
+#include <stdint.h>
+
+// Every kernel runs 256-thread blocks; the reductions below rely on it.
+#define RN_BLOCK 256
+#define RN_WARPS (RN_BLOCK / 32)
+
+namespace rn {
+
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+__device__ __forceinline__ double warp_allsum(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// block_sum2 sums a and b over a block of RN_BLOCK threads; the sums are valid in thread 0. The order of
+// the additions depends only on the thread layout, never on timing. shared holds 2*RN_WARPS doubles.
+__device__ __forceinline__ void block_sum2(double& a, double& b, double* shared) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  a = warp_sum(a);
+  b = warp_sum(b);
+  if (lane == 0) {
+    shared[warp] = a;
+    shared[RN_WARPS + warp] = b;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    a = lane < RN_WARPS ? shared[lane] : 0.0;
+    b = lane < RN_WARPS ? shared[RN_WARPS + lane] : 0.0;
+    a = warp_sum(a);
+    b = warp_sum(b);
+  }
+}
+
+// grid_start and grid_stride are the first flat index of this thread and the step of a grid-stride loop.
+__device__ __forceinline__ long long grid_start() {
+  return (long long)blockIdx.x * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ long long grid_stride() { return (long long)gridDim.x * blockDim.x; }
+
+// Walk4 follows the (n, c, h, w) coordinates of a flat index into an (N, C, H, W) tensor while the index
+// advances by a fixed stride: the stride is split into mixed-radix digits once, and each step is a digit
+// addition with carries (each digit wraps at most once because every digit is below its radix).
+struct Walk4 {
+  int n, c, h, w;
+  int dn, dc, dh, dw;
+  int C, H, W;
+
+  __device__ __forceinline__ void init(long long start, long long stride, int C_, int H_, int W_) {
+    C = C_;
+    H = H_;
+    W = W_;
+    long long s = start;
+    w = (int)(s % W);
+    s /= W;
+    h = (int)(s % H);
+    s /= H;
+    c = (int)(s % C);
+    n = (int)(s / C);
+    s = stride;
+    dw = (int)(s % W);
+    s /= W;
+    dh = (int)(s % H);
+    s /= H;
+    dc = (int)(s % C);
+    dn = (int)(s / C);
+  }
+
+  __device__ __forceinline__ void next() {
+    w += dw;
+    int carry = w >= W;
+    if (carry) w -= W;
+    h += dh + carry;
+    carry = h >= H;
+    if (carry) h -= H;
+    c += dc + carry;
+    carry = c >= C;
+    if (carry) c -= C;
+    n += dn + carry;
+  }
+};
+
+// Walk2 is Walk4 for (plane, i) coordinates of an (P, L) tensor.
+struct Walk2 {
+  long long p;
+  int i;
+  long long dp;
+  int di;
+  int L;
+
+  __device__ __forceinline__ void init(long long start, long long stride, int L_) {
+    L = L_;
+    p = start / L;
+    i = (int)(start - p * L);
+    dp = stride / L;
+    di = (int)(stride - dp * L);
+  }
+
+  __device__ __forceinline__ void next() {
+    i += di;
+    p += dp;
+    if (i >= L) {
+      i -= L;
+      p++;
+    }
+  }
+};
+
+// Shortcut is the residual input z of a batch norm with output (N, C, H, W): z is (N, Cz, H*s, W*s) and
+// output channel c reads z channel c - (C - Cz)/2 at (h*s, w*s) when that channel exists (option A:
+// zero-padded channels, strided subsampling); Cz == C and s == 1 is the identity shortcut.
+struct Shortcut {
+  int Cz, s, off, Hz, Wz;
+  bool identity;
+
+  __device__ __forceinline__ Shortcut(int C, int H, int W, int Cz_, int s_) {
+    Cz = Cz_;
+    s = s_;
+    off = (C - Cz_) / 2;
+    Hz = H * s_;
+    Wz = W * s_;
+    identity = Cz_ == C && s_ == 1;
+  }
+
+  // index returns the element of z that output (n, c, h, w) reads, or -1 when it reads zero padding.
+  __device__ __forceinline__ long long index(int n, int c, int h, int w) const {
+    const int cz = c - off;
+    if (cz < 0 || cz >= Cz) return -1;
+    return (((long long)n * Cz + cz) * Hz + (long long)h * s) * Wz + (long long)w * s;
+  }
+};
+
+}  // namespace rn
