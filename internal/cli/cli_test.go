@@ -93,6 +93,7 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		{[]string{"eval"}, 2, "resnet: --checkpoint is required\n"},
 		{[]string{"eval", "--checkpoint", filepath.Join(dir, "none")}, 1, "resnet: checkpoint: stat " + filepath.Join(dir, "none") + ": no such file or directory\n"},
 		{[]string{"bench", "--model", "vgg16"}, 1, `resnet: model: unknown architecture "vgg16"`},
+		{[]string{"bench", "--device", "tpu"}, 1, `resnet: backend: unknown device "tpu" (available: [cpu cuda])`},
 	} {
 		code, _, errOut := runCLI(t, c.args...)
 		if code != c.code || !strings.HasPrefix(errOut, c.msg) {

@@ -11,7 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	_ "resnet/internal/cpu" // registers the CPU backend
+	_ "resnet/internal/cpu"  // registers the CPU backend
+	_ "resnet/internal/cuda" // registers the CUDA backend (a stub that explains itself without -tags cuda)
 	"resnet/internal/train"
 )
 
