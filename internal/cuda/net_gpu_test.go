@@ -278,14 +278,17 @@ func TestNetworkStepMatchesCPU(t *testing.T) {
 }
 
 // TestTrainingCurvesTrack trains cifar_resnet20 for 200 steps of batch 32 on the synthetic data set, the
-// same batches in the same order on both devices, and requires the loss curves to track. The runs diverge
-// bit by bit from the first step, so this checks that the GPU trains like the reference, not that it
-// computes the same numbers, and the bounds come from the reference's own spread: two CPU runs whose inputs
-// differ by 1e-7 relative stay within 1.3% over each 20-step window of the first 100 steps, then part as
-// the loss leaves its plateau a few steps earlier in one run than in the other (up to 12% apart over a
-// window in steps 100-180), and end within 2.4% over the last window; over all 200 steps they are 2.2%
-// apart. Required: each window of the first 100 steps within 5%, the mean over all steps within 5%, the
-// last window within 10%, and both runs learning (last window below 90% of the first).
+// same batches in the same order on both devices, and requires the GPU's loss curve to track the CPU's.
+//
+// Two runs of this training cannot be compared over 200 steps as they are: the loss sits on a plateau
+// near ln 10 and then drops, and when it drops is chaotic. Two CPU runs whose inputs differ by 1e-7
+// relative stay within 0.5% of each other for 20 steps but end up to 30% apart at step 200 (measured
+// with two perturbations: 2.4% and 31% over the last 20 steps). So the GPU restarts every 20 steps from
+// the CPU's state (parameters, running statistics, momentum buffers) and trains the window from there:
+// each window checks 20 steps of the GPU's own training, the momentum horizon several times over, and
+// the CPU curve is one uninterrupted run. Required: each window's mean loss within 5% of the CPU's, the
+// final loss (mean of the last 5 steps) within 10%, and the CPU run learning (last window below 90% of the
+// first), without which the comparison would mean little.
 func TestTrainingCurvesTrack(t *testing.T) {
 	gpu := openGPU(t, backend.Options{})
 	if testing.Short() {
@@ -322,10 +325,11 @@ func TestTrainingCurvesTrack(t *testing.T) {
 	nets := []*model.Net{buildNet(t, cpuRef(), spec, batch), buildNet(t, gpu, spec, batch)}
 	curves := [2][]float64{}
 	sgdParams := backend.SGDParams{LR: 0.05, Momentum: 0.9}
-	for _, n := range nets {
-		mustOK(t, n.Init(seed))
-	}
+	mustOK(t, nets[0].Init(seed))
 	for step := range steps {
+		if step%window == 0 {
+			copyTrainingState(t, nets[1], nets[0])
+		}
 		loadBatch(step)
 		for k, n := range nets {
 			res, err := n.TrainStep(x, y)
@@ -349,34 +353,47 @@ func TestTrainingCurvesTrack(t *testing.T) {
 		}
 		return s / float64(len(v))
 	}
-	var log strings.Builder
-	fmt.Fprintf(&log, "step   cpu loss   gpu loss\n")
-	for s := 0; s < steps; s += 10 {
-		fmt.Fprintf(&log, "%4d   %8.4f   %8.4f\n", s, curves[0][s], curves[1][s])
-	}
-	fmt.Fprintf(&log, "window  cpu mean  gpu mean  rel diff\n")
 	relDiff := func(lo, hi int) (cpuMean, gpuMean, rel float64) {
 		a, b := mean(curves[0][lo:hi]), mean(curves[1][lo:hi])
 		return a, b, math.Abs(b-a) / a
 	}
+	var log strings.Builder
+	fmt.Fprintf(&log, "step   cpu loss   gpu loss   (the GPU restarts from the CPU's state at every multiple of %d)\n", window)
+	for s := 0; s < steps; s += 10 {
+		fmt.Fprintf(&log, "%4d   %8.4f   %8.4f\n", s, curves[0][s], curves[1][s])
+	}
+	fmt.Fprintf(&log, "window   cpu mean  gpu mean  rel diff\n")
 	for lo := 0; lo < steps; lo += window {
 		a, b, rel := relDiff(lo, lo+window)
 		fmt.Fprintf(&log, "%3d-%3d  %8.4f  %8.4f  %7.2f%%\n", lo, lo+window-1, a, b, 100*rel)
-		if lo < steps/2 && rel > 0.05 {
+		if rel > 0.05 {
 			t.Errorf("steps %d-%d: mean loss gpu %.4f, cpu %.4f: %.1f%% apart, want <= 5%%", lo, lo+window-1, b, a, 100*rel)
 		}
 	}
 	t.Logf("loss curves (cifar_resnet20, batch %d, lr %g, momentum %g):\n%s", batch, sgdParams.LR, sgdParams.Momentum, log.String())
-	if a, b, rel := relDiff(0, steps); rel > 0.05 {
-		t.Errorf("mean loss over all %d steps: gpu %.4f, cpu %.4f: %.1f%% apart, want <= 5%%", steps, b, a, 100*rel)
+	if a, b, rel := relDiff(steps-5, steps); rel > 0.10 {
+		t.Errorf("final loss (mean of the last 5 steps): gpu %.4f, cpu %.4f: %.1f%% apart, want <= 10%%", b, a, 100*rel)
 	}
-	fa, fb, rel := relDiff(steps-window, steps)
-	if rel > 0.10 {
-		t.Errorf("final loss (mean of the last %d steps): gpu %.4f, cpu %.4f: %.1f%% apart, want <= 10%%", window, fb, fa, 100*rel)
+	if first, last := mean(curves[0][:window]), mean(curves[0][steps-window:]); last > 0.9*first {
+		t.Errorf("the CPU reference did not learn (mean loss %.3f over the first %d steps, %.3f over the last)", first, window, last)
 	}
-	for k, last := range []float64{fa, fb} {
-		if first := mean(curves[k][:window]); last > 0.9*first {
-			t.Errorf("%s did not learn (mean loss %.3f over the first %d steps, %.3f over the last)", nets[k].Device().Name(), first, window, last)
+}
+
+// copyTrainingState makes dst's parameters, running statistics and momentum buffers equal to src's (the
+// gradients are rewritten by every backward pass).
+func copyTrainingState(t testing.TB, dst, src *model.Net) {
+	t.Helper()
+	sd, dd := src.Device(), dst.Device()
+	mustOK(t, sd.Sync())
+	for i, p := range src.Params {
+		q := dst.Params[i]
+		v := make([]float32, p.Shape.Numel())
+		mustOK(t, sd.Download(v, p.Value))
+		mustOK(t, dd.Upload(q.Value, v))
+		if p.Kind.Trainable() {
+			mustOK(t, sd.Download(v, p.Momentum))
+			mustOK(t, dd.Upload(q.Momentum, v))
 		}
 	}
+	mustOK(t, dd.Sync())
 }
