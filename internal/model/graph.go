@@ -102,7 +102,9 @@ type graph struct {
 	acts   []*act
 	input  *act
 	logits *act
-	stages []StageInfo
+	// scoreMap is the class-score map of a fully-convolutional graph (nil otherwise).
+	scoreMap *act
+	stages   []StageInfo
 }
 
 // StageInfo describes the output of the stem, each stage and the head.
@@ -217,13 +219,19 @@ func (b *builder) block(prefix string, in *act, width, stride int) (*act, error)
 }
 
 // newGraph builds the layer graph of a spec and checks the shape after every stage.
-func newGraph(s Spec) (*graph, error) {
+func newGraph(s Spec) (*graph, error) { return newGraphFor(s, s.InputSize, s.InputSize, false) }
+
+// newGraphFor builds the graph for inputs of h x w pixels. With fullyConv the head is the fully-
+// convolutional form of the classifier: the FC weights applied as a 1x1 convolution at every position of
+// the last feature map (the class-score map), then averaged over positions. Its "fc.weight" parameter is
+// shaped (classes, features, 1, 1) and "fc.bias" is left for the caller to add after the average.
+func newGraphFor(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	g := &graph{spec: s}
 	b := &builder{g: g}
-	g.input = b.newAct("input", s.InChannels, s.InputSize, s.InputSize)
+	g.input = b.newAct("input", s.InChannels, inH, inW)
 	g.input.needGrad = false
 	mark := func(name string, blocks int, a *act, p0, n0 int) {
 		st := StageInfo{Name: name, Blocks: blocks, C: a.c, H: a.h, W: a.w}
@@ -256,7 +264,7 @@ func newGraph(s Spec) (*graph, error) {
 	}
 	mark("stem", 0, h, 0, 0)
 
-	side := h.h
+	sideH, sideW := h.h, h.w
 	for i, blocks := range s.Layers {
 		p0, n0 := len(g.params), len(g.nodes)
 		stride := 1
@@ -272,15 +280,26 @@ func newGraph(s Spec) (*graph, error) {
 				return nil, err
 			}
 		}
-		side = backend.OutSize(side, 1, stride, 0)
+		sideH, sideW = backend.OutSize(sideH, 1, stride, 0), backend.OutSize(sideW, 1, stride, 0)
 		wantC := s.Widths[i] * s.Block.Expansion()
-		if h.c != wantC || h.h != side || h.w != side {
-			return nil, fmt.Errorf("model %s: stage %d produces %s, want %dx%dx%d", s.Name, i+1, h.shape(), wantC, side, side)
+		if h.c != wantC || h.h != sideH || h.w != sideW {
+			return nil, fmt.Errorf("model %s: stage %d produces %s, want %dx%dx%d", s.Name, i+1, h.shape(), wantC, sideH, sideW)
 		}
 		mark(fmt.Sprintf("layer%d", i+1), blocks, h, p0, n0)
 	}
 
 	p0, n0 := len(g.params), len(g.nodes)
+	if fullyConv {
+		w := b.param("fc.weight", ConvWeight, s.NumClasses, h.c, 1, 1)
+		b.param("fc.bias", FCBias, s.NumClasses)
+		scores := b.newAct("fc", s.NumClasses, h.h, h.w)
+		g.nodes = append(g.nodes, &convNode{name: "fc", p: backend.ConvParams{Stride: 1}, k: 1, w: w, in: h, out: scores})
+		g.scoreMap = scores
+		g.logits = b.newAct("avgpool", s.NumClasses, 1, 1)
+		g.nodes = append(g.nodes, &avgPoolNode{in: scores, out: g.logits})
+		mark("head", 0, g.logits, p0, n0)
+		return g, nil
+	}
 	pooled := b.newAct("avgpool", h.c, 1, 1)
 	g.nodes = append(g.nodes, &avgPoolNode{in: h, out: pooled})
 	g.logits = b.newAct("fc", s.NumClasses, 1, 1)

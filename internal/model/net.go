@@ -26,6 +26,12 @@ type Net struct {
 	dev      backend.Device
 	capacity int
 	nb       int // current batch size
+	// bnMomentum is the running-statistics update rate of training-mode forwards (bnMomentum unless
+	// SetBNMomentum changed it).
+	bnMomentum float32
+	// shared marks a net whose parameters are views of another net's (BuildFullyConv): inference only.
+	shared bool
+	fcBias []float32 // host copy of fc.bias, added to a fully-convolutional net's averaged scores
 
 	values, grads, moms backend.Tensor
 	labels, loss        backend.Tensor
@@ -44,7 +50,7 @@ func Build(dev backend.Device, s Spec, batch int) (*Net, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Net{Spec: s, Params: g.params, g: g, dev: dev, capacity: batch}
+	n := &Net{Spec: s, Params: g.params, g: g, dev: dev, capacity: batch, bnMomentum: bnMomentum}
 	if err := n.alloc(); err != nil {
 		n.Free()
 		return nil, err
@@ -62,6 +68,29 @@ func (n *Net) allocT(shape backend.Shape, dt backend.DType) (backend.Tensor, err
 }
 
 func (n *Net) alloc() error {
+	var err error
+	if !n.shared {
+		if err = n.allocParams(); err != nil {
+			return err
+		}
+	}
+	if err = n.allocActivations(); err != nil {
+		return err
+	}
+	if n.labels, err = n.allocT(backend.Shape{n.capacity}, backend.I32); err != nil {
+		return err
+	}
+	if n.loss, err = n.allocT(backend.Shape{n.capacity}, backend.F32); err != nil {
+		return err
+	}
+	n.lossHost = make([]float32, n.capacity)
+	n.logitsHost = make([]float32, n.capacity*n.Spec.NumClasses)
+	n.nb = -1
+	return n.setBatch(n.capacity)
+}
+
+// allocParams allocates the parameter, gradient and momentum storage and points every Param at its part.
+func (n *Net) allocParams() error {
 	total := 0
 	for _, p := range n.Params {
 		p.offset = total
@@ -90,6 +119,13 @@ func (n *Net) alloc() error {
 			p.Momentum = view(n.moms, p)
 		}
 	}
+	return nil
+}
+
+// allocActivations allocates every activation (and its gradient where one is needed) for the batch
+// capacity, and the batch-norm layers' saved statistics.
+func (n *Net) allocActivations() error {
+	var err error
 	for _, a := range n.g.acts {
 		shape := backend.Shape{n.capacity, a.c, a.h, a.w}
 		if a == n.g.logits || a.h == 1 && a.w == 1 && a != n.g.input {
@@ -114,16 +150,7 @@ func (n *Net) alloc() error {
 			}
 		}
 	}
-	if n.labels, err = n.allocT(backend.Shape{n.capacity}, backend.I32); err != nil {
-		return err
-	}
-	if n.loss, err = n.allocT(backend.Shape{n.capacity}, backend.F32); err != nil {
-		return err
-	}
-	n.lossHost = make([]float32, n.capacity)
-	n.logitsHost = make([]float32, n.capacity*n.Spec.NumClasses)
-	n.nb = -1
-	return n.setBatch(n.capacity)
+	return nil
 }
 
 // Free releases the device memory.
@@ -168,6 +195,9 @@ func (n *Net) setBatch(nb int) error {
 // torchvision does; BN gamma 1 (0 for the last BN of each residual branch under ZeroInitResidual) and beta
 // 0; running mean 0 and variance 1; the FC layer uniform in +-1/sqrt(fan_in), PyTorch's default.
 func (n *Net) Init(seed int64) error {
+	if n.shared {
+		return fmt.Errorf("model %s: a fully-convolutional net reads its parameters from another net", n.Spec.Name)
+	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))
 	for _, p := range n.Params {
 		v := make([]float32, p.Shape.Numel())
@@ -314,11 +344,20 @@ func (n *Net) score(labels []int32) (Result, error) {
 	return r, nil
 }
 
-// Logits downloads the last Forward's logits (nb x classes) into dst and returns it.
+// Logits downloads the last Forward's logits (nb x classes) into dst and returns it. For a fully-
+// convolutional net they are the class-score map averaged over positions, plus the FC bias.
 func (n *Net) Logits(dst []float32) ([]float32, error) {
 	k := n.Spec.NumClasses
 	dst = append(dst[:0], make([]float32, n.nb*k)...)
-	return dst, n.dev.Download(dst, n.g.logits.cur)
+	if err := n.dev.Download(dst, n.g.logits.cur); err != nil {
+		return dst, err
+	}
+	if n.fcBias != nil {
+		for i := range dst {
+			dst[i] += n.fcBias[i%k]
+		}
+	}
+	return dst, nil
 }
 
 // Backward propagates the loss gradient set by Loss to every parameter gradient.
@@ -407,8 +446,8 @@ func (c *convNode) backward(n *Net) error {
 	return nil
 }
 
-func (b *bnNode) params() backend.BatchNormParams {
-	return backend.BatchNormParams{Eps: bnEps, Momentum: bnMomentum, ReLU: b.relu, Residual: b.z != nil}
+func (b *bnNode) params(n *Net) backend.BatchNormParams {
+	return backend.BatchNormParams{Eps: bnEps, Momentum: n.bnMomentum, ReLU: b.relu, Residual: b.z != nil}
 }
 
 func (b *bnNode) forward(n *Net, train bool) error {
@@ -423,9 +462,9 @@ func (b *bnNode) forward(n *Net, train bool) error {
 	}
 	var err error
 	if train {
-		err = n.dev.BatchNormForwardTraining(b.params(), t)
+		err = n.dev.BatchNormForwardTraining(b.params(n), t)
 	} else {
-		err = n.dev.BatchNormForwardInference(b.params(), t)
+		err = n.dev.BatchNormForwardInference(b.params(n), t)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.name, err)
@@ -449,7 +488,7 @@ func (b *bnNode) backward(n *Net) error {
 		g.DZ = b.z.dcur
 		b.z.gradWritten = true
 	}
-	if err := n.dev.BatchNormBackward(b.params(), g); err != nil {
+	if err := n.dev.BatchNormBackward(b.params(n), g); err != nil {
 		return fmt.Errorf("%s: %w", b.name, err)
 	}
 	b.x.gradWritten = true
