@@ -109,3 +109,45 @@ func BenchmarkBatchNorm(b *testing.B) {
 		b.ReportMetric(5*bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 	})
 }
+
+// BenchmarkGemmTiles compares every kernel this CPU can run (the ones in use and the candidate tiles) at
+// several kc, single-threaded, on per-image GEMM shapes of the CIFAR and ImageNet ResNets: forward
+// (Cout, P, K), backward data (K, P, Cout, A transposed) and backward filter (Cout, K, P, B transposed).
+func BenchmarkGemmTiles(b *testing.B) {
+	type shape struct {
+		m, n, k        int
+		transA, transB bool
+	}
+	shapes := []shape{
+		{16, 1024, 144, false, false}, {64, 64, 576, false, false}, {144, 1024, 16, true, false},
+		{576, 64, 64, true, false}, {32, 288, 256, false, true}, {128, 784, 1152, false, false},
+		{256, 3136, 64, false, false},
+	}
+	var kernels []gemmKernel
+	for _, kc := range []int{128, 256, 384} {
+		kernels = append(kernels, candidateKernels(kc)...)
+	}
+	kernels = append(kernels, gemmKernelGo)
+	for _, s := range shapes {
+		r := newRand(1)
+		x, y, c := randSlice(r, s.m*s.k), randSlice(r, s.k*s.n), make([]float32, s.m*s.n)
+		lda, ldb := s.k, s.n
+		if s.transA {
+			lda = s.m
+		}
+		if s.transB {
+			ldb = s.k
+		}
+		for i := range kernels {
+			kern := &kernels[i]
+			name := fmt.Sprintf("%dx%dx%d-tA=%v-tB=%v/%s-kc%d", s.m, s.n, s.k, s.transA, s.transB, kern.name, kern.kc)
+			b.Run(name, func(b *testing.B) {
+				ws := &gemmScratch{kern: kern}
+				for b.Loop() {
+					sgemm(ws, s.transA, s.transB, s.m, s.n, s.k, 1, x, lda, y, ldb, 0, c, s.n)
+				}
+				b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}

@@ -1,42 +1,68 @@
 package cpu
 
 // Single-precision matrix multiply, blocked the usual way (Goto/BLIS): C is cut into column panels of
-// gemmNC, the inner dimension into blocks of gemmKC and the rows into blocks of gemmMC; each block of A
-// and panel of B is packed into contiguous micro-panels so the micro-kernel streams both from cache, and
-// the micro-kernel keeps a gemmMR x gemmNR tile of C in local variables.
+// about gemmNC, the inner dimension into blocks of the kernel's kc and the rows into blocks of about
+// gemmMC; each block of A and panel of B is packed into contiguous micro-panels so the micro-kernel streams
+// both from cache, and the micro-kernel keeps an mr x nr tile of C in registers. The micro-kernel is chosen
+// at run time (gemm_amd64.go: AVX-512 or AVX2 assembly where the CPU has it, else the portable Go kernel).
 //
 // Determinism: an element of C is always accumulated over the same kc blocks in the same order by the same
 // micro-kernel (edge tiles go through a scratch tile rather than a second kernel), so its value depends
-// only on gemmKC, not on how C is split among workers. That is what lets callers choose freely between
+// only on the kernel, not on how C is split among workers. That is what lets callers choose freely between
 // one multi-threaded GEMM and many single-threaded ones.
 
 const (
-	gemmMR = 2   // rows of the register tile
-	gemmNR = 4   // columns of the register tile
-	gemmKC = 256 // inner-dimension block: an A micro-panel (2 KiB) and a B micro-panel (4 KiB) stay in L1
-	gemmMC = 128 // rows of a packed A block (128 KiB, L2)
-	gemmNC = 512 // columns of a packed B panel (512 KiB)
+	gemmMC = 128 // rows of a packed A block, rounded up to the kernel's mr (about 128 KiB at kc 256: L2)
+	gemmNC = 512 // columns of a packed B panel, rounded up to the kernel's nr
 )
 
-// Go keeps at most 15 float registers live on amd64 and does not vectorise, so the register tile is small:
-// 2x4 accumulators plus the operands of one step fit without spilling; 4x4 and larger spilled and measured
-// slower. Packed panels hold two k steps per element so the kernel's unrolled loop is a plain range with
-// no bounds checks and no remainder (an odd kc is padded with a zero step). An assembly kernel can
-// replace gemmKernel (and these two panel types) without touching the rest.
-type (
-	aPanel [2 * gemmMR]float32 // two k steps of an A micro-panel, gemmMR rows each
-	bPanel [2 * gemmNR]float32 // two k steps of a B micro-panel, gemmNR columns each
+// gemmKernel is one micro-kernel: fn computes the mr x nr tile sum_p a[p*mr+i]*b[p*nr+j] over kc packed
+// steps and stores it into c (row stride ldc), or adds it to c when add is set. Packed panels hold a
+// multiple of kstep steps (zero-padded), and the inner dimension is blocked by kc.
+type gemmKernel struct {
+	name   string
+	mr, nr int
+	kc     int
+	kstep  int
+	fn     func(kc int, a, b, c []float32, ldc int, add bool)
+}
+
+// gemmKernelGo is the portable kernel, written for a 2x4 tile: Go keeps at most 15 float registers live on
+// amd64 and does not vectorise, so 2x4 accumulators plus the operands of one step fit without spilling;
+// 4x4 and larger spilled and measured slower. Panels hold two k steps per iteration so the loop has no
+// remainder (an odd kc is padded with a zero step).
+var gemmKernelGo = gemmKernel{name: "go", mr: 2, nr: 4, kc: 256, kstep: 2, fn: gemmTileGo}
+
+// gemmKernels lists the kernels this machine can run, fastest first; gemmDefault is the one a scratch
+// without an explicit kernel uses.
+var (
+	gemmKernels = append(archGemmKernels(), gemmKernelGo)
+	gemmDefault = &gemmKernels[0]
 )
 
-// gemmKernel and the fast paths of packB are written out for a 2x4 tile: this constant stops the build
-// if the tile constants change without them.
-const _ = uint(gemmMR-2) + uint(2-gemmMR) + uint(gemmNR-4) + uint(4-gemmNR)
+// gemmKernelNamed returns the available kernel with the given name, or nil.
+func gemmKernelNamed(name string) *gemmKernel {
+	for i := range gemmKernels {
+		if gemmKernels[i].name == name {
+			return &gemmKernels[i]
+		}
+	}
+	return nil
+}
 
-// gemmScratch holds one worker's packed blocks and its edge tile.
+// gemmScratch holds one worker's kernel choice, packed blocks and edge tile.
 type gemmScratch struct {
-	packA []aPanel
-	packB []bPanel
-	tile  [gemmMR * gemmNR]float32
+	kern  *gemmKernel // nil: gemmDefault
+	packA []float32
+	packB []float32
+	tile  []float32
+}
+
+func (ws *gemmScratch) kernel() *gemmKernel {
+	if ws.kern == nil {
+		return gemmDefault
+	}
+	return ws.kern
 }
 
 // gemmOp is one call C = alpha*op(A)*op(B) + beta*C on row-major matrices: op(A) is m x k, op(B) is k x n,
@@ -62,6 +88,9 @@ func sgemm(ws *gemmScratch, transA, transB bool, m, n, k int, alpha float32, a [
 	g.block(ws, 0, m, 0, n)
 }
 
+// roundUp is n rounded up to a multiple of m.
+func roundUp(n, m int) int { return (n + m - 1) / m * m }
+
 // block computes rows [i0, i1) and columns [j0, j1) of C.
 func (g *gemmOp) block(ws *gemmScratch, i0, i1, j0, j1 int) {
 	if i0 >= i1 || j0 >= j1 {
@@ -74,16 +103,18 @@ func (g *gemmOp) block(ws *gemmScratch, i0, i1, j0, j1 int) {
 	if g.beta != 0 && g.beta != 1 {
 		g.scaleC(i0, i1, j0, j1, g.beta)
 	}
-	for jc := j0; jc < j1; jc += gemmNC {
-		nc := min(gemmNC, j1-jc)
-		for pc := 0; pc < g.k; pc += gemmKC {
-			kc := min(gemmKC, g.k-pc)
+	kern := ws.kernel()
+	mcMax, ncMax := roundUp(gemmMC, kern.mr), roundUp(gemmNC, kern.nr)
+	for jc := j0; jc < j1; jc += ncMax {
+		nc := min(ncMax, j1-jc)
+		for pc := 0; pc < g.k; pc += kern.kc {
+			kc := min(kern.kc, g.k-pc)
 			add := pc > 0 || g.beta != 0
-			g.packB(ws, pc, kc, jc, nc)
-			for ic := i0; ic < i1; ic += gemmMC {
-				mc := min(gemmMC, i1-ic)
-				g.packA(ws, ic, mc, pc, kc)
-				g.macro(ws, ic, mc, jc, nc, kc, add)
+			g.packB(ws, kern, pc, kc, jc, nc)
+			for ic := i0; ic < i1; ic += mcMax {
+				mc := min(mcMax, i1-ic)
+				g.packA(ws, kern, ic, mc, pc, kc)
+				g.macro(ws, kern, ic, mc, jc, nc, kc, add)
 			}
 		}
 	}
@@ -106,30 +137,28 @@ func (g *gemmOp) scaleC(i0, i1, j0, j1 int, beta float32) {
 	}
 }
 
-// packA copies alpha*op(A)[ic:ic+mc, pc:pc+kc] into micro-panels of gemmMR rows, zero-padding the last
-// panel's missing rows and, for odd kc, the missing second step of the last pair.
-func (g *gemmOp) packA(ws *gemmScratch, ic, mc, pc, kc int) {
-	panels, kcp := (mc+gemmMR-1)/gemmMR, (kc+1)/2
-	ws.packA = grow(ws.packA, panels*kcp)
+// packA copies alpha*op(A)[ic:ic+mc, pc:pc+kc] into micro-panels of mr rows (step p of a panel at
+// p*mr), zero-padding the last panel's missing rows and the steps past kc up to a multiple of kstep.
+func (g *gemmOp) packA(ws *gemmScratch, kern *gemmKernel, ic, mc, pc, kc int) {
+	mr := kern.mr
+	kcp := roundUp(kc, kern.kstep)
+	panels := (mc + mr - 1) / mr
+	ws.packA = grow(ws.packA, panels*kcp*mr)
 	alpha := g.alpha
 	for ip := 0; ip < panels; ip++ {
-		dst := ws.packA[ip*kcp : (ip+1)*kcp]
-		if kc%2 == 1 {
-			clear(dst[kcp-1][gemmMR:])
-		}
-		r0 := ic + ip*gemmMR
-		rows := min(gemmMR, ic+mc-r0)
-		for i := rows; i < gemmMR; i++ {
-			for q := range dst {
-				dst[q][i], dst[q][gemmMR+i] = 0, 0
-			}
+		dst := ws.packA[ip*kcp*mr : (ip+1)*kcp*mr]
+		clear(dst[kc*mr:])
+		r0 := ic + ip*mr
+		rows := min(mr, ic+mc-r0)
+		if rows < mr {
+			clear(dst[:kc*mr])
 		}
 		if g.transA {
 			// A is k x m: the rows of one k step are contiguous.
 			for p := 0; p < kc; p++ {
 				src := g.a[(pc+p)*g.lda+r0:]
 				src = src[:rows]
-				d := dst[p>>1][(p&1)*gemmMR:]
+				d := dst[p*mr : p*mr+rows]
 				for i, v := range src {
 					d[i] = alpha * v
 				}
@@ -140,119 +169,105 @@ func (g *gemmOp) packA(ws *gemmScratch, ic, mc, pc, kc int) {
 		for i := 0; i < rows; i++ {
 			src := g.a[(r0+i)*g.lda+pc:]
 			src = src[:kc]
+			d := dst[i:]
 			for p, v := range src {
-				dst[p>>1][(p&1)*gemmMR+i] = alpha * v
+				d[p*mr] = alpha * v
 			}
 		}
 	}
 }
 
-// packB copies op(B)[pc:pc+kc, jc:jc+nc] into micro-panels of gemmNR columns, zero-padding like packA.
-func (g *gemmOp) packB(ws *gemmScratch, pc, kc, jc, nc int) {
-	panels, kcp := (nc+gemmNR-1)/gemmNR, (kc+1)/2
-	ws.packB = grow(ws.packB, panels*kcp)
+// packB copies op(B)[pc:pc+kc, jc:jc+nc] into micro-panels of nr columns, zero-padding like packA.
+func (g *gemmOp) packB(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int) {
+	nr := kern.nr
+	kcp := roundUp(kc, kern.kstep)
+	panels := (nc + nr - 1) / nr
+	ws.packB = grow(ws.packB, panels*kcp*nr)
 	for jp := 0; jp < panels; jp++ {
-		dst := ws.packB[jp*kcp : (jp+1)*kcp]
-		if kc%2 == 1 {
-			clear(dst[kcp-1][gemmNR:])
-		}
-		c0 := jc + jp*gemmNR
-		cols := min(gemmNR, jc+nc-c0)
-		for j := cols; j < gemmNR; j++ {
-			for q := range dst {
-				dst[q][j], dst[q][gemmNR+j] = 0, 0
-			}
-		}
-		if !g.transB && cols == gemmNR {
-			// B is k x n: the columns of one k step are contiguous. This is the im2col matrix of every
-			// convolution, so it gets a copy loop without memmove calls.
-			ldb := g.ldb
-			for q := range dst {
-				d := &dst[q]
-				p := pc + 2*q
-				*(*[gemmNR]float32)(d[:gemmNR]) = [gemmNR]float32(g.b[p*ldb+c0:])
-				if 2*q+1 < kc {
-					*(*[gemmNR]float32)(d[gemmNR:]) = [gemmNR]float32(g.b[(p+1)*ldb+c0:])
-				}
-			}
-			continue
+		dst := ws.packB[jp*kcp*nr : (jp+1)*kcp*nr]
+		clear(dst[kc*nr:])
+		c0 := jc + jp*nr
+		cols := min(nr, jc+nc-c0)
+		if cols < nr {
+			clear(dst[:kc*nr])
 		}
 		if !g.transB {
+			// B is k x n: the columns of one k step are contiguous (the im2col matrix of a convolution).
 			for p := 0; p < kc; p++ {
 				src := g.b[(pc+p)*g.ldb+c0:]
-				copy(dst[p>>1][(p&1)*gemmNR:(p&1)*gemmNR+cols], src[:cols])
+				copy(dst[p*nr:p*nr+cols], src[:cols])
 			}
 			continue
 		}
-		// B is n x k (the im2col matrix in a weight gradient).
-		if cols == gemmNR {
-			// Gather from the gemmNR stored rows together so each panel element is written whole.
-			ldb := g.ldb
-			r0, r1 := g.b[c0*ldb+pc:], g.b[(c0+1)*ldb+pc:]
-			r2, r3 := g.b[(c0+2)*ldb+pc:], g.b[(c0+3)*ldb+pc:]
+		// B is n x k (the im2col matrix in a weight gradient): transpose blocks of 4 stored rows so each
+		// read walks contiguous memory.
+		ldb := g.ldb
+		j := 0
+		for ; j+4 <= cols; j += 4 {
+			r0 := g.b[(c0+j)*ldb+pc:]
+			r1 := g.b[(c0+j+1)*ldb+pc:]
+			r2 := g.b[(c0+j+2)*ldb+pc:]
+			r3 := g.b[(c0+j+3)*ldb+pc:]
 			r0, r1, r2, r3 = r0[:kc], r1[:kc], r2[:kc], r3[:kc]
-			p := 1
-			for ; p < kc; p += 2 {
-				d := &dst[p>>1]
-				d[0], d[1], d[2], d[3] = r0[p-1], r1[p-1], r2[p-1], r3[p-1]
-				d[4], d[5], d[6], d[7] = r0[p], r1[p], r2[p], r3[p]
+			d := dst[j:]
+			for p := range r0 {
+				q := (*[4]float32)(d[p*nr : p*nr+4])
+				q[0], q[1], q[2], q[3] = r0[p], r1[p], r2[p], r3[p]
 			}
-			if kc%2 == 1 {
-				d := &dst[kcp-1]
-				d[0], d[1], d[2], d[3] = r0[kc-1], r1[kc-1], r2[kc-1], r3[kc-1]
-			}
-			continue
 		}
-		for j := 0; j < cols; j++ {
-			src := g.b[(c0+j)*g.ldb+pc:]
+		for ; j < cols; j++ {
+			src := g.b[(c0+j)*ldb+pc:]
 			src = src[:kc]
+			d := dst[j:]
 			for p, v := range src {
-				dst[p>>1][(p&1)*gemmNR+j] = v
+				d[p*nr] = v
 			}
 		}
 	}
 }
 
 // macro multiplies the packed A block by the packed B panel into C[ic:ic+mc, jc:jc+nc].
-func (g *gemmOp) macro(ws *gemmScratch, ic, mc, jc, nc, kc int, add bool) {
-	ldc, kcp := g.ldc, (kc+1)/2
-	for jr := 0; jr < nc; jr += gemmNR {
-		b := ws.packB[(jr/gemmNR)*kcp : (jr/gemmNR+1)*kcp]
-		cols := min(gemmNR, nc-jr)
-		for ir := 0; ir < mc; ir += gemmMR {
-			a := ws.packA[(ir/gemmMR)*kcp : (ir/gemmMR+1)*kcp]
-			rows := min(gemmMR, mc-ir)
+func (g *gemmOp) macro(ws *gemmScratch, kern *gemmKernel, ic, mc, jc, nc, kc int, add bool) {
+	mr, nr := kern.mr, kern.nr
+	ldc, kcp := g.ldc, roundUp(kc, kern.kstep)
+	ws.tile = grow(ws.tile, mr*nr)
+	for jr := 0; jr < nc; jr += nr {
+		b := ws.packB[(jr/nr)*kcp*nr : (jr/nr+1)*kcp*nr]
+		cols := min(nr, nc-jr)
+		for ir := 0; ir < mc; ir += mr {
+			a := ws.packA[(ir/mr)*kcp*mr : (ir/mr+1)*kcp*mr]
+			rows := min(mr, mc-ir)
 			off := (ic+ir)*ldc + jc + jr
-			if rows == gemmMR && cols == gemmNR {
-				gemmKernel(a, b, g.c[off:], ldc, add)
+			if rows == mr && cols == nr {
+				kern.fn(kcp, a, b, g.c[off:], ldc, add)
 				continue
 			}
 			// Edge tile: run the same kernel on a full scratch tile so every element of C goes through
 			// identical arithmetic.
-			t := ws.tile[:]
+			t := ws.tile
 			if add {
 				for i := 0; i < rows; i++ {
-					copy(t[i*gemmNR:i*gemmNR+cols], g.c[off+i*ldc:off+i*ldc+cols])
+					copy(t[i*nr:i*nr+cols], g.c[off+i*ldc:off+i*ldc+cols])
 				}
 			}
-			gemmKernel(a, b, t, gemmNR, add)
+			kern.fn(kcp, a, b, t, nr, add)
 			for i := 0; i < rows; i++ {
-				copy(g.c[off+i*ldc:off+i*ldc+cols], t[i*gemmNR:i*gemmNR+cols])
+				copy(g.c[off+i*ldc:off+i*ldc+cols], t[i*nr:i*nr+cols])
 			}
 		}
 	}
 }
 
-// gemmKernel computes the gemmMR x gemmNR tile sum_p a[p] (x) b[p] and stores it into c (row stride
-// ldc), or adds it when add is set. Each iteration does two k steps with the additions kept in k order;
-// that measured fastest: Go schedules all products of an iteration before the loop-carried additions, and
-// with two steps the first step's additions issue early.
-func gemmKernel(a []aPanel, b []bPanel, c []float32, ldc int, add bool) {
+// gemmTileGo is the portable 2x4 micro-kernel (see gemmKernelGo); kc is even. Each iteration does two k
+// steps with the additions kept in k order; that measured fastest: Go schedules all products of an
+// iteration before the loop-carried additions, and with two steps the first step's additions issue early.
+func gemmTileGo(kc int, a, b, c []float32, ldc int, add bool) {
 	var c00, c01, c02, c03 float32
 	var c10, c11, c12, c13 float32
-	b = b[:len(a)]
-	for p := range a {
-		ap, bp := &a[p], &b[p]
+	a, b = a[:2*kc], b[:4*kc]
+	for len(a) >= 4 && len(b) >= 8 {
+		ap, bp := (*[4]float32)(a), (*[8]float32)(b)
+		a, b = a[4:], b[8:]
 		x0, x1 := ap[0], ap[1]
 		y0, y1, y2, y3 := bp[0], bp[1], bp[2], bp[3]
 		c00 += x0 * y0
@@ -274,8 +289,8 @@ func gemmKernel(a []aPanel, b []bPanel, c []float32, ldc int, add bool) {
 		c03 += x0 * y3
 		c13 += x1 * y3
 	}
-	r0 := (*[gemmNR]float32)(c[0:gemmNR])
-	r1 := (*[gemmNR]float32)(c[ldc : ldc+gemmNR])
+	r0 := (*[4]float32)(c[0:4])
+	r1 := (*[4]float32)(c[ldc : ldc+4])
 	if add {
 		r0[0] += c00
 		r0[1] += c01
@@ -318,18 +333,19 @@ func (d *Device) sgemmParallel(transA, transB bool, m, n, k int, alpha float32, 
 		op.block(&d.ws[0].gemm, 0, m, 0, n)
 		return
 	}
-	// Shrink the tiles until there are a few per worker for load balance; the tile shape changes only
-	// which worker computes an element, not its value.
-	tileM, tileN := gemmMC, gemmNC
+	// Shrink the tiles until there are a few per worker for load balance, keeping them multiples of the
+	// register tile; the tile shape changes only which worker computes an element, not its value.
+	kern := d.ws[0].gemm.kernel()
+	tileM, tileN := roundUp(gemmMC, kern.mr), roundUp(gemmNC, kern.nr)
 	for {
 		tiles := ((m + tileM - 1) / tileM) * ((n + tileN - 1) / tileN)
 		if tiles >= 4*workers {
 			break
 		}
-		if tileN >= tileM && tileN > 8*gemmNR {
-			tileN /= 2
-		} else if tileM > 8*gemmMR {
-			tileM /= 2
+		if tileN >= tileM && tileN > 8*kern.nr {
+			tileN = roundUp(tileN/2, kern.nr)
+		} else if tileM > 8*kern.mr {
+			tileM = roundUp(tileM/2, kern.mr)
 		} else {
 			break
 		}
@@ -338,4 +354,11 @@ func (d *Device) sgemmParallel(transA, transB bool, m, n, k int, alpha float32, 
 	*j = gemmJob{d: d, op: op, tileM: tileM, tileN: tileN, tilesN: (n + tileN - 1) / tileN}
 	d.pool.run(j, ((m+tileM-1)/tileM)*j.tilesN)
 	j.op = gemmOp{} // drop the references to the caller's slices
+}
+
+// useGemmKernel makes every worker of d run kern (tests and benchmarks compare kernels with it).
+func (d *Device) useGemmKernel(kern *gemmKernel) {
+	for _, ws := range d.ws {
+		ws.gemm.kern = kern
+	}
 }

@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package cpu
+
+func candidateKernels(int) []gemmKernel { return nil }
+
+func expectedDefaultKernel() string { return "go" }
