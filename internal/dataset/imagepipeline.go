@@ -153,8 +153,9 @@ func (w *folderWorker) Load(index int, rng *rand.Rand, dst []float32) (int, erro
 }
 
 // randomResizedCrop chooses the crop window on the full-size image (from its header), then decodes at the
-// largest JPEG reduction (1/2, 1/4, 1/8) that still leaves the window at least the output size, and
-// resamples the window from there: large images with small crops skip most of the decoding work.
+// largest JPEG reduction (1/2, 1/4, 1/8) that still leaves the window at least the output size, and only
+// the blocks around the window, and resamples the window from there: large images with small crops skip
+// most of the decoding work.
 func (w *folderWorker) randomResizedCrop(data []byte, rng *rand.Rand, dst []float32) error {
 	o := w.p.opt
 	fw, fh, _, err := vision.DecodeConfig(data)
@@ -163,20 +164,11 @@ func (w *folderWorker) randomResizedCrop(data []byte, rng *rand.Rand, dst []floa
 	}
 	flip := rng.IntN(2) == 1
 	r := vision.RandomResizedCropRect(fw, fh, rng, 0.08, 1, 3.0/4, 4.0/3)
-	hint := vision.DecodeOptions{MinW: ceilDiv(fw*o.Size, r.W), MinH: ceilDiv(fh*o.Size, r.H)}
+	hint := vision.DecodeOptions{MinW: ceilDiv(fw*o.Size, r.W), MinH: ceilDiv(fh*o.Size, r.H), Window: r}
 	if _, err := vision.DecodeScaled(data, &w.img, hint); err != nil {
 		return err
 	}
-	if w.img.W != fw || w.img.H != fh {
-		// Reduced by a power of two s: map the window, rounding outwards, and keep it inside the image.
-		s := 2
-		for ceilDiv(fw, s) != w.img.W && s < 8 {
-			s *= 2
-		}
-		x0, y0 := r.X/s, r.Y/s
-		x1, y1 := min(ceilDiv(r.X+r.W, s), w.img.W), min(ceilDiv(r.Y+r.H, s), w.img.H)
-		r = vision.Rect{X: x0, Y: y0, W: x1 - x0, H: y1 - y0}
-	}
+	r = vision.ReducedRect(r, fw, fh, w.img.W, w.img.H)
 	return vision.CropToCHW(dst, &w.img, r, o.Size, flip, o.Mean, o.Std, &w.scratch)
 }
 

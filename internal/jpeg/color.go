@@ -27,18 +27,21 @@ func clampRGB(v int32) uint8 {
 // emitRow converts the planes of MCU row my into its output rows of dst.
 func (d *Decoder) emitRow(my int, dst *Dst) {
 	rows := d.vmax * d.bs
-	y0 := my * rows
-	y1 := min(y0+rows, d.outH)
-	w := d.outW
+	top := my * rows
+	y0, y1 := max(top, d.region.Min.Y), min(top+rows, d.region.Max.Y)
+	x0, x1 := d.region.Min.X, d.region.Max.X
+	w := x1 - x0
 	planes := d.planes
+	// row is the part of plane row ly of c under the region's columns; x0 is a multiple of every
+	// component's subsampling, so it starts on a whole sample.
 	row := func(c *component, ly int) []uint8 {
 		off := c.planeOff + (ly>>c.sy)*c.planeStride
-		return planes[off : off+c.planeStride]
+		return planes[off+x0>>c.sx : off+c.planeStride]
 	}
 	c0, c1, c2 := &d.comps[0], &d.comps[1], &d.comps[2]
 	for y := y0; y < y1; y++ {
-		ly := y - y0
-		out := dst.Pix[y*w*3 : (y+1)*w*3]
+		ly := y - top
+		out := dst.Pix[(y*d.outW+x0)*3 : (y*d.outW+x1)*3]
 		switch {
 		case d.color == colorGray:
 			grayRow(out, row(c0, ly)[:w])

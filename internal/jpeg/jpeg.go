@@ -15,8 +15,10 @@
 package jpeg
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"image"
 	"sync"
 )
 
@@ -33,6 +35,13 @@ type Options struct {
 	// rounded up. Reduced sizes skip most of the inverse DCT and colour conversion; each output pixel is
 	// the mean of the Scale x Scale pixels it covers (chroma is averaged before upsampling).
 	Scale int
+
+	// Region, when not empty, is the part of the output (in output pixels, at Scale) that the caller
+	// needs, as for a random crop. Decode then writes only the pixels of dst inside it (the others keep
+	// what they held) and skips the inverse DCT and colour conversion of the blocks outside it. A
+	// single-scan sequential file is decoded only down to the region's last row of blocks; the rest of
+	// its scan is only checked for the marker that ends it, so damage there goes unnoticed.
+	Region image.Rectangle
 }
 
 // MaxPixels bounds width x height. A corrupt header can claim 65535 x 65535 pixels, and the output (and, for
@@ -108,6 +117,7 @@ type component struct {
 
 	planeOff    int // first sample of this component in Decoder.planes
 	planeStride int // samples per plane row: bw blocks of bs samples
+	bx0, bx1    int // block columns [bx0, bx1) that the output region needs
 
 	// scan state
 	pred   int32 // DC predictor
@@ -162,6 +172,9 @@ type state struct {
 	scale      int
 	bs         int // samples per block side at this scale: 8, 4, 2 or 1
 	outW, outH int
+	region     image.Rectangle // the output pixels to write: Options.Region clipped, or the whole output
+	myFirst    int             // first and last MCU rows that the region touches
+	myLast     int
 	qs         [4][64]int32 // quant tables prescaled for the inverse DCT at this scale
 
 	br     bitReader
@@ -185,6 +198,7 @@ func (d *Decoder) Decode(data []byte, dst *Dst, opt Options) error {
 		return errors.New("jpeg: Decode needs a non-nil *Dst to decode into")
 	}
 	d.reset(data, scale)
+	d.region = opt.Region
 	err := d.run(dst, false)
 	d.release()
 	return err
@@ -216,6 +230,9 @@ func (d *Decoder) setup(dst *Dst, needCoefs bool) error {
 		dst.Pix = make([]uint8, n)
 	}
 	dst.W, dst.H, dst.Pix = d.outW, d.outH, dst.Pix[:n]
+	if err := d.setupRegion(); err != nil {
+		return err
+	}
 
 	planeSize, coefSize := 0, 0
 	for i := range d.ncomp {
@@ -240,6 +257,50 @@ func (d *Decoder) setup(dst *Dst, needCoefs bool) error {
 		clear(d.nonZero)
 	}
 	return nil
+}
+
+// setupRegion clips the requested region to the output and works out which MCU rows and, per component,
+// which block columns it needs. The region's left edge moves down to a multiple of the widest chroma
+// subsampling, so that each row converter starts on a whole chroma sample.
+func (d *Decoder) setupRegion() error {
+	out := image.Rect(0, 0, d.outW, d.outH)
+	r := out
+	if !d.region.Empty() {
+		r = d.region.Intersect(out)
+		if r.Empty() {
+			return fmt.Errorf("jpeg: Options.Region %v is outside the %dx%d output", d.region, d.outW, d.outH)
+		}
+	}
+	var sx uint
+	for i := range d.ncomp {
+		sx = max(sx, d.comps[i].sx)
+	}
+	r.Min.X &^= 1<<sx - 1
+	d.region = r
+	rows := d.vmax * d.bs
+	d.myFirst, d.myLast = r.Min.Y/rows, (r.Max.Y-1)/rows
+	for i := range d.ncomp {
+		c := &d.comps[i]
+		c.bx0 = (r.Min.X >> c.sx) / d.bs
+		c.bx1 = ((r.Max.X-1)>>c.sx)/d.bs + 1
+	}
+	return nil
+}
+
+// scanEnds reports whether the entropy-coded data from pos on is followed by a marker other than a
+// restart marker: the check that replaces decoding the rest of a scan below the region.
+func scanEnds(data []byte, pos int) bool {
+	for pos < len(data) {
+		i := bytes.IndexByte(data[pos:], 0xFF)
+		if i < 0 || pos+i+1 >= len(data) {
+			return false
+		}
+		pos += i + 1
+		if m := data[pos]; m != 0 && m != 0xFF && (m < markerRST0 || m > markerRST7) {
+			return true
+		}
+	}
+	return false
 }
 
 // prescaleQuant fills d.qs for the components' tables; the tables must be defined by now.

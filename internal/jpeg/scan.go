@@ -121,7 +121,8 @@ func (d *Decoder) decodeStreaming(sc *scan, dst *Dst) error {
 	br.reset(d.pos)
 	bs := d.bs
 	left := d.restart // MCUs left in this restart interval
-	for my := range d.mcusY {
+	for my := range d.myLast + 1 {
+		inRegion := my >= d.myFirst
 		for mx := range d.mcusX {
 			if d.restart > 0 {
 				if left == 0 {
@@ -144,8 +145,10 @@ func (d *Decoder) decodeStreaming(sc *scan, dst *Dst) error {
 						if end < 0 {
 							return corrupt("invalid Huffman code in MCU %d", my*d.mcusX+mx)
 						}
-						off := c.planeOff + v*bs*c.planeStride + (mx*c.h+h)*bs
-						d.transform(d.planes[off:], c.planeStride, &d.blk, end)
+						if bx := mx*c.h + h; inRegion && bx >= c.bx0 && bx < c.bx1 {
+							off := c.planeOff + v*bs*c.planeStride + bx*bs
+							d.transform(d.planes[off:], c.planeStride, &d.blk, end)
+						}
 						if end <= 1 {
 							d.blk[0] = 0
 						} else {
@@ -158,10 +161,16 @@ func (d *Decoder) decodeStreaming(sc *scan, dst *Dst) error {
 		if br.lost() {
 			return corrupt("the scan data ends in MCU row %d of %d", my, d.mcusY)
 		}
-		d.emitRow(my, dst)
+		if inRegion {
+			d.emitRow(my, dst)
+		}
 	}
-	if _, ok := br.endScan(); !ok {
+	pos, ok := br.endScan()
+	if !ok {
 		return corrupt("the scan data ends early")
+	}
+	if d.myLast+1 < d.mcusY && !scanEnds(d.data, pos) {
+		return corrupt("the scan data ends before its end marker")
 	}
 	return nil
 }
@@ -463,12 +472,12 @@ func (d *Decoder) outputCoefs(dst *Dst) error {
 		return err
 	}
 	bs := d.bs
-	for my := range d.mcusY {
+	for my := d.myFirst; my <= d.myLast; my++ {
 		for i := range d.ncomp {
 			c := &d.comps[i]
 			q := &d.qs[c.tq]
 			for v := range c.v {
-				for bx := range c.bw {
+				for bx := c.bx0; bx < c.bx1; bx++ {
 					blk, _ := d.coefBlock(c, bx, my*c.v+v)
 					end := dequantize(&d.blk, blk, q)
 					off := c.planeOff + v*bs*c.planeStride + bx*bs

@@ -93,7 +93,28 @@ type DecodeOptions struct {
 	// reduced-scale decoding (JPEG's 1/2, 1/4 and 1/8 IDCT scaling) may return an image downscaled by a power
 	// of two as long as it stays at least MinW x MinH; the caller finds the scale from dst.W / full width.
 	MinW, MinH int
+	// Window, when not empty, is the part of the full-size image the caller will read (a crop). A decoder
+	// that can (the project's JPEG decoder) then decodes only the pixels around it: in dst, the pixels
+	// outside ReducedRect(Window, ...) are left unspecified.
+	Window Rect
 }
+
+// ReducedRect maps the window r of a fullW x fullH image onto the same image decoded at w x h, a
+// reduction by a power of two with the sizes rounded up, rounding outwards and keeping it inside.
+func ReducedRect(r Rect, fullW, fullH, w, h int) Rect {
+	if w == fullW && h == fullH {
+		return r
+	}
+	s := 2
+	for ceilDiv(fullW, s) != w && s < 8 {
+		s *= 2
+	}
+	x0, y0 := r.X/s, r.Y/s
+	x1, y1 := min(ceilDiv(r.X+r.W, s), w), min(ceilDiv(r.Y+r.H, s), h)
+	return Rect{X: x0, Y: y0, W: x1 - x0, H: y1 - y0}
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // Decode decodes a JPEG (baseline or progressive) or PNG into dst as 8-bit RGB, reusing dst's buffer. The
 // format comes from the magic bytes. Grey, CMYK, YCCK, 16-bit, palette and alpha images are converted to RGB
@@ -117,7 +138,12 @@ func DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err err
 	}
 	if f == FormatJPEG {
 		out := fastjpeg.Dst{Pix: dst.Pix}
-		err := fastjpeg.Decode(data, &out, fastjpeg.Options{Scale: jpegScale(w, h, opt)})
+		jo := fastjpeg.Options{Scale: jpegScale(w, h, opt)}
+		if win := opt.Window; win.In(w, h) {
+			win = ReducedRect(win, w, h, ceilDiv(w, jo.Scale), ceilDiv(h, jo.Scale))
+			jo.Region = image.Rect(win.X, win.Y, win.X+win.W, win.Y+win.H)
+		}
+		err := fastjpeg.Decode(data, &out, jo)
 		if err == nil {
 			dst.W, dst.H, dst.Pix = out.W, out.H, out.Pix
 			return f, nil

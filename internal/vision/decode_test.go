@@ -443,3 +443,41 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeScaledWindow checks that a decode told the window it will be read through gives the pixels
+// of the whole decode inside ReducedRect of that window, at full and reduced scale.
+func TestDecodeScaledWindow(t *testing.T) {
+	jpg := encodeJPEG(t, smoothRGBA(93, 71), 90)
+	for _, tc := range []struct {
+		win        Rect
+		minW, minH int
+	}{
+		{Rect{0, 0, 93, 71}, 0, 0},
+		{Rect{17, 9, 40, 33}, 0, 0},
+		{Rect{3, 50, 90, 21}, 0, 0},
+		{Rect{17, 9, 40, 33}, 10, 8},
+		{Rect{61, 40, 32, 31}, 20, 16},
+	} {
+		var full, part Image
+		if _, err := DecodeScaled(jpg, &full, DecodeOptions{MinW: tc.minW, MinH: tc.minH}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeScaled(jpg, &part, DecodeOptions{MinW: tc.minW, MinH: tc.minH, Window: tc.win}); err != nil {
+			t.Fatal(err)
+		}
+		if part.W != full.W || part.H != full.H {
+			t.Fatalf("window %+v: %dx%d, want %dx%d", tc.win, part.W, part.H, full.W, full.H)
+		}
+		r := ReducedRect(tc.win, 93, 71, full.W, full.H)
+		if !r.In(full.W, full.H) {
+			t.Fatalf("window %+v maps to %+v, outside the %dx%d image", tc.win, r, full.W, full.H)
+		}
+		for y := r.Y; y < r.Y+r.H; y++ {
+			a, b := 3*(y*full.W+r.X), 3*(y*full.W+r.X+r.W)
+			if !bytes.Equal(part.Pix[a:b], full.Pix[a:b]) {
+				t.Errorf("window %+v (%+v at %dx%d): row %d differs from the whole decode", tc.win, r, full.W, full.H, y)
+				break
+			}
+		}
+	}
+}
