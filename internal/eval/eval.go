@@ -1,5 +1,6 @@
-// Package eval scores a network on a data set: the 1-crop protocol now; ten-crop, multi-scale
-// fully-convolutional testing and ensembles plug in here.
+// Package eval scores networks on a data set: the 1-crop protocol used during training (OneCrop), and
+// the paper's protocols (Collect): ten-crop, the multi-scale fully-convolutional test, ensembles of
+// models (Average), and BN statistics recomputed over training batches (RecomputeBN).
 package eval
 
 import (
@@ -23,43 +24,29 @@ type Scores struct {
 // statistics), each image as its pipeline prepares it (for CIFAR-sized data, the whole 32x32 image; for
 // ImageNet, the centre crop). onSkip, when not nil, hears of every unreadable image left out.
 func OneCrop(net *model.Net, l *dataset.Loader, onSkip func([]*dataset.BadExampleError)) (Scores, error) {
-	if err := l.Start(0, 0); err != nil {
-		return Scores{}, err
-	}
 	c, h, w := net.InputShape()
 	sample := c * h * w
 	var s Scores
 	var lossSum float64
 	var top1, top5 int
-	for {
-		b, err := l.Next()
-		if err != nil {
-			return Scores{}, fmt.Errorf("eval: %w", err)
-		}
-		if b == nil {
-			break
-		}
-		s.Skipped += len(b.Skipped)
-		if onSkip != nil && len(b.Skipped) > 0 {
-			onSkip(b.Skipped)
-		}
-		if b.N == 0 {
-			l.Release(b)
-			continue
-		}
+	skipped, err := forEachBatch(l, onSkip, func(b *dataset.Batch) error {
 		r, err := net.Evaluate(b.X[:b.N*sample], b.Labels[:b.N])
-		l.Release(b)
 		if err != nil {
-			return Scores{}, fmt.Errorf("eval: %w", err)
+			return err
 		}
 		s.N += r.N
 		lossSum += r.LossSum
 		top1 += r.Top1
 		top5 += r.Top5
+		return nil
+	})
+	if err != nil {
+		return Scores{}, err
 	}
 	if s.N == 0 {
 		return Scores{}, fmt.Errorf("eval: the data set is empty")
 	}
+	s.Skipped = skipped
 	s.Loss = lossSum / float64(s.N)
 	s.Top1Err = 1 - float64(top1)/float64(s.N)
 	s.Top5Err = 1 - float64(top5)/float64(s.N)

@@ -75,3 +75,17 @@ func (n *Net) SetBNMomentum(m float64) error {
 
 // BNMomentum is the current running-statistics update rate (0.1 unless SetBNMomentum changed it).
 func (n *Net) BNMomentum() float64 { return float64(n.bnMomentum) }
+
+// ActivationValues is the number of float32 values the net's activations (and their gradients, where
+// kept) occupy at its batch capacity.
+func (n *Net) ActivationValues() int64 {
+	var v int64
+	for _, a := range n.g.acts {
+		per := int64(a.c) * int64(a.h) * int64(a.w) * int64(n.capacity)
+		v += per
+		if a.needGrad {
+			v += per
+		}
+	}
+	return v
+}

@@ -6,6 +6,8 @@ import (
 
 	"resnet/internal/config"
 	"resnet/internal/dataset"
+	"resnet/internal/eval"
+	"resnet/internal/vision"
 )
 
 // imagenetData opens root/train and root/val (class folders, or a flat val folder with a label file whose
@@ -46,5 +48,10 @@ func imagenetData(c config.DatasetConfig) (*Data, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Data{Train: tr, Eval: ev, EvalSplit: evalSplit}, nil
+	set := &eval.Set{
+		Files: &eval.FolderFiles{Dir: filepath.Join(c.Root, evalSplit), Index: evIdx},
+		Mean:  vision.ImageNetMean, Std: vision.ImageNetStd,
+		Resize: c.ResizeSize, Crop: c.ImageSize, ClassNames: evIdx.Classes,
+	}
+	return &Data{Train: tr, Eval: ev, EvalSplit: evalSplit, EvalSet: set}, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"resnet/internal/config"
 	"resnet/internal/dataset"
+	"resnet/internal/eval"
 	"resnet/internal/model"
 )
 
@@ -49,7 +50,12 @@ type Data struct {
 	Train, Eval dataset.Pipeline
 	// EvalSplit names the evaluated split (test or val).
 	EvalSplit string
+	// EvalSet is the same split read image by image, for the ten-crop and multi-scale protocols.
+	EvalSet *eval.Set
 }
+
+// cifar10Classes are CIFAR-10's class names, in label order (batches.meta.txt).
+var cifar10Classes = []string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
 
 // normSamples is how many training images the per-channel mean and deviation are measured on.
 const normSamples = 2000
@@ -66,7 +72,7 @@ func OpenData(c config.DatasetConfig, seed int64) (*Data, error) {
 		if err != nil {
 			return nil, err
 		}
-		return sourceData(tr, te, c)
+		return sourceData(tr, te, c, dataset.SyntheticClassNames[:])
 	case "cifar10", "cifar100":
 		opt := dataset.CIFAROptions{Root: c.Root, Classes: 10, Coarse: c.CoarseLabels, ValSize: c.ValSize}
 		if c.Name == "cifar100" {
@@ -82,7 +88,11 @@ func OpenData(c config.DatasetConfig, seed int64) (*Data, error) {
 		if err != nil {
 			return nil, err
 		}
-		return sourceData(tr, te, c)
+		var names []string
+		if opt.Classes == 10 {
+			names = cifar10Classes
+		}
+		return sourceData(tr, te, c, names)
 	case "imagenet":
 		return imagenetData(c)
 	}
@@ -91,7 +101,7 @@ func OpenData(c config.DatasetConfig, seed int64) (*Data, error) {
 
 // sourceData builds the pipelines of a fixed-size data set, normalised with the training split's
 // per-channel statistics.
-func sourceData(tr, te dataset.Source, c config.DatasetConfig) (*Data, error) {
+func sourceData(tr, te dataset.Source, c config.DatasetConfig, classNames []string) (*Data, error) {
 	norm, err := dataset.ComputeNormalization(tr, normSamples)
 	if err != nil {
 		return nil, err
@@ -104,5 +114,6 @@ func sourceData(tr, te dataset.Source, c config.DatasetConfig) (*Data, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Data{Train: trp, Eval: tep, EvalSplit: c.EvalSplit}, nil
+	set := &eval.Set{Source: te, Mean: norm.Mean, Std: norm.Std, ClassNames: classNames}
+	return &Data{Train: trp, Eval: tep, EvalSplit: c.EvalSplit, EvalSet: set}, nil
 }
