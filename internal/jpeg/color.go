@@ -38,11 +38,14 @@ func (d *Decoder) emitRow(my int, dst *Dst) {
 		off := c.planeOff + (ly>>c.sy)*c.planeStride
 		return planes[off+x0>>c.sx : off+c.planeStride]
 	}
-	c0, c1, c2 := &d.comps[0], &d.comps[1], &d.comps[2]
+	c0, c1, c2, c3 := &d.comps[0], &d.comps[1], &d.comps[2], &d.comps[3]
 	for y := y0; y < y1; y++ {
 		ly := y - top
 		out := dst.Pix[(y*d.outW+x0)*3 : (y*d.outW+x1)*3]
 		switch {
+		case d.color == colorCMYK || d.color == colorYCCK:
+			inkRow(out, [4][]uint8{row(c0, ly), row(c1, ly), row(c2, ly), row(c3, ly)},
+				[4]uint{c0.sx, c1.sx, c2.sx, c3.sx}, d.color == colorYCCK)
 		case d.color == colorGray:
 			grayRow(out, row(c0, ly)[:w])
 		case d.color == colorRGB:
@@ -133,5 +136,29 @@ func yccRowHalf(out, y, cb, cr []uint8) {
 func yccRowAny(out, y, cb, cr []uint8, sy, sb, sr uint) {
 	for i := range len(out) / 3 {
 		yccPixel(out[3*i:], y[i>>sy], cb[i>>sb], cr[i>>sr])
+	}
+}
+
+// div255 is round(v / 255) for 0 <= v <= 255*255.
+func div255(v uint32) uint8 {
+	v += 128
+	return uint8((v + v>>8) >> 8)
+}
+
+// inkRow converts a row of Adobe CMYK or YCCK planes p (each subsampled by 2^s[i]) to RGB. Adobe stores
+// the inks inverted, so a stored sample is 255 minus the ink: R = (255-C)(255-K)/255 is the stored C
+// times the stored K over 255. In YCCK the first three planes are YCbCr whose RGB is 255 minus the
+// stored C, M, Y, as libjpeg and image/jpeg read it.
+func inkRow(out []uint8, p [4][]uint8, s [4]uint, ycck bool) {
+	for i := range len(out) / 3 {
+		o := out[3*i : 3*i+3 : 3*i+3]
+		c, m, y, k := p[0][i>>s[0]], p[1][i>>s[1]], p[2][i>>s[2]], uint32(p[3][i>>s[3]])
+		if ycck {
+			yccPixel(o, c, m, y)
+			c, m, y = 255-o[0], 255-o[1], 255-o[2]
+		}
+		o[0] = div255(uint32(c) * k)
+		o[1] = div255(uint32(m) * k)
+		o[2] = div255(uint32(y) * k)
 	}
 }

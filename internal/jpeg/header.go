@@ -286,7 +286,9 @@ func (d *Decoder) checkFrame() error {
 	switch d.ncomp {
 	case 1, 3:
 	case 4:
-		return unsupported("4 components (CMYK or YCCK)")
+		if !d.adobe {
+			return unsupported("4 components without an Adobe marker to say whether they are CMYK or YCCK")
+		}
 	default:
 		return unsupported("%d components", d.ncomp)
 	}
@@ -340,6 +342,13 @@ func (d *Decoder) checkFrame() error {
 		c.cbw, c.cbh = (cw+7)/8, (ch+7)/8
 	}
 	d.color = colorGray
+	if d.ncomp == 4 {
+		// As libjpeg decides: transform 0 is plain CMYK, any other value YCCK.
+		d.color = colorYCCK
+		if d.adobeXform == 0 {
+			d.color = colorCMYK
+		}
+	}
 	if d.ncomp == 3 {
 		d.color = colorYCbCr
 		switch {

@@ -1,11 +1,12 @@
 // Package jpeg is a fast JPEG decoder written from ITU T.81 for the training data pipeline. It decodes
-// baseline, extended-sequential and progressive Huffman-coded JPEGs with 8-bit samples, grey or three-
-// component (YCbCr, or RGB when the file says so), any sampling factors whose ratios are 1, 2 or 4, with or
-// without restart intervals, straight into interleaved 8-bit RGB. It can also decode at 1/2, 1/4 or 1/8 of
+// baseline, extended-sequential and progressive Huffman-coded JPEGs with 8-bit samples, grey, three-
+// component (YCbCr, or RGB when the file says so) or four-component (Adobe CMYK or YCCK), any sampling
+// factors whose ratios are 1, 2 or 4, with or without restart intervals, straight into interleaved 8-bit
+// RGB. It can also decode at 1/2, 1/4 or 1/8 of
 // the size, through reduced inverse DCTs that box-filter each 8x8 block exactly.
 //
-// What it does not decode (CMYK and YCCK, 12-bit samples, arithmetic coding, lossless and hierarchical
-// JPEGs) returns an error wrapping ErrUnsupported, for the caller to fall back to image/jpeg.
+// What it does not decode (four components without an Adobe marker, 12-bit samples, arithmetic coding,
+// lossless and hierarchical JPEGs) returns an error wrapping ErrUnsupported, for the caller to fall back to image/jpeg.
 //
 // A Decoder keeps its buffers between calls, so decoding a stream of images into the same Dst allocates
 // nothing after the first few. Sequential JPEGs with one scan (what cameras and most encoders write) are
@@ -57,8 +58,8 @@ const (
 	maxScanPasses = 100
 )
 
-// ErrUnsupported is wrapped by the errors for valid JPEGs this package does not decode: CMYK/YCCK
-// (4 components), 12-bit samples, arithmetic coding, lossless and hierarchical modes, unusual sampling
+// ErrUnsupported is wrapped by the errors for valid JPEGs this package does not decode: 4 components
+// without an Adobe marker, 12-bit samples, arithmetic coding, lossless and hierarchical modes, unusual sampling
 // factors. Decode them with image/jpeg instead.
 var ErrUnsupported = errors.New("jpeg: unsupported JPEG variant (decode it with image/jpeg instead)")
 
@@ -101,6 +102,8 @@ const (
 	colorGray colorModel = iota
 	colorYCbCr
 	colorRGB
+	colorCMYK // Adobe CMYK, stored inverted as Adobe applications write it
+	colorYCCK // Adobe YCCK: inverted CMY coded as YCbCr, and inverted K
 )
 
 // component is one image component: its frame parameters, its geometry in blocks and in the row planes,
@@ -127,7 +130,7 @@ type component struct {
 // scan is the header of one scan.
 type scan struct {
 	n      int    // components in the scan
-	comp   [3]int // indexes into Decoder.comps, in scan order
+	comp   [4]int // indexes into Decoder.comps, in scan order
 	ss, se int    // spectral selection
 	ah, al uint   // successive approximation
 }
@@ -151,7 +154,7 @@ type state struct {
 	width, height int
 	ncomp         int
 	frameSeg      []byte // the frame header, for checkFrame
-	comps         [3]component
+	comps         [4]component
 	progressive   bool
 	frameSeen     bool
 	hmax, vmax    int

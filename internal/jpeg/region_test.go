@@ -23,9 +23,7 @@ func regionInputs(t *testing.T) map[string][]byte {
 		"test separate 4:2:0": encodeTest(photoImage(50, 38, 2), sub(3, true, [2]int{2, 2}, [2]int{1, 1}, [2]int{1, 1})),
 	}
 	for _, f := range pillowFixtures {
-		if f.name != "fixtureCMYK" {
-			in["pillow "+f.name] = mustBase64(t, f.data)
-		}
+		in["pillow "+f.name] = mustBase64(t, f.data)
 	}
 	return in
 }

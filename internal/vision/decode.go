@@ -125,8 +125,8 @@ func Decode(data []byte, dst *Image) (Format, error) {
 
 // DecodeScaled is Decode with a size hint (see DecodeOptions). JPEGs go through the project's own decoder
 // (internal/jpeg, about twice as fast as image/jpeg), which decodes at 1/2, 1/4 or 1/8 of the size when the
-// hint allows; callers map crop rectangles by dst.W / full width. Variants it does not handle (CMYK, YCCK,
-// 12-bit, arithmetic coding) and PNGs go through the standard library.
+// hint allows; callers map crop rectangles by dst.W / full width (ReducedRect). Variants it does not handle
+// (12-bit, arithmetic coding, CMYK without an Adobe marker) and PNGs go through the standard library.
 func DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err error) {
 	w, h, f, err := DecodeConfig(data)
 	if err != nil {

@@ -55,7 +55,9 @@ FIXTURES = [
      "fixtureProgressiveGrayRestart without restarts"),
     ("fixtureAdobeRGB", (21, 13), 11, "RGB", dict(quality=90, subsampling=0, keep_rgb=True),
      "RGB components with an Adobe marker saying no colour transform, quality 90"),
-    ("fixtureCMYK", (21, 13), 12, "CMYK", dict(quality=90), "CMYK with an Adobe marker, quality 90 (unsupported)"),
+    ("fixtureCMYK", (21, 13), 12, "CMYK", dict(quality=90), "CMYK with an Adobe marker, quality 90"),
+    ("fixtureCMYKProgressive", (37, 29), 13, "CMYK", dict(quality=85, progressive=True),
+     "progressive CMYK with an Adobe marker, quality 85"),
 ]
 
 
