@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"unsafe"
 )
 
 // The resampler works on packed pixels: R, G and B in 21-bit lanes of one uint64 (bits 0, 21 and 42), so
@@ -52,6 +53,7 @@ type axisTable struct {
 	start []int32   // first input sample of each output sample, offset by build's in0
 	w     []uint64  // taps weights per output sample, fixed point, summing to resizeOne
 	taps  int       // input samples per output sample
+	reach int       // one past the last input sample any output sample reads
 	fw    []float64 // one output sample's float weights before quantisation
 }
 
@@ -91,13 +93,16 @@ func (a *axisTable) span(i int, scale float64, inLen int) (lo int, fw []float64)
 // build computes the coefficients of output samples [o0, o0+n) of the resampling of input samples
 // [in0, in0+inLen) to outLen samples.
 func (a *axisTable) build(in0, inLen, outLen, o0, n int) {
+	if in0 < 0 || inLen < 1 {
+		panic(fmt.Sprintf("vision: resize axis of %d samples from %d", inLen, in0))
+	}
 	scale := float64(inLen) / float64(outLen)
 	taps := 1
 	for i := range n {
 		_, fw := a.span(o0+i, scale, inLen)
 		taps = max(taps, len(fw))
 	}
-	a.taps = taps
+	a.taps, a.reach = taps, 0
 	a.start = grow(a.start, n)
 	a.w = grow(a.w, n*taps)
 	clear(a.w)
@@ -115,6 +120,7 @@ func (a *axisTable) build(in0, inLen, outLen, o0, n int) {
 		}
 		q[big] += resizeOne - sum // make the weights sum to exactly one (wraps correctly when sum > one)
 		a.start[i] = int32(in0 + s)
+		a.reach = max(a.reach, in0+s+taps)
 	}
 }
 
@@ -168,32 +174,44 @@ func horizontalPass(out, in []uint64, xs *axisTable) {
 		return
 	}
 	out = out[:len(xs.start)]
+	n := len(out)
+	if n == 0 {
+		return
+	}
+	// build keeps every start in [0, reach-taps], so one check covers every read: the unrolled loops below
+	// then read through unchecked pointers. Bounds checks per tap otherwise cost more than the
+	// multiply-adds.
+	if xs.reach > len(in) || len(xs.w) < n*taps {
+		panic(fmt.Sprintf("vision: resize table reads %d samples of a %d-sample row", xs.reach, len(in)))
+	}
+	src, w := unsafe.Pointer(unsafe.SliceData(in)), unsafe.Pointer(unsafe.SliceData(xs.w))
+	at := func(s int32) unsafe.Pointer { return unsafe.Add(src, uintptr(s)*8) }
 	// The common tap counts are unrolled: the loop overhead otherwise costs as much as the arithmetic.
 	switch taps {
 	case 2:
 		for i, s := range xs.start {
-			p, w := in[s:s+2:s+2], xs.w[2*i:2*i+2:2*i+2]
-			out[i] = round8(w[0]*p[0] + w[1]*p[1])
+			p, q := (*[2]uint64)(at(s)), (*[2]uint64)(unsafe.Add(w, i*16))
+			out[i] = round8(q[0]*p[0] + q[1]*p[1])
 		}
 	case 3:
 		for i, s := range xs.start {
-			p, w := in[s:s+3:s+3], xs.w[3*i:3*i+3:3*i+3]
-			out[i] = round8(w[0]*p[0] + w[1]*p[1] + w[2]*p[2])
+			p, q := (*[3]uint64)(at(s)), (*[3]uint64)(unsafe.Add(w, i*24))
+			out[i] = round8(q[0]*p[0] + q[1]*p[1] + q[2]*p[2])
 		}
 	case 4:
 		for i, s := range xs.start {
-			p, w := in[s:s+4:s+4], xs.w[4*i:4*i+4:4*i+4]
-			out[i] = round8(w[0]*p[0] + w[1]*p[1] + w[2]*p[2] + w[3]*p[3])
+			p, q := (*[4]uint64)(at(s)), (*[4]uint64)(unsafe.Add(w, i*32))
+			out[i] = round8(q[0]*p[0] + q[1]*p[1] + q[2]*p[2] + q[3]*p[3])
 		}
 	case 5:
 		for i, s := range xs.start {
-			p, w := in[s:s+5:s+5], xs.w[5*i:5*i+5:5*i+5]
-			out[i] = round8(w[0]*p[0] + w[1]*p[1] + w[2]*p[2] + w[3]*p[3] + w[4]*p[4])
+			p, q := (*[5]uint64)(at(s)), (*[5]uint64)(unsafe.Add(w, i*40))
+			out[i] = round8(q[0]*p[0] + q[1]*p[1] + q[2]*p[2] + q[3]*p[3] + q[4]*p[4])
 		}
 	case 6:
 		for i, s := range xs.start {
-			p, w := in[s:s+6:s+6], xs.w[6*i:6*i+6:6*i+6]
-			out[i] = round8(w[0]*p[0] + w[1]*p[1] + w[2]*p[2] + w[3]*p[3] + w[4]*p[4] + w[5]*p[5])
+			p, q := (*[6]uint64)(at(s)), (*[6]uint64)(unsafe.Add(w, i*48))
+			out[i] = round8(q[0]*p[0] + q[1]*p[1] + q[2]*p[2] + q[3]*p[3] + q[4]*p[4] + q[5]*p[5])
 		}
 	default:
 		for i, s := range xs.start {
