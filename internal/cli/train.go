@@ -109,25 +109,8 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	if err != nil {
 		return err
 	}
-	stop := e.stop
-	if stop == nil {
-		ch := make(chan struct{})
-		stop = ch
-		sig := make(chan os.Signal, 2)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(sig)
-		go func() {
-			s, ok := <-sig
-			if !ok {
-				return
-			}
-			fmt.Fprintf(e.stderr, "\n%v: finishing the current step and writing a checkpoint (again to quit at once)\n", s)
-			close(ch)
-			if _, ok := <-sig; ok {
-				os.Exit(exitInterrupted)
-			}
-		}()
-	}
+	stop, release := interruptChannel(e)
+	defer release()
 	fmt.Fprintf(e.stdout, "training %s on %s, run directory %s\n", cfg.Model.Arch, dev.Name(), runDir)
 	res, err := train.Run(train.Options{
 		Config: cfg, ConfigYAML: yml, RunDir: runDir, Resume: o.resume != "",
@@ -143,4 +126,27 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		100*res.Last.TestErr, 100*res.Last.TestTop5Err, res.Epochs, runDir,
 		filepath.Join(runDir, "metrics.jsonl"), res.Checkpoint)
 	return nil
+}
+
+// interruptChannel returns the channel that asks training to stop: the test hook when set, else one closed
+// by the first SIGINT or SIGTERM (a second one exits at once). release stops listening for signals.
+func interruptChannel(e *env) (stop <-chan struct{}, release func()) {
+	if e.stop != nil {
+		return e.stop, func() {}
+	}
+	ch := make(chan struct{})
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s, ok := <-sig
+		if !ok {
+			return
+		}
+		fmt.Fprintf(e.stderr, "\n%v: finishing the current step and writing a checkpoint (again to quit at once)\n", s)
+		close(ch)
+		if _, ok := <-sig; ok {
+			os.Exit(exitInterrupted)
+		}
+	}()
+	return ch, func() { signal.Stop(sig) }
 }

@@ -1,0 +1,187 @@
+package compare
+
+import (
+	"bytes"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"resnet/internal/cpu"
+)
+
+func TestExpand(t *testing.T) {
+	for in, want := range map[string]string{
+		"res34": "resnet34", "res50": "resnet50", "cifar_res56": "cifar_resnet56",
+		"plain34": "plain34", "resnet50": "resnet50", "cifar_plain20": "cifar_plain20", "my.yaml": "my.yaml",
+	} {
+		if got := Expand(in); got != want {
+			t.Errorf("Expand(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// tinyRecipe is the demo recipe cut down to seconds.
+var tinyRecipe = []string{
+	"dataset.train_size=48", "dataset.test_size=24", "train.batch_size=16", "eval.batch_size=24",
+	"train.epochs=2", "device=cpu",
+}
+
+func TestPlanSharesTheRecipe(t *testing.T) {
+	dir := t.TempDir()
+	es, err := Plan([]string{"plain34", "res34"}, "", []string{"dataset.root=/data/in"}, nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[0].Name != "plain34" || es[1].Name != "resnet34" || es[1].RunDir != filepath.Join(dir, "resnet34") {
+		t.Fatalf("entries %+v", es)
+	}
+	a, b := es[0].Config, es[1].Config
+	if a.Model.Arch != "plain34" || b.Model.Arch != "resnet34" {
+		t.Errorf("archs %s, %s", a.Model.Arch, b.Model.Arch)
+	}
+	a.Model, a.Name = b.Model, b.Name
+	ya, _ := a.YAML()
+	yb, _ := b.YAML()
+	if !bytes.Equal(ya, yb) || a.Dataset.Root != "/data/in" {
+		t.Errorf("recipes differ beyond the model:\n%s\n---\n%s", ya, yb)
+	}
+
+	// Zoo models without a preset take the recipe's model section with their architecture.
+	es, err = Plan([]string{"cifar_plain8", "cifar_res8"}, "demo", tinyRecipe, nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es[0].Config.Model.Arch != "cifar_plain8" || es[1].Name != "cifar_resnet8" || es[1].Config.Dataset.TrainSize != 48 {
+		t.Errorf("entries %+v / %+v", es[0].Config, es[1].Config)
+	}
+
+	for _, c := range []struct {
+		args []string
+		base string
+		want string
+	}{
+		{[]string{"res34"}, "", "at least two models"},
+		{[]string{"res34", "resnet34"}, "", `both named "resnet34"`},
+		{[]string{"cifar_res8", "cifar_plain8"}, "", "cifar_resnet8 is a model without a preset; give the recipe"},
+		{[]string{"res34", "vgg16"}, "", `compare vgg16: config: no such file or preset "vgg16"`},
+	} {
+		if _, err := Plan(c.args, c.base, nil, nil, dir); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Plan(%v): %v, want an error containing %q", c.args, err, c.want)
+		}
+	}
+	es, _ = Plan([]string{"res34", "cifar_res20"}, "resnet34", nil, nil, dir)
+	if err := Describe(es, 10, 32); err == nil || !strings.Contains(err.Error(), "one family") {
+		t.Errorf("mixed families: %v", err)
+	}
+}
+
+// A whole comparison on the synthetic set: train, summarise, draw; then the same call reuses the finished
+// runs, an interrupted run resumes, and a run of another recipe is refused.
+func TestTrainSummarizeWrite(t *testing.T) {
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	plan := func(sets ...string) []*Entry {
+		t.Helper()
+		es, err := Plan([]string{"cifar_plain8", "cifar_res8"}, "demo", append(append([]string(nil), tinyRecipe...), sets...), nil, runs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Describe(es, 10, 32); err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+	es := plan()
+	var log bytes.Buffer
+	opt := Options{Device: cpu.New(), Out: &log}
+	// Interrupt the first model's training at once: it stops with a checkpoint.
+	stop := make(chan struct{})
+	close(stop)
+	opt.Stop = stop
+	if err := Train(es, opt); err == nil {
+		t.Fatal("training with a closed stop channel finished")
+	}
+	if st, err := RunState(es[0].RunDir, 2); err != nil || st != Unfinished {
+		t.Fatalf("after the interrupt: state %v, %v; want unfinished", st, err)
+	}
+	opt.Stop = nil
+	log.Reset()
+	if err := Train(es, opt); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "cifar_plain8: resuming") || !strings.Contains(log.String(), "cifar_resnet8: training") {
+		t.Errorf("progress:\n%s", log.String())
+	}
+	before, _ := os.ReadFile(filepath.Join(es[1].RunDir, "metrics.jsonl"))
+	log.Reset()
+	if err := Train(es, opt); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(filepath.Join(es[1].RunDir, "metrics.jsonl"))
+	if strings.Count(log.String(), "reused") != 2 || !bytes.Equal(before, after) {
+		t.Errorf("second call retrained:\n%s", log.String())
+	}
+	if err := Train(plan("train.lr=0.3"), opt); err == nil || !strings.Contains(err.Error(), "different config") {
+		t.Errorf("a run of another recipe: %v", err)
+	}
+
+	s, err := Summarize(es, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Models) != 2 || s.Models[0].Epochs != 2 || len(s.Models[1].Curve) != 2 || s.Models[1].Steps != 6 ||
+		!s.Models[1].Residual || s.Models[0].Residual || s.Models[1].Params != s.Models[0].Params || s.Models[0].Depth != 8 {
+		t.Fatalf("summary %+v", s)
+	}
+	out := filepath.Join(dir, "out")
+	if err := Write(out, s); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(out, "curves.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != 1200 || b.Dy() != 480 {
+		t.Errorf("curves.png is %dx%d, want 1200x480 (two 5x4 inch panels at 120 dpi)", b.Dx(), b.Dy())
+	}
+	svg, _ := os.ReadFile(filepath.Join(out, "curves.svg"))
+	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("residual networks")) || !bytes.Contains(svg, []byte("cifar_plain8")) {
+		t.Errorf("curves.svg lacks the panels or the legend")
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "summary.md"))
+	if !bytes.Contains(md, []byte("| cifar_resnet8 | 8 | 75,290 |")) || !bytes.Contains(md, []byte("shortcuts at 8 layers")) {
+		t.Errorf("summary.md:\n%s", md)
+	}
+	var back Summary
+	js, _ := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err := json.Unmarshal(js, &back); err != nil || len(back.Models) != 2 || back.Models[0].FinalTrainErr != s.Models[0].FinalTrainErr {
+		t.Errorf("summary.json: %v %+v", err, back)
+	}
+}
+
+func TestFindings(t *testing.T) {
+	ms := []ModelSummary{
+		{Name: "p20", Depth: 20, FinalTrainErr: 0.10, FinalTestErr: 0.12},
+		{Name: "p56", Depth: 56, FinalTrainErr: 0.15, FinalTestErr: 0.17},
+		{Name: "r20", Depth: 20, Residual: true, FinalTrainErr: 0.09, FinalTestErr: 0.11},
+		{Name: "r56", Depth: 56, Residual: true, FinalTrainErr: 0.05, FinalTestErr: 0.08},
+	}
+	f := strings.Join(findings(ms), "\n")
+	for _, want := range []string{
+		"plain nets, degradation: p56 (56 layers) ends at 15.00% training error, p20 (20 layers) at 10.00% (+5.00 points",
+		"residual nets, no degradation: r56 (56 layers) ends at 5.00% training error, r20 (20 layers) at 9.00% (-4.00 points",
+		"shortcuts at 56 layers: r56 ends at 5.00% training / 8.00% test error, p56 at 15.00% / 17.00%",
+	} {
+		if !strings.Contains(f, want) {
+			t.Errorf("findings lack %q:\n%s", want, f)
+		}
+	}
+}
