@@ -3,6 +3,8 @@
 
 package jpeg
 
+import "unsafe"
+
 // JFIF YCbCr to RGB in 16.16 fixed point, rounded to nearest and clamped:
 //
 //	R = Y + 1.402 (Cr-128)
@@ -107,28 +109,59 @@ func yccRow(out, y, cb, cr []uint8) {
 	}
 }
 
+// The chroma terms of the conversion per chroma sample, and a clamping table: with them a pixel costs
+// three additions and three loads. termR and termB are the rounded red and blue offsets plus clipBias;
+// the green one depends on both chroma samples, so termGb and termGr hold its 16.16 parts (rounding and
+// bias included), added and then shifted. The results are exactly those of yccPixel.
+var (
+	termR, termB, termGb, termGr [256]int32
+	// clip[v+clipBias] is v clamped to [0, 255], for every v the terms can give (-227 to 482).
+	clip [1024]uint8
+)
+
+const clipBias = 256
+
+func init() {
+	for i := range 256 {
+		c := int32(i) - 128
+		termR[i] = (fixCrR*c+fixY)>>16 + clipBias
+		termB[i] = (fixCbB*c+fixY)>>16 + clipBias
+		termGb[i] = -fixCbG * c
+		termGr[i] = fixY - fixCrG*c + clipBias<<16
+	}
+	for i := range clip {
+		clip[i] = uint8(min(max(i-clipBias, 0), 255))
+	}
+}
+
 // yccRowHalf converts a row whose chroma has half the width (4:2:0, 4:2:2): each chroma sample's terms
-// are computed once for its two pixels.
+// are looked up once for its two pixels.
 func yccRowHalf(out, y, cb, cr []uint8) {
 	w := len(y)
-	cbp, crp := cb[:w/2], cr[:w/2]
-	for j := range cbp {
-		if len(y) < 2 || len(out) < 6 {
-			return
-		}
-		b, r := int32(cbp[j])-128, int32(crp[j])-128
-		dr, dg, db := fixCrR*r+fixY, fixY-fixCbG*b-fixCrG*r, fixCbB*b+fixY
-		y0, y1 := int32(y[0])<<16, int32(y[1])<<16
-		out[0] = clampRGB((y0 + dr) >> 16)
-		out[1] = clampRGB((y0 + dg) >> 16)
-		out[2] = clampRGB((y0 + db) >> 16)
-		out[3] = clampRGB((y1 + dr) >> 16)
-		out[4] = clampRGB((y1 + dg) >> 16)
-		out[5] = clampRGB((y1 + db) >> 16)
-		y, out = y[2:], out[6:]
+	n := (w + 1) / 2
+	if len(out) < 3*w || len(cb) < n || len(cr) < n {
+		panic("jpeg: colour conversion row too short")
+	}
+	if w >= 2 {
+		yccPairs(unsafe.Pointer(&out[0]), unsafe.Pointer(&y[0]), unsafe.Pointer(&cb[0]), unsafe.Pointer(&cr[0]), w/2)
 	}
 	if w%2 == 1 {
-		yccPixel(out, y[0], cb[w/2], cr[w/2])
+		yccPixel(out[3*(w-1):], y[w-1], cb[w/2], cr[w/2])
+	}
+}
+
+// yccPairs converts n pixel pairs for yccRowHalf, which has checked the lengths: out holds 6n bytes, y
+// 2n, cb and cr n each. Bounds checks on six stores and six loads would cost more than the conversion.
+func yccPairs(out, y, cb, cr unsafe.Pointer, n int) {
+	tR, tB, tGb, tGr, cl := &termR, &termB, &termGb, &termGr, &clip
+	for j := range n {
+		b, r := *(*uint8)(unsafe.Add(cb, j)), *(*uint8)(unsafe.Add(cr, j))
+		dr, db, dg := tR[r], tB[b], (tGb[b]+tGr[r])>>16
+		yy := (*[2]uint8)(unsafe.Add(y, 2*j))
+		o := (*[6]uint8)(unsafe.Add(out, 6*j))
+		y0, y1 := int32(yy[0]), int32(yy[1])
+		o[0], o[1], o[2] = cl[(y0+dr)&1023], cl[(y0+dg)&1023], cl[(y0+db)&1023]
+		o[3], o[4], o[5] = cl[(y1+dr)&1023], cl[(y1+dg)&1023], cl[(y1+db)&1023]
 	}
 }
 
