@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X resnet/internal/cli.version=$(VERSION)
 DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: all build test vet fmt-check demo bench clean
+.PHONY: all build test vet fmt-check demo compare-demo bench clean
 
 all: build
 
@@ -28,6 +28,15 @@ fmt-check:
 demo: build
 	$(BIN) train --config demo.yaml --out $(DEMO_OUT)
 	$(BIN) eval --checkpoint $(DEMO_OUT)
+
+# The degradation experiment of He et al. 2015 (Figure 6) on the built-in synthetic data, on the CPU:
+# plain-20/56 and ResNet-20/56 trained with one recipe (configs/compare_demo.yaml). Curves and summary go
+# to docs/compare-demo/, the runs to runs/compare-demo/ (an interrupted demo resumes where it stopped).
+COMPARE_DEMO_OUT  ?= docs/compare-demo
+COMPARE_DEMO_RUNS ?= runs/compare-demo
+compare-demo: build
+	$(BIN) compare --base compare_demo cifar_plain20 cifar_plain56 cifar_resnet20 cifar_resnet56 \
+		--out $(COMPARE_DEMO_OUT) --runs $(COMPARE_DEMO_RUNS)
 
 # CPU training throughput of the benchmark models (see docs/benchmarks.md).
 bench: build

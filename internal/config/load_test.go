@@ -417,8 +417,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestEveryPresetLoads(t *testing.T) {
 	names := configs.Names()
-	if len(names) != 19 {
-		t.Errorf("got %d presets %v, want 19", len(names), names)
+	if len(names) != 20 {
+		t.Errorf("got %d presets %v, want 20", len(names), names)
 	}
 	for _, name := range names {
 		c, err := config.Load(config.Source{File: name})
@@ -444,6 +444,11 @@ func TestEveryPresetLoads(t *testing.T) {
 			warm := name == "cifar_resnet110" || name == "cifar_resnet1202"
 			if warm != (s.WarmStartLR == 0.01 && s.WarmStartUntilErr == 0.8) {
 				t.Errorf("preset %s: warm start %v until %v", name, s.WarmStartLR, s.WarmStartUntilErr)
+			}
+		case name == "compare_demo":
+			// The recipe of make compare-demo: built-in data, the same schedule for every model.
+			if c.Dataset.Name != "synthetic" || c.Dataset.Root != "" || c.Model.Shortcut != "A" || c.Train.Schedule.Type != "cosine" {
+				t.Errorf("preset compare_demo: %+v", c)
 			}
 		case name == "demo":
 			// The demo's sizes are tuned to its time budget; what must hold is that it needs no files.
