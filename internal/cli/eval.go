@@ -160,8 +160,13 @@ func runEval(e *env, o *evalOptions) error {
 		return err
 	}
 	capacity := cfg.Eval.BatchSize
-	if proto.Kind == eval.TenCrop {
+	switch proto.Kind {
+	case eval.TenCrop:
 		capacity = max(capacity, 10)
+	case eval.MultiScale:
+		// The fully-convolutional nets (one per image shape) hold the activations; the net itself only
+		// holds the weights (and the BN recomputation's batches).
+		capacity = 1
 	}
 	if o.recomputeBN > 0 {
 		capacity = max(capacity, cfg.Train.BatchSize)
