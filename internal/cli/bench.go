@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +34,8 @@ type benchOptions struct {
 	configFile string
 	sets       []string
 	batches    int
+	precision  string
+	cpuProfile string
 }
 
 // benchReport is the output of 'resnet bench --json'.
@@ -42,6 +48,9 @@ type benchReport struct {
 	ImagesPerSec float64 `json:"images_per_sec"`
 	StepMillis   float64 `json:"step_ms"`
 	GFLOPPerSec  float64 `json:"gflop_per_sec"`
+	Precision    string  `json:"precision"`
+	// PeakRSSBytes is the process's peak resident set size (getrusage ru_maxrss) when the run ends.
+	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
 }
 
 func newBenchCmd(e *env) *cobra.Command {
@@ -68,6 +77,8 @@ func newBenchCmd(e *env) *cobra.Command {
 	f.StringVarP(&o.configFile, "config", "c", "", "config whose dataset --data reads")
 	f.StringArrayVar(&o.sets, "set", nil, "override a config key for --data (repeatable)")
 	f.IntVar(&o.batches, "batches", 20, "timed batches for --data")
+	f.StringVar(&o.precision, "precision", "fp32", "arithmetic precision: fp32 (the only one the CPU backend and this build support)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file")
 	return cmd
 }
 
@@ -77,6 +88,9 @@ func runBench(e *env, o *benchOptions) error {
 	}
 	if o.batch < 1 || o.steps < 1 || o.warmup < 0 {
 		return usageError{fmt.Errorf("--batch and --steps must be >= 1 and --warmup >= 0")}
+	}
+	if o.precision != "fp32" {
+		return usageError{fmt.Errorf("--precision %q is not supported: the networks train in fp32", o.precision)}
 	}
 	spec, err := model.Lookup(o.model)
 	if err != nil {
@@ -123,31 +137,63 @@ func runBench(e *env, o *benchOptions) error {
 	if err := dev.Sync(); err != nil {
 		return err
 	}
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
 	for i := 0; i < o.steps; i++ {
 		if err := step(); err != nil {
+			stopProfile()
 			return err
 		}
 	}
 	if err := dev.Sync(); err != nil {
+		stopProfile()
 		return err
 	}
 	secs := time.Since(t0).Seconds()
+	if err := stopProfile(); err != nil {
+		return err
+	}
 	ips := float64(o.batch*o.steps) / secs
 	rep := benchReport{
 		Model: spec.Name, Device: dev.Name(), Batch: o.batch, Steps: o.steps, Threads: runtime.GOMAXPROCS(0),
 		ImagesPerSec: ips, StepMillis: 1000 * secs / float64(o.steps),
 		// Training costs about three times the forward MACs, two FLOPs each.
-		GFLOPPerSec: ips * 6 * float64(st.MACs) / 1e9,
+		GFLOPPerSec:  ips * 6 * float64(st.MACs) / 1e9,
+		Precision:    o.precision,
+		PeakRSSBytes: peakRSSBytes(),
 	}
 	if o.json {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	fmt.Fprintf(e.stdout, "%s on %s (%d threads), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s\n",
-		rep.Model, rep.Device, rep.Threads, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec)
+	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s, peak RSS %.0f MiB\n",
+		rep.Model, rep.Device, rep.Threads, rep.Precision, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec,
+		float64(rep.PeakRSSBytes)/(1<<20))
 	return nil
+}
+
+// startCPUProfile starts a pprof CPU profile into path (nothing when path is empty) and returns the
+// function that stops it and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // dataBenchReport is the output of 'resnet bench --data --json'.
@@ -226,4 +272,25 @@ func runBenchData(e *env, o *benchOptions) error {
 	fmt.Fprintf(e.stdout, "%s %s, batch %d, %d workers: %.1f images/s, %.1f images/s per core (%d images, %d skipped)\n",
 		rep.Dataset, rep.Transform, rep.Batch, rep.Workers, rep.ImagesPerSec, rep.ImagesPerSecPerCore, rep.Images, rep.Skipped)
 	return nil
+}
+
+// peakRSSBytes is the process's peak resident set size, read from VmHWM in /proc/self/status (the same
+// value getrusage reports as ru_maxrss); 0 where that file does not exist.
+func peakRSSBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "VmHWM:")
+		if !ok {
+			continue
+		}
+		kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return kib << 10
+	}
+	return 0
 }

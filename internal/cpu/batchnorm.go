@@ -174,12 +174,28 @@ func (j *bnJob) normalize(c, g int) {
 		}
 		if j.relu {
 			for i, v := range y {
-				if v < 0 {
-					y[i] = 0
-				}
+				y[i] = relu(v)
 			}
 		}
 	}
+}
+
+// positive is all ones when the float32 with bits b is greater than zero (not -0, not negative), else 0.
+// The activations' signs are random, so a branch here would mispredict half the time.
+func positive(b uint32) uint32 {
+	s := int32(b)
+	return uint32((-s & ^s) >> 31)
+}
+
+// relu is max(v, 0) without a branch (a NaN with the sign bit clear passes through).
+func relu(v float32) float32 {
+	b := math.Float32bits(v)
+	return math.Float32frombits(b & positive(b))
+}
+
+// reluGrad is g where y > 0, else 0, without a branch.
+func reluGrad(g, y float32) float32 {
+	return math.Float32frombits(math.Float32bits(g) & positive(math.Float32bits(y)))
 }
 
 // gradStats sums the (ReLU-masked) output gradient and its product with x - mean of channel c over chunk
@@ -187,31 +203,43 @@ func (j *bnJob) normalize(c, g int) {
 func (j *bnJob) gradStats(c, g, slot int) {
 	mean := float64(j.chan32[4*c])
 	lo, hi := split(j.g.n, j.g.chunks, g)
-	var sdy, sdyx float64
+	// Four interleaved partial sums per quantity, so the float64 additions do not wait on each other.
+	var sdy, sdyx [4]float64
 	for n := lo; n < hi; n++ {
 		x := j.plane(j.x, n, c)
 		dy := j.plane(j.dy, n, c)
 		dy = dy[:len(x)]
+		var y []float32
 		if j.relu {
-			y := j.plane(j.y, n, c)
+			y = j.plane(j.y, n, c)
 			y = y[:len(x)]
-			for i, v := range x {
-				if y[i] > 0 {
-					gy := float64(dy[i])
-					sdy += gy
-					sdyx += gy * (float64(v) - mean)
-				}
-			}
-			continue
 		}
-		for i, v := range x {
-			gy := float64(dy[i])
-			sdy += gy
-			sdyx += gy * (float64(v) - mean)
+		i := 0
+		for ; i+4 <= len(x); i += 4 {
+			xs, gs := (*[4]float32)(x[i:i+4]), (*[4]float32)(dy[i:i+4])
+			g := *gs
+			if y != nil {
+				ys := (*[4]float32)(y[i : i+4])
+				g[0], g[1], g[2], g[3] = reluGrad(g[0], ys[0]), reluGrad(g[1], ys[1]), reluGrad(g[2], ys[2]), reluGrad(g[3], ys[3])
+			}
+			for q := range 4 {
+				gy := float64(g[q])
+				sdy[q] += gy
+				sdyx[q] += gy * (float64(xs[q]) - mean)
+			}
+		}
+		for ; i < len(x); i++ {
+			g := dy[i]
+			if y != nil {
+				g = reluGrad(g, y[i])
+			}
+			gy := float64(g)
+			sdy[0] += gy
+			sdyx[0] += gy * (float64(x[i]) - mean)
 		}
 	}
 	st := j.stats[3*slot : 3*slot+2]
-	st[0], st[1] = sdy, sdyx
+	st[0], st[1] = (sdy[0]+sdy[1])+(sdy[2]+sdy[3]), (sdyx[0]+sdyx[1])+(sdyx[2]+sdyx[3])
 }
 
 // grad writes dx = k*(gy - a - (x - mean)*b) and the shortcut gradient for channel c over chunk g, with
@@ -240,19 +268,39 @@ func (j *bnJob) grad(c, g int) {
 				clear(dz) // positions the strided shortcut does not read
 			}
 		}
-		w := j.g.w
-		for i, v := range x {
-			gy := dy[i]
-			if j.relu && !(y[i] > 0) {
-				gy = 0
+		if j.relu {
+			for i, v := range x {
+				gy := reluGrad(dy[i], y[i])
+				dx[i] = k * (gy - a - (v-mean)*b)
 			}
-			dx[i] = k * (gy - a - (v-mean)*b)
-			if dz != nil {
-				if sc.stride == 1 {
-					dz[i] = gy
-				} else {
-					dz[(i/w)*sc.stride*sc.w+(i%w)*sc.stride] = gy
+		} else {
+			for i, v := range x {
+				dx[i] = k * (dy[i] - a - (v-mean)*b)
+			}
+		}
+		if dz == nil {
+			continue
+		}
+		if sc.stride == 1 {
+			dz = dz[:len(x)]
+			if j.relu {
+				for i, g := range dy {
+					dz[i] = reluGrad(g, y[i])
 				}
+			} else {
+				copy(dz, dy)
+			}
+			continue
+		}
+		w := j.g.w
+		for r := 0; r < len(x)/w; r++ {
+			zr := dz[r*sc.stride*sc.w:]
+			for q := 0; q < w; q++ {
+				gy := dy[r*w+q]
+				if j.relu {
+					gy = reluGrad(gy, y[r*w+q])
+				}
+				zr[q*sc.stride] = gy
 			}
 		}
 	}

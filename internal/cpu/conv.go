@@ -8,7 +8,10 @@ package cpu
 //	backward filter  dw    (Cout, K) += dy[n] (Cout, P) * col(x[n])^T (P, K)
 //
 // with K = Cin*KH*KW and P = OH*OW. A 1x1 stride-1 unpadded convolution needs no im2col: x[n] already is
-// that (Cin, H*W) matrix.
+// that (Cin, H*W) matrix. The patch matrix is never written out in the forward and backward-filter passes:
+// the GEMM packs its panels straight from the image (gemmOp.bConv, packBConv). A stride-1 backward data
+// pass is itself a forward convolution, of dy with the flipped, transposed weights and padding K-1-pad,
+// so it too writes dx directly; only strided ones go through a patch-gradient matrix and col2im.
 //
 // Work is split by image when there are at least as many images as workers (each worker runs whole
 // single-threaded GEMMs on its own scratch), otherwise images run one after another, each GEMM spread over
@@ -77,36 +80,148 @@ func validRange(out, in, stride, pad, k int) (lo, hi int) {
 	return lo, max(lo, hi)
 }
 
-// im2col writes the (K, P) patch matrix of one image x (C, H, W) into col.
-func im2col(col, x []float32, g *convGeom) {
-	hw, p := g.h*g.w, g.positions
-	row := 0
-	for c := 0; c < g.cin; c++ {
-		xc := x[c*hw : (c+1)*hw]
-		for i := 0; i < g.kh; i++ {
-			for j := 0; j < g.kw; j++ {
-				dst := col[row*p : (row+1)*p]
-				row++
-				lo, hi := validRange(g.ow, g.w, g.stride, g.pad, j)
-				for oy := 0; oy < g.oh; oy++ {
-					out := dst[oy*g.ow : (oy+1)*g.ow]
-					iy := oy*g.stride - g.pad + i
-					if iy < 0 || iy >= g.h {
-						clear(out)
-						continue
-					}
-					clear(out[:lo])
-					clear(out[hi:])
-					src := xc[iy*g.w : (iy+1)*g.w]
-					base := j - g.pad
-					if g.stride == 1 {
-						copy(out[lo:hi], src[lo+base:hi+base])
-						continue
-					}
-					for o := lo; o < hi; o++ {
-						out[o] = src[o*g.stride+base]
-					}
+// patch is one row r = (c, i, j) of an image's patch matrix: the input plane of channel c, the kernel
+// offsets, and the output columns [lo, hi) whose input column lies inside the image.
+type patch struct {
+	xc     []float32
+	i, j   int
+	lo, hi int
+}
+
+// patch returns row r of the patch matrix of image x (C, H, W).
+func (g *convGeom) patch(x []float32, r int) patch {
+	khw, hw := g.kh*g.kw, g.h*g.w
+	c, ij := r/khw, r%khw
+	pt := patch{xc: x[c*hw : (c+1)*hw], i: ij / g.kw, j: ij % g.kw}
+	pt.lo, pt.hi = validRange(g.ow, g.w, g.stride, g.pad, pt.j)
+	return pt
+}
+
+// fill writes the values of a patch row at output positions [p0, p0+len(dst)) into dst. It runs for
+// every element the convolutions feed the GEMM, mostly in runs of 8 to 32, so it avoids runtime calls
+// for those short runs.
+func (g *convGeom) fill(dst []float32, pt *patch, p0 int) {
+	ow := g.ow
+	oy, ox := p0/ow, p0%ow
+	iy := oy*g.stride - g.pad + pt.i
+	base := pt.j - g.pad
+	for len(dst) > 0 {
+		run := min(ow-ox, len(dst))
+		out := dst[:run]
+		dst = dst[run:]
+		a, b := max(pt.lo, ox), min(pt.hi, ox+run)
+		if uint(iy) >= uint(g.h) || a >= b {
+			zero(out)
+		} else {
+			zero(out[:a-ox])
+			zero(out[b-ox:])
+			row := pt.xc[iy*g.w : (iy+1)*g.w]
+			in := out[a-ox : b-ox]
+			if g.stride == 1 {
+				copyShort(in, row[a+base:b+base])
+			} else {
+				for t := range in {
+					in[t] = row[(a+t)*g.stride+base]
 				}
+			}
+		}
+		ox = 0
+		iy += g.stride
+	}
+}
+
+// copyShort is copy for short slices, eight values per move.
+func copyShort(dst, src []float32) {
+	if len(dst) > 64 {
+		copy(dst, src)
+		return
+	}
+	src = src[:len(dst)]
+	for len(dst) >= 8 {
+		*(*[8]float32)(dst) = *(*[8]float32)(src)
+		dst, src = dst[8:], src[8:]
+	}
+	for t, v := range src {
+		dst[t] = v
+	}
+}
+
+// zero is clear for short slices (a padding column or two).
+func zero(s []float32) {
+	if len(s) > 16 {
+		clear(s)
+		return
+	}
+	for t := range s {
+		s[t] = 0
+	}
+}
+
+// packBConv is packB for a B that is the patch matrix of the image g.b (or its transpose with transB),
+// read from the image directly.
+func (g *gemmOp) packBConv(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int) {
+	nr, cg := kern.nr, g.bConv
+	kcp := roundUp(kc, kern.kstep)
+	panels := (nc + nr - 1) / nr
+	ws.packB = grow(ws.packB, panels*kcp*nr)
+	if !g.transB {
+		// Step p of a panel is patch row pc+p at the panel's positions. Panels are written one after
+		// another, so the stores stream through memory.
+		ws.patches = grow(ws.patches, kc)
+		pts := ws.patches
+		for p := range pts {
+			pts[p] = cg.patch(g.b, pc+p)
+		}
+		for jp := 0; jp < panels; jp++ {
+			dst := ws.packB[jp*kcp*nr : (jp+1)*kcp*nr]
+			c0 := jc + jp*nr
+			cols := min(nr, jc+nc-c0)
+			if cols < nr {
+				clear(dst)
+			} else {
+				clear(dst[kc*nr:])
+			}
+			for p := range pts {
+				cg.fill(dst[p*nr:p*nr+cols], &pts[p], c0)
+			}
+		}
+		return
+	}
+	// Transposed: lane j of a panel is patch row c0+j at positions [pc, pc+kc). Rows are expanded eight at
+	// a time into scratch and interleaved, so each store fills eight adjacent lanes.
+	ws.rows = grow(ws.rows, 8*kc)
+	t := ws.rows
+	for jp := 0; jp < panels; jp++ {
+		dst := ws.packB[jp*kcp*nr : (jp+1)*kcp*nr]
+		c0 := jc + jp*nr
+		cols := min(nr, jc+nc-c0)
+		if cols < nr {
+			clear(dst)
+		} else {
+			clear(dst[kc*nr:])
+		}
+		j := 0
+		for ; j+8 <= cols; j += 8 {
+			for q := range 8 {
+				pt := cg.patch(g.b, c0+j+q)
+				cg.fill(t[q*kc:(q+1)*kc], &pt, pc)
+			}
+			t0, t1, t2, t3 := t[:kc], t[kc:2*kc], t[2*kc:3*kc], t[3*kc:4*kc]
+			t4, t5, t6, t7 := t[4*kc:5*kc], t[5*kc:6*kc], t[6*kc:7*kc], t[7*kc:8*kc]
+			d := dst[j:]
+			for p := range t0 {
+				q := (*[8]float32)(d[p*nr : p*nr+8])
+				q[0], q[1], q[2], q[3] = t0[p], t1[p], t2[p], t3[p]
+				q[4], q[5], q[6], q[7] = t4[p], t5[p], t6[p], t7[p]
+			}
+		}
+		for ; j < cols; j++ {
+			row := t[:kc]
+			pt := cg.patch(g.b, c0+j)
+			cg.fill(row, &pt, pc)
+			d := dst[j:]
+			for p, v := range row {
+				d[p*nr] = v
 			}
 		}
 	}
@@ -170,6 +285,8 @@ type convJob struct {
 	g          convGeom
 	x, w, y    []float32 // y is dy in the backward passes, x is dx in backward data
 	dw         []float32
+	wt         []float32 // flipped, transposed weights (Cin, Cout, KH, KW) of a transposed backward data
+	gt         convGeom  // the forward convolution of dy with wt that a transposed backward data runs
 	accumulate bool
 	chunks     int // batch chunks of backward filter
 	parts      int // element ranges of the reduction
@@ -188,14 +305,14 @@ func (j *convJob) run(worker, i int) {
 	}
 }
 
-// gemm runs on the worker's scratch, or over the whole pool when the job runs images one at a time.
-func (j *convJob) gemm(worker int, parallel, transA, transB bool, m, n, k int, a []float32, lda int,
-	b []float32, ldb int, beta float32, c []float32, ldc int) {
+// gemm runs op on the worker's scratch, or over the whole pool when the job runs images one at a time.
+func (j *convJob) gemm(worker int, parallel bool, op gemmOp) {
+	op.alpha = 1
 	if parallel {
-		j.d.sgemmParallel(transA, transB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+		j.d.gemmParallel(op)
 		return
 	}
-	sgemm(&j.d.ws[worker].gemm, transA, transB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+	op.block(&j.d.ws[worker].gemm, 0, op.m, 0, op.n)
 }
 
 func (j *convJob) col(worker int) []float32 {
@@ -208,29 +325,142 @@ func (j *convJob) forward(worker, n int, parallel bool) {
 	g := &j.g
 	xn := j.x[n*g.inSize : (n+1)*g.inSize]
 	yn := j.y[n*g.outSize : (n+1)*g.outSize]
-	if g.pointwise {
-		j.gemm(worker, parallel, false, false, g.cout, g.positions, g.cin, j.w, g.cin, xn, g.positions, 0, yn, g.positions)
+	if j.shifted(worker, parallel, g, j.w, xn, yn, false) {
 		return
 	}
-	col := j.col(worker)
-	im2col(col, xn, g)
-	j.gemm(worker, parallel, false, false, g.cout, g.positions, g.kdim, j.w, g.kdim, col, g.positions, 0, yn, g.positions)
+	op := gemmOp{m: g.cout, n: g.positions, k: g.kdim, a: j.w, lda: g.kdim, b: xn, ldb: g.positions, c: yn, ldc: g.positions}
+	if !g.pointwise {
+		op.bConv = g
+	}
+	j.gemm(worker, parallel, op)
+}
+
+// shifted runs a stride-1 convolution of one image, y = w * patches(x) (plus y when accumulate), with a
+// kernel that reads the patch matrix in place, and reports whether it did; it declines for strided and
+// pointwise convolutions, kernels without a shifted form, and single images spread over the pool.
+//
+// The image is copied once into a zero-padded buffer of width Wp = W + 2*pad. At output position
+// q = oy*Wp + ox of that padded width, patch row (c, i, j) reads the padded image at c*Hp*Wp + i*Wp + j + q,
+// so every row of the patch matrix is the padded image shifted by a constant: the kernel reads step p of
+// B at that offset, nr consecutive positions at a time. Positions with ox >= OW are computed and dropped.
+func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []float32, accumulate bool) bool {
+	ws := j.d.ws[worker]
+	kern := ws.gemm.kernel()
+	if parallel || kern.shifted == nil || g.stride != 1 || g.pointwise {
+		return false
+	}
+	mr, nr := kern.mr, kern.nr
+	hp, wp := g.h+2*g.pad, g.w+2*g.pad
+	q := g.oh * wp              // padded-width output positions
+	qr := roundUp(q, nr)        // columns of the result buffer: whole tiles only
+	rows := roundUp(g.cout, mr) // rows of the result buffer: whole tiles only
+
+	// The padded image, with room for the last tile's reads past the end.
+	lastOff := (g.cin-1)*hp*wp + (g.kh-1)*wp + g.kw - 1
+	ws.xpad = grow(ws.xpad, lastOff+qr)
+	xp := ws.xpad
+	clear(xp)
+	for c := 0; c < g.cin; c++ {
+		for iy := 0; iy < g.h; iy++ {
+			dst := xp[c*hp*wp+(iy+g.pad)*wp+g.pad:]
+			copyShort(dst[:g.w], x[(c*g.h+iy)*g.w:(c*g.h+iy+1)*g.w])
+		}
+	}
+	ws.offs = grow(ws.offs, g.kdim)
+	for r := range ws.offs {
+		c, ij := r/(g.kh*g.kw), r%(g.kh*g.kw)
+		ws.offs[r] = 4 * (c*hp*wp + ij/g.kw*wp + ij%g.kw)
+	}
+	ws.cbuf = grow(ws.cbuf, rows*qr)
+	cb := ws.cbuf
+
+	op := gemmOp{m: g.cout, k: g.kdim, alpha: 1, a: w, lda: g.kdim}
+	mcMax := roundUp(gemmMC, mr)
+	for pc := 0; pc < g.kdim; pc += kern.kc {
+		kc := min(kern.kc, g.kdim-pc)
+		offs := ws.offs[pc : pc+kc]
+		for ic := 0; ic < g.cout; ic += mcMax {
+			mc := min(mcMax, g.cout-ic)
+			op.packA(&ws.gemm, kern, ic, mc, pc, kc)
+			packed := ws.gemm.packA
+			for jr := 0; jr < qr; jr += nr {
+				b := xp[jr:]
+				for ir := 0; ir < mc; ir += mr {
+					kern.shifted(packed[ir*kc:(ir+mr)*kc], b, offs, cb[(ic+ir)*qr+jr:], qr, pc > 0)
+				}
+			}
+		}
+	}
+	// Keep the OW valid columns of each padded-width row.
+	for co := 0; co < g.cout; co++ {
+		for oy := 0; oy < g.oh; oy++ {
+			src := cb[co*qr+oy*wp : co*qr+oy*wp+g.ow]
+			dst := y[(co*g.oh+oy)*g.ow : (co*g.oh+oy+1)*g.ow]
+			if accumulate {
+				for t, v := range src {
+					dst[t] += v
+				}
+			} else {
+				copyShort(dst, src)
+			}
+		}
+	}
+	return true
+}
+
+// transposable reports whether backward data can run as the forward convolution of dy with flipped
+// weights: stride 1 and a square kernel no wider than its padding allows.
+func (g *convGeom) transposable() bool {
+	return g.stride == 1 && g.kh == g.kw && g.pad <= g.kh-1
+}
+
+// transposed is the geometry of that forward convolution: dy (Cout, OH, OW) in, dx (Cin, H, W) out.
+func (g *convGeom) transposed() convGeom {
+	t := convGeom{n: g.n, cin: g.cout, h: g.oh, w: g.ow, cout: g.cin, kh: g.kh, kw: g.kw, stride: 1,
+		pad: g.kh - 1 - g.pad, oh: g.h, ow: g.w, inSize: g.outSize, outSize: g.inSize}
+	t.kdim, t.positions = t.cin*t.kh*t.kw, t.oh*t.ow
+	return t
+}
+
+// flipWeights writes wt (Cin, Cout, KH, KW) with wt[ci, co, i, j] = w[co, ci, KH-1-i, KW-1-j].
+func flipWeights(wt, w []float32, g *convGeom) {
+	khw := g.kh * g.kw
+	for co := 0; co < g.cout; co++ {
+		for ci := 0; ci < g.cin; ci++ {
+			src := w[(co*g.cin+ci)*khw : (co*g.cin+ci+1)*khw]
+			dst := wt[(ci*g.cout+co)*khw : (ci*g.cout+co+1)*khw]
+			for q, v := range src {
+				dst[khw-1-q] = v
+			}
+		}
+	}
 }
 
 func (j *convJob) backwardData(worker, n int, parallel bool) {
 	g := &j.g
 	dxn := j.x[n*g.inSize : (n+1)*g.inSize]
 	dyn := j.y[n*g.outSize : (n+1)*g.outSize]
+	var beta float32
+	if j.accumulate {
+		beta = 1
+	}
 	if g.pointwise {
-		var beta float32
-		if j.accumulate {
-			beta = 1
+		j.gemm(worker, parallel, gemmOp{transA: true, m: g.cin, n: g.positions, k: g.cout, a: j.w, lda: g.cin, b: dyn,
+			ldb: g.positions, beta: beta, c: dxn, ldc: g.positions})
+		return
+	}
+	if j.wt != nil {
+		t := &j.gt
+		if j.shifted(worker, parallel, t, j.wt, dyn, dxn, j.accumulate) {
+			return
 		}
-		j.gemm(worker, parallel, true, false, g.cin, g.positions, g.cout, j.w, g.cin, dyn, g.positions, beta, dxn, g.positions)
+		j.gemm(worker, parallel, gemmOp{m: t.cout, n: t.positions, k: t.kdim, a: j.wt, lda: t.kdim, b: dyn, beta: beta,
+			c: dxn, ldc: t.positions, bConv: t})
 		return
 	}
 	col := j.col(worker)
-	j.gemm(worker, parallel, true, false, g.kdim, g.positions, g.cout, j.w, g.kdim, dyn, g.positions, 0, col, g.positions)
+	j.gemm(worker, parallel, gemmOp{transA: true, m: g.kdim, n: g.positions, k: g.cout, a: j.w, lda: g.kdim, b: dyn,
+		ldb: g.positions, c: col, ldc: g.positions})
 	if !j.accumulate {
 		clear(dxn)
 	}
@@ -254,13 +484,12 @@ func (j *convJob) backwardFilter(worker, c int, parallel bool) {
 		}
 		xn := j.x[n*g.inSize : (n+1)*g.inSize]
 		dyn := j.y[n*g.outSize : (n+1)*g.outSize]
-		if g.pointwise {
-			j.gemm(worker, parallel, false, true, g.cout, g.cin, g.positions, dyn, g.positions, xn, g.positions, beta, dst, g.cin)
-			continue
+		op := gemmOp{transB: true, m: g.cout, n: g.kdim, k: g.positions, a: dyn, lda: g.positions, b: xn,
+			ldb: g.positions, beta: beta, c: dst, ldc: g.kdim}
+		if !g.pointwise {
+			op.bConv = g
 		}
-		col := j.col(worker)
-		im2col(col, xn, g)
-		j.gemm(worker, parallel, false, true, g.cout, g.kdim, g.positions, dyn, g.positions, col, g.positions, beta, dst, g.kdim)
+		j.gemm(worker, parallel, op)
 	}
 }
 
@@ -312,6 +541,11 @@ func (d *Device) ConvBackwardData(p backend.ConvParams, dy, w, dx backend.Tensor
 	}
 	j := &d.jobs.conv
 	*j = convJob{d: d, kind: convBackwardData, g: g, x: dxv, w: wv, y: dyv, accumulate: accumulate}
+	if !g.pointwise && g.transposable() {
+		d.flipped = grow(d.flipped, len(wv))
+		flipWeights(d.flipped, wv, &g)
+		j.wt, j.gt = d.flipped, g.transposed()
+	}
 	d.runImages(j, (*convJob).backwardData)
 	*j = convJob{}
 	return nil

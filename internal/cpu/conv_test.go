@@ -18,17 +18,35 @@ var convCases = []convCase{
 	{n: 2, cin: 3, h: 8, w: 8, cout: 5, k: 3, stride: 2, pad: 0},
 	{n: 1, cin: 2, h: 4, w: 3, cout: 3, k: 5, stride: 1, pad: 2},
 	{n: 5, cin: 17, h: 6, w: 6, cout: 9, k: 3, stride: 1, pad: 1}, // more images than workers
+	{n: 2, cin: 4, h: 7, w: 9, cout: 3, k: 3, stride: 1, pad: 0},  // unpadded: the transposed backward data pads by 2
+	{n: 2, cin: 6, h: 9, w: 9, cout: 40, k: 3, stride: 1, pad: 1}, // wider than one register tile
+}
+
+// convTestConfigs pairs each GEMM kernel with the worker counts to run it at.
+func convTestConfigs() func(yield func(*gemmKernel, int) bool) {
+	return func(yield func(*gemmKernel, int) bool) {
+		for i := range gemmKernels {
+			for _, workers := range []int{1, 3} {
+				if !yield(&gemmKernels[i], workers) {
+					return
+				}
+			}
+		}
+	}
 }
 
 func (c convCase) String() string {
 	return fmt.Sprintf("N%d_Cin%d_%dx%d_Cout%d_k%d_s%d_p%d", c.n, c.cin, c.h, c.w, c.cout, c.k, c.stride, c.pad)
 }
 
+// Every kernel this machine runs, forced in turn: the convolutions pack their GEMM operands to the
+// kernel's tile straight from the images.
 func TestConvMatchesNaive(t *testing.T) {
-	for _, workers := range []int{1, 3} {
+	for kern, workers := range convTestConfigs() {
 		d := NewWithWorkers(workers)
+		d.useGemmKernel(kern)
 		for i, c := range convCases {
-			t.Run(fmt.Sprintf("workers%d/%v", workers, c), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/workers%d/%v", kern.name, workers, c), func(t *testing.T) {
 				r := newRand(uint64(100 + i))
 				p := backend.ConvParams{Stride: c.stride, Pad: c.pad}
 				xv := randSlice(r, c.n*c.cin*c.h*c.w)

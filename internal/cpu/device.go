@@ -41,6 +41,7 @@ type Device struct {
 	// Scratch shared by the workers of one op, grown on demand and reused so the training step does not
 	// allocate.
 	partial []float32 // per-chunk partial weight gradients (conv backward-filter)
+	flipped []float32 // flipped, transposed weights (conv backward-data)
 	stats   []float64 // per-(channel, chunk) partial statistics (batch norm)
 	chan64  []float64 // per-output bias-gradient sums (linear backward)
 	chan32  []float32 // per-channel constants of a pass (batch norm)

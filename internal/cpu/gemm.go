@@ -25,6 +25,10 @@ type gemmKernel struct {
 	kc     int
 	kstep  int
 	fn     func(kc int, a, b, c []float32, ldc int, add bool)
+	// shifted, when the kernel has it, is fn with step p of B read from b[offs[p]/4:] (offs in bytes)
+	// instead of a packed panel: the stride-1 convolutions use it to read their patch matrix in place
+	// (conv.go, convShifted).
+	shifted func(a, b []float32, offs []int, c []float32, ldc int, add bool)
 }
 
 // gemmKernelGo is the portable kernel, written for a 2x4 tile: Go keeps at most 15 float registers live on
@@ -56,6 +60,9 @@ type gemmScratch struct {
 	packA []float32
 	packB []float32
 	tile  []float32
+	// Patch rows being packed into B (packBConv).
+	rows    []float32
+	patches []patch
 }
 
 func (ws *gemmScratch) kernel() *gemmKernel {
@@ -79,12 +86,16 @@ type gemmOp struct {
 	beta           float32
 	c              []float32
 	ldc            int
+	// bConv, when set, makes op(B) the im2col patch matrix (K, P) of the image b (its transpose with
+	// transB), packed straight from the image without materialising the matrix; ldb is unused.
+	bConv *convGeom
 }
 
 // sgemm computes C = alpha*op(A)*op(B) + beta*C on the calling goroutine (see gemmOp for the layout).
 func sgemm(ws *gemmScratch, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	b []float32, ldb int, beta float32, c []float32, ldc int) {
-	g := gemmOp{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}
+	g := gemmOp{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+		beta: beta, c: c, ldc: ldc}
 	g.block(ws, 0, m, 0, n)
 }
 
@@ -110,7 +121,11 @@ func (g *gemmOp) block(ws *gemmScratch, i0, i1, j0, j1 int) {
 		for pc := 0; pc < g.k; pc += kern.kc {
 			kc := min(kern.kc, g.k-pc)
 			add := pc > 0 || g.beta != 0
-			g.packB(ws, kern, pc, kc, jc, nc)
+			if g.bConv != nil {
+				g.packBConv(ws, kern, pc, kc, jc, nc)
+			} else {
+				g.packB(ws, kern, pc, kc, jc, nc)
+			}
 			for ic := i0; ic < i1; ic += mcMax {
 				mc := min(mcMax, i1-ic)
 				g.packA(ws, kern, ic, mc, pc, kc)
@@ -165,8 +180,22 @@ func (g *gemmOp) packA(ws *gemmScratch, kern *gemmKernel, ic, mc, pc, kc int) {
 			}
 			continue
 		}
-		// A is m x k: walk each row into its lane of the panel.
-		for i := 0; i < rows; i++ {
+		// A is m x k: transpose blocks of 4 rows so each read walks contiguous memory and each write
+		// fills 4 adjacent lanes.
+		i := 0
+		for ; i+4 <= rows; i += 4 {
+			s0 := g.a[(r0+i)*g.lda+pc:]
+			s1 := g.a[(r0+i+1)*g.lda+pc:]
+			s2 := g.a[(r0+i+2)*g.lda+pc:]
+			s3 := g.a[(r0+i+3)*g.lda+pc:]
+			s0, s1, s2, s3 = s0[:kc], s1[:kc], s2[:kc], s3[:kc]
+			d := dst[i:]
+			for p := range s0 {
+				q := (*[4]float32)(d[p*mr : p*mr+4])
+				q[0], q[1], q[2], q[3] = alpha*s0[p], alpha*s1[p], alpha*s2[p], alpha*s3[p]
+			}
+		}
+		for ; i < rows; i++ {
 			src := g.a[(r0+i)*g.lda+pc:]
 			src = src[:kc]
 			d := dst[i:]
@@ -327,9 +356,15 @@ const gemmParallelMin = 1 << 17
 // sgemmParallel is sgemm spread over the worker pool. It produces exactly the bits sgemm produces.
 func (d *Device) sgemmParallel(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	b []float32, ldb int, beta float32, c []float32, ldc int) {
-	op := gemmOp{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}
+	d.gemmParallel(gemmOp{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+		ldb: ldb, beta: beta, c: c, ldc: ldc})
+}
+
+// gemmParallel runs op over the worker pool.
+func (d *Device) gemmParallel(op gemmOp) {
+	m, n := op.m, op.n
 	workers := len(d.ws)
-	if workers == 1 || m*n*k < gemmParallelMin {
+	if workers == 1 || m*n*op.k < gemmParallelMin {
 		op.block(&d.ws[0].gemm, 0, m, 0, n)
 		return
 	}

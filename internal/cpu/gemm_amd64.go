@@ -9,15 +9,28 @@ type asmTile struct {
 	isa    string // "avx2" or "avx512"
 	mr, nr int
 	fn     func(a, b, c *float32, kc, ldc int, add bool)
+	// shifted is fn with step p of B read at b + offs[p] bytes (see gemm_gen.go).
+	shifted func(a, b *float32, offs *int, c *float32, kc, ldc int, add bool)
 }
 
 // kernel wraps the assembly with the bounds checks that keep it inside its slices.
 func (t asmTile) kernel(kc int) gemmKernel {
-	mr, nr, k := t.mr, t.nr, t.fn
+	mr, nr, k, ks := t.mr, t.nr, t.fn, t.shifted
 	return gemmKernel{name: t.isa, mr: mr, nr: nr, kc: kc, kstep: 1,
 		fn: func(kc int, a, b, c []float32, ldc int, add bool) {
 			_, _, _ = a[kc*mr-1], b[kc*nr-1], c[(mr-1)*ldc+nr-1]
 			k(&a[0], &b[0], &c[0], kc, ldc, add)
+		},
+		shifted: func(a, b []float32, offs []int, c []float32, ldc int, add bool) {
+			// offs are byte offsets into b; the caller bounds them by maxOff (checked here).
+			kc := len(offs)
+			_, _ = a[kc*mr-1], c[(mr-1)*ldc+nr-1]
+			for _, o := range offs {
+				if o < 0 || o/4+nr > len(b) {
+					panic("cpu: shifted GEMM offset outside its image")
+				}
+			}
+			ks(&a[0], &b[0], &offs[0], &c[0], kc, ldc, add)
 		}}
 }
 

@@ -9,49 +9,89 @@ package cpu
 //go:noescape
 func gemm6x16AVX2(a, b, c *float32, kc, ldc int, add bool)
 
+// gemm6x16AVX2Shifted is gemm6x16AVX2 with step p of B read at b + offs[p] bytes.
+//
+//go:noescape
+func gemm6x16AVX2Shifted(a, b *float32, offs *int, c *float32, kc, ldc int, add bool)
+
 // gemm4x24AVX2 is the 4x24 avx2 micro-kernel (see gemm_gen.go for its contract).
 //
 //go:noescape
 func gemm4x24AVX2(a, b, c *float32, kc, ldc int, add bool)
+
+// gemm4x24AVX2Shifted is gemm4x24AVX2 with step p of B read at b + offs[p] bytes.
+//
+//go:noescape
+func gemm4x24AVX2Shifted(a, b *float32, offs *int, c *float32, kc, ldc int, add bool)
 
 // gemm8x32AVX512 is the 8x32 avx512 micro-kernel (see gemm_gen.go for its contract).
 //
 //go:noescape
 func gemm8x32AVX512(a, b, c *float32, kc, ldc int, add bool)
 
+// gemm8x32AVX512Shifted is gemm8x32AVX512 with step p of B read at b + offs[p] bytes.
+//
+//go:noescape
+func gemm8x32AVX512Shifted(a, b *float32, offs *int, c *float32, kc, ldc int, add bool)
+
 // gemm12x32AVX512 is the 12x32 avx512 micro-kernel (see gemm_gen.go for its contract).
 //
 //go:noescape
 func gemm12x32AVX512(a, b, c *float32, kc, ldc int, add bool)
+
+// gemm12x32AVX512Shifted is gemm12x32AVX512 with step p of B read at b + offs[p] bytes.
+//
+//go:noescape
+func gemm12x32AVX512Shifted(a, b *float32, offs *int, c *float32, kc, ldc int, add bool)
 
 // gemm14x32AVX512 is the 14x32 avx512 micro-kernel (see gemm_gen.go for its contract).
 //
 //go:noescape
 func gemm14x32AVX512(a, b, c *float32, kc, ldc int, add bool)
 
+// gemm14x32AVX512Shifted is gemm14x32AVX512 with step p of B read at b + offs[p] bytes.
+//
+//go:noescape
+func gemm14x32AVX512Shifted(a, b *float32, offs *int, c *float32, kc, ldc int, add bool)
+
 // gemm16x16AVX512 is the 16x16 avx512 micro-kernel (see gemm_gen.go for its contract).
 //
 //go:noescape
 func gemm16x16AVX512(a, b, c *float32, kc, ldc int, add bool)
+
+// gemm16x16AVX512Shifted is gemm16x16AVX512 with step p of B read at b + offs[p] bytes.
+//
+//go:noescape
+func gemm16x16AVX512Shifted(a, b *float32, offs *int, c *float32, kc, ldc int, add bool)
 
 // gemm6x64AVX512 is the 6x64 avx512 micro-kernel (see gemm_gen.go for its contract).
 //
 //go:noescape
 func gemm6x64AVX512(a, b, c *float32, kc, ldc int, add bool)
 
+// gemm6x64AVX512Shifted is gemm6x64AVX512 with step p of B read at b + offs[p] bytes.
+//
+//go:noescape
+func gemm6x64AVX512Shifted(a, b *float32, offs *int, c *float32, kc, ldc int, add bool)
+
 // gemm8x48AVX512 is the 8x48 avx512 micro-kernel (see gemm_gen.go for its contract).
 //
 //go:noescape
 func gemm8x48AVX512(a, b, c *float32, kc, ldc int, add bool)
 
+// gemm8x48AVX512Shifted is gemm8x48AVX512 with step p of B read at b + offs[p] bytes.
+//
+//go:noescape
+func gemm8x48AVX512Shifted(a, b *float32, offs *int, c *float32, kc, ldc int, add bool)
+
 // asmTiles lists every generated kernel with its instruction set and tile.
 var asmTiles = []asmTile{
-	{"avx2", 6, 16, gemm6x16AVX2},
-	{"avx2", 4, 24, gemm4x24AVX2},
-	{"avx512", 8, 32, gemm8x32AVX512},
-	{"avx512", 12, 32, gemm12x32AVX512},
-	{"avx512", 14, 32, gemm14x32AVX512},
-	{"avx512", 16, 16, gemm16x16AVX512},
-	{"avx512", 6, 64, gemm6x64AVX512},
-	{"avx512", 8, 48, gemm8x48AVX512},
+	{"avx2", 6, 16, gemm6x16AVX2, gemm6x16AVX2Shifted},
+	{"avx2", 4, 24, gemm4x24AVX2, gemm4x24AVX2Shifted},
+	{"avx512", 8, 32, gemm8x32AVX512, gemm8x32AVX512Shifted},
+	{"avx512", 12, 32, gemm12x32AVX512, gemm12x32AVX512Shifted},
+	{"avx512", 14, 32, gemm14x32AVX512, gemm14x32AVX512Shifted},
+	{"avx512", 16, 16, gemm16x16AVX512, gemm16x16AVX512Shifted},
+	{"avx512", 6, 64, gemm6x64AVX512, gemm6x64AVX512Shifted},
+	{"avx512", 8, 48, gemm8x48AVX512, gemm8x48AVX512Shifted},
 }

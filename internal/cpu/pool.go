@@ -111,7 +111,11 @@ type jobs struct {
 // workspace is the scratch memory of one worker, grown on demand and kept for the device's lifetime.
 type workspace struct {
 	gemm gemmScratch
-	col  []float32 // im2col / col2im matrix of one image
+	col  []float32 // patch-gradient matrix of one image (strided backward data)
+	// A stride-1 convolution of one image with the shifted kernels (convJob.shifted): the zero-padded
+	// image, the patch rows' offsets into it, and the padded-width result.
+	xpad, cbuf []float32
+	offs       []int
 }
 
 // split returns the bounds of part i when [0, n) is cut into parts pieces of near-equal size. The
