@@ -84,6 +84,7 @@ type folderWorker struct {
 	p       *FolderPipeline
 	buf     []byte
 	img     vision.Image
+	dec     vision.Decoder
 	scratch vision.Scratch
 }
 
@@ -133,7 +134,7 @@ func (w *folderWorker) Load(index int, rng *rand.Rand, dst []float32) (int, erro
 		}
 		return int(p.idx.Labels[index]), nil
 	}
-	if _, err := vision.Decode(data, &w.img); err != nil {
+	if _, err := w.dec.DecodeScaled(data, &w.img, vision.DecodeOptions{}); err != nil {
 		return 0, &BadExampleError{Index: index, Path: path, Err: err}
 	}
 	switch o.Transform {
@@ -165,7 +166,7 @@ func (w *folderWorker) randomResizedCrop(data []byte, rng *rand.Rand, dst []floa
 	flip := rng.IntN(2) == 1
 	r := vision.RandomResizedCropRect(fw, fh, rng, 0.08, 1, 3.0/4, 4.0/3)
 	hint := vision.DecodeOptions{MinW: ceilDiv(fw*o.Size, r.W), MinH: ceilDiv(fh*o.Size, r.H), Window: r}
-	if _, err := vision.DecodeScaled(data, &w.img, hint); err != nil {
+	if _, err := w.dec.DecodeScaled(data, &w.img, hint); err != nil {
 		return err
 	}
 	r = vision.ReducedRect(r, fw, fh, w.img.W, w.img.H)

@@ -230,7 +230,7 @@ func (d *Decoder) setup(dst *Dst, needCoefs bool) error {
 	d.outW, d.outH = (d.width+s-1)/s, (d.height+s-1)/s
 	n := d.outW * d.outH * 3
 	if cap(dst.Pix) < n {
-		dst.Pix = make([]uint8, n)
+		dst.Pix = make([]uint8, n, headroom(n))
 	}
 	dst.W, dst.H, dst.Pix = d.outW, d.outH, dst.Pix[:n]
 	if err := d.setupRegion(); err != nil {
@@ -247,13 +247,13 @@ func (d *Decoder) setup(dst *Dst, needCoefs bool) error {
 		coefSize += c.bw * c.bh * 64
 	}
 	if cap(d.planes) < planeSize {
-		d.planes = make([]uint8, planeSize)
+		d.planes = make([]uint8, planeSize, headroom(planeSize))
 	}
 	d.planes = d.planes[:planeSize]
 	if needCoefs {
 		if cap(d.coefs) < coefSize {
-			d.coefs = make([]int16, coefSize)
-			d.nonZero = make([]uint64, coefSize/64)
+			d.coefs = make([]int16, coefSize, headroom(coefSize))
+			d.nonZero = make([]uint64, coefSize/64, cap(d.coefs)/64)
 		}
 		d.coefs, d.nonZero = d.coefs[:coefSize], d.nonZero[:coefSize/64]
 		clear(d.coefs)
@@ -261,6 +261,10 @@ func (d *Decoder) setup(dst *Dst, needCoefs bool) error {
 	}
 	return nil
 }
+
+// headroom is the capacity to allocate for n elements: a quarter more, so that a stream of images of
+// slightly different sizes settles on one buffer instead of reallocating at each larger one.
+func headroom(n int) int { return n + n/4 }
 
 // setupRegion clips the requested region to the output and works out which MCU rows and, per component,
 // which block columns it needs. The region's left edge moves down to a multiple of the widest chroma

@@ -12,6 +12,7 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"sync"
 
 	fastjpeg "resnet/internal/jpeg"
 )
@@ -128,6 +129,23 @@ func Decode(data []byte, dst *Image) (Format, error) {
 // hint allows; callers map crop rectangles by dst.W / full width (ReducedRect). Variants it does not handle
 // (12-bit, arithmetic coding, CMYK without an Adobe marker) and PNGs go through the standard library.
 func DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err error) {
+	d := decoderPool.Get().(*Decoder)
+	defer decoderPool.Put(d)
+	return d.DecodeScaled(data, dst, opt)
+}
+
+var decoderPool = sync.Pool{New: func() any { return new(Decoder) }}
+
+// Decoder keeps the JPEG decoder's buffers (coefficients of progressive files, rows of blocks) from one
+// image to the next. A loader worker owns one: the pool behind the package's functions is emptied by
+// every garbage collection. The zero value is ready to use; a Decoder must not be used by two goroutines
+// at once.
+type Decoder struct {
+	jpeg fastjpeg.Decoder
+}
+
+// DecodeScaled is the package's DecodeScaled with d's buffers.
+func (d *Decoder) DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err error) {
 	w, h, f, err := DecodeConfig(data)
 	if err != nil {
 		return f, err
@@ -143,7 +161,7 @@ func DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err err
 			win = ReducedRect(win, w, h, ceilDiv(w, jo.Scale), ceilDiv(h, jo.Scale))
 			jo.Region = image.Rect(win.X, win.Y, win.X+win.W, win.Y+win.H)
 		}
-		err := fastjpeg.Decode(data, &out, jo)
+		err := d.jpeg.Decode(data, &out, jo)
 		if err == nil {
 			dst.W, dst.H, dst.Pix = out.W, out.H, out.Pix
 			return f, nil

@@ -126,7 +126,7 @@ func (a *axisTable) build(in0, inLen, outLen, o0, n int) {
 
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]T, n)
+		return make([]T, n, n+n/4) // headroom: images of slightly different sizes share one buffer
 	}
 	return s[:n]
 }

@@ -13,7 +13,7 @@ type Image struct {
 func (img *Image) Resize(w, h int) {
 	n := w * h * 3
 	if cap(img.Pix) < n {
-		img.Pix = make([]uint8, n)
+		img.Pix = make([]uint8, n, n+n/4) // headroom for the next, slightly larger image
 	}
 	img.Pix = img.Pix[:n]
 	img.W, img.H = w, h
