@@ -443,7 +443,9 @@ func (d *Decoder) acRefine(c *component, blk *[64]int16, nz *uint64, ss, se int,
 			if zeros != 0 {
 				target = uint(mathbits.TrailingZeros64(zeros))
 			}
-			bits, nbits = refine(br, blk, rest&m&(1<<target-1), bits, nbits, p1)
+			if mask := rest & m & (1<<target - 1); mask != 0 {
+				bits, nbits = refine(br, blk, mask, bits, nbits, p1)
+			}
 			if target > uint(se) {
 				k = uint(se) + 1
 				break
