@@ -424,7 +424,8 @@ func TestDecodeScaledPicksTheLargestReduction(t *testing.T) {
 	}
 }
 
-// FuzzDecode checks that no input panics and that a successful decode agrees with DecodeConfig. Run it with
+// FuzzDecode checks that no input panics, also when decoding only a window at a reduced scale, and that a
+// successful decode agrees with DecodeConfig. Run it with
 // go test -run '^$' -fuzz FuzzDecode -fuzztime 30s ./internal/vision/
 func FuzzDecode(f *testing.F) {
 	f.Add(encodeJPEG(f, smoothRGBA(8, 8), 75))
@@ -440,6 +441,13 @@ func FuzzDecode(f *testing.F) {
 		w, h, _, err := DecodeConfig(data)
 		if err != nil || w != dst.W || h != dst.H || len(dst.Pix) != 3*w*h {
 			t.Fatalf("decoded %dx%d (%d bytes) but DecodeConfig says %dx%d, %v", dst.W, dst.H, len(dst.Pix), w, h, err)
+		}
+		// A crop's decode: a window and a size hint that allow a reduced scale.
+		win := Rect{w / 4, h / 3, max(w/2, 1), max(h/2, 1)}
+		if _, err := DecodeScaled(data, &dst, DecodeOptions{MinW: w / 4, MinH: h / 4, Window: win}); err == nil {
+			if r := ReducedRect(win, w, h, dst.W, dst.H); !r.In(dst.W, dst.H) {
+				t.Fatalf("window %+v maps to %+v outside the decoded %dx%d", win, r, dst.W, dst.H)
+			}
 		}
 	})
 }
