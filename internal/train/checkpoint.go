@@ -169,6 +169,9 @@ func LoadCheckpoint(path string) (*Checkpoint, error) {
 	return c, nil
 }
 
+// Tensor returns one tensor of the checkpoint file by name.
+func (c *Checkpoint) Tensor(name string) (safetensors.Tensor, bool) { return c.file.Get(name) }
+
 // Restore loads the checkpoint's weights and BN statistics into net, and its momentum buffers when
 // withOptimizer is set. Every tensor of the net must be present with its shape.
 func (c *Checkpoint) Restore(net *model.Net, withOptimizer bool) error {

@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"resnet/internal/config"
+	"resnet/internal/dataset"
+	"resnet/internal/interop"
+	"resnet/internal/train"
+)
+
+type importOptions struct {
+	configFile string
+	sets       []string
+	out        string
+}
+
+func newImportCmd(e *env) *cobra.Command {
+	o := &importOptions{}
+	cmd := &cobra.Command{
+		Use:   "import FILE.safetensors",
+		Short: "Start a run from a PyTorch (torchvision) state_dict: a step-0 checkpoint to evaluate or fine-tune",
+		Long: `import reads a state_dict saved with safetensors (torchvision names; F32, F16, BF16 or F64 tensors,
+converted to float32), checks that it holds exactly the tensors of the config's model with their shapes,
+and writes a run directory with the config and a checkpoint at step 0. Evaluate it with
+'resnet eval --checkpoint DIR'; train on from it with 'resnet train --resume DIR' (the config's recipe,
+from epoch 1; change keys with --set).`,
+		Example: `  resnet import resnet50.safetensors --config resnet50 --out runs/resnet50-torchvision
+  resnet import r20.safetensors --config configs/cifar_resnet20.yaml --set train.lr=0.01 --out runs/r20-ft`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error { return runImport(e, o, args[0]) },
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.configFile, "config", "c", "", "config file, or a preset name (see 'resnet models')")
+	f.StringArrayVar(&o.sets, "set", nil, "override a config key, e.g. --set train.lr=0.01 (repeatable)")
+	f.StringVar(&o.out, "out", "", "run directory to create (default runs/<config name>-imported)")
+	return cmd
+}
+
+func runImport(e *env, o *importOptions, file string) error {
+	if o.configFile == "" {
+		return usageError{errors.New("--config is required: it names the model and the data set the weights are for")}
+	}
+	cfg, err := config.Load(config.Source{File: o.configFile, Env: e.environ, Sets: o.sets})
+	if err != nil {
+		return err
+	}
+	f, fileClasses, err := interop.ReadStateDict(file)
+	if err != nil {
+		return err
+	}
+	classes, from := cfg.Model.NumClasses, "model.num_classes"
+	if classes == 0 {
+		classes = datasetClasses(cfg.Dataset)
+		from = "data set " + cfg.Dataset.Name
+	}
+	switch {
+	case classes == 0:
+		classes = fileClasses
+		fmt.Fprintf(e.stderr, "note: %s is not at hand to count its classes; taking %d from fc.weight\n", cfg.Dataset.Root, classes)
+	case classes != fileClasses:
+		return fmt.Errorf("%s has %d classes (fc.weight), but the config's %s has %d: import into a config for %d classes (or --set model.num_classes=%d)",
+			file, fileClasses, from, classes, fileClasses, fileClasses)
+	}
+	spec, err := train.SpecFor(cfg.Model, classes, 0)
+	if err != nil {
+		return err
+	}
+	runDir := o.out
+	if runDir == "" {
+		runDir = filepath.Join("runs", cfg.Name+"-imported")
+	}
+	path, err := interop.Import(f, file, spec, cfg, runDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "imported %s (%d classes) from %s\nrun directory: %s\n  checkpoint: %s\nevaluate:  resnet eval --checkpoint %s\nfine-tune: resnet train --resume %s\n",
+		spec.Name, spec.NumClasses, file, runDir, path, runDir, runDir)
+	return nil
+}
+
+// datasetClasses is the class count of a configured data set, without reading it where the count is
+// fixed; 0 when an ImageNet-style tree is not there to count.
+func datasetClasses(c config.DatasetConfig) int {
+	switch c.Name {
+	case "synthetic":
+		return len(dataset.SyntheticClassNames)
+	case "cifar10":
+		return 10
+	case "cifar100":
+		if c.CoarseLabels {
+			return 20
+		}
+		return 100
+	}
+	ents, err := os.ReadDir(filepath.Join(c.Root, "train"))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		if e.IsDir() {
+			n++
+		}
+	}
+	return n
+}

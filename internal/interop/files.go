@@ -1,0 +1,163 @@
+package interop
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"resnet/internal/atomicfile"
+	"resnet/internal/config"
+	"resnet/internal/cpu"
+	"resnet/internal/model"
+	"resnet/internal/safetensors"
+	"resnet/internal/train"
+)
+
+// Metadata keys of an exported file. PyTorch ignores them; Import checks arch and stride_in_1x1 against
+// the config when they are present, since a resnet50 with the stride on its first 1x1 conv has the same
+// tensor shapes as torchvision's but computes something else.
+const (
+	metaFormat      = "format"
+	metaArch        = "arch"
+	metaStrideIn1x1 = "stride_in_1x1"
+	exportFormat    = "resnet-state-dict/1"
+)
+
+// Exported describes a file written by Export.
+type Exported struct {
+	Checkpoint string // the checkpoint file read
+	Out        string
+	Spec       model.Spec
+	Step       int64
+	Tensors    int
+}
+
+// Export writes the weights and BN buffers of a checkpoint (a file, or a run directory's newest) to out
+// as a torchvision state_dict in safetensors format, replacing out atomically. The metadata records the
+// architecture, the class count and where the weights came from.
+func Export(checkpoint, out string) (Exported, error) {
+	path, err := train.FindCheckpoint(checkpoint)
+	if err != nil {
+		return Exported{}, err
+	}
+	ck, err := train.LoadCheckpoint(path)
+	if err != nil {
+		return Exported{}, err
+	}
+	cfg, err := config.Load(config.Source{Data: ck.Config, Label: path + " (config metadata)"})
+	if err != nil {
+		return Exported{}, err
+	}
+	// The class count is the classifier's: the data set need not be at hand to export.
+	fc, ok := ck.Tensor("fc.weight")
+	if !ok || len(fc.Shape) != 2 {
+		return Exported{}, fmt.Errorf("checkpoint %s: no 2-D fc.weight tensor to take the class count from", path)
+	}
+	spec, err := train.SpecFor(cfg.Model, fc.Shape[0], 0)
+	if err != nil {
+		return Exported{}, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	net, err := buildCPU(spec)
+	if err != nil {
+		return Exported{}, err
+	}
+	defer net.Free()
+	if err := ck.Restore(net, false); err != nil {
+		return Exported{}, err
+	}
+	f, err := StateDict(net)
+	if err != nil {
+		return Exported{}, fmt.Errorf("export %s: %w", path, err)
+	}
+	f.Metadata = map[string]string{
+		metaFormat:        exportFormat,
+		metaArch:          spec.Name,
+		"num_classes":     strconv.Itoa(spec.NumClasses),
+		"shortcut":        string(spec.Shortcut),
+		metaStrideIn1x1:   strconv.FormatBool(spec.StrideIn1x1),
+		"source":          path,
+		"step":            strconv.FormatInt(ck.State.Step, 10),
+		"epoch":           strconv.Itoa(ck.State.Epoch),
+		"dataset":         cfg.Dataset.Name,
+		"torchvision_fit": torchvisionFit(spec),
+	}
+	if err := safetensors.WriteFile(out, f); err != nil {
+		return Exported{}, fmt.Errorf("export: %w", err)
+	}
+	return Exported{Checkpoint: path, Out: out, Spec: spec, Step: ck.State.Step, Tensors: len(f.Tensors)}, nil
+}
+
+// torchvisionFit says which PyTorch module loads an exported spec with strict=True.
+func torchvisionFit(s model.Spec) string {
+	std, err := model.ImageNetSpec(s.Depth(), true)
+	if s.Family == model.ImageNet && err == nil && s.Residual && s.Shortcut == 'B' && !s.StrideIn1x1 &&
+		s.Block == std.Block && s.StemWidth == std.StemWidth && slices.Equal(s.Layers, std.Layers) && slices.Equal(s.Widths, std.Widths) {
+		return fmt.Sprintf("torchvision.models.%s(num_classes=%d)", std.Name, s.NumClasses)
+	}
+	return "none: same naming pattern, no torchvision class (see scripts/torchvision_golden.py for the CIFAR nets)"
+}
+
+// buildCPU allocates a spec's net on the CPU for one example: enough to hold and move its weights.
+func buildCPU(s model.Spec) (*model.Net, error) {
+	return model.Build(cpu.New(), s, 1)
+}
+
+// ReadStateDict reads a safetensors state_dict and returns it with its class count (the rows of
+// fc.weight).
+func ReadStateDict(path string) (*safetensors.File, int, error) {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	fc, ok := f.Get("fc.weight")
+	if !ok {
+		fc, ok = f.Get("module.fc.weight")
+	}
+	if !ok || len(fc.Shape) != 2 {
+		return nil, 0, fmt.Errorf("%s: no 2-D fc.weight tensor: not a ResNet state_dict", path)
+	}
+	return f, fc.Shape[0], nil
+}
+
+// Import loads a state_dict (read by ReadStateDict from label) into the net of spec and writes runDir as
+// a new run of cfg: config.yaml and a checkpoint at step 0 with zero momentum, which `resnet eval
+// --checkpoint runDir` evaluates and `resnet train --resume runDir` trains on from (fine-tuning with the
+// config's recipe). An existing run in runDir is never overwritten. It returns the checkpoint's path.
+func Import(f *safetensors.File, label string, spec model.Spec, cfg config.Config, runDir string) (string, error) {
+	if a := f.Metadata[metaArch]; a != "" && a != spec.Name {
+		return "", fmt.Errorf("%s holds %s weights (metadata arch), the config builds %s", label, a, spec.Name)
+	}
+	if s := f.Metadata[metaStrideIn1x1]; s != "" && s != strconv.FormatBool(spec.StrideIn1x1) {
+		return "", fmt.Errorf("%s was exported with stride_in_1x1 %s, the config has model.stride_in_1x1 %v: same shapes, different net", label, s, spec.StrideIn1x1)
+	}
+	yml, err := cfg.YAML()
+	if err != nil {
+		return "", err
+	}
+	for _, p := range []string{filepath.Join(runDir, "metrics.jsonl"), filepath.Join(runDir, "checkpoints")} {
+		if _, err := os.Stat(p); err == nil {
+			return "", fmt.Errorf("%s already holds a run; choose another directory with --out", runDir)
+		}
+	}
+	net, err := buildCPU(spec)
+	if err != nil {
+		return "", err
+	}
+	defer net.Free()
+	if err := net.Init(cfg.Seed); err != nil { // zeroes the momentum buffers
+		return "", err
+	}
+	if err := Load(net, f, label); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return "", err
+	}
+	if err := atomicfile.WriteBytes(filepath.Join(runDir, "config.yaml"), yml, 0o644); err != nil {
+		return "", err
+	}
+	st := train.State{WarmStart: cfg.Train.Schedule.WarmStartLR > 0}
+	return train.SaveCheckpoint(runDir, net, st, yml, max(cfg.Checkpoint.Keep, 1))
+}

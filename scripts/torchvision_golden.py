@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""Writes the golden files that internal/interop's tests match the Go CPU net against.
+
+    py=$(scripts/setup-torch.sh) && "$py" scripts/torchvision_golden.py
+
+For resnet18 and resnet50 (torchvision's classes) and cifar_resnet20 (the paper's CIFAR net, defined
+below: 3x3 stem, three stages of 3 basic blocks of widths 16/32/64, option-A shortcuts), with fixed
+weights and a fixed batch of 2, it records in float64:
+
+  * the logits and the mean cross-entropy loss of a training-mode forward (batch statistics),
+  * the gradient of every parameter after loss.backward(),
+  * every BN's running_mean and running_var after that forward,
+  * the logits of an eval-mode forward that follows it (running statistics).
+
+Weights. A full resnet50 state_dict is 100 MB, too big for the repository, so the weights are not
+stored: both sides compute them from GOLDEN_SEED with the generator in `uniform` (SplitMix64 on the
+element index, keyed by the FNV-1a hash of the tensor name), which Go reproduces bit for bit
+(internal/interop/golden_test.go). Each tensor's float64 sum is stored to prove the two agree.
+cifar_resnet20's weights are small enough to ship: they are also saved with safetensors.torch as an F16
+state_dict (cifar_resnet20.weights.safetensors), and the reference runs on those F16-rounded values, so
+the Go test imports a file written by PyTorch itself.
+
+Conditioning. A random ResNet in training-mode BN on a batch of 2 is close to chaotic: with BN gammas
+near 1, float32 rounding alone moves resnet50's gradients by percents (PyTorch's own float32 run differs
+that much from its float64 one), which would leave no tolerance that means anything. So the BN closing
+each residual branch (bn2 of a basic block, bn3 of a bottleneck) draws gamma from [0.1, 0.3], a damped
+branch as in zero-init-residual training, and the input batch is the first seed from GOLDEN_SEED on which
+no ReLU input or max-pool near-tie is within KINK_SAFETY times float32's own error of its kink (a flipped
+ReLU in a BN over 8 values changes gradients by tens of percent) and PyTorch's float32 gradients agree with
+float64 to FLOAT32_AGREEMENT. The seed is recorded in the metadata (input_seed).
+
+Gradients. Tensors of up to FULL_GRAD_LIMIT elements are stored whole (grad.NAME). Larger ones are stored
+as GRAD_SAMPLES entries at fixed indices (grad_index.NAME, grad_sample.NAME), their L2 norm
+(grad_norm.NAME) and PROJECTIONS dot products with random +-1 vectors from the same generator
+(grad_proj.NAME), which any wrong entry of meaningful size disturbs.
+
+Nothing needs to be set on the PyTorch side to match the Go net: its BN uses PyTorch's defaults
+(momentum 0.1, eps 1e-5, normalisation by the biased batch variance, running_var updated with the
+unbiased one, num_batches_tracked counted), and its loss is cross_entropy with reduction='mean'.
+
+The output is deterministic for a given torch version: one thread, deterministic algorithms, fixed seeds.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from safetensors.torch import save_file
+
+GOLDEN_SEED = 20151210  # the paper's arXiv date
+BATCH = 2
+FULL_GRAD_LIMIT = 16384
+GRAD_SAMPLES = 256
+PROJECTIONS = 4
+NUM_BATCHES_TRACKED = 7  # the counter every BN starts from; a training forward makes it 8
+KINK_SAFETY = 3  # each ReLU input and max-pool gap at least this many times float32's error on it
+FLOAT32_AGREEMENT = 1e-3  # largest float32-vs-float64 gradient error, relative to RMS + |ref|
+MAX_BATCH_TRIES = 100
+
+MASK64 = (1 << 64) - 1
+
+
+def fnv1a(text):
+    """64-bit FNV-1a hash of a string's UTF-8 bytes."""
+    h = 0xCBF29CE484222325
+    for b in text.encode():
+        h = ((h ^ b) * 0x100000001B3) & MASK64
+    return h
+
+
+def uniform(key, n):
+    """n float64 values in [0, 1): SplitMix64's output for counters key + i*golden (i = 1..n), top 53 bits."""
+    i = np.arange(1, n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + i * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def tensor_key(label, name):
+    return fnv1a(label + name) ^ GOLDEN_SEED
+
+
+def weight_range(name, shape, last_bn):
+    """The interval a tensor's values are drawn from; the Go test uses the same table. last_bn names the
+    BN that closes a residual branch (bn2 in basic blocks, bn3 in bottlenecks): its gamma is damped, see
+    the module comment."""
+    if name.startswith("layer") and name.endswith(f".{last_bn}.weight"):
+        return 0.1, 0.3
+    if name.endswith("running_mean"):
+        return -0.3, 0.3
+    if name.endswith("running_var"):
+        return 0.5, 2.0
+    if name == "fc.weight":
+        b = 1 / math.sqrt(shape[1])
+        return -b, b
+    if name == "fc.bias":
+        return -0.1, 0.1
+    if len(shape) == 4:  # conv (Cout, Cin, kH, kW): variance 1/fan_in
+        b = math.sqrt(3 / (shape[1] * shape[2] * shape[3]))
+        return -b, b
+    if name.endswith("weight"):  # BN gamma
+        return 0.5, 1.5
+    if name.endswith("bias"):  # BN beta
+        return -0.3, 0.3
+    raise ValueError(f"no value range for {name} {shape}")
+
+
+def golden_state(model):
+    """The model's state_dict filled from the shared generator (float32; num_batches_tracked int64)."""
+    out = {}
+    state = model.state_dict()
+    last_bn = "bn3" if any(k.endswith(".bn3.weight") for k in state) else "bn2"
+    for name, t in state.items():
+        if name.endswith("num_batches_tracked"):
+            out[name] = torch.tensor(NUM_BATCHES_TRACKED, dtype=torch.int64)
+            continue
+        lo, hi = weight_range(name, list(t.shape), last_bn)
+        u = uniform(tensor_key("", name), t.numel())
+        v = (lo + (hi - lo) * u).astype(np.float32)
+        out[name] = torch.from_numpy(v.reshape(tuple(t.shape)))
+    return out
+
+
+class CIFARBasicBlock(nn.Module):
+    """Two 3x3 convs with BN; an option-A shortcut (stride-s subsampling, channels zero-padded equally
+    on both sides) when the shape changes, so the block has no shortcut parameters."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.stride = stride
+        self.extra = cout - cin
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x
+        if self.stride != 1 or self.extra:
+            shortcut = x[:, :, :: self.stride, :: self.stride]
+            half = self.extra // 2
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, half, self.extra - half))
+        return self.relu(out + shortcut)
+
+
+class CIFARResNet(nn.Module):
+    """He et al. 2015 section 4.2: depth 6n+2, names as the Go net uses them (torchvision's pattern)."""
+
+    def __init__(self, depth, num_classes=10):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError("depth must be 6n+2")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU()
+        cin = 16
+        for stage, width in enumerate((16, 32, 64)):
+            blocks = []
+            for j in range(n):
+                stride = 2 if stage > 0 and j == 0 else 1
+                blocks.append(CIFARBasicBlock(cin, width, stride))
+                cin = width
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+# arch -> (constructor, input side, parameter count). The ImageNet nets are fully convolutional up to the
+# adaptive average pool, so a 64x64 input keeps the run small while layer4 still sees 2x2 maps (BN then
+# normalises over 8 values per channel, not 2).
+MODELS = {
+    "resnet18": (lambda: torchvision.models.resnet18(), 64, 11689512),
+    "resnet50": (lambda: torchvision.models.resnet50(), 64, 25557032),
+    "cifar_resnet20": (lambda: CIFARResNet(20), 32, 269722),
+}
+
+
+def save(tensors, path, metadata):
+    """safetensors.torch.save_file, then the metadata keys put in sorted order: the library writes them
+    in hash-map order, which changes from run to run, and the files should regenerate byte for byte."""
+    save_file(tensors, path, metadata=metadata)
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size), object_pairs_hook=dict)
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":")).encode()
+        if len(text) > size:
+            raise SystemExit(f"{path}: the rewritten header is longer than the original")
+        f.seek(8)
+        f.write(text + b" " * (size - len(text)))
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+
+
+def grad_entries(name, g):
+    """The stored form of one gradient (see the module comment)."""
+    g = g.detach().double().reshape(-1).numpy()
+    if g.size <= FULL_GRAD_LIMIT:
+        return {"grad." + name: torch.from_numpy(g.astype(np.float32))}
+    index = np.floor(uniform(tensor_key("sample:", name), GRAD_SAMPLES) * g.size).astype(np.int64)
+    proj = []
+    for j in range(PROJECTIONS):
+        sign = np.where(uniform(tensor_key(f"proj{j}:", name), g.size) < 0.5, -1.0, 1.0)
+        proj.append(float(np.dot(sign, g)))
+    return {
+        "grad_index." + name: torch.from_numpy(index),
+        "grad_sample." + name: torch.from_numpy(g[index]),
+        "grad_norm." + name: torch.tensor(float(np.linalg.norm(g)), dtype=torch.float64),
+        "grad_proj." + name: torch.tensor(proj, dtype=torch.float64),
+    }
+
+
+def kink_inputs(model):
+    """Hooks that record, in call order, every ReLU input and, for every max-pool, the gap between the
+    two largest values of each window with a positive maximum (a window of zeros after a ReLU routes its
+    gradient to a zero the ReLU's backward masks anyway, whichever one gets it): the values whose sign
+    decides which side of a kink the net is on. Returns the list they append to and the hook handles."""
+    values = []
+
+    def relu_input(_, inp):
+        values.append(inp[0].detach().double().reshape(-1).clone())
+
+    def pool_input(mod, inp):
+        k, st, pad = mod.kernel_size, mod.stride, mod.padding
+        x = F.pad(inp[0].detach().double(), (pad, pad, pad, pad), value=-math.inf)
+        n, c = x.shape[:2]
+        windows = F.unfold(x, k, stride=st).view(n, c, k * k, -1)
+        top = windows.topk(2, dim=2).values
+        values.append(torch.where(top[:, :, 0] > 0, top[:, :, 0] - top[:, :, 1], math.inf).reshape(-1))
+
+    handles = []
+    for mod in model.modules():
+        if isinstance(mod, nn.ReLU):
+            handles.append(mod.register_forward_pre_hook(relu_input))
+        elif isinstance(mod, nn.MaxPool2d):
+            handles.append(mod.register_forward_pre_hook(pool_input))
+    return values, handles
+
+
+def train_step(build, state, dtype, x, y):
+    """A fresh model with state, in dtype, after one training-mode forward and backward on (x, y), with
+    its kink inputs (see kink_inputs)."""
+    model = build()
+    model.load_state_dict(state, strict=True)
+    model = model.to(dtype)
+    model.train()
+    kinks, handles = kink_inputs(model)
+    logits = model(x.to(dtype))
+    loss = F.cross_entropy(logits, y)  # reduction='mean'
+    loss.backward()
+    for h in handles:
+        h.remove()
+    return model, logits.detach(), loss.detach(), kinks
+
+
+def kink_safety(kinks64, kinks32):
+    """The smallest ratio, over all kink inputs, of the float64 value's distance from the kink to the
+    float32 run's error on it."""
+    worst = math.inf
+    for a, b in zip(kinks64, kinks32):
+        finite = torch.isfinite(a)
+        err = (a[finite] - b[finite]).abs() + 1e-30
+        worst = min(worst, (a[finite].abs() / err).min().item())
+    return worst
+
+
+def float32_disagreement(m64, m32):
+    """The largest gradient difference between a float32 and a float64 run, per element, as a fraction of
+    the reference tensor's RMS plus the element's magnitude."""
+    worst = 0.0
+    for (name, p64), (_, p32) in zip(m64.named_parameters(), m32.named_parameters()):
+        g64, g32 = p64.grad, p32.grad.double()
+        scale = g64.norm().item() / math.sqrt(g64.numel())
+        worst = max(worst, ((g64 - g32).abs() / (scale + g64.abs())).max().item())
+    return worst
+
+
+def pick_batch(arch, build, state, side, num_classes):
+    """The first input seed from GOLDEN_SEED on whose batch the net is well-conditioned (see the module
+    comment), with its float64 training step."""
+    for seed in range(GOLDEN_SEED, GOLDEN_SEED + MAX_BATCH_TRIES):
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(BATCH, 3, side, side, generator=gen, dtype=torch.float32)
+        y = torch.randint(0, num_classes, (BATCH,), generator=gen, dtype=torch.int64)
+        m64, logits, loss, kinks64 = train_step(build, state, torch.float64, x, y)
+        m32, _, _, kinks32 = train_step(build, state, torch.float32, x, y)
+        safety = kink_safety(kinks64, kinks32)
+        worst = float32_disagreement(m64, m32)
+        if safety < KINK_SAFETY or worst > FLOAT32_AGREEMENT:
+            print(f"  {arch}: input seed {seed}: kink safety {safety:.3g}, float32 gradients off by {worst:.2g}; next")
+            continue
+        print(f"  {arch}: input seed {seed}: kink safety {safety:.3g}, float32 gradients within {worst:.2g}")
+        return seed, x, y, m64, logits, loss
+    raise SystemExit(f"{arch}: no well-conditioned batch among {MAX_BATCH_TRIES} seeds")
+
+
+def write_golden(arch, out_dir):
+    build, side, want_params = MODELS[arch]
+    model = build()
+    got_params = sum(p.numel() for p in model.parameters())
+    if got_params != want_params:
+        raise SystemExit(f"{arch}: {got_params} parameters, want {want_params}")
+    state = golden_state(model)
+    if arch.startswith("cifar_"):
+        # Ship the weights as PyTorch writes them, in F16, and compute the reference from those values.
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        path = os.path.join(out_dir, f"{arch}.weights.safetensors")
+        save(state, path, {"arch": arch, "dtype": "F16", "seed": str(GOLDEN_SEED)})
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+    out = {}
+    for name, v in state.items():
+        if v.is_floating_point():
+            out["weight_sum." + name] = torch.tensor(v.double().sum().item(), dtype=torch.float64)
+
+    seed, x, y, model, logits, loss = pick_batch(arch, build, state, side, model.fc.out_features)
+    out["input"] = x
+    out["labels"] = y
+    out["train.logits"] = logits
+    out["train.loss"] = loss
+    for name, p in model.named_parameters():
+        out.update(grad_entries(name, p.grad))
+    for name, b in model.named_buffers():
+        if name.endswith("running_mean") or name.endswith("running_var"):
+            out["after." + name] = b.detach().float()
+        elif name.endswith("num_batches_tracked"):
+            assert int(b) == NUM_BATCHES_TRACKED + 1, (name, int(b))
+
+    model.eval()
+    with torch.no_grad():
+        out["eval.logits"] = model(x.double())
+
+    meta = {
+        "arch": arch,
+        "seed": str(GOLDEN_SEED),
+        "input_seed": str(seed),
+        "input_size": str(side),
+        "batch": str(BATCH),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "generator": "splitmix64(fnv1a(name) ^ seed + i*0x9e3779b97f4a7c15), top 53 bits",
+    }
+    out = {k: v.contiguous() for k, v in out.items()}
+    path = os.path.join(out_dir, f"{arch}.golden.safetensors")
+    save(out, path, meta)
+    print(f"  {arch}: loss {loss.item():.6f}")
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.relpath(os.path.join(here, "..", "internal", "interop", "testdata")))
+    ap.add_argument("arch", nargs="*", default=list(MODELS), help="models to write (default: all)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    os.makedirs(args.out, exist_ok=True)
+    for arch in args.arch:
+        if arch not in MODELS:
+            sys.exit(f"unknown arch {arch!r} (known: {', '.join(MODELS)})")
+        write_golden(arch, args.out)
+
+
+if __name__ == "__main__":
+    main()
