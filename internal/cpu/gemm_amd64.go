@@ -52,7 +52,7 @@ var archTiles = []struct {
 	mr, nr int
 	kc     int
 }{
-	{"avx512", 8, 32, 384},
+	{"avx512", 8, 32, 256},
 	{"avx2", 6, 16, 256},
 }
 
