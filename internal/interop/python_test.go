@@ -1,0 +1,134 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"resnet/internal/config"
+	"resnet/internal/cpu"
+	"resnet/internal/model"
+	"resnet/internal/safetensors"
+	"resnet/internal/train"
+)
+
+// loadInTorch is run by PyTorch on (model file, input file, output file): it builds the named module,
+// loads the exported file with strict=True, and writes its eval-mode logits on the input.
+const loadInTorch = `
+import os, sys
+import torch, torchvision
+from safetensors.torch import load_file, save_file
+sys.path.insert(0, os.environ["RESNET_SCRIPTS"])
+from torchvision_golden import CIFARResNet
+model_path, input_path, out_path = sys.argv[1:4]
+state = load_file(model_path)
+arch = sys.argv[4]
+model = CIFARResNet(int(arch.removeprefix("cifar_resnet"))) if arch.startswith("cifar_") else getattr(torchvision.models, arch)()
+model.load_state_dict(state, strict=True)
+model.eval()
+with torch.no_grad():
+    logits = model(load_file(input_path)["input"])
+save_file({"logits": logits.contiguous()}, out_path)
+`
+
+// TestPyTorchLoadsExport exports checkpoints of resnet18 and cifar_resnet20 and has PyTorch load them
+// into torchvision's resnet18 and the golden script's CIFAR module with strict=True; their eval-mode
+// logits must match the Go net's. It needs RESNET_TORCH_PYTHON, the python of scripts/setup-torch.sh:
+//
+//	RESNET_TORCH_PYTHON=$(scripts/setup-torch.sh) go test ./internal/interop -run PyTorch
+func TestPyTorchLoadsExport(t *testing.T) {
+	python := os.Getenv("RESNET_TORCH_PYTHON")
+	if python == "" {
+		t.Skip("set RESNET_TORCH_PYTHON=$(scripts/setup-torch.sh) to check the export against PyTorch")
+	}
+	scripts, err := filepath.Abs(filepath.Join("..", "..", "scripts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		arch          string
+		classes, side int
+	}{{"cifar_resnet20", 10, 32}, {"resnet18", 1000, 64}} {
+		t.Run(tc.arch, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg, err := config.Load(config.Source{File: tc.arch}) // the preset of the same name
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec, err := train.SpecFor(cfg.Model, tc.classes, tc.side)
+			if err != nil {
+				t.Fatal(err)
+			}
+			net, err := model.Build(cpu.New(), spec, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer net.Free()
+			if err := Load(net, goldenState(net), "golden weights"); err != nil {
+				t.Fatal(err)
+			}
+			yml, err := cfg.YAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := train.SaveCheckpoint(filepath.Join(dir, "run"), net, train.State{Step: 1}, yml, 1); err != nil {
+				t.Fatal(err)
+			}
+			exported := filepath.Join(dir, "model.safetensors")
+			if _, err := Export(filepath.Join(dir, "run"), exported); err != nil {
+				t.Fatal(err)
+			}
+
+			x := make([]float32, 2*3*tc.side*tc.side)
+			u := goldenUniform(goldenKey("input:", tc.arch), len(x))
+			for i := range x {
+				x[i] = float32(4*u[i] - 2)
+			}
+			input := filepath.Join(dir, "input.safetensors")
+			if err := safetensors.WriteFile(input, &safetensors.File{Tensors: []safetensors.Tensor{safetensors.F32("input", []int{2, 3, tc.side, tc.side}, x)}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := net.Forward(x, 2, false); err != nil {
+				t.Fatal(err)
+			}
+			ours, err := net.Logits(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			out := filepath.Join(dir, "logits.safetensors")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, python, "-c", loadInTorch, exported, input, out, tc.arch)
+			cmd.Env = append(os.Environ(), "RESNET_SCRIPTS="+scripts)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("PyTorch could not load the export: %v\n%s", err, stderr.String())
+			}
+			f, err := safetensors.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lt, _ := f.Get("logits")
+			theirs, err := Float32s(lt)
+			if err != nil || len(theirs) != len(ours) {
+				t.Fatalf("PyTorch logits: %d values, %v", len(theirs), err)
+			}
+			worst := 0.0
+			for i := range ours {
+				d := math.Abs(float64(ours[i] - theirs[i]))
+				worst = max(worst, d/(1e-5+1e-5*math.Abs(float64(theirs[i]))))
+			}
+			t.Logf("%s: PyTorch loaded the export with strict=True; eval logits agree to %.3f of abs 1e-5 + rel 1e-5", tc.arch, worst)
+			if worst > 1 {
+				t.Errorf("eval logits differ from PyTorch's by %.3g of the tolerance", worst)
+			}
+		})
+	}
+}
