@@ -60,25 +60,5 @@ func BenchmarkFolderRRCLoader(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	epoch, images := 0, 0
-	if err := l.Start(epoch, 0); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		batch, err := l.Next()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if batch == nil {
-			epoch++
-			if err := l.Start(epoch, 0); err != nil {
-				b.Fatal(err)
-			}
-			continue
-		}
-		images += batch.N + len(batch.Skipped)
-		l.Release(batch)
-	}
-	b.ReportMetric(float64(images)/b.Elapsed().Seconds(), "images/s")
+	benchLoader(b, l)
 }
