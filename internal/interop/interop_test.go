@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -213,7 +214,7 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("Load error:\n%v\nwant:\n%s", err, tc.want)
 			}
 			after, _ := net.Get(net.Params[0])
-			if !slicesEqual(before, after) {
+			if !slices.Equal(before, after) {
 				t.Error("a failed Load changed the net")
 			}
 		})
@@ -225,18 +226,6 @@ func TestLoadErrors(t *testing.T) {
 		!strings.HasSuffix(err.Error(), "\n  ... and 25 more") {
 		t.Errorf("Load of an empty file: %v", err)
 	}
-}
-
-func slicesEqual(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 func TestLoadAcceptsPyTorchVariants(t *testing.T) {
@@ -269,7 +258,7 @@ func TestLoadAcceptsPyTorchVariants(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := net.Get(net.Params[0])
-	if !slicesEqual(got, want) || net.BatchesTracked != 0 {
+	if !slices.Equal(got, want) || net.BatchesTracked != 0 {
 		t.Errorf("BF16 conv1.weight or the missing counters did not load as expected (batches tracked %d)", net.BatchesTracked)
 	}
 }
