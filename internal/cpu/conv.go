@@ -173,14 +173,7 @@ func (g *gemmOp) packBConv(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int
 			pts[p] = cg.patch(g.b, pc+p)
 		}
 		for jp := 0; jp < panels; jp++ {
-			dst := ws.packB[jp*kcp*nr : (jp+1)*kcp*nr]
-			c0 := jc + jp*nr
-			cols := min(nr, jc+nc-c0)
-			if cols < nr {
-				clear(dst)
-			} else {
-				clear(dst[kc*nr:])
-			}
+			dst, c0, cols := ws.bPanel(jp, kcp, nr, kc, jc, nc)
 			for p := range pts {
 				cg.fill(dst[p*nr:p*nr+cols], &pts[p], c0)
 			}
@@ -192,14 +185,7 @@ func (g *gemmOp) packBConv(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int
 	ws.rows = grow(ws.rows, 8*kc)
 	t := ws.rows
 	for jp := 0; jp < panels; jp++ {
-		dst := ws.packB[jp*kcp*nr : (jp+1)*kcp*nr]
-		c0 := jc + jp*nr
-		cols := min(nr, jc+nc-c0)
-		if cols < nr {
-			clear(dst)
-		} else {
-			clear(dst[kc*nr:])
-		}
+		dst, c0, cols := ws.bPanel(jp, kcp, nr, kc, jc, nc)
 		j := 0
 		for ; j+8 <= cols; j += 8 {
 			for q := range 8 {

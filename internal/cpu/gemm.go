@@ -213,13 +213,7 @@ func (g *gemmOp) packB(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int) {
 	panels := (nc + nr - 1) / nr
 	ws.packB = grow(ws.packB, panels*kcp*nr)
 	for jp := 0; jp < panels; jp++ {
-		dst := ws.packB[jp*kcp*nr : (jp+1)*kcp*nr]
-		clear(dst[kc*nr:])
-		c0 := jc + jp*nr
-		cols := min(nr, jc+nc-c0)
-		if cols < nr {
-			clear(dst[:kc*nr])
-		}
+		dst, c0, cols := ws.bPanel(jp, kcp, nr, kc, jc, nc)
 		if !g.transB {
 			// B is k x n: the columns of one k step are contiguous (the im2col matrix of a convolution).
 			for p := 0; p < kc; p++ {
@@ -253,6 +247,20 @@ func (g *gemmOp) packB(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int) {
 			}
 		}
 	}
+}
+
+// bPanel returns panel jp of the packed B (kcp steps of nr columns) with what the packing will not write
+// zeroed (the columns past the matrix, the steps past kc), and the panel's first column and column count.
+func (ws *gemmScratch) bPanel(jp, kcp, nr, kc, jc, nc int) (dst []float32, c0, cols int) {
+	dst = ws.packB[jp*kcp*nr : (jp+1)*kcp*nr]
+	c0 = jc + jp*nr
+	cols = min(nr, jc+nc-c0)
+	if cols < nr {
+		clear(dst)
+	} else {
+		clear(dst[kc*nr:])
+	}
+	return dst, c0, cols
 }
 
 // macro multiplies the packed A block by the packed B panel into C[ic:ic+mc, jc:jc+nc].

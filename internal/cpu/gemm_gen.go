@@ -3,7 +3,7 @@
 // gemm_gen writes the amd64 assembly GEMM micro-kernels (gemm_kernels_amd64.s) and their Go declarations
 // (gemm_kernels_amd64.go). Run it with `go generate ./internal/cpu` after changing the list of tiles.
 //
-// Every kernel has the same contract as gemmKernelGo: it computes the mr x nr tile
+// Every kernel has the same contract as gemmTileGo (gemm.go): it computes the mr x nr tile
 // sum_p a[p*mr+i] * b[p*nr+j] over kc steps of packed panels, starting from zero and adding the steps in
 // k order with one fused multiply-add each, then stores the tile into C (row stride ldc elements) or adds
 // it to C when add is set. The accumulators live in vector registers, one vector of C's row per register;
