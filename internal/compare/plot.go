@@ -107,7 +107,9 @@ func panel(ms []ModelSummary, residual bool, depths map[int]int, maxErr float64)
 	p.Y.Label.Text = "error (%)"
 	p.Y.Min, p.Y.Max = 0, max(5, maxErr*1.05)
 	p.Add(plotter.NewGrid())
-	p.Legend.Top = true
+	// Error curves start high on the left and fall to the right: the lower left corner stays clear.
+	p.Legend.Top, p.Legend.Left = false, true
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(8), vg.Points(8)
 	for _, m := range ms {
 		c := palette[depths[m.Depth]%len(palette)]
 		train, test := make(plotter.XYs, 0, len(m.Curve)+1), make(plotter.XYs, 0, len(m.Curve))
