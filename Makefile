@@ -76,10 +76,10 @@ CUDA_TEST_PKGS ?=
 GPU_BUNDLE     ?= dist/resnet-gpu.tar.gz
 GPU_BUNDLE_MAX_MIB ?= 60
 
-.PHONY: cuda-setup kernels cuda cuda-vet cuda-test-bin gpu-bundle cuda-clean
+.PHONY: cuda-setup kernels cuda cuda-vet cuda-emu-test cuda-test-bin gpu-bundle cuda-clean
 
 # The CUDA recipes source a bash script and use bash syntax.
-cuda-setup kernels cuda cuda-vet cuda-test-bin gpu-bundle $(KERNELS_FATBIN): SHELL := /bin/bash
+cuda-setup kernels cuda cuda-vet cuda-emu-test cuda-test-bin gpu-bundle $(KERNELS_FATBIN): SHELL := /bin/bash
 
 # Install (first time) and check the toolchain, printing the environment it provides.
 cuda-setup:
@@ -109,6 +109,12 @@ cuda: kernels
 
 cuda-vet: kernels
 	$(CUDA_ENV) && $(CUDA_GO_ENV) $(GO) vet -tags $(CUDA_TAGS) ./...
+
+# The CUDA layer's tests on the CPU emulator of the GPU side (internal/cuda/emulator.go): the kernel
+# sources compiled as C++ by g++, the real launchers, queue, allocator, fused and unfused paths; naive loops
+# stand in for cuDNN and cuBLAS. No GPU needed; -short keeps the widest shapes to one mode (about 3 min).
+cuda-emu-test: kernels
+	$(CUDA_ENV) && $(CUDA_GO_ENV) $(GO) test -count=1 -short -tags '$(CUDA_TAGS) kernelemu' ./internal/cuda/
 
 # One stripped test binary per package: $(GPU_TESTS_DIR)/internal-cuda.test for ./internal/cuda.
 cuda-test-bin: kernels
