@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Parameter counts the models must have (../shared/reference/FACTS.md; also pinned by the Go zoo tests).
+# Parameter counts the models must have (docs/reference-counts.md; also pinned by the Go zoo tests).
 EXPECTED_PARAMS = {
     "cifar_resnet20": 269_722,
     "cifar_resnet32": 464_154,

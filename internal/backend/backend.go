@@ -4,6 +4,7 @@
 package backend
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -238,6 +239,8 @@ type HostStager interface {
 type Options struct {
 	// Unfused runs the unfused reference path of every fused kernel (config key cuda.fuse: false).
 	Unfused bool
+	// OnFallback, when set, hears why "auto" did not open the GPU before it falls back to the CPU.
+	OnFallback func(reason error)
 }
 
 // Factory opens a device. Backends register one under their name ("cpu", "cuda").
@@ -267,7 +270,7 @@ func Names() []string {
 	return out
 }
 
-// Open returns the named device. "auto" picks cuda when it opens, else cpu.
+// Open returns the named device. "auto" picks cuda when it opens, else cpu (telling opt.OnFallback why).
 func Open(name string, opt Options) (Device, error) {
 	mu.Lock()
 	f, ok := factories[name]
@@ -275,15 +278,21 @@ func Open(name string, opt Options) (Device, error) {
 	cpuF, hasCPU := factories["cpu"]
 	mu.Unlock()
 	if name == "auto" {
+		reason := errors.New("no CUDA backend is registered")
 		if hasCUDA {
-			if d, err := cudaF(opt); err == nil {
+			d, err := cudaF(opt)
+			if err == nil {
 				return d, nil
 			}
+			reason = err
 		}
-		if hasCPU {
-			return cpuF(opt)
+		if !hasCPU {
+			return nil, fmt.Errorf("backend: no device available: %w", reason)
 		}
-		return nil, fmt.Errorf("backend: no device available")
+		if opt.OnFallback != nil {
+			opt.OnFallback(reason)
+		}
+		return cpuF(opt)
 	}
 	if !ok {
 		return nil, fmt.Errorf("backend: unknown device %q (available: %v)", name, Names())

@@ -17,7 +17,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, o.String(), e.String()
 }
 
-// The JSON model list carries the reference counts of shared/reference/FACTS.md.
+// The JSON model list carries the reference counts of docs/reference-counts.md.
 func TestModelsJSON(t *testing.T) {
 	code, out, errOut := runCLI(t, "models", "--json")
 	if code != 0 {
@@ -78,6 +78,21 @@ func TestDryRunPrintsConfigAndSummary(t *testing.T) {
 	}
 }
 
+// Every command takes the same model names: the short and paper spellings that bench accepts are accepted
+// by train and its config validator too.
+func TestModelSpellingsAcceptedEverywhere(t *testing.T) {
+	for _, name := range []string{"res50", "ResNet-50", "resnet_50"} {
+		code, out, errOut := runCLI(t, "train", "--config", "resnet50", "--set", "model.arch="+name, "--dry-run")
+		if code != 0 || !strings.Contains(out, "# model resnet50: residual, depth 50") {
+			t.Errorf("train --set model.arch=%s: exit %d, stderr %q", name, code, errOut)
+		}
+	}
+	code, out, errOut := runCLI(t, "train", "--config", "cifar_resnet20", "--set", "model.depth=56", "--dry-run")
+	if code != 0 || !strings.Contains(out, "# model cifar_resnet56: residual, depth 56") {
+		t.Errorf("model.depth=56 on cifar_resnet20: exit %d, stderr %q", code, errOut)
+	}
+}
+
 func TestErrorsAndExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
@@ -93,7 +108,8 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		{[]string{"frobnicate"}, 2, `resnet: unknown command "frobnicate" for "resnet"`},
 		{[]string{"eval"}, 2, "resnet: --checkpoint is required\n"},
 		{[]string{"eval", "--checkpoint", filepath.Join(dir, "none")}, 1, "resnet: checkpoint: stat " + filepath.Join(dir, "none") + ": no such file or directory\n"},
-		{[]string{"bench", "--model", "vgg16"}, 1, `resnet: model: unknown architecture "vgg16"`},
+		{[]string{"bench", "--model", "vgg16"}, 1, `resnet: model.arch must be a known architecture (got "vgg16"; known: resnet18/34/50/101/152,`},
+		{[]string{"train", "--set", "model.arch=resnt50", "--dry-run"}, 1, `resnet: config: model.arch must be a known architecture (got "resnt50"; known: `},
 		{[]string{"bench", "--device", "tpu"}, 1, `resnet: backend: unknown device "tpu" (available: [cpu cuda])`},
 	} {
 		code, _, errOut := runCLI(t, c.args...)

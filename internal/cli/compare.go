@@ -4,25 +4,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"resnet/internal/backend"
 	"resnet/internal/compare"
 	"resnet/internal/train"
 )
 
 type compareOptions struct {
-	base   string
-	sets   []string
-	out    string
-	runs   []string
-	device string
-	epochs int
-	seed   int64
-	json   bool
+	configFlags
+	base string
+	out  string
+	runs []string
+	json bool
 }
 
 func newCompareCmd(e *env) *cobra.Command {
@@ -49,27 +44,15 @@ interrupted one resumed, so an interrupted comparison continues where it stopped
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.base, "base", "", "config (file or preset) whose recipe every model uses (default: the first model's)")
-	f.StringArrayVar(&o.sets, "set", nil, "override a config key of every model, e.g. --set train.epochs=20 (repeatable)")
 	f.StringVar(&o.out, "out", "", "directory for curves and summary (default runs/compare-<models>)")
 	f.StringSliceVar(&o.runs, "runs", nil, "run directories: one parent for all models, or one per model in order (default <out>/runs)")
-	f.StringVar(&o.device, "device", "", "device: auto, cpu or cuda (overrides the recipe's)")
-	f.IntVar(&o.epochs, "epochs", 0, "number of epochs (overrides train.epochs)")
-	f.Int64Var(&o.seed, "seed", 0, "seed (overrides the recipe's)")
+	o.bind(f, "every model's")
 	f.BoolVar(&o.json, "json", false, "print summary.json instead of the table")
 	return cmd
 }
 
 func runCompare(e *env, o *compareOptions, args []string, changed func(string) bool) error {
-	sets := append([]string(nil), o.sets...)
-	if changed("device") {
-		sets = append(sets, "device="+o.device)
-	}
-	if changed("epochs") {
-		sets = append(sets, "train.epochs="+strconv.Itoa(o.epochs))
-	}
-	if changed("seed") {
-		sets = append(sets, "seed="+strconv.FormatInt(o.seed, 10))
-	}
+	sets := o.toSets(changed)
 	out := o.out
 	if out == "" {
 		names := make([]string, len(args))
@@ -103,7 +86,7 @@ func runCompare(e *env, o *compareOptions, args []string, changed func(string) b
 	if err := compare.Describe(entries, data.Train.NumClasses(), ih); err != nil {
 		return err
 	}
-	dev, err := backend.Open(cfg.Device, backend.Options{Unfused: !cfg.CUDA.Fuse})
+	dev, err := openDevice(e, cfg.Device, !cfg.CUDA.Fuse)
 	if err != nil {
 		return err
 	}

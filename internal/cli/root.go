@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -38,6 +39,8 @@ type env struct {
 	terminal bool
 	// stop, when non-nil, replaces signal handling (tests close it to interrupt training).
 	stop <-chan struct{}
+	// fallbackOnce prints why --device auto fell back to the CPU only once.
+	fallbackOnce sync.Once
 }
 
 func newRoot(e *env) *cobra.Command {
@@ -54,6 +57,7 @@ Recognition", 2015) and their plain counterparts, on the CPU or an NVIDIA GPU, f
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newTrainCmd(e), newEvalCmd(e), newCompareCmd(e), newModelsCmd(e), newBenchCmd(e), newVersionCmd(e))
 	root.AddCommand(newExportCmd(e), newImportCmd(e))
+	registerCompletions(root)
 	return root
 }
 

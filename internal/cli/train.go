@@ -6,26 +6,20 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"resnet/internal/backend"
 	"resnet/internal/config"
 	"resnet/internal/train"
 )
 
 type trainOptions struct {
+	configFlags
 	configFile string
-	sets       []string
 	out        string
 	resume     string
 	dryRun     bool
-	device     string
-	epochs     int
-	batchSize  int
-	seed       int64
 }
 
 func newTrainCmd(e *env) *cobra.Command {
@@ -44,38 +38,15 @@ func newTrainCmd(e *env) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.configFile, "config", "c", "", "config file, or a preset name (see 'resnet models')")
-	f.StringArrayVar(&o.sets, "set", nil, "override a config key, e.g. --set train.lr=0.05 (repeatable)")
 	f.StringVar(&o.out, "out", "", "run directory (default runs/<config name>)")
 	f.StringVar(&o.resume, "resume", "", "continue the run in this directory from its newest checkpoint")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the resolved config and the model summary, then exit")
-	f.StringVar(&o.device, "device", "", "device: auto, cpu or cuda (overrides config key device)")
-	f.IntVar(&o.epochs, "epochs", 0, "number of epochs (overrides train.epochs)")
-	f.IntVar(&o.batchSize, "batch-size", 0, "mini-batch size (overrides train.batch_size)")
-	f.Int64Var(&o.seed, "seed", 0, "random seed (overrides seed)")
+	o.bind(f, "")
 	return cmd
 }
 
-// flagSets turns explicitly given convenience flags into --set entries; they rank with --set, above the
-// environment.
-func (o *trainOptions) flagSets(changed func(string) bool) []string {
-	var sets []string
-	if changed("device") {
-		sets = append(sets, "device="+o.device)
-	}
-	if changed("epochs") {
-		sets = append(sets, "train.epochs="+strconv.Itoa(o.epochs))
-	}
-	if changed("batch-size") {
-		sets = append(sets, "train.batch_size="+strconv.Itoa(o.batchSize))
-	}
-	if changed("seed") {
-		sets = append(sets, "seed="+strconv.FormatInt(o.seed, 10))
-	}
-	return append(sets, o.sets...)
-}
-
 func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
-	src := config.Source{File: o.configFile, Env: e.environ, Sets: o.flagSets(changed)}
+	src := config.Source{File: o.configFile, Env: e.environ, Sets: o.toSets(changed)}
 	runDir := o.out
 	if o.resume != "" {
 		if o.configFile != "" {
@@ -105,7 +76,7 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		fmt.Fprintf(e.stdout, "# resolved config (run directory %s)\n%s\n", runDir, yml)
 		return printSummary(e.stdout, cfg)
 	}
-	dev, err := backend.Open(cfg.Device, backend.Options{Unfused: !cfg.CUDA.Fuse})
+	dev, err := openDevice(e, cfg.Device, !cfg.CUDA.Fuse)
 	if err != nil {
 		return err
 	}

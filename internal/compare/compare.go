@@ -13,7 +13,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"resnet/internal/config"
@@ -21,16 +20,11 @@ import (
 	"resnet/internal/train"
 )
 
-// shortName matches the short spelling of a residual net: res34, cifar_res56.
-var shortName = regexp.MustCompile(`^(cifar_)?res(\d+)$`)
-
-// Expand turns the short spelling of a model (res34, cifar_res56) into its preset name (resnet34,
-// cifar_resnet56); other names come back unchanged.
+// Expand turns any spelling of a zoo model (res34, ResNet-34, cifar_res56) into its zoo name, which is
+// also its preset's name (resnet34, cifar_resnet56); other arguments (config files) come back unchanged.
 func Expand(name string) string {
-	if m := shortName.FindStringSubmatch(name); m != nil {
-		return m[1] + "resnet" + m[2]
-	}
-	return name
+	canonical, _ := model.CanonicalName(name)
+	return canonical
 }
 
 // Entry is one network of a comparison: its config (the shared recipe with its own model section) and
@@ -74,7 +68,8 @@ func Plan(args []string, base string, sets, env []string, runRoot string) ([]*En
 				return nil, fmt.Errorf("compare %s: %w", arg, err)
 			}
 			// A zoo model without a preset: the recipe's model section with this architecture.
-			more := append(append([]string(nil), sets...), "model.arch="+name, "name="+name)
+			// model.depth=0: a recipe's depth would otherwise replace the one in the name.
+			more := append(append([]string(nil), sets...), "model.arch="+name, "model.depth=0", "name="+name)
 			if c, err = config.Load(config.Source{File: base, Env: env, Sets: more}); err != nil {
 				return nil, fmt.Errorf("compare %s: %w", arg, err)
 			}

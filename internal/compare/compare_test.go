@@ -16,6 +16,7 @@ func TestExpand(t *testing.T) {
 	for in, want := range map[string]string{
 		"res34": "resnet34", "res50": "resnet50", "cifar_res56": "cifar_resnet56",
 		"plain34": "plain34", "resnet50": "resnet50", "cifar_plain20": "cifar_plain20", "my.yaml": "my.yaml",
+		"ResNet-34": "resnet34", "configs/resnet50.yaml": "configs/resnet50.yaml",
 	} {
 		if got := Expand(in); got != want {
 			t.Errorf("Expand(%q) = %q, want %q", in, got, want)

@@ -203,3 +203,7 @@ func formatValue(v any) string {
 	}
 	return fmt.Sprint(v)
 }
+
+// Keys lists every leaf key of the config in struct order ("seed", "model.arch", "train.lr", ...), for
+// shell completion of --set.
+func Keys() []string { return append([]string(nil), keys.order...) }

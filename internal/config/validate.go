@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"resnet/internal/model"
 )
 
 // FieldError reports one invalid setting. Its text reads
@@ -74,11 +76,10 @@ func (p *problems) oneOf(key, got string, allowed ...string) {
 func got(v any) string { return " (got " + formatValue(v) + ")" }
 
 var (
-	devices        = []string{"auto", "cpu", "cuda"}
-	shortcuts      = []string{"A", "B", "C"}
-	datasets       = []string{"synthetic", "cifar10", "cifar100", "imagenet"}
-	scheduleTypes  = []string{"step", "cosine", "constant"}
-	imagenetDepths = []int{18, 34, 50, 101, 152}
+	devices       = []string{"auto", "cpu", "cuda"}
+	shortcuts     = []string{"A", "B", "C"}
+	datasets      = []string{"synthetic", "cifar10", "cifar100", "imagenet"}
+	scheduleTypes = []string{"step", "cosine", "constant"}
 )
 
 func validate(c Config) []*FieldError {
@@ -180,52 +181,15 @@ func validate(c Config) []*FieldError {
 	return p.list
 }
 
-// validateModel checks the arch name syntactically (the zoo lives elsewhere) together with depth and
-// shortcut.
+// validateModel checks arch and depth with the model package's name table, the one every command uses.
 func validateModel(p *problems, m ModelConfig) {
-	const archHelp = "must be resnet18/34/50/101/152, plain18/34/50/101/152, cifar_resnet<depth> or " +
-		"cifar_plain<depth> with depth = 6n+2 (20, 32, 44, 56, 110, ...), or cifar_resnet / cifar_plain " +
-		"together with model.depth"
-	cifar := false
-	switch {
-	case m.Arch == "":
-		p.add("model.arch", archHelp+" (got \"\")")
-	case strings.HasPrefix(m.Arch, "cifar_resnet") || strings.HasPrefix(m.Arch, "cifar_plain"):
-		cifar = true
-		digits := strings.TrimPrefix(strings.TrimPrefix(m.Arch, "cifar_resnet"), "cifar_plain")
-		if digits == "" {
-			if m.Depth == 0 {
-				p.add("model.depth", "must be set (6n+2: 20, 32, 44, 56, 110, ...) when model.arch is "+m.Arch)
-			}
-			break
+	if _, err := model.Resolve(m.Arch, m.Depth); err != nil {
+		var ae *model.ArchError
+		if errors.As(err, &ae) {
+			p.add("model."+ae.Field, ae.Reason)
+		} else {
+			p.add("model.arch", "does not build: "+err.Error())
 		}
-		d, ok := parseDepth(digits)
-		if !ok {
-			p.add("model.arch", archHelp+got(m.Arch))
-		} else if !isCIFARDepth(d) {
-			p.add("model.arch", "depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...)"+got(m.Arch))
-		}
-	case strings.HasPrefix(m.Arch, "resnet") || strings.HasPrefix(m.Arch, "plain"):
-		digits := strings.TrimPrefix(strings.TrimPrefix(m.Arch, "resnet"), "plain")
-		d, ok := parseDepth(digits)
-		known := false
-		for _, k := range imagenetDepths {
-			known = known || d == k
-		}
-		if !ok || !known {
-			p.add("model.arch", archHelp+got(m.Arch))
-		}
-	default:
-		p.add("model.arch", archHelp+got(m.Arch))
-	}
-	switch {
-	case m.Depth == 0:
-	case !cifar && m.Arch != "":
-		p.add("model.depth", "is only for cifar_resnet* and cifar_plain* archs, not "+m.Arch+
-			" (leave it 0)"+got(m.Depth))
-	case !isCIFARDepth(m.Depth):
-		p.add("model.depth", "must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), or 0 for the arch's own"+
-			got(m.Depth))
 	}
 	if m.Shortcut != "" {
 		p.oneOf("model.shortcut", m.Shortcut, shortcuts...)
@@ -234,17 +198,6 @@ func validateModel(p *problems, m ModelConfig) {
 		p.add("model.num_classes", "must be >= 0 (0 takes the dataset's)"+got(m.NumClasses))
 	}
 }
-
-// parseDepth reads a depth written in decimal without sign or leading zeros.
-func parseDepth(s string) (int, bool) {
-	if s == "" || s[0] == '0' || strings.Trim(s, "0123456789") != "" || len(s) > 6 {
-		return 0, false
-	}
-	d, err := strconv.Atoi(s)
-	return d, err == nil
-}
-
-func isCIFARDepth(d int) bool { return d >= 8 && (d-2)%6 == 0 }
 
 func validateSchedule(p *problems, s ScheduleConfig, epochs int) {
 	p.oneOf("train.schedule.type", s.Type, scheduleTypes...)

@@ -5,9 +5,7 @@ package model
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
 )
 
 // BlockKind is the residual unit type.
@@ -154,62 +152,18 @@ func CIFARSpec(depth int, residual bool) (Spec, error) {
 	}, nil
 }
 
-// Lookup resolves a zoo name: resnet18..152, plain18..152, cifar_resnetN and cifar_plainN (N = 6n+2),
-// and the short spellings resN (= resnetN) and cifar_resN.
-func Lookup(name string) (Spec, error) {
-	n := strings.ToLower(strings.TrimSpace(name))
-	for _, p := range []struct {
-		prefix   string
-		residual bool
-		cifar    bool
-	}{
-		{"cifar_resnet", true, true}, {"cifar_res", true, true}, {"cifar_plain", false, true},
-		{"resnet", true, false}, {"res", true, false}, {"plain", false, false},
-	} {
-		rest, ok := strings.CutPrefix(n, p.prefix)
-		if !ok {
-			continue
-		}
-		depth, err := strconv.Atoi(rest)
-		if err != nil {
-			break
-		}
-		if p.cifar {
-			return CIFARSpec(depth, p.residual)
-		}
-		return ImageNetSpec(depth, p.residual)
-	}
-	return Spec{}, fmt.Errorf("model: unknown architecture %q (known: %s, or cifar_resnetN / cifar_plainN with N = 6n+2)", name, strings.Join(ZooNames(), ", "))
-}
-
-// Zoo lists the named models: the ImageNet family, then the CIFAR family.
-func Zoo() []Spec {
-	var out []Spec
-	for _, d := range []int{18, 34, 50, 101, 152} {
-		s, _ := ImageNetSpec(d, true)
-		out = append(out, s)
-	}
-	for _, d := range []int{18, 34, 50, 101, 152} {
-		s, _ := ImageNetSpec(d, false)
-		out = append(out, s)
-	}
-	for _, d := range []int{20, 32, 44, 56, 110, 1202} {
-		s, _ := CIFARSpec(d, true)
-		out = append(out, s)
-	}
-	for _, d := range []int{20, 32, 44, 56, 110} {
-		s, _ := CIFARSpec(d, false)
-		out = append(out, s)
-	}
-	return out
-}
-
-// ZooNames lists the zoo's names, sorted.
-func ZooNames() []string {
-	var names []string
-	for _, s := range Zoo() {
-		names = append(names, s.Name)
-	}
-	sort.Strings(names)
-	return names
+// The ResNets of He et al. (2015) and their plain counterparts, in the order `resnet models` lists them.
+func init() {
+	imagenetDepths := []int{18, 34, 50, 101, 152}
+	const imagenetRule = "one of 18, 34, 50, 101, 152"
+	cifarValid := func(d int) bool { return d >= 8 && (d-2)%6 == 0 }
+	const cifarRule = "6n+2 with n >= 1 (8, 14, 20, 26, 32, ...)"
+	const cifarN = "N = 6n+2 (20, 32, 44, 56, 110, ...)"
+	register(&family{prefix: "resnet", aliases: []string{"res"}, residual: true,
+		depths: imagenetDepths, rule: imagenetRule, build: ImageNetSpec})
+	register(&family{prefix: "plain", depths: imagenetDepths, rule: imagenetRule, build: ImageNetSpec})
+	register(&family{prefix: "cifar_resnet", aliases: []string{"cifar_res"}, residual: true,
+		depths: []int{20, 32, 44, 56, 110, 1202}, valid: cifarValid, rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
+	register(&family{prefix: "cifar_plain", depths: []int{20, 32, 44, 56, 110}, valid: cifarValid,
+		rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
 }

@@ -1,12 +1,14 @@
 package model
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
 )
 
-// The expected values are the tables of shared/reference/FACTS.md: exact parameter counts, and MACs to the
+// The expected values are the tables of docs/reference-counts.md (torchvision's weight metadata for the
+// ImageNet nets, He et al. 2015 section 4.2 for the CIFAR ones): exact parameter counts, and MACs to the
 // precision the table gives (GMACs to 3 decimals for ImageNet, MMACs to 2 for CIFAR).
 func TestZooMatchesReferenceCounts(t *testing.T) {
 	cases := []struct {
@@ -56,6 +58,7 @@ func TestLookupSpellings(t *testing.T) {
 	for in, want := range map[string]string{
 		"res34": "resnet34", "RESNET50": "resnet50", "plain34": "plain34",
 		"cifar_res56": "cifar_resnet56", "cifar_plain20": "cifar_plain20", "cifar_resnet8": "cifar_resnet8",
+		"ResNet-34": "resnet34", "resnet_101": "resnet101", "cifar-resnet-56": "cifar_resnet56", " Plain-18 ": "plain18",
 	} {
 		s, err := Lookup(in)
 		if err != nil || s.Name != want {
@@ -63,9 +66,11 @@ func TestLookupSpellings(t *testing.T) {
 		}
 	}
 	for in, msg := range map[string]string{
-		"resnet19":       "ImageNet depth must be one of 18, 34, 50, 101, 152 (got 19)",
-		"cifar_resnet21": "CIFAR depth must be 6n+2 with n >= 1, e.g. 20, 32, 44, 56, 110 (got 21)",
-		"vgg16":          `unknown architecture "vgg16"`,
+		"resnet19":       `depth must be one of 18, 34, 50, 101, 152 (got "resnet19"); did you mean resnet18?`,
+		"cifar_resnet21": `depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...) (got "cifar_resnet21"); did you mean cifar_resnet20?`,
+		"vgg16":          `must be a known architecture (got "vgg16"; known: resnet18/34/50/101/152, plain18/34/50/101/152,`,
+		"resnet5O":       `did you mean resnet50?`,
+		"cifar_resnet":   "model.depth must be set to 6n+2",
 	} {
 		if _, err := Lookup(in); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("Lookup(%q) error %v, want it to contain %q", in, err, msg)
@@ -155,5 +160,48 @@ func TestParamNamesFollowTorchvision(t *testing.T) {
 	// 53 convolutions + 53 BNs (4 tensors each) + fc weight and bias.
 	if len(g.params) != 53+53*4+2 {
 		t.Errorf("%d parameter tensors, want %d", len(g.params), 53+53*4+2)
+	}
+}
+
+// Every listed name resolves to itself, and so do its short and paper spellings.
+func TestNamesRoundTrip(t *testing.T) {
+	names := Names()
+	if len(names) != 21 || names[0] != "cifar_plain110" || names[len(names)-1] != "resnet50" {
+		t.Fatalf("Names() = %v", names)
+	}
+	for _, n := range names {
+		s, err := Lookup(n)
+		if err != nil || s.Name != n {
+			t.Errorf("Lookup(%q) = %q, %v", n, s.Name, err)
+		}
+		if c, ok := CanonicalName(strings.ToUpper(strings.ReplaceAll(n, "net", "net-"))); !ok || c != n {
+			t.Errorf("CanonicalName of a respelt %q = %q, %v", n, c, ok)
+		}
+	}
+	if c, ok := CanonicalName("configs/my.yaml"); ok || c != "configs/my.yaml" {
+		t.Errorf("CanonicalName of a file = %q, %v; want it unchanged and false", c, ok)
+	}
+}
+
+// model.depth replaces the depth of the name, for any family: the resnet50 recipe with depth 101 trains
+// resnet101, and a family name without a depth takes it.
+func TestResolveDepth(t *testing.T) {
+	for _, c := range []struct {
+		arch  string
+		depth int
+		want  string
+	}{
+		{"resnet50", 101, "resnet101"}, {"plain", 34, "plain34"}, {"cifar_res20", 56, "cifar_resnet56"},
+		{"cifar_plain", 14, "cifar_plain14"}, {"cifar_resnet32", 0, "cifar_resnet32"},
+	} {
+		s, err := Resolve(c.arch, c.depth)
+		if err != nil || s.Name != c.want {
+			t.Errorf("Resolve(%q, %d) = %q, %v; want %q", c.arch, c.depth, s.Name, err, c.want)
+		}
+	}
+	_, err := Resolve("resnet", 0)
+	var ae *ArchError
+	if !errors.As(err, &ae) || ae.Field != "depth" {
+		t.Errorf("Resolve(resnet, 0) error %v; want an ArchError on depth", err)
 	}
 }

@@ -2,7 +2,6 @@ package train
 
 import (
 	"fmt"
-	"strings"
 
 	"resnet/internal/config"
 	"resnet/internal/dataset"
@@ -13,20 +12,7 @@ import (
 // SpecFor resolves the model section of a config to a spec, for a data set of numClasses classes and
 // square images of side inputSize.
 func SpecFor(m config.ModelConfig, numClasses, inputSize int) (model.Spec, error) {
-	arch := strings.ToLower(m.Arch)
-	var s model.Spec
-	var err error
-	switch {
-	case arch == "cifar_resnet" || arch == "cifar_plain":
-		if m.Depth == 0 {
-			return s, fmt.Errorf("model.arch %s needs model.depth (6n+2)", m.Arch)
-		}
-		s, err = model.CIFARSpec(m.Depth, arch == "cifar_resnet")
-	case m.Depth != 0 && strings.HasPrefix(arch, "cifar_"):
-		s, err = model.CIFARSpec(m.Depth, strings.HasPrefix(arch, "cifar_res"))
-	default:
-		s, err = model.Lookup(m.Arch)
-	}
+	s, err := model.Resolve(m.Arch, m.Depth)
 	if err != nil {
 		return s, err
 	}

@@ -1,0 +1,63 @@
+package cli
+
+// What several commands share: the convenience flags that stand for --set entries, and opening the device.
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/pflag"
+
+	"resnet/internal/backend"
+)
+
+// configFlags are --set and the flags that are short for a --set entry. They rank with --set, above the
+// environment; --set entries given explicitly come last, so they win over the short flags.
+type configFlags struct {
+	sets      []string
+	device    string
+	epochs    int
+	batchSize int
+	seed      int64
+}
+
+// bind adds the flags; scope says whose config they change ("" for a single run, "every model's" for
+// compare).
+func (o *configFlags) bind(f *pflag.FlagSet, scope string) {
+	if scope != "" {
+		scope += " "
+	}
+	f.StringArrayVar(&o.sets, "set", nil, "override a config key of "+scope+"the run, e.g. --set train.lr=0.05 (repeatable)")
+	f.StringVar(&o.device, "device", "", "device: auto, cpu or cuda (overrides config key device)")
+	f.IntVar(&o.epochs, "epochs", 0, "number of epochs (overrides train.epochs)")
+	f.IntVar(&o.batchSize, "batch-size", 0, "mini-batch size (overrides train.batch_size)")
+	f.Int64Var(&o.seed, "seed", 0, "random seed (overrides seed)")
+}
+
+// toSets turns the explicitly given short flags into --set entries, followed by the --set entries.
+func (o *configFlags) toSets(changed func(string) bool) []string {
+	var sets []string
+	if changed("device") {
+		sets = append(sets, "device="+o.device)
+	}
+	if changed("epochs") {
+		sets = append(sets, "train.epochs="+strconv.Itoa(o.epochs))
+	}
+	if changed("batch-size") {
+		sets = append(sets, "train.batch_size="+strconv.Itoa(o.batchSize))
+	}
+	if changed("seed") {
+		sets = append(sets, "seed="+strconv.FormatInt(o.seed, 10))
+	}
+	return append(sets, o.sets...)
+}
+
+// openDevice opens the named device. When "auto" falls back to the CPU, the reason the GPU did not open is
+// printed on stderr, once per process.
+func openDevice(e *env, name string, unfused bool) (backend.Device, error) {
+	return backend.Open(name, backend.Options{Unfused: unfused, OnFallback: func(reason error) {
+		e.fallbackOnce.Do(func() {
+			fmt.Fprintf(e.stderr, "resnet: device auto: using the CPU (%v)\n", reason)
+		})
+	}})
+}

@@ -1,0 +1,300 @@
+package model
+
+// The one table of architecture names. Every command, the config validator, `resnet models`, the "did
+// you mean" hints and shell completion read it; a new family registers here (from its builder file's
+// init) and nowhere else.
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// family is a pattern of names: a prefix followed by a depth (resnet50, cifar_plain56).
+type family struct {
+	prefix   string   // canonical prefix: resnet, cifar_plain
+	aliases  []string // other accepted prefixes: res, cifar_res
+	residual bool
+	// depths are the depths the zoo lists. With valid nil they are also the only ones accepted.
+	depths []int
+	// valid, when set, accepts more depths than the listed ones (CIFAR: any 6n+2).
+	valid func(depth int) bool
+	// rule says which depths are accepted, for error messages: "one of 18, 34, 50, 101, 152".
+	rule string
+	// nUsage explains N in the family's usage line when valid is set: "N = 6n+2 (20, 32, 44, ...)".
+	nUsage string
+	build  func(depth int, residual bool) (Spec, error)
+}
+
+func (f *family) accepts(depth int) bool {
+	if f.valid != nil {
+		return f.valid(depth)
+	}
+	for _, d := range f.depths {
+		if d == depth {
+			return true
+		}
+	}
+	return false
+}
+
+// nearestDepth is the accepted depth closest to d (the smaller one on a tie), for "did you mean".
+func (f *family) nearestDepth(d int) int {
+	best := -1
+	consider := func(c int) {
+		if c > 0 && f.accepts(c) && (best < 0 || abs(c-d) < abs(best-d)) {
+			best = c
+		}
+	}
+	for _, c := range f.depths {
+		consider(c)
+	}
+	if f.valid != nil {
+		for delta := 0; delta <= 16 && best != d; delta++ {
+			consider(d - delta)
+			consider(d + delta)
+		}
+	}
+	return best
+}
+
+// usage is how the family appears in a list of known names: resnet18/34/50/101/152, cifar_resnetN.
+func (f *family) usage() string {
+	if f.valid != nil {
+		return f.prefix + "N"
+	}
+	ds := make([]string, len(f.depths))
+	for i, d := range f.depths {
+		ds[i] = strconv.Itoa(d)
+	}
+	return f.prefix + strings.Join(ds, "/")
+}
+
+var families []*family
+
+// register adds a family of names. Prefixes must be unique across families.
+func register(f *family) {
+	for _, g := range families {
+		for _, p := range append([]string{f.prefix}, f.aliases...) {
+			if p == g.prefix || contains(g.aliases, p) {
+				panic("model: architecture prefix " + p + " registered twice")
+			}
+		}
+	}
+	families = append(families, f)
+}
+
+// ArchError is an architecture name (or depth) that names no model. Field is the config key it belongs to
+// ("arch" or "depth", under model.) and Reason says what is accepted, with a suggestion when one is close.
+type ArchError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ArchError) Error() string { return "model." + e.Field + " " + e.Reason }
+
+// Arch is a parsed architecture name: its family and the depth the name carries (0 when it carries none,
+// as in cifar_resnet, which then takes model.depth).
+type Arch struct {
+	fam   *family
+	Name  string // as given
+	Depth int
+}
+
+// ParseArch reads an architecture name. Case, '-' and a separator before the depth are free: resnet50,
+// ResNet-50, resnet_50 and the short form res50 name one model; cifar_res56 is cifar_resnet56.
+func ParseArch(name string) (Arch, error) {
+	n := normalizeName(name)
+	for _, p := range prefixesLongestFirst() {
+		rest, ok := strings.CutPrefix(n, p.prefix)
+		if !ok {
+			continue
+		}
+		rest = strings.TrimPrefix(rest, "_")
+		if rest == "" {
+			return Arch{fam: p.fam, Name: name}, nil
+		}
+		if d, ok := parseDepth(rest); ok {
+			a := Arch{fam: p.fam, Name: name, Depth: d}
+			if !p.fam.accepts(d) {
+				return a, &ArchError{Field: "arch", Reason: "depth must be " + p.fam.rule + " (got " +
+					strconv.Quote(name) + ")" + suggest(p.fam.prefix, p.fam.nearestDepth(d))}
+			}
+			return a, nil
+		}
+	}
+	reason := "must be a known architecture (got " + strconv.Quote(name) + "; known: " + KnownNames() + ")"
+	if s := closestName(n); s != "" {
+		reason += "; did you mean " + s + "?"
+	}
+	return Arch{}, &ArchError{Field: "arch", Reason: reason}
+}
+
+// Spec builds the architecture's spec. depth, when not 0, replaces the depth of the name (model.depth:
+// the cifar_resnet20 recipe with depth 56 trains cifar_resnet56).
+func (a Arch) Spec(depth int) (Spec, error) {
+	d := a.Depth
+	if depth != 0 {
+		if !a.fam.accepts(depth) {
+			return Spec{}, &ArchError{Field: "depth", Reason: "must be " + a.fam.rule + " for " + a.fam.prefix +
+				", or 0 for the arch's own (got " + strconv.Itoa(depth) + ")" + suggest("", a.fam.nearestDepth(depth))}
+		}
+		d = depth
+	}
+	if d == 0 {
+		return Spec{}, &ArchError{Field: "depth", Reason: "must be set to " + a.fam.rule + " when model.arch is " + a.Name}
+	}
+	return a.fam.build(d, a.fam.residual)
+}
+
+// Resolve is ParseArch followed by Spec: the model section's arch and depth to a spec.
+func Resolve(arch string, depth int) (Spec, error) {
+	a, err := ParseArch(arch)
+	if err != nil {
+		return Spec{}, err
+	}
+	return a.Spec(depth)
+}
+
+// Lookup resolves a full zoo name (resnet50, res50, ResNet-50, cifar_res56, ...).
+func Lookup(name string) (Spec, error) { return Resolve(name, 0) }
+
+// CanonicalName is the zoo's spelling of a model name (res34 and ResNet-34 are resnet34), and whether name
+// names a model with its depth.
+func CanonicalName(name string) (string, bool) {
+	s, err := Lookup(name)
+	if err != nil {
+		return name, false
+	}
+	return s.Name, true
+}
+
+// Zoo lists the named models in the order their families registered.
+func Zoo() []Spec {
+	var out []Spec
+	for _, f := range families {
+		for _, d := range f.depths {
+			s, err := f.build(d, f.residual)
+			if err != nil {
+				panic(err) // a registered depth that does not build is a bug in the table
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Names lists the zoo's names, sorted: what `resnet models`, hints and shell completion offer.
+func Names() []string {
+	var names []string
+	for _, s := range Zoo() {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// KnownNames describes the accepted names in one line, for error messages.
+func KnownNames() string {
+	var b strings.Builder
+	for i, f := range families {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(f.usage())
+		if f.nUsage != "" && (i+1 == len(families) || families[i+1].nUsage != f.nUsage) {
+			b.WriteString(" with " + f.nUsage)
+		}
+	}
+	b.WriteString("; or a name without its depth together with model.depth")
+	return b.String()
+}
+
+type prefixEntry struct {
+	prefix string
+	fam    *family
+}
+
+func prefixesLongestFirst() []prefixEntry {
+	var ps []prefixEntry
+	for _, f := range families {
+		ps = append(ps, prefixEntry{f.prefix, f})
+		for _, a := range f.aliases {
+			ps = append(ps, prefixEntry{a, f})
+		}
+	}
+	sort.SliceStable(ps, func(i, j int) bool { return len(ps[i].prefix) > len(ps[j].prefix) })
+	return ps
+}
+
+func normalizeName(name string) string {
+	n := strings.ToLower(strings.TrimSpace(name))
+	return strings.NewReplacer("-", "_", " ", "_").Replace(n)
+}
+
+// parseDepth reads a depth written in decimal without sign or leading zeros.
+func parseDepth(s string) (int, bool) {
+	if s == "" || s[0] == '0' || strings.Trim(s, "0123456789") != "" || len(s) > 6 {
+		return 0, false
+	}
+	d, err := strconv.Atoi(s)
+	return d, err == nil
+}
+
+func suggest(prefix string, depth int) string {
+	if depth <= 0 {
+		return ""
+	}
+	return "; did you mean " + prefix + strconv.Itoa(depth) + "?"
+}
+
+// closestName is the zoo name nearest to n by edit distance, when it is close enough to be a typo.
+func closestName(n string) string {
+	best, bestDist := "", 0
+	for _, name := range Names() {
+		if d := editDistance(n, name); best == "" || d < bestDist {
+			best, bestDist = name, d
+		}
+	}
+	if best == "" || bestDist > max(1, len(n)/4) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
