@@ -37,11 +37,6 @@ type LoaderOptions struct {
 	// its pinned host memory here so batches can be copied to the device asynchronously. Nil uses Go
 	// memory.
 	Staging func(n int) []float32
-	// Rank and WorldSize shard each epoch's order for data-parallel training: rank r takes positions
-	// r, r+WorldSize, r+2*WorldSize, ... WorldSize 0 or 1 means no sharding. With DropLast every rank
-	// takes the same number of examples (the remainder of the epoch is dropped), so all ranks run the
-	// same number of steps; without it the ranks partition the whole epoch.
-	Rank, WorldSize int
 }
 
 // Batch is one batch of normalised examples. Its buffers belong to the loader: hand it back with Release
@@ -93,9 +88,8 @@ type Loader struct {
 	prefetch  int
 	chunks    int // chunks per full batch
 
-	order   []int32 // the epoch's permutation of the source
-	shard   []int32 // this rank's examples for the epoch, in order; read by workers
-	batches int     // per epoch, for this rank
+	order   []int32 // the epoch's permutation of the source; read by workers
+	batches int     // per epoch
 
 	jobs chan chunk
 	done chan *Batch
@@ -145,10 +139,6 @@ func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 	if opt.Prefetch < 0 {
 		return nil, fmt.Errorf("dataset: loader prefetch must be >= 0 (got %d; 0 means %d)", opt.Prefetch, defaultPrefetch)
 	}
-	world := max(opt.WorldSize, 1)
-	if opt.WorldSize < 0 || opt.Rank < 0 || opt.Rank >= world {
-		return nil, fmt.Errorf("dataset: loader rank %d is outside world size %d (want 0 <= rank < world size)", opt.Rank, opt.WorldSize)
-	}
 	n := src.Len()
 	if n <= 0 {
 		return nil, errors.New("dataset: loader source is empty")
@@ -161,16 +151,12 @@ func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 		return nil, fmt.Errorf("dataset: loader source has image shape %dx%dx%d; every dimension must be > 0", c, h, w)
 	}
 
-	perRank := (n - opt.Rank + world - 1) / world
+	batches := (n + opt.BatchSize - 1) / opt.BatchSize
 	if opt.DropLast {
-		perRank = n / world
-	}
-	batches := (perRank + opt.BatchSize - 1) / opt.BatchSize
-	if opt.DropLast {
-		batches = perRank / opt.BatchSize
+		batches = n / opt.BatchSize
 	}
 	if batches == 0 {
-		return nil, fmt.Errorf("dataset: loader batch size %d exceeds the %d examples of rank %d of %d; with drop_last no batch is left", opt.BatchSize, perRank, opt.Rank, world)
+		return nil, fmt.Errorf("dataset: loader batch size %d exceeds the %d examples; with drop_last no batch is left", opt.BatchSize, n)
 	}
 
 	workers := opt.Workers
@@ -189,7 +175,6 @@ func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 		prefetch: prefetch,
 		chunks:   min(workers, opt.BatchSize),
 		order:    make([]int32, n),
-		shard:    make([]int32, perRank),
 		batches:  batches,
 		ready:    make([]*Batch, prefetch),
 	}
@@ -203,15 +188,15 @@ func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 	return l, nil
 }
 
-// BatchesPerEpoch is the number of batches Next delivers in a full epoch on this rank.
+// BatchesPerEpoch is the number of batches Next delivers in a full epoch.
 func (l *Loader) BatchesPerEpoch() int { return l.batches }
 
-// ExamplesPerEpoch is the number of examples a full epoch delivers on this rank.
+// ExamplesPerEpoch is the number of examples a full epoch delivers.
 func (l *Loader) ExamplesPerEpoch() int {
 	if l.opt.DropLast {
 		return l.batches * l.opt.BatchSize
 	}
-	return len(l.shard)
+	return len(l.order)
 }
 
 // Start begins delivering the batches of epoch from batch index startBatch (0 for a whole epoch; later
@@ -229,7 +214,7 @@ func (l *Loader) Start(epoch, startBatch int) error {
 	}
 	l.gen.Add(1)
 	l.drain()
-	l.fillShard(epoch)
+	l.fillOrder(epoch)
 	l.started = true
 	l.epoch = epoch
 	l.nextDispatch, l.nextDeliver = startBatch, startBatch
@@ -316,8 +301,8 @@ func (l *Loader) drain() {
 	}
 }
 
-// fillShard computes the epoch's order and this rank's part of it.
-func (l *Loader) fillShard(epoch int) {
+// fillOrder computes the epoch's order: the identity, or a permutation that depends only on (seed, epoch).
+func (l *Loader) fillOrder(epoch int) {
 	for i := range l.order {
 		l.order[i] = int32(i)
 	}
@@ -329,10 +314,6 @@ func (l *Loader) fillShard(epoch int) {
 			l.order[i], l.order[j] = l.order[j], l.order[i]
 		}
 	}
-	world := max(l.opt.WorldSize, 1)
-	for k := range l.shard {
-		l.shard[k] = l.order[l.opt.Rank+k*world]
-	}
 }
 
 // dispatch hands batches to the workers until prefetch batches are ahead of the consumer.
@@ -341,7 +322,7 @@ func (l *Loader) dispatch() {
 		b := l.takeFree()
 		b.Epoch, b.Index = l.epoch, l.nextDispatch
 		b.start = l.nextDispatch * l.opt.BatchSize
-		b.N = min(l.opt.BatchSize, len(l.shard)-b.start)
+		b.N = min(l.opt.BatchSize, len(l.order)-b.start)
 		b.X = b.x[:b.N*l.imageSize]
 		b.Labels = b.labels[:b.N]
 		b.Skipped = b.Skipped[:0]
@@ -415,7 +396,7 @@ func (l *Loader) work() {
 // (or, in strict mode, ends the epoch with its error).
 func (l *Loader) fill(b *Batch, from, to int, worker PipelineWorker, pcg *rand.PCG, rng *rand.Rand) error {
 	for k := from; k < to; k++ {
-		index := int(l.shard[b.start+k])
+		index := int(l.order[b.start+k])
 		// The randomness of an example depends on (Seed, epoch, example) only.
 		pcg.Seed(mix64(uint64(l.opt.Seed)^0x6175_676d_656e_74^mix64(uint64(b.Epoch))), mix64(uint64(index))) // "augment"
 		label, err := worker.Load(index, rng, b.X[k*l.imageSize:(k+1)*l.imageSize])

@@ -281,43 +281,6 @@ func TestLoaderResumesMidEpoch(t *testing.T) {
 	}
 }
 
-func TestLoaderShardsPartitionTheEpoch(t *testing.T) {
-	src := indexSource{n: 103, failAt: -1}
-	const world = 4
-	seen := make([]int, src.n)
-	for rank := range world {
-		l := mustLoader(t, src, LoaderOptions{BatchSize: 8, Shuffle: true, Seed: 5, Norm: identityNorm, Workers: 2, Rank: rank, WorldSize: world})
-		if err := l.Start(2, 0); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			b, err := l.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b == nil {
-				break
-			}
-			for _, i := range exampleIndices(t, b) {
-				seen[i]++
-			}
-			l.Release(b)
-		}
-	}
-	for i, c := range seen {
-		if c != 1 {
-			t.Fatalf("example %d delivered %d times across %d ranks", i, c, world)
-		}
-	}
-	// With DropLast every rank runs the same number of steps.
-	for rank := range world {
-		l := mustLoader(t, src, LoaderOptions{BatchSize: 8, DropLast: true, Norm: identityNorm, Workers: 1, Rank: rank, WorldSize: world})
-		if l.BatchesPerEpoch() != 3 {
-			t.Errorf("rank %d with DropLast: %d batches per epoch, want 3 (25 examples in batches of 8)", rank, l.BatchesPerEpoch())
-		}
-	}
-}
-
 func TestLoaderReportsSourceErrors(t *testing.T) {
 	l := mustLoader(t, indexSource{n: 50, failAt: 23}, LoaderOptions{BatchSize: 10, Norm: identityNorm, Workers: 3})
 	if err := l.Start(0, 0); err != nil {
@@ -358,9 +321,8 @@ func TestLoaderRejectsBadUse(t *testing.T) {
 	}{
 		{LoaderOptions{BatchSize: 0, Norm: identityNorm}, "dataset: loader batch size must be > 0 (got 0)"},
 		{LoaderOptions{BatchSize: 4, Workers: -1, Norm: identityNorm}, "dataset: loader workers must be >= 0 (got -1; 0 means one per CPU)"},
-		{LoaderOptions{BatchSize: 4, Rank: 2, WorldSize: 2, Norm: identityNorm}, "dataset: loader rank 2 is outside world size 2 (want 0 <= rank < world size)"},
 		{LoaderOptions{BatchSize: 4}, "dataset: loader: dataset: normalisation std of channel 0 is 0; it must be > 0 and finite (unset? compute it with ComputeNormalization)"},
-		{LoaderOptions{BatchSize: 11, DropLast: true, Norm: identityNorm}, "dataset: loader batch size 11 exceeds the 10 examples of rank 0 of 1; with drop_last no batch is left"},
+		{LoaderOptions{BatchSize: 11, DropLast: true, Norm: identityNorm}, "dataset: loader batch size 11 exceeds the 10 examples; with drop_last no batch is left"},
 	} {
 		_, err := NewLoader(src, tc.opt)
 		if err == nil || err.Error() != tc.want {
