@@ -14,7 +14,7 @@ import (
 
 // LoaderOptions configures a Loader.
 type LoaderOptions struct {
-	// BatchSize is the number of examples per batch on this rank.
+	// BatchSize is the number of examples per batch.
 	BatchSize int
 	// Shuffle permutes the order each epoch, as a function of (Seed, epoch) only.
 	Shuffle bool
@@ -56,7 +56,7 @@ type Batch struct {
 	loader   *Loader
 	x        []float32 // full-capacity storage behind X
 	labels   []int32   // full-capacity storage behind Labels
-	start    int       // position of the first example in the rank's epoch order
+	start    int       // position of the first example in the epoch order
 	gen      uint64    // loader generation the batch was dispatched in
 	pending  atomic.Int32
 	chunkErr []error // error of each chunk; the first non-nil one is reported
