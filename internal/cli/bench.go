@@ -215,7 +215,7 @@ func runBenchData(e *env, o *benchOptions) error {
 	if o.batches < 1 {
 		return usageError{fmt.Errorf("--batches must be >= 1 (got %d)", o.batches)}
 	}
-	cfg, err := config.Load(config.Source{File: o.configFile, Env: e.environ, Sets: o.sets})
+	cfg, err := config.Load(config.Source{File: o.configFile, UseEnv: true, Sets: o.sets})
 	if err != nil {
 		return err
 	}

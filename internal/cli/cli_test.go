@@ -68,7 +68,7 @@ func TestDryRunPrintsConfigAndSummary(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"arch: resnet50", "lr: 0.2", "# model resnet50: residual, depth 50, bottleneck blocks, shortcut B", "layer4", "2048x7x7", "25,557,032", "4089.18"} {
+	for _, want := range []string{"# config from embedded configs/resnet50.yaml", "arch: resnet50", "lr: 0.2", "# model resnet50: residual, depth 50, bottleneck blocks, shortcut B", "layer4", "2048x7x7", "25,557,032", "4089.18"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry-run output lacks %q:\n%s", want, out)
 		}

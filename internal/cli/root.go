@@ -34,7 +34,6 @@ func (e usageError) Unwrap() error { return e.err }
 // env is what commands need from the process, injectable for tests.
 type env struct {
 	stdout, stderr io.Writer
-	environ        []string
 	// terminal reports whether stdout is a terminal (progress bars instead of log lines).
 	terminal bool
 	// stop, when non-nil, replaces signal handling (tests close it to interrupt training).
@@ -63,7 +62,7 @@ Recognition", 2015) and their plain counterparts, on the CPU or an NVIDIA GPU, f
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, environ: os.Environ(), terminal: isTerminal(stdout)}
+	e := &env{stdout: stdout, stderr: stderr, terminal: isTerminal(stdout)}
 	return run(e, args)
 }
 

@@ -46,7 +46,7 @@ func newTrainCmd(e *env) *cobra.Command {
 }
 
 func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
-	src := config.Source{File: o.configFile, Env: e.environ, Sets: o.toSets(changed)}
+	src := config.Source{File: o.configFile, UseEnv: true, Sets: o.toSets(changed)}
 	runDir := o.out
 	if o.resume != "" {
 		if o.configFile != "" {
@@ -73,6 +73,14 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		runDir = filepath.Join("runs", cfg.Name)
 	}
 	if o.dryRun {
+		from, err := config.Locate(src.File)
+		if err != nil {
+			return err
+		}
+		if from == "" {
+			from = "built-in defaults"
+		}
+		fmt.Fprintf(e.stdout, "# config from %s, with the RESNET_* environment and flags over it\n", from)
 		fmt.Fprintf(e.stdout, "# resolved config (run directory %s)\n%s\n", runDir, yml)
 		return printSummary(e.stdout, cfg)
 	}

@@ -28,9 +28,9 @@ type Source struct {
 	// it in error messages.
 	Data  []byte
 	Label string
-	// Env is the environment as "KEY=value" entries (os.Environ() in the CLI). Only RESNET_* entries that
-	// name a config key are used: RESNET_TRAIN_LR sets train.lr. Nil means no environment.
-	Env []string
+	// UseEnv reads the process environment's RESNET_* variables that name config keys (RESNET_TRAIN_LR
+	// sets train.lr). Off for a run's own config (a checkpoint's), which the environment must not change.
+	UseEnv bool
 	// Sets are --set entries, "key=value" with dotted keys: train.lr=0.05, model.arch=resnet50,
 	// train.schedule.milestones=[81,122] (or 81,122). Later entries win.
 	Sets []string
@@ -81,9 +81,9 @@ func Load(src Source) (Config, error) {
 	}
 
 	// Each layer is checked and converted to the fields' types here, with line numbers and origins for
-	// its errors, before viper sees it. viper's own ReadConfig and AutomaticEnv are not used: the first
-	// would hand mapstructure raw YAML (nulls, numbers where text is expected) without positions, the second
-	// reads the process environment, which would make Env impossible to inject.
+	// its errors, before the layers are merged. viper finds the files (search paths) and the environment
+	// variables (RESNET_ prefix); its own YAML decoding is not used, since it would hand mapstructure raw
+	// YAML (nulls, numbers where text is expected) without positions.
 	origins := map[string]origin{}
 	var errs []error
 	if data != nil {
@@ -93,10 +93,12 @@ func Load(src Source) (Config, error) {
 			errs = append(errs, fmt.Errorf("config: %s: %w", label, err))
 		}
 	}
-	envValues, envErrs := readEnv(src.Env, origins)
-	errs = append(errs, envErrs...)
-	if err := v.MergeConfigMap(envValues); err != nil {
-		errs = append(errs, fmt.Errorf("config: environment: %w", err))
+	if src.UseEnv {
+		envValues, envErrs := readEnv(origins)
+		errs = append(errs, envErrs...)
+		if err := v.MergeConfigMap(envValues); err != nil {
+			errs = append(errs, fmt.Errorf("config: environment: %w", err))
+		}
 	}
 	overrides, setErrs := readSets(src.Sets, origins)
 	errs = append(errs, setErrs...)
@@ -175,34 +177,99 @@ func flowLists(n *yaml.Node) {
 	}
 }
 
-// resolveFile finds the YAML named by file: a regular file on disk first, then an embedded preset. It
-// returns the default run name, a label for error messages and the bytes (nil when file is empty).
+// Locate says where the config named by file comes from: its path, or "embedded configs/NAME.yaml" for a
+// preset built into the binary ("" for no file).
+func Locate(file string) (string, error) {
+	_, label, _, err := resolveFile(file)
+	return label, err
+}
+
+// resolveFile finds the YAML named by file: a regular file on disk first; for a bare name (resnet50 or
+// resnet50.yaml) then the search paths; then an embedded preset. It returns the default run name, a label
+// for error messages and the bytes (nil when file is empty).
 func resolveFile(file string) (name, label string, data []byte, err error) {
 	if file == "" {
 		return "default", "", nil, nil
 	}
 	info, statErr := os.Stat(file)
 	if statErr == nil && !info.IsDir() {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return "", "", nil, fmt.Errorf("config: %w", err)
-		}
-		base := filepath.Base(file)
-		return strings.TrimSuffix(base, filepath.Ext(base)), file, data, nil
+		return readConfigFile(file)
 	}
 	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
 		return "", "", nil, fmt.Errorf("config: %w", statErr)
+	}
+	bare := filepath.Dir(filepath.Clean(file)) == "."
+	if bare {
+		path, err := searchConfig(strings.TrimSuffix(strings.TrimSuffix(file, ".yaml"), ".yml"))
+		if err != nil {
+			return "", "", nil, err
+		}
+		if path != "" {
+			return readConfigFile(path)
+		}
 	}
 	if preset, ok := presetName(file); ok {
 		data, _ := configs.Read(preset)
 		return preset, "embedded configs/" + preset + ".yaml", data, nil
 	}
+	presets := "presets: " + strings.Join(configs.Names(), ", ")
 	if statErr == nil {
-		return "", "", nil, fmt.Errorf("config: %s is a directory, not a YAML file or preset (presets: %s)",
-			file, strings.Join(configs.Names(), ", "))
+		return "", "", nil, fmt.Errorf("config: %s is a directory, not a YAML file or preset (%s)", file, presets)
 	}
-	return "", "", nil, fmt.Errorf("config: no such file or preset %q (presets: %s)",
-		file, strings.Join(configs.Names(), ", "))
+	if bare {
+		presets = "searched " + strings.Join(SearchPaths(), ", ") + "; " + presets
+	}
+	return "", "", nil, fmt.Errorf("config: no such file or preset %q (%s)", file, presets)
+}
+
+func readConfigFile(path string) (name, label string, data []byte, err error) {
+	data, err = os.ReadFile(path)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("config: %w", err)
+	}
+	base := filepath.Base(path)
+	return strings.TrimSuffix(base, filepath.Ext(base)), path, data, nil
+}
+
+// SearchPaths are the folders where a bare --config name (NAME or NAME.yaml) is looked for when the
+// working directory has no such file, before the presets built into the binary: ./configs, then
+// $XDG_CONFIG_HOME/resnet (~/.config/resnet).
+func SearchPaths() []string {
+	dirs := []string{"./configs"}
+	if d, err := os.UserConfigDir(); err == nil {
+		dirs = append(dirs, filepath.Join(d, "resnet"))
+	}
+	return dirs
+}
+
+// searchConfig looks for name.yaml in the search paths with viper's config search, and returns its path
+// ("" when there is none). Only YAML is read: a name.json or name.toml found first is an error.
+func searchConfig(name string) (string, error) {
+	v := viper.New()
+	v.SetConfigName(name)
+	v.SetConfigType("yaml")
+	for _, dir := range SearchPaths() {
+		v.AddConfigPath(dir)
+	}
+	// Its parse errors are not used: readYAML reads the file again and reports them with their lines.
+	err := v.ReadInConfig()
+	var notFound viper.ConfigFileNotFoundError
+	if errors.As(err, &notFound) {
+		return "", nil
+	}
+	path := v.ConfigFileUsed()
+	if path == "" {
+		return "", fmt.Errorf("config: searching for %s: %w", name, err)
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, path); err == nil && !strings.HasPrefix(rel, "..") {
+			path = rel
+		}
+	}
+	if ext := filepath.Ext(path); ext != ".yaml" && ext != ".yml" {
+		return "", fmt.Errorf("config: %s: config files are YAML; rename it to %s.yaml", path, name)
+	}
+	return path, nil
 }
 
 // presetName reports the preset that file names: a bare name with or without .yaml, or a path inside a
@@ -400,27 +467,29 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
 
-// readEnv takes the RESNET_* variables that name config keys (RESNET_TRAIN_LR for train.lr) and converts
-// their text to the fields' types. Other RESNET_* variables belong to other parts of the program and are
-// ignored; an empty value counts as unset.
-func readEnv(env []string, origins map[string]origin) (map[string]any, []error) {
-	vars := map[string]string{}
-	for _, entry := range env {
-		name, val, ok := strings.Cut(entry, "=")
-		if ok && strings.HasPrefix(name, "RESNET_") {
-			vars[name] = val
-		}
-	}
+// envPrefix is the prefix of the environment variables that set config keys: RESNET_TRAIN_LR is train.lr.
+const envPrefix = "RESNET"
+
+// readEnv takes the RESNET_* variables that name config keys, found by viper's environment binding, and
+// converts their text to the fields' types. Other RESNET_* variables belong to other parts of the program
+// and are ignored; an empty value counts as unset.
+func readEnv(origins map[string]origin) (map[string]any, []error) {
+	ev := viper.New()
+	ev.SetEnvPrefix(envPrefix)
+	ev.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	values := map[string]any{}
 	var errs []error
 	for _, key := range keys.order {
-		s := keys.settings[key]
-		name := s.envName()
-		text, ok := vars[name]
-		if !ok || text == "" {
+		if err := ev.BindEnv(key); err != nil {
+			errs = append(errs, fmt.Errorf("config: environment: %w", err))
 			continue
 		}
-		o := origin{env: name}
+		if !ev.IsSet(key) {
+			continue
+		}
+		s := keys.settings[key]
+		text := ev.GetString(key)
+		o := origin{env: s.envName()}
 		x, ok := parseText(s.typ, text)
 		if !ok {
 			errs = append(errs, &FieldError{Key: key,

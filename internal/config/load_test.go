@@ -26,6 +26,17 @@ func inTempDir(t *testing.T, files map[string]string) {
 	}
 }
 
+// withEnv sets the environment variables (KEY=value) for the rest of the test and returns src reading them.
+func withEnv(t *testing.T, src config.Source, vars ...string) config.Source {
+	t.Helper()
+	for _, kv := range vars {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	src.UseEnv = true
+	return src
+}
+
 func mustLoad(t *testing.T, src config.Source) config.Config {
 	t.Helper()
 	c, err := config.Load(src)
@@ -64,11 +75,10 @@ train:
   lr: 0.2
   momentum: 0.8
 `})
-	src := config.Source{
+	src := withEnv(t, config.Source{
 		File: "run.yaml",
-		Env:  []string{"RESNET_TRAIN_EPOCHS=30", "RESNET_TRAIN_LR=0.3", "RESNET_TRAIN_MOMENTUM=0.7", "HOME=/root"},
 		Sets: []string{"train.lr=0.5", "train.momentum=0.6", "train.lr=0.4"},
-	}
+	}, "RESNET_TRAIN_EPOCHS=30", "RESNET_TRAIN_LR=0.3", "RESNET_TRAIN_MOMENTUM=0.7")
 	c := mustLoad(t, src)
 	def := config.Default()
 	checks := []struct {
@@ -89,28 +99,30 @@ train:
 	}
 
 	// Each layer alone overrides the defaults.
-	if c := mustLoad(t, config.Source{Env: []string{"RESNET_TRAIN_BATCH_SIZE=32"}}); c.Train.BatchSize != 32 {
+	if c := mustLoad(t, withEnv(t, config.Source{}, "RESNET_TRAIN_BATCH_SIZE=32")); c.Train.BatchSize != 32 {
 		t.Errorf("env alone: batch_size = %d, want 32", c.Train.BatchSize)
 	}
 	if c := mustLoad(t, config.Source{Sets: []string{"train.batch_size=16"}}); c.Train.BatchSize != 16 {
 		t.Errorf("--set alone: batch_size = %d, want 16", c.Train.BatchSize)
 	}
+	// A run's own config (UseEnv off) is not changed by the environment.
+	if c := mustLoad(t, config.Source{File: "run.yaml"}); c.Train.Epochs != 20 || c.Train.LR != 0.2 {
+		t.Errorf("without UseEnv: epochs %d lr %g, want the file's 20 and 0.2", c.Train.Epochs, c.Train.LR)
+	}
 }
 
 func TestEnvAndSetTypes(t *testing.T) {
-	c := mustLoad(t, config.Source{
-		Env: []string{
-			"RESNET_SEED=-42",
-			"RESNET_DEVICE=cpu",
-			"RESNET_MODEL_ZERO_INIT_RESIDUAL=true",
-			"RESNET_DATASET_WORKERS=4",
-			"RESNET_TRAIN_SCHEDULE_WARMUP_EPOCHS=0.5",
-			"RESNET_REQUIRE_GPU=1", // not a config key: belongs to the tests of other packages
-			"RESNET_TRAIN_LR=",     // empty counts as unset
-			"OTHER_TRAIN_LR=7",
-		},
+	c := mustLoad(t, withEnv(t, config.Source{
 		Sets: []string{"model.arch=resnet50", "model.shortcut=C", "train.nesterov=1", "name= spaced name "},
-	})
+	},
+		"RESNET_SEED=-42",
+		"RESNET_DEVICE=cpu",
+		"RESNET_MODEL_ZERO_INIT_RESIDUAL=true",
+		"RESNET_DATASET_WORKERS=4",
+		"RESNET_TRAIN_SCHEDULE_WARMUP_EPOCHS=0.5",
+		"RESNET_REQUIRE_GPU=1", // not a config key: belongs to the tests of other packages
+		"RESNET_TRAIN_LR=",     // empty counts as unset
+		"OTHER_TRAIN_LR=7"))
 	if c.Seed != -42 || c.Device != "cpu" || !c.Model.ZeroInitResidual || c.Dataset.Workers != 4 ||
 		c.Train.Schedule.WarmupEpochs != 0.5 || c.Train.LR != 0.1 {
 		t.Errorf("env values not applied: %+v", c)
@@ -126,7 +138,7 @@ func TestMilestonesFromText(t *testing.T) {
 		if want := []int{81, 122}; !reflect.DeepEqual(c.Train.Schedule.Milestones, want) {
 			t.Errorf("--set milestones=%q: got %v, want %v", text, c.Train.Schedule.Milestones, want)
 		}
-		c = mustLoad(t, config.Source{Env: []string{"RESNET_TRAIN_EPOCHS=164", "RESNET_TRAIN_SCHEDULE_MILESTONES=" + text}})
+		c = mustLoad(t, withEnv(t, config.Source{}, "RESNET_TRAIN_EPOCHS=164", "RESNET_TRAIN_SCHEDULE_MILESTONES="+text))
 		if want := []int{81, 122}; !reflect.DeepEqual(c.Train.Schedule.Milestones, want) {
 			t.Errorf("RESNET_TRAIN_SCHEDULE_MILESTONES=%q: got %v, want %v", text, c.Train.Schedule.Milestones, want)
 		}
@@ -226,21 +238,28 @@ func TestOutOfRangeNamesFileAndLine(t *testing.T) {
 	}
 }
 
-func TestEnvAndSetErrorsNameTheirOrigin(t *testing.T) {
+func TestEnvErrorsNameTheirOrigin(t *testing.T) {
+	for _, tt := range []struct{ env, want string }{
+		{"RESNET_TRAIN_LR=abc", `config: train.lr must be a number (got "abc") (from RESNET_TRAIN_LR)`},
+		{"RESNET_TRAIN_LR=-1", `config: train.lr must be > 0 (got -1) (from RESNET_TRAIN_LR)`},
+		{"RESNET_DATASET_AUGMENT=maybe", `config: dataset.augment must be true or false (got "maybe") (from RESNET_DATASET_AUGMENT)`},
+		{"RESNET_TRAIN_MOMENTUM=NaN", `config: train.momentum must be a number (got "NaN") (from RESNET_TRAIN_MOMENTUM)`},
+	} {
+		t.Run(tt.env, func(t *testing.T) {
+			if got := loadErr(t, withEnv(t, config.Source{}, tt.env)); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSetErrorsNameTheirOrigin(t *testing.T) {
 	inTempDir(t, map[string]string{"run.yaml": "train:\n  epochs: 20\n  schedule:\n    milestones: [5, 10]\n"})
 	tests := []struct {
 		name string
 		src  config.Source
 		want string
 	}{
-		{"env type", config.Source{Env: []string{"RESNET_TRAIN_LR=abc"}},
-			`config: train.lr must be a number (got "abc") (from RESNET_TRAIN_LR)`},
-		{"env range", config.Source{Env: []string{"RESNET_TRAIN_LR=-1"}},
-			`config: train.lr must be > 0 (got -1) (from RESNET_TRAIN_LR)`},
-		{"env bool", config.Source{Env: []string{"RESNET_DATASET_AUGMENT=maybe"}},
-			`config: dataset.augment must be true or false (got "maybe") (from RESNET_DATASET_AUGMENT)`},
-		{"env nan", config.Source{Env: []string{"RESNET_TRAIN_MOMENTUM=NaN"}},
-			`config: train.momentum must be a number (got "NaN") (from RESNET_TRAIN_MOMENTUM)`},
 		{"set type", config.Source{Sets: []string{"train.batch_size=abc"}},
 			`config: train.batch_size must be an integer (got "abc") (from --set train.batch_size=abc)`},
 		{"set range", config.Source{Sets: []string{"train.lr=-1"}},
@@ -282,7 +301,7 @@ func TestNullValuesKeepLowerLayers(t *testing.T) {
 		"nulls.yaml": "# only comments and empty values\nname:\ntrain:\ndataset:\n  root:\n",
 	})
 	for _, file := range []string{"empty.yaml", "nulls.yaml"} {
-		c := mustLoad(t, config.Source{File: file, Env: []string{"RESNET_TRAIN_LR=0.3"}})
+		c := mustLoad(t, withEnv(t, config.Source{File: file}, "RESNET_TRAIN_LR=0.3"))
 		want := config.Default()
 		want.Name = strings.TrimSuffix(file, ".yaml")
 		want.Train.LR = 0.3
@@ -317,15 +336,57 @@ func TestPresetResolution(t *testing.T) {
 		}
 	}
 
-	presets := strings.Join(configs.Names(), ", ")
-	for _, file := range []string{"nope", "mydir/resnet50.yaml", "resnet50.yml"} {
-		want := `config: no such file or preset "` + file + `" (presets: ` + presets + ")"
+	t.Setenv("XDG_CONFIG_HOME", "/nonexistent")
+	presets := "presets: " + strings.Join(configs.Names(), ", ")
+	for file, looked := range map[string]string{
+		"nope":                "searched ./configs, /nonexistent/resnet; ",
+		"resnet50.yml":        "searched ./configs, /nonexistent/resnet; ",
+		"mydir/resnet50.yaml": "", // a path is not searched for
+	} {
+		want := `config: no such file or preset "` + file + `" (` + looked + presets + ")"
 		if got := loadErr(t, config.Source{File: file}); got != want {
 			t.Errorf("got  %s\nwant %s", got, want)
 		}
 	}
 	if got := loadErr(t, config.Source{File: "mydir"}); !strings.HasPrefix(got, "config: mydir is a directory") {
 		t.Errorf("directory: %s", got)
+	}
+}
+
+// A bare name is looked for in ./configs, then $XDG_CONFIG_HOME/resnet, before the embedded presets; errors
+// and --dry-run name the file it came from.
+func TestSearchPaths(t *testing.T) {
+	inTempDir(t, map[string]string{
+		"configs/resnet34.yaml": "model:\n  arch: resnet101\n",
+		"xdg/resnet/mine.yaml":  "train:\n  lr: 0.3\n  epochs: -1\n",
+		"xdg/resnet/demo.yaml":  "seed: 9\n",
+		"xdg/resnet/odd.json":   "{}",
+	})
+	wd, _ := os.Getwd()
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(wd, "xdg"))
+	for _, tt := range []struct {
+		file, wantLabel, wantArch string
+		wantSeed                  int64
+	}{
+		{"resnet34", "configs/resnet34.yaml", "resnet101", 1},      // ./configs wins over the embedded preset
+		{"resnet34.yaml", "configs/resnet34.yaml", "resnet101", 1}, // with or without .yaml
+		{"demo", "xdg/resnet/demo.yaml", "cifar_resnet20", 9},      // the user's folder too
+		{"resnet50", "embedded configs/resnet50.yaml", "resnet50", 1},
+	} {
+		label, err := config.Locate(tt.file)
+		c, lerr := config.Load(config.Source{File: tt.file})
+		if err != nil || lerr != nil || label != tt.wantLabel || c.Model.Arch != tt.wantArch || c.Seed != tt.wantSeed {
+			t.Errorf("%s: label %q (%v), arch %q seed %d (%v); want %q %q %d", tt.file, label, err, c.Model.Arch, c.Seed, lerr,
+				tt.wantLabel, tt.wantArch, tt.wantSeed)
+		}
+	}
+	want := "config: train.epochs must be > 0 (got -1) in xdg/resnet/mine.yaml line 3"
+	if got := loadErr(t, config.Source{File: "mine"}); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	want = "config: xdg/resnet/odd.json: config files are YAML; rename it to odd.yaml"
+	if got := loadErr(t, config.Source{File: "odd"}); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
 
@@ -351,7 +412,7 @@ func TestNameDefaulting(t *testing.T) {
 		{config.Source{File: "configs/my.exp.yaml"}, "my.exp"},
 		{config.Source{File: "demo"}, "demo"},
 		{config.Source{File: "named.yaml"}, "chosen"},
-		{config.Source{File: "named.yaml", Env: []string{"RESNET_NAME=fromenv"}}, "fromenv"},
+		{withEnv(t, config.Source{File: "named.yaml"}, "RESNET_NAME=fromenv"), "fromenv"},
 		{config.Source{File: "demo", Sets: []string{"name=fromset"}}, "fromset"},
 	}
 	for _, tt := range tests {

@@ -18,9 +18,10 @@ type setting struct {
 	typ   reflect.Type // the field's Go type
 }
 
-// envName is the environment variable that sets s: RESNET_ plus the key upper-cased, dots as underscores.
+// envName is the environment variable that sets s, as viper's binding in readEnv names it: RESNET_ plus
+// the key upper-cased, dots as underscores.
 func (s *setting) envName() string {
-	return "RESNET_" + strings.ToUpper(strings.ReplaceAll(s.key, ".", "_"))
+	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(s.key, ".", "_"))
 }
 
 // schema lists the keys of Config.
