@@ -31,10 +31,12 @@ type CUDAConfig struct {
 
 // ModelConfig selects an architecture from the zoo and adjusts it.
 type ModelConfig struct {
-	// Arch is a zoo name: resnet18..152, plain18..152, cifar_resnet20..1202, cifar_plain20..110, or
-	// cifar_resnet / cifar_plain together with Depth (any 6n+2).
+	// Arch is a name of the model table (internal/model/names.go): resnet18..152, plain18..152,
+	// cifar_resnetN, cifar_plainN (N = 6n+2), in any of its spellings (res50, ResNet-50, cifar_res56), or a
+	// family name without its depth (cifar_resnet) together with Depth.
 	Arch string `mapstructure:"arch" yaml:"arch" json:"arch"`
-	// Depth overrides the depth of a CIFAR-family arch (6n+2). 0 keeps the arch's own.
+	// Depth replaces the depth of the arch's name (cifar_resnet20 with Depth 56 is cifar_resnet56). 0 keeps
+	// the arch's own.
 	Depth int `mapstructure:"depth" yaml:"depth" json:"depth"`
 	// Shortcut is A (zero-padded identity), B (projection where the shape changes) or C (projection
 	// everywhere). Empty keeps the family default: A for CIFAR, B for ImageNet.
