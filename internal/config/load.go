@@ -488,19 +488,26 @@ func readEnv(origins map[string]origin) (map[string]any, []error) {
 			continue
 		}
 		s := keys.settings[key]
-		text := ev.GetString(key)
 		o := origin{env: s.envName()}
-		x, ok := parseText(s.typ, text)
-		if !ok {
-			errs = append(errs, &FieldError{Key: key,
-				Reason: "must be " + typeDescription(s.typ) + " (got " + strconv.Quote(text) + ")",
-				Origin: o.String()})
+		x, err := s.fromText(ev.GetString(key), o)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		setNested(values, key, x)
 		origins[key] = o
 	}
 	return values, errs
+}
+
+// fromText converts text given in the environment or with --set (o says which) to the setting's type.
+func (s *setting) fromText(text string, o origin) (any, error) {
+	x, ok := parseText(s.typ, text)
+	if !ok {
+		return nil, &FieldError{Key: s.key, Reason: "must be " + typeDescription(s.typ) + " (got " + strconv.Quote(text) + ")",
+			Origin: o.String()}
+	}
+	return x, nil
 }
 
 type override struct {
@@ -531,11 +538,9 @@ func readSets(sets []string, origins map[string]origin) ([]override, []error) {
 				keys.knownKeysHint(keys.deepestSection(key))))
 			continue
 		}
-		x, ok := parseText(s.typ, text)
-		if !ok {
-			errs = append(errs, &FieldError{Key: key,
-				Reason: "must be " + typeDescription(s.typ) + " (got " + strconv.Quote(text) + ")",
-				Origin: o.String()})
+		x, err := s.fromText(text, o)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		out = append(out, override{key: key, value: x})
