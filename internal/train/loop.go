@@ -3,8 +3,6 @@
 package train
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"resnet/internal/atomicfile"
 	"resnet/internal/backend"
 	"resnet/internal/config"
 	"resnet/internal/dataset"
@@ -68,8 +65,6 @@ type Result struct {
 	Epochs     int
 }
 
-const metricsFile = "metrics.jsonl"
-
 // Run trains according to opt.
 func Run(opt Options) (Result, error) {
 	cfg := opt.Config
@@ -113,7 +108,7 @@ func Run(opt Options) (Result, error) {
 		if st.Epoch >= cfg.Train.Epochs {
 			return res, fmt.Errorf("resume: %s already finished its %d epochs; to train longer, raise them: --set train.epochs=N", opt.RunDir, cfg.Train.Epochs)
 		}
-		if err := truncateMetrics(opt.RunDir, st.MetricsBytes); err != nil {
+		if err := NewRunDir(opt.RunDir).TruncateMetrics(st.MetricsBytes); err != nil {
 			return res, err
 		}
 		res.Checkpoint = path
@@ -228,7 +223,7 @@ func Run(opt Options) (Result, error) {
 				BadImages:    st.EpochBad + int64(sc.Skipped),
 				ImagesPerSec: float64(st.EpochN) / st.EpochSeconds, EpochSeconds: st.EpochSeconds,
 			}
-			if err := appendMetrics(opt.RunDir, m); err != nil {
+			if err := NewRunDir(opt.RunDir).AppendMetrics(m); err != nil {
 				return res, err
 			}
 			prog.metrics(m)
@@ -264,93 +259,28 @@ func stopRequested(stop <-chan struct{}) bool {
 
 // saveRun checkpoints the run, recording how much of metrics.jsonl belongs to it.
 func saveRun(opt Options, net *model.Net, st *State, keep int) (string, error) {
-	fi, err := os.Stat(filepath.Join(opt.RunDir, metricsFile))
-	switch {
-	case err == nil:
-		st.MetricsBytes = fi.Size()
-	case errors.Is(err, os.ErrNotExist):
-		st.MetricsBytes = 0
-	default:
+	dir := NewRunDir(opt.RunDir)
+	size, err := dir.MetricsSize()
+	if err != nil {
 		return "", err
 	}
-	return SaveCheckpoint(opt.RunDir, net, *st, opt.ConfigYAML, keep)
+	st.MetricsBytes = size
+	return dir.SaveCheckpoint(net, *st, opt.ConfigYAML, keep)
 }
 
 // prepareRunDir creates the run directory for a new run, refusing to overwrite an existing one, and
 // writes the resolved config into it.
 func prepareRunDir(opt Options) error {
-	cfgPath := filepath.Join(opt.RunDir, "config.yaml")
+	dir := NewRunDir(opt.RunDir)
 	if opt.Resume {
 		if _, err := os.Stat(opt.RunDir); err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
 		// --set may have changed keys (train.epochs, say): the run directory shows what the run now uses.
-		return atomicfile.WriteBytes(cfgPath, opt.ConfigYAML, 0o644)
+		return dir.WriteConfig(opt.ConfigYAML)
 	}
-	for _, p := range []string{filepath.Join(opt.RunDir, metricsFile), checkpointDir(opt.RunDir)} {
-		if _, err := os.Stat(p); err == nil {
-			return fmt.Errorf("%s already holds a run; continue it with --resume %s, or choose another directory with --out", opt.RunDir, opt.RunDir)
-		}
+	if err := dir.CheckNew(); err != nil {
+		return fmt.Errorf("%w; continue it with --resume %s, or choose another directory with --out", err, opt.RunDir)
 	}
-	if err := os.MkdirAll(opt.RunDir, 0o755); err != nil {
-		return err
-	}
-	return atomicfile.WriteBytes(cfgPath, opt.ConfigYAML, 0o644)
-}
-
-// appendMetrics adds one line to metrics.jsonl and syncs it.
-func appendMetrics(runDir string, m Metrics) error {
-	line, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(filepath.Join(runDir, metricsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// truncateMetrics cuts metrics.jsonl back to the length it had at the checkpoint being resumed.
-func truncateMetrics(runDir string, size int64) error {
-	path := filepath.Join(runDir, metricsFile)
-	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) && size == 0 {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("resume: %w", err)
-	}
-	if fi.Size() < size {
-		return fmt.Errorf("resume: %s is %d bytes, shorter than the %d the checkpoint recorded", path, fi.Size(), size)
-	}
-	return os.Truncate(path, size)
-}
-
-// ReadMetrics parses a metrics.jsonl file.
-func ReadMetrics(path string) ([]Metrics, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []Metrics
-	for i, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		var m Metrics
-		if err := json.Unmarshal(line, &m); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return dir.Create(opt.ConfigYAML)
 }
