@@ -170,3 +170,33 @@ func TestRunDirCheckpointRotation(t *testing.T) {
 		t.Errorf("checkpoint read back: %+v, %v", ck, err)
 	}
 }
+
+// The run folder's file names are spelled in rundir.go alone: every other package goes through RunDir.
+func TestOnlyRunDirSpellsTheLayout(t *testing.T) {
+	root := filepath.Join("..", "..")
+	names := []string{`"config.yaml"`, `"metrics.jsonl"`, `"checkpoints"`, `"step-%09d`}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || path == filepath.Join(root, "internal", "train", "rundir.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if strings.Contains(string(src), n) {
+				t.Errorf("%s spells %s: use train.RunDir", path, n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
