@@ -311,26 +311,31 @@ func (t *trainer) endWarmStart() {
 func (t *trainer) finishEpoch() error {
 	t.prog.endEpoch()
 	done := t.st.Epoch + 1
-	last := done == t.cfg.Train.Epochs
-	if done%t.cfg.Eval.Every == 0 || last {
+	if t.due(done, t.cfg.Eval.Every) {
 		if err := t.evaluate(); err != nil {
 			return err
 		}
 	}
 	t.st = t.st.nextEpoch()
 	t.res.Epochs = done
-	if done%t.cfg.Checkpoint.Every != 0 && !last && !stopRequested(t.opt.Stop) {
+	if !t.due(done, t.cfg.Checkpoint.Every) && !stopRequested(t.opt.Stop) {
 		return nil
 	}
 	path, err := t.checkpoint()
 	if err != nil {
 		return err
 	}
-	if stopRequested(t.opt.Stop) && !last {
+	if stopRequested(t.opt.Stop) && done < t.cfg.Train.Epochs {
 		t.prog.interrupted(path)
 		return ErrInterrupted
 	}
 	return nil
+}
+
+// due reports whether something done every `every` epochs falls after epoch done (counted from 1); the
+// last epoch always has it.
+func (t *trainer) due(done, every int) bool {
+	return done%every == 0 || done == t.cfg.Train.Epochs
 }
 
 // evaluate scores the net on the evaluation split and appends the epoch's metrics line.
