@@ -40,7 +40,7 @@ compare-demo: build
 
 # CPU training throughput of the benchmark models (see docs/benchmarks.md).
 bench: build
-	$(BIN) bench --device cpu --model cifar_resnet20 --batch 128 --steps 5
+	$(BIN) bench --device cpu --model cifar_resnet20 --batch-size 128 --steps 5
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/cpu/
 
 clean:

@@ -38,7 +38,7 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(n
 for ((r = 1; r <= rounds; r++)); do
 	for c in "${configs[@]}"; do
 		read -r model batch steps <<<"$c"
-		ours=(bin/resnet bench --device cpu --model "$model" --batch "$batch" --steps "$steps" --warmup "$warmup" --json)
+		ours=(bin/resnet bench --device cpu --model "$model" --batch-size "$batch" --steps "$steps" --warmup "$warmup" --json)
 		peer=("$py" scripts/bench_pytorch.py --device cpu --model "$model" --batch "$batch" --steps "$steps" --warmup "$warmup" --json)
 		if ((r % 2)); then
 			"${ours[@]}" >"$out/ours-$model-$r.json"

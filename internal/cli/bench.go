@@ -1,17 +1,19 @@
 package cli
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"resnet/internal/backend"
 	"resnet/internal/config"
@@ -20,25 +22,33 @@ import (
 	"resnet/internal/train"
 )
 
-type benchOptions struct {
-	model   string
-	batch   int
-	steps   int
-	warmup  int
-	device  string
-	json    bool
-	seed    int64
-	unfused bool
-	// data benchmarks the training input pipeline of a config instead of the network.
-	data       bool
-	configFile string
-	sets       []string
-	batches    int
-	precision  string
+// benchTrainOptions are the flags of 'resnet bench train', which plain 'resnet bench' also takes.
+type benchTrainOptions struct {
+	model      string
+	batchSize  int
+	batch      int // --batch, the old spelling of --batch-size
+	steps      int
+	warmup     int
+	device     string
+	json       bool
+	seed       int64
+	unfused    bool
 	cpuProfile string
 }
 
-// benchReport is the output of 'resnet bench --json'.
+// benchDataOptions are the flags of 'resnet bench data'.
+type benchDataOptions struct {
+	configFile string
+	sets       []string
+	batches    int
+	json       bool
+}
+
+// benchDataFlags are the flags of 'resnet bench data' besides --json; 'resnet bench' holds them hidden,
+// for its deprecated --data.
+var benchDataFlags = []string{"batches", "config", "set"}
+
+// benchReport is the output of 'resnet bench train --json'.
 type benchReport struct {
 	Model        string  `json:"model"`
 	Device       string  `json:"device"`
@@ -48,49 +58,134 @@ type benchReport struct {
 	ImagesPerSec float64 `json:"images_per_sec"`
 	StepMillis   float64 `json:"step_ms"`
 	GFLOPPerSec  float64 `json:"gflop_per_sec"`
-	Precision    string  `json:"precision"`
+	Precision    string  `json:"precision"` // always fp32: the networks train in fp32
 	// PeakRSSBytes is the process's peak resident set size (getrusage ru_maxrss) when the run ends.
 	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
 }
 
 func newBenchCmd(e *env) *cobra.Command {
-	o := &benchOptions{}
+	o := &benchTrainOptions{}
+	d := &benchDataOptions{}
+	var dataAlias bool
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure training throughput (forward + backward + SGD update) on synthetic input",
-		Example: `  resnet bench --model cifar_resnet20 --batch 128 --device cpu
-  resnet bench --model resnet50 --batch 16 --steps 5 --json
-  resnet bench --data --config resnet50.yaml --set dataset.root=/data/imagenet --set dataset.workers=2`,
+		Short: "Measure training throughput (bench train, the default) or the input pipeline (bench data)",
+		Long: `bench times training steps (forward + backward + SGD update) of a zoo model on synthetic input:
+'resnet bench' is 'resnet bench train'. 'resnet bench data' times the training input pipeline of a config.`,
+		Example: `  resnet bench --model cifar_resnet20 --batch-size 128 --device cpu
+  resnet bench train --model resnet50 --batch-size 16 --steps 5 --json
+  resnet bench data --config resnet50.yaml --set dataset.root=/data/imagenet --set dataset.workers=2`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return runBench(e, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(e, o, d, dataAlias, cmd.Flags())
+		},
 	}
 	f := cmd.Flags()
+	o.bind(f)
+	// --data is the old spelling of 'bench data'; that command's flags come with it, hidden.
+	f.BoolVar(&dataAlias, "data", false, "measure the input pipeline: use 'resnet bench data'")
+	d.bind(f)
+	for _, name := range append([]string{"data"}, benchDataFlags...) {
+		_ = f.MarkHidden(name)
+	}
+	cmd.AddCommand(newBenchTrainCmd(e), newBenchDataCmd(e))
+	return cmd
+}
+
+func newBenchTrainCmd(e *env) *cobra.Command {
+	o := &benchTrainOptions{}
+	cmd := &cobra.Command{
+		Use:   "train",
+		Short: "Measure training throughput (forward + backward + SGD update) on synthetic input",
+		Example: `  resnet bench train --model cifar_resnet20 --batch-size 128 --device cpu
+  resnet bench train --model resnet50 --batch-size 16 --steps 5 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBenchTrain(e, o, cmd.Flags().Changed) },
+	}
+	o.bind(cmd.Flags())
+	return cmd
+}
+
+func newBenchDataCmd(e *env) *cobra.Command {
+	d := &benchDataOptions{}
+	cmd := &cobra.Command{
+		Use:   "data",
+		Short: "Measure the training input pipeline of a config: decode, augmentation, normalisation",
+		Example: `  resnet bench data --config demo.yaml
+  resnet bench data --config resnet50.yaml --set dataset.root=/data/imagenet --set dataset.workers=2 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return runBenchData(e, d) },
+	}
+	f := cmd.Flags()
+	d.bind(f)
+	f.BoolVar(&d.json, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func (o *benchTrainOptions) bind(f *pflag.FlagSet) {
 	f.StringVar(&o.model, "model", "cifar_resnet20", "zoo model name")
-	f.IntVar(&o.batch, "batch", 128, "mini-batch size")
+	f.IntVar(&o.batchSize, "batch-size", 128, "mini-batch size")
+	f.IntVar(&o.batch, "batch", 128, "old spelling of --batch-size")
+	_ = f.MarkHidden("batch")
 	f.IntVar(&o.steps, "steps", 10, "timed training steps")
 	f.IntVar(&o.warmup, "warmup", 2, "untimed warm-up steps")
 	f.StringVar(&o.device, "device", "auto", "device: auto, cpu or cuda")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
 	f.Int64Var(&o.seed, "seed", 1, "seed for weights and input")
 	f.BoolVar(&o.unfused, "unfused", false, "run the unfused reference path of the fused GPU kernels")
-	f.BoolVar(&o.data, "data", false, "measure the training data pipeline of --config instead of the network")
-	f.StringVarP(&o.configFile, "config", "c", "", "config whose dataset --data reads")
-	f.StringArrayVar(&o.sets, "set", nil, "override a config key for --data (repeatable)")
-	f.IntVar(&o.batches, "batches", 20, "timed batches for --data")
-	f.StringVar(&o.precision, "precision", "fp32", "arithmetic precision: fp32 (the only one the CPU backend and this build support)")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file")
-	return cmd
 }
 
-func runBench(e *env, o *benchOptions) error {
-	if o.data {
-		return runBenchData(e, o)
+// bind binds the flags of 'resnet bench data' besides --json.
+func (d *benchDataOptions) bind(f *pflag.FlagSet) {
+	f.StringVarP(&d.configFile, "config", "c", "", "config (file or preset) whose training data set is read")
+	f.StringArrayVar(&d.sets, "set", nil, "override a config key, e.g. --set dataset.workers=2 (repeatable)")
+	f.IntVar(&d.batches, "batches", 20, "timed batches")
+}
+
+// runBench is 'resnet bench': bench train, or bench data when the deprecated --data is given. The flags
+// of the benchmark not run are refused rather than ignored.
+func runBench(e *env, o *benchTrainOptions, d *benchDataOptions, dataAlias bool, f *pflag.FlagSet) error {
+	if !dataAlias {
+		for _, name := range benchDataFlags {
+			if f.Changed(name) {
+				return usageError{fmt.Errorf("--%s is a flag of 'resnet bench data'; 'resnet bench' measures training", name)}
+			}
+		}
+		return runBenchTrain(e, o, f.Changed)
 	}
-	if o.batch < 1 || o.steps < 1 || o.warmup < 0 {
-		return usageError{fmt.Errorf("--batch and --steps must be >= 1 and --warmup >= 0")}
+	var other string
+	f.Visit(func(fl *pflag.Flag) {
+		if other == "" && fl.Name != "data" && fl.Name != "json" && !slices.Contains(benchDataFlags, fl.Name) {
+			other = fl.Name
+		}
+	})
+	if other != "" {
+		return usageError{fmt.Errorf("--%s does not apply to --data (the input pipeline: 'resnet bench data')", other)}
 	}
-	if o.precision != "fp32" {
-		return usageError{fmt.Errorf("--precision %q is not supported: the networks train in fp32", o.precision)}
+	fmt.Fprintln(e.stderr, "note: 'resnet bench --data' is now 'resnet bench data'")
+	d.json = o.json
+	return runBenchData(e, d)
+}
+
+// check checks the flags, taking --batch for --batch-size.
+func (o *benchTrainOptions) check(changed func(string) bool) error {
+	if changed("batch") {
+		if changed("batch-size") && o.batch != o.batchSize {
+			return usageError{fmt.Errorf("--batch %d and --batch-size %d disagree: --batch is the old spelling of --batch-size; give --batch-size alone", o.batch, o.batchSize)}
+		}
+		o.batchSize = o.batch
+	}
+	if o.batchSize < 1 || o.steps < 1 || o.warmup < 0 {
+		return usageError{errors.New("--batch-size and --steps must be >= 1 and --warmup >= 0")}
+	}
+	return nil
+}
+
+// runBenchTrain times training steps of a zoo model on random input.
+func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) error {
+	if err := o.check(changed); err != nil {
+		return err
 	}
 	spec, err := model.Lookup(o.model)
 	if err != nil {
@@ -100,11 +195,11 @@ func runBench(e *env, o *benchOptions) error {
 	if err != nil {
 		return err
 	}
-	dev, err := backend.Open(o.device, backend.Options{Unfused: o.unfused})
+	dev, err := openDevice(e, o.device, o.unfused)
 	if err != nil {
 		return err
 	}
-	net, err := model.Build(dev, spec, o.batch)
+	net, err := model.Build(dev, spec, o.batchSize)
 	if err != nil {
 		return err
 	}
@@ -112,68 +207,77 @@ func runBench(e *env, o *benchOptions) error {
 	if err := net.Init(o.seed); err != nil {
 		return err
 	}
-	c, h, w := net.InputShape()
-	rng := rand.New(rand.NewPCG(uint64(o.seed), 7))
-	x := make([]float32, o.batch*c*h*w)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
-	}
-	labels := make([]int32, o.batch)
-	for i := range labels {
-		labels[i] = int32(rng.IntN(spec.NumClasses))
-	}
-	slots := net.SGDSlots(1e-4, false)
-	step := func() error {
-		if _, err := net.TrainStep(x, labels); err != nil {
-			return err
-		}
-		return dev.SGDStep(backend.SGDParams{LR: 0.01, Momentum: 0.9}, slots)
-	}
-	for i := 0; i < o.warmup; i++ {
-		if err := step(); err != nil {
-			return err
-		}
-	}
-	if err := dev.Sync(); err != nil {
-		return err
-	}
-	stopProfile, err := startCPUProfile(o.cpuProfile)
+	secs, err := timeTrainSteps(net, o)
 	if err != nil {
 		return err
 	}
-	t0 := time.Now()
-	for i := 0; i < o.steps; i++ {
-		if err := step(); err != nil {
-			stopProfile()
-			return err
-		}
-	}
-	if err := dev.Sync(); err != nil {
-		stopProfile()
-		return err
-	}
-	secs := time.Since(t0).Seconds()
-	if err := stopProfile(); err != nil {
-		return err
-	}
-	ips := float64(o.batch*o.steps) / secs
+	ips := float64(o.batchSize*o.steps) / secs
 	rep := benchReport{
-		Model: spec.Name, Device: dev.Name(), Batch: o.batch, Steps: o.steps, Threads: runtime.GOMAXPROCS(0),
+		Model: spec.Name, Device: dev.Name(), Batch: o.batchSize, Steps: o.steps, Threads: runtime.GOMAXPROCS(0),
 		ImagesPerSec: ips, StepMillis: 1000 * secs / float64(o.steps),
 		// Training costs about three times the forward MACs, two FLOPs each.
-		GFLOPPerSec:  ips * 6 * float64(st.MACs) / 1e9,
-		Precision:    o.precision,
-		PeakRSSBytes: peakRSSBytes(),
+		GFLOPPerSec: ips * 6 * float64(st.MACs) / 1e9, Precision: "fp32", PeakRSSBytes: peakRSSBytes(),
 	}
 	if o.json {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(e.stdout, rep)
 	}
 	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s, peak RSS %.0f MiB\n",
 		rep.Model, rep.Device, rep.Threads, rep.Precision, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec,
 		float64(rep.PeakRSSBytes)/(1<<20))
 	return nil
+}
+
+// timeTrainSteps runs o.warmup untimed training steps, then o.steps timed ones (profiled with
+// --cpuprofile), and returns the seconds the timed ones took.
+func timeTrainSteps(net *model.Net, o *benchTrainOptions) (float64, error) {
+	dev := net.Device()
+	step := syntheticStep(net, o.batchSize, o.seed)
+	if err := runSteps(dev, step, o.warmup); err != nil {
+		return 0, err
+	}
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	err = runSteps(dev, step, o.steps)
+	secs := time.Since(t0).Seconds()
+	if perr := stopProfile(); err == nil {
+		err = perr
+	}
+	return secs, err
+}
+
+// runSteps runs n steps and waits for the device to finish them.
+func runSteps(dev backend.Device, step func() error, n int) error {
+	for range n {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return dev.Sync()
+}
+
+// syntheticStep returns a training step (forward, backward, SGD update) of net on one fixed batch of
+// random images and labels.
+func syntheticStep(net *model.Net, batch int, seed int64) func() error {
+	c, h, w := net.InputShape()
+	rng := rand.New(rand.NewPCG(uint64(seed), 7))
+	x := make([]float32, batch*c*h*w)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	labels := make([]int32, batch)
+	for i := range labels {
+		labels[i] = int32(rng.IntN(net.Spec.NumClasses))
+	}
+	slots := net.SGDSlots(1e-4, false)
+	return func() error {
+		if _, err := net.TrainStep(x, labels); err != nil {
+			return err
+		}
+		return net.Device().SGDStep(backend.SGDParams{LR: 0.01, Momentum: 0.9}, slots)
+	}
 }
 
 // startCPUProfile starts a pprof CPU profile into path (nothing when path is empty) and returns the
@@ -196,7 +300,7 @@ func startCPUProfile(path string) (stop func() error, err error) {
 	}, nil
 }
 
-// dataBenchReport is the output of 'resnet bench --data --json'.
+// dataBenchReport is the output of 'resnet bench data --json'.
 type dataBenchReport struct {
 	Dataset             string  `json:"dataset"`
 	Transform           string  `json:"transform"`
@@ -211,11 +315,11 @@ type dataBenchReport struct {
 
 // runBenchData times the training loader of a config: decode, augmentation and normalisation, with the
 // configured number of workers, after one warm-up batch.
-func runBenchData(e *env, o *benchOptions) error {
-	if o.batches < 1 {
-		return usageError{fmt.Errorf("--batches must be >= 1 (got %d)", o.batches)}
+func runBenchData(e *env, d *benchDataOptions) error {
+	if d.batches < 1 {
+		return usageError{fmt.Errorf("--batches must be >= 1 (got %d)", d.batches)}
 	}
-	cfg, err := config.Load(config.Source{File: o.configFile, UseEnv: true, Sets: o.sets})
+	cfg, err := config.Load(config.Source{File: d.configFile, UseEnv: true, Sets: d.sets})
 	if err != nil {
 		return err
 	}
@@ -238,12 +342,26 @@ func runBenchData(e *env, o *benchOptions) error {
 	if cfg.Dataset.Name != "imagenet" {
 		rep.Transform = "pad-crop-flip"
 	}
+	if err := timeBatches(l, d.batches, &rep); err != nil {
+		return err
+	}
+	if d.json {
+		return printJSON(e.stdout, rep)
+	}
+	fmt.Fprintf(e.stdout, "%s %s, batch %d, %d workers: %.1f images/s, %.1f images/s per core (%d images, %d skipped)\n",
+		rep.Dataset, rep.Transform, rep.Batch, rep.Workers, rep.ImagesPerSec, rep.ImagesPerSecPerCore, rep.Images, rep.Skipped)
+	return nil
+}
+
+// timeBatches reads n batches, over as many epochs as that takes, after a first one that warms up the
+// workers and the file cache, and fills in rep's counts and rates.
+func timeBatches(l *dataset.Loader, n int, rep *dataBenchReport) error {
 	var t0 time.Time
-	for epoch := 0; rep.Batches < o.batches; epoch++ {
+	for epoch := 0; rep.Batches < n; epoch++ {
 		if err := l.Start(epoch, 0); err != nil {
 			return err
 		}
-		for rep.Batches < o.batches {
+		for rep.Batches < n {
 			b, err := l.Next()
 			if err != nil {
 				return err
@@ -251,7 +369,7 @@ func runBenchData(e *env, o *benchOptions) error {
 			if b == nil {
 				break
 			}
-			if t0.IsZero() { // the first batch warms up the workers and the file cache
+			if t0.IsZero() {
 				t0 = time.Now()
 			} else {
 				rep.Batches++
@@ -263,14 +381,7 @@ func runBenchData(e *env, o *benchOptions) error {
 	}
 	secs := time.Since(t0).Seconds()
 	rep.ImagesPerSec = float64(rep.Images+rep.Skipped) / secs
-	rep.ImagesPerSecPerCore = rep.ImagesPerSec / float64(min(workers, runtime.NumCPU()))
-	if o.json {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	fmt.Fprintf(e.stdout, "%s %s, batch %d, %d workers: %.1f images/s, %.1f images/s per core (%d images, %d skipped)\n",
-		rep.Dataset, rep.Transform, rep.Batch, rep.Workers, rep.ImagesPerSec, rep.ImagesPerSecPerCore, rep.Images, rep.Skipped)
+	rep.ImagesPerSecPerCore = rep.ImagesPerSec / float64(min(rep.Workers, runtime.NumCPU()))
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -127,6 +126,21 @@ func (o *evalOptions) protocol() (eval.Protocol, error) {
 	return eval.Protocol{Kind: eval.CenterCrop}, nil
 }
 
+// check checks the flags and returns the protocol chosen.
+func (o *evalOptions) check() (eval.Protocol, error) {
+	if o.checkpoint == "" {
+		return eval.Protocol{}, usageError{errors.New("--checkpoint is required")}
+	}
+	proto, err := o.protocol()
+	if err != nil {
+		return proto, err
+	}
+	if o.recomputeBN < 0 {
+		return proto, usageError{fmt.Errorf("--recompute-bn must be >= 0 (got %d)", o.recomputeBN)}
+	}
+	return proto, nil
+}
+
 // evalModel is one checkpoint loaded for evaluation.
 type evalModel struct {
 	path string
@@ -136,66 +150,91 @@ type evalModel struct {
 }
 
 func runEval(e *env, o *evalOptions) error {
-	if o.checkpoint == "" {
-		return usageError{errors.New("--checkpoint is required")}
-	}
-	proto, err := o.protocol()
+	proto, err := o.check()
 	if err != nil {
 		return err
 	}
-	if o.recomputeBN < 0 {
-		return usageError{fmt.Errorf("--recompute-bn must be >= 0 (got %d)", o.recomputeBN)}
-	}
-	first, err := loadEvalConfig(o, o.checkpoint)
+	models, err := loadEvalModels(o)
 	if err != nil {
 		return err
 	}
-	cfg := first.cfg
+	cfg := models[0].cfg
 	data, err := train.OpenData(cfg.Dataset, cfg.Seed)
 	if err != nil {
 		return err
 	}
-	dev, err := backend.Open(cfg.Device, backend.Options{Unfused: !cfg.CUDA.Fuse})
+	dev, err := openDevice(e, cfg.Device, !cfg.CUDA.Fuse)
 	if err != nil {
 		return err
 	}
-	capacity := cfg.Eval.BatchSize
-	switch proto.Kind {
-	case eval.TenCrop:
-		capacity = max(capacity, 10)
-	case eval.MultiScale:
-		// The fully-convolutional nets (one per image shape) hold the activations; the net itself only
-		// holds the weights (and the BN recomputation's batches).
-		capacity = 1
+	s := newScorer(e, o, proto, cfg, data, dev)
+	rep, err := s.scoreAll(models)
+	if err != nil {
+		return err
 	}
-	if o.recomputeBN > 0 {
-		capacity = max(capacity, cfg.Train.BatchSize)
-	}
-	workers := cfg.Dataset.Workers
-	if o.workers > 0 {
-		workers = o.workers
+	return writeEvalReport(e.stdout, o.json, rep, data.EvalSet)
+}
+
+// loadEvalModels reads --checkpoint and the checkpoints of --ensemble, which must have been trained on
+// the same data set.
+func loadEvalModels(o *evalOptions) ([]*evalModel, error) {
+	first, err := loadEvalConfig(o, o.checkpoint)
+	if err != nil {
+		return nil, err
 	}
 	models := []*evalModel{first}
 	for _, p := range o.ensemble {
 		m, err := loadEvalConfig(o, p)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if m.cfg.Dataset.Name != cfg.Dataset.Name || m.cfg.Dataset.Root != cfg.Dataset.Root {
-			return fmt.Errorf("ensemble: %s was trained on %s (%s), %s on %s (%s)", m.path, m.cfg.Dataset.Name, m.cfg.Dataset.Root, first.path, cfg.Dataset.Name, cfg.Dataset.Root)
+		a, b := m.cfg.Dataset, first.cfg.Dataset
+		if a.Name != b.Name || a.Root != b.Root {
+			return nil, fmt.Errorf("ensemble: %s was trained on %s (%s), %s on %s (%s)", m.path, a.Name, a.Root, first.path, b.Name, b.Root)
 		}
 		models = append(models, m)
 	}
-	defer func() {
-		for _, m := range models {
-			if m.net != nil {
-				m.net.Free()
-			}
-		}
-	}()
-	opt := eval.Options{Protocol: proto, Workers: workers, Seed: cfg.Seed, Strict: cfg.Dataset.Strict}
+	return models, nil
+}
+
+// scorer scores models one at a time under one protocol on one device.
+type scorer struct {
+	proto       eval.Protocol
+	data        *train.Data
+	dev         backend.Device
+	capacity    int // examples the net holds at once
+	workers     int
+	recomputeBN int
+	perClass    bool
+	opt         eval.Options
+}
+
+func newScorer(e *env, o *evalOptions, proto eval.Protocol, cfg *config.Config, data *train.Data, dev backend.Device) *scorer {
+	s := &scorer{proto: proto, data: data, dev: dev, recomputeBN: o.recomputeBN, perClass: o.perClass}
+	s.workers = cfg.Dataset.Workers
+	if o.workers > 0 {
+		s.workers = o.workers
+	}
+	s.capacity = cfg.Eval.BatchSize
+	switch proto.Kind {
+	case eval.TenCrop:
+		s.capacity = max(s.capacity, 10)
+	case eval.MultiScale:
+		// The fully-convolutional nets (one per image shape) hold the activations; the net itself only
+		// holds the weights (and the BN recomputation's batches).
+		s.capacity = 1
+	}
+	if o.recomputeBN > 0 {
+		s.capacity = max(s.capacity, cfg.Train.BatchSize)
+	}
+	s.opt = eval.Options{Protocol: proto, Workers: s.workers, Seed: cfg.Seed, Strict: cfg.Dataset.Strict, OnSkip: warnOnce(e)}
+	return s
+}
+
+// warnOnce reports each unreadable image on stderr once.
+func warnOnce(e *env) func([]*dataset.BadExampleError) {
 	warned := map[string]bool{}
-	opt.OnSkip = func(bad []*dataset.BadExampleError) {
+	return func(bad []*dataset.BadExampleError) {
 		for _, b := range bad {
 			if !warned[b.Error()] {
 				warned[b.Error()] = true
@@ -203,61 +242,69 @@ func runEval(e *env, o *evalOptions) error {
 			}
 		}
 	}
-	rep := evalReport{
-		Checkpoint: first.path, Dataset: cfg.Dataset.Name, Split: data.EvalSplit,
-		Protocol: proto.Kind, Scales: proto.Scales, RecomputeBN: o.recomputeBN,
+}
+
+// scoreAll scores each model, then the average of their probabilities (the ensemble's scores, or the one
+// model's again).
+func (s *scorer) scoreAll(models []*evalModel) (*evalReport, error) {
+	first := models[0]
+	rep := &evalReport{
+		Checkpoint: first.path, Dataset: first.cfg.Dataset.Name, Split: s.data.EvalSplit,
+		Protocol: s.proto.Kind, Scales: s.proto.Scales, RecomputeBN: s.recomputeBN,
 		Epoch: first.ck.State.Epoch, Step: first.ck.State.Step,
 	}
 	var probs []*eval.Probs
 	var names []string
 	for _, m := range models {
-		if err := m.build(dev, data, capacity); err != nil {
-			return err
-		}
-		if o.recomputeBN > 0 {
-			if err := eval.RecomputeBN(m.net, data.Train, o.recomputeBN, m.cfg.Train.BatchSize, m.cfg.Seed, workers); err != nil {
-				return fmt.Errorf("%s: %w", m.path, err)
-			}
-		}
-		p, err := eval.Collect(m.net, data.Eval, data.EvalSet, opt)
+		p, mr, err := s.score(m)
 		if err != nil {
-			return fmt.Errorf("%s: %w", m.path, err)
-		}
-		sc, _, err := eval.Score(p, nil)
-		if err != nil {
-			return err
+			return nil, err
 		}
 		probs = append(probs, p)
-		names = append(names, m.net.Spec.Name)
-		rep.Models = append(rep.Models, evalModelReport{
-			Checkpoint: m.path, Model: m.net.Spec.Name, Epoch: m.ck.State.Epoch, Step: m.ck.State.Step,
-			Loss: sc.Loss, Top1Err: sc.Top1Err, Top5Err: sc.Top5Err,
-		})
-		// Free each model before the next is built: an ensemble needs only the probabilities.
-		m.net.Free()
-		m.net = nil
+		names = append(names, mr.Model)
+		rep.Models = append(rep.Models, mr)
 	}
 	all, err := eval.Average(probs)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	sc, classes, err := eval.Score(all, data.EvalSet.ClassNames)
+	sc, classes, err := eval.Score(all, s.data.EvalSet.ClassNames)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rep.Model = strings.Join(names, "+")
 	rep.N, rep.Skipped = sc.N, sc.Skipped
 	rep.Loss, rep.Top1Err, rep.Top5Err = sc.Loss, sc.Top1Err, sc.Top5Err
-	if o.perClass {
+	if s.perClass {
 		rep.PerClass = classes
 	}
-	if o.json {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+	return rep, nil
+}
+
+// score builds one model, recomputes its BN statistics when asked, and collects its probabilities. The
+// net is freed before the next is built: an ensemble needs only the probabilities.
+func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
+	defer m.free()
+	if err := m.build(s.dev, s.data, s.capacity); err != nil {
+		return nil, evalModelReport{}, err
 	}
-	printEvalReport(e.stdout, &rep, data.EvalSet)
-	return nil
+	if s.recomputeBN > 0 {
+		if err := eval.RecomputeBN(m.net, s.data.Train, s.recomputeBN, m.cfg.Train.BatchSize, m.cfg.Seed, s.workers); err != nil {
+			return nil, evalModelReport{}, fmt.Errorf("%s: %w", m.path, err)
+		}
+	}
+	p, err := eval.Collect(m.net, s.data.Eval, s.data.EvalSet, s.opt)
+	if err != nil {
+		return nil, evalModelReport{}, fmt.Errorf("%s: %w", m.path, err)
+	}
+	sc, _, err := eval.Score(p, nil)
+	if err != nil {
+		return nil, evalModelReport{}, err
+	}
+	return p, evalModelReport{
+		Checkpoint: m.path, Model: m.net.Spec.Name, Epoch: m.ck.State.Epoch, Step: m.ck.State.Step,
+		Loss: sc.Loss, Top1Err: sc.Top1Err, Top5Err: sc.Top5Err,
+	}, nil
 }
 
 // loadEvalConfig reads a checkpoint and its run's config with the command's overrides.
@@ -297,6 +344,23 @@ func (m *evalModel) build(dev backend.Device, data *train.Data, capacity int) er
 	}
 	m.net = net
 	return m.ck.Restore(net, false)
+}
+
+// free releases the model's net, if built.
+func (m *evalModel) free() {
+	if m.net != nil {
+		m.net.Free()
+		m.net = nil
+	}
+}
+
+// writeEvalReport prints the report as JSON or as a table.
+func writeEvalReport(w io.Writer, asJSON bool, rep *evalReport, set *eval.Set) error {
+	if asJSON {
+		return printJSON(w, rep)
+	}
+	printEvalReport(w, rep, set)
+	return nil
 }
 
 func printEvalReport(w io.Writer, rep *evalReport, set *eval.Set) {

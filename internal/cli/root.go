@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +94,13 @@ func isCobraUsageError(err error) bool {
 		}
 	}
 	return false
+}
+
+// printJSON writes v as indented JSON, the form of every --json report.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func isTerminal(w io.Writer) bool {

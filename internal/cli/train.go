@@ -56,7 +56,7 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 			return usageError{errors.New("--resume continues the run in place; --out must be omitted or name the same directory")}
 		}
 		runDir = o.resume
-		src.File = filepath.Join(o.resume, "config.yaml")
+		src.File = train.NewRunDir(o.resume).ConfigPath()
 		if _, err := os.Stat(src.File); err != nil {
 			return fmt.Errorf("resume: %s has no config.yaml: is it a run directory?", o.resume)
 		}
@@ -103,7 +103,7 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	}
 	fmt.Fprintf(e.stdout, "done: test error %.2f%% (top-5 %.2f%%) after %d epochs\nrun directory: %s\n  metrics:    %s\n  checkpoint: %s\n",
 		100*res.Last.TestErr, 100*res.Last.TestTop5Err, res.Epochs, runDir,
-		filepath.Join(runDir, "metrics.jsonl"), res.Checkpoint)
+		train.NewRunDir(runDir).MetricsPath(), res.Checkpoint)
 	return nil
 }
 

@@ -5,9 +5,6 @@
 package compare
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -118,11 +115,12 @@ const (
 	Finished
 )
 
-// RunState inspects dir against the number of epochs the run should train.
+// RunState inspects the run folder dir against the number of epochs the run should train.
 func RunState(dir string, epochs int) (State, error) {
-	ms, err := ReadMetrics(dir)
+	run := train.NewRunDir(dir)
+	ms, err := run.ReadMetrics()
 	if errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Stat(filepath.Join(dir, "checkpoints")); err == nil {
+		if run.HoldsRun() { // checkpoints, but no evaluation yet
 			return Unfinished, nil
 		}
 		return NoRun, nil
@@ -134,30 +132,6 @@ func RunState(dir string, epochs int) (State, error) {
 		return Finished, nil
 	}
 	return Unfinished, nil
-}
-
-// ReadMetrics reads a run's metrics.jsonl; errors name the file and line.
-func ReadMetrics(dir string) ([]train.Metrics, error) {
-	path := filepath.Join(dir, "metrics.jsonl")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []train.Metrics
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 16<<20)
-	for line := 1; sc.Scan(); line++ {
-		text := bytes.TrimSpace(sc.Bytes())
-		if len(text) == 0 {
-			continue
-		}
-		var m train.Metrics
-		if err := json.Unmarshal(text, &m); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", path, line, err)
-		}
-		out = append(out, m)
-	}
-	return out, sc.Err()
 }
 
 // Point is one evaluation of a run: after Epoch epochs (Step iterations).
@@ -211,7 +185,7 @@ func Summarize(entries []*Entry, device string) (*Summary, error) {
 		s.TrainSize, s.TestSize = c.Dataset.TrainSize, c.Dataset.TestSize
 	}
 	for _, e := range entries {
-		ms, err := ReadMetrics(e.RunDir)
+		ms, err := train.NewRunDir(e.RunDir).ReadMetrics()
 		if err != nil {
 			return nil, fmt.Errorf("compare %s: %w", e.Arg, err)
 		}

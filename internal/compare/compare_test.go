@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"resnet/internal/cpu"
+	"resnet/internal/model"
+	"resnet/internal/train"
 )
 
 func TestExpand(t *testing.T) {
@@ -116,12 +118,12 @@ func TestTrainSummarizeWrite(t *testing.T) {
 	if !strings.Contains(log.String(), "cifar_plain8: resuming") || !strings.Contains(log.String(), "cifar_resnet8: training") {
 		t.Errorf("progress:\n%s", log.String())
 	}
-	before, _ := os.ReadFile(filepath.Join(es[1].RunDir, "metrics.jsonl"))
+	before, _ := os.ReadFile(train.NewRunDir(es[1].RunDir).MetricsPath())
 	log.Reset()
 	if err := Train(es, opt); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := os.ReadFile(filepath.Join(es[1].RunDir, "metrics.jsonl"))
+	after, _ := os.ReadFile(train.NewRunDir(es[1].RunDir).MetricsPath())
 	if strings.Count(log.String(), "reused") != 2 || !bytes.Equal(before, after) {
 		t.Errorf("second call retrained:\n%s", log.String())
 	}
@@ -184,5 +186,46 @@ func TestFindings(t *testing.T) {
 		if !strings.Contains(f, want) {
 			t.Errorf("findings lack %q:\n%s", want, f)
 		}
+	}
+}
+
+// RunState and Summarize read a run through train.RunDir: its metrics file, its checkpoints folder, and
+// its errors naming the file and line.
+func TestRunsAreReadThroughRunDir(t *testing.T) {
+	dir := t.TempDir()
+	run := train.NewRunDir(filepath.Join(dir, "r8"))
+	state := func(want State) {
+		t.Helper()
+		if st, err := RunState(run.Path(), 2); st != want || err != nil {
+			t.Errorf("RunState = %v, %v; want %v", st, err, want)
+		}
+	}
+	state(NoRun)
+	if err := os.MkdirAll(run.CheckpointDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state(Unfinished)
+	for epoch := 1; epoch <= 2; epoch++ {
+		m := train.Metrics{Epoch: epoch, Step: int64(4 * epoch), TrainErr: 0.5 / float64(epoch), TestErr: 0.6 / float64(epoch), ImagesPerSec: 100, EpochSeconds: 2}
+		if err := run.AppendMetrics(m); err != nil {
+			t.Fatal(err)
+		}
+		if epoch == 1 {
+			state(Unfinished)
+		}
+	}
+	state(Finished)
+	es := []*Entry{{Arg: "r8", Name: "r8", RunDir: run.Path(), Spec: model.Spec{Name: "cifar_resnet8"}}}
+	s, err := Summarize(es, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Models[0]; m.Epochs != 2 || m.Steps != 8 || m.BestEpoch != 2 || m.FinalTestErr != 0.3 || m.ImagesPerSec != 100 || len(m.Curve) != 2 {
+		t.Errorf("summary %+v", m)
+	}
+	os.WriteFile(run.MetricsPath(), []byte("{\"epoch\":1}\nnot json\n"), 0o644)
+	want := "compare r8: " + run.MetricsPath() + " line 2: "
+	if _, err := Summarize(es, "cpu"); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("a bad metrics line: %v, want it to start %q", err, want)
 	}
 }

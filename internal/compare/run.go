@@ -83,7 +83,7 @@ func Write(dir string, s *Summary) error {
 // sameRecipe checks that the run in e.RunDir was trained with e's config, up to the number of epochs (a
 // finished comparison can be extended by more epochs: its runs resume).
 func sameRecipe(e *Entry) error {
-	path := filepath.Join(e.RunDir, "config.yaml")
+	path := train.NewRunDir(e.RunDir).ConfigPath()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("compare %s: %s holds a run without a readable config.yaml: %w", e.Arg, e.RunDir, err)

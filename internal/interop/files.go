@@ -2,12 +2,9 @@ package interop
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 
-	"resnet/internal/atomicfile"
 	"resnet/internal/config"
 	"resnet/internal/cpu"
 	"resnet/internal/model"
@@ -136,10 +133,9 @@ func Import(f *safetensors.File, label string, spec model.Spec, cfg config.Confi
 	if err != nil {
 		return "", err
 	}
-	for _, p := range []string{filepath.Join(runDir, "metrics.jsonl"), filepath.Join(runDir, "checkpoints")} {
-		if _, err := os.Stat(p); err == nil {
-			return "", fmt.Errorf("%s already holds a run; choose another directory with --out", runDir)
-		}
+	run := train.NewRunDir(runDir)
+	if err := run.CheckNew(); err != nil {
+		return "", fmt.Errorf("%w; choose another directory with --out", err)
 	}
 	net, err := buildCPU(spec)
 	if err != nil {
@@ -152,12 +148,9 @@ func Import(f *safetensors.File, label string, spec model.Spec, cfg config.Confi
 	if err := Load(net, f, label); err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return "", err
-	}
-	if err := atomicfile.WriteBytes(filepath.Join(runDir, "config.yaml"), yml, 0o644); err != nil {
+	if err := run.Create(yml); err != nil {
 		return "", err
 	}
 	st := train.State{WarmStart: cfg.Train.Schedule.WarmStartLR > 0}
-	return train.SaveCheckpoint(runDir, net, st, yml, max(cfg.Checkpoint.Keep, 1))
+	return run.SaveCheckpoint(net, st, yml, max(cfg.Checkpoint.Keep, 1))
 }

@@ -61,7 +61,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	}
 	dir := t.TempDir()
 	run := filepath.Join(dir, "run")
-	ckpt, err := train.SaveCheckpoint(run, net, train.State{Epoch: 3, Step: 42}, yml, 1)
+	ckpt, err := train.NewRunDir(run).SaveCheckpoint(net, train.State{Epoch: 3, Step: 42}, yml, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

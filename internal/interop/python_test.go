@@ -76,7 +76,7 @@ func TestPyTorchLoadsExport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := train.SaveCheckpoint(filepath.Join(dir, "run"), net, train.State{Step: 1}, yml, 1); err != nil {
+			if _, err := train.NewRunDir(filepath.Join(dir, "run")).SaveCheckpoint(net, train.State{Step: 1}, yml, 1); err != nil {
 				t.Fatal(err)
 			}
 			exported := filepath.Join(dir, "model.safetensors")

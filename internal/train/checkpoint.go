@@ -3,9 +3,6 @@ package train
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 
 	"resnet/internal/model"
@@ -39,6 +36,13 @@ type State struct {
 	BatchesTracked int64 `json:"batches_tracked"`
 }
 
+// nextEpoch is the position at the start of the epoch after st's: its running sums start over.
+func (st State) nextEpoch() State {
+	st.Epoch++
+	st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds, st.EpochBad = 0, 0, 0, 0, 0, 0
+	return st
+}
+
 // Checkpoint is a checkpoint file read back.
 type Checkpoint struct {
 	Path   string
@@ -48,18 +52,14 @@ type Checkpoint struct {
 	file   *safetensors.File
 }
 
-// checkpointDir is where a run keeps its checkpoints.
-func checkpointDir(runDir string) string { return filepath.Join(runDir, "checkpoints") }
-
-// SaveCheckpoint writes the net's weights, BN statistics and momentum buffers with the run state and
-// config into runDir/checkpoints/step-NNNNNNNNN.safetensors (atomically), then deletes all but the newest
-// keep checkpoints.
-func SaveCheckpoint(runDir string, net *model.Net, st State, configYAML []byte, keep int) (string, error) {
+// encodeCheckpoint lays out the net's weights, BN statistics and momentum buffers with the run state and
+// config as a checkpoint file.
+func encodeCheckpoint(net *model.Net, st State, configYAML []byte) (*safetensors.File, error) {
 	f := &safetensors.File{Metadata: map[string]string{}}
 	st.BatchesTracked = net.BatchesTracked
 	stateJSON, err := json.Marshal(st)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	f.Metadata["format"] = checkpointFormat
 	f.Metadata["arch"] = net.Spec.Name
@@ -75,7 +75,7 @@ func SaveCheckpoint(runDir string, net *model.Net, st State, configYAML []byte, 
 	for _, p := range net.Params {
 		v, err := net.Get(p)
 		if err != nil {
-			return "", fmt.Errorf("checkpoint: reading %s: %w", p.Name, err)
+			return nil, fmt.Errorf("checkpoint: reading %s: %w", p.Name, err)
 		}
 		f.Tensors = append(f.Tensors, safetensors.F32(p.Name, p.Shape, v))
 	}
@@ -85,72 +85,11 @@ func SaveCheckpoint(runDir string, net *model.Net, st State, configYAML []byte, 
 		}
 		v := make([]float32, p.Shape.Numel())
 		if err := net.Device().Download(v, p.Momentum); err != nil {
-			return "", fmt.Errorf("checkpoint: reading momentum of %s: %w", p.Name, err)
+			return nil, fmt.Errorf("checkpoint: reading momentum of %s: %w", p.Name, err)
 		}
 		f.Tensors = append(f.Tensors, safetensors.F32(momentumPrefix+p.Name, p.Shape, v))
 	}
-	dir := checkpointDir(runDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, fmt.Sprintf("step-%09d.safetensors", st.Step))
-	if err := safetensors.WriteFile(path, f); err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
-	}
-	return path, pruneCheckpoints(dir, keep)
-}
-
-func listCheckpoints(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, e := range ents {
-		if !e.IsDir() && strings.HasPrefix(e.Name(), "step-") && strings.HasSuffix(e.Name(), ".safetensors") {
-			names = append(names, filepath.Join(dir, e.Name()))
-		}
-	}
-	sort.Strings(names) // zero-padded step numbers sort in time order
-	return names, nil
-}
-
-func pruneCheckpoints(dir string, keep int) error {
-	names, err := listCheckpoints(dir)
-	if err != nil {
-		return err
-	}
-	for len(names) > keep {
-		if err := os.Remove(names[0]); err != nil {
-			return err
-		}
-		names = names[1:]
-	}
-	return nil
-}
-
-// FindCheckpoint resolves a checkpoint path: a .safetensors file as given, or a run directory (or its
-// checkpoints/ folder), whose newest checkpoint is returned.
-func FindCheckpoint(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
-	}
-	if !fi.IsDir() {
-		return path, nil
-	}
-	dir := path
-	if _, err := os.Stat(checkpointDir(path)); err == nil {
-		dir = checkpointDir(path)
-	}
-	names, err := listCheckpoints(dir)
-	if err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
-	}
-	if len(names) == 0 {
-		return "", fmt.Errorf("checkpoint: no step-*.safetensors checkpoint in %s", dir)
-	}
-	return names[len(names)-1], nil
+	return f, nil
 }
 
 // LoadCheckpoint reads a checkpoint file and its metadata.

@@ -3,8 +3,6 @@
 package train
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"resnet/internal/atomicfile"
 	"resnet/internal/backend"
 	"resnet/internal/config"
 	"resnet/internal/dataset"
@@ -68,189 +65,324 @@ type Result struct {
 	Epochs     int
 }
 
-const metricsFile = "metrics.jsonl"
-
-// Run trains according to opt.
+// Run trains according to opt: a new run in opt.RunDir, or the one there continued from its newest
+// checkpoint.
 func Run(opt Options) (Result, error) {
-	cfg := opt.Config
-	res := Result{RunDir: opt.RunDir}
-	if err := prepareRunDir(opt); err != nil {
-		return res, err
+	t := &trainer{opt: opt, cfg: opt.Config, dir: NewRunDir(opt.RunDir)}
+	t.res.RunDir = opt.RunDir
+	defer t.close()
+	if err := t.prepare(); err != nil {
+		return t.res, err
 	}
-	data, err := OpenData(cfg.Dataset, cfg.Seed)
-	if err != nil {
-		return res, err
-	}
-	_, ih, _ := data.Train.OutputShape()
-	spec, err := SpecFor(cfg.Model, data.Train.NumClasses(), ih)
-	if err != nil {
-		return res, err
-	}
-	capacity := max(cfg.Train.BatchSize, cfg.Eval.BatchSize)
-	net, err := model.Build(opt.Device, spec, capacity)
-	if err != nil {
-		return res, err
-	}
-	defer net.Free()
-	if err := net.Init(cfg.Seed); err != nil {
-		return res, err
-	}
+	err := t.run()
+	return t.res, err
+}
 
-	st := State{WarmStart: cfg.Train.Schedule.WarmStartLR > 0}
-	if opt.Resume {
-		path, err := FindCheckpoint(opt.RunDir)
+// trainer is one run in progress: the net and its optimizer, the loaders, and the position reached (st),
+// which is what a checkpoint records.
+type trainer struct {
+	opt     Options
+	cfg     config.Config
+	dir     RunDir
+	net     *model.Net
+	slots   []backend.SGDSlot
+	sched   Schedule
+	train   *dataset.Loader
+	test    *dataset.Loader
+	batches int // training batches per epoch
+	sample  int // floats per input example
+	prog    *progress
+	st      State
+	lr      float64 // rate of the latest step
+	res     Result
+}
+
+// prepare opens the run folder, the data and the net, restores the checkpoint of a resumed run, and
+// starts the loaders.
+func (t *trainer) prepare() error {
+	if err := t.openRunDir(); err != nil {
+		return err
+	}
+	data, err := OpenData(t.cfg.Dataset, t.cfg.Seed)
+	if err != nil {
+		return err
+	}
+	if err := t.buildNet(data.Train); err != nil {
+		return err
+	}
+	t.st = State{WarmStart: t.cfg.Train.Schedule.WarmStartLR > 0}
+	if t.opt.Resume {
+		if err := t.resume(); err != nil {
+			return err
+		}
+	}
+	if err := t.openLoaders(data); err != nil {
+		return err
+	}
+	t.sched = NewSchedule(t.cfg.Train)
+	t.slots = t.net.SGDSlots(float32(t.cfg.Train.WeightDecay), t.cfg.Train.NoDecayBNBias)
+	t.batches = t.train.BatchesPerEpoch()
+	if t.batches == 0 {
+		return fmt.Errorf("train: %d training examples make no full batch of %d", data.Train.Len(), t.cfg.Train.BatchSize)
+	}
+	c, h, w := t.net.InputShape()
+	t.sample = c * h * w
+	t.prog = newProgress(t.opt.Out, t.opt.Terminal, t.cfg.Train.LogEvery)
+	return nil
+}
+
+// openRunDir creates the folder of a new run, refusing one that holds a run, or reopens the folder of a
+// resumed one; either way it writes the config the run now uses (--set may have changed keys on resume).
+func (t *trainer) openRunDir() error {
+	if t.opt.Resume {
+		if _, err := os.Stat(t.dir.Path()); err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		return t.dir.WriteConfig(t.opt.ConfigYAML)
+	}
+	if err := t.dir.CheckNew(); err != nil {
+		return fmt.Errorf("%w; continue it with --resume %s, or choose another directory with --out", err, t.dir.Path())
+	}
+	return t.dir.Create(t.opt.ConfigYAML)
+}
+
+// buildNet allocates the net for the training data's classes and image size and initialises it.
+func (t *trainer) buildNet(train dataset.Pipeline) error {
+	_, ih, _ := train.OutputShape()
+	spec, err := SpecFor(t.cfg.Model, train.NumClasses(), ih)
+	if err != nil {
+		return err
+	}
+	capacity := max(t.cfg.Train.BatchSize, t.cfg.Eval.BatchSize)
+	net, err := model.Build(t.opt.Device, spec, capacity)
+	if err != nil {
+		return err
+	}
+	t.net = net
+	return net.Init(t.cfg.Seed)
+}
+
+// resume restores the newest checkpoint's tensors and position, and cuts metrics.jsonl back to what the
+// checkpoint covers.
+func (t *trainer) resume() error {
+	path, err := FindCheckpoint(t.dir.Path())
+	if err != nil {
+		return err
+	}
+	ck, err := LoadCheckpoint(path)
+	if err != nil {
+		return err
+	}
+	if err := ck.Restore(t.net, true); err != nil {
+		return err
+	}
+	t.st = ck.State
+	if t.st.Epoch >= t.cfg.Train.Epochs {
+		return fmt.Errorf("resume: %s already finished its %d epochs; to train longer, raise them: --set train.epochs=N", t.dir.Path(), t.cfg.Train.Epochs)
+	}
+	if err := t.dir.TruncateMetrics(t.st.MetricsBytes); err != nil {
+		return err
+	}
+	t.res.Checkpoint = path
+	fmt.Fprintf(t.opt.Out, "resuming %s from %s (epoch %d, batch %d, step %d)\n", t.dir.Path(), filepath.Base(path), t.st.Epoch+1, t.st.Batch, t.st.Step)
+	return nil
+}
+
+// openLoaders starts the shuffled training loader and the evaluation loader.
+func (t *trainer) openLoaders(data *Data) error {
+	opt := dataset.LoaderOptions{Seed: t.cfg.Seed, Workers: t.cfg.Dataset.Workers, Strict: t.cfg.Dataset.Strict}
+	if s, ok := t.opt.Device.(backend.HostStager); ok {
+		opt.Staging = s.PinnedFloat32s
+	}
+	trainOpt := opt
+	trainOpt.BatchSize, trainOpt.Shuffle, trainOpt.DropLast = t.cfg.Train.BatchSize, true, true
+	train, err := dataset.NewPipelineLoader(data.Train, trainOpt)
+	if err != nil {
+		return err
+	}
+	t.train = train
+	opt.BatchSize = t.cfg.Eval.BatchSize
+	test, err := dataset.NewPipelineLoader(data.Eval, opt)
+	if err != nil {
+		return err
+	}
+	t.test = test
+	return nil
+}
+
+// close stops the loaders, then frees the net.
+func (t *trainer) close() {
+	if t.test != nil {
+		t.test.Close()
+	}
+	if t.train != nil {
+		t.train.Close()
+	}
+	if t.net != nil {
+		t.net.Free()
+	}
+}
+
+// run trains the remaining epochs.
+func (t *trainer) run() error {
+	for t.st.Epoch < t.cfg.Train.Epochs {
+		if err := t.runEpoch(); err != nil {
+			return err
+		}
+		if err := t.finishEpoch(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runEpoch trains on the rest of the current epoch's batches. A stop request ends it after the step in
+// progress, with a checkpoint.
+func (t *trainer) runEpoch() error {
+	if err := t.train.Start(t.st.Epoch, t.st.Batch); err != nil {
+		return err
+	}
+	t.prog.startEpoch(t.st.Epoch, t.cfg.Train.Epochs, t.batches, t.st.Batch)
+	t.lr = 0
+	for {
+		t0 := time.Now()
+		b, err := t.train.Next()
+		if err != nil || b == nil {
+			return err
+		}
+		stepped, err := t.step(b, t0)
 		if err != nil {
-			return res, err
+			return err
 		}
-		ck, err := LoadCheckpoint(path)
-		if err != nil {
-			return res, err
+		if stepped && stopRequested(t.opt.Stop) && t.st.Batch < t.batches {
+			return t.interrupt()
 		}
-		if err := ck.Restore(net, true); err != nil {
-			return res, err
-		}
-		st = ck.State
-		if st.Epoch >= cfg.Train.Epochs {
-			return res, fmt.Errorf("resume: %s already finished its %d epochs; to train longer, raise them: --set train.epochs=N", opt.RunDir, cfg.Train.Epochs)
-		}
-		if err := truncateMetrics(opt.RunDir, st.MetricsBytes); err != nil {
-			return res, err
-		}
-		res.Checkpoint = path
-		fmt.Fprintf(opt.Out, "resuming %s from %s (epoch %d, batch %d, step %d)\n", opt.RunDir, filepath.Base(path), st.Epoch+1, st.Batch, st.Step)
 	}
+}
 
-	workers := cfg.Dataset.Workers
-	var staging func(int) []float32
-	if s, ok := opt.Device.(backend.HostStager); ok {
-		staging = s.PinnedFloat32s
+// step trains on one batch (forward, backward, SGD update) and moves the position past it; a batch whose
+// every image was unreadable only moves the position. It reports whether the net was updated. Timing
+// counts from t0, before the batch was waited for.
+func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
+	index, bad := b.Index, int64(len(b.Skipped))
+	t.lr = t.sched.LR(float64(t.st.Epoch)+float64(index)/float64(t.batches), t.st.WarmStart)
+	t.prog.skipped(b.Skipped)
+	if b.N == 0 {
+		t.train.Release(b)
+		t.st.Batch = index + 1
+		t.st.EpochBad += bad
+		return false, nil
 	}
-	trainLoader, err := dataset.NewPipelineLoader(data.Train, dataset.LoaderOptions{
-		BatchSize: cfg.Train.BatchSize, Shuffle: true, DropLast: true,
-		Seed: cfg.Seed, Workers: workers, Strict: cfg.Dataset.Strict, Staging: staging,
-	})
+	r, err := t.net.TrainStep(b.X[:b.N*t.sample], b.Labels[:b.N])
+	t.train.Release(b)
 	if err != nil {
-		return res, err
+		return false, fmt.Errorf("train: epoch %d step %d: %w", t.st.Epoch+1, t.st.Step+1, err)
 	}
-	defer trainLoader.Close()
-	testLoader, err := dataset.NewPipelineLoader(data.Eval, dataset.LoaderOptions{
-		BatchSize: cfg.Eval.BatchSize, Seed: cfg.Seed, Workers: workers, Strict: cfg.Dataset.Strict, Staging: staging,
-	})
+	p := backend.SGDParams{LR: float32(t.lr), Momentum: float32(t.cfg.Train.Momentum), Nesterov: t.cfg.Train.Nesterov}
+	if err := t.opt.Device.SGDStep(p, t.slots); err != nil {
+		return false, err
+	}
+	t.st.Step++
+	t.st.Batch = index + 1
+	t.st.EpochBad += bad
+	t.st.EpochLoss += r.LossSum
+	t.st.EpochTop1 += int64(r.Top1)
+	t.st.EpochN += int64(r.N)
+	t.st.EpochSeconds += time.Since(t0).Seconds()
+	t.endWarmStart()
+	t.prog.step(t.st, t.lr)
+	if t.opt.afterStep != nil {
+		return true, t.opt.afterStep(&t.st)
+	}
+	return true, nil
+}
+
+// endWarmStart applies the ResNet-110 recipe: the small warm-start rate holds until the training error of
+// the epoch (over at least ten batches) is below the threshold.
+func (t *trainer) endWarmStart() {
+	trainErr := 1 - float64(t.st.EpochTop1)/float64(t.st.EpochN)
+	if t.st.WarmStart && t.st.Batch >= 10 && trainErr < t.cfg.Train.Schedule.WarmStartUntilErr {
+		t.st.WarmStart = false
+	}
+}
+
+// finishEpoch evaluates when due, moves the position to the start of the next epoch, and checkpoints
+// there when due or when a stop was requested (which then ends training unless this was the last epoch).
+func (t *trainer) finishEpoch() error {
+	t.prog.endEpoch()
+	done := t.st.Epoch + 1
+	if t.due(done, t.cfg.Eval.Every) {
+		if err := t.evaluate(); err != nil {
+			return err
+		}
+	}
+	t.st = t.st.nextEpoch()
+	t.res.Epochs = done
+	if !t.due(done, t.cfg.Checkpoint.Every) && !stopRequested(t.opt.Stop) {
+		return nil
+	}
+	path, err := t.checkpoint()
 	if err != nil {
-		return res, err
+		return err
 	}
-	defer testLoader.Close()
-
-	sched := NewSchedule(cfg.Train)
-	slots := net.SGDSlots(float32(cfg.Train.WeightDecay), cfg.Train.NoDecayBNBias)
-	batches := trainLoader.BatchesPerEpoch()
-	if batches == 0 {
-		return res, fmt.Errorf("train: %d training examples make no full batch of %d", data.Train.Len(), cfg.Train.BatchSize)
+	if stopRequested(t.opt.Stop) && done < t.cfg.Train.Epochs {
+		t.prog.interrupted(path)
+		return ErrInterrupted
 	}
-	c, h, w := net.InputShape()
-	sample := c * h * w
-	prog := newProgress(opt.Out, opt.Terminal, cfg.Train.LogEvery)
+	return nil
+}
 
-	for ; st.Epoch < cfg.Train.Epochs; st.Epoch++ {
-		if err := trainLoader.Start(st.Epoch, st.Batch); err != nil {
-			return res, err
-		}
-		prog.startEpoch(st.Epoch, cfg.Train.Epochs, batches, st.Batch)
-		var lr float64
-		for {
-			t0 := time.Now()
-			b, err := trainLoader.Next()
-			if err != nil {
-				return res, err
-			}
-			if b == nil {
-				break
-			}
-			index, bad := b.Index, int64(len(b.Skipped))
-			lr = sched.LR(float64(st.Epoch)+float64(index)/float64(batches), st.WarmStart)
-			prog.skipped(b.Skipped)
-			if b.N == 0 { // every image of the batch was unreadable
-				trainLoader.Release(b)
-				st.Batch = index + 1
-				st.EpochBad += bad
-				continue
-			}
-			r, err := net.TrainStep(b.X[:b.N*sample], b.Labels[:b.N])
-			trainLoader.Release(b)
-			if err != nil {
-				return res, fmt.Errorf("train: epoch %d step %d: %w", st.Epoch+1, st.Step+1, err)
-			}
-			p := backend.SGDParams{LR: float32(lr), Momentum: float32(cfg.Train.Momentum), Nesterov: cfg.Train.Nesterov}
-			if err := opt.Device.SGDStep(p, slots); err != nil {
-				return res, err
-			}
-			st.Step++
-			st.Batch = index + 1
-			st.EpochBad += bad
-			st.EpochLoss += r.LossSum
-			st.EpochTop1 += int64(r.Top1)
-			st.EpochN += int64(r.N)
-			st.EpochSeconds += time.Since(t0).Seconds()
-			trainErr := 1 - float64(st.EpochTop1)/float64(st.EpochN)
-			// The ResNet-110 recipe: the small warm-start rate holds until the training error of the epoch
-			// (over at least ten batches) is below the threshold.
-			if st.WarmStart && st.Batch >= 10 && trainErr < cfg.Train.Schedule.WarmStartUntilErr {
-				st.WarmStart = false
-			}
-			prog.step(st, lr)
-			if opt.afterStep != nil {
-				if err := opt.afterStep(&st); err != nil {
-					return res, err
-				}
-			}
-			if stopRequested(opt.Stop) && st.Batch < batches {
-				path, err := saveRun(opt, net, &st, cfg.Checkpoint.Keep)
-				if err != nil {
-					return res, err
-				}
-				prog.interrupted(path)
-				res.Checkpoint = path
-				return res, ErrInterrupted
-			}
-		}
-		prog.endEpoch()
+// due reports whether something done every `every` epochs falls after epoch done (counted from 1); the
+// last epoch always has it.
+func (t *trainer) due(done, every int) bool {
+	return done%every == 0 || done == t.cfg.Train.Epochs
+}
 
-		last := st.Epoch+1 == cfg.Train.Epochs
-		if (st.Epoch+1)%cfg.Eval.Every == 0 || last {
-			sc, err := eval.OneCrop(net, testLoader, prog.skipped)
-			if err != nil {
-				return res, err
-			}
-			m := Metrics{
-				Epoch: st.Epoch + 1, Step: st.Step, LR: lr,
-				TrainLoss: st.EpochLoss / float64(st.EpochN), TrainErr: 1 - float64(st.EpochTop1)/float64(st.EpochN),
-				TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err,
-				BadImages:    st.EpochBad + int64(sc.Skipped),
-				ImagesPerSec: float64(st.EpochN) / st.EpochSeconds, EpochSeconds: st.EpochSeconds,
-			}
-			if err := appendMetrics(opt.RunDir, m); err != nil {
-				return res, err
-			}
-			prog.metrics(m)
-			res.Last = m
-		}
-		st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds, st.EpochBad = 0, 0, 0, 0, 0, 0
-		res.Epochs = st.Epoch + 1
-		if (st.Epoch+1)%cfg.Checkpoint.Every == 0 || last || stopRequested(opt.Stop) {
-			st.Epoch++ // the checkpoint's position is the start of the next epoch
-			path, err := saveRun(opt, net, &st, cfg.Checkpoint.Keep)
-			st.Epoch--
-			if err != nil {
-				return res, err
-			}
-			res.Checkpoint = path
-			if stopRequested(opt.Stop) && !last {
-				prog.interrupted(path)
-				return res, ErrInterrupted
-			}
-		}
+// evaluate scores the net on the evaluation split and appends the epoch's metrics line.
+func (t *trainer) evaluate() error {
+	sc, err := eval.OneCrop(t.net, t.test, t.prog.skipped)
+	if err != nil {
+		return err
 	}
-	return res, nil
+	st := t.st
+	m := Metrics{
+		Epoch: st.Epoch + 1, Step: st.Step, LR: t.lr,
+		TrainLoss: st.EpochLoss / float64(st.EpochN), TrainErr: 1 - float64(st.EpochTop1)/float64(st.EpochN),
+		TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err,
+		BadImages:    st.EpochBad + int64(sc.Skipped),
+		ImagesPerSec: float64(st.EpochN) / st.EpochSeconds, EpochSeconds: st.EpochSeconds,
+	}
+	if err := t.dir.AppendMetrics(m); err != nil {
+		return err
+	}
+	t.prog.metrics(m)
+	t.res.Last = m
+	return nil
+}
+
+// checkpoint saves the net at the current position, recording how much of metrics.jsonl belongs to it.
+func (t *trainer) checkpoint() (string, error) {
+	size, err := t.dir.MetricsSize()
+	if err != nil {
+		return "", err
+	}
+	t.st.MetricsBytes = size
+	path, err := t.dir.SaveCheckpoint(t.net, t.st, t.opt.ConfigYAML, t.cfg.Checkpoint.Keep)
+	if err != nil {
+		return "", err
+	}
+	t.res.Checkpoint = path
+	return path, nil
+}
+
+// interrupt ends training in the middle of an epoch, with a checkpoint.
+func (t *trainer) interrupt() error {
+	path, err := t.checkpoint()
+	if err != nil {
+		return err
+	}
+	t.prog.interrupted(path)
+	return ErrInterrupted
 }
 
 func stopRequested(stop <-chan struct{}) bool {
@@ -260,97 +392,4 @@ func stopRequested(stop <-chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-// saveRun checkpoints the run, recording how much of metrics.jsonl belongs to it.
-func saveRun(opt Options, net *model.Net, st *State, keep int) (string, error) {
-	fi, err := os.Stat(filepath.Join(opt.RunDir, metricsFile))
-	switch {
-	case err == nil:
-		st.MetricsBytes = fi.Size()
-	case errors.Is(err, os.ErrNotExist):
-		st.MetricsBytes = 0
-	default:
-		return "", err
-	}
-	return SaveCheckpoint(opt.RunDir, net, *st, opt.ConfigYAML, keep)
-}
-
-// prepareRunDir creates the run directory for a new run, refusing to overwrite an existing one, and
-// writes the resolved config into it.
-func prepareRunDir(opt Options) error {
-	cfgPath := filepath.Join(opt.RunDir, "config.yaml")
-	if opt.Resume {
-		if _, err := os.Stat(opt.RunDir); err != nil {
-			return fmt.Errorf("resume: %w", err)
-		}
-		// --set may have changed keys (train.epochs, say): the run directory shows what the run now uses.
-		return atomicfile.WriteBytes(cfgPath, opt.ConfigYAML, 0o644)
-	}
-	for _, p := range []string{filepath.Join(opt.RunDir, metricsFile), checkpointDir(opt.RunDir)} {
-		if _, err := os.Stat(p); err == nil {
-			return fmt.Errorf("%s already holds a run; continue it with --resume %s, or choose another directory with --out", opt.RunDir, opt.RunDir)
-		}
-	}
-	if err := os.MkdirAll(opt.RunDir, 0o755); err != nil {
-		return err
-	}
-	return atomicfile.WriteBytes(cfgPath, opt.ConfigYAML, 0o644)
-}
-
-// appendMetrics adds one line to metrics.jsonl and syncs it.
-func appendMetrics(runDir string, m Metrics) error {
-	line, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(filepath.Join(runDir, metricsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// truncateMetrics cuts metrics.jsonl back to the length it had at the checkpoint being resumed.
-func truncateMetrics(runDir string, size int64) error {
-	path := filepath.Join(runDir, metricsFile)
-	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) && size == 0 {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("resume: %w", err)
-	}
-	if fi.Size() < size {
-		return fmt.Errorf("resume: %s is %d bytes, shorter than the %d the checkpoint recorded", path, fi.Size(), size)
-	}
-	return os.Truncate(path, size)
-}
-
-// ReadMetrics parses a metrics.jsonl file.
-func ReadMetrics(path string) ([]Metrics, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []Metrics
-	for i, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		var m Metrics
-		if err := json.Unmarshal(line, &m); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
-		}
-		out = append(out, m)
-	}
-	return out, nil
 }

@@ -76,7 +76,7 @@ func TestInterruptAndResumeMatchUninterrupted(t *testing.T) {
 	if _, err := runOnce(t, cfg, full, false, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	want, err := ReadMetrics(filepath.Join(full, metricsFile))
+	want, err := NewRunDir(full).ReadMetrics()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestInterruptAndResumeMatchUninterrupted(t *testing.T) {
 	}); !errors.Is(err, crash) {
 		t.Fatalf("crashed run returned %v", err)
 	}
-	if lines, _ := ReadMetrics(filepath.Join(crashed, metricsFile)); len(lines) != 3 {
+	if lines, _ := NewRunDir(crashed).ReadMetrics(); len(lines) != 3 {
 		t.Fatalf("crashed run left %d metrics lines, want 3", len(lines))
 	}
 	if _, err := runOnce(t, cfg, crashed, true, nil, nil); err != nil {
@@ -121,7 +121,7 @@ func TestInterruptAndResumeMatchUninterrupted(t *testing.T) {
 
 	wantF := finalTensors(t, full)
 	for _, dir := range []string{stopped, crashed} {
-		got, err := ReadMetrics(filepath.Join(dir, metricsFile))
+		got, err := NewRunDir(dir).ReadMetrics()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func TestInterruptAndResumeMatchUninterrupted(t *testing.T) {
 func TestNewRunRefusesExistingRunDir(t *testing.T) {
 	cfg := smallConfig(1)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, metricsFile), []byte("{}\n"), 0o644); err != nil {
+	if err := os.WriteFile(NewRunDir(dir).MetricsPath(), []byte("{}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err := runOnce(t, cfg, dir, false, nil, nil)
@@ -155,7 +155,7 @@ func TestNewRunRefusesExistingRunDir(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %q", err, want)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, metricsFile)); string(b) != "{}\n" {
+	if b, _ := os.ReadFile(NewRunDir(dir).MetricsPath()); string(b) != "{}\n" {
 		t.Error("existing metrics.jsonl was modified")
 	}
 }
@@ -168,7 +168,7 @@ func TestCheckpointRetention(t *testing.T) {
 	if _, err := runOnce(t, cfg, dir, false, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	names, err := listCheckpoints(checkpointDir(dir))
+	names, err := NewRunDir(dir).Checkpoints()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,236 @@
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"resnet/internal/atomicfile"
+	"resnet/internal/model"
+	"resnet/internal/safetensors"
+)
+
+// ErrRunExists is returned for a folder that already holds a run where a new one was to start.
+var ErrRunExists = errors.New("already holds a run")
+
+// RunDir is a run folder, and the one place that knows its layout:
+//
+//	config.yaml                              the resolved config the run trains with
+//	metrics.jsonl                            one Metrics line per evaluation
+//	checkpoints/step-NNNNNNNNN.safetensors   the newest checkpoints, by optimizer step
+//
+// A lock that keeps a second process out of a run folder in use belongs here too.
+type RunDir struct{ path string }
+
+// NewRunDir names the run folder at path; nothing is read or created.
+func NewRunDir(path string) RunDir { return RunDir{path: path} }
+
+// Path is the folder itself.
+func (r RunDir) Path() string { return r.path }
+
+// ConfigPath is the run's resolved config.
+func (r RunDir) ConfigPath() string { return filepath.Join(r.path, "config.yaml") }
+
+// MetricsPath is the run's metrics log, one JSON line per evaluation.
+func (r RunDir) MetricsPath() string { return filepath.Join(r.path, "metrics.jsonl") }
+
+// CheckpointDir is the folder of the run's checkpoints.
+func (r RunDir) CheckpointDir() string { return filepath.Join(r.path, "checkpoints") }
+
+// CheckpointPath is where the checkpoint taken after step optimizer steps goes.
+func (r RunDir) CheckpointPath(step int64) string {
+	return filepath.Join(r.CheckpointDir(), fmt.Sprintf("step-%09d.safetensors", step))
+}
+
+// HoldsRun reports whether the folder holds a run: metrics or checkpoints.
+func (r RunDir) HoldsRun() bool {
+	for _, p := range []string{r.MetricsPath(), r.CheckpointDir()} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckNew returns an error wrapping ErrRunExists when the folder already holds a run.
+func (r RunDir) CheckNew() error {
+	if r.HoldsRun() {
+		return fmt.Errorf("%s %w", r.path, ErrRunExists)
+	}
+	return nil
+}
+
+// Create makes the folder of a new run and writes its config, refusing a folder that holds a run.
+func (r RunDir) Create(configYAML []byte) error {
+	if err := r.CheckNew(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(r.path, 0o755); err != nil {
+		return err
+	}
+	return r.WriteConfig(configYAML)
+}
+
+// WriteConfig replaces the run's config.yaml atomically.
+func (r RunDir) WriteConfig(configYAML []byte) error {
+	return atomicfile.WriteBytes(r.ConfigPath(), configYAML, 0o644)
+}
+
+// AppendMetrics adds one line to metrics.jsonl and syncs it.
+func (r RunDir) AppendMetrics(m Metrics) error {
+	line, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(r.MetricsPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ReadMetrics parses metrics.jsonl; errors name the file and line. A missing file is an error that
+// errors.Is matches with os.ErrNotExist.
+func (r RunDir) ReadMetrics() ([]Metrics, error) {
+	path := r.MetricsPath()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []Metrics
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		var m Metrics
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// MetricsSize is the length of metrics.jsonl in bytes, 0 before the first evaluation.
+func (r RunDir) MetricsSize() (int64, error) {
+	fi, err := os.Stat(r.MetricsPath())
+	switch {
+	case err == nil:
+		return fi.Size(), nil
+	case errors.Is(err, os.ErrNotExist):
+		return 0, nil
+	}
+	return 0, err
+}
+
+// TruncateMetrics cuts metrics.jsonl back to size bytes, the length it had when the checkpoint being
+// resumed was taken.
+func (r RunDir) TruncateMetrics(size int64) error {
+	path := r.MetricsPath()
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) && size == 0 {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if fi.Size() < size {
+		return fmt.Errorf("resume: %s is %d bytes, shorter than the %d the checkpoint recorded", path, fi.Size(), size)
+	}
+	return os.Truncate(path, size)
+}
+
+// SaveCheckpoint writes the net's weights, BN statistics and momentum buffers with the run state and
+// config to CheckpointPath(st.Step) (atomically), then deletes all but the newest keep checkpoints.
+func (r RunDir) SaveCheckpoint(net *model.Net, st State, configYAML []byte, keep int) (string, error) {
+	f, err := encodeCheckpoint(net, st, configYAML)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(r.CheckpointDir(), 0o755); err != nil {
+		return "", err
+	}
+	path := r.CheckpointPath(st.Step)
+	if err := safetensors.WriteFile(path, f); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	return path, r.PruneCheckpoints(keep)
+}
+
+// Checkpoints lists the run's checkpoint files, oldest first.
+func (r RunDir) Checkpoints() ([]string, error) { return listCheckpoints(r.CheckpointDir()) }
+
+// NewestCheckpoint is the run's latest checkpoint file.
+func (r RunDir) NewestCheckpoint() (string, error) { return newestCheckpoint(r.CheckpointDir()) }
+
+// PruneCheckpoints deletes all but the newest keep checkpoints.
+func (r RunDir) PruneCheckpoints(keep int) error {
+	names, err := r.Checkpoints()
+	if err != nil {
+		return err
+	}
+	for len(names) > keep {
+		if err := os.Remove(names[0]); err != nil {
+			return err
+		}
+		names = names[1:]
+	}
+	return nil
+}
+
+// FindCheckpoint resolves a checkpoint path: a .safetensors file as given, or a run folder (or its
+// checkpoints folder), whose newest checkpoint is returned.
+func FindCheckpoint(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if !fi.IsDir() {
+		return path, nil
+	}
+	dir := NewRunDir(path).CheckpointDir()
+	if _, err := os.Stat(dir); err != nil {
+		dir = path // the checkpoints folder itself
+	}
+	return newestCheckpoint(dir)
+}
+
+// listCheckpoints lists the step-*.safetensors files of a checkpoints folder, oldest first.
+func listCheckpoints(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if !e.IsDir() && strings.HasPrefix(e.Name(), "step-") && strings.HasSuffix(e.Name(), ".safetensors") {
+			names = append(names, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(names) // zero-padded step numbers sort in time order
+	return names, nil
+}
+
+func newestCheckpoint(dir string) (string, error) {
+	names, err := listCheckpoints(dir)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("checkpoint: no step-*.safetensors checkpoint in %s", dir)
+	}
+	return names[len(names)-1], nil
+}
