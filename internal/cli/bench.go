@@ -188,6 +188,10 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 		return err
 	}
 	spec, err := model.Lookup(o.model)
+	var ae *model.ArchError
+	if errors.As(err, &ae) {
+		return fmt.Errorf("--model %s", ae.Reason)
+	}
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,8 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		{[]string{"frobnicate"}, 2, `resnet: unknown command "frobnicate" for "resnet"`},
 		{[]string{"eval"}, 2, "resnet: --checkpoint is required\n"},
 		{[]string{"eval", "--checkpoint", filepath.Join(dir, "none")}, 1, "resnet: checkpoint: stat " + filepath.Join(dir, "none") + ": no such file or directory\n"},
-		{[]string{"bench", "--model", "vgg16"}, 1, `resnet: model.arch must be a known architecture (got "vgg16"; known: resnet18/34/50/101/152,`},
+		{[]string{"bench", "--model", "vgg16"}, 1, `resnet: --model must be a known architecture (got "vgg16"; known: resnet18/34/50/101/152,`},
+		{[]string{"bench", "--model", "resnet51"}, 1, `resnet: --model depth must be one of 18, 34, 50, 101, 152 (got "resnet51"); did you mean resnet50?` + "\n"},
 		{[]string{"train", "--set", "model.arch=resnt50", "--dry-run"}, 1, `resnet: config: model.arch must be a known architecture (got "resnt50"; known: `},
 		{[]string{"bench", "--device", "tpu"}, 1, `resnet: backend: unknown device "tpu" (available: [cpu cuda])`},
 	} {
