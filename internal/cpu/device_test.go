@@ -87,8 +87,8 @@ func TestBadOperandsReturnErrors(t *testing.T) {
 		return tt
 	}
 	labels := labelsTensor(t, d, []int32{0, 10})
-	nhwc := x
-	nhwc.Layout = backend.NHWC
+	badLayout := x
+	badLayout.Layout = backend.Layout(1)
 	foreign := x
 	foreign.Buf = foreignBuffer{}
 	outOfRange := x
@@ -108,7 +108,7 @@ func TestBadOperandsReturnErrors(t *testing.T) {
 		}},
 		{"conv data wrong dx", "ConvBackwardData", func() error { return d.ConvBackwardData(same, y, w, f(2, 3, 7, 8), false) }},
 		{"conv filter wrong dw", "ConvBackwardFilter", func() error { return d.ConvBackwardFilter(same, x, y, f(4, 3, 1, 1)) }},
-		{"conv NHWC", "NCHW", func() error { return d.ConvForward(same, nhwc, w, y) }},
+		{"conv unknown layout", "NCHW", func() error { return d.ConvForward(same, badLayout, w, y) }},
 		{"conv foreign buffer", "another backend", func() error { return d.ConvForward(same, foreign, w, y) }},
 		{"conv view past the end", "views elements", func() error { return d.ConvForward(same, outOfRange, w, y) }},
 		{"conv i32 input", "want f32", func() error {
@@ -177,8 +177,8 @@ func TestBadOperandsReturnErrors(t *testing.T) {
 		{"sgd missing buffer", "Buf", func() error {
 			return d.SGDStep(backend.SGDParams{LR: 0.1, Momentum: 0.9}, []backend.SGDSlot{{Param: f(3), Grad: f(3)}})
 		}},
-		{"alloc nhwc", "NHWC", func() error { _, err := d.Alloc(backend.Shape{1}, backend.F32, backend.NHWC); return err }},
-		{"alloc bf16", "bf16", func() error { _, err := d.Alloc(backend.Shape{1}, backend.BF16, backend.NCHW); return err }},
+		{"alloc unknown layout", "layout(1)", func() error { _, err := d.Alloc(backend.Shape{1}, backend.F32, backend.Layout(1)); return err }},
+		{"alloc unknown dtype", "dtype(2)", func() error { _, err := d.Alloc(backend.Shape{1}, backend.DType(2), backend.NCHW); return err }},
 		{"alloc negative", "negative", func() error { _, err := d.Alloc(backend.Shape{2, -1}, backend.F32, backend.NCHW); return err }},
 		{"upload length", "Upload", func() error { return d.Upload(f(3), []float32{1, 2}) }},
 		{"upload int32 into f32", "want i32", func() error { return d.UploadInt32(f(2), []int32{1, 2}) }},
