@@ -73,6 +73,10 @@ func (s Shape) Equal(o Shape) bool {
 type Buffer interface {
 	// Len is the capacity in elements.
 	Len() int
+	// DType is the element type the storage holds.
+	DType() DType
+	// Freed reports whether Device.Free has released the storage.
+	Freed() bool
 }
 
 // Tensor is a typed view of a backend buffer: Numel elements starting at element Off.

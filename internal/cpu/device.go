@@ -31,6 +31,12 @@ func (b *buffer) Len() int {
 	return len(b.f32)
 }
 
+// DType is the element type the buffer holds.
+func (b *buffer) DType() backend.DType { return b.dt }
+
+// Freed reports whether Free has released the buffer.
+func (b *buffer) Freed() bool { return b.freed }
+
 // Device is the CPU backend. Its methods must be called from one goroutine at a time (the model drives
 // it from its training loop); each method spreads its own work over the worker pool and returns when it
 // is done, so Sync has nothing to wait for.

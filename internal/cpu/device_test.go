@@ -62,7 +62,9 @@ func TestBufferOps(t *testing.T) {
 // foreignBuffer stands for storage allocated by another backend.
 type foreignBuffer struct{}
 
-func (foreignBuffer) Len() int { return 100 }
+func (foreignBuffer) Len() int             { return 100 }
+func (foreignBuffer) DType() backend.DType { return backend.F32 }
+func (foreignBuffer) Freed() bool          { return false }
 
 // Bad operands return an error naming the op; none may panic.
 func TestBadOperandsReturnErrors(t *testing.T) {

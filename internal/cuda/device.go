@@ -270,6 +270,12 @@ type buffer struct {
 // Len implements backend.Buffer.
 func (b *buffer) Len() int { return b.n }
 
+// DType implements backend.Buffer.
+func (b *buffer) DType() backend.DType { return b.dt }
+
+// Freed implements backend.Buffer.
+func (b *buffer) Freed() bool { return b.freed }
+
 // gpu is what the device needs from the CUDA side: the driver type (cgo.go) in real use, a CPU
 // emulation of the kernels in the kernelemu tests. Only the owner goroutine calls it.
 type gpu interface {
