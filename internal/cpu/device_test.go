@@ -62,7 +62,7 @@ func TestBufferOps(t *testing.T) {
 // foreignBuffer stands for storage allocated by another backend.
 type foreignBuffer struct{}
 
-func (foreignBuffer) Len() int             { return 100 }
+func (foreignBuffer) Len() int             { return 1 << 20 }
 func (foreignBuffer) DType() backend.DType { return backend.F32 }
 func (foreignBuffer) Freed() bool          { return false }
 
