@@ -14,10 +14,8 @@ import (
 type DType uint8
 
 const (
-	F32  DType = iota // float32
-	I32               // int32 (class labels)
-	BF16              // bfloat16 (GPU mixed precision)
-	F16               // float16 (GPU mixed precision)
+	F32 DType = iota // float32
+	I32              // int32 (class labels)
 )
 
 func (d DType) String() string {
@@ -26,28 +24,22 @@ func (d DType) String() string {
 		return "f32"
 	case I32:
 		return "i32"
-	case BF16:
-		return "bf16"
-	case F16:
-		return "f16"
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
-// Layout is the memory order of a 4-D activation tensor. Weights are always stored (Cout, Cin, kH, kW) in
-// the model's parameter table; a backend may keep a private copy in another order.
+// Layout is the memory order of a 4-D activation tensor. NCHW is the only one until a backend implements
+// another. Weights are always stored (Cout, Cin, kH, kW) in the model's parameter table; a backend may keep
+// a private copy in another order.
 type Layout uint8
 
-const (
-	NCHW Layout = iota
-	NHWC
-)
+const NCHW Layout = 0
 
 func (l Layout) String() string {
-	if l == NHWC {
-		return "NHWC"
+	if l == NCHW {
+		return "NCHW"
 	}
-	return "NCHW"
+	return fmt.Sprintf("layout(%d)", uint8(l))
 }
 
 // Shape is a tensor shape, outermost dimension first. Activations are (N, C, H, W) whatever the layout;
@@ -82,6 +74,10 @@ func (s Shape) Equal(o Shape) bool {
 type Buffer interface {
 	// Len is the capacity in elements.
 	Len() int
+	// DType is the element type the storage holds.
+	DType() DType
+	// Freed reports whether Device.Free has released the storage.
+	Freed() bool
 }
 
 // Tensor is a typed view of a backend buffer: Numel elements starting at element Off.

@@ -6,7 +6,6 @@ package cpu
 // the slots are combined in chunk order, so the result does not depend on the worker count.
 
 import (
-	"fmt"
 	"math"
 
 	"resnet/internal/backend"
@@ -22,36 +21,17 @@ type shortcut struct {
 	off, stride int
 }
 
-// shortcutGeometry validates z (or dz) against an output of (n, c, h, w) and returns its mapping.
-func shortcutGeometry(op, name string, z backend.Tensor, n, c, h, w int) ([]float32, shortcut, error) {
-	if !z.Valid() {
-		return nil, shortcut{}, fmt.Errorf("cpu: %s: Residual is set but %s is not allocated", op, name)
-	}
-	zv, zn, zc, zh, zw, err := dims4(op, name, z)
-	if err != nil {
-		return nil, shortcut{}, err
-	}
-	bad := func(why string) error {
-		return fmt.Errorf("cpu: %s: %s has shape %v, want (%d, Cz, H*s, W*s) for the output %v: %s",
-			op, name, z.Shape, n, []int{n, c, h, w}, why)
-	}
-	if zn != n {
-		return nil, shortcut{}, bad("batch sizes differ")
-	}
-	if zc > c || (c-zc)%2 != 0 {
-		return nil, shortcut{}, bad(fmt.Sprintf("Cz must be <= %d and differ from it by an even count", c))
-	}
-	if h == 0 || w == 0 || zh%h != 0 || zh/h < 1 || zw != w*(zh/h) {
-		return nil, shortcut{}, bad("the spatial size must be the output's times one integer stride")
-	}
-	return zv, shortcut{c: zc, h: zh, w: zw, off: (c - zc) / 2, stride: zh / h}, nil
-}
-
 // bnGeom is the geometry of one batch-norm call.
 type bnGeom struct {
 	n, c, hw, w int // w (the row length) matters only for strided shortcuts
 	chunks      int
 	sc          shortcut
+}
+
+// newBNGeom returns the geometry of a batch-norm call on the checked geometry g.
+func newBNGeom(g backend.BatchNormGeometry) bnGeom {
+	return bnGeom{n: g.N, c: g.C, hw: g.H * g.W, w: g.W, chunks: bnChunks(g.N),
+		sc: shortcut{c: g.ZC, h: g.H * g.ZStride, w: g.W * g.ZStride, off: g.ZOff(), stride: g.ZStride}}
 }
 
 type bnKind uint8
@@ -306,46 +286,27 @@ func (j *bnJob) grad(c, g int) {
 	}
 }
 
-// bnForwardGeometry validates the activations shared by the training and inference forward passes.
-func bnForwardGeometry(op string, p backend.BatchNormParams, t backend.BatchNormTensors, training bool) (j bnJob, err error) {
-	var n, c, h, w int
-	if j.x, n, c, h, w, err = dims4(op, "X", t.X); err != nil {
-		return j, err
-	}
-	if j.y, err = shaped(op, "Y", t.Y, n, c, h, w); err != nil {
-		return j, err
-	}
-	j.g = bnGeom{n: n, c: c, hw: h * w, w: w, chunks: bnChunks(n), sc: shortcut{c: c, h: h, w: w, stride: 1}}
+// bnForwardJob takes the views of the activations of a forward pass.
+func bnForwardJob(v *views, p backend.BatchNormParams, g backend.BatchNormGeometry, t backend.BatchNormTensors) bnJob {
+	j := bnJob{g: newBNGeom(g), relu: p.ReLU, residual: p.Residual, x: v.f32("X", t.X), y: v.f32("Y", t.Y)}
 	if p.Residual {
-		if j.z, j.g.sc, err = shortcutGeometry(op, "Z", t.Z, n, c, h, w); err != nil {
-			return j, err
-		}
+		j.z = v.f32("Z", t.Z)
 	}
-	if training && n*h*w < 2 {
-		return j, fmt.Errorf("cpu: %s: X %v has %d values per channel; training statistics need at least 2", op, t.X.Shape, n*h*w)
-	}
-	if p.Eps < 0 || math.IsNaN(float64(p.Eps)) {
-		return j, fmt.Errorf("cpu: %s: Eps is %v, want >= 0", op, p.Eps)
-	}
-	j.relu, j.residual = p.ReLU, p.Residual
-	return j, nil
+	return j
 }
 
 // BatchNormForwardTraining implements backend.Device.
 func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.BatchNormTensors) error {
-	const op = "BatchNormForwardTraining"
-	j, err := bnForwardGeometry(op, p, t, true)
-	if err != nil {
-		return err
+	geom, err := backend.CheckBatchNormForwardTraining(p, t)
+	v := views{op: "BatchNormForwardTraining", err: named(err)}
+	j := bnForwardJob(&v, p, geom, t)
+	gamma, beta := v.f32("Gamma", t.Gamma), v.f32("Beta", t.Beta)
+	rmean, rvar := v.f32("RunningMean", t.RunningMean), v.f32("RunningVar", t.RunningVar)
+	smean, sinv := v.f32("SaveMean", t.SaveMean), v.f32("SaveInvStd", t.SaveInvStd)
+	if v.err != nil {
+		return v.err
 	}
 	c := j.g.c
-	k := checker{op: op}
-	gamma, beta := k.vec("Gamma", t.Gamma, c), k.vec("Beta", t.Beta, c)
-	rmean, rvar := k.vec("RunningMean", t.RunningMean, c), k.vec("RunningVar", t.RunningVar, c)
-	smean, sinv := k.vec("SaveMean", t.SaveMean, c), k.vec("SaveInvStd", t.SaveInvStd, c)
-	if k.err != nil {
-		return k.err
-	}
 	pieces := c * j.g.chunks
 	d.stats = grow(d.stats, 3*pieces)
 	d.chan32 = grow(d.chan32, 4*c)
@@ -384,18 +345,15 @@ func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.B
 
 // BatchNormForwardInference implements backend.Device.
 func (d *Device) BatchNormForwardInference(p backend.BatchNormParams, t backend.BatchNormTensors) error {
-	const op = "BatchNormForwardInference"
-	j, err := bnForwardGeometry(op, p, t, false)
-	if err != nil {
-		return err
+	geom, err := backend.CheckBatchNormForwardInference(p, t)
+	v := views{op: "BatchNormForwardInference", err: named(err)}
+	j := bnForwardJob(&v, p, geom, t)
+	gamma, beta := v.f32("Gamma", t.Gamma), v.f32("Beta", t.Beta)
+	rmean, rvar := v.f32("RunningMean", t.RunningMean), v.f32("RunningVar", t.RunningVar)
+	if v.err != nil {
+		return v.err
 	}
 	c := j.g.c
-	k := checker{op: op}
-	gamma, beta := k.vec("Gamma", t.Gamma, c), k.vec("Beta", t.Beta, c)
-	rmean, rvar := k.vec("RunningMean", t.RunningMean, c), k.vec("RunningVar", t.RunningVar, c)
-	if k.err != nil {
-		return k.err
-	}
 	d.chan32 = grow(d.chan32, 4*c)
 	for ch := 0; ch < c; ch++ {
 		invStd := 1 / math.Sqrt(float64(rvar[ch])+float64(p.Eps))
@@ -417,41 +375,22 @@ func (d *Device) BatchNormForwardInference(p backend.BatchNormParams, t backend.
 //
 // and dz = gy read back through the shortcut mapping.
 func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNormGrads) error {
-	const op = "BatchNormBackward"
-	var j bnJob
-	var err error
-	var n, c, h, w int
-	if j.x, n, c, h, w, err = dims4(op, "X", gr.X); err != nil {
-		return err
-	}
-	if j.dy, err = shaped(op, "DY", gr.DY, n, c, h, w); err != nil {
-		return err
-	}
-	if j.dx, err = shaped(op, "DX", gr.DX, n, c, h, w); err != nil {
-		return err
-	}
+	geom, err := backend.CheckBatchNormBackward(p, gr)
+	v := views{op: "BatchNormBackward", err: named(err)}
+	j := bnJob{g: newBNGeom(geom), relu: p.ReLU, residual: p.Residual, x: v.f32("X", gr.X), dy: v.f32("DY", gr.DY),
+		dx: v.f32("DX", gr.DX)}
 	if p.ReLU {
-		if j.y, err = shaped(op, "Y", gr.Y, n, c, h, w); err != nil {
-			return err
-		}
+		j.y = v.f32("Y", gr.Y)
 	}
-	j.g = bnGeom{n: n, c: c, hw: h * w, w: w, chunks: bnChunks(n), sc: shortcut{c: c, h: h, w: w, stride: 1}}
 	if p.Residual {
-		if j.dz, j.g.sc, err = shortcutGeometry(op, "DZ", gr.DZ, n, c, h, w); err != nil {
-			return err
-		}
+		j.dz = v.f32("DZ", gr.DZ)
 	}
-	if n*h*w == 0 {
-		return fmt.Errorf("cpu: %s: X %v is empty", op, gr.X.Shape)
+	gamma, smean, sinv := v.f32("Gamma", gr.Gamma), v.f32("SaveMean", gr.SaveMean), v.f32("SaveInvStd", gr.SaveInvStd)
+	dgamma, dbeta := v.f32("DGamma", gr.DGamma), v.f32("DBeta", gr.DBeta)
+	if v.err != nil {
+		return v.err
 	}
-	k := checker{op: op}
-	gamma, smean, sinv := k.vec("Gamma", gr.Gamma, c), k.vec("SaveMean", gr.SaveMean, c), k.vec("SaveInvStd", gr.SaveInvStd, c)
-	dgamma, dbeta := k.vec("DGamma", gr.DGamma, c), k.vec("DBeta", gr.DBeta, c)
-	if k.err != nil {
-		return k.err
-	}
-	j.relu, j.residual = p.ReLU, p.Residual
-
+	c := j.g.c
 	pieces := c * j.g.chunks
 	d.stats = grow(d.stats, 3*pieces)
 	d.chan32 = grow(d.chan32, 4*c)
@@ -463,7 +402,7 @@ func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNo
 	job.kind, job.stats, job.chan32 = bnGradStats, d.stats, d.chan32
 	d.pool.run(job, pieces)
 
-	total := float64(n * h * w)
+	total := float64(j.g.n * j.g.hw)
 	for ch := 0; ch < c; ch++ {
 		st := d.stats[3*ch*j.g.chunks:]
 		var sdy, sdyx float64

@@ -19,57 +19,19 @@ package cpu
 // grouped into a fixed number of chunks, each chunk accumulates into its own partial buffer, and the
 // partials are added in chunk order.
 
-import (
-	"fmt"
+import "resnet/internal/backend"
 
-	"resnet/internal/backend"
-)
-
-// convGeom is the geometry of one convolution.
+// convGeom is the geometry of one convolution with the sizes the passes derive from it.
 type convGeom struct {
-	n, cin, h, w    int
-	cout, kh, kw    int
-	stride, pad     int
-	oh, ow          int
+	backend.ConvGeometry
 	inSize, outSize int // elements of one image of x and of y
 	kdim, positions int // K = Cin*KH*KW and P = OH*OW
 	pointwise       bool
 }
 
-// convGeometry validates a convolution's operands: x-like (N, Cin, H, W), w-like (Cout, Cin, KH, KW) and
-// y-like (N, Cout, OH, OW) tensors, whatever role (input or gradient) each plays in op.
-func convGeometry(op string, p backend.ConvParams, xName string, x backend.Tensor, wName string, w backend.Tensor,
-	yName string, y backend.Tensor) (g convGeom, xv, wv, yv []float32, err error) {
-	if p.Stride < 1 || p.Pad < 0 {
-		return g, nil, nil, nil, fmt.Errorf("cpu: %s: stride must be >= 1 and padding >= 0 (got stride %d, padding %d)", op, p.Stride, p.Pad)
-	}
-	if xv, g.n, g.cin, g.h, g.w, err = dims4(op, xName, x); err != nil {
-		return g, nil, nil, nil, err
-	}
-	if len(w.Shape) != 4 {
-		return g, nil, nil, nil, fmt.Errorf("cpu: %s: %s has shape %v, want 4-D (Cout, Cin, KH, KW)", op, wName, w.Shape)
-	}
-	var wcin int
-	if wv, g.cout, wcin, g.kh, g.kw, err = dims4(op, wName, w); err != nil {
-		return g, nil, nil, nil, err
-	}
-	if wcin != g.cin {
-		return g, nil, nil, nil, fmt.Errorf("cpu: %s: %s %v has %d input channels but %s %v has %d channels",
-			op, wName, w.Shape, wcin, xName, x.Shape, g.cin)
-	}
-	if g.kh < 1 || g.kw < 1 || g.h+2*p.Pad < g.kh || g.w+2*p.Pad < g.kw {
-		return g, nil, nil, nil, fmt.Errorf("cpu: %s: kernel %dx%d does not fit the %dx%d input padded by %d",
-			op, g.kh, g.kw, g.h, g.w, p.Pad)
-	}
-	g.stride, g.pad = p.Stride, p.Pad
-	g.oh, g.ow = backend.OutSize(g.h, g.kh, g.stride, g.pad), backend.OutSize(g.w, g.kw, g.stride, g.pad)
-	if yv, err = shaped(op, yName, y, g.n, g.cout, g.oh, g.ow); err != nil {
-		return g, nil, nil, nil, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %d)", err, xName, x.Shape, wName, w.Shape, p.Stride, p.Pad)
-	}
-	g.inSize, g.outSize = g.cin*g.h*g.w, g.cout*g.oh*g.ow
-	g.kdim, g.positions = g.cin*g.kh*g.kw, g.oh*g.ow
-	g.pointwise = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
-	return g, xv, wv, yv, nil
+func newConvGeom(g backend.ConvGeometry) convGeom {
+	return convGeom{ConvGeometry: g, inSize: g.Cin * g.H * g.W, outSize: g.Cout * g.OH * g.OW,
+		kdim: g.Cin * g.KH * g.KW, positions: g.OH * g.OW, pointwise: g.KH == 1 && g.KW == 1 && g.Stride == 1 && g.Pad == 0}
 }
 
 // validRange returns the output positions [lo, hi) along one axis whose input coordinate
@@ -90,10 +52,10 @@ type patch struct {
 
 // patch returns row r of the patch matrix of image x (C, H, W).
 func (g *convGeom) patch(x []float32, r int) patch {
-	khw, hw := g.kh*g.kw, g.h*g.w
+	khw, hw := g.KH*g.KW, g.H*g.W
 	c, ij := r/khw, r%khw
-	pt := patch{xc: x[c*hw : (c+1)*hw], i: ij / g.kw, j: ij % g.kw}
-	pt.lo, pt.hi = validRange(g.ow, g.w, g.stride, g.pad, pt.j)
+	pt := patch{xc: x[c*hw : (c+1)*hw], i: ij / g.KW, j: ij % g.KW}
+	pt.lo, pt.hi = validRange(g.OW, g.W, g.Stride, g.Pad, pt.j)
 	return pt
 }
 
@@ -101,32 +63,32 @@ func (g *convGeom) patch(x []float32, r int) patch {
 // every element the convolutions feed the GEMM, mostly in runs of 8 to 32, so it avoids runtime calls
 // for those short runs.
 func (g *convGeom) fill(dst []float32, pt *patch, p0 int) {
-	ow := g.ow
+	ow := g.OW
 	oy, ox := p0/ow, p0%ow
-	iy := oy*g.stride - g.pad + pt.i
-	base := pt.j - g.pad
+	iy := oy*g.Stride - g.Pad + pt.i
+	base := pt.j - g.Pad
 	for len(dst) > 0 {
 		run := min(ow-ox, len(dst))
 		out := dst[:run]
 		dst = dst[run:]
 		a, b := max(pt.lo, ox), min(pt.hi, ox+run)
-		if uint(iy) >= uint(g.h) || a >= b {
+		if uint(iy) >= uint(g.H) || a >= b {
 			zero(out)
 		} else {
 			zero(out[:a-ox])
 			zero(out[b-ox:])
-			row := pt.xc[iy*g.w : (iy+1)*g.w]
+			row := pt.xc[iy*g.W : (iy+1)*g.W]
 			in := out[a-ox : b-ox]
-			if g.stride == 1 {
+			if g.Stride == 1 {
 				copyShort(in, row[a+base:b+base])
 			} else {
 				for t := range in {
-					in[t] = row[(a+t)*g.stride+base]
+					in[t] = row[(a+t)*g.Stride+base]
 				}
 			}
 		}
 		ox = 0
-		iy += g.stride
+		iy += g.Stride
 	}
 }
 
@@ -216,27 +178,27 @@ func (g *gemmOp) packBConv(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int
 // col2im adds the (K, P) patch-gradient matrix col into one image's input gradient dx (C, H, W). Each
 // element receives its contributions in a fixed order (row-major over (c, i, j, oy, ox)).
 func col2im(dx, col []float32, g *convGeom) {
-	hw, p := g.h*g.w, g.positions
+	hw, p := g.H*g.W, g.positions
 	row := 0
-	for c := 0; c < g.cin; c++ {
+	for c := 0; c < g.Cin; c++ {
 		dc := dx[c*hw : (c+1)*hw]
-		for i := 0; i < g.kh; i++ {
-			for j := 0; j < g.kw; j++ {
+		for i := 0; i < g.KH; i++ {
+			for j := 0; j < g.KW; j++ {
 				src := col[row*p : (row+1)*p]
 				row++
-				lo, hi := validRange(g.ow, g.w, g.stride, g.pad, j)
+				lo, hi := validRange(g.OW, g.W, g.Stride, g.Pad, j)
 				if lo >= hi {
 					continue
 				}
-				for oy := 0; oy < g.oh; oy++ {
-					iy := oy*g.stride - g.pad + i
-					if iy < 0 || iy >= g.h {
+				for oy := 0; oy < g.OH; oy++ {
+					iy := oy*g.Stride - g.Pad + i
+					if iy < 0 || iy >= g.H {
 						continue
 					}
-					in := src[oy*g.ow : (oy+1)*g.ow]
-					dst := dc[iy*g.w : (iy+1)*g.w]
-					base := j - g.pad
-					if g.stride == 1 {
+					in := src[oy*g.OW : (oy+1)*g.OW]
+					dst := dc[iy*g.W : (iy+1)*g.W]
+					base := j - g.Pad
+					if g.Stride == 1 {
 						d := dst[lo+base : hi+base]
 						s := in[lo:hi]
 						s = s[:len(d)]
@@ -246,7 +208,7 @@ func col2im(dx, col []float32, g *convGeom) {
 						continue
 					}
 					for o := lo; o < hi; o++ {
-						dst[o*g.stride+base] += in[o]
+						dst[o*g.Stride+base] += in[o]
 					}
 				}
 			}
@@ -314,7 +276,7 @@ func (j *convJob) forward(worker, n int, parallel bool) {
 	if j.shifted(worker, parallel, g, j.w, xn, yn, false) {
 		return
 	}
-	op := gemmOp{m: g.cout, n: g.positions, k: g.kdim, a: j.w, lda: g.kdim, b: xn, ldb: g.positions, c: yn, ldc: g.positions}
+	op := gemmOp{m: g.Cout, n: g.positions, k: g.kdim, a: j.w, lda: g.kdim, b: xn, ldb: g.positions, c: yn, ldc: g.positions}
 	if !g.pointwise {
 		op.bConv = g
 	}
@@ -332,41 +294,41 @@ func (j *convJob) forward(worker, n int, parallel bool) {
 func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []float32, accumulate bool) bool {
 	ws := j.d.ws[worker]
 	kern := ws.gemm.kernel()
-	if parallel || kern.shifted == nil || g.stride != 1 || g.pointwise {
+	if parallel || kern.shifted == nil || g.Stride != 1 || g.pointwise {
 		return false
 	}
 	mr, nr := kern.mr, kern.nr
-	hp, wp := g.h+2*g.pad, g.w+2*g.pad
-	q := g.oh * wp              // padded-width output positions
+	hp, wp := g.H+2*g.Pad, g.W+2*g.Pad
+	q := g.OH * wp              // padded-width output positions
 	qr := roundUp(q, nr)        // columns of the result buffer: whole tiles only
-	rows := roundUp(g.cout, mr) // rows of the result buffer: whole tiles only
+	rows := roundUp(g.Cout, mr) // rows of the result buffer: whole tiles only
 
 	// The padded image, with room for the last tile's reads past the end.
-	lastOff := (g.cin-1)*hp*wp + (g.kh-1)*wp + g.kw - 1
+	lastOff := (g.Cin-1)*hp*wp + (g.KH-1)*wp + g.KW - 1
 	ws.xpad = grow(ws.xpad, lastOff+qr)
 	xp := ws.xpad
 	clear(xp)
-	for c := 0; c < g.cin; c++ {
-		for iy := 0; iy < g.h; iy++ {
-			dst := xp[c*hp*wp+(iy+g.pad)*wp+g.pad:]
-			copyShort(dst[:g.w], x[(c*g.h+iy)*g.w:(c*g.h+iy+1)*g.w])
+	for c := 0; c < g.Cin; c++ {
+		for iy := 0; iy < g.H; iy++ {
+			dst := xp[c*hp*wp+(iy+g.Pad)*wp+g.Pad:]
+			copyShort(dst[:g.W], x[(c*g.H+iy)*g.W:(c*g.H+iy+1)*g.W])
 		}
 	}
 	ws.offs = grow(ws.offs, g.kdim)
 	for r := range ws.offs {
-		c, ij := r/(g.kh*g.kw), r%(g.kh*g.kw)
-		ws.offs[r] = 4 * (c*hp*wp + ij/g.kw*wp + ij%g.kw)
+		c, ij := r/(g.KH*g.KW), r%(g.KH*g.KW)
+		ws.offs[r] = 4 * (c*hp*wp + ij/g.KW*wp + ij%g.KW)
 	}
 	ws.cbuf = grow(ws.cbuf, rows*qr)
 	cb := ws.cbuf
 
-	op := gemmOp{m: g.cout, k: g.kdim, alpha: 1, a: w, lda: g.kdim}
+	op := gemmOp{m: g.Cout, k: g.kdim, alpha: 1, a: w, lda: g.kdim}
 	mcMax := roundUp(gemmMC, mr)
 	for pc := 0; pc < g.kdim; pc += kern.kc {
 		kc := min(kern.kc, g.kdim-pc)
 		offs := ws.offs[pc : pc+kc]
-		for ic := 0; ic < g.cout; ic += mcMax {
-			mc := min(mcMax, g.cout-ic)
+		for ic := 0; ic < g.Cout; ic += mcMax {
+			mc := min(mcMax, g.Cout-ic)
 			op.packA(&ws.gemm, kern, ic, mc, pc, kc)
 			packed := ws.gemm.packA
 			for jr := 0; jr < qr; jr += nr {
@@ -378,10 +340,10 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 		}
 	}
 	// Keep the OW valid columns of each padded-width row.
-	for co := 0; co < g.cout; co++ {
-		for oy := 0; oy < g.oh; oy++ {
-			src := cb[co*qr+oy*wp : co*qr+oy*wp+g.ow]
-			dst := y[(co*g.oh+oy)*g.ow : (co*g.oh+oy+1)*g.ow]
+	for co := 0; co < g.Cout; co++ {
+		for oy := 0; oy < g.OH; oy++ {
+			src := cb[co*qr+oy*wp : co*qr+oy*wp+g.OW]
+			dst := y[(co*g.OH+oy)*g.OW : (co*g.OH+oy+1)*g.OW]
 			if accumulate {
 				for t, v := range src {
 					dst[t] += v
@@ -397,24 +359,22 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 // transposable reports whether backward data can run as the forward convolution of dy with flipped
 // weights: stride 1 and a square kernel no wider than its padding allows.
 func (g *convGeom) transposable() bool {
-	return g.stride == 1 && g.kh == g.kw && g.pad <= g.kh-1
+	return g.Stride == 1 && g.KH == g.KW && g.Pad <= g.KH-1
 }
 
 // transposed is the geometry of that forward convolution: dy (Cout, OH, OW) in, dx (Cin, H, W) out.
 func (g *convGeom) transposed() convGeom {
-	t := convGeom{n: g.n, cin: g.cout, h: g.oh, w: g.ow, cout: g.cin, kh: g.kh, kw: g.kw, stride: 1,
-		pad: g.kh - 1 - g.pad, oh: g.h, ow: g.w, inSize: g.outSize, outSize: g.inSize}
-	t.kdim, t.positions = t.cin*t.kh*t.kw, t.oh*t.ow
-	return t
+	return newConvGeom(backend.ConvGeometry{N: g.N, Cin: g.Cout, H: g.OH, W: g.OW, Cout: g.Cin, KH: g.KH, KW: g.KW,
+		Stride: 1, Pad: g.KH - 1 - g.Pad, OH: g.H, OW: g.W})
 }
 
 // flipWeights writes wt (Cin, Cout, KH, KW) with wt[ci, co, i, j] = w[co, ci, KH-1-i, KW-1-j].
 func flipWeights(wt, w []float32, g *convGeom) {
-	khw := g.kh * g.kw
-	for co := 0; co < g.cout; co++ {
-		for ci := 0; ci < g.cin; ci++ {
-			src := w[(co*g.cin+ci)*khw : (co*g.cin+ci+1)*khw]
-			dst := wt[(ci*g.cout+co)*khw : (ci*g.cout+co+1)*khw]
+	khw := g.KH * g.KW
+	for co := 0; co < g.Cout; co++ {
+		for ci := 0; ci < g.Cin; ci++ {
+			src := w[(co*g.Cin+ci)*khw : (co*g.Cin+ci+1)*khw]
+			dst := wt[(ci*g.Cout+co)*khw : (ci*g.Cout+co+1)*khw]
 			for q, v := range src {
 				dst[khw-1-q] = v
 			}
@@ -431,7 +391,7 @@ func (j *convJob) backwardData(worker, n int, parallel bool) {
 		beta = 1
 	}
 	if g.pointwise {
-		j.gemm(worker, parallel, gemmOp{transA: true, m: g.cin, n: g.positions, k: g.cout, a: j.w, lda: g.cin, b: dyn,
+		j.gemm(worker, parallel, gemmOp{transA: true, m: g.Cin, n: g.positions, k: g.Cout, a: j.w, lda: g.Cin, b: dyn,
 			ldb: g.positions, beta: beta, c: dxn, ldc: g.positions})
 		return
 	}
@@ -440,12 +400,12 @@ func (j *convJob) backwardData(worker, n int, parallel bool) {
 		if j.shifted(worker, parallel, t, j.wt, dyn, dxn, j.accumulate) {
 			return
 		}
-		j.gemm(worker, parallel, gemmOp{m: t.cout, n: t.positions, k: t.kdim, a: j.wt, lda: t.kdim, b: dyn, beta: beta,
+		j.gemm(worker, parallel, gemmOp{m: t.Cout, n: t.positions, k: t.kdim, a: j.wt, lda: t.kdim, b: dyn, beta: beta,
 			c: dxn, ldc: t.positions, bConv: t})
 		return
 	}
 	col := j.col(worker)
-	j.gemm(worker, parallel, gemmOp{transA: true, m: g.kdim, n: g.positions, k: g.cout, a: j.w, lda: g.kdim, b: dyn,
+	j.gemm(worker, parallel, gemmOp{transA: true, m: g.kdim, n: g.positions, k: g.Cout, a: j.w, lda: g.kdim, b: dyn,
 		ldb: g.positions, c: col, ldc: g.positions})
 	if !j.accumulate {
 		clear(dxn)
@@ -457,12 +417,12 @@ func (j *convJob) backwardData(worker, n int, parallel bool) {
 // into dw when there is one chunk).
 func (j *convJob) backwardFilter(worker, c int, parallel bool) {
 	g := &j.g
-	size := g.cout * g.kdim
+	size := g.Cout * g.kdim
 	dst := j.dw
 	if j.chunks > 1 {
 		dst = j.d.partial[c*size : (c+1)*size]
 	}
-	lo, hi := split(g.n, j.chunks, c)
+	lo, hi := split(g.N, j.chunks, c)
 	for n := lo; n < hi; n++ {
 		var beta float32
 		if n > lo {
@@ -470,7 +430,7 @@ func (j *convJob) backwardFilter(worker, c int, parallel bool) {
 		}
 		xn := j.x[n*g.inSize : (n+1)*g.inSize]
 		dyn := j.y[n*g.outSize : (n+1)*g.outSize]
-		op := gemmOp{transB: true, m: g.cout, n: g.kdim, k: g.positions, a: dyn, lda: g.positions, b: xn,
+		op := gemmOp{transB: true, m: g.Cout, n: g.kdim, k: g.positions, a: dyn, lda: g.positions, b: xn,
 			ldb: g.positions, beta: beta, c: dst, ldc: g.kdim}
 		if !g.pointwise {
 			op.bConv = g
@@ -497,39 +457,43 @@ func (j *convJob) reduce(part int) {
 // runImages runs a per-image pass: by image when every worker can get one, else image by image with
 // parallel GEMMs.
 func (d *Device) runImages(j *convJob, pass func(j *convJob, worker, n int, parallel bool)) {
-	if j.g.n >= len(d.ws) {
-		d.pool.run(j, j.g.n)
+	if j.g.N >= len(d.ws) {
+		d.pool.run(j, j.g.N)
 		return
 	}
-	for n := 0; n < j.g.n; n++ {
+	for n := 0; n < j.g.N; n++ {
 		pass(j, 0, n, true)
 	}
 }
 
 // ConvForward implements backend.Device.
 func (d *Device) ConvForward(p backend.ConvParams, x, w, y backend.Tensor) error {
-	g, xv, wv, yv, err := convGeometry("ConvForward", p, "x", x, "w", w, "y", y)
-	if err != nil {
-		return err
-	}
+	g, err := backend.CheckConvForward(p, x, w, y)
+	v := views{op: "ConvForward", err: named(err)}
 	j := &d.jobs.conv
-	*j = convJob{d: d, kind: convForward, g: g, x: xv, w: wv, y: yv}
-	d.runImages(j, (*convJob).forward)
+	*j = convJob{d: d, kind: convForward, g: newConvGeom(g), x: v.f32("x", x), w: v.f32("w", w), y: v.f32("y", y)}
+	if v.err == nil {
+		d.runImages(j, (*convJob).forward)
+	}
 	*j = convJob{}
-	return nil
+	return v.err
 }
 
 // ConvBackwardData implements backend.Device.
 func (d *Device) ConvBackwardData(p backend.ConvParams, dy, w, dx backend.Tensor, accumulate bool) error {
-	g, dxv, wv, dyv, err := convGeometry("ConvBackwardData", p, "dx", dx, "w", w, "dy", dy)
-	if err != nil {
-		return err
-	}
+	cg, err := backend.CheckConvBackwardData(p, dy, w, dx)
+	v := views{op: "ConvBackwardData", err: named(err)}
+	g := newConvGeom(cg)
 	j := &d.jobs.conv
-	*j = convJob{d: d, kind: convBackwardData, g: g, x: dxv, w: wv, y: dyv, accumulate: accumulate}
+	*j = convJob{d: d, kind: convBackwardData, g: g, x: v.f32("dx", dx), w: v.f32("w", w), y: v.f32("dy", dy),
+		accumulate: accumulate}
+	if v.err != nil {
+		*j = convJob{}
+		return v.err
+	}
 	if !g.pointwise && g.transposable() {
-		d.flipped = grow(d.flipped, len(wv))
-		flipWeights(d.flipped, wv, &g)
+		d.flipped = grow(d.flipped, len(j.w))
+		flipWeights(d.flipped, j.w, &g)
 		j.wt, j.gt = d.flipped, g.transposed()
 	}
 	d.runImages(j, (*convJob).backwardData)
@@ -553,17 +517,17 @@ func filterChunks(n, size int) int {
 
 // ConvBackwardFilter implements backend.Device.
 func (d *Device) ConvBackwardFilter(p backend.ConvParams, x, dy, dw backend.Tensor) error {
-	g, xv, dwv, dyv, err := convGeometry("ConvBackwardFilter", p, "x", x, "dw", dw, "dy", dy)
-	if err != nil {
-		return err
+	cg, err := backend.CheckConvBackwardFilter(p, x, dy, dw)
+	v := views{op: "ConvBackwardFilter", err: named(err)}
+	xv, dyv, dwv := v.f32("x", x), v.f32("dy", dy), v.f32("dw", dw)
+	if v.err != nil || cg.N == 0 {
+		clear(dwv) // no images: a zero gradient
+		return v.err
 	}
-	if g.n == 0 {
-		clear(dwv)
-		return nil
-	}
-	size := g.cout * g.kdim
+	g := newConvGeom(cg)
+	size := g.Cout * g.kdim
 	j := &d.jobs.conv
-	*j = convJob{d: d, kind: convBackwardFilter, g: g, x: xv, y: dyv, dw: dwv, chunks: filterChunks(g.n, size)}
+	*j = convJob{d: d, kind: convBackwardFilter, g: g, x: xv, y: dyv, dw: dwv, chunks: filterChunks(g.N, size)}
 	if j.chunks > 1 {
 		d.partial = grow(d.partial, j.chunks*size)
 	}

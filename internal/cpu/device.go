@@ -31,6 +31,12 @@ func (b *buffer) Len() int {
 	return len(b.f32)
 }
 
+// DType is the element type the buffer holds.
+func (b *buffer) DType() backend.DType { return b.dt }
+
+// Freed reports whether Free has released the buffer.
+func (b *buffer) Freed() bool { return b.freed }
+
 // Device is the CPU backend. Its methods must be called from one goroutine at a time (the model drives
 // it from its training loop); each method spreads its own work over the worker pool and returns when it
 // is done, so Sync has nothing to wait for.
@@ -78,25 +84,17 @@ func (d *Device) Close() { d.pool.close() }
 // Name implements backend.Device.
 func (d *Device) Name() string { return "cpu" }
 
-// Alloc implements backend.Device. Only F32 and I32 tensors in NCHW order are supported.
+// Alloc implements backend.Device.
 func (d *Device) Alloc(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
-	if layout != backend.NCHW {
-		return backend.Tensor{}, fmt.Errorf("cpu: Alloc: layout %v is not supported; the CPU backend stores activations NCHW", layout)
-	}
-	for _, s := range shape {
-		if s < 0 {
-			return backend.Tensor{}, fmt.Errorf("cpu: Alloc: shape %v has a negative dimension", shape)
-		}
+	if err := backend.CheckAlloc(shape, dt, layout); err != nil {
+		return backend.Tensor{}, named(err)
 	}
 	n := shape.Numel()
 	b := &buffer{dt: dt}
-	switch dt {
-	case backend.F32:
-		b.f32 = make([]float32, n)
-	case backend.I32:
+	if dt == backend.I32 {
 		b.i32 = make([]int32, n)
-	default:
-		return backend.Tensor{}, fmt.Errorf("cpu: Alloc: dtype %v is not supported; the CPU backend computes in f32 (i32 for labels)", dt)
+	} else {
+		b.f32 = make([]float32, n)
 	}
 	return backend.Tensor{Shape: append(backend.Shape(nil), shape...), DType: dt, Layout: layout, Buf: b}, nil
 }
@@ -110,179 +108,117 @@ func (d *Device) Free(t backend.Tensor) {
 
 // Upload implements backend.Device.
 func (d *Device) Upload(dst backend.Tensor, src []float32) error {
-	v, err := f32View("Upload", "dst", dst)
-	if err != nil {
-		return err
-	}
-	if len(src) != len(v) {
-		return fmt.Errorf("cpu: Upload: source has %d values, tensor %v holds %d", len(src), dst.Shape, len(v))
-	}
-	copy(v, src)
-	return nil
+	v := views{op: "Upload", err: named(backend.CheckUpload(dst, src))}
+	copy(v.f32("dst", dst), src)
+	return v.err
 }
 
 // UploadInt32 implements backend.Device.
 func (d *Device) UploadInt32(dst backend.Tensor, src []int32) error {
-	v, err := i32View("UploadInt32", "dst", dst)
-	if err != nil {
-		return err
-	}
-	if len(src) != len(v) {
-		return fmt.Errorf("cpu: UploadInt32: source has %d values, tensor %v holds %d", len(src), dst.Shape, len(v))
-	}
-	copy(v, src)
-	return nil
+	v := views{op: "UploadInt32", err: named(backend.CheckUploadInt32(dst, src))}
+	copy(v.i32("dst", dst), src)
+	return v.err
 }
 
 // Download implements backend.Device.
 func (d *Device) Download(dst []float32, src backend.Tensor) error {
-	v, err := f32View("Download", "src", src)
-	if err != nil {
-		return err
-	}
-	if len(dst) != len(v) {
-		return fmt.Errorf("cpu: Download: destination has room for %d values, tensor %v holds %d", len(dst), src.Shape, len(v))
-	}
-	copy(dst, v)
-	return nil
+	v := views{op: "Download", err: named(backend.CheckDownload(dst, src))}
+	copy(dst, v.f32("src", src))
+	return v.err
 }
 
 // Zero implements backend.Device.
 func (d *Device) Zero(t backend.Tensor) error {
-	b, err := bufferOf("Zero", "t", t)
-	if err != nil {
-		return err
-	}
-	if b.dt == backend.I32 {
-		clear(b.i32[t.Off : t.Off+t.Numel()])
+	v := views{op: "Zero", err: named(backend.CheckZero(t))}
+	if t.DType == backend.I32 {
+		clear(v.i32("t", t))
 	} else {
-		clear(b.f32[t.Off : t.Off+t.Numel()])
+		clear(v.f32("t", t))
 	}
-	return nil
+	return v.err
 }
 
 // Copy implements backend.Device. The shapes may differ as long as the element counts and dtypes match.
 func (d *Device) Copy(dst, src backend.Tensor) error {
-	db, err := bufferOf("Copy", "dst", dst)
-	if err != nil {
-		return err
-	}
-	sb, err := bufferOf("Copy", "src", src)
-	if err != nil {
-		return err
-	}
-	if db.dt != sb.dt {
-		return fmt.Errorf("cpu: Copy: dst is %v, src is %v", db.dt, sb.dt)
-	}
-	if dst.Numel() != src.Numel() {
-		return fmt.Errorf("cpu: Copy: dst %v holds %d values, src %v holds %d", dst.Shape, dst.Numel(), src.Shape, src.Numel())
-	}
-	n := src.Numel()
-	if db.dt == backend.I32 {
-		copy(db.i32[dst.Off:dst.Off+n], sb.i32[src.Off:src.Off+n])
+	v := views{op: "Copy", err: named(backend.CheckCopy(dst, src))}
+	if dst.DType == backend.I32 {
+		copy(v.i32("dst", dst), v.i32("src", src))
 	} else {
-		copy(db.f32[dst.Off:dst.Off+n], sb.f32[src.Off:src.Off+n])
+		copy(v.f32("dst", dst), v.f32("src", src))
 	}
-	return nil
+	return v.err
 }
 
 // Sync implements backend.Device. Every op has finished when it returns, so there is nothing to wait for.
 func (d *Device) Sync() error { return nil }
 
 // Float32s returns the float32 elements a CPU tensor views (data[Off:Off+Numel]), sharing its storage.
-func Float32s(t backend.Tensor) ([]float32, error) { return f32View("Float32s", "tensor", t) }
+func Float32s(t backend.Tensor) ([]float32, error) {
+	const op = "Float32s"
+	v := views{op: op, err: named(backend.CheckOperand(op, "tensor", t, backend.F32))}
+	s := v.f32("tensor", t)
+	return s, v.err
+}
 
 // Int32s returns the int32 elements a CPU tensor views, sharing its storage.
-func Int32s(t backend.Tensor) ([]int32, error) { return i32View("Int32s", "tensor", t) }
-
-// bufferOf checks that t is a live view of a CPU buffer in NCHW order and returns the buffer.
-func bufferOf(op, name string, t backend.Tensor) (*buffer, error) {
-	if t.Buf == nil {
-		return nil, fmt.Errorf("cpu: %s: %s is not allocated", op, name)
-	}
-	b, ok := t.Buf.(*buffer)
-	if !ok {
-		return nil, fmt.Errorf("cpu: %s: %s was allocated by another backend (%T)", op, name, t.Buf)
-	}
-	if b.freed {
-		return nil, fmt.Errorf("cpu: %s: %s was freed", op, name)
-	}
-	if t.Layout != backend.NCHW {
-		return nil, fmt.Errorf("cpu: %s: %s has layout %v; the CPU backend supports NCHW only", op, name, t.Layout)
-	}
-	if t.DType != b.dt {
-		return nil, fmt.Errorf("cpu: %s: %s is labelled %v but its buffer holds %v", op, name, t.DType, b.dt)
-	}
-	for _, s := range t.Shape {
-		if s < 0 {
-			return nil, fmt.Errorf("cpu: %s: %s has shape %v with a negative dimension", op, name, t.Shape)
-		}
-	}
-	if n := t.Numel(); t.Off < 0 || t.Off+n > b.Len() {
-		return nil, fmt.Errorf("cpu: %s: %s views elements [%d, %d) of a buffer of %d", op, name, t.Off, t.Off+n, b.Len())
-	}
-	return b, nil
+func Int32s(t backend.Tensor) ([]int32, error) {
+	const op = "Int32s"
+	v := views{op: op, err: named(backend.CheckOperand(op, "tensor", t, backend.I32))}
+	s := v.i32("tensor", t)
+	return s, v.err
 }
 
-func f32View(op, name string, t backend.Tensor) ([]float32, error) {
-	b, err := bufferOf(op, name, t)
-	if err != nil {
-		return nil, err
+// named puts the backend's name in front of an error of the operand checks in internal/backend.
+func named(err error) error {
+	if err == nil {
+		return nil
 	}
-	if b.dt != backend.F32 {
-		return nil, fmt.Errorf("cpu: %s: %s is %v, want f32", op, name, b.dt)
-	}
-	n := t.Numel()
-	return b.f32[t.Off : t.Off+n : t.Off+n], nil
+	return fmt.Errorf("cpu: %w", err)
 }
 
-func i32View(op, name string, t backend.Tensor) ([]int32, error) {
-	b, err := bufferOf(op, name, t)
-	if err != nil {
-		return nil, err
-	}
-	if b.dt != backend.I32 {
-		return nil, fmt.Errorf("cpu: %s: %s is %v, want i32", op, name, b.dt)
-	}
-	n := t.Numel()
-	return b.i32[t.Off : t.Off+n : t.Off+n], nil
-}
-
-// dims4 returns the (N, C, H, W) of a 4-D f32 tensor and its elements.
-func dims4(op, name string, t backend.Tensor) (v []float32, n, c, h, w int, err error) {
-	if len(t.Shape) != 4 {
-		return nil, 0, 0, 0, 0, fmt.Errorf("cpu: %s: %s has shape %v, want 4-D (N, C, H, W)", op, name, t.Shape)
-	}
-	v, err = f32View(op, name, t)
-	if err != nil {
-		return nil, 0, 0, 0, 0, err
-	}
-	return v, t.Shape[0], t.Shape[1], t.Shape[2], t.Shape[3], nil
-}
-
-// shaped returns the elements of an f32 tensor after checking that its shape is exactly want.
-func shaped(op, name string, t backend.Tensor, want ...int) ([]float32, error) {
-	if !t.Shape.Equal(backend.Shape(want)) {
-		// Copy want so it does not escape: the variadic slice then stays on the caller's stack.
-		return nil, fmt.Errorf("cpu: %s: %s has shape %v, want %v", op, name, t.Shape, append([]int(nil), want...))
-	}
-	return f32View(op, name, t)
-}
-
-// checker validates a series of operands, keeping the first error so call sites stay flat.
-type checker struct {
+// views turns operands that passed the checks in internal/backend into the slices of their CPU buffers.
+// It keeps the first error, starting with that of the checks, so an op takes all its views, then looks.
+type views struct {
 	op  string
 	err error
 }
 
-// vec returns the elements of a per-channel tensor of shape (c).
-func (k *checker) vec(name string, t backend.Tensor, c int) []float32 {
-	if k.err != nil {
+// buffer returns the buffer behind t after checking that the CPU backend allocated it.
+func (v *views) buffer(name string, t backend.Tensor) *buffer {
+	if v.err != nil {
 		return nil
 	}
-	v, err := shaped(k.op, name, t, c)
-	k.err = err
-	return v
+	b, ok := t.Buf.(*buffer)
+	if !ok {
+		v.err = fmt.Errorf("cpu: %s: %s was allocated by another backend (%T)", v.op, name, t.Buf)
+	}
+	return b
+}
+
+// f32 returns the elements of an f32 operand.
+func (v *views) f32(name string, t backend.Tensor) []float32 {
+	b := v.buffer(name, t)
+	if b == nil {
+		return nil
+	}
+	return b.f32[t.Off : t.Off+t.Numel() : t.Off+t.Numel()]
+}
+
+// optional returns the elements of an f32 operand the op can go without, or nil when t is not allocated.
+func (v *views) optional(name string, t backend.Tensor) []float32 {
+	if !t.Valid() {
+		return nil
+	}
+	return v.f32(name, t)
+}
+
+// i32 returns the elements of an i32 operand.
+func (v *views) i32(name string, t backend.Tensor) []int32 {
+	b := v.buffer(name, t)
+	if b == nil {
+		return nil
+	}
+	return b.i32[t.Off : t.Off+t.Numel() : t.Off+t.Numel()]
 }
 
 // grow returns s resized to n elements, reallocating only when its capacity is too small. The contents

@@ -52,34 +52,17 @@ func (j *ceJob) run(_, i int) {
 // SoftmaxCrossEntropy implements backend.Device. dlogits may be left invalid to compute the loss only.
 func (d *Device) SoftmaxCrossEntropy(logits, labels, loss, dlogits backend.Tensor, gradScale float32) error {
 	const op = "SoftmaxCrossEntropy"
-	if len(logits.Shape) != 2 {
-		return fmt.Errorf("cpu: %s: logits have shape %v, want (N, K)", op, logits.Shape)
-	}
-	j := ceJob{n: logits.Shape[0], k: logits.Shape[1], scale: gradScale}
-	var err error
-	if j.logits, err = f32View(op, "logits", logits); err != nil {
-		return err
-	}
-	if j.k == 0 && j.n > 0 {
-		return fmt.Errorf("cpu: %s: logits have shape %v: no classes", op, logits.Shape)
-	}
-	if !labels.Shape.Equal(backend.Shape{j.n}) {
-		return fmt.Errorf("cpu: %s: labels have shape %v, want [%d]", op, labels.Shape, j.n)
-	}
-	if j.labels, err = i32View(op, "labels", labels); err != nil {
-		return err
+	g, err := backend.CheckSoftmaxCrossEntropy(logits, labels, loss, dlogits)
+	v := views{op: op, err: named(err)}
+	j := ceJob{n: g.N, k: g.K, scale: gradScale}
+	j.logits, j.labels, j.loss = v.f32("logits", logits), v.i32("labels", labels), v.f32("loss", loss)
+	j.dlogits = v.optional("dlogits", dlogits)
+	if v.err != nil {
+		return v.err
 	}
 	for s, l := range j.labels {
 		if l < 0 || int(l) >= j.k {
 			return fmt.Errorf("cpu: %s: label %d of sample %d is outside [0, %d)", op, l, s, j.k)
-		}
-	}
-	if j.loss, err = shaped(op, "loss", loss, j.n); err != nil {
-		return err
-	}
-	if dlogits.Valid() {
-		if j.dlogits, err = shaped(op, "dlogits", dlogits, j.n, j.k); err != nil {
-			return err
 		}
 	}
 	j.parts = min(j.n, 4*len(d.ws))

@@ -4,7 +4,6 @@ package cpu
 // max-pool windows add into the same input gradient only within a plane, in a fixed (row-major) order.
 
 import (
-	"fmt"
 	"math"
 
 	"resnet/internal/backend"
@@ -94,108 +93,47 @@ func (j *poolJob) maxPlane(pl int) {
 // independent, so the count does not affect results.
 func (d *Device) planeParts(planes int) int { return min(planes, 4*len(d.ws)) }
 
-// maxPoolGeometry validates x (N, C, H, W) and y (N, C, OH, OW) of a max pool.
-func maxPoolGeometry(op string, p backend.PoolParams, x, y backend.Tensor) (j poolJob, err error) {
-	var n, c int
-	if j.x, n, c, j.h, j.w, err = dims4(op, "x", x); err != nil {
-		return j, err
+// poolOperands are the operands of a pooling op; the ones it does not have are left invalid.
+type poolOperands struct {
+	x, y, dy, dx backend.Tensor
+}
+
+// runPool runs a pooling op of kind on the checked geometry g, or returns the error of its checks or views.
+func (d *Device) runPool(op string, kind poolKind, g backend.PoolGeometry, checked error, t poolOperands) error {
+	v := views{op: op, err: named(checked)}
+	j := poolJob{kind: kind, planes: g.Planes(), parts: d.planeParts(g.Planes()), h: g.H, w: g.W, oh: g.OH, ow: g.OW,
+		kernel: g.Kernel, stride: g.Stride, pad: g.Pad}
+	j.x, j.y, j.dy, j.dx = v.optional("x", t.x), v.optional("y", t.y), v.optional("dy", t.dy), v.optional("dx", t.dx)
+	if v.err != nil {
+		return v.err
 	}
-	if p.Kernel < 1 || p.Stride < 1 || p.Pad < 0 || p.Pad > p.Kernel/2 {
-		return j, fmt.Errorf("cpu: %s: kernel %d, stride %d, padding %d: want kernel >= 1, stride >= 1 and 0 <= padding <= kernel/2",
-			op, p.Kernel, p.Stride, p.Pad)
-	}
-	if j.h+2*p.Pad < p.Kernel || j.w+2*p.Pad < p.Kernel {
-		return j, fmt.Errorf("cpu: %s: window %d does not fit the %dx%d input padded by %d", op, p.Kernel, j.h, j.w, p.Pad)
-	}
-	j.oh, j.ow = backend.OutSize(j.h, p.Kernel, p.Stride, p.Pad), backend.OutSize(j.w, p.Kernel, p.Stride, p.Pad)
-	if j.y, err = shaped(op, "y", y, n, c, j.oh, j.ow); err != nil {
-		return j, err
-	}
-	j.planes, j.kernel, j.stride, j.pad = n*c, p.Kernel, p.Stride, p.Pad
-	return j, nil
+	d.jobs.pool = j
+	d.pool.run(&d.jobs.pool, j.parts)
+	d.jobs.pool = poolJob{}
+	return nil
 }
 
 // MaxPoolForward implements backend.Device.
 func (d *Device) MaxPoolForward(p backend.PoolParams, x, y backend.Tensor) error {
-	j, err := maxPoolGeometry("MaxPoolForward", p, x, y)
-	if err != nil {
-		return err
-	}
-	j.kind, j.parts = maxPoolForward, d.planeParts(j.planes)
-	d.jobs.pool = j
-	d.pool.run(&d.jobs.pool, j.parts)
-	d.jobs.pool = poolJob{}
-	return nil
+	g, err := backend.CheckMaxPoolForward(p, x, y)
+	return d.runPool("MaxPoolForward", maxPoolForward, g, err, poolOperands{x: x, y: y})
 }
 
 // MaxPoolBackward implements backend.Device. It overwrites dx.
 func (d *Device) MaxPoolBackward(p backend.PoolParams, x, y, dy, dx backend.Tensor) error {
-	const op = "MaxPoolBackward"
-	j, err := maxPoolGeometry(op, p, x, y)
-	if err != nil {
-		return err
-	}
-	if j.dy, err = shaped(op, "dy", dy, y.Shape...); err != nil {
-		return err
-	}
-	if j.dx, err = shaped(op, "dx", dx, x.Shape...); err != nil {
-		return err
-	}
-	j.kind, j.parts = maxPoolBackward, d.planeParts(j.planes)
-	d.jobs.pool = j
-	d.pool.run(&d.jobs.pool, j.parts)
-	d.jobs.pool = poolJob{}
-	return nil
-}
-
-// pooledVector checks that y is (N, C) or (N, C, 1, 1) and returns its elements.
-func pooledVector(op, name string, y backend.Tensor, n, c int) ([]float32, error) {
-	if len(y.Shape) == 4 {
-		return shaped(op, name, y, n, c, 1, 1)
-	}
-	return shaped(op, name, y, n, c)
+	g, err := backend.CheckMaxPoolBackward(p, x, y, dy, dx)
+	return d.runPool("MaxPoolBackward", maxPoolBackward, g, err, poolOperands{x: x, y: y, dy: dy, dx: dx})
 }
 
 // GlobalAvgPoolForward implements backend.Device: y (N, C) is the mean of each (H, W) plane of x, summed
 // in float64.
 func (d *Device) GlobalAvgPoolForward(x, y backend.Tensor) error {
-	const op = "GlobalAvgPoolForward"
-	var j poolJob
-	var err error
-	var n, c int
-	if j.x, n, c, j.h, j.w, err = dims4(op, "x", x); err != nil {
-		return err
-	}
-	if j.y, err = pooledVector(op, "y", y, n, c); err != nil {
-		return err
-	}
-	if j.h*j.w == 0 {
-		return fmt.Errorf("cpu: %s: x %v has empty planes", op, x.Shape)
-	}
-	j.kind, j.planes = avgPoolForward, n*c
-	j.parts = d.planeParts(j.planes)
-	d.jobs.pool = j
-	d.pool.run(&d.jobs.pool, j.parts)
-	d.jobs.pool = poolJob{}
-	return nil
+	g, err := backend.CheckGlobalAvgPoolForward(x, y)
+	return d.runPool("GlobalAvgPoolForward", avgPoolForward, g, err, poolOperands{x: x, y: y})
 }
 
 // GlobalAvgPoolBackward implements backend.Device: every element of plane (n, c) of dx gets dy[n, c]/(H*W).
 func (d *Device) GlobalAvgPoolBackward(dy, dx backend.Tensor) error {
-	const op = "GlobalAvgPoolBackward"
-	var j poolJob
-	var err error
-	var n, c int
-	if j.dx, n, c, j.h, j.w, err = dims4(op, "dx", dx); err != nil {
-		return err
-	}
-	if j.dy, err = pooledVector(op, "dy", dy, n, c); err != nil {
-		return err
-	}
-	j.kind, j.planes = avgPoolBackward, n*c
-	j.parts = d.planeParts(j.planes)
-	d.jobs.pool = j
-	d.pool.run(&d.jobs.pool, j.parts)
-	d.jobs.pool = poolJob{}
-	return nil
+	g, err := backend.CheckGlobalAvgPoolBackward(dy, dx)
+	return d.runPool("GlobalAvgPoolBackward", avgPoolBackward, g, err, poolOperands{dy: dy, dx: dx})
 }

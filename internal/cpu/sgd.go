@@ -46,46 +46,30 @@ func (j *sgdJob) run(_, i int) {
 // buf = momentum*buf + g; g = nesterov ? g + momentum*buf : buf; p -= lr*g. Buf may be left invalid when
 // Momentum is 0. All slots are validated before any parameter changes.
 func (d *Device) SGDStep(p backend.SGDParams, slots []backend.SGDSlot) error {
-	const op = "SGDStep"
+	if err := backend.CheckSGDStep(p, slots); err != nil {
+		return named(err)
+	}
 	for i, s := range slots {
-		if err := checkSlot(op, p, i, s); err != nil {
+		if _, err := slotJob(p, i, s); err != nil {
 			return err
 		}
 	}
-	for _, s := range slots {
-		j := sgdJob{p: p, wd: s.WeightDecay}
-		j.param, _ = f32View(op, "Param", s.Param)
-		j.grad, _ = f32View(op, "Grad", s.Grad)
-		if s.Buf.Valid() {
-			j.buf, _ = f32View(op, "Buf", s.Buf)
-		}
-		d.jobs.sgd = j
-		d.pool.run(&d.jobs.sgd, (len(j.param)+sgdChunk-1)/sgdChunk)
+	for i, s := range slots {
+		d.jobs.sgd, _ = slotJob(p, i, s)
+		d.pool.run(&d.jobs.sgd, (len(d.jobs.sgd.param)+sgdChunk-1)/sgdChunk)
 	}
 	d.jobs.sgd = sgdJob{}
 	return nil
 }
 
-// checkSlot validates one SGD slot; slot i is named in the error.
-func checkSlot(op string, p backend.SGDParams, i int, s backend.SGDSlot) error {
-	err := func() error {
-		if _, err := f32View(op, "Param", s.Param); err != nil {
-			return err
-		}
-		if _, err := shaped(op, "Grad", s.Grad, s.Param.Shape...); err != nil {
-			return err
-		}
-		if !s.Buf.Valid() {
-			if p.Momentum != 0 {
-				return fmt.Errorf("cpu: %s: Buf is not allocated but Momentum is %v", op, p.Momentum)
-			}
-			return nil
-		}
-		_, err := shaped(op, "Buf", s.Buf, s.Param.Shape...)
-		return err
-	}()
-	if err != nil {
-		return fmt.Errorf("%w (slot %d)", err, i)
+// slotJob returns the job that updates slot i, or the error that says why its tensors are not this
+// device's.
+func slotJob(p backend.SGDParams, i int, s backend.SGDSlot) (sgdJob, error) {
+	v := views{op: "SGDStep"}
+	j := sgdJob{p: p, wd: s.WeightDecay, param: v.f32("Param", s.Param), grad: v.f32("Grad", s.Grad),
+		buf: v.optional("Buf", s.Buf)}
+	if v.err != nil {
+		return j, fmt.Errorf("%w (slot %d)", v.err, i)
 	}
-	return nil
+	return j, nil
 }

@@ -1023,8 +1023,8 @@ type convAlgo struct {
 // newConvPlan creates the descriptors of a geometry.
 func (dr *driver) newConvPlan(g convGeom) (*convPlan, error) {
 	p := &convPlan{geom: g, algo: map[algoKey]*convAlgo{}}
-	s := C.rn_conv_descs(&p.xd, &p.wd, &p.yd, C.int(g.n), C.int(g.cin), C.int(g.h), C.int(g.w), C.int(g.cout),
-		C.int(g.kh), C.int(g.kw), C.int(g.oh), C.int(g.ow))
+	s := C.rn_conv_descs(&p.xd, &p.wd, &p.yd, C.int(g.N), C.int(g.Cin), C.int(g.H), C.int(g.W), C.int(g.Cout),
+		C.int(g.KH), C.int(g.KW), C.int(g.OH), C.int(g.OW))
 	if err := cudnnErrOf(s, "cudnnSetTensor4dDescriptor/cudnnSetFilter4dDescriptor("+g.String()+")"); err != nil {
 		C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
 		return nil, err
@@ -1047,7 +1047,7 @@ func (dr *driver) destroyConvPlan(p *convPlan) {
 func (dr *driver) chooseAlgo(p *convPlan, k algoKey, x, w, y uint64, wsLimit int64) (*convAlgo, error) {
 	g := p.geom
 	a := &convAlgo{}
-	s := C.rn_conv_desc(&a.cd, C.int(g.pad), C.int(g.stride), dr.convMath)
+	s := C.rn_conv_desc(&a.cd, C.int(g.Pad), C.int(g.Stride), dr.convMath)
 	if err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor("+g.String()+")"); err != nil {
 		C.rn_conv_desc_destroy(a.cd)
 		return nil, err

@@ -8,96 +8,55 @@ package cuda
 // deterministic whenever cuDNN offers a deterministic one that fits the workspace cap, and never use TF32
 // unless RESNET_CUDA_TF32=1.
 
-import (
-	"fmt"
+import "resnet/internal/backend"
 
-	"resnet/internal/backend"
-)
-
-// convGeom is the geometry of one convolution: x (n, cin, h, w), w (cout, cin, kh, kw),
-// y (n, cout, oh, ow). It is the key of the plan cache.
-type convGeom struct {
-	n, cin, h, w int
-	cout, kh, kw int
-	stride, pad  int
-	oh, ow       int
-}
-
-func (g convGeom) String() string {
-	return fmt.Sprintf("x %v, w %v, stride %d, padding %d", []int{g.n, g.cin, g.h, g.w}, []int{g.cout, g.cin, g.kh, g.kw}, g.stride, g.pad)
-}
-
-func (g convGeom) xTotal() int64 { return int64(g.n) * int64(g.cin) * int64(g.h) * int64(g.w) }
-func (g convGeom) yTotal() int64 { return int64(g.n) * int64(g.cout) * int64(g.oh) * int64(g.ow) }
-func (g convGeom) wTotal() int64 { return int64(g.cout) * int64(g.cin) * int64(g.kh) * int64(g.kw) }
-
-// convGeometry validates a convolution's operands: x-like (N, Cin, H, W), w-like (Cout, Cin, KH, KW) and
-// y-like (N, Cout, OH, OW) tensors, whatever role (input or gradient) each plays in op.
-func (d *Device) convGeometry(op string, p backend.ConvParams, xName string, x backend.Tensor, wName string, w backend.Tensor,
-	yName string, y backend.Tensor) (g convGeom, xp, wp, yp uint64, err error) {
-	if p.Stride < 1 || p.Pad < 0 {
-		return g, 0, 0, 0, fmt.Errorf("cuda: %s: stride must be >= 1 and padding >= 0 (got stride %d, padding %d)", op, p.Stride, p.Pad)
-	}
-	if xp, g.n, g.cin, g.h, g.w, err = d.dims4(op, xName, x); err != nil {
-		return g, 0, 0, 0, err
-	}
-	if len(w.Shape) != 4 {
-		return g, 0, 0, 0, fmt.Errorf("cuda: %s: %s has shape %v, want 4-D (Cout, Cin, KH, KW)", op, wName, w.Shape)
-	}
-	var wcin int
-	if wp, g.cout, wcin, g.kh, g.kw, err = d.dims4(op, wName, w); err != nil {
-		return g, 0, 0, 0, err
-	}
-	if wcin != g.cin {
-		return g, 0, 0, 0, fmt.Errorf("cuda: %s: %s %v has %d input channels but %s %v has %d channels",
-			op, wName, w.Shape, wcin, xName, x.Shape, g.cin)
-	}
-	if g.kh < 1 || g.kw < 1 || g.h+2*p.Pad < g.kh || g.w+2*p.Pad < g.kw {
-		return g, 0, 0, 0, fmt.Errorf("cuda: %s: kernel %dx%d does not fit the %dx%d input padded by %d",
-			op, g.kh, g.kw, g.h, g.w, p.Pad)
-	}
-	g.stride, g.pad = p.Stride, p.Pad
-	g.oh, g.ow = backend.OutSize(g.h, g.kh, g.stride, g.pad), backend.OutSize(g.w, g.kw, g.stride, g.pad)
-	if yp, err = d.shaped(op, yName, y, g.n, g.cout, g.oh, g.ow); err != nil {
-		return g, 0, 0, 0, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %d)", err, xName, x.Shape, wName, w.Shape, p.Stride, p.Pad)
-	}
-	return g, xp, wp, yp, nil
-}
+// convGeom is the geometry of a convolution, the key of the plan cache.
+type convGeom = backend.ConvGeometry
 
 // ConvForward implements backend.Device.
 func (d *Device) ConvForward(p backend.ConvParams, x, w, y backend.Tensor) error {
-	const op = "ConvForward"
-	if err := d.begin(op); err != nil {
-		d.end()
-		return err
-	}
-	defer d.end()
-	g, xp, wp, yp, err := d.convGeometry(op, p, "x", x, "w", w, "y", y)
-	if err != nil || g.yTotal() == 0 {
-		return err
-	}
-	if g.cin == 0 {
-		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: yp, n: g.yTotal()})
-		return nil
-	}
-	return d.conv(op, g, convForward, xp, wp, yp, 0)
+	return d.convOp(convForward, p, x, w, y, false)
 }
 
 // ConvBackwardData implements backend.Device: dx = conv^T(dy, w), added into dx when accumulate is set.
 func (d *Device) ConvBackwardData(p backend.ConvParams, dy, w, dx backend.Tensor, accumulate bool) error {
-	const op = "ConvBackwardData"
+	return d.convOp(convBackwardData, p, dx, w, dy, accumulate)
+}
+
+// ConvBackwardFilter implements backend.Device: dw is written (not accumulated).
+func (d *Device) ConvBackwardFilter(p backend.ConvParams, x, dy, dw backend.Tensor) error {
+	return d.convOp(convBackwardFilter, p, x, dw, dy, false)
+}
+
+// convOps names the op of each direction and its x-like, w-like and y-like operands.
+var convOps = [...]struct {
+	op    string
+	names [3]string
+}{
+	convForward:        {"ConvForward", [3]string{"x", "w", "y"}},
+	convBackwardData:   {"ConvBackwardData", [3]string{"dx", "w", "dy"}},
+	convBackwardFilter: {"ConvBackwardFilter", [3]string{"x", "dw", "dy"}},
+}
+
+// convOp checks and queues one direction of a convolution on its x-like, w-like and y-like operands (dx
+// for backward data, dw for backward filter).
+func (d *Device) convOp(dir convDir, p backend.ConvParams, x, w, y backend.Tensor, accumulate bool) error {
+	op, names := convOps[dir].op, convOps[dir].names
 	if err := d.begin(op); err != nil {
 		d.end()
 		return err
 	}
 	defer d.end()
-	g, dxp, wp, dyp, err := d.convGeometry(op, p, "dx", dx, "w", w, "dy", dy)
-	if err != nil || g.xTotal() == 0 {
-		return err
-	}
-	if g.cout == 0 || g.oh*g.ow == 0 {
+	g, err := checkConv(dir, p, x, w, y)
+	a := addrs{d: d, op: op, err: named(err)}
+	xp, wp, yp := a.of(names[0], x), a.of(names[1], w), a.of(names[2], y)
+	dst, n, empty := convOutput(dir, g, xp, wp, yp)
+	switch {
+	case a.err != nil || n == 0:
+		return a.err
+	case empty:
 		if !accumulate {
-			d.enqueue(&cmd{kind: cmdMemset, op: op, dst: dxp, n: g.xTotal()})
+			d.enqueue(&cmd{kind: cmdMemset, op: op, dst: dst, n: int64(n)})
 		}
 		return nil
 	}
@@ -105,26 +64,30 @@ func (d *Device) ConvBackwardData(p backend.ConvParams, dy, w, dx backend.Tensor
 	if accumulate {
 		beta = 1
 	}
-	return d.conv(op, g, convBackwardData, dxp, wp, dyp, beta)
+	return d.conv(op, g, dir, xp, wp, yp, beta)
 }
 
-// ConvBackwardFilter implements backend.Device: dw is written (not accumulated).
-func (d *Device) ConvBackwardFilter(p backend.ConvParams, x, dy, dw backend.Tensor) error {
-	const op = "ConvBackwardFilter"
-	if err := d.begin(op); err != nil {
-		d.end()
-		return err
+// checkConv runs the checks of the op of direction dir.
+func checkConv(dir convDir, p backend.ConvParams, x, w, y backend.Tensor) (convGeom, error) {
+	switch dir {
+	case convForward:
+		return backend.CheckConvForward(p, x, w, y)
+	case convBackwardData:
+		return backend.CheckConvBackwardData(p, y, w, x)
 	}
-	defer d.end()
-	g, xp, dwp, dyp, err := d.convGeometry(op, p, "x", x, "dw", dw, "dy", dy)
-	if err != nil || g.wTotal() == 0 {
-		return err
+	return backend.CheckConvBackwardFilter(p, x, y, w)
+}
+
+// convOutput returns the operand direction dir writes, its element count, and whether each element is an
+// empty sum (0, or what it holds when backward data accumulates).
+func convOutput(dir convDir, g convGeom, x, w, y uint64) (dst uint64, n int, empty bool) {
+	switch dir {
+	case convForward:
+		return y, g.YLen(), g.Cin == 0
+	case convBackwardData:
+		return x, g.XLen(), g.Cout == 0 || g.OH*g.OW == 0
 	}
-	if g.n == 0 || g.oh*g.ow == 0 {
-		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: dwp, n: g.wTotal()})
-		return nil
-	}
-	return d.conv(op, g, convBackwardFilter, xp, dwp, dyp, 0)
+	return w, g.WLen(), g.N == 0 || g.OH*g.OW == 0
 }
 
 // alignment is the algoKey bit set of the operands that are 16-byte aligned.
@@ -164,7 +127,7 @@ func (d *Device) conv(op string, g convGeom, dir convDir, x, w, y uint64, beta f
 		// backward data accumulates, they run on scratch with the same alignment instead.
 		fx := x
 		if dir == convBackwardData && beta != 0 {
-			s, err := d.tempAlloc(op, 4*g.xTotal()+16)
+			s, err := d.tempAlloc(op, 4*int64(g.XLen())+16)
 			if err != nil {
 				return err
 			}

@@ -270,6 +270,12 @@ type buffer struct {
 // Len implements backend.Buffer.
 func (b *buffer) Len() int { return b.n }
 
+// DType implements backend.Buffer.
+func (b *buffer) DType() backend.DType { return b.dt }
+
+// Freed implements backend.Buffer.
+func (b *buffer) Freed() bool { return b.freed }
+
 // gpu is what the device needs from the CUDA side: the driver type (cgo.go) in real use, a CPU
 // emulation of the kernels in the kernelemu tests. Only the owner goroutine calls it.
 type gpu interface {
@@ -627,19 +633,11 @@ func (d *Device) countLib(c libCall) { d.launches[int(numKernels)+int(c)].Add(1)
 
 // ---- memory ---------------------------------------------------------------------------------------------
 
-// Alloc implements backend.Device. Only F32 and I32 tensors in NCHW order are supported.
+// Alloc implements backend.Device.
 func (d *Device) Alloc(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
 	const op = "Alloc"
-	if layout != backend.NCHW {
-		return backend.Tensor{}, fmt.Errorf("cuda: Alloc: layout %v is not supported yet; the CUDA backend stores activations NCHW", layout)
-	}
-	if dt != backend.F32 && dt != backend.I32 {
-		return backend.Tensor{}, fmt.Errorf("cuda: Alloc: dtype %v is not supported yet; the CUDA backend computes in f32 (i32 for labels)", dt)
-	}
-	for _, s := range shape {
-		if s < 0 {
-			return backend.Tensor{}, fmt.Errorf("cuda: Alloc: shape %v has a negative dimension", shape)
-		}
+	if err := backend.CheckAlloc(shape, dt, layout); err != nil {
+		return backend.Tensor{}, named(err)
 	}
 	if err := d.begin(op); err != nil {
 		d.end()
@@ -680,7 +678,7 @@ func (d *Device) Upload(dst backend.Tensor, src []float32) error {
 	if len(src) > 0 {
 		p = unsafe.Pointer(&src[0])
 	}
-	return d.upload("Upload", dst, backend.F32, p, len(src))
+	return d.upload("Upload", dst, func() error { return backend.CheckUpload(dst, src) }, p, len(src))
 }
 
 // UploadInt32 implements backend.Device.
@@ -689,28 +687,23 @@ func (d *Device) UploadInt32(dst backend.Tensor, src []int32) error {
 	if len(src) > 0 {
 		p = unsafe.Pointer(&src[0])
 	}
-	return d.upload("UploadInt32", dst, backend.I32, p, len(src))
+	return d.upload("UploadInt32", dst, func() error { return backend.CheckUploadInt32(dst, src) }, p, len(src))
 }
 
-// upload copies n 4-byte values at src into dst. A source inside memory from PinnedFloat32s is copied
-// straight from there, and the call returns when the copy is done (the caller may reuse the memory at
-// once). Any other source is first copied into a pinned staging buffer, and the device copy runs
-// asynchronously on the copy stream; the compute work queued later waits for it.
-func (d *Device) upload(op string, dst backend.Tensor, dt backend.DType, src unsafe.Pointer, n int) error {
+// upload copies n 4-byte values at src into dst, once check has passed them. A source inside memory from
+// PinnedFloat32s is copied straight from there, and the call returns when the copy is done (the caller may
+// reuse the memory at once). Any other source is first copied into a pinned staging buffer, and the device
+// copy runs asynchronously on the copy stream; the compute work queued later waits for it.
+func (d *Device) upload(op string, dst backend.Tensor, check func() error, src unsafe.Pointer, n int) error {
 	if err := d.begin(op); err != nil {
 		d.end()
 		return err
 	}
 	defer d.end()
-	ptr, err := d.view(op, "dst", dst, dt)
-	if err != nil {
-		return err
-	}
-	if n != dst.Numel() {
-		return fmt.Errorf("cuda: %s: source has %d values, tensor %v holds %d", op, n, dst.Shape, dst.Numel())
-	}
-	if n == 0 {
-		return nil
+	a := addrs{d: d, op: op, err: named(check())}
+	ptr := a.of("dst", dst)
+	if a.err != nil || n == 0 {
+		return a.err
 	}
 	bytes := 4 * int64(n)
 	if d.isPinned(src, bytes) {
@@ -777,15 +770,10 @@ func (d *Device) Download(dst []float32, src backend.Tensor) error {
 		return err
 	}
 	defer d.end()
-	ptr, err := d.view(op, "src", src, backend.F32)
-	if err != nil {
-		return err
-	}
-	if len(dst) != src.Numel() {
-		return fmt.Errorf("cuda: %s: destination has room for %d values, tensor %v holds %d", op, len(dst), src.Shape, src.Numel())
-	}
-	if len(dst) == 0 {
-		return nil
+	a := addrs{d: d, op: op, err: named(backend.CheckDownload(dst, src))}
+	ptr := a.of("src", src)
+	if a.err != nil || len(dst) == 0 {
+		return a.err
 	}
 	bytes := 4 * int64(len(dst))
 	if err := d.growStaging(op, &d.down, bytes); err != nil {
@@ -857,14 +845,12 @@ func (d *Device) Zero(t backend.Tensor) error {
 		return err
 	}
 	defer d.end()
-	b, err := d.bufferOf(op, "t", t)
-	if err != nil {
-		return err
+	a := addrs{d: d, op: op, err: named(backend.CheckZero(t))}
+	ptr := a.of("t", t)
+	if n := t.Numel(); a.err == nil && n > 0 {
+		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: ptr, n: int64(n)})
 	}
-	if n := t.Numel(); n > 0 {
-		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: b.blk.ptr + 4*uint64(t.Off), n: int64(n)})
-	}
-	return nil
+	return a.err
 }
 
 // Copy implements backend.Device. The shapes may differ as long as the element counts and dtypes match.
@@ -875,24 +861,12 @@ func (d *Device) Copy(dst, src backend.Tensor) error {
 		return err
 	}
 	defer d.end()
-	db, err := d.bufferOf(op, "dst", dst)
-	if err != nil {
-		return err
+	a := addrs{d: d, op: op, err: named(backend.CheckCopy(dst, src))}
+	dp, sp := a.of("dst", dst), a.of("src", src)
+	if n := src.Numel(); a.err == nil && n > 0 {
+		d.enqueue(&cmd{kind: cmdCopyDtoD, op: op, dst: dp, src: sp, n: 4 * int64(n)})
 	}
-	sb, err := d.bufferOf(op, "src", src)
-	if err != nil {
-		return err
-	}
-	if db.dt != sb.dt {
-		return fmt.Errorf("cuda: Copy: dst is %v, src is %v", db.dt, sb.dt)
-	}
-	if dst.Numel() != src.Numel() {
-		return fmt.Errorf("cuda: Copy: dst %v holds %d values, src %v holds %d", dst.Shape, dst.Numel(), src.Shape, src.Numel())
-	}
-	if n := src.Numel(); n > 0 {
-		d.enqueue(&cmd{kind: cmdCopyDtoD, op: op, dst: db.blk.ptr + 4*uint64(dst.Off), src: sb.blk.ptr + 4*uint64(src.Off), n: 4 * int64(n)})
-	}
-	return nil
+	return a.err
 }
 
 // Sync implements backend.Device: it waits until all queued work has finished, and reports the first
@@ -916,84 +890,37 @@ func (d *Device) Sync() error {
 	return err
 }
 
-// ---- operand validation ---------------------------------------------------------------------------------
+// ---- operands -------------------------------------------------------------------------------------------
 
-// bufferOf checks that t is a live view of a buffer of this device in NCHW order and returns the buffer.
-func (d *Device) bufferOf(op, name string, t backend.Tensor) (*buffer, error) {
-	if t.Buf == nil {
-		return nil, fmt.Errorf("cuda: %s: %s is not allocated", op, name)
+// named puts the backend's name in front of an error of the operand checks in internal/backend.
+func named(err error) error {
+	if err == nil {
+		return nil
 	}
-	b, ok := t.Buf.(*buffer)
-	if !ok {
-		return nil, fmt.Errorf("cuda: %s: %s was allocated by another backend (%T)", op, name, t.Buf)
-	}
-	if b.dev != d {
-		return nil, fmt.Errorf("cuda: %s: %s was allocated by another CUDA device", op, name)
-	}
-	if b.freed {
-		return nil, fmt.Errorf("cuda: %s: %s was freed", op, name)
-	}
-	if t.Layout != backend.NCHW {
-		return nil, fmt.Errorf("cuda: %s: %s has layout %v; the CUDA backend supports NCHW only", op, name, t.Layout)
-	}
-	if t.DType != b.dt {
-		return nil, fmt.Errorf("cuda: %s: %s is labelled %v but its buffer holds %v", op, name, t.DType, b.dt)
-	}
-	for _, s := range t.Shape {
-		if s < 0 {
-			return nil, fmt.Errorf("cuda: %s: %s has shape %v with a negative dimension", op, name, t.Shape)
-		}
-	}
-	if n := t.Numel(); t.Off < 0 || t.Off+n > b.n {
-		return nil, fmt.Errorf("cuda: %s: %s views elements [%d, %d) of a buffer of %d", op, name, t.Off, t.Off+n, b.n)
-	}
-	return b, nil
+	return fmt.Errorf("cuda: %w", err)
 }
 
-// view returns the device address of t's first element after checking it holds dt.
-func (d *Device) view(op, name string, t backend.Tensor, dt backend.DType) (uint64, error) {
-	b, err := d.bufferOf(op, name, t)
-	if err != nil {
-		return 0, err
-	}
-	if b.dt != dt {
-		return 0, fmt.Errorf("cuda: %s: %s is %v, want %v", op, name, b.dt, dt)
-	}
-	return b.blk.ptr + 4*uint64(t.Off), nil
-}
-
-// dims4 returns the address and (N, C, H, W) of a 4-D f32 tensor.
-func (d *Device) dims4(op, name string, t backend.Tensor) (p uint64, n, c, h, w int, err error) {
-	if len(t.Shape) != 4 {
-		return 0, 0, 0, 0, 0, fmt.Errorf("cuda: %s: %s has shape %v, want 4-D (N, C, H, W)", op, name, t.Shape)
-	}
-	if p, err = d.view(op, name, t, backend.F32); err != nil {
-		return 0, 0, 0, 0, 0, err
-	}
-	return p, t.Shape[0], t.Shape[1], t.Shape[2], t.Shape[3], nil
-}
-
-// shaped returns the address of an f32 tensor after checking that its shape is exactly want.
-func (d *Device) shaped(op, name string, t backend.Tensor, want ...int) (uint64, error) {
-	if !t.Shape.Equal(backend.Shape(want)) {
-		return 0, fmt.Errorf("cuda: %s: %s has shape %v, want %v", op, name, t.Shape, append([]int(nil), want...))
-	}
-	return d.view(op, name, t, backend.F32)
-}
-
-// checker validates a series of operands, keeping the first error.
-type checker struct {
+// addrs turns operands that passed the checks in internal/backend into device addresses. It keeps the
+// first error, starting with that of the checks, so an op takes all its addresses, then looks.
+type addrs struct {
 	d   *Device
 	op  string
 	err error
 }
 
-// vec returns the address of a per-channel tensor of shape (c).
-func (k *checker) vec(name string, t backend.Tensor, c int) uint64 {
-	if k.err != nil {
+// of returns the device address of t's first element after checking that this device allocated t.
+func (a *addrs) of(name string, t backend.Tensor) uint64 {
+	if a.err != nil {
 		return 0
 	}
-	p, err := k.d.shaped(k.op, name, t, c)
-	k.err = err
-	return p
+	b, ok := t.Buf.(*buffer)
+	switch {
+	case !ok:
+		a.err = fmt.Errorf("cuda: %s: %s was allocated by another backend (%T)", a.op, name, t.Buf)
+	case b.dev != a.d:
+		a.err = fmt.Errorf("cuda: %s: %s was allocated by another CUDA device", a.op, name)
+	default:
+		return b.blk.ptr + 4*uint64(t.Off)
+	}
+	return 0
 }

@@ -90,8 +90,8 @@ func (e *emuGPU) exec(c *cmd) error {
 			return emuConvOverride(cv)
 		}
 		g := cv.plan.geom
-		C.emu_conv(C.int(cv.dir), C.int(g.n), C.int(g.cin), C.int(g.h), C.int(g.w), C.int(g.cout), C.int(g.kh),
-			C.int(g.kw), C.int(g.stride), C.int(g.pad), C.int(g.oh), C.int(g.ow), C.uint64_t(cv.x), C.uint64_t(cv.w),
+		C.emu_conv(C.int(cv.dir), C.int(g.N), C.int(g.Cin), C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH),
+			C.int(g.KW), C.int(g.Stride), C.int(g.Pad), C.int(g.OH), C.int(g.OW), C.uint64_t(cv.x), C.uint64_t(cv.w),
 			C.uint64_t(cv.y), C.float(cv.beta))
 	case cmdFunc:
 		return c.fn(e)

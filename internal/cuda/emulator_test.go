@@ -42,10 +42,10 @@ func cpuConv(cv *convArgs) error {
 			emuMemcpy(addr, uint64(uintptr(unsafe.Pointer(&v[0]))), int64(4*len(v)))
 		}
 	}
-	x := in(cv.x, g.n, g.cin, g.h, g.w)
-	w := in(cv.w, g.cout, g.cin, g.kh, g.kw)
-	y := in(cv.y, g.n, g.cout, g.oh, g.ow)
-	p := backend.ConvParams{Stride: g.stride, Pad: g.pad}
+	x := in(cv.x, g.N, g.Cin, g.H, g.W)
+	w := in(cv.w, g.Cout, g.Cin, g.KH, g.KW)
+	y := in(cv.y, g.N, g.Cout, g.OH, g.OW)
+	p := backend.ConvParams{Stride: g.Stride, Pad: g.Pad}
 	var err error
 	switch cv.dir {
 	case convForward:

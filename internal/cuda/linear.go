@@ -11,31 +11,7 @@ package cuda
 //	dx (N, In)  = dy (N, Out) * w      is  dx^T (In, N) = w^T (In, Out) * dy^T (Out, N)
 //	dw (Out, In) = dy^T (Out, N) * x   is  dw^T (In, Out) = x^T (In, N) * op_T(dy^T) (N, Out)
 
-import (
-	"fmt"
-
-	"resnet/internal/backend"
-)
-
-// linearGeometry validates x (N, In...) against w (Out, In) and returns N, In, Out. x may keep trailing
-// spatial dimensions of size 1 (N, C, 1, 1): only the element count per sample must equal In.
-func (d *Device) linearGeometry(op string, x, w backend.Tensor) (xp, wp uint64, n, in, out int, err error) {
-	if len(w.Shape) != 2 {
-		return 0, 0, 0, 0, 0, fmt.Errorf("cuda: %s: w has shape %v, want (Out, In)", op, w.Shape)
-	}
-	out, in = w.Shape[0], w.Shape[1]
-	if len(x.Shape) < 2 || x.Shape[1:].Numel() != in {
-		return 0, 0, 0, 0, 0, fmt.Errorf("cuda: %s: x has shape %v, want (N, %d) to match w %v", op, x.Shape, in, w.Shape)
-	}
-	n = x.Shape[0]
-	if xp, err = d.view(op, "x", x, backend.F32); err != nil {
-		return 0, 0, 0, 0, 0, err
-	}
-	if wp, err = d.view(op, "w", w, backend.F32); err != nil {
-		return 0, 0, 0, 0, 0, err
-	}
-	return xp, wp, n, in, out, nil
-}
+import "resnet/internal/backend"
 
 // gemm queues the column-major C (m, n) = op(A) * op(B) (alpha 1, beta 0) on cuBLAS, or zeroes C when the
 // inner dimension k is 0.
@@ -62,17 +38,12 @@ func (d *Device) LinearForward(x, w, b, y backend.Tensor) error {
 		return err
 	}
 	defer d.end()
-	xp, wp, n, in, out, err := d.linearGeometry(op, x, w)
-	if err != nil {
-		return err
-	}
-	bp, err := d.shaped(op, "b", b, out)
-	if err != nil {
-		return err
-	}
-	yp, err := d.shaped(op, "y", y, n, out)
-	if err != nil || n == 0 || out == 0 {
-		return err
+	g, err := backend.CheckLinearForward(x, w, b, y)
+	a := addrs{d: d, op: op, err: named(err)}
+	xp, wp, bp, yp := a.of("x", x), a.of("w", w), a.of("b", b), a.of("y", y)
+	n, in, out := g.N, g.In, g.Out
+	if a.err != nil || n == 0 || out == 0 {
+		return a.err
 	}
 	d.gemm(op, true, false, out, n, in, wp, in, xp, in, yp, out)
 	return d.launch(op, kLinearBiasAdd, d.blocksFor(int64(n)*int64(out)), 1).p(yp).p(bp).i(n).i(out).run()
@@ -87,28 +58,17 @@ func (d *Device) LinearBackward(x, w, dy, dx, dw, db backend.Tensor) error {
 		return err
 	}
 	defer d.end()
-	xp, wp, n, in, out, err := d.linearGeometry(op, x, w)
-	if err != nil {
-		return err
-	}
-	dyp, err := d.shaped(op, "dy", dy, n, out)
-	if err != nil {
-		return err
-	}
+	g, err := backend.CheckLinearBackward(x, w, dy, dx, dw, db)
+	a := addrs{d: d, op: op, err: named(err)}
+	xp, wp, dyp, dwp, dbp := a.of("x", x), a.of("w", w), a.of("dy", dy), a.of("dw", dw), a.of("db", db)
 	var dxp uint64
 	if dx.Valid() {
-		if dxp, err = d.shaped(op, "dx", dx, x.Shape...); err != nil {
-			return err
-		}
+		dxp = a.of("dx", dx)
 	}
-	dwp, err := d.shaped(op, "dw", dw, out, in)
-	if err != nil {
-		return err
+	if a.err != nil {
+		return a.err
 	}
-	dbp, err := d.shaped(op, "db", db, out)
-	if err != nil {
-		return err
-	}
+	n, in, out := g.N, g.In, g.Out
 	if dx.Valid() {
 		d.gemm(op, false, false, in, n, out, wp, in, dyp, out, dxp, in)
 	}

@@ -4,41 +4,7 @@ package cuda
 
 // Launchers of kernels/pooling.cu: max pooling (PyTorch semantics) and global average pooling.
 
-import (
-	"fmt"
-
-	"resnet/internal/backend"
-)
-
-// poolGeom is the geometry of one max pool: planes of h x w pooled to oh x ow.
-type poolGeom struct {
-	planes, h, w, oh, ow int
-	kernel, stride, pad  int
-}
-
-func (g poolGeom) inTotal() int64  { return int64(g.planes) * int64(g.h) * int64(g.w) }
-func (g poolGeom) outTotal() int64 { return int64(g.planes) * int64(g.oh) * int64(g.ow) }
-
-// maxPoolGeometry validates x (N, C, H, W) and y (N, C, OH, OW) of a max pool.
-func (d *Device) maxPoolGeometry(op string, p backend.PoolParams, x, y backend.Tensor) (g poolGeom, xp, yp uint64, err error) {
-	var n, c int
-	if xp, n, c, g.h, g.w, err = d.dims4(op, "x", x); err != nil {
-		return g, 0, 0, err
-	}
-	if p.Kernel < 1 || p.Stride < 1 || p.Pad < 0 || p.Pad > p.Kernel/2 {
-		return g, 0, 0, fmt.Errorf("cuda: %s: kernel %d, stride %d, padding %d: want kernel >= 1, stride >= 1 and 0 <= padding <= kernel/2",
-			op, p.Kernel, p.Stride, p.Pad)
-	}
-	if g.h+2*p.Pad < p.Kernel || g.w+2*p.Pad < p.Kernel {
-		return g, 0, 0, fmt.Errorf("cuda: %s: window %d does not fit the %dx%d input padded by %d", op, p.Kernel, g.h, g.w, p.Pad)
-	}
-	g.oh, g.ow = backend.OutSize(g.h, p.Kernel, p.Stride, p.Pad), backend.OutSize(g.w, p.Kernel, p.Stride, p.Pad)
-	if yp, err = d.shaped(op, "y", y, n, c, g.oh, g.ow); err != nil {
-		return g, 0, 0, err
-	}
-	g.planes, g.kernel, g.stride, g.pad = n*c, p.Kernel, p.Stride, p.Pad
-	return g, xp, yp, nil
-}
+import "resnet/internal/backend"
 
 // MaxPoolForward implements backend.Device.
 func (d *Device) MaxPoolForward(p backend.PoolParams, x, y backend.Tensor) error {
@@ -48,12 +14,14 @@ func (d *Device) MaxPoolForward(p backend.PoolParams, x, y backend.Tensor) error
 		return err
 	}
 	defer d.end()
-	g, xp, yp, err := d.maxPoolGeometry(op, p, x, y)
-	if err != nil || g.outTotal() == 0 {
-		return err
+	g, err := backend.CheckMaxPoolForward(p, x, y)
+	a := addrs{d: d, op: op, err: named(err)}
+	xp, yp := a.of("x", x), a.of("y", y)
+	if a.err != nil || g.YLen() == 0 {
+		return a.err
 	}
-	return d.launch(op, kMaxPoolForward, d.blocksFor(g.outTotal()), 1).p(xp).p(yp).i(g.planes).i(g.h).i(g.w).
-		i(g.oh).i(g.ow).i(g.kernel).i(g.stride).i(g.pad).run()
+	return d.launch(op, kMaxPoolForward, d.blocksFor(int64(g.YLen())), 1).p(xp).p(yp).i(g.Planes()).i(g.H).i(g.W).
+		i(g.OH).i(g.OW).i(g.Kernel).i(g.Stride).i(g.Pad).run()
 }
 
 // MaxPoolBackward implements backend.Device. It overwrites dx; each input element gathers the gradients
@@ -65,28 +33,14 @@ func (d *Device) MaxPoolBackward(p backend.PoolParams, x, y, dy, dx backend.Tens
 		return err
 	}
 	defer d.end()
-	g, xp, _, err := d.maxPoolGeometry(op, p, x, y)
-	if err != nil {
-		return err
+	g, err := backend.CheckMaxPoolBackward(p, x, y, dy, dx)
+	a := addrs{d: d, op: op, err: named(err)}
+	xp, _, dyp, dxp := a.of("x", x), a.of("y", y), a.of("dy", dy), a.of("dx", dx) // y is not read
+	if a.err != nil || g.XLen() == 0 {
+		return a.err
 	}
-	dyp, err := d.shaped(op, "dy", dy, y.Shape...)
-	if err != nil {
-		return err
-	}
-	dxp, err := d.shaped(op, "dx", dx, x.Shape...)
-	if err != nil || g.inTotal() == 0 {
-		return err
-	}
-	return d.launch(op, kMaxPoolBackward, d.blocksFor(g.inTotal()), 1).p(xp).p(dyp).p(dxp).i(g.planes).i(g.h).
-		i(g.w).i(g.oh).i(g.ow).i(g.kernel).i(g.stride).i(g.pad).run()
-}
-
-// pooledVector checks that y is (N, C) or (N, C, 1, 1) and returns its address.
-func (d *Device) pooledVector(op, name string, y backend.Tensor, n, c int) (uint64, error) {
-	if len(y.Shape) == 4 {
-		return d.shaped(op, name, y, n, c, 1, 1)
-	}
-	return d.shaped(op, name, y, n, c)
+	return d.launch(op, kMaxPoolBackward, d.blocksFor(int64(g.XLen())), 1).p(xp).p(dyp).p(dxp).i(g.Planes()).i(g.H).
+		i(g.W).i(g.OH).i(g.OW).i(g.Kernel).i(g.Stride).i(g.Pad).run()
 }
 
 // GlobalAvgPoolForward implements backend.Device: y (N, C) is the mean of each (H, W) plane of x, summed
@@ -98,23 +52,15 @@ func (d *Device) GlobalAvgPoolForward(x, y backend.Tensor) error {
 		return err
 	}
 	defer d.end()
-	xp, n, c, h, w, err := d.dims4(op, "x", x)
-	if err != nil {
-		return err
-	}
-	yp, err := d.pooledVector(op, "y", y, n, c)
-	if err != nil {
-		return err
-	}
-	if h*w == 0 {
-		return fmt.Errorf("cuda: %s: x %v has empty planes", op, x.Shape)
-	}
-	planes := n * c
-	if planes == 0 {
-		return nil
+	g, err := backend.CheckGlobalAvgPoolForward(x, y)
+	a := addrs{d: d, op: op, err: named(err)}
+	xp, yp := a.of("x", x), a.of("y", y)
+	if a.err != nil || g.Planes() == 0 {
+		return a.err
 	}
 	const planesPerBlock = blockSize / 32
-	return d.launch(op, kAvgPoolForward, (planes+planesPerBlock-1)/planesPerBlock, 1).p(xp).p(yp).i(planes).i(h * w).run()
+	return d.launch(op, kAvgPoolForward, (g.Planes()+planesPerBlock-1)/planesPerBlock, 1).p(xp).p(yp).i(g.Planes()).
+		i(g.H * g.W).run()
 }
 
 // GlobalAvgPoolBackward implements backend.Device: every element of plane (n, c) of dx gets dy[n, c]/(H*W).
@@ -125,17 +71,11 @@ func (d *Device) GlobalAvgPoolBackward(dy, dx backend.Tensor) error {
 		return err
 	}
 	defer d.end()
-	dxp, n, c, h, w, err := d.dims4(op, "dx", dx)
-	if err != nil {
-		return err
+	g, err := backend.CheckGlobalAvgPoolBackward(dy, dx)
+	a := addrs{d: d, op: op, err: named(err)}
+	dyp, dxp := a.of("dy", dy), a.of("dx", dx)
+	if a.err != nil || g.XLen() == 0 {
+		return a.err
 	}
-	dyp, err := d.pooledVector(op, "dy", dy, n, c)
-	if err != nil {
-		return err
-	}
-	total := int64(n) * int64(c) * int64(h) * int64(w)
-	if total == 0 {
-		return nil
-	}
-	return d.launch(op, kAvgPoolBackward, d.blocksFor(total), 1).p(dyp).p(dxp).i(n * c).i(h * w).run()
+	return d.launch(op, kAvgPoolBackward, d.blocksFor(int64(g.XLen())), 1).p(dyp).p(dxp).i(g.Planes()).i(g.H * g.W).run()
 }

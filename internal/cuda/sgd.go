@@ -34,27 +34,17 @@ type sgdState struct {
 	tables map[uint64]*sgdTable
 }
 
-// checkSlot validates one SGD slot (as the CPU reference does); slot i is named in the error.
-func (d *Device) checkSlot(op string, p backend.SGDParams, i int, s backend.SGDSlot) (param, grad, buf uint64, err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("%w (slot %d)", err, i)
-		}
-	}()
-	if param, err = d.view(op, "Param", s.Param, backend.F32); err != nil {
-		return
+// slotAddrs returns the addresses of slot i after checking that this device allocated its tensors.
+func (d *Device) slotAddrs(i int, s backend.SGDSlot) (param, grad, buf uint64, err error) {
+	a := addrs{d: d, op: "SGDStep"}
+	param, grad = a.of("Param", s.Param), a.of("Grad", s.Grad)
+	if s.Buf.Valid() {
+		buf = a.of("Buf", s.Buf)
 	}
-	if grad, err = d.shaped(op, "Grad", s.Grad, s.Param.Shape...); err != nil {
-		return
+	if a.err != nil {
+		return 0, 0, 0, fmt.Errorf("%w (slot %d)", a.err, i)
 	}
-	if !s.Buf.Valid() {
-		if p.Momentum != 0 {
-			err = fmt.Errorf("cuda: %s: Buf is not allocated but Momentum is %v", op, p.Momentum)
-		}
-		return
-	}
-	buf, err = d.shaped(op, "Buf", s.Buf, s.Param.Shape...)
-	return
+	return param, grad, buf, nil
 }
 
 // SGDStep implements backend.Device with PyTorch's update (dampening 0): g = grad + wd*p;
@@ -67,12 +57,15 @@ func (d *Device) SGDStep(p backend.SGDParams, slots []backend.SGDSlot) error {
 		return err
 	}
 	defer d.end()
+	if err := backend.CheckSGDStep(p, slots); err != nil {
+		return named(err)
+	}
 	nesterov := b2i(p.Nesterov)
 	st := &d.sgd
 	st.desc = st.desc[:0]
 	var blocks int64
 	for i, s := range slots {
-		param, grad, buf, err := d.checkSlot(op, p, i, s)
+		param, grad, buf, err := d.slotAddrs(i, s)
 		if err != nil {
 			return err
 		}
@@ -92,7 +85,7 @@ func (d *Device) SGDStep(p backend.SGDParams, slots []backend.SGDSlot) error {
 	}
 	if d.opt.Unfused {
 		for i, s := range slots {
-			param, grad, buf, _ := d.checkSlot(op, p, i, s)
+			param, grad, buf, _ := d.slotAddrs(i, s)
 			n := int64(s.Param.Numel())
 			if n == 0 {
 				continue

@@ -1,0 +1,342 @@
+package backend
+
+// The operand checks of the layer ops (see check.go), and the geometry each returns.
+
+import (
+	"fmt"
+	"math"
+)
+
+// ConvGeometry is the geometry of a checked convolution: x (N, Cin, H, W), w (Cout, Cin, KH, KW) and
+// y (N, Cout, OH, OW). It is comparable, so a backend can key a cache of plans by it.
+type ConvGeometry struct {
+	N, Cin, H, W int
+	Cout, KH, KW int
+	Stride, Pad  int
+	OH, OW       int
+}
+
+func (g ConvGeometry) String() string {
+	return fmt.Sprintf("x %v, w %v, stride %d, padding %d", []int{g.N, g.Cin, g.H, g.W}, []int{g.Cout, g.Cin, g.KH, g.KW},
+		g.Stride, g.Pad)
+}
+
+// XLen, WLen and YLen are the element counts of x, w and y.
+func (g ConvGeometry) XLen() int { return g.N * g.Cin * g.H * g.W }
+func (g ConvGeometry) WLen() int { return g.Cout * g.Cin * g.KH * g.KW }
+func (g ConvGeometry) YLen() int { return g.N * g.Cout * g.OH * g.OW }
+
+// CheckConvForward checks the operands of Device.ConvForward.
+func CheckConvForward(p ConvParams, x, w, y Tensor) (ConvGeometry, error) {
+	return checkConv("ConvForward", p, "x", x, "w", w, "y", y)
+}
+
+// CheckConvBackwardData checks the operands of Device.ConvBackwardData: dx plays x, dy plays y.
+func CheckConvBackwardData(p ConvParams, dy, w, dx Tensor) (ConvGeometry, error) {
+	return checkConv("ConvBackwardData", p, "dx", dx, "w", w, "dy", dy)
+}
+
+// CheckConvBackwardFilter checks the operands of Device.ConvBackwardFilter: dw plays w, dy plays y.
+func CheckConvBackwardFilter(p ConvParams, x, dy, dw Tensor) (ConvGeometry, error) {
+	return checkConv("ConvBackwardFilter", p, "x", x, "dw", dw, "dy", dy)
+}
+
+// checkConv checks x-like (N, Cin, H, W), w-like (Cout, Cin, KH, KW) and y-like (N, Cout, OH, OW)
+// operands, whatever role (input or gradient) each plays in op.
+func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w Tensor, yName string,
+	y Tensor) (ConvGeometry, error) {
+	k := checker{op: op}
+	if p.Stride < 1 || p.Pad < 0 {
+		k.failf("stride must be >= 1 and padding >= 0 (got stride %d, padding %d)", p.Stride, p.Pad)
+	}
+	var g ConvGeometry
+	g.N, g.Cin, g.H, g.W = k.dims4(xName, x)
+	if k.err == nil && len(w.Shape) != 4 {
+		k.failf("%s has shape %v, want 4-D (Cout, Cin, KH, KW)", wName, w.Shape)
+	}
+	var wcin int
+	g.Cout, wcin, g.KH, g.KW = k.dims4(wName, w)
+	switch {
+	case k.err != nil:
+	case wcin != g.Cin:
+		k.failf("%s %v has %d input channels but %s %v has %d channels", wName, w.Shape, wcin, xName, x.Shape, g.Cin)
+	case g.KH < 1 || g.KW < 1 || g.H+2*p.Pad < g.KH || g.W+2*p.Pad < g.KW:
+		k.failf("kernel %dx%d does not fit the %dx%d input padded by %d", g.KH, g.KW, g.H, g.W, p.Pad)
+	}
+	if k.err != nil {
+		return g, k.err
+	}
+	g.Stride, g.Pad = p.Stride, p.Pad
+	g.OH, g.OW = OutSize(g.H, g.KH, g.Stride, g.Pad), OutSize(g.W, g.KW, g.Stride, g.Pad)
+	k.shaped(yName, y, g.N, g.Cout, g.OH, g.OW)
+	if k.err != nil {
+		return g, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %d)", k.err, xName, x.Shape, wName, w.Shape, p.Stride, p.Pad)
+	}
+	return g, nil
+}
+
+// BatchNormGeometry is the geometry of a checked batch norm: x (N, C, H, W) and, with a residual, the
+// shortcut input z (N, ZC, H*ZStride, W*ZStride) of BatchNormParams. Without one, ZC = C and ZStride = 1.
+type BatchNormGeometry struct {
+	N, C, H, W  int
+	ZC, ZStride int
+}
+
+// ZOff is the first output channel the shortcut feeds: its ZC channels sit centred among the C.
+func (g BatchNormGeometry) ZOff() int { return (g.C - g.ZC) / 2 }
+
+// XLen and ZLen are the element counts of x and z.
+func (g BatchNormGeometry) XLen() int { return g.N * g.C * g.H * g.W }
+func (g BatchNormGeometry) ZLen() int { return g.N * g.ZC * g.H * g.ZStride * g.W * g.ZStride }
+
+// PerChannel is the number of values each channel's statistics are taken over.
+func (g BatchNormGeometry) PerChannel() int { return g.N * g.H * g.W }
+
+// CheckBatchNormForwardTraining checks the operands of Device.BatchNormForwardTraining.
+func CheckBatchNormForwardTraining(p BatchNormParams, t BatchNormTensors) (BatchNormGeometry, error) {
+	k := checker{op: "BatchNormForwardTraining"}
+	g := k.bnForward(p, t)
+	if g.PerChannel() < 2 {
+		k.failf("X %v has %d values per channel; training statistics need at least 2", t.X.Shape, g.PerChannel())
+	}
+	k.shaped("SaveMean", t.SaveMean, g.C)
+	k.shaped("SaveInvStd", t.SaveInvStd, g.C)
+	return g, k.err
+}
+
+// CheckBatchNormForwardInference checks the operands of Device.BatchNormForwardInference (SaveMean and
+// SaveInvStd are not used).
+func CheckBatchNormForwardInference(p BatchNormParams, t BatchNormTensors) (BatchNormGeometry, error) {
+	k := checker{op: "BatchNormForwardInference"}
+	g := k.bnForward(p, t)
+	return g, k.err
+}
+
+// bnForward checks what both forward passes read: X, Y, Z (with a residual), Eps, the parameters and the
+// running statistics.
+func (k *checker) bnForward(p BatchNormParams, t BatchNormTensors) BatchNormGeometry {
+	var g BatchNormGeometry
+	g.N, g.C, g.H, g.W = k.dims4("X", t.X)
+	g.ZC, g.ZStride = g.C, 1
+	k.shaped("Y", t.Y, g.N, g.C, g.H, g.W)
+	if p.Residual {
+		k.shortcut("Z", t.Z, &g)
+	}
+	if p.Eps < 0 || math.IsNaN(float64(p.Eps)) {
+		k.failf("Eps is %v, want >= 0", p.Eps)
+	}
+	k.shaped("Gamma", t.Gamma, g.C)
+	k.shaped("Beta", t.Beta, g.C)
+	k.shaped("RunningMean", t.RunningMean, g.C)
+	k.shaped("RunningVar", t.RunningVar, g.C)
+	return g
+}
+
+// CheckBatchNormBackward checks the operands of Device.BatchNormBackward. Y is needed only with ReLU, DZ
+// only with Residual.
+func CheckBatchNormBackward(p BatchNormParams, gr BatchNormGrads) (BatchNormGeometry, error) {
+	k := checker{op: "BatchNormBackward"}
+	var g BatchNormGeometry
+	g.N, g.C, g.H, g.W = k.dims4("X", gr.X)
+	g.ZC, g.ZStride = g.C, 1
+	k.shaped("DY", gr.DY, g.N, g.C, g.H, g.W)
+	k.shaped("DX", gr.DX, g.N, g.C, g.H, g.W)
+	if p.ReLU {
+		k.shaped("Y", gr.Y, g.N, g.C, g.H, g.W)
+	}
+	if p.Residual {
+		k.shortcut("DZ", gr.DZ, &g)
+	}
+	if k.err == nil && g.PerChannel() == 0 {
+		k.failf("X %v is empty", gr.X.Shape)
+	}
+	k.shaped("Gamma", gr.Gamma, g.C)
+	k.shaped("SaveMean", gr.SaveMean, g.C)
+	k.shaped("SaveInvStd", gr.SaveInvStd, g.C)
+	k.shaped("DGamma", gr.DGamma, g.C)
+	k.shaped("DBeta", gr.DBeta, g.C)
+	return g, k.err
+}
+
+// shortcut checks the shortcut input z (or its gradient) of an output of g's (N, C, H, W) against the
+// option-A rules of BatchNormParams, and sets g.ZC and g.ZStride.
+func (k *checker) shortcut(name string, z Tensor, g *BatchNormGeometry) {
+	if k.err == nil && !z.Valid() {
+		k.failf("Residual is set but %s is not allocated", name)
+	}
+	zn, zc, zh, zw := k.dims4(name, z)
+	if k.err != nil {
+		return
+	}
+	why := ""
+	switch {
+	case zn != g.N:
+		why = "batch sizes differ"
+	case zc > g.C || (g.C-zc)%2 != 0:
+		why = fmt.Sprintf("Cz must be <= %d and differ from it by an even count", g.C)
+	case g.H == 0 || g.W == 0 || zh%g.H != 0 || zh/g.H < 1 || zw != g.W*(zh/g.H):
+		why = "the spatial size must be the output's times one integer stride"
+	}
+	if why != "" {
+		k.failf("%s has shape %v, want (%d, Cz, H*s, W*s) for the output %v: %s",
+			name, z.Shape, g.N, []int{g.N, g.C, g.H, g.W}, why)
+		return
+	}
+	g.ZC, g.ZStride = zc, zh/g.H
+}
+
+// PoolGeometry is the geometry of a checked pooling op: x (N, C, H, W) pooled to y (N, C, OH, OW) by a
+// Kernel x Kernel window. For a global average pool OH = OW = 1 and the window fields are 0.
+type PoolGeometry struct {
+	N, C, H, W          int
+	OH, OW              int
+	Kernel, Stride, Pad int
+}
+
+// Planes is the number of (H, W) planes pooled, N*C.
+func (g PoolGeometry) Planes() int { return g.N * g.C }
+
+// XLen and YLen are the element counts of x and y.
+func (g PoolGeometry) XLen() int { return g.N * g.C * g.H * g.W }
+func (g PoolGeometry) YLen() int { return g.N * g.C * g.OH * g.OW }
+
+// CheckMaxPoolForward checks the operands of Device.MaxPoolForward.
+func CheckMaxPoolForward(p PoolParams, x, y Tensor) (PoolGeometry, error) {
+	k := checker{op: "MaxPoolForward"}
+	g := k.maxPool(p, x, y)
+	return g, k.err
+}
+
+// CheckMaxPoolBackward checks the operands of Device.MaxPoolBackward.
+func CheckMaxPoolBackward(p PoolParams, x, y, dy, dx Tensor) (PoolGeometry, error) {
+	k := checker{op: "MaxPoolBackward"}
+	g := k.maxPool(p, x, y)
+	k.shaped("dy", dy, g.N, g.C, g.OH, g.OW)
+	k.shaped("dx", dx, g.N, g.C, g.H, g.W)
+	return g, k.err
+}
+
+// maxPool checks x (N, C, H, W), the window, and y (N, C, OH, OW).
+func (k *checker) maxPool(p PoolParams, x, y Tensor) PoolGeometry {
+	var g PoolGeometry
+	g.N, g.C, g.H, g.W = k.dims4("x", x)
+	if p.Kernel < 1 || p.Stride < 1 || p.Pad < 0 || p.Pad > p.Kernel/2 {
+		k.failf("kernel %d, stride %d, padding %d: want kernel >= 1, stride >= 1 and 0 <= padding <= kernel/2",
+			p.Kernel, p.Stride, p.Pad)
+	}
+	if g.H+2*p.Pad < p.Kernel || g.W+2*p.Pad < p.Kernel {
+		k.failf("window %d does not fit the %dx%d input padded by %d", p.Kernel, g.H, g.W, p.Pad)
+	}
+	if k.err != nil {
+		return g
+	}
+	g.Kernel, g.Stride, g.Pad = p.Kernel, p.Stride, p.Pad
+	g.OH, g.OW = OutSize(g.H, p.Kernel, p.Stride, p.Pad), OutSize(g.W, p.Kernel, p.Stride, p.Pad)
+	k.shaped("y", y, g.N, g.C, g.OH, g.OW)
+	return g
+}
+
+// CheckGlobalAvgPoolForward checks the operands of Device.GlobalAvgPoolForward: y may be (N, C) or
+// (N, C, 1, 1).
+func CheckGlobalAvgPoolForward(x, y Tensor) (PoolGeometry, error) {
+	k := checker{op: "GlobalAvgPoolForward"}
+	g := k.globalPool("x", x, "y", y)
+	if k.err == nil && g.H*g.W == 0 {
+		k.failf("x %v has empty planes", x.Shape)
+	}
+	return g, k.err
+}
+
+// CheckGlobalAvgPoolBackward checks the operands of Device.GlobalAvgPoolBackward: dy may be (N, C) or
+// (N, C, 1, 1).
+func CheckGlobalAvgPoolBackward(dy, dx Tensor) (PoolGeometry, error) {
+	k := checker{op: "GlobalAvgPoolBackward"}
+	g := k.globalPool("dx", dx, "dy", dy)
+	return g, k.err
+}
+
+// globalPool checks a 4-D operand x and the pooled operand y of a global average pool.
+func (k *checker) globalPool(xName string, x Tensor, yName string, y Tensor) PoolGeometry {
+	g := PoolGeometry{OH: 1, OW: 1}
+	g.N, g.C, g.H, g.W = k.dims4(xName, x)
+	if len(y.Shape) == 4 {
+		k.shaped(yName, y, g.N, g.C, 1, 1)
+	} else {
+		k.shaped(yName, y, g.N, g.C)
+	}
+	return g
+}
+
+// LinearGeometry is the geometry of a checked fully connected layer: x (N, In), w (Out, In), y (N, Out).
+type LinearGeometry struct {
+	N, In, Out int
+}
+
+// CheckLinearForward checks the operands of Device.LinearForward.
+func CheckLinearForward(x, w, b, y Tensor) (LinearGeometry, error) {
+	k := checker{op: "LinearForward"}
+	g := k.linear(x, w)
+	k.shaped("b", b, g.Out)
+	k.shaped("y", y, g.N, g.Out)
+	return g, k.err
+}
+
+// CheckLinearBackward checks the operands of Device.LinearBackward (dx may be left unallocated).
+func CheckLinearBackward(x, w, dy, dx, dw, db Tensor) (LinearGeometry, error) {
+	k := checker{op: "LinearBackward"}
+	g := k.linear(x, w)
+	k.shaped("dy", dy, g.N, g.Out)
+	if dx.Valid() {
+		k.shaped("dx", dx, x.Shape...)
+	}
+	k.shaped("dw", dw, g.Out, g.In)
+	k.shaped("db", db, g.Out)
+	return g, k.err
+}
+
+// linear checks x (N, In...) against w (Out, In). x may keep trailing spatial dimensions of size 1
+// (N, C, 1, 1): only the element count per sample must equal In.
+func (k *checker) linear(x, w Tensor) LinearGeometry {
+	if len(w.Shape) != 2 {
+		k.failf("w has shape %v, want (Out, In)", w.Shape)
+		return LinearGeometry{}
+	}
+	g := LinearGeometry{Out: w.Shape[0], In: w.Shape[1]}
+	if len(x.Shape) < 2 || x.Shape[1:].Numel() != g.In {
+		k.failf("x has shape %v, want (N, %d) to match w %v", x.Shape, g.In, w.Shape)
+		return LinearGeometry{}
+	}
+	g.N = x.Shape[0]
+	k.typed("x", x, F32)
+	k.typed("w", w, F32)
+	return g
+}
+
+// LossGeometry is the geometry of a checked softmax cross-entropy: N samples of K classes.
+type LossGeometry struct {
+	N, K int
+}
+
+// CheckSoftmaxCrossEntropy checks the operands of Device.SoftmaxCrossEntropy (dlogits may be left
+// unallocated). It does not read the labels: a backend that can check their range cheaply does.
+func CheckSoftmaxCrossEntropy(logits, labels, loss, dlogits Tensor) (LossGeometry, error) {
+	k := checker{op: "SoftmaxCrossEntropy"}
+	if len(logits.Shape) != 2 {
+		k.failf("logits have shape %v, want (N, K)", logits.Shape)
+		return LossGeometry{}, k.err
+	}
+	g := LossGeometry{N: logits.Shape[0], K: logits.Shape[1]}
+	k.typed("logits", logits, F32)
+	if k.err == nil && g.K == 0 && g.N > 0 {
+		k.failf("logits have shape %v: no classes", logits.Shape)
+	}
+	if k.err == nil && !labels.Shape.Equal(Shape{g.N}) {
+		k.failf("labels have shape %v, want [%d]", labels.Shape, g.N)
+	}
+	k.typed("labels", labels, I32)
+	k.shaped("loss", loss, g.N)
+	if dlogits.Valid() {
+		k.shaped("dlogits", dlogits, g.N, g.K)
+	}
+	return g, k.err
+}
