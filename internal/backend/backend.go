@@ -235,8 +235,6 @@ type HostStager interface {
 type Options struct {
 	// Unfused runs the unfused reference path of every fused kernel (config key cuda.fuse: false).
 	Unfused bool
-	// OnFallback, when set, hears why "auto" did not open the GPU before it falls back to the CPU.
-	OnFallback func(reason error)
 }
 
 // Factory opens a device. Backends register one under their name ("cpu", "cuda").
@@ -266,32 +264,38 @@ func Names() []string {
 	return out
 }
 
-// Open returns the named device. "auto" picks cuda when it opens, else cpu (telling opt.OnFallback why).
+// Open returns the named device. "auto" picks cuda when it opens, else cpu.
 func Open(name string, opt Options) (Device, error) {
+	d, _, err := OpenExplained(name, opt)
+	return d, err
+}
+
+// OpenExplained is Open that also says why "auto" fell back to the CPU: fallback is the error that opening
+// cuda gave (nil when no fallback happened).
+func OpenExplained(name string, opt Options) (d Device, fallback, err error) {
 	mu.Lock()
 	f, ok := factories[name]
 	cudaF, hasCUDA := factories["cuda"]
 	cpuF, hasCPU := factories["cpu"]
 	mu.Unlock()
 	if name == "auto" {
-		reason := errors.New("no CUDA backend is registered")
+		fallback = errors.New("no CUDA backend is registered")
 		if hasCUDA {
-			d, err := cudaF(opt)
-			if err == nil {
-				return d, nil
+			gpu, cudaErr := cudaF(opt)
+			if cudaErr == nil {
+				return gpu, nil, nil
 			}
-			reason = err
+			fallback = cudaErr
 		}
 		if !hasCPU {
-			return nil, fmt.Errorf("backend: no device available: %w", reason)
+			return nil, nil, fmt.Errorf("backend: no device available: %w", fallback)
 		}
-		if opt.OnFallback != nil {
-			opt.OnFallback(reason)
-		}
-		return cpuF(opt)
+		d, err = cpuF(opt)
+		return d, fallback, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("backend: unknown device %q (available: %v)", name, Names())
+		return nil, nil, fmt.Errorf("backend: unknown device %q (available: %v)", name, Names())
 	}
-	return f(opt)
+	d, err = f(opt)
+	return d, nil, err
 }

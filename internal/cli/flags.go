@@ -55,9 +55,11 @@ func (o *configFlags) toSets(changed func(string) bool) []string {
 // openDevice opens the named device. When "auto" falls back to the CPU, the reason the GPU did not open is
 // printed on stderr, once per process.
 func openDevice(e *env, name string, unfused bool) (backend.Device, error) {
-	return backend.Open(name, backend.Options{Unfused: unfused, OnFallback: func(reason error) {
+	d, fallback, err := backend.OpenExplained(name, backend.Options{Unfused: unfused})
+	if err == nil && fallback != nil {
 		e.fallbackOnce.Do(func() {
-			fmt.Fprintf(e.stderr, "resnet: device auto: using the CPU (%v)\n", reason)
+			fmt.Fprintf(e.stderr, "resnet: device auto: using the CPU (%v)\n", fallback)
 		})
-	}})
+	}
+	return d, err
 }
