@@ -46,7 +46,7 @@ interrupted one resumed, so an interrupted comparison continues where it stopped
 	f.StringVar(&o.base, "base", "", "config (file or preset) whose recipe every model uses (default: the first model's)")
 	f.StringVar(&o.out, "out", "", "directory for curves and summary (default runs/compare-<models>)")
 	f.StringSliceVar(&o.runs, "runs", nil, "run directories: one parent for all models, or one per model in order (default <out>/runs)")
-	o.bind(f, "every model's")
+	o.bind(f, "every model")
 	f.BoolVar(&o.json, "json", false, "print summary.json instead of the table")
 	return cmd
 }

@@ -21,13 +21,9 @@ type configFlags struct {
 	seed      int64
 }
 
-// bind adds the flags; scope says whose config they change ("" for a single run, "every model's" for
-// compare).
-func (o *configFlags) bind(f *pflag.FlagSet, scope string) {
-	if scope != "" {
-		scope += " "
-	}
-	f.StringArrayVar(&o.sets, "set", nil, "override a config key of "+scope+"the run, e.g. --set train.lr=0.05 (repeatable)")
+// bind adds the flags; target says whose config they change ("the run", "every model").
+func (o *configFlags) bind(f *pflag.FlagSet, target string) {
+	f.StringArrayVar(&o.sets, "set", nil, "override a config key of "+target+", e.g. --set train.lr=0.05 (repeatable)")
 	f.StringVar(&o.device, "device", "", "device: auto, cpu or cuda (overrides config key device)")
 	f.IntVar(&o.epochs, "epochs", 0, "number of epochs (overrides train.epochs)")
 	f.IntVar(&o.batchSize, "batch-size", 0, "mini-batch size (overrides train.batch_size)")

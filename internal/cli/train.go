@@ -41,7 +41,7 @@ func newTrainCmd(e *env) *cobra.Command {
 	f.StringVar(&o.out, "out", "", "run directory (default runs/<config name>)")
 	f.StringVar(&o.resume, "resume", "", "continue the run in this directory from its newest checkpoint")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the resolved config and the model summary, then exit")
-	o.bind(f, "")
+	o.bind(f, "the run")
 	return cmd
 }
 
