@@ -148,6 +148,11 @@ func Import(f *safetensors.File, label string, spec model.Spec, cfg config.Confi
 	if err := Load(net, f, label); err != nil {
 		return "", err
 	}
+	lock, err := run.Lock()
+	if err != nil {
+		return "", err
+	}
+	defer lock.Unlock()
 	if err := run.Create(yml); err != nil {
 		return "", err
 	}

@@ -95,6 +95,7 @@ type trainer struct {
 	st      State
 	lr      float64 // rate of the latest step
 	res     Result
+	lock    *RunLock
 }
 
 // prepare opens the run folder, the data and the net, restores the checkpoint of a resumed run, and
@@ -134,6 +135,11 @@ func (t *trainer) prepare() error {
 // openRunDir creates the folder of a new run, refusing one that holds a run, or reopens the folder of a
 // resumed one; either way it writes the config the run now uses (--set may have changed keys on resume).
 func (t *trainer) openRunDir() error {
+	lock, err := t.dir.Lock()
+	if err != nil {
+		return err
+	}
+	t.lock = lock
 	if t.opt.Resume {
 		if _, err := os.Stat(t.dir.Path()); err != nil {
 			return fmt.Errorf("resume: %w", err)
@@ -221,6 +227,7 @@ func (t *trainer) close() {
 	if t.net != nil {
 		t.net.Free()
 	}
+	t.lock.Unlock() // the only error is from closing the lock file; the OS drops the lock regardless
 }
 
 // run trains the remaining epochs.

@@ -17,13 +17,18 @@ import (
 // ErrRunExists is returned for a folder that already holds a run where a new one was to start.
 var ErrRunExists = errors.New("already holds a run")
 
+// ErrRunInUse is returned when another process holds the run folder's lock.
+var ErrRunInUse = errors.New("the run folder is in use")
+
 // RunDir is a run folder, and the one place that knows its layout:
 //
 //	config.yaml                              the resolved config the run trains with
 //	metrics.jsonl                            one Metrics line per evaluation
 //	checkpoints/step-NNNNNNNNN.safetensors   the newest checkpoints, by optimizer step
 //
-// A lock that keeps a second process out of a run folder in use belongs here too.
+//	lock                                     held (flock) by the process that writes the run
+//
+// A process that writes the run takes the lock first (Lock), so two processes never share a run folder.
 type RunDir struct{ path string }
 
 // NewRunDir names the run folder at path; nothing is read or created.
@@ -44,6 +49,58 @@ func (r RunDir) CheckpointDir() string { return filepath.Join(r.path, "checkpoin
 // CheckpointPath is where the checkpoint taken after step optimizer steps goes.
 func (r RunDir) CheckpointPath(step int64) string {
 	return filepath.Join(r.CheckpointDir(), fmt.Sprintf("step-%09d.safetensors", step))
+}
+
+// LockPath is the file whose flock marks the process writing the run.
+func (r RunDir) LockPath() string { return filepath.Join(r.path, "lock") }
+
+// RunLock is a held run-folder lock.
+type RunLock struct{ f *os.File }
+
+// Unlock releases the lock (the process's end releases it too).
+func (l *RunLock) Unlock() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
+
+// Lock takes the run folder for this process, creating the folder if needed: an exclusive lock that the
+// OS releases when the process dies, so a killed run never leaves a stale one. A folder another process
+// holds is an error naming that process's PID. With the lock held, the temporary files that a process
+// killed in the middle of an atomic write left behind are removed.
+func (r RunDir) Lock() (*RunLock, error) {
+	if err := os.MkdirAll(r.path, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := lockFile(r.LockPath())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.path, err)
+	}
+	if err := r.removeStaleTemps(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &RunLock{f: f}, nil
+}
+
+// removeStaleTemps deletes the .NAME.tmp-* files of interrupted atomic writes in the folder and its
+// checkpoints folder.
+func (r RunDir) removeStaleTemps() error {
+	for _, dir := range []string{r.path, r.CheckpointDir()} {
+		temps, err := filepath.Glob(filepath.Join(dir, ".*.tmp-*"))
+		if err != nil {
+			return err
+		}
+		for _, t := range temps {
+			if err := os.Remove(t); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // HoldsRun reports whether the folder holds a run: metrics or checkpoints.
