@@ -323,7 +323,7 @@ func runBenchData(e *env, d *benchDataOptions) error {
 	if d.batches < 1 {
 		return usageError{fmt.Errorf("--batches must be >= 1 (got %d)", d.batches)}
 	}
-	cfg, err := config.Load(config.Source{File: d.configFile, UseEnv: true, Sets: d.sets})
+	cfg, err := config.Load(config.Source{File: d.configFile, UseEnv: true, Sets: d.sets, Warn: e.warn})
 	if err != nil {
 		return err
 	}

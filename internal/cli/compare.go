@@ -65,7 +65,7 @@ func runCompare(e *env, o *compareOptions, args []string, changed func(string) b
 	if len(o.runs) == 1 {
 		runRoot = o.runs[0]
 	}
-	entries, err := compare.Plan(args, o.base, sets, runRoot)
+	entries, err := compare.Plan(args, o.base, sets, runRoot, e.warn)
 	if err != nil {
 		return err
 	}

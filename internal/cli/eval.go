@@ -138,6 +138,11 @@ func (o *evalOptions) check() (eval.Protocol, error) {
 	if o.recomputeBN < 0 {
 		return proto, usageError{fmt.Errorf("--recompute-bn must be >= 0 (got %d)", o.recomputeBN)}
 	}
+	for i, p := range o.ensemble {
+		if strings.TrimSpace(p) == "" {
+			return proto, usageError{fmt.Errorf("--ensemble entry %d of %d is empty: give run directories or checkpoint files separated by commas", i+1, len(o.ensemble))}
+		}
+	}
 	return proto, nil
 }
 
@@ -309,14 +314,11 @@ func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
 
 // loadEvalConfig reads a checkpoint and its run's config with the command's overrides.
 func loadEvalConfig(o *evalOptions, where string) (*evalModel, error) {
-	path, err := train.FindCheckpoint(where)
+	ck, err := train.OpenCheckpoint(where)
 	if err != nil {
 		return nil, err
 	}
-	ck, err := train.LoadCheckpoint(path)
-	if err != nil {
-		return nil, err
-	}
+	path := ck.Path
 	var sets []string
 	if o.device != "" {
 		sets = append(sets, "device="+o.device)

@@ -46,7 +46,7 @@ func runImport(e *env, o *importOptions, file string) error {
 	if o.configFile == "" {
 		return usageError{errors.New("--config is required: it names the model and the data set the weights are for")}
 	}
-	cfg, err := config.Load(config.Source{File: o.configFile, UseEnv: true, Sets: o.sets})
+	cfg, err := config.Load(config.Source{File: o.configFile, UseEnv: true, Sets: o.sets, Warn: e.warn})
 	if err != nil {
 		return err
 	}

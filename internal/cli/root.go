@@ -41,6 +41,20 @@ type env struct {
 	stop <-chan struct{}
 	// fallbackOnce prints why --device auto fell back to the CPU only once.
 	fallbackOnce sync.Once
+	// warned holds the warnings printed so far: a config loaded several times warns once.
+	warned map[string]bool
+}
+
+// warn prints a warning on stderr, once per text.
+func (e *env) warn(msg string) {
+	if e.warned[msg] {
+		return
+	}
+	if e.warned == nil {
+		e.warned = map[string]bool{}
+	}
+	e.warned[msg] = true
+	fmt.Fprintf(e.stderr, "resnet: warning: %s\n", msg)
 }
 
 func newRoot(e *env) *cobra.Command {

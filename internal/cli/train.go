@@ -46,8 +46,9 @@ func newTrainCmd(e *env) *cobra.Command {
 }
 
 func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
-	src := config.Source{File: o.configFile, UseEnv: true, Sets: o.toSets(changed)}
+	src := config.Source{File: o.configFile, UseEnv: true, Sets: o.toSets(changed), Warn: e.warn}
 	runDir := o.out
+	var from *train.ResumePoint
 	if o.resume != "" {
 		if o.configFile != "" {
 			return usageError{errors.New("--resume continues a run with its own config; drop --config (use --set to change keys)")}
@@ -56,10 +57,12 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 			return usageError{errors.New("--resume continues the run in place; --out must be omitted or name the same directory")}
 		}
 		runDir = o.resume
-		src.File = train.NewRunDir(o.resume).ConfigPath()
-		if _, err := os.Stat(src.File); err != nil {
-			return fmt.Errorf("resume: %s has no config.yaml: is it a run directory?", o.resume)
+		rp, err := train.NewRunDir(o.resume).ResumePoint()
+		if err != nil {
+			return err
 		}
+		from = rp
+		src.Data, src.Label = rp.Config, rp.Label
 	}
 	cfg, err := config.Load(src)
 	if err != nil {
@@ -73,14 +76,11 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		runDir = filepath.Join("runs", cfg.Name)
 	}
 	if o.dryRun {
-		from, err := config.Locate(src.File)
+		origin, err := configOrigin(src)
 		if err != nil {
 			return err
 		}
-		if from == "" {
-			from = "built-in defaults"
-		}
-		fmt.Fprintf(e.stdout, "# config from %s, with the RESNET_* environment and flags over it\n", from)
+		fmt.Fprintf(e.stdout, "# config from %s, with the RESNET_* environment and flags over it\n", origin)
 		fmt.Fprintf(e.stdout, "# resolved config (run directory %s)\n%s\n", runDir, yml)
 		return printSummary(e.stdout, cfg)
 	}
@@ -92,7 +92,7 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	defer release()
 	fmt.Fprintf(e.stdout, "training %s on %s, run directory %s\n", cfg.Model.Arch, dev.Name(), runDir)
 	res, err := train.Run(train.Options{
-		Config: cfg, ConfigYAML: yml, RunDir: runDir, Resume: o.resume != "",
+		Config: cfg, ConfigYAML: yml, RunDir: runDir, Resume: o.resume != "", From: from,
 		Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop,
 	})
 	if err != nil {
@@ -105,6 +105,17 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		100*res.Last.TestErr, 100*res.Last.TestTop5Err, res.Epochs, runDir,
 		train.NewRunDir(runDir).MetricsPath(), res.Checkpoint)
 	return nil
+}
+
+// configOrigin names where a config comes from, for --dry-run.
+func configOrigin(src config.Source) (string, error) {
+	if src.Data != nil {
+		return src.Label, nil
+	}
+	if src.File == "" {
+		return "built-in defaults", nil
+	}
+	return config.Locate(src.File)
 }
 
 // interruptChannel returns the channel that asks training to stop: the test hook when set, else one closed

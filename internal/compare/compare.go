@@ -40,15 +40,15 @@ type Entry struct {
 // cifar_plain56, ...), a config file, or a model of the zoo without a preset (cifar_resnet8), which then
 // takes the recipe's model section with its architecture. The recipe (everything but the model section)
 // comes from base, or from the first argument when base is empty. sets (key=value) apply to every config,
-// above the RESNET_* environment. Runs go to runRoot/<name>.
-func Plan(args []string, base string, sets []string, runRoot string) ([]*Entry, error) {
+// above the RESNET_* environment. Runs go to runRoot/<name>. warn (may be nil) hears the configs' warnings.
+func Plan(args []string, base string, sets []string, runRoot string, warn func(string)) ([]*Entry, error) {
 	if len(args) < 2 {
 		return nil, fmt.Errorf("compare needs at least two models (got %d)", len(args))
 	}
 	if base == "" {
 		base = Expand(args[0])
 	}
-	recipe, err := config.Load(config.Source{File: base, UseEnv: true, Sets: sets})
+	recipe, err := config.Load(config.Source{File: base, UseEnv: true, Sets: sets, Warn: warn})
 	if err != nil {
 		if _, lerr := model.Lookup(base); lerr == nil {
 			return nil, fmt.Errorf("compare: %s is a model without a preset; give the recipe (data, schedule) with --base", base)
@@ -59,7 +59,7 @@ func Plan(args []string, base string, sets []string, runRoot string) ([]*Entry, 
 	seen := map[string]string{}
 	for _, arg := range args {
 		name := Expand(arg)
-		c, err := config.Load(config.Source{File: name, UseEnv: true, Sets: sets})
+		c, err := config.Load(config.Source{File: name, UseEnv: true, Sets: sets, Warn: warn})
 		if err != nil {
 			if _, lerr := model.Lookup(name); lerr != nil {
 				return nil, fmt.Errorf("compare %s: %w", arg, err)
@@ -67,7 +67,7 @@ func Plan(args []string, base string, sets []string, runRoot string) ([]*Entry, 
 			// A zoo model without a preset: the recipe's model section with this architecture.
 			// model.depth=0: a recipe's depth would otherwise replace the one in the name.
 			more := append(append([]string(nil), sets...), "model.arch="+name, "model.depth=0", "name="+name)
-			if c, err = config.Load(config.Source{File: base, UseEnv: true, Sets: more}); err != nil {
+			if c, err = config.Load(config.Source{File: base, UseEnv: true, Sets: more, Warn: warn}); err != nil {
 				return nil, fmt.Errorf("compare %s: %w", arg, err)
 			}
 		}

@@ -34,7 +34,7 @@ var tinyRecipe = []string{
 
 func TestPlanSharesTheRecipe(t *testing.T) {
 	dir := t.TempDir()
-	es, err := Plan([]string{"plain34", "res34"}, "", []string{"dataset.root=/data/in"}, dir)
+	es, err := Plan([]string{"plain34", "res34"}, "", []string{"dataset.root=/data/in"}, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestPlanSharesTheRecipe(t *testing.T) {
 	}
 
 	// Zoo models without a preset take the recipe's model section with their architecture.
-	es, err = Plan([]string{"cifar_plain8", "cifar_res8"}, "demo", tinyRecipe, dir)
+	es, err = Plan([]string{"cifar_plain8", "cifar_res8"}, "demo", tinyRecipe, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,11 +71,11 @@ func TestPlanSharesTheRecipe(t *testing.T) {
 		{[]string{"cifar_res8", "cifar_plain8"}, "", "cifar_resnet8 is a model without a preset; give the recipe"},
 		{[]string{"res34", "vgg16"}, "", `compare vgg16: config: no such file or preset "vgg16"`},
 	} {
-		if _, err := Plan(c.args, c.base, nil, dir); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Plan(c.args, c.base, nil, dir, nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Plan(%v): %v, want an error containing %q", c.args, err, c.want)
 		}
 	}
-	es, _ = Plan([]string{"res34", "cifar_res20"}, "resnet34", nil, dir)
+	es, _ = Plan([]string{"res34", "cifar_res20"}, "resnet34", nil, dir, nil)
 	if err := Describe(es, 10, 32); err == nil || !strings.Contains(err.Error(), "one family") {
 		t.Errorf("mixed families: %v", err)
 	}
@@ -88,7 +88,7 @@ func TestTrainSummarizeWrite(t *testing.T) {
 	runs := filepath.Join(dir, "runs")
 	plan := func(sets ...string) []*Entry {
 		t.Helper()
-		es, err := Plan([]string{"cifar_plain8", "cifar_res8"}, "demo", append(append([]string(nil), tinyRecipe...), sets...), runs)
+		es, err := Plan([]string{"cifar_plain8", "cifar_res8"}, "demo", append(append([]string(nil), tinyRecipe...), sets...), runs, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"resnet/configs"
+	"resnet/internal/suggest"
 )
 
 // Source is what the CLI hands to Load.
@@ -31,9 +33,18 @@ type Source struct {
 	// UseEnv reads the process environment's RESNET_* variables that name config keys (RESNET_TRAIN_LR
 	// sets train.lr). Off for a run's own config (a checkpoint's), which the environment must not change.
 	UseEnv bool
+	// Warn, when set, hears what is allowed but probably not meant: an unknown RESNET_* variable, a config
+	// file that sets nothing, milestones past the last epoch.
+	Warn func(msg string)
 	// Sets are --set entries, "key=value" with dotted keys: train.lr=0.05, model.arch=resnet50,
 	// train.schedule.milestones=[81,122] (or 81,122). Later entries win.
 	Sets []string
+}
+
+func (src Source) warn(msg string) {
+	if src.Warn != nil {
+		src.Warn(msg)
+	}
 }
 
 // origin records which layer last set a key, so that errors can say where to fix it.
@@ -89,11 +100,17 @@ func Load(src Source) (Config, error) {
 	if data != nil {
 		fileValues, fileErrs := readYAML(data, label, origins)
 		errs = append(errs, fileErrs...)
+		if len(fileValues) == 0 && len(fileErrs) == 0 {
+			src.warn("config: " + label + " sets no keys; the built-in defaults are used")
+		}
 		if err := v.MergeConfigMap(fileValues); err != nil {
 			errs = append(errs, fmt.Errorf("config: %s: %w", label, err))
 		}
 	}
 	if src.UseEnv {
+		for _, w := range unknownEnv(os.Environ()) {
+			src.warn(w)
+		}
 		envValues, envErrs := readEnv(origins)
 		errs = append(errs, envErrs...)
 		if err := v.MergeConfigMap(envValues); err != nil {
@@ -125,14 +142,17 @@ func Load(src Source) (Config, error) {
 	}
 	normalize(&c)
 
-	fes := validate(c)
-	for _, fe := range fes {
+	fes, warnings := validate(c)
+	for _, fe := range append(fes, warnings...) {
 		if o, ok := origins[fe.Key]; ok {
 			fe.Origin = o.String()
 		}
 	}
 	if err := joinFieldErrors(fes); err != nil {
 		return Config{}, err
+	}
+	for _, w := range warnings {
+		src.warn(w.Error())
 	}
 	return c, nil
 }
@@ -508,6 +528,43 @@ func (s *setting) fromText(text string, o origin) (any, error) {
 			Origin: o.String()}
 	}
 	return x, nil
+}
+
+// OtherVariables are the RESNET_* environment variables that are not config keys: they belong to the
+// CUDA backend, the build and the test scripts.
+var OtherVariables = []string{
+	"RESNET_BENCH_IMAGENET", "RESNET_CLI_CHILD", "RESNET_CUDA_CACHE", "RESNET_CUDA_DEVICE", "RESNET_CUDA_HOME",
+	"RESNET_CUDA_TF32", "RESNET_CUDA_TOOLKIT", "RESNET_CUDA_WORKSPACE_MB", "RESNET_CUDNN_HOME",
+	"RESNET_GPU_LIB_DIRS", "RESNET_GPU_TEST_TIMEOUT", "RESNET_LOCK_TEST_CHILD", "RESNET_PYTHON",
+	"RESNET_REQUIRE_GPU", "RESNET_SCRIPTS", "RESNET_SYNTHETIC_GRID", "RESNET_TORCH_CACHE", "RESNET_TORCH_PYTHON",
+}
+
+// unknownEnv warns about the RESNET_* variables of environ that are neither a config key nor one of
+// OtherVariables, with the closest key's variable when one is near (a typo reads as an ignored setting).
+func unknownEnv(environ []string) []string {
+	known := map[string]string{}
+	var vars []string // the config variables, in key order
+	for _, key := range keys.order {
+		known[keys.settings[key].envName()] = key
+		vars = append(vars, keys.settings[key].envName())
+	}
+	for _, v := range OtherVariables {
+		known[v] = ""
+	}
+	var out []string
+	for _, entry := range environ {
+		name, _, _ := strings.Cut(entry, "=")
+		if _, ok := known[name]; ok || !strings.HasPrefix(name, envPrefix+"_") {
+			continue
+		}
+		msg := "config: " + name + " is not a config variable and is ignored"
+		if near, d := suggest.Closest(name, vars); near != "" && d <= max(2, len(name)/5) {
+			msg += "; did you mean " + near + " (" + known[near] + ")?"
+		}
+		out = append(out, msg)
+	}
+	sort.Strings(out)
+	return out
 }
 
 type override struct {

@@ -267,8 +267,8 @@ func TestSetErrorsNameTheirOrigin(t *testing.T) {
 		{"set one of", config.Source{Sets: []string{"dataset.name=mnist"}},
 			`config: dataset.name must be one of synthetic, cifar10, cifar100, imagenet (got "mnist") ` +
 				`(from --set dataset.name=mnist)`},
-		{"set over file", config.Source{File: "run.yaml", Sets: []string{"train.epochs=8"}},
-			`config: train.schedule.milestones must each be < train.epochs (8) (got [5, 10]) in run.yaml line 4`},
+		{"set over file", config.Source{File: "run.yaml", Sets: []string{"train.epochs=0"}},
+			`config: train.epochs must be > 0 (got 0) (from --set train.epochs=0)`},
 		{"set milestones", config.Source{File: "run.yaml", Sets: []string{"train.schedule.milestones=10,5"}},
 			`config: train.schedule.milestones must be strictly increasing (got [10, 5]) ` +
 				`(from --set train.schedule.milestones=10,5)`},
@@ -390,12 +390,38 @@ func TestSearchPaths(t *testing.T) {
 	}
 }
 
-func TestPresetErrorsNameThePreset(t *testing.T) {
-	got := loadErr(t, config.Source{File: "resnet50", Sets: []string{"train.epochs=45"}})
-	want := "config: train.schedule.milestones must each be < train.epochs (45) (got [30, 60]) " +
-		"in embedded configs/resnet50.yaml line 17"
-	if got != want {
-		t.Errorf("got  %s\nwant %s", got, want)
+// Settings that are allowed but probably not meant are warned about, naming where they came from.
+func TestWarnings(t *testing.T) {
+	inTempDir(t, map[string]string{"empty.yaml": "# nothing yet\n", "run.yaml": "seed: 3\n"})
+	var got []string
+	collect := func(msg string) { got = append(got, msg) }
+	for _, c := range []struct {
+		src  config.Source
+		env  []string
+		want []string
+	}{
+		{config.Source{File: "resnet50", Sets: []string{"train.epochs=45"}}, nil, []string{
+			"config: train.schedule.milestones [30, 60] include epochs at or past train.epochs (45); those rate " +
+				"drops never happen in embedded configs/resnet50.yaml line 17"}},
+		{config.Source{File: "resnet50", Sets: []string{"train.schedule.type=cosine", "train.epochs=1"}}, nil, nil},
+		{config.Source{File: "empty.yaml"}, nil, []string{"config: empty.yaml sets no keys; the built-in defaults are used"}},
+		{config.Source{File: "run.yaml", UseEnv: true}, []string{"RESNET_TRAIN_LRR=0.2", "RESNET_FOO=1", "RESNET_REQUIRE_GPU=1", "RESNET_TRAIN_LR=0.2"},
+			[]string{
+				"config: RESNET_FOO is not a config variable and is ignored",
+				"config: RESNET_TRAIN_LRR is not a config variable and is ignored; did you mean RESNET_TRAIN_LR (train.lr)?",
+			}},
+		{config.Source{File: "run.yaml"}, []string{"RESNET_TRAIN_LRR=0.2"}, nil}, // a run's own config reads no environment
+	} {
+		for _, kv := range c.env {
+			k, v, _ := strings.Cut(kv, "=")
+			t.Setenv(k, v)
+		}
+		got = nil
+		c.src.Warn = collect
+		mustLoad(t, c.src)
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%+v: warnings\n%q\nwant\n%q", c.src, got, c.want)
+		}
 	}
 }
 

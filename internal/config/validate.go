@@ -32,7 +32,8 @@ func (e *FieldError) Error() string {
 // Validate checks every value of c against its allowed range and returns all problems found (joined with
 // errors.Join, each a *FieldError), or nil.
 func Validate(c Config) error {
-	return joinFieldErrors(validate(c))
+	errs, _ := validate(c)
+	return joinFieldErrors(errs)
 }
 
 func joinFieldErrors(fes []*FieldError) error {
@@ -47,10 +48,15 @@ func joinFieldErrors(fes []*FieldError) error {
 }
 
 // problems collects field errors, at most one per key: the first problem found with a value is the one
-// worth reporting.
+// worth reporting. Warnings are settings that are allowed but probably not what was meant.
 type problems struct {
-	list []*FieldError
-	seen map[string]bool
+	list     []*FieldError
+	warnings []*FieldError
+	seen     map[string]bool
+}
+
+func (p *problems) warn(key, reason string) {
+	p.warnings = append(p.warnings, &FieldError{Key: key, Reason: reason})
 }
 
 func (p *problems) add(key, reason string) {
@@ -82,7 +88,7 @@ var (
 	scheduleTypes = []string{"step", "cosine", "constant"}
 )
 
-func validate(c Config) []*FieldError {
+func validate(c Config) (errs, warnings []*FieldError) {
 	var p problems
 
 	// Non-finite numbers first, so that range checks below never talk about NaN.
@@ -178,7 +184,7 @@ func validate(c Config) []*FieldError {
 	if c.Checkpoint.Keep < 1 {
 		p.add("checkpoint.keep", "must be >= 1"+got(c.Checkpoint.Keep))
 	}
-	return p.list
+	return p.list, p.warnings
 }
 
 // validateModel checks arch and depth with the model package's name table, the one every command uses.
@@ -210,10 +216,11 @@ func validateSchedule(p *problems, s ScheduleConfig, epochs int) {
 				p.add("train.schedule.milestones", "must each be > 0"+got(s.Milestones))
 			case i > 0 && m <= s.Milestones[i-1]:
 				p.add("train.schedule.milestones", "must be strictly increasing"+got(s.Milestones))
-			case epochs > 0 && m >= epochs:
-				p.add("train.schedule.milestones", "must each be < train.epochs ("+strconv.Itoa(epochs)+")"+
-					got(s.Milestones))
 			}
+		}
+		if n := len(s.Milestones); n > 0 && epochs > 0 && s.Milestones[n-1] >= epochs {
+			p.warn("train.schedule.milestones", formatValue(s.Milestones)+" include epochs at or past train.epochs ("+
+				strconv.Itoa(epochs)+"); those rate drops never happen")
 		}
 		if !(s.Gamma > 0 && s.Gamma <= 1) {
 			p.add("train.schedule.gamma", "must be in (0, 1]"+got(s.Gamma))

@@ -35,14 +35,11 @@ type Exported struct {
 // as a torchvision state_dict in safetensors format, replacing out atomically. The metadata records the
 // architecture, the class count and where the weights came from.
 func Export(checkpoint, out string) (Exported, error) {
-	path, err := train.FindCheckpoint(checkpoint)
+	ck, err := train.OpenCheckpoint(checkpoint)
 	if err != nil {
 		return Exported{}, err
 	}
-	ck, err := train.LoadCheckpoint(path)
-	if err != nil {
-		return Exported{}, err
-	}
+	path := ck.Path
 	cfg, err := config.Load(config.Source{Data: ck.Config, Label: path + " (config metadata)"})
 	if err != nil {
 		return Exported{}, err

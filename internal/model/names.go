@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"resnet/internal/suggest"
 )
 
 // family is a pattern of names: a prefix followed by a depth (resnet50, cifar_plain56).
@@ -118,7 +120,7 @@ func ParseArch(name string) (Arch, error) {
 			a := Arch{fam: p.fam, Name: name, Depth: d}
 			if !p.fam.accepts(d) {
 				return a, &ArchError{Field: "arch", Reason: "depth must be " + p.fam.rule + " (got " +
-					strconv.Quote(name) + ")" + suggest(p.fam.prefix, p.fam.nearestDepth(d))}
+					strconv.Quote(name) + ")" + didYouMean(p.fam.prefix, p.fam.nearestDepth(d))}
 			}
 			return a, nil
 		}
@@ -137,7 +139,7 @@ func (a Arch) Spec(depth int) (Spec, error) {
 	if depth != 0 {
 		if !a.fam.accepts(depth) {
 			return Spec{}, &ArchError{Field: "depth", Reason: "must be " + a.fam.rule + " for " + a.fam.prefix +
-				", or 0 for the arch's own (got " + strconv.Itoa(depth) + ")" + suggest("", a.fam.nearestDepth(depth))}
+				", or 0 for the arch's own (got " + strconv.Itoa(depth) + ")" + didYouMean("", a.fam.nearestDepth(depth))}
 		}
 		d = depth
 	}
@@ -241,7 +243,7 @@ func parseDepth(s string) (int, bool) {
 	return d, err == nil
 }
 
-func suggest(prefix string, depth int) string {
+func didYouMean(prefix string, depth int) string {
 	if depth <= 0 {
 		return ""
 	}
@@ -250,37 +252,11 @@ func suggest(prefix string, depth int) string {
 
 // closestName is the zoo name nearest to n by edit distance, when it is close enough to be a typo.
 func closestName(n string) string {
-	best, bestDist := "", 0
-	for _, name := range Names() {
-		if d := editDistance(n, name); best == "" || d < bestDist {
-			best, bestDist = name, d
-		}
-	}
-	if best == "" || bestDist > max(1, len(n)/4) {
+	best, d := suggest.Closest(n, Names())
+	if best == "" || d > max(1, len(n)/4) {
 		return ""
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func contains(list []string, s string) bool {

@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 
 	"resnet/internal/model"
@@ -34,6 +35,30 @@ type State struct {
 	// back to it, so lines written after the checkpoint (before a kill -9) are not duplicated.
 	MetricsBytes   int64 `json:"metrics_bytes"`
 	BatchesTracked int64 `json:"batches_tracked"`
+}
+
+// check rejects a position no run can reach: negative counters, more correct images than images, or a
+// non-finite running loss.
+func (st State) check() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"epoch", int64(st.Epoch)}, {"batch", int64(st.Batch)}, {"step", st.Step}, {"epoch_top1", st.EpochTop1},
+		{"epoch_n", st.EpochN}, {"epoch_bad", st.EpochBad}, {"metrics_bytes", st.MetricsBytes},
+		{"batches_tracked", st.BatchesTracked},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("has %s %d (must be >= 0)", f.name, f.v)
+		}
+	}
+	switch {
+	case st.EpochTop1 > st.EpochN:
+		return fmt.Errorf("has epoch_top1 %d above epoch_n %d", st.EpochTop1, st.EpochN)
+	case math.IsNaN(st.EpochLoss) || math.IsInf(st.EpochLoss, 0) || st.EpochLoss < 0:
+		return fmt.Errorf("has epoch_loss %v (must be a finite number >= 0)", st.EpochLoss)
+	}
+	return nil
 }
 
 // nextEpoch is the position at the start of the epoch after st's: its running sums start over.
@@ -104,6 +129,9 @@ func LoadCheckpoint(path string) (*Checkpoint, error) {
 	c := &Checkpoint{Path: path, Arch: f.Metadata["arch"], Config: []byte(f.Metadata["config"]), file: f}
 	if err := json.Unmarshal([]byte(f.Metadata["state"]), &c.State); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: state metadata: %w", path, err)
+	}
+	if err := c.State.check(); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: state metadata %w: the file is damaged or was not written by resnet", path, err)
 	}
 	return c, nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -44,8 +43,11 @@ type Options struct {
 	// ConfigYAML is the resolved config as written to the run directory and into checkpoints.
 	ConfigYAML []byte
 	RunDir     string
-	// Resume continues the run in RunDir from its newest checkpoint.
+	// Resume continues the run in RunDir from its newest intact checkpoint (from step 0 when it has none).
 	Resume bool
+	// From is the resume point the caller read the config from (RunDir.ResumePoint); the trainer checks
+	// under the run's lock that it is still the newest. Nil: the trainer finds it.
+	From   *ResumePoint
 	Device backend.Device
 	// Out receives progress: a bar per epoch when Terminal is set, plain log lines otherwise.
 	Out      io.Writer
@@ -132,8 +134,9 @@ func (t *trainer) prepare() error {
 	return nil
 }
 
-// openRunDir creates the folder of a new run, refusing one that holds a run, or reopens the folder of a
-// resumed one; either way it writes the config the run now uses (--set may have changed keys on resume).
+// openRunDir locks the run folder; a new run's folder must not hold a run, and gets its config.yaml. A
+// resumed run's config.yaml is rewritten only with its next checkpoint, so a run that fails at once leaves
+// the folder as it was.
 func (t *trainer) openRunDir() error {
 	lock, err := t.dir.Lock()
 	if err != nil {
@@ -141,10 +144,7 @@ func (t *trainer) openRunDir() error {
 	}
 	t.lock = lock
 	if t.opt.Resume {
-		if _, err := os.Stat(t.dir.Path()); err != nil {
-			return fmt.Errorf("resume: %w", err)
-		}
-		return t.dir.WriteConfig(t.opt.ConfigYAML)
+		return nil
 	}
 	if err := t.dir.CheckNew(); err != nil {
 		return fmt.Errorf("%w; continue it with --resume %s, or choose another directory with --out", err, t.dir.Path())
@@ -168,17 +168,26 @@ func (t *trainer) buildNet(train dataset.Pipeline) error {
 	return net.Init(t.cfg.Seed)
 }
 
-// resume restores the newest checkpoint's tensors and position, and cuts metrics.jsonl back to what the
-// checkpoint covers.
+// resume restores the newest intact checkpoint's tensors and position, and cuts metrics.jsonl back to
+// what the checkpoint covers. A run that stopped before its first checkpoint starts over from step 0.
 func (t *trainer) resume() error {
-	path, err := FindCheckpoint(t.dir.Path())
-	if err != nil {
+	rp := t.opt.From
+	if rp == nil {
+		var err error
+		if rp, err = t.dir.ResumePoint(); err != nil {
+			return err
+		}
+	} else if err := rp.stillCurrent(t.dir); err != nil {
 		return err
 	}
-	ck, err := LoadCheckpoint(path)
-	if err != nil {
-		return err
+	for _, s := range rp.Skipped {
+		fmt.Fprintf(t.opt.Out, "warning: %s\n", s)
 	}
+	if rp.Checkpoint == nil {
+		fmt.Fprintf(t.opt.Out, "resuming %s from step 0: it stopped before its first checkpoint\n", t.dir.Path())
+		return t.dir.TruncateMetrics(0)
+	}
+	ck := rp.Checkpoint
 	if err := ck.Restore(t.net, true); err != nil {
 		return err
 	}
@@ -189,8 +198,8 @@ func (t *trainer) resume() error {
 	if err := t.dir.TruncateMetrics(t.st.MetricsBytes); err != nil {
 		return err
 	}
-	t.res.Checkpoint = path
-	fmt.Fprintf(t.opt.Out, "resuming %s from %s (epoch %d, batch %d, step %d)\n", t.dir.Path(), filepath.Base(path), t.st.Epoch+1, t.st.Batch, t.st.Step)
+	t.res.Checkpoint = ck.Path
+	fmt.Fprintf(t.opt.Out, "resuming %s from %s (epoch %d, batch %d, step %d)\n", t.dir.Path(), filepath.Base(ck.Path), t.st.Epoch+1, t.st.Batch, t.st.Step)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -207,11 +208,35 @@ func (r RunDir) TruncateMetrics(size int64) error {
 	if fi.Size() < size {
 		return fmt.Errorf("resume: %s is %d bytes, shorter than the %d the checkpoint recorded", path, fi.Size(), size)
 	}
+	if size > 0 {
+		if err := endsLine(path, size); err != nil {
+			return err
+		}
+	}
 	return os.Truncate(path, size)
 }
 
+// endsLine checks that byte size-1 of the file ends a line, so that cutting the file there never leaves
+// half a JSON line.
+func endsLine(path string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], size-1); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if b[0] != '\n' {
+		return fmt.Errorf("resume: the checkpoint records %d bytes of %s, which is not the end of a line; the checkpoint metadata is damaged", size, path)
+	}
+	return nil
+}
+
 // SaveCheckpoint writes the net's weights, BN statistics and momentum buffers with the run state and
-// config to CheckpointPath(st.Step) (atomically), then deletes all but the newest keep checkpoints.
+// config to CheckpointPath(st.Step) (atomically), rewrites config.yaml to match it, then deletes all but the
+// newest keep checkpoints.
 func (r RunDir) SaveCheckpoint(net *model.Net, st State, configYAML []byte, keep int) (string, error) {
 	f, err := encodeCheckpoint(net, st, configYAML)
 	if err != nil {
@@ -223,6 +248,10 @@ func (r RunDir) SaveCheckpoint(net *model.Net, st State, configYAML []byte, keep
 	path := r.CheckpointPath(st.Step)
 	if err := safetensors.WriteFile(path, f); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	// config.yaml describes the newest checkpoint: the --set changes of a resumed run reach it only now.
+	if err := r.WriteConfig(configYAML); err != nil {
+		return "", err
 	}
 	return path, r.PruneCheckpoints(keep)
 }
@@ -246,6 +275,30 @@ func (r RunDir) PruneCheckpoints(keep int) error {
 		names = names[1:]
 	}
 	return nil
+}
+
+// OpenCheckpoint reads the checkpoint at path: a .safetensors file, or the newest checkpoint of a run
+// folder. When a folder's newest checkpoint is unreadable, the error says so and names the newest intact
+// one.
+func OpenCheckpoint(path string) (*Checkpoint, error) {
+	file, err := FindCheckpoint(path)
+	if err != nil {
+		return nil, err
+	}
+	ck, err := LoadCheckpoint(file)
+	if err == nil {
+		return ck, nil
+	}
+	names, lerr := listCheckpoints(filepath.Dir(file))
+	if lerr != nil || file == path {
+		return nil, err
+	}
+	for i := len(names) - 2; i >= 0; i-- {
+		if _, oerr := LoadCheckpoint(names[i]); oerr == nil {
+			return nil, fmt.Errorf("%w; it is the newest of %s, whose newest intact checkpoint is %s (give that file)", err, path, names[i])
+		}
+	}
+	return nil, fmt.Errorf("%w; no older checkpoint of %s is intact either", err, path)
 }
 
 // FindCheckpoint resolves a checkpoint path: a .safetensors file as given, or a run folder (or its
@@ -290,4 +343,67 @@ func newestCheckpoint(dir string) (string, error) {
 		return "", fmt.Errorf("checkpoint: no step-*.safetensors checkpoint in %s", dir)
 	}
 	return names[len(names)-1], nil
+}
+
+// ResumePoint is where a resumed run continues: the newest checkpoint that reads back intact, and the
+// config to continue with (that checkpoint's; config.yaml before the first checkpoint).
+type ResumePoint struct {
+	// Checkpoint is nil when the run stopped before its first checkpoint: it then starts over from step 0
+	// with its config.yaml.
+	Checkpoint *Checkpoint
+	Config     []byte
+	Label      string // where Config came from, for error messages
+	// Skipped says, newest first, which newer checkpoints could not be read and why.
+	Skipped []string
+	// listing is the checkpoint list the point was chosen from; the trainer checks it again under the lock.
+	listing []string
+}
+
+// ResumePoint finds where the run in the folder continues. A folder with neither config.yaml nor
+// checkpoints is not a run; a run whose every checkpoint is unreadable is an error naming the newest.
+func (r RunDir) ResumePoint() (*ResumePoint, error) {
+	if fi, err := os.Stat(r.path); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("resume: %s is not a run folder (no such directory)", r.path)
+	}
+	names, err := r.Checkpoints()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	rp := &ResumePoint{listing: names}
+	newest := ""
+	for i := len(names) - 1; i >= 0; i-- {
+		ck, err := LoadCheckpoint(names[i])
+		if err == nil {
+			rp.Checkpoint, rp.Config, rp.Label = ck, ck.Config, names[i]+" (config metadata)"
+			return rp, nil
+		}
+		if newest == "" {
+			newest = err.Error()
+		}
+		if i == 0 {
+			return nil, fmt.Errorf("resume: no checkpoint of %s reads back intact; the newest: %s", r.path, newest)
+		}
+		rp.Skipped = append(rp.Skipped, fmt.Sprintf("%s is unreadable (%v); using the one before it", filepath.Base(names[i]), err))
+	}
+	b, err := os.ReadFile(r.ConfigPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("resume: %s is not a run folder (it has no config.yaml and no checkpoints)", r.path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	rp.Config, rp.Label = b, r.ConfigPath()
+	return rp, nil
+}
+
+// stillCurrent checks, under the run's lock, that no checkpoint came or went since the point was chosen.
+func (rp *ResumePoint) stillCurrent(r RunDir) error {
+	names, err := r.Checkpoints()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if !slices.Equal(names, rp.listing) {
+		return fmt.Errorf("resume: the checkpoints of %s changed while this run was starting (another process wrote them); resume again", r.path)
+	}
+	return nil
 }
