@@ -107,6 +107,8 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		{[]string{"train", "--bogus"}, 2, "resnet: unknown flag: --bogus\n"},
 		{[]string{"frobnicate"}, 2, `resnet: unknown command "frobnicate" for "resnet"`},
 		{[]string{"eval"}, 2, "resnet: --checkpoint is required\n"},
+		{[]string{"eval", "--checkpoint", dir, "--ensemble", ","}, 2, "resnet: --ensemble entry 1 of 2 is empty: give run directories or checkpoint files separated by commas\n"},
+		{[]string{"train", "--resume", dir}, 1, "resnet: resume: " + dir + " is not a run folder (it has no config.yaml and no checkpoints)\n"},
 		{[]string{"eval", "--checkpoint", filepath.Join(dir, "none")}, 1, "resnet: checkpoint: stat " + filepath.Join(dir, "none") + ": no such file or directory\n"},
 		{[]string{"bench", "--model", "vgg16"}, 1, `resnet: --model must be a known architecture (got "vgg16"; known: resnet18/34/50/101/152,`},
 		{[]string{"bench", "--model", "resnet51"}, 1, `resnet: --model depth must be one of 18, 34, 50, 101, 152 (got "resnet51"); did you mean resnet50?` + "\n"},

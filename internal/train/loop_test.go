@@ -119,8 +119,26 @@ func TestInterruptAndResumeMatchUninterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// kill -9 in epoch 2, before the first checkpoint (end of epoch 2) but after epoch 1's metrics line:
+	// --resume starts the run over from step 0 with its config.yaml, and the stale line goes.
+	early := filepath.Join(root, "early")
+	if _, err := runOnce(t, cfg, early, false, nil, func(st *State) error {
+		if st.Step == 6 {
+			return crash
+		}
+		return nil
+	}); !errors.Is(err, crash) {
+		t.Fatalf("early crashed run returned %v", err)
+	}
+	if names, _ := NewRunDir(early).Checkpoints(); len(names) != 0 {
+		t.Fatalf("the early crash left checkpoints %v", names)
+	}
+	if _, err := runOnce(t, cfg, early, true, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+
 	wantF := finalTensors(t, full)
-	for _, dir := range []string{stopped, crashed} {
+	for _, dir := range []string{stopped, crashed, early} {
 		got, err := NewRunDir(dir).ReadMetrics()
 		if err != nil {
 			t.Fatal(err)
@@ -141,6 +159,46 @@ func TestInterruptAndResumeMatchUninterrupted(t *testing.T) {
 				t.Errorf("%s: tensor %s differs from the uninterrupted run", filepath.Base(dir), wt.Name)
 			}
 		}
+	}
+}
+
+// A resumed run's --set changes reach config.yaml with its next checkpoint, never before: a resume that
+// fails at once leaves the folder describing its newest checkpoint.
+func TestResumeRewritesConfigWithItsCheckpoint(t *testing.T) {
+	cfg := smallConfig(4)
+	dir := t.TempDir()
+	stop := make(chan struct{})
+	if _, err := runOnce(t, cfg, dir, false, stop, func(st *State) error {
+		if st.Step == 2 {
+			close(stop)
+		}
+		return nil
+	}); !errors.Is(err, ErrInterrupted) {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(NewRunDir(dir).ConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := cfg
+	changed.Train.LR = 0.05
+	crash := errors.New("killed")
+	if _, err := runOnce(t, changed, dir, true, nil, func(*State) error { return crash }); !errors.Is(err, crash) {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(NewRunDir(dir).ConfigPath()); !bytes.Equal(after, before) {
+		t.Fatalf("a resume that wrote no checkpoint changed config.yaml:\n%s", after)
+	}
+	if _, err := runOnce(t, changed, dir, true, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(NewRunDir(dir).ConfigPath())
+	ck, err := OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(after, []byte("lr: 0.05")) || !bytes.Equal(after, ck.Config) {
+		t.Errorf("config.yaml after the resumed run's checkpoints does not match the newest checkpoint's:\n%s", after)
 	}
 }
 

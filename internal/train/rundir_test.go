@@ -12,6 +12,7 @@ import (
 	"resnet/internal/config"
 	"resnet/internal/cpu"
 	"resnet/internal/model"
+	"resnet/internal/safetensors"
 )
 
 func TestRunDirLayout(t *testing.T) {
@@ -192,5 +193,102 @@ func TestOnlyRunDirSpellsTheLayout(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A folder's newest checkpoint that does not read back: resume falls back to the one before it with a
+// warning, and eval or export (OpenCheckpoint) say so and name the intact one.
+func TestCorruptNewestCheckpoint(t *testing.T) {
+	spec, _ := SpecFor(config.ModelConfig{Arch: "cifar_resnet8"}, 10, 32)
+	net, err := model.Build(cpu.New(), spec, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Free()
+	r := NewRunDir(t.TempDir())
+	for _, step := range []int64{4, 8} {
+		if _, err := r.SaveCheckpoint(net, State{Step: step}, []byte("name: x\n"), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newest := r.CheckpointPath(8)
+	fi, _ := os.Stat(newest)
+	if err := os.Truncate(newest, fi.Size()-100); err != nil {
+		t.Fatal(err)
+	}
+	rp, err := r.ResumePoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rp.Checkpoint == nil || rp.Checkpoint.Path != r.CheckpointPath(4) || len(rp.Skipped) != 1 ||
+		!strings.HasPrefix(rp.Skipped[0], "step-000000008.safetensors is unreadable (checkpoint: safetensors: ") ||
+		!strings.HasSuffix(rp.Skipped[0], "; using the one before it") {
+		t.Errorf("resume point %+v", rp)
+	}
+	_, err = OpenCheckpoint(r.Path())
+	want := "; it is the newest of " + r.Path() + ", whose newest intact checkpoint is " + r.CheckpointPath(4) + " (give that file)"
+	if err == nil || !strings.HasPrefix(err.Error(), "checkpoint: safetensors: ") || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("OpenCheckpoint: %v; want it to end %q", err, want)
+	}
+	if err := os.Truncate(r.CheckpointPath(4), 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ResumePoint(); err == nil || !strings.HasPrefix(err.Error(), "resume: no checkpoint of "+r.Path()+" reads back intact; the newest: checkpoint: safetensors: ") {
+		t.Errorf("every checkpoint corrupt: %v", err)
+	}
+}
+
+// Checkpoint metadata is checked, not trusted: a forged position is refused when the file is read, and a
+// metrics length that does not end a line never cuts metrics.jsonl.
+func TestCheckpointMetadataIsChecked(t *testing.T) {
+	spec, _ := SpecFor(config.ModelConfig{Arch: "cifar_resnet8"}, 10, 32)
+	net, err := model.Build(cpu.New(), spec, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Free()
+	r := NewRunDir(t.TempDir())
+	for _, c := range []struct {
+		st   State
+		want string
+	}{
+		{State{Step: -100}, "has step -100 (must be >= 0)"},
+		{State{Step: 5, MetricsBytes: -1}, "has metrics_bytes -1 (must be >= 0)"},
+		{State{Step: 6, EpochTop1: 9, EpochN: 8}, "has epoch_top1 9 above epoch_n 8"},
+		{State{Step: 7, EpochLoss: -2}, "has epoch_loss -2 (must be a finite number >= 0)"},
+	} {
+		f, err := encodeCheckpoint(net, c.st, []byte("name: x\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(r.Path(), "forged.safetensors")
+		if err := safetensors.WriteFile(path, f); err != nil {
+			t.Fatal(err)
+		}
+		want := "checkpoint " + path + ": state metadata " + c.want + ": the file is damaged or was not written by resnet"
+		if _, err := LoadCheckpoint(path); err == nil || err.Error() != want {
+			t.Errorf("%+v: %v; want %q", c.st, err, want)
+		}
+	}
+	os.WriteFile(r.MetricsPath(), []byte("{\"epoch\":1}\n{\"epoch\":2}\n"), 0o644)
+	want := "resume: the checkpoint records 5 bytes of " + r.MetricsPath() + ", which is not the end of a line; the checkpoint metadata is damaged"
+	if err := r.TruncateMetrics(5); err == nil || err.Error() != want {
+		t.Errorf("TruncateMetrics mid-line: %v; want %q", err, want)
+	}
+	if err := r.TruncateMetrics(12); err != nil {
+		t.Errorf("TruncateMetrics at a line end: %v", err)
+	}
+}
+
+// --resume of a folder that holds no run says so in those words.
+func TestResumePointOfNoRun(t *testing.T) {
+	dir := t.TempDir()
+	for path, want := range map[string]string{
+		dir: "resume: " + dir + " is not a run folder (it has no config.yaml and no checkpoints)",
+		filepath.Join(dir, "none"): "resume: " + filepath.Join(dir, "none") + " is not a run folder (no such directory)",
+	} {
+		if _, err := NewRunDir(path).ResumePoint(); err == nil || err.Error() != want {
+			t.Errorf("%s: %v; want %q", path, err, want)
+		}
 	}
 }
