@@ -284,7 +284,7 @@ func TestCheckpointMetadataIsChecked(t *testing.T) {
 func TestResumePointOfNoRun(t *testing.T) {
 	dir := t.TempDir()
 	for path, want := range map[string]string{
-		dir: "resume: " + dir + " is not a run folder (it has no config.yaml and no checkpoints)",
+		dir:                        "resume: " + dir + " is not a run folder (it has no config.yaml and no checkpoints)",
 		filepath.Join(dir, "none"): "resume: " + filepath.Join(dir, "none") + " is not a run folder (no such directory)",
 	} {
 		if _, err := NewRunDir(path).ResumePoint(); err == nil || err.Error() != want {
