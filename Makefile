@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X resnet/internal/cli.version=$(VERSION)
 DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: all build test vet fmt-check demo compare-demo bench clean
+.PHONY: all build test vet fmt-check demo compare-demo bench fuzz clean
 
 all: build
 
@@ -42,6 +42,17 @@ compare-demo: build
 bench: build
 	$(BIN) bench --device cpu --model cifar_resnet20 --batch-size 128 --steps 5
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/cpu/
+
+# Fuzz the parsers of untrusted input for FUZZTIME each: the config loader (YAML + --set + environment), the
+# safetensors reader, the JPEG decoder and image decoding. Their seed corpora run in `make test`.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzLoad:./internal/config FuzzRead:./internal/safetensors FuzzDecode:./internal/jpeg \
+                FuzzDecode:./internal/vision
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "go test -run '^$$' -fuzz '^$${t%%:*}$$' -fuzztime $(FUZZTIME) $${t#*:}"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t%%:*}\$$" -fuzztime $(FUZZTIME) "$${t#*:}"; \
+	done
 
 clean:
 	rm -rf bin

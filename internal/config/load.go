@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -58,13 +59,21 @@ type origin struct {
 func (o origin) String() string {
 	switch {
 	case o.set != "":
-		return "(from --set " + o.set + ")"
+		return "(from --set " + printable(o.set) + ")"
 	case o.env != "":
 		return "(from " + o.env + ")"
 	case o.file != "":
 		return "in " + o.file + " line " + strconv.Itoa(o.line)
 	}
 	return ""
+}
+
+// printable is s, or s quoted when it holds characters that would break an error message's line.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // Load resolves defaults < YAML file < RESNET_* environment < --set, decodes the result once into a
