@@ -1,8 +1,13 @@
 package cli
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"resnet/internal/train"
 )
 
 // --device auto says once, on stderr, why it is not using the GPU.
@@ -30,5 +35,31 @@ func TestAutoDeviceSaysWhyOnce(t *testing.T) {
 	}
 	if _, err := openDevice(e, "cpu", false); err != nil || errOut.String() != msg {
 		t.Errorf("--device cpu printed %q, %v", strings.TrimPrefix(errOut.String(), msg), err)
+	}
+}
+
+// A run folder that another process holds stops train, --resume and compare at once, naming the holder.
+func TestRunFolderInUse(t *testing.T) {
+	root := t.TempDir()
+	run := filepath.Join(root, "runs", "demo")
+	lock, err := train.NewRunDir(run).Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	held := fmt.Sprintf("%s: the run folder is in use (process %d holds %s)\n", run, os.Getpid(), filepath.Join(run, "lock"))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train", "--config", "demo", "--device", "cpu", "--out", run}, "resnet: " + held},
+		{[]string{"compare", "demo", "cifar_resnet8", "--device", "cpu", "--out", root, "--runs", filepath.Join(root, "runs")},
+			"resnet: compare demo: " + held},
+	} {
+		args, want := c.args, c.want
+		code, _, errOut := runCLI(t, args...)
+		if code != 1 || errOut != want {
+			t.Errorf("%v: exit %d, stderr %q; want exit 1, %q", args, code, errOut, want)
+		}
 	}
 }
