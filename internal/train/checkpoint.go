@@ -72,12 +72,23 @@ func encodeCheckpoint(net *model.Net, st State, configYAML []byte) (*safetensors
 			f.Tensors = append(f.Tensors, safetensors.I64(prefix+"num_batches_tracked", []int{}, []int64{net.BatchesTracked}))
 		}
 	}
+	// A value that no trained net holds means the run diverged: such a checkpoint is not written, so the
+	// good ones before it stay (rotation only follows a written checkpoint).
+	add := func(name string, shape []int, v []float32) error {
+		if err := model.CheckValues(name, v); err != nil {
+			return fmt.Errorf("checkpoint at step %d not written: %w: %w", st.Step, err, ErrDiverged)
+		}
+		f.Tensors = append(f.Tensors, safetensors.F32(name, shape, v))
+		return nil
+	}
 	for _, p := range net.Params {
 		v, err := net.Get(p)
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint: reading %s: %w", p.Name, err)
 		}
-		f.Tensors = append(f.Tensors, safetensors.F32(p.Name, p.Shape, v))
+		if err := add(p.Name, p.Shape, v); err != nil {
+			return nil, err
+		}
 	}
 	for _, p := range net.Params {
 		if !p.Kind.Trainable() {
@@ -87,12 +98,15 @@ func encodeCheckpoint(net *model.Net, st State, configYAML []byte) (*safetensors
 		if err := net.Device().Download(v, p.Momentum); err != nil {
 			return nil, fmt.Errorf("checkpoint: reading momentum of %s: %w", p.Name, err)
 		}
-		f.Tensors = append(f.Tensors, safetensors.F32(momentumPrefix+p.Name, p.Shape, v))
+		if err := add(momentumPrefix+p.Name, p.Shape, v); err != nil {
+			return nil, err
+		}
 	}
 	return f, nil
 }
 
-// LoadCheckpoint reads a checkpoint file and its metadata.
+// LoadCheckpoint reads a checkpoint file and its metadata, and refuses one holding a NaN, an infinity or
+// a negative running variance.
 func LoadCheckpoint(path string) (*Checkpoint, error) {
 	f, err := safetensors.ReadFile(path)
 	if err != nil {
@@ -105,7 +119,29 @@ func LoadCheckpoint(path string) (*Checkpoint, error) {
 	if err := json.Unmarshal([]byte(f.Metadata["state"]), &c.State); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: state metadata: %w", path, err)
 	}
+	if err := c.checkValues(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkValues refuses a checkpoint holding a NaN, an infinity or a negative running variance, which
+// this program no longer writes but an older one wrote for a diverged run: every output of the net would
+// be NaN.
+func (c *Checkpoint) checkValues() error {
+	for _, t := range c.file.Tensors {
+		if t.DType != safetensors.Float32 {
+			continue
+		}
+		v, err := t.Float32s()
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %s: %w", c.Path, t.Name, err)
+		}
+		if err := model.CheckValues(t.Name, v); err != nil {
+			return fmt.Errorf("checkpoint %s: %w: the run had diverged when it was written, or the file is damaged; use an earlier checkpoint", c.Path, err)
+		}
+	}
+	return nil
 }
 
 // Tensor returns one tensor of the checkpoint file by name.

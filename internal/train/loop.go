@@ -20,6 +20,10 @@ import (
 // ErrInterrupted is returned when a stop request ended training early; a checkpoint was written first.
 var ErrInterrupted = errors.New("training interrupted")
 
+// ErrDiverged is returned when training met a loss, gradient or weight that is NaN or infinite: the run
+// diverged. No checkpoint holding such a value is ever written.
+var ErrDiverged = errors.New("the run diverged")
+
 // Metrics is one line of metrics.jsonl, written after every evaluation. Errors are fractions in [0, 1].
 type Metrics struct {
 	Epoch       int     `json:"epoch"` // epochs completed
