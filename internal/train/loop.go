@@ -14,6 +14,7 @@ import (
 	"resnet/internal/config"
 	"resnet/internal/dataset"
 	"resnet/internal/eval"
+	"resnet/internal/jsonnum"
 	"resnet/internal/model"
 )
 
@@ -25,15 +26,19 @@ var ErrInterrupted = errors.New("training interrupted")
 var ErrDiverged = errors.New("the run diverged")
 
 // Metrics is one line of metrics.jsonl, written after every evaluation. Errors are fractions in [0, 1].
+// The losses and the training error are null in JSON when they are not finite numbers (an evaluation of
+// a net whose outputs overflowed; an epoch that had no update to average over), so every line encodes.
 type Metrics struct {
-	Epoch       int     `json:"epoch"` // epochs completed
-	Step        int64   `json:"step"`  // optimizer steps taken
-	LR          float64 `json:"lr"`    // rate of the epoch's last step
-	TrainLoss   float64 `json:"train_loss"`
-	TrainErr    float64 `json:"train_err"`
-	TestLoss    float64 `json:"test_loss"`
-	TestErr     float64 `json:"test_err"`
-	TestTop5Err float64 `json:"test_top5_err"`
+	Epoch       int           `json:"epoch"` // epochs completed
+	Step        int64         `json:"step"`  // optimizer steps taken
+	LR          float64       `json:"lr"`    // rate of the epoch's last step
+	TrainLoss   jsonnum.Float `json:"train_loss"`
+	TrainErr    jsonnum.Float `json:"train_err"`
+	TestLoss    jsonnum.Float `json:"test_loss"`
+	TestErr     float64       `json:"test_err"`
+	TestTop5Err float64       `json:"test_top5_err"`
+	// TestNonFinite counts the evaluated images whose outputs were NaN or infinite (each counted wrong).
+	TestNonFinite int `json:"test_nonfinite_outputs"`
 	// BadImages counts the unreadable images skipped in the epoch's training batches and in the
 	// evaluation.
 	BadImages int64 `json:"bad_images"`
@@ -351,8 +356,8 @@ func (t *trainer) evaluate() error {
 	st := t.st
 	m := Metrics{
 		Epoch: st.Epoch + 1, Step: st.Step, LR: t.lr,
-		TrainLoss: st.EpochLoss / float64(st.EpochN), TrainErr: 1 - float64(st.EpochTop1)/float64(st.EpochN),
-		TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err,
+		TrainLoss: jsonnum.Float(st.EpochLoss / float64(st.EpochN)), TrainErr: jsonnum.Float(1 - float64(st.EpochTop1)/float64(st.EpochN)),
+		TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err, TestNonFinite: sc.NonFinite,
 		BadImages:    st.EpochBad + int64(sc.Skipped),
 		ImagesPerSec: float64(st.EpochN) / st.EpochSeconds, EpochSeconds: st.EpochSeconds,
 	}
