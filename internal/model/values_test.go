@@ -21,6 +21,10 @@ func TestCheckValues(t *testing.T) {
 		{"bn1.running_mean", []float32{-0.5}, ""},
 		{"layer1.0.bn1.running_var", []float32{1, 0, float32(math.Copysign(0, -1)), -0.25}, "layer1.0.bn1.running_var[3] is -0.25 (a variance cannot be negative)"},
 		{"layer1.0.bn1.running_var", []float32{1, nan, -1}, "layer1.0.bn1.running_var[1] is NaN"},
+		{"layer1.0.bn1.running_var", []float32{1, -1, nan}, "layer1.0.bn1.running_var[1] is -1 (a variance cannot be negative)"},
+		{"fc.weight", []float32{0, 1, 2, 3, 4, 5, 6, 7, 8}, ""},
+		{"fc.weight", []float32{0, 1, 2, 3, 4, 5, inf, nan, 8}, "fc.weight[6] is +Inf"},
+		{"fc.weight", []float32{0, 1, 2, 3, 4, 5, 6, 7, nan}, "fc.weight[8] is NaN"},
 	} {
 		err := CheckValues(tc.name, tc.v)
 		got := ""
