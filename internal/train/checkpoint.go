@@ -28,6 +28,10 @@ type State struct {
 	EpochTop1 int64   `json:"epoch_top1"`
 	EpochN    int64   `json:"epoch_n"`
 	EpochBad  int64   `json:"epoch_bad"` // unreadable images skipped
+	// EpochNonFinite counts the epoch's steps with a NaN or infinite loss or gradient whose update was
+	// skipped; NonFiniteInARow the latest run of such steps, which train.max_nonfinite_steps bounds.
+	EpochNonFinite  int64 `json:"epoch_nonfinite"`
+	NonFiniteInARow int   `json:"nonfinite_in_a_row"`
 	// EpochSeconds is the training time spent in the epoch so far (timing only).
 	EpochSeconds float64 `json:"epoch_seconds"`
 	// MetricsBytes is the length of metrics.jsonl when the checkpoint was taken; a resumed run cuts the file
@@ -40,6 +44,7 @@ type State struct {
 func (st State) nextEpoch() State {
 	st.Epoch++
 	st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds, st.EpochBad = 0, 0, 0, 0, 0, 0
+	st.EpochNonFinite = 0
 	return st
 }
 
