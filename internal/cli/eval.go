@@ -87,7 +87,10 @@ Protocols (He et al. 2015): --center-crop (the default: shorter side resized to 
 central dataset.image_size crop; CIFAR images whole), --ten-crop (the four corner crops and the centre
 crop, and their mirror images; for CIFAR, windows of the image padded by 4 pixels), and --multi-scale
 (the fully-convolutional network on the whole image with its shorter side at each size, and on its mirror
-image). Softmax probabilities are averaged over crops, flips, scales and the models of --ensemble.`,
+image). Softmax probabilities are averaged over crops, flips, scales and the models of --ensemble.
+
+An image whose output is NaN or infinite counts as wrong at top-1 and top-5, and the report says how many
+there were; the loss is then not finite (null in --json, with loss_finite: false).`,
 		Example: `  resnet eval --checkpoint runs/demo
   resnet eval --checkpoint runs/r50 --ten-crop
   resnet eval --checkpoint runs/r50 --multi-scale 224,256,384,480,640 --recompute-bn 200
