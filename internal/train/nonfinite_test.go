@@ -18,14 +18,15 @@ import (
 	"resnet/internal/safetensors"
 )
 
-// initNet is cifar_resnet8 for 10 classes on the CPU, initialised from seed 1.
-func initNet(t *testing.T) *model.Net {
+// initNet is cifar_resnet8 for 10 classes and batches of up to capacity on the CPU, initialised from
+// seed 1.
+func initNet(t *testing.T, capacity int) *model.Net {
 	t.Helper()
 	spec, err := SpecFor(config.ModelConfig{Arch: "cifar_resnet8"}, 10, 32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	net, err := model.Build(cpu.New(), spec, 1)
+	net, err := model.Build(cpu.New(), spec, capacity)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func setValue(t *testing.T, net *model.Net, name string, i int, v float32, momen
 // before such checkpoints were refused, or damaged) is refused when read, naming the file, the tensor and
 // the index; eval, export and resume all read checkpoints through LoadCheckpoint.
 func TestLoadCheckpointRefusesNonFiniteValues(t *testing.T) {
-	net := initNet(t)
+	net := initNet(t, 1)
 	r := NewRunDir(t.TempDir())
 	good, err := r.SaveCheckpoint(net, State{Step: 4}, []byte("name: x\n"), 3)
 	if err != nil {
@@ -116,7 +117,7 @@ func TestSaveCheckpointRefusesNonFiniteValues(t *testing.T) {
 		{"layer1.0.bn1.running_var", false, float32(math.NaN()), "checkpoint at step 8 not written: layer1.0.bn1.running_var[2] is NaN: the run diverged"},
 		{"conv1.weight", true, float32(math.Inf(-1)), "checkpoint at step 8 not written: optimizer.momentum_buffer.conv1.weight[2] is -Inf: the run diverged"},
 	} {
-		net := initNet(t)
+		net := initNet(t, 1)
 		r := NewRunDir(t.TempDir())
 		good, err := r.SaveCheckpoint(net, State{Step: 4}, []byte("name: x\n"), 1)
 		if err != nil {
@@ -158,17 +159,17 @@ func TestDivergingRunStopsAtTheStep(t *testing.T) {
 // up the BN statistics, the run used to write NaN checkpoints and rotate the good one out; now it stops
 // before writing one, and the good checkpoint resumes at a lower rate.
 func TestDivergedRunKeepsItsGoodCheckpoints(t *testing.T) {
-	cfg := smallConfig(2)
+	cfg := smallConfig(1)
 	cfg.Checkpoint.Every, cfg.Checkpoint.Keep, cfg.Eval.Every = 1, 1, 5
 	dir := t.TempDir()
 	if _, err := runOnce(t, cfg, dir, false, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	good := NewRunDir(dir).CheckpointPath(8)
-	cfg.Train.Epochs, cfg.Train.LR = 4, 1e6
+	good := NewRunDir(dir).CheckpointPath(4)
+	cfg.Train.Epochs, cfg.Train.LR = 3, 1e6
 	_, err := runOnce(t, cfg, dir, true, nil, nil)
-	want := "train: epoch 3 step 12 (lr 2.831e+05): checkpoint at step 12 not written: layer1.0.bn1.running_var[0] is +Inf: " +
-		"the run diverged; lower train.lr and continue from the last checkpoint, step-000000008.safetensors: resnet train --resume " +
+	want := "train: epoch 2 step 8 (lr 5e+05): checkpoint at step 8 not written: layer1.0.bn1.running_var[0] is +Inf: " +
+		"the run diverged; lower train.lr and continue from the last checkpoint, step-000000004.safetensors: resnet train --resume " +
 		dir + " --set train.lr=1e+05"
 	if err == nil || err.Error() != want || !errors.Is(err, ErrDiverged) {
 		t.Fatalf("got %v\nwant %s (wrapping ErrDiverged)", err, want)
@@ -176,7 +177,7 @@ func TestDivergedRunKeepsItsGoodCheckpoints(t *testing.T) {
 	if names, _ := NewRunDir(dir).Checkpoints(); !slices.Equal(names, []string{good}) {
 		t.Fatalf("checkpoints %v, want the good one alone", names)
 	}
-	cfg.Train.LR = 0.01
+	cfg.Train.Epochs, cfg.Train.LR = 2, 0.01
 	if _, err := runOnce(t, cfg, dir, true, nil, nil); err != nil {
 		t.Fatalf("resuming the good checkpoint at a lower rate: %v", err)
 	}
@@ -311,7 +312,7 @@ func TestSkipNonFiniteSteps(t *testing.T) {
 // tensorNames names the entries of snapshot, in its order.
 func tensorNames(t *testing.T) []string {
 	var names []string
-	for _, p := range initNet(t).Params {
+	for _, p := range initNet(t, 1).Params {
 		names = append(names, p.Name)
 		if p.Kind.Trainable() {
 			names = append(names, momentumPrefix+p.Name)
@@ -337,18 +338,7 @@ func TestSkipStopsAfterMaxNonFiniteStepsInARow(t *testing.T) {
 // A skipped step's forward pass is undone: the BN running statistics and the batch counter are those of
 // before it. Checking a step reads every gradient without allocating.
 func TestStepCheckRestoresBNStatistics(t *testing.T) {
-	spec, err := SpecFor(config.ModelConfig{Arch: "cifar_resnet8"}, 10, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	net, err := model.Build(cpu.New(), spec, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Free()
-	if err := net.Init(1); err != nil {
-		t.Fatal(err)
-	}
+	net := initNet(t, 2)
 	c, err := newStepCheck(net, true)
 	if err != nil {
 		t.Fatal(err)
