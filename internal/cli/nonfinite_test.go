@@ -130,19 +130,15 @@ func TestEvalAndExportRefuseNonFiniteCheckpoint(t *testing.T) {
 	}
 }
 
-// A diverging run exits with code 3 and says at which step, at what rate, and what to do; its evaluation
-// of the blown-up net scores 100% error, not 0%.
+// A diverging run exits with code 3 and says at which step, at what rate, and what to do.
 func TestDivergedTrainExitCode(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	code, out, errOut := runCLI(t, "train", "--config", "demo", "--out", dir, "--device", "cpu", "--epochs", "2",
 		"--set", "dataset.train_size=64", "--set", "dataset.test_size=32", "--set", "train.batch_size=16",
 		"--set", "eval.batch_size=32", "--set", "train.lr=1e6", "--set", "train.schedule.type=constant")
-	want := "resnet: train: epoch 1 step 4 (lr 1e+06): checkpoint at step 4 not written: layer1.0.bn1.running_var[3] is +Inf: " +
+	want := "resnet: train: epoch 1 step 4 (lr 1e+06): after the forward pass, layer1.0.bn1.running_var[3] is +Inf: " +
 		"the run diverged; lower train.lr (e.g. --set train.lr=1e+05) and start a new run\n"
 	if code != exitDiverged || errOut != want {
 		t.Errorf("exit %d, stderr:\n%s\nwant exit 3 and:\n%s\nstdout:\n%s", code, errOut, want, out)
-	}
-	if !strings.Contains(out, "test loss NaN err 100.00% top-5 100.00%") {
-		t.Errorf("the evaluation of the diverged net:\n%s", out)
 	}
 }

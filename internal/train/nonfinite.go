@@ -11,9 +11,10 @@ import (
 )
 
 // stepCheck finds what says a run has diverged in a training step, before the SGD update writes it into
-// the weights: a NaN or infinite loss, then a NaN or infinity in any gradient. Gradients are downloaded
-// one tensor at a time into one reused buffer and read once, the same code for every backend, with
-// nothing allocated per step.
+// the weights: a NaN or infinite loss, a NaN or infinity (or a negative variance) in the BN running
+// statistics that the forward pass updated, or a NaN or infinity in any gradient. Tensors are downloaded
+// one at a time into one reused buffer and read once, the same code for every backend, with nothing
+// allocated per step.
 //
 // For train.on_nonfinite: skip it also keeps a copy of the BN running statistics from before each step,
 // since the forward pass has updated them by the time the loss is known: a skipped step then leaves the
@@ -21,9 +22,9 @@ import (
 type stepCheck struct {
 	net    *model.Net
 	params []*model.Param // trainable: those with a gradient
+	stats  []*model.Param // BN running statistics
 	buf    []float32
-	stats  []*model.Param   // BN running statistics ...
-	saved  []backend.Tensor // ... and their copies, when a skipped step must restore them
+	saved  []backend.Tensor // copies of stats from before the step, when a skipped step must restore them
 	seen   int64            // net.BatchesTracked before the step
 }
 
@@ -33,15 +34,17 @@ func newStepCheck(net *model.Net, keepStats bool) (*stepCheck, error) {
 	for _, p := range net.Params {
 		if p.Kind.Trainable() {
 			c.params = append(c.params, p)
-			size = max(size, p.Shape.Numel())
-		} else if keepStats {
+		} else {
 			c.stats = append(c.stats, p)
 		}
+		size = max(size, p.Shape.Numel())
 	}
 	c.buf = make([]float32, size)
-	dev := net.Device()
+	if !keepStats {
+		return c, nil
+	}
 	for _, p := range c.stats {
-		t, err := dev.Alloc(p.Shape, backend.F32, backend.NCHW)
+		t, err := net.Device().Alloc(p.Shape, backend.F32, backend.NCHW)
 		if err != nil {
 			c.free()
 			return nil, fmt.Errorf("train: a copy of %s: %w", p.Name, err)
@@ -54,9 +57,9 @@ func newStepCheck(net *model.Net, keepStats bool) (*stepCheck, error) {
 // save copies the BN running statistics (when kept) before a step's forward pass updates them.
 func (c *stepCheck) save() error {
 	c.seen = c.net.BatchesTracked
-	for i, p := range c.stats {
-		if err := c.net.Device().Copy(c.saved[i], p.Value); err != nil {
-			return fmt.Errorf("train: saving %s: %w", p.Name, err)
+	for i, t := range c.saved {
+		if err := c.net.Device().Copy(t, c.stats[i].Value); err != nil {
+			return fmt.Errorf("train: saving %s: %w", c.stats[i].Name, err)
 		}
 	}
 	return nil
@@ -65,27 +68,42 @@ func (c *stepCheck) save() error {
 // restore puts back what save copied, undoing the forward pass of a skipped step.
 func (c *stepCheck) restore() error {
 	c.net.BatchesTracked = c.seen
-	for i, p := range c.stats {
-		if err := c.net.Device().Copy(p.Value, c.saved[i]); err != nil {
-			return fmt.Errorf("train: restoring %s: %w", p.Name, err)
+	for i, t := range c.saved {
+		if err := c.net.Device().Copy(c.stats[i].Value, t); err != nil {
+			return fmt.Errorf("train: restoring %s: %w", c.stats[i].Name, err)
 		}
 	}
 	return nil
 }
 
-// problem says what is not finite in the step that gave r, "the loss is NaN" or "the gradient of
-// layer1.0.conv1.weight[17] is +Inf", or returns "" when everything is.
+// problem says what is wrong in the step that gave r, in the order the step computed it: "the loss is
+// NaN", "after the forward pass, layer1.0.bn1.running_var[3] is +Inf", "the gradient of
+// layer1.0.conv1.weight[17] is NaN"; or returns "" when nothing is.
 func (c *stepCheck) problem(r model.Result) (string, error) {
 	if math.IsNaN(r.LossSum) || math.IsInf(r.LossSum, 0) {
 		return "the loss is " + strconv.FormatFloat(r.LossSum, 'g', -1, 64), nil
 	}
-	for _, p := range c.params {
-		g := c.buf[:p.Shape.Numel()]
-		if err := c.net.Device().Download(g, p.Grad); err != nil {
-			return "", fmt.Errorf("train: reading the gradient of %s: %w", p.Name, err)
+	if what, err := c.first(c.stats, false); what != "" || err != nil {
+		return "after the forward pass, " + what, err
+	}
+	if what, err := c.first(c.params, true); what != "" || err != nil {
+		return "the gradient of " + what, err
+	}
+	return "", nil
+}
+
+// first names the first bad value among the values (or gradients) of ps, or returns "".
+func (c *stepCheck) first(ps []*model.Param, grads bool) (string, error) {
+	for _, p := range ps {
+		v, src := c.buf[:p.Shape.Numel()], p.Value
+		if grads {
+			src = p.Grad
 		}
-		if err := model.CheckValues(p.Name, g); err != nil {
-			return "the gradient of " + err.Error(), nil
+		if err := c.net.Device().Download(v, src); err != nil {
+			return "", fmt.Errorf("train: reading %s: %w", p.Name, err)
+		}
+		if err := model.CheckValues(p.Name, v); err != nil {
+			return err.Error(), nil
 		}
 	}
 	return "", nil

@@ -134,21 +134,38 @@ func TestSaveCheckpointRefusesNonFiniteValues(t *testing.T) {
 	}
 }
 
-// A rate far too high makes the loss NaN: the run stops at that step with ErrDiverged and says where and
-// what to do; metrics.jsonl (whose evaluation of the blown-up net has a NaN loss) stays readable.
+// A rate far too high blows up the BN statistics in the forward pass of step 3: the run stops at that
+// step, before its update, with ErrDiverged, and says where and what to do.
 func TestDivergingRunStopsAtTheStep(t *testing.T) {
 	cfg := smallConfig(2)
 	cfg.Train.LR = 1e6
 	cfg.Train.Schedule = config.ScheduleConfig{Type: "constant"}
 	dir := t.TempDir()
 	_, err := runOnce(t, cfg, dir, false, nil, nil)
-	want := "train: epoch 2 step 5 (lr 1e+06): the loss is NaN: the run diverged; lower train.lr (e.g. --set train.lr=1e+05) and start a new run"
+	want := "train: epoch 1 step 3 (lr 1e+06): after the forward pass, layer1.0.bn1.running_var[0] is +Inf: the run diverged; " +
+		"lower train.lr (e.g. --set train.lr=1e+05) and start a new run"
 	if err == nil || err.Error() != want || !errors.Is(err, ErrDiverged) {
 		t.Fatalf("got %v\nwant %s (wrapping ErrDiverged)", err, want)
 	}
-	ms, err := NewRunDir(dir).ReadMetrics()
-	if err != nil || len(ms) != 1 {
-		t.Fatalf("metrics %+v, %v; want the line of epoch 1", ms, err)
+	if names, _ := NewRunDir(dir).Checkpoints(); len(names) != 0 {
+		t.Errorf("checkpoints %v written by a diverged run", names)
+	}
+}
+
+// Weights that overflow in the last update of an epoch (here: made infinite before it) are caught when
+// the checkpoint is taken: it is not written, and the run stops.
+func TestNonFiniteWeightsAreNotCheckpointed(t *testing.T) {
+	dir := t.TempDir()
+	err := runHooked(t, smallConfig(1), dir, false, io.Discard, nil, Options{afterBackward: func(net *model.Net, st *State) error {
+		if st.Step == 3 {
+			setValue(t, net, "conv1.weight", 0, float32(math.Inf(1)), false)
+		}
+		return nil
+	}})
+	want := "train: epoch 1 step 4 (lr 0.05): checkpoint at step 4 not written: conv1.weight[0] is NaN: the run diverged; " +
+		"lower train.lr (e.g. --set train.lr=0.01) and start a new run"
+	if err == nil || err.Error() != want || !errors.Is(err, ErrDiverged) {
+		t.Fatalf("got %v\nwant %s (wrapping ErrDiverged)", err, want)
 	}
 	if names, _ := NewRunDir(dir).Checkpoints(); len(names) != 0 {
 		t.Errorf("checkpoints %v written by a diverged run", names)
@@ -156,8 +173,8 @@ func TestDivergingRunStopsAtTheStep(t *testing.T) {
 }
 
 // The reported failure: checkpoints every epoch, keep 1, evaluations rarer. Continued at a rate that blows
-// up the BN statistics, the run used to write NaN checkpoints and rotate the good one out; now it stops
-// before writing one, and the good checkpoint resumes at a lower rate.
+// up the BN statistics, the run used to write NaN checkpoints and rotate the good one out; now it stops at
+// the step, and the good checkpoint resumes at a lower rate.
 func TestDivergedRunKeepsItsGoodCheckpoints(t *testing.T) {
 	cfg := smallConfig(1)
 	cfg.Checkpoint.Every, cfg.Checkpoint.Keep, cfg.Eval.Every = 1, 1, 5
@@ -168,7 +185,7 @@ func TestDivergedRunKeepsItsGoodCheckpoints(t *testing.T) {
 	good := NewRunDir(dir).CheckpointPath(4)
 	cfg.Train.Epochs, cfg.Train.LR = 3, 1e6
 	_, err := runOnce(t, cfg, dir, true, nil, nil)
-	want := "train: epoch 2 step 8 (lr 5e+05): checkpoint at step 8 not written: layer1.0.bn1.running_var[0] is +Inf: " +
+	want := "train: epoch 2 step 7 (lr 6.545e+05): after the forward pass, layer1.0.bn1.running_var[0] is +Inf: " +
 		"the run diverged; lower train.lr and continue from the last checkpoint, step-000000004.safetensors: resnet train --resume " +
 		dir + " --set train.lr=1e+05"
 	if err == nil || err.Error() != want || !errors.Is(err, ErrDiverged) {
@@ -336,7 +353,8 @@ func TestSkipStopsAfterMaxNonFiniteStepsInARow(t *testing.T) {
 }
 
 // A skipped step's forward pass is undone: the BN running statistics and the batch counter are those of
-// before it. Checking a step reads every gradient without allocating.
+// before it. Checking a step reads the BN statistics and every gradient without allocating, and names a
+// loss that is not finite.
 func TestStepCheckRestoresBNStatistics(t *testing.T) {
 	net := initNet(t, 2)
 	c, err := newStepCheck(net, true)
@@ -361,6 +379,11 @@ func TestStepCheckRestoresBNStatistics(t *testing.T) {
 	}
 	if what, err := c.problem(r); what != "" || err != nil {
 		t.Fatalf("a sound step: %q, %v", what, err)
+	}
+	for loss, want := range map[float64]string{math.NaN(): "the loss is NaN", math.Inf(1): "the loss is +Inf"} {
+		if what, err := c.problem(model.Result{LossSum: loss}); what != want || err != nil {
+			t.Errorf("loss %v: %q, %v; want %q", loss, what, err, want)
+		}
 	}
 	if n := testing.AllocsPerRun(5, func() { c.problem(r) }); n != 0 {
 		t.Errorf("checking a step allocates %v times", n)
