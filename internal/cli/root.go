@@ -23,7 +23,7 @@ const (
 	exitOK          = 0
 	exitError       = 1
 	exitUsage       = 2
-	exitDiverged    = 3 // training met a NaN or infinite loss, gradient or weight
+	exitDiverged    = 3 // training met a NaN or an infinity: train.ErrDiverged
 	exitInterrupted = 130
 )
 

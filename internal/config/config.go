@@ -99,14 +99,15 @@ type TrainConfig struct {
 	Schedule      ScheduleConfig `mapstructure:"schedule" yaml:"schedule" json:"schedule"`
 	// LogEvery prints a log line every this many steps when output is not a terminal (0: once per epoch).
 	LogEvery int `mapstructure:"log_every" yaml:"log_every" json:"log_every"`
-	// OnNonFinite is what a step whose loss or gradient is NaN or infinite does: "stop" the run with an
-	// error, or "skip" the update (weights, momentum and BN statistics stay as they were).
+	// OnNonFinite is what a step whose loss, BN running statistics or gradients hold a NaN or an infinity
+	// does: "stop" the run with an error, or "skip" the update (weights, momentum and BN statistics stay as
+	// they were).
 	OnNonFinite string `mapstructure:"on_nonfinite" yaml:"on_nonfinite" json:"on_nonfinite"`
 	// MaxNonFiniteSteps stops a run that skips them after this many such steps in a row.
 	MaxNonFiniteSteps int `mapstructure:"max_nonfinite_steps" yaml:"max_nonfinite_steps" json:"max_nonfinite_steps"`
 }
 
-// What a training step with a NaN or infinite loss or gradient does (train.on_nonfinite).
+// What a training step does whose loss, BN statistics or gradients are not finite (train.on_nonfinite).
 const (
 	OnNonFiniteStop = "stop"
 	OnNonFiniteSkip = "skip"

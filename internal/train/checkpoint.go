@@ -28,8 +28,9 @@ type State struct {
 	EpochTop1 int64   `json:"epoch_top1"`
 	EpochN    int64   `json:"epoch_n"`
 	EpochBad  int64   `json:"epoch_bad"` // unreadable images skipped
-	// EpochNonFinite counts the epoch's steps with a NaN or infinite loss or gradient whose update was
-	// skipped; NonFiniteInARow the latest run of such steps, which train.max_nonfinite_steps bounds.
+	// EpochNonFinite counts the epoch's steps with a NaN or an infinity in the loss, BN statistics or
+	// gradients, whose update was skipped; NonFiniteInARow the latest run of such steps, which
+	// train.max_nonfinite_steps bounds.
 	EpochNonFinite  int64 `json:"epoch_nonfinite"`
 	NonFiniteInARow int   `json:"nonfinite_in_a_row"`
 	// EpochSeconds is the training time spent in the epoch so far (timing only).

@@ -21,8 +21,8 @@ import (
 // ErrInterrupted is returned when a stop request ended training early; a checkpoint was written first.
 var ErrInterrupted = errors.New("training interrupted")
 
-// ErrDiverged is returned when training met a loss, gradient or weight that is NaN or infinite: the run
-// diverged. No checkpoint holding such a value is ever written.
+// ErrDiverged is returned when training met a loss, BN statistic, gradient or weight that is NaN or
+// infinite: the run diverged. No checkpoint holding such a value is ever written.
 var ErrDiverged = errors.New("the run diverged")
 
 // Metrics is one line of metrics.jsonl, written after every evaluation. Errors are fractions in [0, 1].
@@ -42,8 +42,8 @@ type Metrics struct {
 	// BadImages counts the unreadable images skipped in the epoch's training batches and in the
 	// evaluation.
 	BadImages int64 `json:"bad_images"`
-	// NonFiniteSteps counts the epoch's steps whose loss or gradient was NaN or infinite and whose update
-	// was skipped (train.on_nonfinite: skip).
+	// NonFiniteSteps counts the epoch's steps whose loss, BN statistics or gradients were not finite and
+	// whose update was skipped (train.on_nonfinite: skip).
 	NonFiniteSteps int64 `json:"nonfinite_steps"`
 	// Timing fields: the only ones that differ between identical runs.
 	ImagesPerSec float64 `json:"images_per_sec"`
@@ -283,8 +283,9 @@ func (t *trainer) runEpoch() error {
 }
 
 // step trains on one batch (forward, backward, SGD update) and moves the position past it; a batch whose
-// every image was unreadable only moves the position. A NaN or infinite loss or gradient stops the run,
-// or, under train.on_nonfinite: skip, leaves the net as it was (the step still counts). It reports whether
+// every image was unreadable only moves the position. A NaN or an infinity in the loss, the BN statistics
+// or a gradient stops the run, or, under train.on_nonfinite: skip, leaves the net as it was (the step still
+// counts). It reports whether
 // a step was taken. Timing counts from t0, before the batch was waited for.
 func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	index, bad := b.Index, int64(len(b.Skipped))
@@ -330,8 +331,8 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	return true, nil
 }
 
-// update applies the SGD step of a batch whose loss and gradients are finite, and adds it to the epoch's
-// sums.
+// update applies the SGD step of a batch whose loss, BN statistics and gradients are finite, and adds it
+// to the epoch's sums.
 func (t *trainer) update(r model.Result) error {
 	p := backend.SGDParams{LR: float32(t.lr), Momentum: float32(t.cfg.Train.Momentum), Nesterov: t.cfg.Train.Nesterov}
 	if err := t.opt.Device.SGDStep(p, t.slots); err != nil {
@@ -344,7 +345,7 @@ func (t *trainer) update(r model.Result) error {
 	return nil
 }
 
-// nonFiniteStep handles a step whose loss or gradient (what) is not finite: it stops the run with
+// nonFiniteStep handles a step whose loss, BN statistics or gradients are not finite (what says which): it stops the run with
 // ErrDiverged, or under train.on_nonfinite: skip, undoes the step's forward pass and counts it, until
 // train.max_nonfinite_steps of them come in a row.
 func (t *trainer) nonFiniteStep(what string) error {

@@ -57,7 +57,7 @@ func (p *progress) step(st State, lr float64) {
 	}
 }
 
-// skippedUpdate reports a step whose update was skipped for a loss or gradient that is not finite.
+// skippedUpdate reports a step whose update was skipped for a value that is not finite (what).
 func (p *progress) skippedUpdate(epoch int, step int64, lr float64, what string, inARow, limit int) {
 	if p.terminal && p.bar != nil {
 		_ = p.bar.Clear()
