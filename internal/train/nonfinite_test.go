@@ -144,12 +144,7 @@ func TestDivergingRunStopsAtTheStep(t *testing.T) {
 	_, err := runOnce(t, cfg, dir, false, nil, nil)
 	want := "train: epoch 1 step 3 (lr 1e+06): after the forward pass, layer1.0.bn1.running_var[0] is +Inf: the run diverged; " +
 		"lower train.lr (e.g. --set train.lr=1e+05) and start a new run"
-	if err == nil || err.Error() != want || !errors.Is(err, ErrDiverged) {
-		t.Fatalf("got %v\nwant %s (wrapping ErrDiverged)", err, want)
-	}
-	if names, _ := NewRunDir(dir).Checkpoints(); len(names) != 0 {
-		t.Errorf("checkpoints %v written by a diverged run", names)
-	}
+	checkDiverged(t, err, want, dir)
 }
 
 // Weights that overflow in the last update of an epoch (here: made infinite before it) are caught when
@@ -164,12 +159,7 @@ func TestNonFiniteWeightsAreNotCheckpointed(t *testing.T) {
 	}})
 	want := "train: epoch 1 step 4 (lr 0.05): checkpoint at step 4 not written: conv1.weight[0] is NaN: the run diverged; " +
 		"lower train.lr (e.g. --set train.lr=0.01) and start a new run"
-	if err == nil || err.Error() != want || !errors.Is(err, ErrDiverged) {
-		t.Fatalf("got %v\nwant %s (wrapping ErrDiverged)", err, want)
-	}
-	if names, _ := NewRunDir(dir).Checkpoints(); len(names) != 0 {
-		t.Errorf("checkpoints %v written by a diverged run", names)
-	}
+	checkDiverged(t, err, want, dir)
 }
 
 // The reported failure: checkpoints every epoch, keep 1, evaluations rarer. Continued at a rate that blows
@@ -188,12 +178,7 @@ func TestDivergedRunKeepsItsGoodCheckpoints(t *testing.T) {
 	want := "train: epoch 2 step 7 (lr 6.545e+05): after the forward pass, layer1.0.bn1.running_var[0] is +Inf: " +
 		"the run diverged; lower train.lr and continue from the last checkpoint, step-000000004.safetensors: resnet train --resume " +
 		dir + " --set train.lr=1e+05"
-	if err == nil || err.Error() != want || !errors.Is(err, ErrDiverged) {
-		t.Fatalf("got %v\nwant %s (wrapping ErrDiverged)", err, want)
-	}
-	if names, _ := NewRunDir(dir).Checkpoints(); !slices.Equal(names, []string{good}) {
-		t.Fatalf("checkpoints %v, want the good one alone", names)
-	}
+	checkDiverged(t, err, want, dir, good)
 	cfg.Train.Epochs, cfg.Train.LR = 2, 0.01
 	if _, err := runOnce(t, cfg, dir, true, nil, nil); err != nil {
 		t.Fatalf("resuming the good checkpoint at a lower rate: %v", err)
@@ -230,12 +215,11 @@ func runHooked(t *testing.T, cfg config.Config, dir string, resume bool, out io.
 
 // A NaN in a gradient stops the run by default, naming the tensor and the index.
 func TestNonFiniteGradientStopsTheRun(t *testing.T) {
-	err := runHooked(t, smallConfig(2), t.TempDir(), false, io.Discard, nil, Options{afterBackward: poisonGradient(func(s int64) bool { return s == 3 })})
+	dir := t.TempDir()
+	err := runHooked(t, smallConfig(2), dir, false, io.Discard, nil, Options{afterBackward: poisonGradient(func(s int64) bool { return s == 3 })})
 	want := "train: epoch 1 step 3 (lr 0.1): the gradient of layer1.0.conv1.weight[5] is NaN: the run diverged; " +
 		"lower train.lr (e.g. --set train.lr=0.01) and start a new run"
-	if err == nil || err.Error() != want || !errors.Is(err, ErrDiverged) {
-		t.Fatalf("got %v\nwant %s (wrapping ErrDiverged)", err, want)
-	}
+	checkDiverged(t, err, want, dir)
 }
 
 // snapshot is every weight, BN statistic and momentum buffer of the net.
@@ -344,11 +328,22 @@ func TestSkipStopsAfterMaxNonFiniteStepsInARow(t *testing.T) {
 	cfg := smallConfig(2)
 	cfg.Train.OnNonFinite, cfg.Train.MaxNonFiniteSteps = config.OnNonFiniteSkip, 3
 	bad := func(s int64) bool { return s == 1 || s >= 3 }
-	err := runHooked(t, cfg, t.TempDir(), false, io.Discard, nil, Options{afterBackward: poisonGradient(bad)})
+	dir := t.TempDir()
+	err := runHooked(t, cfg, dir, false, io.Discard, nil, Options{afterBackward: poisonGradient(bad)})
 	want := "train: epoch 2 step 5 (lr 0.075): the gradient of layer1.0.conv1.weight[5] is NaN; 3 steps in a row were not finite " +
 		"(train.max_nonfinite_steps 3): the run diverged; lower train.lr (e.g. --set train.lr=0.01) and start a new run"
+	checkDiverged(t, err, want, dir)
+}
+
+// checkDiverged fails the test unless err wraps ErrDiverged and reads want, and the run in dir holds the
+// checkpoints it had before it diverged, good, and no other.
+func checkDiverged(t *testing.T, err error, want, dir string, good ...string) {
+	t.Helper()
 	if err == nil || err.Error() != want || !errors.Is(err, ErrDiverged) {
 		t.Fatalf("got %v\nwant %s (wrapping ErrDiverged)", err, want)
+	}
+	if names, _ := NewRunDir(dir).Checkpoints(); !slices.Equal(names, good) {
+		t.Errorf("checkpoints %v, want %v", names, good)
 	}
 }
 
