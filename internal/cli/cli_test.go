@@ -157,7 +157,7 @@ func TestTrainThenEval(t *testing.T) {
 	json.Unmarshal(bytes.TrimSpace(metrics), &m)
 	// eval scores averaged softmax probabilities, training the device's cross-entropy: the losses agree
 	// to float32 rounding.
-	if rep.N != 40 || rep.Top1Err != m.TestErr || math.Abs(rep.Loss-m.TestLoss) > 1e-5*m.TestLoss || rep.Model != "cifar_resnet8" {
+	if rep.N != 40 || rep.Top1Err != m.TestErr || math.Abs(float64(rep.Loss)-m.TestLoss) > 1e-5*m.TestLoss || rep.Model != "cifar_resnet8" {
 		t.Errorf("eval %+v disagrees with training's last evaluation %+v", rep, m)
 	}
 	evalJSON := func(extra ...string) evalReport {
@@ -181,7 +181,7 @@ func TestTrainThenEval(t *testing.T) {
 	if ms.Protocol != "multi-scale" || len(ms.Scales) != 2 || ms.RecomputeBN != 2 || ms.N != 40 {
 		t.Errorf("multi-scale report %+v", ms)
 	}
-	if len(ens.Models) != 2 || ens.Top1Err != rep.Top1Err || math.Abs(ens.Loss-rep.Loss) > 1e-6 {
+	if len(ens.Models) != 2 || ens.Top1Err != rep.Top1Err || math.Abs(float64(ens.Loss-rep.Loss)) > 1e-6 {
 		t.Errorf("an ensemble of one model twice %+v differs from the model %+v", ens, rep)
 	}
 	code, out, _ = runCLI(t, "eval", "--checkpoint", dir, "--ten-crop")

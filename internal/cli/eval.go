@@ -14,6 +14,7 @@ import (
 	"resnet/internal/config"
 	"resnet/internal/dataset"
 	"resnet/internal/eval"
+	"resnet/internal/jsonnum"
 	"resnet/internal/model"
 	"resnet/internal/train"
 )
@@ -35,32 +36,43 @@ type evalOptions struct {
 // evalReport is the output of 'resnet eval --json'. The top-level scores are the ensemble's when several
 // models are evaluated; Models lists each model's own.
 type evalReport struct {
-	Checkpoint  string            `json:"checkpoint"`
-	Model       string            `json:"model"`
-	Dataset     string            `json:"dataset"`
-	Split       string            `json:"split"`
-	Protocol    string            `json:"protocol"`
-	Scales      []int             `json:"scales,omitempty"`
-	RecomputeBN int               `json:"recompute_bn_batches,omitempty"`
-	Epoch       int               `json:"epoch"`
-	Step        int64             `json:"step"`
-	N           int               `json:"n"`
-	Loss        float64           `json:"loss"`
-	Top1Err     float64           `json:"top1_err"`
-	Top5Err     float64           `json:"top5_err"`
-	Skipped     int               `json:"skipped_images"`
-	Models      []evalModelReport `json:"models"`
-	PerClass    []eval.ClassScore `json:"per_class,omitempty"`
+	Checkpoint  string `json:"checkpoint"`
+	Model       string `json:"model"`
+	Dataset     string `json:"dataset"`
+	Split       string `json:"split"`
+	Protocol    string `json:"protocol"`
+	Scales      []int  `json:"scales,omitempty"`
+	RecomputeBN int    `json:"recompute_bn_batches,omitempty"`
+	Epoch       int    `json:"epoch"`
+	Step        int64  `json:"step"`
+	N           int    `json:"n"`
+	evalScores
+	Skipped  int               `json:"skipped_images"`
+	Models   []evalModelReport `json:"models"`
+	PerClass []eval.ClassScore `json:"per_class,omitempty"`
 }
 
 type evalModelReport struct {
-	Checkpoint string  `json:"checkpoint"`
-	Model      string  `json:"model"`
-	Epoch      int     `json:"epoch"`
-	Step       int64   `json:"step"`
-	Loss       float64 `json:"loss"`
-	Top1Err    float64 `json:"top1_err"`
-	Top5Err    float64 `json:"top5_err"`
+	Checkpoint string `json:"checkpoint"`
+	Model      string `json:"model"`
+	Epoch      int    `json:"epoch"`
+	Step       int64  `json:"step"`
+	evalScores
+}
+
+// evalScores are the scores of a model, or of the ensemble, in a report. A net whose outputs overflowed
+// has a NaN or infinite loss: JSON has no such number, so it is null, and loss_finite says so.
+type evalScores struct {
+	Loss       jsonnum.Float `json:"loss"`
+	LossFinite bool          `json:"loss_finite"`
+	Top1Err    float64       `json:"top1_err"`
+	Top5Err    float64       `json:"top5_err"`
+	// NonFinite counts the images with a NaN or infinite output, each counted wrong.
+	NonFinite int `json:"nonfinite_outputs"`
+}
+
+func newEvalScores(sc eval.Scores) evalScores {
+	return evalScores{Loss: sc.Loss, LossFinite: sc.Loss.Finite(), Top1Err: sc.Top1Err, Top5Err: sc.Top5Err, NonFinite: sc.NonFinite}
 }
 
 func newEvalCmd(e *env) *cobra.Command {
@@ -75,7 +87,10 @@ Protocols (He et al. 2015): --center-crop (the default: shorter side resized to 
 central dataset.image_size crop; CIFAR images whole), --ten-crop (the four corner crops and the centre
 crop, and their mirror images; for CIFAR, windows of the image padded by 4 pixels), and --multi-scale
 (the fully-convolutional network on the whole image with its shorter side at each size, and on its mirror
-image). Softmax probabilities are averaged over crops, flips, scales and the models of --ensemble.`,
+image). Softmax probabilities are averaged over crops, flips, scales and the models of --ensemble.
+
+An image whose output is NaN or infinite counts as wrong at top-1 and top-5, and the report says how many
+there were; the loss is then not finite (null in --json, with loss_finite: false).`,
 		Example: `  resnet eval --checkpoint runs/demo
   resnet eval --checkpoint runs/r50 --ten-crop
   resnet eval --checkpoint runs/r50 --multi-scale 224,256,384,480,640 --recompute-bn 200
@@ -279,7 +294,7 @@ func (s *scorer) scoreAll(models []*evalModel) (*evalReport, error) {
 	}
 	rep.Model = strings.Join(names, "+")
 	rep.N, rep.Skipped = sc.N, sc.Skipped
-	rep.Loss, rep.Top1Err, rep.Top5Err = sc.Loss, sc.Top1Err, sc.Top5Err
+	rep.evalScores = newEvalScores(sc)
 	if s.perClass {
 		rep.PerClass = classes
 	}
@@ -308,7 +323,7 @@ func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
 	}
 	return p, evalModelReport{
 		Checkpoint: m.path, Model: m.net.Spec.Name, Epoch: m.ck.State.Epoch, Step: m.ck.State.Step,
-		Loss: sc.Loss, Top1Err: sc.Top1Err, Top5Err: sc.Top5Err,
+		evalScores: newEvalScores(sc),
 	}, nil
 }
 
@@ -392,6 +407,11 @@ func printEvalReport(w io.Writer, rep *evalReport, set *eval.Set) {
 		fmt.Fprintf(tw, "ensemble of %d\t\t%.2f%%\t%.2f%%\t%.4f\t\n", len(rep.Models), 100*rep.Top1Err, 100*rep.Top5Err, rep.Loss)
 	}
 	tw.Flush()
+	for _, m := range rep.Models {
+		if m.NonFinite > 0 {
+			fmt.Fprintf(w, "\n%s: %d of %d images had a NaN or infinite output, counted wrong at top-1 and top-5\n", m.Model, m.NonFinite, rep.N)
+		}
+	}
 	if len(rep.Models) == 1 {
 		fmt.Fprintf(w, "\ncheckpoint %s\n", rep.Checkpoint)
 	}

@@ -23,6 +23,7 @@ const (
 	exitOK          = 0
 	exitError       = 1
 	exitUsage       = 2
+	exitDiverged    = 3 // training met a NaN or an infinity: train.ErrDiverged
 	exitInterrupted = 130
 )
 
@@ -93,9 +94,12 @@ func run(e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stderr, "resnet: %v\n", err)
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsageError(err) {
+	switch {
+	case errors.As(err, &ue) || isCobraUsageError(err):
 		fmt.Fprintf(e.stderr, "\n%s", cmd.UsageString())
 		return exitUsage
+	case errors.Is(err, train.ErrDiverged):
+		return exitDiverged
 	}
 	return exitError
 }

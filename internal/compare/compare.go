@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"resnet/internal/config"
+	"resnet/internal/jsonnum"
 	"resnet/internal/model"
 	"resnet/internal/train"
 )
@@ -136,31 +137,31 @@ func RunState(dir string, epochs int) (State, error) {
 
 // Point is one evaluation of a run: after Epoch epochs (Step iterations).
 type Point struct {
-	Epoch    int     `json:"epoch"`
-	Step     int64   `json:"step"`
-	TrainErr float64 `json:"train_err"`
-	TestErr  float64 `json:"test_err"`
+	Epoch    int           `json:"epoch"`
+	Step     int64         `json:"step"`
+	TrainErr jsonnum.Float `json:"train_err"` // null for an epoch without a finite training error
+	TestErr  float64       `json:"test_err"`
 }
 
 // ModelSummary is one model's row of the summary.
 type ModelSummary struct {
-	Name          string  `json:"name"`
-	Arch          string  `json:"arch"`
-	Residual      bool    `json:"residual"`
-	Depth         int     `json:"depth"`
-	Params        int64   `json:"params"`
-	MACs          int64   `json:"macs"`
-	RunDir        string  `json:"run_dir"`
-	Epochs        int     `json:"epochs"`
-	Steps         int64   `json:"steps"`
-	FinalTrainErr float64 `json:"final_train_err"`
-	FinalTestErr  float64 `json:"final_test_err"`
-	FinalTop5Err  float64 `json:"final_test_top5_err"`
-	BestTestErr   float64 `json:"best_test_err"`
-	BestEpoch     int     `json:"best_test_epoch"`
-	ImagesPerSec  float64 `json:"images_per_sec"`
-	TrainSeconds  float64 `json:"train_seconds"`
-	Curve         []Point `json:"curve"`
+	Name          string        `json:"name"`
+	Arch          string        `json:"arch"`
+	Residual      bool          `json:"residual"`
+	Depth         int           `json:"depth"`
+	Params        int64         `json:"params"`
+	MACs          int64         `json:"macs"`
+	RunDir        string        `json:"run_dir"`
+	Epochs        int           `json:"epochs"`
+	Steps         int64         `json:"steps"`
+	FinalTrainErr jsonnum.Float `json:"final_train_err"`
+	FinalTestErr  float64       `json:"final_test_err"`
+	FinalTop5Err  float64       `json:"final_test_top5_err"`
+	BestTestErr   float64       `json:"best_test_err"`
+	BestEpoch     int           `json:"best_test_epoch"`
+	ImagesPerSec  float64       `json:"images_per_sec"`
+	TrainSeconds  float64       `json:"train_seconds"`
+	Curve         []Point       `json:"curve"`
 }
 
 // Summary is the comparison: the shared recipe and each model's results.

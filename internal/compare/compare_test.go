@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"resnet/internal/cpu"
+	"resnet/internal/jsonnum"
 	"resnet/internal/model"
 	"resnet/internal/train"
 )
@@ -206,7 +207,7 @@ func TestRunsAreReadThroughRunDir(t *testing.T) {
 	}
 	state(Unfinished)
 	for epoch := 1; epoch <= 2; epoch++ {
-		m := train.Metrics{Epoch: epoch, Step: int64(4 * epoch), TrainErr: 0.5 / float64(epoch), TestErr: 0.6 / float64(epoch), ImagesPerSec: 100, EpochSeconds: 2}
+		m := train.Metrics{Epoch: epoch, Step: int64(4 * epoch), TrainErr: jsonnum.Float(0.5 / float64(epoch)), TestErr: 0.6 / float64(epoch), ImagesPerSec: 100, EpochSeconds: 2}
 		if err := run.AppendMetrics(m); err != nil {
 			t.Fatal(err)
 		}

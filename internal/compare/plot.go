@@ -53,7 +53,10 @@ func Curves(s *Summary) (pngData, svgData []byte, err error) {
 	maxErr := 0.0
 	for _, m := range s.Models {
 		for _, p := range m.Curve {
-			maxErr = max(maxErr, 100*p.TrainErr, 100*p.TestErr)
+			maxErr = max(maxErr, 100*p.TestErr)
+			if p.TrainErr.Finite() {
+				maxErr = max(maxErr, 100*float64(p.TrainErr))
+			}
 		}
 	}
 	for _, residual := range []bool{false, true} {
@@ -114,7 +117,9 @@ func panel(ms []ModelSummary, residual bool, depths map[int]int, maxErr float64)
 		c := palette[depths[m.Depth]%len(palette)]
 		train, test := make(plotter.XYs, 0, len(m.Curve)+1), make(plotter.XYs, 0, len(m.Curve))
 		for _, pt := range m.Curve {
-			train = append(train, plotter.XY{X: float64(pt.Step), Y: 100 * pt.TrainErr})
+			if pt.TrainErr.Finite() { // an epoch without a training error leaves a gap
+				train = append(train, plotter.XY{X: float64(pt.Step), Y: 100 * float64(pt.TrainErr)})
+			}
 			test = append(test, plotter.XY{X: float64(pt.Step), Y: 100 * pt.TestErr})
 		}
 		thin, err := plotter.NewLine(train)

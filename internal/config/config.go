@@ -99,7 +99,19 @@ type TrainConfig struct {
 	Schedule      ScheduleConfig `mapstructure:"schedule" yaml:"schedule" json:"schedule"`
 	// LogEvery prints a log line every this many steps when output is not a terminal (0: once per epoch).
 	LogEvery int `mapstructure:"log_every" yaml:"log_every" json:"log_every"`
+	// OnNonFinite is what a step whose loss, BN running statistics or gradients hold a NaN or an infinity
+	// does: "stop" the run with an error, or "skip" the update (weights, momentum and BN statistics stay as
+	// they were).
+	OnNonFinite string `mapstructure:"on_nonfinite" yaml:"on_nonfinite" json:"on_nonfinite"`
+	// MaxNonFiniteSteps stops a run that skips them after this many such steps in a row.
+	MaxNonFiniteSteps int `mapstructure:"max_nonfinite_steps" yaml:"max_nonfinite_steps" json:"max_nonfinite_steps"`
 }
+
+// What a training step does whose loss, BN statistics or gradients are not finite (train.on_nonfinite).
+const (
+	OnNonFiniteStop = "stop"
+	OnNonFiniteSkip = "skip"
+)
 
 // ScheduleConfig is the learning-rate schedule. Positions are in epochs; the rate is computed per step.
 type ScheduleConfig struct {
@@ -156,6 +168,9 @@ func Default() Config {
 			Momentum:    0.9,
 			WeightDecay: 1e-4,
 			Schedule:    ScheduleConfig{Type: "step", Gamma: 0.1},
+
+			OnNonFinite:       OnNonFiniteStop,
+			MaxNonFiniteSteps: 10,
 		},
 		Eval:       EvalConfig{BatchSize: 256, Every: 1},
 		Checkpoint: CheckpointConfig{Every: 1, Keep: 3},

@@ -170,6 +170,10 @@ func validate(c Config) (errs, warnings []*FieldError) {
 	if t.LogEvery < 0 {
 		p.add("train.log_every", "must be >= 0 (0 logs once per epoch)"+got(t.LogEvery))
 	}
+	p.oneOf("train.on_nonfinite", t.OnNonFinite, OnNonFiniteStop, OnNonFiniteSkip)
+	if t.MaxNonFiniteSteps < 1 {
+		p.add("train.max_nonfinite_steps", "must be >= 1 (skipped steps in a row before the run stops)"+got(t.MaxNonFiniteSteps))
+	}
 	validateSchedule(&p, t.Schedule, t.Epochs)
 
 	if c.Eval.BatchSize <= 0 {

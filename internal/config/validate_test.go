@@ -80,6 +80,11 @@ func TestValidate(t *testing.T) {
 			`config: train.weight_decay must be a finite number (got +Inf)`},
 		{"log every", func(c *config.Config) { c.Train.LogEvery = -1 },
 			`config: train.log_every must be >= 0 (0 logs once per epoch) (got -1)`},
+		{"on nonfinite", func(c *config.Config) { c.Train.OnNonFinite = "ignore" },
+			`config: train.on_nonfinite must be one of stop, skip (got "ignore")`},
+		{"on nonfinite skip", func(c *config.Config) { c.Train.OnNonFinite = "skip" }, ""},
+		{"max nonfinite steps", func(c *config.Config) { c.Train.MaxNonFiniteSteps = 0 },
+			`config: train.max_nonfinite_steps must be >= 1 (skipped steps in a row before the run stops) (got 0)`},
 
 		{"schedule type", func(c *config.Config) { c.Train.Schedule.Type = "linear" },
 			`config: train.schedule.type must be one of step, cosine, constant (got "linear")`},

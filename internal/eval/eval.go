@@ -7,15 +7,20 @@ import (
 	"fmt"
 
 	"resnet/internal/dataset"
+	"resnet/internal/jsonnum"
 	"resnet/internal/model"
 )
 
 // Scores are the results of one evaluation pass.
 type Scores struct {
-	N       int     `json:"n"`
-	Loss    float64 `json:"loss"`
-	Top1Err float64 `json:"top1_err"`
-	Top5Err float64 `json:"top5_err"`
+	N int `json:"n"`
+	// Loss is NaN or infinite when some image's output was (JSON: null).
+	Loss    jsonnum.Float `json:"loss"`
+	Top1Err float64       `json:"top1_err"`
+	Top5Err float64       `json:"top5_err"`
+	// NonFinite counts the images with a NaN or infinite output (a logit, or a probability averaged over
+	// views or models): each is wrong at top-1 and top-5.
+	NonFinite int `json:"nonfinite_outputs"`
 	// Skipped counts unreadable images left out of the scores.
 	Skipped int `json:"skipped"`
 }
@@ -38,6 +43,7 @@ func OneCrop(net *model.Net, l *dataset.Loader, onSkip func([]*dataset.BadExampl
 		lossSum += r.LossSum
 		top1 += r.Top1
 		top5 += r.Top5
+		s.NonFinite += r.NonFinite
 		return nil
 	})
 	if err != nil {
@@ -47,7 +53,7 @@ func OneCrop(net *model.Net, l *dataset.Loader, onSkip func([]*dataset.BadExampl
 		return Scores{}, fmt.Errorf("eval: the data set is empty")
 	}
 	s.Skipped = skipped
-	s.Loss = lossSum / float64(s.N)
+	s.Loss = jsonnum.Float(lossSum / float64(s.N))
 	s.Top1Err = 1 - float64(top1)/float64(s.N)
 	s.Top5Err = 1 - float64(top5)/float64(s.N)
 	return s, nil

@@ -92,7 +92,7 @@ func TestScoreAndAverage(t *testing.T) {
 		t.Errorf("scores %+v, want n 3, top-1 2/3, top-5 0", s)
 	}
 	wantLoss := -(math.Log(0.7) + math.Log(0.2) + math.Log(0.25)) / 3
-	if math.Abs(s.Loss-wantLoss) > 1e-6 {
+	if math.Abs(float64(s.Loss)-wantLoss) > 1e-6 {
 		t.Errorf("loss %v, want %v", s.Loss, wantLoss)
 	}
 	if classes[0].N != 1 || classes[0].Top1Err != 0 || classes[2].Top1Err != 1 || classes[1].N != 0 || classes[3].Name != "d" {

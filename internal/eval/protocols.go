@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"resnet/internal/dataset"
+	"resnet/internal/jsonnum"
 	"resnet/internal/model"
 	"resnet/internal/vision"
 )
@@ -159,10 +160,18 @@ func forEachBatch(l *dataset.Loader, onSkip func([]*dataset.BadExampleError), fn
 	}
 }
 
-// addSoftmax adds the softmax of logits to sum.
+// addSoftmax adds the softmax of logits to sum. Logits holding a NaN or an infinity have no softmax: they
+// make every entry of sum NaN, so that the image scores as a non-finite output (a miss) whatever its
+// other views, or the other models of an ensemble, say.
 func addSoftmax(sum []float64, logits []float32) {
 	m := math.Inf(-1)
 	for _, v := range logits {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			for j := range sum {
+				sum[j] = math.NaN()
+			}
+			return
+		}
 		m = math.Max(m, float64(v))
 	}
 	var z float64
@@ -214,8 +223,9 @@ type ClassScore struct {
 }
 
 // Score turns probabilities into errors: top-1 and top-5 (ties count for the true class), and the loss,
-// the mean negative log of the probability given to the true class. names labels the per-class scores
-// (nil: numbers only).
+// the mean negative log of the probability given to the true class. An image with a NaN or infinite
+// probability is wrong at top-1 and top-5, counted in NonFinite, and makes the loss NaN. names labels the
+// per-class scores (nil: numbers only).
 func Score(p *Probs, names []string) (Scores, []ClassScore, error) {
 	if len(p.Labels) == 0 {
 		return Scores{}, nil, errors.New("eval: the data set is empty (or every image was unreadable)")
@@ -233,14 +243,14 @@ func Score(p *Probs, names []string) (Scores, []ClassScore, error) {
 	var loss float64
 	for i, l := range p.Labels {
 		row := p.P[i*k : (i+1)*k]
-		target := row[l]
-		rank := 0
-		for j, v := range row {
-			if v > target || (v == target && j < int(l)) {
-				rank++
-			}
-		}
+		rank, finite := model.TargetRank(row, l)
 		classes[l].N++
+		if !finite {
+			s.NonFinite++
+			classes[l].Top1Err++
+			loss = math.NaN()
+			continue
+		}
 		if rank == 0 {
 			top1++
 		} else {
@@ -249,9 +259,9 @@ func Score(p *Probs, names []string) (Scores, []ClassScore, error) {
 		if rank < 5 {
 			top5++
 		}
-		loss -= math.Log(math.Max(float64(target), 1e-30))
+		loss -= math.Log(math.Max(float64(row[l]), 1e-30))
 	}
-	s.Loss = loss / float64(s.N)
+	s.Loss = jsonnum.Float(loss / float64(s.N))
 	s.Top1Err = 1 - float64(top1)/float64(s.N)
 	s.Top5Err = 1 - float64(top5)/float64(s.N)
 	for c := range classes {

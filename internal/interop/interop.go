@@ -52,9 +52,9 @@ const maxListed = 12
 // Load copies a state_dict into net. Every tensor of the net's parameter table must be present with its
 // shape and a floating-point dtype (F32, F16, BF16 and F64 are converted to float32); a key the net has
 // no place for is an error, as with PyTorch's load_state_dict(strict=True). num_batches_tracked may be
-// absent (the counter then starts at 0); when present it must be an integer scalar. A file saved from a
-// DataParallel wrapper, whose keys all start with "module.", is read without that prefix. label names the
-// file in errors.
+// absent (the counter then starts at 0); when present it must be an integer scalar. Every value must be a
+// finite number, and running variances >= 0. A file saved from a DataParallel wrapper, whose keys all
+// start with "module.", is read without that prefix. label names the file in errors.
 func Load(net *model.Net, f *safetensors.File, label string) error {
 	tensors := make(map[string]safetensors.Tensor, len(f.Tensors))
 	prefix := "module."
@@ -106,6 +106,11 @@ func Load(net *model.Net, f *safetensors.File, label string) error {
 	}
 	if len(problems) > 0 {
 		return loadError(label, net.Spec.Name, problems)
+	}
+	for i, p := range net.Params {
+		if err := model.CheckValues(p.Name, values[i]); err != nil {
+			return fmt.Errorf("%s: %w: the file is damaged or was saved from a diverged run", label, err)
+		}
 	}
 	for i, p := range net.Params {
 		if err := net.Set(p, values[i]); err != nil {

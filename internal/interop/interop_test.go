@@ -169,6 +169,15 @@ func replace(name string, with safetensors.Tensor) func([]safetensors.Tensor) []
 	}
 }
 
+// withValue is tensor name of f (F32) with value i changed to v.
+func withValue(f *safetensors.File, name string, i int, v float32) safetensors.Tensor {
+	t, _ := f.Get(name)
+	vals, _ := t.Float32s()
+	vals = slices.Clone(vals)
+	vals[i] = v
+	return safetensors.F32(name, t.Shape, vals)
+}
+
 func TestLoadErrors(t *testing.T) {
 	net, _ := smallNet(t)
 	good, err := StateDict(net)
@@ -204,6 +213,12 @@ func TestLoadErrors(t *testing.T) {
 			"m.safetensors does not fit cifar_resnet8 (1 problem):\n  key bn1.weight: dtype I32 is not a floating-point type; want F32, F16, BF16 or F64"},
 		{"counter", edit(good, replace("bn1.num_batches_tracked", safetensors.F32("bn1.num_batches_tracked", []int{}, []float32{3}))),
 			"m.safetensors does not fit cifar_resnet8 (1 problem):\n  key bn1.num_batches_tracked: dtype F32, want I64"},
+		{"nan", edit(good, replace("layer1.0.conv1.weight", withValue(good, "layer1.0.conv1.weight", 17, float32(math.NaN())))),
+			"m.safetensors: layer1.0.conv1.weight[17] is NaN: the file is damaged or was saved from a diverged run"},
+		{"inf", edit(good, replace("fc.bias", safetensors.Tensor{Name: "fc.bias", DType: safetensors.Float16, Shape: []int{10}, Data: append(make([]byte, 18), 0x00, 0xfc)})),
+			"m.safetensors: fc.bias[9] is -Inf: the file is damaged or was saved from a diverged run"},
+		{"variance", edit(good, replace("layer2.0.bn1.running_var", withValue(good, "layer2.0.bn1.running_var", 3, -0.5))),
+			"m.safetensors: layer2.0.bn1.running_var[3] is -0.5 (a variance cannot be negative): the file is damaged or was saved from a diverged run"},
 		{"several", edit(edit(good, remove("fc.bias")), add(safetensors.F32("head.weight", []int{2}, []float32{1, 2}))),
 			"m.safetensors does not fit cifar_resnet8 (2 problems):\n  missing key fc.bias (cifar_resnet8 needs [10])\n  unexpected key head.weight (F32 [2]): cifar_resnet8 has no such tensor"},
 	} {

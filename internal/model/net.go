@@ -276,11 +276,13 @@ func (n *Net) Forward(x []float32, nb int, train bool) error {
 	return nil
 }
 
-// Result summarises one batch: summed loss and the number of top-1 and top-5 hits.
+// Result summarises one batch: summed loss and the number of top-1 and top-5 hits. NonFinite counts the
+// examples with a NaN or an infinite logit, which are neither hits (and make LossSum NaN or infinite).
 type Result struct {
 	N          int
 	LossSum    float64
 	Top1, Top5 int
+	NonFinite  int
 }
 
 // Loss computes the softmax cross-entropy of the last Forward against labels and the gradient of the mean
@@ -326,22 +328,35 @@ func (n *Net) score(labels []int32) (Result, error) {
 	}
 	r := Result{N: nb}
 	for i, l := range labels {
-		row := logits[i*k : (i+1)*k]
-		target := row[l]
-		rank := 0 // classes scoring strictly higher than the target; ties count for the target
-		for j, v := range row {
-			if v > target || (v == target && j < int(l)) {
-				rank++
-			}
-		}
-		if rank == 0 {
+		rank, finite := TargetRank(logits[i*k:(i+1)*k], l)
+		switch {
+		case !finite:
+			r.NonFinite++
+		case rank == 0:
 			r.Top1++
-		}
-		if rank < 5 {
+			r.Top5++
+		case rank < 5:
 			r.Top5++
 		}
 	}
 	return r, nil
+}
+
+// TargetRank counts the classes that a row of scores (logits or probabilities) ranks above class label:
+// those scoring higher, and those scoring the same that come before it. A row holding a NaN or an infinity
+// orders nothing (every comparison with NaN is false, so a plain count would rank the label first): it
+// gets finite false, which the caller counts as a miss at every k (and rank len(row)).
+func TargetRank(row []float32, label int32) (rank int, finite bool) {
+	target := row[label]
+	for j, v := range row {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return len(row), false
+		}
+		if v > target || (v == target && j < int(label)) {
+			rank++
+		}
+	}
+	return rank, true
 }
 
 // Logits downloads the last Forward's logits (nb x classes) into dst and returns it. For a fully-

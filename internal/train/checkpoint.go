@@ -29,6 +29,11 @@ type State struct {
 	EpochTop1 int64   `json:"epoch_top1"`
 	EpochN    int64   `json:"epoch_n"`
 	EpochBad  int64   `json:"epoch_bad"` // unreadable images skipped
+	// EpochNonFinite counts the epoch's steps with a NaN or an infinity in the loss, BN statistics or
+	// gradients, whose update was skipped; NonFiniteInARow the latest run of such steps, which
+	// train.max_nonfinite_steps bounds.
+	EpochNonFinite  int64 `json:"epoch_nonfinite"`
+	NonFiniteInARow int   `json:"nonfinite_in_a_row"`
 	// EpochSeconds is the training time spent in the epoch so far (timing only).
 	EpochSeconds float64 `json:"epoch_seconds"`
 	// MetricsBytes is the length of metrics.jsonl when the checkpoint was taken; a resumed run cuts the file
@@ -46,7 +51,8 @@ func (st State) check() error {
 	}{
 		{"epoch", int64(st.Epoch)}, {"batch", int64(st.Batch)}, {"step", st.Step}, {"epoch_top1", st.EpochTop1},
 		{"epoch_n", st.EpochN}, {"epoch_bad", st.EpochBad}, {"metrics_bytes", st.MetricsBytes},
-		{"batches_tracked", st.BatchesTracked},
+		{"batches_tracked", st.BatchesTracked}, {"epoch_nonfinite", st.EpochNonFinite},
+		{"nonfinite_in_a_row", int64(st.NonFiniteInARow)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("has %s %d (must be >= 0)", f.name, f.v)
@@ -65,6 +71,7 @@ func (st State) check() error {
 func (st State) nextEpoch() State {
 	st.Epoch++
 	st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds, st.EpochBad = 0, 0, 0, 0, 0, 0
+	st.EpochNonFinite = 0
 	return st
 }
 
@@ -97,12 +104,23 @@ func encodeCheckpoint(net *model.Net, st State, configYAML []byte) (*safetensors
 			f.Tensors = append(f.Tensors, safetensors.I64(prefix+"num_batches_tracked", []int{}, []int64{net.BatchesTracked}))
 		}
 	}
+	// A value that no trained net holds means the run diverged: such a checkpoint is not written, so the
+	// good ones before it stay (rotation only follows a written checkpoint).
+	add := func(name string, shape []int, v []float32) error {
+		if err := model.CheckValues(name, v); err != nil {
+			return fmt.Errorf("checkpoint at step %d not written: %w: %w", st.Step, err, ErrDiverged)
+		}
+		f.Tensors = append(f.Tensors, safetensors.F32(name, shape, v))
+		return nil
+	}
 	for _, p := range net.Params {
 		v, err := net.Get(p)
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint: reading %s: %w", p.Name, err)
 		}
-		f.Tensors = append(f.Tensors, safetensors.F32(p.Name, p.Shape, v))
+		if err := add(p.Name, p.Shape, v); err != nil {
+			return nil, err
+		}
 	}
 	for _, p := range net.Params {
 		if !p.Kind.Trainable() {
@@ -112,12 +130,15 @@ func encodeCheckpoint(net *model.Net, st State, configYAML []byte) (*safetensors
 		if err := net.Device().Download(v, p.Momentum); err != nil {
 			return nil, fmt.Errorf("checkpoint: reading momentum of %s: %w", p.Name, err)
 		}
-		f.Tensors = append(f.Tensors, safetensors.F32(momentumPrefix+p.Name, p.Shape, v))
+		if err := add(momentumPrefix+p.Name, p.Shape, v); err != nil {
+			return nil, err
+		}
 	}
 	return f, nil
 }
 
-// LoadCheckpoint reads a checkpoint file and its metadata.
+// LoadCheckpoint reads a checkpoint file and its metadata, and refuses one holding a NaN, an infinity or
+// a negative running variance.
 func LoadCheckpoint(path string) (*Checkpoint, error) {
 	f, err := safetensors.ReadFile(path)
 	if err != nil {
@@ -133,7 +154,29 @@ func LoadCheckpoint(path string) (*Checkpoint, error) {
 	if err := c.State.check(); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: state metadata %w: the file is damaged or was not written by resnet", path, err)
 	}
+	if err := c.checkValues(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkValues refuses a checkpoint holding a NaN, an infinity or a negative running variance, which
+// this program no longer writes but an older one wrote for a diverged run: every output of the net would
+// be NaN.
+func (c *Checkpoint) checkValues() error {
+	for _, t := range c.file.Tensors {
+		if t.DType != safetensors.Float32 {
+			continue
+		}
+		v, err := t.Float32s()
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %s: %w", c.Path, t.Name, err)
+		}
+		if err := model.CheckValues(t.Name, v); err != nil {
+			return fmt.Errorf("checkpoint %s: %w: the run had diverged when it was written, or the file is damaged; use an earlier checkpoint", c.Path, err)
+		}
+	}
+	return nil
 }
 
 // Tensor returns one tensor of the checkpoint file by name.

@@ -13,25 +13,37 @@ import (
 	"resnet/internal/config"
 	"resnet/internal/dataset"
 	"resnet/internal/eval"
+	"resnet/internal/jsonnum"
 	"resnet/internal/model"
 )
 
 // ErrInterrupted is returned when a stop request ended training early; a checkpoint was written first.
 var ErrInterrupted = errors.New("training interrupted")
 
+// ErrDiverged is returned when training met a loss, BN statistic, gradient or weight that is NaN or
+// infinite: the run diverged. No checkpoint holding such a value is ever written.
+var ErrDiverged = errors.New("the run diverged")
+
 // Metrics is one line of metrics.jsonl, written after every evaluation. Errors are fractions in [0, 1].
+// The losses and the training error are null in JSON when they are not finite numbers (an evaluation of
+// a net whose outputs overflowed; an epoch that had no update to average over), so every line encodes.
 type Metrics struct {
-	Epoch       int     `json:"epoch"` // epochs completed
-	Step        int64   `json:"step"`  // optimizer steps taken
-	LR          float64 `json:"lr"`    // rate of the epoch's last step
-	TrainLoss   float64 `json:"train_loss"`
-	TrainErr    float64 `json:"train_err"`
-	TestLoss    float64 `json:"test_loss"`
-	TestErr     float64 `json:"test_err"`
-	TestTop5Err float64 `json:"test_top5_err"`
+	Epoch       int           `json:"epoch"` // epochs completed
+	Step        int64         `json:"step"`  // optimizer steps taken
+	LR          float64       `json:"lr"`    // rate of the epoch's last step
+	TrainLoss   jsonnum.Float `json:"train_loss"`
+	TrainErr    jsonnum.Float `json:"train_err"`
+	TestLoss    jsonnum.Float `json:"test_loss"`
+	TestErr     float64       `json:"test_err"`
+	TestTop5Err float64       `json:"test_top5_err"`
+	// TestNonFinite counts the evaluated images whose outputs were NaN or infinite (each counted wrong).
+	TestNonFinite int `json:"test_nonfinite_outputs"`
 	// BadImages counts the unreadable images skipped in the epoch's training batches and in the
 	// evaluation.
 	BadImages int64 `json:"bad_images"`
+	// NonFiniteSteps counts the epoch's steps whose loss, BN statistics or gradients were not finite and
+	// whose update was skipped (train.on_nonfinite: skip).
+	NonFiniteSteps int64 `json:"nonfinite_steps"`
 	// Timing fields: the only ones that differ between identical runs.
 	ImagesPerSec float64 `json:"images_per_sec"`
 	EpochSeconds float64 `json:"epoch_seconds"`
@@ -57,6 +69,9 @@ type Options struct {
 	// afterStep is a test hook run after every step; an error from it ends training at once, without a
 	// checkpoint, as a kill -9 would.
 	afterStep func(st *State) error
+	// afterBackward is a test hook run after each step's backward pass, before its gradients are checked
+	// and applied.
+	afterBackward func(net *model.Net, st *State) error
 }
 
 // Result describes a finished (or interrupted) run.
@@ -88,6 +103,7 @@ type trainer struct {
 	dir     RunDir
 	net     *model.Net
 	slots   []backend.SGDSlot
+	check   *stepCheck
 	sched   Schedule
 	train   *dataset.Loader
 	test    *dataset.Loader
@@ -124,6 +140,9 @@ func (t *trainer) prepare() error {
 	}
 	t.sched = NewSchedule(t.cfg.Train)
 	t.slots = t.net.SGDSlots(float32(t.cfg.Train.WeightDecay), t.cfg.Train.NoDecayBNBias)
+	if t.check, err = newStepCheck(t.net, t.cfg.Train.OnNonFinite == config.OnNonFiniteSkip); err != nil {
+		return err
+	}
 	t.batches = t.train.BatchesPerEpoch()
 	if t.batches == 0 {
 		return fmt.Errorf("train: %d training examples make no full batch of %d", data.Train.Len(), t.cfg.Train.BatchSize)
@@ -233,6 +252,9 @@ func (t *trainer) close() {
 	if t.train != nil {
 		t.train.Close()
 	}
+	if t.check != nil {
+		t.check.free()
+	}
 	if t.net != nil {
 		t.net.Free()
 	}
@@ -277,8 +299,10 @@ func (t *trainer) runEpoch() error {
 }
 
 // step trains on one batch (forward, backward, SGD update) and moves the position past it; a batch whose
-// every image was unreadable only moves the position. It reports whether the net was updated. Timing
-// counts from t0, before the batch was waited for.
+// every image was unreadable only moves the position. A NaN or an infinity in the loss, the BN statistics
+// or a gradient stops the run, or, under train.on_nonfinite: skip, leaves the net as it was (the step still
+// counts). It reports whether
+// a step was taken. Timing counts from t0, before the batch was waited for.
 func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	index, bad := b.Index, int64(len(b.Skipped))
 	t.lr = t.sched.LR(float64(t.st.Epoch)+float64(index)/float64(t.batches), t.st.WarmStart)
@@ -289,21 +313,31 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 		t.st.EpochBad += bad
 		return false, nil
 	}
+	if err := t.check.save(); err != nil {
+		return false, err
+	}
 	r, err := t.net.TrainStep(b.X[:b.N*t.sample], b.Labels[:b.N])
 	t.train.Release(b)
+	if err == nil && t.opt.afterBackward != nil {
+		err = t.opt.afterBackward(t.net, &t.st)
+	}
 	if err != nil {
 		return false, fmt.Errorf("train: epoch %d step %d: %w", t.st.Epoch+1, t.st.Step+1, err)
 	}
-	p := backend.SGDParams{LR: float32(t.lr), Momentum: float32(t.cfg.Train.Momentum), Nesterov: t.cfg.Train.Nesterov}
-	if err := t.opt.Device.SGDStep(p, t.slots); err != nil {
+	what, err := t.check.problem(r)
+	switch {
+	case err != nil:
+	case what != "":
+		err = t.nonFiniteStep(what)
+	default:
+		err = t.update(r)
+	}
+	if err != nil {
 		return false, err
 	}
 	t.st.Step++
 	t.st.Batch = index + 1
 	t.st.EpochBad += bad
-	t.st.EpochLoss += r.LossSum
-	t.st.EpochTop1 += int64(r.Top1)
-	t.st.EpochN += int64(r.N)
 	t.st.EpochSeconds += time.Since(t0).Seconds()
 	t.endWarmStart()
 	t.prog.step(t.st, t.lr)
@@ -311,6 +345,40 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 		return true, t.opt.afterStep(&t.st)
 	}
 	return true, nil
+}
+
+// update applies the SGD step of a batch whose loss, BN statistics and gradients are finite, and adds it
+// to the epoch's sums.
+func (t *trainer) update(r model.Result) error {
+	p := backend.SGDParams{LR: float32(t.lr), Momentum: float32(t.cfg.Train.Momentum), Nesterov: t.cfg.Train.Nesterov}
+	if err := t.opt.Device.SGDStep(p, t.slots); err != nil {
+		return err
+	}
+	t.st.NonFiniteInARow = 0
+	t.st.EpochLoss += r.LossSum
+	t.st.EpochTop1 += int64(r.Top1)
+	t.st.EpochN += int64(r.N)
+	return nil
+}
+
+// nonFiniteStep handles a step whose loss, BN statistics or gradients are not finite (what says which): it stops the run with
+// ErrDiverged, or under train.on_nonfinite: skip, undoes the step's forward pass and counts it, until
+// train.max_nonfinite_steps of them come in a row.
+func (t *trainer) nonFiniteStep(what string) error {
+	epoch, step := t.st.Epoch+1, t.st.Step+1
+	if t.cfg.Train.OnNonFinite != config.OnNonFiniteSkip {
+		return t.diverged(epoch, step, fmt.Errorf("%s: %w", what, ErrDiverged))
+	}
+	t.st.NonFiniteInARow++
+	if n, limit := t.st.NonFiniteInARow, t.cfg.Train.MaxNonFiniteSteps; n >= limit {
+		return t.diverged(epoch, step, fmt.Errorf("%s; %d steps in a row were not finite (train.max_nonfinite_steps %d): %w", what, n, limit, ErrDiverged))
+	}
+	if err := t.check.restore(); err != nil {
+		return err
+	}
+	t.st.EpochNonFinite++
+	t.prog.skippedUpdate(epoch, step, t.lr, what, t.st.NonFiniteInARow, t.cfg.Train.MaxNonFiniteSteps)
+	return nil
 }
 
 // endWarmStart applies the ResNet-110 recipe: the small warm-start rate holds until the training error of
@@ -363,10 +431,13 @@ func (t *trainer) evaluate() error {
 	st := t.st
 	m := Metrics{
 		Epoch: st.Epoch + 1, Step: st.Step, LR: t.lr,
-		TrainLoss: st.EpochLoss / float64(st.EpochN), TrainErr: 1 - float64(st.EpochTop1)/float64(st.EpochN),
-		TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err,
-		BadImages:    st.EpochBad + int64(sc.Skipped),
-		ImagesPerSec: float64(st.EpochN) / st.EpochSeconds, EpochSeconds: st.EpochSeconds,
+		TrainLoss: jsonnum.Float(st.EpochLoss / float64(st.EpochN)), TrainErr: jsonnum.Float(1 - float64(st.EpochTop1)/float64(st.EpochN)),
+		TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err, TestNonFinite: sc.NonFinite,
+		BadImages: st.EpochBad + int64(sc.Skipped), NonFiniteSteps: st.EpochNonFinite,
+		EpochSeconds: st.EpochSeconds,
+	}
+	if st.EpochSeconds > 0 {
+		m.ImagesPerSec = float64(st.EpochN) / st.EpochSeconds
 	}
 	if err := t.dir.AppendMetrics(m); err != nil {
 		return err
@@ -377,6 +448,8 @@ func (t *trainer) evaluate() error {
 }
 
 // checkpoint saves the net at the current position, recording how much of metrics.jsonl belongs to it.
+// A net holding a NaN or an infinity (weights that overflowed, BN statistics of a diverged forward pass)
+// ends the run instead, with the checkpoints before it kept.
 func (t *trainer) checkpoint() (string, error) {
 	size, err := t.dir.MetricsSize()
 	if err != nil {
@@ -384,6 +457,13 @@ func (t *trainer) checkpoint() (string, error) {
 	}
 	t.st.MetricsBytes = size
 	path, err := t.dir.SaveCheckpoint(t.net, t.st, t.opt.ConfigYAML, t.cfg.Checkpoint.Keep)
+	if errors.Is(err, ErrDiverged) {
+		epoch := t.st.Epoch // the position is the start of the next epoch, or inside one
+		if t.st.Batch > 0 {
+			epoch++
+		}
+		return "", t.diverged(epoch, t.st.Step, err)
+	}
 	if err != nil {
 		return "", err
 	}

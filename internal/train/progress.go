@@ -57,6 +57,14 @@ func (p *progress) step(st State, lr float64) {
 	}
 }
 
+// skippedUpdate reports a step whose update was skipped for a value that is not finite (what).
+func (p *progress) skippedUpdate(epoch int, step int64, lr float64, what string, inARow, limit int) {
+	if p.terminal && p.bar != nil {
+		_ = p.bar.Clear()
+	}
+	fmt.Fprintf(p.w, "epoch %d step %d (lr %.4g): %s; update skipped (%d in a row; the run stops at %d)\n", epoch, step, lr, what, inARow, limit)
+}
+
 func (p *progress) endEpoch() {
 	if p.terminal && p.bar != nil {
 		_ = p.bar.Finish()

@@ -1,0 +1,130 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+
+	"resnet/internal/backend"
+	"resnet/internal/model"
+)
+
+// stepCheck finds what says a run has diverged in a training step, before the SGD update writes it into
+// the weights: a NaN or infinite loss, a NaN or infinity (or a negative variance) in the BN running
+// statistics that the forward pass updated, or a NaN or infinity in any gradient. Tensors are downloaded
+// one at a time into one reused buffer and read once, the same code for every backend, with nothing
+// allocated per step.
+//
+// For train.on_nonfinite: skip it also keeps a copy of the BN running statistics from before each step,
+// since the forward pass has updated them by the time the loss is known: a skipped step then leaves the
+// net as it was.
+type stepCheck struct {
+	net    *model.Net
+	params []*model.Param // trainable: those with a gradient
+	stats  []*model.Param // BN running statistics
+	buf    []float32
+	saved  []backend.Tensor // copies of stats from before the step, when a skipped step must restore them
+	seen   int64            // net.BatchesTracked before the step
+}
+
+func newStepCheck(net *model.Net, keepStats bool) (*stepCheck, error) {
+	c := &stepCheck{net: net}
+	size := 0
+	for _, p := range net.Params {
+		if p.Kind.Trainable() {
+			c.params = append(c.params, p)
+		} else {
+			c.stats = append(c.stats, p)
+		}
+		size = max(size, p.Shape.Numel())
+	}
+	c.buf = make([]float32, size)
+	if !keepStats {
+		return c, nil
+	}
+	for _, p := range c.stats {
+		t, err := net.Device().Alloc(p.Shape, backend.F32, backend.NCHW)
+		if err != nil {
+			c.free()
+			return nil, fmt.Errorf("train: a copy of %s: %w", p.Name, err)
+		}
+		c.saved = append(c.saved, t)
+	}
+	return c, nil
+}
+
+// save copies the BN running statistics (when kept) before a step's forward pass updates them.
+func (c *stepCheck) save() error {
+	c.seen = c.net.BatchesTracked
+	for i, t := range c.saved {
+		if err := c.net.Device().Copy(t, c.stats[i].Value); err != nil {
+			return fmt.Errorf("train: saving %s: %w", c.stats[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// restore puts back what save copied, undoing the forward pass of a skipped step.
+func (c *stepCheck) restore() error {
+	c.net.BatchesTracked = c.seen
+	for i, t := range c.saved {
+		if err := c.net.Device().Copy(c.stats[i].Value, t); err != nil {
+			return fmt.Errorf("train: restoring %s: %w", c.stats[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// problem says what is wrong in the step that gave r, in the order the step computed it: "the loss is
+// NaN", "after the forward pass, layer1.0.bn1.running_var[3] is +Inf", "the gradient of
+// layer1.0.conv1.weight[17] is NaN"; or returns "" when nothing is.
+func (c *stepCheck) problem(r model.Result) (string, error) {
+	if math.IsNaN(r.LossSum) || math.IsInf(r.LossSum, 0) {
+		return "the loss is " + strconv.FormatFloat(r.LossSum, 'g', -1, 64), nil
+	}
+	if what, err := c.first(c.stats, false); what != "" || err != nil {
+		return "after the forward pass, " + what, err
+	}
+	if what, err := c.first(c.params, true); what != "" || err != nil {
+		return "the gradient of " + what, err
+	}
+	return "", nil
+}
+
+// first names the first bad value among the values (or gradients) of ps, or returns "".
+func (c *stepCheck) first(ps []*model.Param, grads bool) (string, error) {
+	for _, p := range ps {
+		v, src := c.buf[:p.Shape.Numel()], p.Value
+		if grads {
+			src = p.Grad
+		}
+		if err := c.net.Device().Download(v, src); err != nil {
+			return "", fmt.Errorf("train: reading %s: %w", p.Name, err)
+		}
+		if err := model.CheckValues(p.Name, v); err != nil {
+			return err.Error(), nil
+		}
+	}
+	return "", nil
+}
+
+func (c *stepCheck) free() {
+	for _, t := range c.saved {
+		c.net.Device().Free(t)
+	}
+	c.saved = nil
+}
+
+// diverged is the error that ends a run at epoch and step (counted from 1), where cause (wrapping
+// ErrDiverged) found a loss, a gradient or a weight not finite. It says what to change, the rate, and
+// where to continue from.
+func (t *trainer) diverged(epoch int, step int64, cause error) error {
+	lower := t.cfg.Train.LR / 10
+	hint := fmt.Sprintf("lower train.lr (e.g. --set train.lr=%.3g) and start a new run", lower)
+	if t.res.Checkpoint != "" {
+		hint = fmt.Sprintf("lower train.lr and continue from the last checkpoint, %s: resnet train --resume %s --set train.lr=%.3g",
+			filepath.Base(t.res.Checkpoint), t.dir.Path(), lower)
+	}
+	return fmt.Errorf("train: epoch %d step %d (lr %.4g): %w; %s", epoch, step, t.lr, cause, hint)
+}
