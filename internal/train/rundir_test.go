@@ -119,12 +119,7 @@ func TestRunDirMetricsRoundTripAndTruncate(t *testing.T) {
 // SaveCheckpoint keeps the newest keep checkpoints; the listing, FindCheckpoint and NewestCheckpoint agree
 // on which is newest, and other files in the folder are left alone.
 func TestRunDirCheckpointRotation(t *testing.T) {
-	spec, _ := SpecFor(config.ModelConfig{Arch: "cifar_resnet8"}, 10, 32)
-	net, err := model.Build(cpu.New(), spec, 1) // zero weights: only the files matter here
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Free()
+	net := zeroNet(t)
 	r := NewRunDir(t.TempDir())
 	if _, err := r.NewestCheckpoint(); err == nil {
 		t.Error("a run without checkpoints has a newest one")
@@ -199,12 +194,7 @@ func TestOnlyRunDirSpellsTheLayout(t *testing.T) {
 // A folder's newest checkpoint that does not read back: resume falls back to the one before it with a
 // warning, and eval or export (OpenCheckpoint) say so and name the intact one.
 func TestCorruptNewestCheckpoint(t *testing.T) {
-	spec, _ := SpecFor(config.ModelConfig{Arch: "cifar_resnet8"}, 10, 32)
-	net, err := model.Build(cpu.New(), spec, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Free()
+	net := zeroNet(t)
 	r := NewRunDir(t.TempDir())
 	for _, step := range []int64{4, 8} {
 		if _, err := r.SaveCheckpoint(net, State{Step: step}, []byte("name: x\n"), 3); err != nil {
@@ -241,12 +231,7 @@ func TestCorruptNewestCheckpoint(t *testing.T) {
 // Checkpoint metadata is checked, not trusted: a forged position is refused when the file is read, and a
 // metrics length that does not end a line never cuts metrics.jsonl.
 func TestCheckpointMetadataIsChecked(t *testing.T) {
-	spec, _ := SpecFor(config.ModelConfig{Arch: "cifar_resnet8"}, 10, 32)
-	net, err := model.Build(cpu.New(), spec, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Free()
+	net := zeroNet(t)
 	r := NewRunDir(t.TempDir())
 	for _, c := range []struct {
 		st   State
@@ -291,4 +276,16 @@ func TestResumePointOfNoRun(t *testing.T) {
 			t.Errorf("%s: %v; want %q", path, err, want)
 		}
 	}
+}
+
+// zeroNet is cifar_resnet8 with zero weights, for tests where only the checkpoint files matter.
+func zeroNet(t *testing.T) *model.Net {
+	t.Helper()
+	spec, _ := SpecFor(config.ModelConfig{Arch: "cifar_resnet8"}, 10, 32)
+	net, err := model.Build(cpu.New(), spec, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(net.Free)
+	return net
 }
