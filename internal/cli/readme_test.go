@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"io/fs"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -45,3 +48,39 @@ func TestReadmeTourMatchesCommands(t *testing.T) {
 		t.Errorf("checked %d tour lines; the README's tour has more", checked)
 	}
 }
+
+// Every test that docs/reliability.md cites as proof exists.
+func TestReliabilityDocCitesRealTests(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/reliability.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defined := map[string]bool{}
+	err = filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		for _, m := range testFunc.FindAllStringSubmatch(string(b), -1) {
+			defined[m[1]] = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cited := citedTest.FindAllStringSubmatch(string(doc), -1)
+	for _, m := range cited {
+		if !defined[m[1]] {
+			t.Errorf("docs/reliability.md cites %s, which no test file defines", m[1])
+		}
+	}
+	if len(cited) < 30 {
+		t.Errorf("found %d cited tests; the document cites more", len(cited))
+	}
+}
+
+var (
+	testFunc  = regexp.MustCompile(`(?m)^func ((?:Test|Fuzz)\w+)\(`)
+	citedTest = regexp.MustCompile("`((?:Test|Fuzz)\\w+)`")
+)
