@@ -37,9 +37,12 @@ type Param struct {
 
 // act is an activation of the graph: its per-sample shape and, once allocated, its value and gradient.
 type act struct {
-	name      string
-	c, h, w   int
-	needGrad  bool
+	name     string
+	c, h, w  int
+	needGrad bool
+	// flat marks the (N, C) activations: the pooled features and the logits. Every other activation is
+	// (N, C, H, W), also where its map is 1x1 (the last stages of an ImageNet net on CIFAR-sized inputs).
+	flat      bool
 	val, grad backend.Tensor // allocated for the net's batch capacity
 	cur, dcur backend.Tensor // the same storage viewed with the current batch size
 	// gradWritten is set once some node has written this activation's gradient in the current backward
@@ -296,13 +299,16 @@ func newGraphFor(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 		g.nodes = append(g.nodes, &convNode{name: "fc", p: backend.ConvParams{Stride: 1}, k: 1, w: w, in: h, out: scores})
 		g.scoreMap = scores
 		g.logits = b.newAct("avgpool", s.NumClasses, 1, 1)
+		g.logits.flat = true
 		g.nodes = append(g.nodes, &avgPoolNode{in: scores, out: g.logits})
 		mark("head", 0, g.logits, p0, n0)
 		return g, nil
 	}
 	pooled := b.newAct("avgpool", h.c, 1, 1)
+	pooled.flat = true
 	g.nodes = append(g.nodes, &avgPoolNode{in: h, out: pooled})
 	g.logits = b.newAct("fc", s.NumClasses, 1, 1)
+	g.logits.flat = true
 	g.nodes = append(g.nodes, &linearNode{
 		w:  b.param("fc.weight", FCWeight, s.NumClasses, h.c),
 		b:  b.param("fc.bias", FCBias, s.NumClasses),

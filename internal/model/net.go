@@ -128,7 +128,7 @@ func (n *Net) allocActivations() error {
 	var err error
 	for _, a := range n.g.acts {
 		shape := backend.Shape{n.capacity, a.c, a.h, a.w}
-		if a == n.g.logits || a.h == 1 && a.w == 1 && a != n.g.input {
+		if a.flat {
 			shape = backend.Shape{n.capacity, a.c}
 		}
 		if a.val, err = n.allocT(shape, backend.F32); err != nil {
