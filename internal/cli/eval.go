@@ -340,7 +340,7 @@ func (m *evalModel) build(dev backend.Device, data *train.Data, capacity int) er
 	}
 	net, err := model.Build(dev, spec, capacity)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", m.path, train.ExplainInputSize(err, m.cfg.Dataset))
 	}
 	m.net = net
 	return m.ck.Restore(net, false)

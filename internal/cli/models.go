@@ -94,19 +94,14 @@ func runModels(w io.Writer, o *modelsOptions) error {
 
 // printSummary writes the model summary of a config: per-stage output shapes, parameters and MACs.
 func printSummary(w io.Writer, cfg config.Config) error {
-	classes, size := 10, 32
-	if cfg.Dataset.Name == "imagenet" {
-		classes, size = 1000, 224
-	} else if cfg.Dataset.Name == "cifar100" {
-		classes = 100
-	}
+	classes, size := train.InputFor(cfg.Dataset)
 	spec, err := train.SpecFor(cfg.Model, classes, size)
 	if err != nil {
 		return err
 	}
 	st, err := model.Describe(spec)
 	if err != nil {
-		return err
+		return train.ExplainInputSize(err, cfg.Dataset)
 	}
 	fmt.Fprintf(w, "# model %s: %s, depth %d, %s blocks, shortcut %s, input %dx%dx%d, %d classes\n",
 		spec.Name, map[bool]string{true: "residual", false: "plain"}[spec.Residual], spec.Depth(), spec.Block,

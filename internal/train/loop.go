@@ -156,7 +156,7 @@ func (t *trainer) buildNet(train dataset.Pipeline) error {
 	capacity := max(t.cfg.Train.BatchSize, t.cfg.Eval.BatchSize)
 	net, err := model.Build(t.opt.Device, spec, capacity)
 	if err != nil {
-		return err
+		return ExplainInputSize(err, t.cfg.Dataset)
 	}
 	t.net = net
 	return net.Init(t.cfg.Seed)
