@@ -15,6 +15,7 @@ import (
 
 	_ "resnet/internal/cpu"  // registers the CPU backend
 	_ "resnet/internal/cuda" // registers the CUDA backend (a stub that explains itself without -tags cuda)
+	"resnet/internal/sysmem"
 	"resnet/internal/train"
 )
 
@@ -41,6 +42,16 @@ type env struct {
 	stop <-chan struct{}
 	// fallbackOnce prints why --device auto fell back to the CPU only once.
 	fallbackOnce sync.Once
+	// hostMemory, when set, replaces sysmem.HostLimit (tests fix the limit the memory checks see).
+	hostMemory func() sysmem.Limit
+}
+
+// hostLimit is the host memory the command may use.
+func (e *env) hostLimit() sysmem.Limit {
+	if e.hostMemory != nil {
+		return e.hostMemory()
+	}
+	return sysmem.HostLimit()
 }
 
 func newRoot(e *env) *cobra.Command {

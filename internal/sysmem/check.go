@@ -81,6 +81,32 @@ func (b Budget) Refuse(need Need) *TooLargeError {
 // Fits reports whether need fits the budget.
 func (b Budget) Fits(need Need) bool { return b.Refuse(need) == nil }
 
+// CheckSetting refuses a setting of value value whose need does not fit the budget, with the advice to
+// lower it to the largest value in [1, value] that fits (the need growing with the value). It returns
+// nil when the need fits, and need's error when there is one.
+func (b Budget) CheckSetting(setting string, value int, what string, need func(v int) (Need, error)) (*TooLargeError, error) {
+	n, err := need(value)
+	if err != nil {
+		return nil, err
+	}
+	e := b.Refuse(n)
+	if e == nil {
+		return nil, nil
+	}
+	e.Setting, e.Value, e.What = setting, strconv.Itoa(value), what
+	top := LargestFitting(value, func(v int) bool {
+		n, err := need(v)
+		return err == nil && b.Fits(n)
+	})
+	e.Fits = top
+	if top > 0 {
+		e.Advice = fmt.Sprintf("lower %s to at most %s", setting, Approx(top))
+	} else {
+		e.Advice = "it does not fit even at 1"
+	}
+	return e, nil
+}
+
 // TooLargeError refuses a setting whose memory need exceeds the limit. Its text reads
 // `train.batch_size 100000000 needs about 9.3 TiB for a training step of resnet18 at 224x224 (activations
 // 9.1 TiB, ...); the limit is 22.8 GiB (MemAvailable); lower train.batch_size to at most ~2400`.
@@ -93,6 +119,8 @@ type TooLargeError struct {
 	// OnDevice says that Limit is the GPU's memory.
 	OnDevice bool
 	Advice   string // what to do: "lower train.batch_size to at most ~2400"
+	// Fits is the largest value of the setting that fits, when CheckSetting found one (else 0).
+	Fits int
 }
 
 // Reason is the text after the setting.

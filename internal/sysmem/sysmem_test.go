@@ -153,3 +153,22 @@ func TestLargestFittingAndApprox(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckSetting(t *testing.T) {
+	b := Budget{Host: Limit{Bytes: 1000, Source: "MemAvailable"}}
+	need := func(v int) (Need, error) { return Need{{Name: "batches", Bytes: int64(100 + 7*v)}}, nil }
+	if e, err := b.CheckSetting("--batch-size", 128, "a step", need); e != nil || err != nil {
+		t.Errorf("996 bytes in 1000: %v, %v", e, err)
+	}
+	e, err := b.CheckSetting("--batch-size", 1000, "a step", need)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.Error(), "--batch-size 1000 needs about 6.9 KiB for a step (batches 6.9 KiB); the limit is 1000 B (MemAvailable); lower --batch-size to at most ~120"; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	e, _ = b.CheckSetting("--batch-size", 1000, "a step", func(v int) (Need, error) { return Need{{Name: "net", Bytes: 2000}}, nil })
+	if e == nil || e.Advice != "it does not fit even at 1" {
+		t.Errorf("nothing fits: %+v", e)
+	}
+}
