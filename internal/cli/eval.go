@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 	"resnet/internal/dataset"
 	"resnet/internal/eval"
 	"resnet/internal/model"
+	"resnet/internal/sysmem"
 	"resnet/internal/train"
 )
 
@@ -168,6 +170,9 @@ func runEval(e *env, o *evalOptions) error {
 		return err
 	}
 	s := newScorer(e, o, proto, cfg, data, dev)
+	if s.budget, err = train.MemoryBudget(dev, e.hostMemory); err != nil {
+		return err
+	}
 	rep, err := s.scoreAll(models)
 	if err != nil {
 		return err
@@ -207,6 +212,12 @@ type scorer struct {
 	recomputeBN int
 	perClass    bool
 	opt         eval.Options
+	budget      sysmem.Budget
+	// batchSetting names what sets capacity: --batch-size, eval.batch_size, or the train.batch_size of
+	// --recompute-bn.
+	batchSetting string
+	// multiScale is the --multi-scale flag as given.
+	multiScale string
 }
 
 func newScorer(e *env, o *evalOptions, proto eval.Protocol, cfg *config.Config, data *train.Data, dev backend.Device) *scorer {
@@ -216,6 +227,10 @@ func newScorer(e *env, o *evalOptions, proto eval.Protocol, cfg *config.Config, 
 		s.workers = o.workers
 	}
 	s.capacity = cfg.Eval.BatchSize
+	s.batchSetting, s.multiScale = "eval.batch_size", o.multiScale
+	if o.batchSize != 0 {
+		s.batchSetting = "--batch-size"
+	}
 	switch proto.Kind {
 	case eval.TenCrop:
 		s.capacity = max(s.capacity, 10)
@@ -224,8 +239,8 @@ func newScorer(e *env, o *evalOptions, proto eval.Protocol, cfg *config.Config, 
 		// holds the weights (and the BN recomputation's batches).
 		s.capacity = 1
 	}
-	if o.recomputeBN > 0 {
-		s.capacity = max(s.capacity, cfg.Train.BatchSize)
+	if o.recomputeBN > 0 && cfg.Train.BatchSize > s.capacity {
+		s.capacity, s.batchSetting = cfg.Train.BatchSize, "train.batch_size"
 	}
 	s.opt = eval.Options{Protocol: proto, Workers: s.workers, Seed: cfg.Seed, Strict: cfg.Dataset.Strict, OnSkip: warnOnce(e)}
 	return s
@@ -285,7 +300,14 @@ func (s *scorer) scoreAll(models []*evalModel) (*evalReport, error) {
 // net is freed before the next is built: an ensemble needs only the probabilities.
 func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
 	defer m.free()
-	if err := m.build(s.dev, s.data, s.capacity); err != nil {
+	spec, err := m.spec(s.data)
+	if err != nil {
+		return nil, evalModelReport{}, err
+	}
+	if err := s.checkMemory(spec); err != nil {
+		return nil, evalModelReport{}, err
+	}
+	if err := m.build(s.dev, spec, s.capacity); err != nil {
 		return nil, evalModelReport{}, err
 	}
 	if s.recomputeBN > 0 {
@@ -305,6 +327,90 @@ func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
 		Checkpoint: m.path, Model: m.net.Spec.Name, Epoch: m.ck.State.Epoch, Step: m.ck.State.Step,
 		Loss: sc.Loss, Top1Err: sc.Top1Err, Top5Err: sc.Top5Err,
 	}, nil
+}
+
+// checkMemory refuses a model whose evaluation does not fit the memory the command may use, naming the
+// batch size or the --multi-scale size that drives it.
+func (s *scorer) checkMemory(spec model.Spec) error {
+	images := train.WorkspaceImages(s.budget)
+	base := func(capacity int) (sysmem.Need, error) {
+		m, err := model.EstimateMemory(spec, capacity)
+		if err != nil {
+			return nil, err
+		}
+		var loader int64
+		if s.proto.Kind != eval.MultiScale {
+			// Ten crops of capacity/10 images take as much as capacity whole ones.
+			loader = dataset.LoaderMemory(dataset.SizeOf(s.data.Eval), dataset.LoaderOptions{BatchSize: capacity, Workers: s.workers})
+		}
+		if s.recomputeBN > 0 {
+			// Recomputing the statistics comes first, with a loader of its own.
+			loader = max(loader, dataset.LoaderMemory(dataset.SizeOf(s.data.Train), dataset.LoaderOptions{BatchSize: capacity, Workers: s.workers}))
+		}
+		return append(m.Need(images), sysmem.Part{Name: "data loaders", Bytes: loader, Host: true}), nil
+	}
+	what := fmt.Sprintf("evaluating %s at %dx%d", spec.Name, spec.InputSize, spec.InputSize)
+	e, err := s.budget.CheckSetting(s.batchSetting, s.capacity, what, base)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		switch s.batchSetting {
+		case "eval.batch_size":
+			e.Advice = fmt.Sprintf("lower it with --batch-size (at most %s)", sysmem.Approx(e.Fits))
+			return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
+		case "train.batch_size":
+			e.Advice = "it sizes the batches of --recompute-bn: evaluate without it"
+			return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
+		}
+		return e
+	}
+	if s.proto.Kind != eval.MultiScale {
+		return nil
+	}
+	largest := slices.Max(s.proto.Scales)
+	// The need with the sizes above top lowered to top, or to the nearest size below it the net takes.
+	multi := func(top int) (sysmem.Need, error) {
+		scales := make([]int, len(s.proto.Scales))
+		var n sysmem.Need
+		var err error
+		for try := 0; try < 64 && top-try >= 1; try++ {
+			for i, sc := range s.proto.Scales {
+				scales[i] = min(sc, top-try)
+			}
+			n, err = eval.MultiScaleNeed(spec, s.data.EvalSet, scales, s.workers, s.opt.MaxCachedValues)
+			if ie := (*model.InputSizeError)(nil); top == largest || !errors.As(err, &ie) {
+				break
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		b, err := base(s.capacity)
+		if err != nil {
+			return nil, err
+		}
+		// The base net holds only the weights here: one part.
+		net := sysmem.Part{Name: "network"}
+		for _, p := range b {
+			if !p.Host {
+				net.Bytes = sysmem.Add(net.Bytes, p.Bytes)
+			}
+		}
+		return append(sysmem.Need{net}, n...), nil
+	}
+	what = fmt.Sprintf("the multi-scale test of %s at %dx%d", spec.Name, largest, largest)
+	if s.data.EvalSet.Files != nil {
+		what = fmt.Sprintf("the multi-scale test of %s at %dx%d (4:3 images)", spec.Name, largest*4/3, largest)
+	}
+	if e, err = s.budget.CheckSetting("--multi-scale", largest, what, multi); err != nil || e == nil {
+		return err
+	}
+	e.Value = s.multiScale
+	if e.Fits > 0 {
+		e.Advice = fmt.Sprintf("lower its largest size to at most %s", sysmem.Approx(e.Fits))
+	}
+	return e
 }
 
 // loadEvalConfig reads a checkpoint and its run's config with the command's overrides.
@@ -331,13 +437,18 @@ func loadEvalConfig(o *evalOptions, where string) (*evalModel, error) {
 	return &evalModel{path: path, ck: ck, cfg: &cfg}, nil
 }
 
-// build allocates the model on dev and restores its weights.
-func (m *evalModel) build(dev backend.Device, data *train.Data, capacity int) error {
+// spec is the model's spec for the data's classes and image size.
+func (m *evalModel) spec(data *train.Data) (model.Spec, error) {
 	_, ih, _ := data.Eval.OutputShape()
 	spec, err := train.SpecFor(m.cfg.Model, data.Eval.NumClasses(), ih)
 	if err != nil {
-		return fmt.Errorf("%s: %w", m.path, err)
+		return spec, fmt.Errorf("%s: %w", m.path, err)
 	}
+	return spec, nil
+}
+
+// build allocates the model on dev and restores its weights.
+func (m *evalModel) build(dev backend.Device, spec model.Spec, capacity int) error {
 	net, err := model.Build(dev, spec, capacity)
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.path, train.ExplainInputSize(err, m.cfg.Dataset))

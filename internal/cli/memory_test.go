@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -47,6 +48,35 @@ func TestDryRunMemoryEstimate(t *testing.T) {
 			"resnet: model resnet18 needs inputs of at least 29x29 (got 16x16: layer4.0: an option-A shortcut cannot subsample 256x1x1 to 512x1x1): raise dataset.image_size to at least 29\n"},
 	} {
 		code, _, errOut := runWithLimit(t, append([]string{"train", "--config", "demo", "--dry-run"}, tc.args...)...)
+		if code != 1 || errOut != tc.want {
+			t.Errorf("%v: exit %d, stderr\n%s\nwant exit 1, stderr\n%s", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
+// train, bench and eval refuse sizes that do not fit before allocating, naming the key or flag; the
+// exit code is 1 (an error), not 2 (bad usage).
+func TestSizesOverTheMemoryLimitAreRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	train := []string{"train", "--config", "demo", "--out", dir, "--device", "cpu", "--epochs", "1",
+		"--set", "dataset.train_size=32", "--set", "dataset.test_size=16", "--set", "train.batch_size=16", "--set", "eval.batch_size=16"}
+	if code, _, errOut := runWithLimit(t, train...); code != 0 {
+		t.Fatalf("train exit %d: %s", code, errOut)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train", "--config", "demo", "--out", dir + "2", "--device", "cpu", "--set", "eval.batch_size=100000000"},
+			"resnet: config: eval.batch_size 100000000 needs about 112.9 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 762.9 MiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower eval.batch_size to at most ~6900\n"},
+		{[]string{"bench", "--device", "cpu", "--batch-size", "100000000"},
+			"resnet: --batch-size 100000000 needs about 276.5 TiB for a training step of cifar_resnet20 at 32x32 (activations 275.4 TiB, parameters 3.1 MiB, workspace 1.1 MiB, labels and statistics 762.9 MiB, host copies 4.1 GiB, input batch 1.1 TiB); the limit is 8.0 GiB (MemAvailable); lower --batch-size to at most ~2800\n"},
+		{[]string{"eval", "--checkpoint", dir, "--batch-size", "100000000"},
+			"resnet: --batch-size 100000000 needs about 112.9 TiB for evaluating cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 762.9 MiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower --batch-size to at most ~6900\n"},
+		{[]string{"eval", "--checkpoint", dir, "--multi-scale", "32,100000"},
+			"resnet: --multi-scale 32,100000 needs about 17.5 TiB for the multi-scale test of cifar_resnet8 at 100000x100000 (network 3.1 MiB, fully-convolutional nets 10.7 TiB, their workspace 5.2 TiB, images in flight 1.5 TiB); the limit is 8.0 GiB (MemAvailable); lower its largest size to at most ~2100\n"},
+	} {
+		code, _, errOut := runWithLimit(t, tc.args...)
 		if code != 1 || errOut != tc.want {
 			t.Errorf("%v: exit %d, stderr\n%s\nwant exit 1, stderr\n%s", tc.args, code, errOut, tc.want)
 		}
