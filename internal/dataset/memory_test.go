@@ -23,19 +23,7 @@ func TestLoaderMemory(t *testing.T) {
 	}
 	defer l.Close()
 	for epoch := range 2 {
-		if err := l.Start(epoch, 0); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			b, err := l.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b == nil {
-				break
-			}
-			l.Release(b)
-		}
+		collectEpoch(t, l, epoch, 0)
 	}
 	l.drain()
 	if n := len(l.free); n > 3 {

@@ -3,6 +3,8 @@ package model
 import (
 	"errors"
 	"testing"
+
+	"resnet/internal/cpu"
 )
 
 // The smallest input side of each kind of net, from the stem, pooling and stride arithmetic. Padded
@@ -61,5 +63,66 @@ func TestInputSizeErrors(t *testing.T) {
 	want := "model cifar_resnet20 cannot take 32x30 inputs (layer3.0: an option-A shortcut cannot subsample 32x15x16 to 64x8x8)"
 	if err == nil || err.Error() != want {
 		t.Errorf("BuildFullyConv at 32x30:\n got %v\nwant %s", err, want)
+	}
+}
+
+// ImageNet nets train on CIFAR-sized inputs: at 32x32 (and at 7x7) the last stages of resnet18 and
+// resnet50 have 1x1 maps, which stay 4-D activations like any other; only the pooled features and the
+// logits are (N, C).
+func TestImageNetNetsTrainOnSmallInputs(t *testing.T) {
+	at := func(name string, size, classes int) Spec {
+		s, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.InputSize, s.NumClasses = size, classes
+		return s
+	}
+	for _, s := range []Spec{at("resnet18", 32, 10), at("resnet18", 7, 1), at("resnet50", 32, 10)} {
+		name, size, classes := s.Name, s.InputSize, s.NumClasses
+		wantLast := [3]int{s.Widths[3] * s.Block.Expansion(), 1, 1} // layer4's output
+		st, err := Describe(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l4 := st.Stages[4]
+		if got := [3]int{l4.C, l4.H, l4.W}; got != wantLast {
+			t.Errorf("%s at %dx%d: layer4 gives %dx%dx%d, want %dx%dx%d", name, size, size, got[0], got[1], got[2], wantLast[0], wantLast[1], wantLast[2])
+		}
+		net, err := Build(cpu.New(), s, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := net.Init(1); err != nil {
+			t.Fatal(err)
+		}
+		x := randomInput(net, 2, 3)
+		r, err := net.TrainStep(x, []int32{0, int32(classes - 1)})
+		if err != nil {
+			t.Fatalf("%s at %dx%d: %v", name, size, size, err)
+		}
+		logits, err := net.Logits(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.N != 2 || len(logits) != 2*classes {
+			t.Errorf("%s at %dx%d: %d examples scored, %d logits; want 2 and %d", name, size, size, r.N, len(logits), 2*classes)
+		}
+		w, _ := net.Param("layer4.1.conv2.weight")
+		g := make([]float32, w.Shape.Numel())
+		if err := net.Device().Download(g, w.Grad); err != nil {
+			t.Fatal(err)
+		}
+		nonzero := 0
+		for _, v := range g {
+			if v != 0 {
+				nonzero++
+			}
+		}
+		// With one class the loss is 0 whatever the weights, and so is every gradient.
+		if classes > 1 && nonzero == 0 {
+			t.Errorf("%s at %dx%d: layer4.1.conv2 got no gradient", name, size, size)
+		}
+		net.Free()
 	}
 }
