@@ -304,7 +304,7 @@ func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
 	if err != nil {
 		return nil, evalModelReport{}, err
 	}
-	if err := s.checkMemory(spec); err != nil {
+	if err := s.checkMemory(spec, m.cfg.Dataset); err != nil {
 		return nil, evalModelReport{}, err
 	}
 	if err := m.build(s.dev, spec, s.capacity); err != nil {
@@ -331,46 +331,70 @@ func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
 
 // checkMemory refuses a model whose evaluation does not fit the memory the command may use, naming the
 // batch size or the --multi-scale size that drives it.
-func (s *scorer) checkMemory(spec model.Spec) error {
-	images := train.WorkspaceImages(s.budget)
-	base := func(capacity int) (sysmem.Need, error) {
-		m, err := model.EstimateMemory(spec, capacity)
-		if err != nil {
-			return nil, err
-		}
-		var loader int64
-		if s.proto.Kind != eval.MultiScale {
-			// Ten crops of capacity/10 images take as much as capacity whole ones.
-			loader = dataset.LoaderMemory(dataset.SizeOf(s.data.Eval), dataset.LoaderOptions{BatchSize: capacity, Workers: s.workers})
-		}
-		if s.recomputeBN > 0 {
-			// Recomputing the statistics comes first, with a loader of its own.
-			loader = max(loader, dataset.LoaderMemory(dataset.SizeOf(s.data.Train), dataset.LoaderOptions{BatchSize: capacity, Workers: s.workers}))
-		}
-		return append(m.Need(images), sysmem.Part{Name: "data loaders", Bytes: loader, Host: true}), nil
-	}
-	what := fmt.Sprintf("evaluating %s at %dx%d", spec.Name, spec.InputSize, spec.InputSize)
-	e, err := s.budget.CheckSetting(s.batchSetting, s.capacity, what, base)
-	if err != nil {
-		return err
-	}
-	if e != nil {
-		switch s.batchSetting {
-		case "eval.batch_size":
-			e.Advice = fmt.Sprintf("lower it with --batch-size (at most %s)", sysmem.Approx(e.Fits))
-			return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
-		case "train.batch_size":
-			e.Advice = "it sizes the batches of --recompute-bn: evaluate without it"
-			return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
-		}
-		return e
+func (s *scorer) checkMemory(spec model.Spec, d config.DatasetConfig) error {
+	if err := s.checkBatchMemory(spec); err != nil {
+		return train.ExplainInputSize(err, d)
 	}
 	if s.proto.Kind != eval.MultiScale {
 		return nil
 	}
+	return s.checkMultiScaleMemory(spec)
+}
+
+// netNeed estimates the net at a batch capacity with the loaders of the protocol and of --recompute-bn.
+func (s *scorer) netNeed(spec model.Spec, capacity int) (sysmem.Need, error) {
+	m, err := model.EstimateMemory(spec, capacity)
+	if err != nil {
+		return nil, err
+	}
+	var loader int64
+	if s.proto.Kind != eval.MultiScale {
+		// Ten crops of capacity/10 images take as much as capacity whole ones.
+		loader = dataset.LoaderMemory(dataset.SizeOf(s.data.Eval), dataset.LoaderOptions{BatchSize: capacity, Workers: s.workers})
+	}
+	if s.recomputeBN > 0 {
+		// Recomputing the statistics comes first, with a loader of its own.
+		loader = max(loader, dataset.LoaderMemory(dataset.SizeOf(s.data.Train), dataset.LoaderOptions{BatchSize: capacity, Workers: s.workers}))
+	}
+	return append(m.Need(train.WorkspaceImages(s.budget)), sysmem.Part{Name: "data loaders", Bytes: loader, Host: true}), nil
+}
+
+// checkBatchMemory checks the net at its batch capacity, naming what sets the capacity.
+func (s *scorer) checkBatchMemory(spec model.Spec) error {
+	what := fmt.Sprintf("evaluating %s at %dx%d", spec.Name, spec.InputSize, spec.InputSize)
+	need := func(capacity int) (sysmem.Need, error) { return s.netNeed(spec, capacity) }
+	e, err := s.budget.CheckSetting(s.batchSetting, s.capacity, what, need)
+	if err != nil || e == nil {
+		return err
+	}
+	switch s.batchSetting {
+	case "eval.batch_size":
+		e.Advice = fmt.Sprintf("lower it with --batch-size (at most %s)", sysmem.Approx(e.Fits))
+		return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
+	case "train.batch_size":
+		e.Advice = "it sizes the batches of --recompute-bn: evaluate without it"
+		return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
+	}
+	return e
+}
+
+// checkMultiScaleMemory checks the fully-convolutional nets and the images of the multi-scale test,
+// naming --multi-scale and the largest size that fits.
+func (s *scorer) checkMultiScaleMemory(spec model.Spec) error {
+	base, err := s.netNeed(spec, s.capacity)
+	if err != nil {
+		return err
+	}
+	// The base net holds only the weights here: one part.
+	net := sysmem.Part{Name: "network"}
+	for _, p := range base {
+		if !p.Host {
+			net.Bytes = sysmem.Add(net.Bytes, p.Bytes)
+		}
+	}
 	largest := slices.Max(s.proto.Scales)
 	// The need with the sizes above top lowered to top, or to the nearest size below it the net takes.
-	multi := func(top int) (sysmem.Need, error) {
+	need := func(top int) (sysmem.Need, error) {
 		scales := make([]int, len(s.proto.Scales))
 		var n sysmem.Need
 		var err error
@@ -383,28 +407,18 @@ func (s *scorer) checkMemory(spec model.Spec) error {
 				break
 			}
 		}
-		if err != nil {
-			return nil, err
-		}
-		b, err := base(s.capacity)
-		if err != nil {
-			return nil, err
-		}
-		// The base net holds only the weights here: one part.
-		net := sysmem.Part{Name: "network"}
-		for _, p := range b {
-			if !p.Host {
-				net.Bytes = sysmem.Add(net.Bytes, p.Bytes)
-			}
-		}
-		return append(sysmem.Need{net}, n...), nil
+		return append(sysmem.Need{net}, n...), err
 	}
-	what = fmt.Sprintf("the multi-scale test of %s at %dx%d", spec.Name, largest, largest)
+	what := fmt.Sprintf("the multi-scale test of %s at %dx%d", spec.Name, largest, largest)
 	if s.data.EvalSet.Files != nil {
 		what = fmt.Sprintf("the multi-scale test of %s at %dx%d (4:3 images)", spec.Name, largest*4/3, largest)
 	}
-	if e, err = s.budget.CheckSetting("--multi-scale", largest, what, multi); err != nil || e == nil {
-		return err
+	e, err := s.budget.CheckSetting("--multi-scale", largest, what, need)
+	if err != nil {
+		return fmt.Errorf("--multi-scale %s: %w", s.multiScale, err)
+	}
+	if e == nil {
+		return nil
 	}
 	e.Value = s.multiScale
 	if e.Fits > 0 {

@@ -54,8 +54,8 @@ func TestDryRunMemoryEstimate(t *testing.T) {
 	}
 }
 
-// train, bench and eval refuse sizes that do not fit before allocating, naming the key or flag; the
-// exit code is 1 (an error), not 2 (bad usage).
+// train, bench and eval refuse sizes that do not fit before allocating, naming the key or flag (and a
+// multi-scale size the net cannot take); the exit code is 1 (an error), not 2 (bad usage).
 func TestSizesOverTheMemoryLimitAreRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	train := []string{"train", "--config", "demo", "--out", dir, "--device", "cpu", "--epochs", "1",
@@ -75,6 +75,8 @@ func TestSizesOverTheMemoryLimitAreRefused(t *testing.T) {
 			"resnet: --batch-size 100000000 needs about 112.9 TiB for evaluating cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 762.9 MiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower --batch-size to at most ~6900\n"},
 		{[]string{"eval", "--checkpoint", dir, "--multi-scale", "32,100000"},
 			"resnet: --multi-scale 32,100000 needs about 17.5 TiB for the multi-scale test of cifar_resnet8 at 100000x100000 (network 3.1 MiB, fully-convolutional nets 10.7 TiB, their workspace 5.2 TiB, images in flight 1.5 TiB); the limit is 8.0 GiB (MemAvailable); lower its largest size to at most ~2100\n"},
+		{[]string{"eval", "--checkpoint", dir, "--multi-scale", "32,30"},
+			"resnet: --multi-scale 32,30: model cifar_resnet8 cannot take 30x30 inputs (layer3.0: an option-A shortcut cannot subsample 32x15x15 to 64x8x8); the nearest sizes it takes are 28x28 and 32x32\n"},
 	} {
 		code, _, errOut := runWithLimit(t, tc.args...)
 		if code != 1 || errOut != tc.want {
