@@ -231,6 +231,14 @@ type HostStager interface {
 	PinnedFloat32s(n int) []float32
 }
 
+// MemoryReporter is implemented by devices with memory of their own (a GPU): the memory check made
+// before a network is built compares its estimate with what the device can still give.
+type MemoryReporter interface {
+	// FreeMemory is how many bytes new tensors can still get: the device's free memory plus what its
+	// allocator holds unused.
+	FreeMemory() (int64, error)
+}
+
 // Options are the settings a device is opened with. The zero value is the default.
 type Options struct {
 	// Unfused runs the unfused reference path of every fused kernel (config key cuda.fuse: false).

@@ -19,6 +19,7 @@ import (
 	"resnet/internal/config"
 	"resnet/internal/dataset"
 	"resnet/internal/model"
+	"resnet/internal/sysmem"
 	"resnet/internal/train"
 )
 
@@ -203,6 +204,9 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 	if err != nil {
 		return err
 	}
+	if err := checkBenchMemory(e, dev, spec, o.batchSize); err != nil {
+		return err
+	}
 	net, err := model.Build(dev, spec, o.batchSize)
 	if err != nil {
 		return err
@@ -229,6 +233,31 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 		rep.Model, rep.Device, rep.Threads, rep.Precision, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec,
 		float64(rep.PeakRSSBytes)/(1<<20))
 	return nil
+}
+
+// checkBenchMemory refuses a --batch-size whose training step (the net and the random input batch) does
+// not fit the memory the command may use.
+func checkBenchMemory(e *env, dev backend.Device, spec model.Spec, batch int) error {
+	budget, err := train.MemoryBudget(dev, e.hostMemory)
+	if err != nil {
+		return err
+	}
+	images := train.WorkspaceImages(budget)
+	need := func(batch int) (sysmem.Need, error) {
+		m, err := model.EstimateMemory(spec, batch)
+		if err != nil {
+			return nil, err
+		}
+		image := sysmem.Mul(4, int64(spec.InChannels), int64(spec.InputSize), int64(spec.InputSize))
+		input := sysmem.Mul(int64(batch), sysmem.Add(image, 4))
+		return append(m.Need(images), sysmem.Part{Name: "input batch", Bytes: input, Host: true}), nil
+	}
+	what := fmt.Sprintf("a training step of %s at %dx%d", spec.Name, spec.InputSize, spec.InputSize)
+	tooLarge, err := budget.CheckSetting("--batch-size", batch, what, need)
+	if err != nil || tooLarge == nil {
+		return err
+	}
+	return tooLarge
 }
 
 // timeTrainSteps runs o.warmup untimed training steps, then o.steps timed ones (profiled with

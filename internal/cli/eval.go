@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +17,7 @@ import (
 	"resnet/internal/eval"
 	"resnet/internal/jsonnum"
 	"resnet/internal/model"
+	"resnet/internal/sysmem"
 	"resnet/internal/train"
 )
 
@@ -188,6 +190,9 @@ func runEval(e *env, o *evalOptions) error {
 		return err
 	}
 	s := newScorer(e, o, proto, cfg, data, dev)
+	if s.budget, err = train.MemoryBudget(dev, e.hostMemory); err != nil {
+		return err
+	}
 	rep, err := s.scoreAll(models)
 	if err != nil {
 		return err
@@ -227,6 +232,12 @@ type scorer struct {
 	recomputeBN int
 	perClass    bool
 	opt         eval.Options
+	budget      sysmem.Budget
+	// batchSetting names what sets capacity: --batch-size, eval.batch_size, or the train.batch_size of
+	// --recompute-bn.
+	batchSetting string
+	// multiScale is the --multi-scale flag as given.
+	multiScale string
 }
 
 func newScorer(e *env, o *evalOptions, proto eval.Protocol, cfg *config.Config, data *train.Data, dev backend.Device) *scorer {
@@ -236,6 +247,10 @@ func newScorer(e *env, o *evalOptions, proto eval.Protocol, cfg *config.Config, 
 		s.workers = o.workers
 	}
 	s.capacity = cfg.Eval.BatchSize
+	s.batchSetting, s.multiScale = "eval.batch_size", o.multiScale
+	if o.batchSize != 0 {
+		s.batchSetting = "--batch-size"
+	}
 	switch proto.Kind {
 	case eval.TenCrop:
 		s.capacity = max(s.capacity, 10)
@@ -244,8 +259,8 @@ func newScorer(e *env, o *evalOptions, proto eval.Protocol, cfg *config.Config, 
 		// holds the weights (and the BN recomputation's batches).
 		s.capacity = 1
 	}
-	if o.recomputeBN > 0 {
-		s.capacity = max(s.capacity, cfg.Train.BatchSize)
+	if o.recomputeBN > 0 && cfg.Train.BatchSize > s.capacity {
+		s.capacity, s.batchSetting = cfg.Train.BatchSize, "train.batch_size"
 	}
 	s.opt = eval.Options{Protocol: proto, Workers: s.workers, Seed: cfg.Seed, Strict: cfg.Dataset.Strict, OnSkip: warnOnce(e)}
 	return s
@@ -305,7 +320,14 @@ func (s *scorer) scoreAll(models []*evalModel) (*evalReport, error) {
 // net is freed before the next is built: an ensemble needs only the probabilities.
 func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
 	defer m.free()
-	if err := m.build(s.dev, s.data, s.capacity); err != nil {
+	spec, err := m.spec(s.data)
+	if err != nil {
+		return nil, evalModelReport{}, err
+	}
+	if err := s.checkMemory(spec, m.cfg.Dataset); err != nil {
+		return nil, evalModelReport{}, err
+	}
+	if err := m.build(s.dev, spec, s.capacity); err != nil {
 		return nil, evalModelReport{}, err
 	}
 	if s.recomputeBN > 0 {
@@ -325,6 +347,104 @@ func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
 		Checkpoint: m.path, Model: m.net.Spec.Name, Epoch: m.ck.State.Epoch, Step: m.ck.State.Step,
 		evalScores: newEvalScores(sc),
 	}, nil
+}
+
+// checkMemory refuses a model whose evaluation does not fit the memory the command may use, naming the
+// batch size or the --multi-scale size that drives it.
+func (s *scorer) checkMemory(spec model.Spec, d config.DatasetConfig) error {
+	if err := s.checkBatchMemory(spec); err != nil {
+		return train.ExplainInputSize(err, d)
+	}
+	if s.proto.Kind != eval.MultiScale {
+		return nil
+	}
+	return s.checkMultiScaleMemory(spec)
+}
+
+// netNeed estimates the net at a batch capacity with the loaders of the protocol and of --recompute-bn.
+func (s *scorer) netNeed(spec model.Spec, capacity int) (sysmem.Need, error) {
+	m, err := model.EstimateMemory(spec, capacity)
+	if err != nil {
+		return nil, err
+	}
+	var loader int64
+	if s.proto.Kind != eval.MultiScale {
+		// Ten crops of capacity/10 images take as much as capacity whole ones.
+		loader = dataset.LoaderMemory(dataset.SizeOf(s.data.Eval), dataset.LoaderOptions{BatchSize: capacity, Workers: s.workers})
+	}
+	if s.recomputeBN > 0 {
+		// Recomputing the statistics comes first, with a loader of its own.
+		loader = max(loader, dataset.LoaderMemory(dataset.SizeOf(s.data.Train), dataset.LoaderOptions{BatchSize: capacity, Workers: s.workers}))
+	}
+	return append(m.Need(train.WorkspaceImages(s.budget)), sysmem.Part{Name: "data loaders", Bytes: loader, Host: true}), nil
+}
+
+// checkBatchMemory checks the net at its batch capacity, naming what sets the capacity.
+func (s *scorer) checkBatchMemory(spec model.Spec) error {
+	what := fmt.Sprintf("evaluating %s at %dx%d", spec.Name, spec.InputSize, spec.InputSize)
+	need := func(capacity int) (sysmem.Need, error) { return s.netNeed(spec, capacity) }
+	e, err := s.budget.CheckSetting(s.batchSetting, s.capacity, what, need)
+	if err != nil || e == nil {
+		return err
+	}
+	switch s.batchSetting {
+	case "eval.batch_size":
+		e.Advice = fmt.Sprintf("lower it with --batch-size (at most %s)", sysmem.Approx(e.Fits))
+		return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
+	case "train.batch_size":
+		e.Advice = "it sizes the batches of --recompute-bn: evaluate without it"
+		return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
+	}
+	return e
+}
+
+// checkMultiScaleMemory checks the fully-convolutional nets and the images of the multi-scale test,
+// naming --multi-scale and the largest size that fits.
+func (s *scorer) checkMultiScaleMemory(spec model.Spec) error {
+	base, err := s.netNeed(spec, s.capacity)
+	if err != nil {
+		return err
+	}
+	// The base net holds only the weights here: one part.
+	net := sysmem.Part{Name: "network"}
+	for _, p := range base {
+		if !p.Host {
+			net.Bytes = sysmem.Add(net.Bytes, p.Bytes)
+		}
+	}
+	largest := slices.Max(s.proto.Scales)
+	// The need with the sizes above top lowered to top, or to the nearest size below it the net takes.
+	need := func(top int) (sysmem.Need, error) {
+		scales := make([]int, len(s.proto.Scales))
+		var n sysmem.Need
+		var err error
+		for try := 0; try < 64 && top-try >= 1; try++ {
+			for i, sc := range s.proto.Scales {
+				scales[i] = min(sc, top-try)
+			}
+			n, err = eval.MultiScaleNeed(spec, s.data.EvalSet, scales, s.workers, s.opt.MaxCachedValues)
+			if ie := (*model.InputSizeError)(nil); top == largest || !errors.As(err, &ie) {
+				break
+			}
+		}
+		return append(sysmem.Need{net}, n...), err
+	}
+	what := fmt.Sprintf("the multi-scale test of %s at %dx%d", spec.Name, largest, largest)
+	if s.data.EvalSet.Files != nil {
+		what = fmt.Sprintf("the multi-scale test of %s at %dx%d (4:3 images)", spec.Name, largest*4/3, largest)
+	}
+	e, err := s.budget.CheckSetting("--multi-scale", largest, what, need)
+	if err != nil {
+		return fmt.Errorf("--multi-scale %s: %w", s.multiScale, err)
+	}
+	if e == nil {
+		return nil
+	}
+	e.Value = s.multiScale
+	if e.Fits > 0 {
+		e.Advice = fmt.Sprintf("lower its largest size to at most %s", sysmem.Approx(e.Fits))
+	}
+	return e
 }
 
 // loadEvalConfig reads a checkpoint and its run's config with the command's overrides.
@@ -348,16 +468,21 @@ func loadEvalConfig(o *evalOptions, where string) (*evalModel, error) {
 	return &evalModel{path: path, ck: ck, cfg: &cfg}, nil
 }
 
-// build allocates the model on dev and restores its weights.
-func (m *evalModel) build(dev backend.Device, data *train.Data, capacity int) error {
+// spec is the model's spec for the data's classes and image size.
+func (m *evalModel) spec(data *train.Data) (model.Spec, error) {
 	_, ih, _ := data.Eval.OutputShape()
 	spec, err := train.SpecFor(m.cfg.Model, data.Eval.NumClasses(), ih)
 	if err != nil {
-		return fmt.Errorf("%s: %w", m.path, err)
+		return spec, fmt.Errorf("%s: %w", m.path, err)
 	}
+	return spec, nil
+}
+
+// build allocates the model on dev and restores its weights.
+func (m *evalModel) build(dev backend.Device, spec model.Spec, capacity int) error {
 	net, err := model.Build(dev, spec, capacity)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", m.path, train.ExplainInputSize(err, m.cfg.Dataset))
 	}
 	m.net = net
 	return m.ck.Restore(net, false)

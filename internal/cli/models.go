@@ -12,6 +12,7 @@ import (
 	"resnet/configs"
 	"resnet/internal/config"
 	"resnet/internal/model"
+	"resnet/internal/sysmem"
 	"resnet/internal/train"
 )
 
@@ -94,19 +95,14 @@ func runModels(w io.Writer, o *modelsOptions) error {
 
 // printSummary writes the model summary of a config: per-stage output shapes, parameters and MACs.
 func printSummary(w io.Writer, cfg config.Config) error {
-	classes, size := 10, 32
-	if cfg.Dataset.Name == "imagenet" {
-		classes, size = 1000, 224
-	} else if cfg.Dataset.Name == "cifar100" {
-		classes = 100
-	}
+	classes, size := train.InputFor(cfg.Dataset)
 	spec, err := train.SpecFor(cfg.Model, classes, size)
 	if err != nil {
 		return err
 	}
 	st, err := model.Describe(spec)
 	if err != nil {
-		return err
+		return train.ExplainInputSize(err, cfg.Dataset)
 	}
 	fmt.Fprintf(w, "# model %s: %s, depth %d, %s blocks, shortcut %s, input %dx%dx%d, %d classes\n",
 		spec.Name, map[bool]string{true: "residual", false: "plain"}[spec.Residual], spec.Depth(), spec.Block,
@@ -118,6 +114,37 @@ func printSummary(w io.Writer, cfg config.Config) error {
 	}
 	fmt.Fprintf(tw, "total\t\t\t%s\t%.2f\t\n", thousands(st.Params), float64(st.MACs)/1e6)
 	return tw.Flush()
+}
+
+// printMemory writes the estimate of a run's memory and the limit it is checked against, and refuses the
+// run as training would when it does not fit. Without a GPU to ask (the dry run opens no device), a run on
+// cuda or auto is checked for its host part only.
+func printMemory(e *env, cfg config.Config) error {
+	classes, size := train.InputFor(cfg.Dataset)
+	spec, err := train.SpecFor(cfg.Model, classes, size)
+	if err != nil {
+		return err
+	}
+	b := sysmem.Budget{Host: e.hostLimit()}
+	if cfg.Device != "cpu" {
+		b.Device = &sysmem.Limit{}
+	}
+	r := train.NewRunMemory(cfg, spec, nil)
+	need, err := r.Need(train.WorkspaceImages(b))
+	if err != nil {
+		return train.ExplainInputSize(err, cfg.Dataset)
+	}
+	fmt.Fprintf(e.stdout, "# memory: about %s for %s, batch %d (%s)\n", sysmem.Format(need.Total()), r.What(),
+		max(cfg.Train.BatchSize, cfg.Eval.BatchSize), need)
+	switch {
+	case !b.Host.Known():
+		fmt.Fprintln(e.stdout, "# limit: unknown (no cgroup limit or MemAvailable to read); not checked")
+	case b.Device != nil:
+		fmt.Fprintf(e.stdout, "# limit: %s for the data loaders and host copies; the network's share is checked when training starts, against a GPU's free memory or this limit on the CPU\n", b.Host)
+	default:
+		fmt.Fprintf(e.stdout, "# limit: %s\n", b.Host)
+	}
+	return r.Check(b)
 }
 
 func thousands(n int64) string {

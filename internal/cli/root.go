@@ -15,6 +15,7 @@ import (
 
 	_ "resnet/internal/cpu"  // registers the CPU backend
 	_ "resnet/internal/cuda" // registers the CUDA backend (a stub that explains itself without -tags cuda)
+	"resnet/internal/sysmem"
 	"resnet/internal/train"
 )
 
@@ -44,6 +45,8 @@ type env struct {
 	fallbackOnce sync.Once
 	// warned holds the warnings printed so far: a config loaded several times warns once.
 	warned map[string]bool
+	// hostMemory, when set, replaces sysmem.HostLimit (tests fix the limit the memory checks see).
+	hostMemory func() sysmem.Limit
 }
 
 // warn prints a warning on stderr, once per text.
@@ -56,6 +59,14 @@ func (e *env) warn(msg string) {
 	}
 	e.warned[msg] = true
 	fmt.Fprintf(e.stderr, "resnet: warning: %s\n", msg)
+}
+
+// hostLimit is the host memory the command may use.
+func (e *env) hostLimit() sysmem.Limit {
+	if e.hostMemory != nil {
+		return e.hostMemory()
+	}
+	return sysmem.HostLimit()
 }
 
 func newRoot(e *env) *cobra.Command {

@@ -82,7 +82,10 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		}
 		fmt.Fprintf(e.stdout, "# config from %s, with the RESNET_* environment and flags over it\n", origin)
 		fmt.Fprintf(e.stdout, "# resolved config (run directory %s)\n%s\n", runDir, yml)
-		return printSummary(e.stdout, cfg)
+		if err := printSummary(e.stdout, cfg); err != nil {
+			return err
+		}
+		return printMemory(e, cfg)
 	}
 	dev, err := openDevice(e, cfg.Device, !cfg.CUDA.Fuse)
 	if err != nil {
@@ -93,7 +96,7 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	fmt.Fprintf(e.stdout, "training %s on %s, run directory %s\n", cfg.Model.Arch, dev.Name(), runDir)
 	res, err := train.Run(train.Options{
 		Config: cfg, ConfigYAML: yml, RunDir: runDir, Resume: o.resume != "", From: from,
-		Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop,
+		Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop, HostMemory: e.hostMemory,
 	})
 	if err != nil {
 		if errors.Is(err, train.ErrInterrupted) {

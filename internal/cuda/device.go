@@ -284,6 +284,7 @@ type gpu interface {
 	memFree(blocks []uint64) error // after waiting for the device
 	hostAlloc(bytes int64) (unsafe.Pointer, error)
 	hostFree(p unsafe.Pointer) error // after waiting for the device
+	memInfo() (free, total int64, err error)
 	newConvPlan(g convGeom) (*convPlan, error)
 	chooseAlgo(p *convPlan, k algoKey, x, w, y uint64, wsLimit int64) (*convAlgo, error)
 	destroyConvPlan(p *convPlan)
@@ -594,6 +595,25 @@ func (d *Device) Describe() string {
 
 // PeakBytes is the most device memory the device's tensors and scratch buffers held at once.
 func (d *Device) PeakBytes() int64 { return d.mem.snapshot().PeakInUse }
+
+// FreeMemory implements backend.MemoryReporter: the device's free memory (cuMemGetInfo) plus the blocks
+// the allocator keeps for reuse.
+func (d *Device) FreeMemory() (int64, error) {
+	const op = "FreeMemory"
+	if err := d.begin(op); err != nil {
+		d.end()
+		return 0, err
+	}
+	defer d.end()
+	var free int64
+	err := d.onOwner(op, func(dr gpu) error {
+		var err error
+		free, _, err = dr.memInfo()
+		return err
+	})
+	st := d.mem.snapshot()
+	return free + st.Reserved - st.InUse, err
+}
 
 // MemStats returns the allocator's figures.
 func (d *Device) MemStats() MemStats { return d.mem.snapshot() }

@@ -267,6 +267,8 @@ func (n *nullGPU) hostAlloc(bytes int64) (unsafe.Pointer, error) {
 
 func (n *nullGPU) hostFree(unsafe.Pointer) error { return nil }
 
+func (n *nullGPU) memInfo() (free, total int64, err error) { return 0, 0, nil }
+
 func (n *nullGPU) newConvPlan(g convGeom) (*convPlan, error) {
 	return &convPlan{geom: g, algo: map[algoKey]*convAlgo{}}, nil
 }

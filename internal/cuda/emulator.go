@@ -46,7 +46,7 @@ func init() {
 		err = d.start(func() (gpu, deviceInfo, error) {
 			return &emuGPU{}, deviceInfo{
 				name: "kernel emulator", major: 9, sms: 2, maxGridX: 1<<31 - 1, maxGridY: 65535,
-				freeMem: 16 << 30, totalMem: 16 << 30, cublasLib: "emulated",
+				freeMem: emuMemory, totalMem: emuMemory, cublasLib: "emulated",
 			}, nil
 		})
 		if err != nil {
@@ -62,7 +62,13 @@ var emuConvOverride func(cv *convArgs) error
 // emuGPU is the gpu of an emulated device.
 type emuGPU struct {
 	host map[unsafe.Pointer][]byte // "pinned" host memory handed out (Go memory, kept alive here)
+	// blocks are the sizes of the device allocations that are live, for memInfo.
+	blocks map[uint64]int64
+	used   int64
 }
+
+// emuMemory is the emulated device's memory, as deviceInfo reports it.
+const emuMemory = 16 << 30
 
 func (e *emuGPU) exec(c *cmd) error {
 	switch c.kind {
@@ -131,15 +137,24 @@ func (e *emuGPU) memAlloc(bytes int64) (uint64, error) {
 	if p == 0 {
 		return 0, &Error{Call: fmt.Sprintf("cuMemAlloc(%d bytes)", bytes), Name: "CUDA_ERROR_OUT_OF_MEMORY"}
 	}
+	if e.blocks == nil {
+		e.blocks = map[uint64]int64{}
+	}
+	e.blocks[p] = bytes
+	e.used += bytes
 	return p, nil
 }
 
 func (e *emuGPU) memFree(blocks []uint64) error {
 	for _, b := range blocks {
 		C.emu_free(C.uint64_t(b))
+		e.used -= e.blocks[b]
+		delete(e.blocks, b)
 	}
 	return nil
 }
+
+func (e *emuGPU) memInfo() (free, total int64, err error) { return emuMemory - e.used, emuMemory, nil }
 
 func (e *emuGPU) hostAlloc(bytes int64) (unsafe.Pointer, error) {
 	buf := make([]byte, bytes)

@@ -159,14 +159,7 @@ func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 		return nil, fmt.Errorf("dataset: loader batch size %d exceeds the %d examples; with drop_last no batch is left", opt.BatchSize, n)
 	}
 
-	workers := opt.Workers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	prefetch := opt.Prefetch
-	if prefetch == 0 {
-		prefetch = defaultPrefetch
-	}
+	workers, prefetch := opt.resolved()
 	l := &Loader{
 		src: src, opt: opt,
 		c: c, h: h, w: w, imageSize: c * h * w,
@@ -186,6 +179,18 @@ func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 		go l.work()
 	}
 	return l, nil
+}
+
+// resolved is the number of workers and of prefetched batches opt asks for, defaults applied.
+func (opt LoaderOptions) resolved() (workers, prefetch int) {
+	workers, prefetch = opt.Workers, opt.Prefetch
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if prefetch == 0 {
+		prefetch = defaultPrefetch
+	}
+	return workers, prefetch
 }
 
 // BatchesPerEpoch is the number of batches Next delivers in a full epoch.

@@ -435,9 +435,12 @@ type cachedNet struct {
 	size int64
 }
 
+// defaultCachedValues is the default budget of the fully-convolutional nets' cache (4 GiB of float32).
+const defaultCachedValues = 1 << 30
+
 func newNetCache(base *model.Net, budget int64) *netCache {
 	if budget <= 0 {
-		budget = 1 << 30
+		budget = defaultCachedValues
 	}
 	return &netCache{base: base, budget: budget}
 }

@@ -15,12 +15,9 @@ func BuildFullyConv(base *Net, h, w, batch int) (*Net, error) {
 	if batch < 1 {
 		return nil, fmt.Errorf("model %s: batch size must be >= 1 (got %d)", base.Spec.Name, batch)
 	}
-	g, err := newGraphFor(base.Spec, h, w, true)
+	g, err := newFullyConvGraph(base.Spec, h, w)
 	if err != nil {
 		return nil, err
-	}
-	for _, a := range g.acts {
-		a.needGrad = false
 	}
 	n := &Net{Spec: base.Spec, Params: g.params, g: g, dev: base.dev, capacity: batch, bnMomentum: base.bnMomentum, shared: true}
 	for _, p := range n.Params {

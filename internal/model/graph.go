@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 
 	"resnet/internal/backend"
@@ -37,9 +38,12 @@ type Param struct {
 
 // act is an activation of the graph: its per-sample shape and, once allocated, its value and gradient.
 type act struct {
-	name      string
-	c, h, w   int
-	needGrad  bool
+	name     string
+	c, h, w  int
+	needGrad bool
+	// flat marks the (N, C) activations: the pooled features and the logits. Every other activation is
+	// (N, C, H, W), also where its map is 1x1 (the last stages of an ImageNet net on CIFAR-sized inputs).
+	flat      bool
 	val, grad backend.Tensor // allocated for the net's batch capacity
 	cur, dcur backend.Tensor // the same storage viewed with the current batch size
 	// gradWritten is set once some node has written this activation's gradient in the current backward
@@ -136,7 +140,7 @@ func (b *builder) conv(name string, in *act, cout, k, stride, pad int) (*act, er
 	oh := backend.OutSize(in.h, k, stride, pad)
 	ow := backend.OutSize(in.w, k, stride, pad)
 	if oh < 1 || ow < 1 {
-		return nil, fmt.Errorf("model %s: %s: input %s is too small for a %dx%d/%d convolution", b.g.spec.Name, name, in.shape(), k, k, stride)
+		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d convolution", in.shape(), k, k, stride)}
 	}
 	out := b.newAct(name, cout, oh, ow)
 	w := b.param(name+".weight", ConvWeight, cout, in.c, k, k)
@@ -213,7 +217,7 @@ func (b *builder) block(prefix string, in *act, width, stride int) (*act, error)
 		return n.y, nil
 	}
 	if in.h != n.y.h*stride || in.w != n.y.w*stride {
-		return nil, fmt.Errorf("model %s: %s: an option-A shortcut cannot subsample %s to %s", s.Name, prefix, in.shape(), n.y.shape())
+		return nil, &spatialError{layer: prefix, what: fmt.Sprintf("an option-A shortcut cannot subsample %s to %s", in.shape(), n.y.shape())}
 	}
 	return n.y, nil
 }
@@ -225,7 +229,18 @@ func newGraph(s Spec) (*graph, error) { return newGraphFor(s, s.InputSize, s.Inp
 // convolutional form of the classifier: the FC weights applied as a 1x1 convolution at every position of
 // the last feature map (the class-score map), then averaged over positions. Its "fc.weight" parameter is
 // shaped (classes, features, 1, 1) and "fc.bias" is left for the caller to add after the average.
+// An input size the strides cannot take gives an *InputSizeError.
 func newGraphFor(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
+	g, err := buildGraph(s, inH, inW, fullyConv)
+	var se *spatialError
+	if errors.As(err, &se) {
+		return nil, newInputSizeError(s, inH, inW, se)
+	}
+	return g, err
+}
+
+// buildGraph is newGraphFor without the search for the sizes that work.
+func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -296,13 +311,16 @@ func newGraphFor(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 		g.nodes = append(g.nodes, &convNode{name: "fc", p: backend.ConvParams{Stride: 1}, k: 1, w: w, in: h, out: scores})
 		g.scoreMap = scores
 		g.logits = b.newAct("avgpool", s.NumClasses, 1, 1)
+		g.logits.flat = true
 		g.nodes = append(g.nodes, &avgPoolNode{in: scores, out: g.logits})
 		mark("head", 0, g.logits, p0, n0)
 		return g, nil
 	}
 	pooled := b.newAct("avgpool", h.c, 1, 1)
+	pooled.flat = true
 	g.nodes = append(g.nodes, &avgPoolNode{in: h, out: pooled})
 	g.logits = b.newAct("fc", s.NumClasses, 1, 1)
+	g.logits.flat = true
 	g.nodes = append(g.nodes, &linearNode{
 		w:  b.param("fc.weight", FCWeight, s.NumClasses, h.c),
 		b:  b.param("fc.bias", FCBias, s.NumClasses),

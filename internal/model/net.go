@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"resnet/internal/backend"
+	"resnet/internal/sysmem"
 )
 
 // BatchNorm hyper-parameters, as in PyTorch (so running statistics move between the two unchanged).
@@ -68,20 +69,18 @@ func (n *Net) allocT(shape backend.Shape, dt backend.DType) (backend.Tensor, err
 }
 
 func (n *Net) alloc() error {
-	var err error
-	if !n.shared {
-		if err = n.allocParams(); err != nil {
+	plan := n.tensorPlan()
+	if m := n.memoryOf(plan); sysmem.Add(m.Device(), m.Host) == sysmem.Saturated {
+		return fmt.Errorf("model %s: a batch of %d at %dx%d is too large to address", n.Spec.Name, n.capacity, n.g.input.w, n.g.input.h)
+	}
+	for _, t := range plan {
+		var err error
+		if *t.dst, err = n.allocT(t.shape, t.dt); err != nil {
 			return err
 		}
 	}
-	if err = n.allocActivations(); err != nil {
-		return err
-	}
-	if n.labels, err = n.allocT(backend.Shape{n.capacity}, backend.I32); err != nil {
-		return err
-	}
-	if n.loss, err = n.allocT(backend.Shape{n.capacity}, backend.F32); err != nil {
-		return err
+	if !n.shared {
+		n.viewParams()
 	}
 	n.lossHost = make([]float32, n.capacity)
 	n.logitsHost = make([]float32, n.capacity*n.Spec.NumClasses)
@@ -89,24 +88,66 @@ func (n *Net) alloc() error {
 	return n.setBatch(n.capacity)
 }
 
-// allocParams allocates the parameter, gradient and momentum storage and points every Param at its part.
-func (n *Net) allocParams() error {
-	total := 0
-	for _, p := range n.Params {
-		p.offset = total
-		total += p.Shape.Numel()
+// memoryShare says which part of a Memory estimate a planned tensor is.
+type memoryShare uint8
+
+const (
+	shareParams memoryShare = iota
+	shareActivations
+	shareOther
+)
+
+// plannedTensor is one device tensor the net allocates: its shape and type, where it is kept, and which
+// share of the estimate it is.
+type plannedTensor struct {
+	dst   *backend.Tensor
+	shape backend.Shape
+	dt    backend.DType
+	share memoryShare
+}
+
+// tensorPlan lists every device tensor alloc makes, for the batch capacity: the parameter, gradient and
+// momentum storage (one allocation each; not for a net sharing another's parameters), every activation
+// and its gradient where one is needed, the labels and per-example losses, and the batch-norm layers'
+// saved statistics. EstimateMemory sums the same list, so the estimate is what Build allocates.
+func (n *Net) tensorPlan() []plannedTensor {
+	var plan []plannedTensor
+	add := func(dst *backend.Tensor, share memoryShare, dt backend.DType, shape ...int) {
+		plan = append(plan, plannedTensor{dst: dst, shape: shape, dt: dt, share: share})
 	}
-	var err error
-	flat := backend.Shape{total}
-	if n.values, err = n.allocT(flat, backend.F32); err != nil {
-		return err
+	if !n.shared {
+		total := 0
+		for _, p := range n.Params {
+			p.offset = total
+			total += p.Shape.Numel()
+		}
+		add(&n.values, shareParams, backend.F32, total)
+		add(&n.grads, shareParams, backend.F32, total)
+		add(&n.moms, shareParams, backend.F32, total)
 	}
-	if n.grads, err = n.allocT(flat, backend.F32); err != nil {
-		return err
+	for _, a := range n.g.acts {
+		shape := []int{n.capacity, a.c, a.h, a.w}
+		if a.flat {
+			shape = []int{n.capacity, a.c}
+		}
+		add(&a.val, shareActivations, backend.F32, shape...)
+		if a.needGrad {
+			add(&a.grad, shareActivations, backend.F32, shape...)
+		}
 	}
-	if n.moms, err = n.allocT(flat, backend.F32); err != nil {
-		return err
+	add(&n.labels, shareOther, backend.I32, n.capacity)
+	add(&n.loss, shareOther, backend.F32, n.capacity)
+	for _, nd := range n.g.nodes {
+		if b, ok := nd.(*bnNode); ok {
+			add(&b.saveMean, shareOther, backend.F32, b.x.c)
+			add(&b.saveInvStd, shareOther, backend.F32, b.x.c)
+		}
 	}
+	return plan
+}
+
+// viewParams points every Param at its part of the parameter, gradient and momentum storage.
+func (n *Net) viewParams() {
 	view := func(t backend.Tensor, p *Param) backend.Tensor {
 		t.Shape = p.Shape
 		t.Off = p.offset
@@ -119,38 +160,6 @@ func (n *Net) allocParams() error {
 			p.Momentum = view(n.moms, p)
 		}
 	}
-	return nil
-}
-
-// allocActivations allocates every activation (and its gradient where one is needed) for the batch
-// capacity, and the batch-norm layers' saved statistics.
-func (n *Net) allocActivations() error {
-	var err error
-	for _, a := range n.g.acts {
-		shape := backend.Shape{n.capacity, a.c, a.h, a.w}
-		if a == n.g.logits || a.h == 1 && a.w == 1 && a != n.g.input {
-			shape = backend.Shape{n.capacity, a.c}
-		}
-		if a.val, err = n.allocT(shape, backend.F32); err != nil {
-			return err
-		}
-		if a.needGrad {
-			if a.grad, err = n.allocT(shape, backend.F32); err != nil {
-				return err
-			}
-		}
-	}
-	for _, nd := range n.g.nodes {
-		if b, ok := nd.(*bnNode); ok {
-			if b.saveMean, err = n.allocT(backend.Shape{b.x.c}, backend.F32); err != nil {
-				return err
-			}
-			if b.saveInvStd, err = n.allocT(backend.Shape{b.x.c}, backend.F32); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // Free releases the device memory.

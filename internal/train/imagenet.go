@@ -32,12 +32,8 @@ func imagenetData(c config.DatasetConfig) (*Data, error) {
 			return nil, fmt.Errorf("dataset imagenet: class %d is %q in train/ but %q in %s/", i, trIdx.Classes[i], evIdx.Classes[i], evalSplit)
 		}
 	}
-	transform := dataset.TransformRRC
-	if c.TrainTransform == "scale" {
-		transform = dataset.TransformScale
-	}
 	tr, err := dataset.NewFolderPipeline(filepath.Join(c.Root, "train"), trIdx, dataset.FolderPipelineOptions{
-		Transform: transform, Size: c.ImageSize, PCALighting: c.PCALighting,
+		Transform: trainTransform(c), Size: c.ImageSize, PCALighting: c.PCALighting,
 	})
 	if err != nil {
 		return nil, err
@@ -54,4 +50,12 @@ func imagenetData(c config.DatasetConfig) (*Data, error) {
 		Resize: c.ResizeSize, Crop: c.ImageSize, ClassNames: evIdx.Classes,
 	}
 	return &Data{Train: tr, Eval: ev, EvalSplit: evalSplit, EvalSet: set}, nil
+}
+
+// trainTransform is the training transform dataset.train_transform names.
+func trainTransform(c config.DatasetConfig) dataset.ImageTransform {
+	if c.TrainTransform == "scale" {
+		return dataset.TransformScale
+	}
+	return dataset.TransformRRC
 }

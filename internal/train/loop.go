@@ -15,6 +15,7 @@ import (
 	"resnet/internal/eval"
 	"resnet/internal/jsonnum"
 	"resnet/internal/model"
+	"resnet/internal/sysmem"
 )
 
 // ErrInterrupted is returned when a stop request ended training early; a checkpoint was written first.
@@ -66,6 +67,8 @@ type Options struct {
 	Terminal bool
 	// Stop, when closed, ends training after the current step with a checkpoint.
 	Stop <-chan struct{}
+	// HostMemory reports the host memory the run may use (nil: sysmem.HostLimit).
+	HostMemory func() sysmem.Limit
 	// afterStep is a test hook run after every step; an error from it ends training at once, without a
 	// checkpoint, as a kill -9 would.
 	afterStep func(st *State) error
@@ -126,7 +129,7 @@ func (t *trainer) prepare() error {
 	if err != nil {
 		return err
 	}
-	if err := t.buildNet(data.Train); err != nil {
+	if err := t.buildNet(data); err != nil {
 		return err
 	}
 	t.st = State{WarmStart: t.cfg.Train.Schedule.WarmStartLR > 0}
@@ -171,17 +174,25 @@ func (t *trainer) openRunDir() error {
 	return t.dir.Create(t.opt.ConfigYAML)
 }
 
-// buildNet allocates the net for the training data's classes and image size and initialises it.
-func (t *trainer) buildNet(train dataset.Pipeline) error {
-	_, ih, _ := train.OutputShape()
-	spec, err := SpecFor(t.cfg.Model, train.NumClasses(), ih)
+// buildNet allocates the net for the training data's classes and image size and initialises it, once
+// the run's memory estimate fits.
+func (t *trainer) buildNet(data *Data) error {
+	_, ih, _ := data.Train.OutputShape()
+	spec, err := SpecFor(t.cfg.Model, data.Train.NumClasses(), ih)
 	if err != nil {
 		return err
+	}
+	budget, err := MemoryBudget(t.opt.Device, t.opt.HostMemory)
+	if err != nil {
+		return err
+	}
+	if err := NewRunMemory(t.cfg, spec, data).Check(budget); err != nil {
+		return ExplainInputSize(err, t.cfg.Dataset)
 	}
 	capacity := max(t.cfg.Train.BatchSize, t.cfg.Eval.BatchSize)
 	net, err := model.Build(t.opt.Device, spec, capacity)
 	if err != nil {
-		return err
+		return ExplainInputSize(err, t.cfg.Dataset)
 	}
 	t.net = net
 	return net.Init(t.cfg.Seed)

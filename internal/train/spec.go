@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 
 	"resnet/internal/config"
@@ -29,6 +30,39 @@ func SpecFor(m config.ModelConfig, numClasses, inputSize int) (model.Spec, error
 		s.InputSize = inputSize
 	}
 	return s, s.Validate()
+}
+
+// InputFor is the class count and the image side of a data set as far as its config tells without
+// opening it (an ImageNet folder's class count is taken as ImageNet's 1000).
+func InputFor(d config.DatasetConfig) (classes, size int) {
+	switch d.Name {
+	case "imagenet":
+		return 1000, d.ImageSize
+	case "cifar100":
+		if d.CoarseLabels {
+			return 20, 32
+		}
+		return 100, 32
+	}
+	return 10, 32
+}
+
+// ExplainInputSize adds to an *model.InputSizeError what to change: dataset.image_size for an ImageNet
+// folder; other data sets have images of one fixed size. Other errors are returned as they are.
+func ExplainInputSize(err error, d config.DatasetConfig) error {
+	var ie *model.InputSizeError
+	if !errors.As(err, &ie) {
+		return err
+	}
+	switch {
+	case d.Name != "imagenet":
+		return fmt.Errorf("%w (the %s images are %dx%d)", err, d.Name, ie.W, ie.H)
+	case ie.H < ie.Min:
+		return fmt.Errorf("%w: raise dataset.image_size to at least %d", err, ie.Min)
+	case ie.Below > 0 && ie.Above > 0:
+		return fmt.Errorf("%w: set dataset.image_size to %d or %d", err, ie.Below, ie.Above)
+	}
+	return fmt.Errorf("%w: change dataset.image_size", err)
 }
 
 // Data is a run's training pipeline and the pipeline of the split it evaluates on.

@@ -1,0 +1,107 @@
+package model
+
+import (
+	"testing"
+
+	"resnet/internal/backend"
+	"resnet/internal/cpu"
+	"resnet/internal/sysmem"
+)
+
+// countingDevice counts the bytes of every tensor allocated through it.
+type countingDevice struct {
+	backend.Device
+	bytes int64
+}
+
+func (d *countingDevice) Alloc(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
+	d.bytes += int64(shape.Numel()) * 4
+	return d.Device.Alloc(shape, dt, layout)
+}
+
+// The estimate is what Build and BuildFullyConv allocate, to the byte.
+func TestEstimateMemoryMatchesBuild(t *testing.T) {
+	oneByOne := tinySpec(true, 'B') // its second stage has a 1x1 map
+	oneByOne.InputSize = 2
+	for _, tc := range []struct {
+		spec  Spec
+		batch int
+	}{
+		{tinySpec(true, 'A'), 3}, {tinySpec(true, 'C'), 1}, {tinySpec(false, 'A'), 5}, {oneByOne, 2},
+	} {
+		dev := &countingDevice{Device: cpu.New()}
+		net, err := Build(dev, tc.spec, tc.batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := EstimateMemory(tc.spec, tc.batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Device() != dev.bytes {
+			t.Errorf("%s-%c at batch %d: estimate %d bytes (%+v), Build allocated %d", tc.spec.Name, tc.spec.Shortcut, tc.batch, m.Device(), m, dev.bytes)
+		}
+		before := dev.bytes
+		fc, err := BuildFullyConv(net, 12, 16, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fm, err := EstimateFullyConvMemory(tc.spec, 12, 16, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fm.Params != 0 || fm.Device() != dev.bytes-before {
+			t.Errorf("%s-%c fully-convolutional at 12x16: estimate %+v, BuildFullyConv allocated %d", tc.spec.Name, tc.spec.Shortcut, fm, dev.bytes-before)
+		}
+		fc.Free()
+		net.Free()
+	}
+}
+
+// cifar_resnet8 at batch 2, counted by hand. Per example, in float32 values: the input 3x32x32 = 3072
+// (no gradient); the stem's conv and BN, 2 x 16x32x32; stage 1's two convs and two BNs, 4 x 16x32x32;
+// stage 2's, 4 x 32x16x16; stage 3's, 4 x 64x8x8 (option A adds no tensors); the pooled 64 and the 10
+// logits. All but the input have a gradient: 3072 + 2 x (32768 + 65536 + 32768 + 16384 + 64 + 10) =
+// 298132 values, 2,385,056 bytes for two examples. The parameters: 75,290 trainable values plus 480
+// running statistics, three times (values, gradients, momentum): 909,240 bytes. The rest: 2 labels and
+// 2 losses, and the saved mean and inverse deviation of the 7 BN layers (3 of 16 channels, 2 of 32, 2 of
+// 64: 480 values): 16 + 1920 = 1936 bytes. The host copies: 2 x (10 logits + 1 loss). The workspace:
+// stage 1's 3x3 convolutions over 16 channels at 32x32, a 144 x 1024 patch matrix.
+func TestEstimateMemoryByHand(t *testing.T) {
+	s, _ := Lookup("cifar_resnet8")
+	m, err := EstimateMemory(s, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Memory{Activations: 2385056, Params: 909240, Other: 1936, Host: 4 * 2 * 11, Workspace: 4 * 144 * 1024}
+	if m != want {
+		t.Errorf("estimate %+v, want %+v", m, want)
+	}
+}
+
+// Absurd sizes saturate instead of overflowing, and Build refuses them before allocating anything.
+func TestEstimateMemorySaturates(t *testing.T) {
+	s, _ := Lookup("resnet18")
+	m, err := EstimateMemory(s, 100000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 224x224: the stem's conv alone holds 64x112x112 values and their gradients per example.
+	if m.Activations < 2*4*64*112*112*100000000 || m.Activations == sysmem.Saturated {
+		t.Errorf("activations at batch 1e8: %d", m.Activations)
+	}
+	s.InputSize = 1 << 30
+	m, err = EstimateMemory(s, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Activations != sysmem.Saturated || m.Device() != sysmem.Saturated {
+		t.Errorf("activations at 2^30 x 2^30, batch 2^20: %+v", m)
+	}
+	dev := &countingDevice{Device: cpu.New()}
+	_, err = Build(dev, s, 1<<20)
+	want := "model resnet18: a batch of 1048576 at 1073741824x1073741824 is too large to address"
+	if err == nil || err.Error() != want || dev.bytes != 0 {
+		t.Errorf("Build: %v after allocating %d bytes; want %q and nothing allocated", err, dev.bytes, want)
+	}
+}

@@ -1,0 +1,146 @@
+// This file checks, before the net and the loaders are made, that a training run fits the memory the
+// process (and the GPU) may use, and names the setting to lower when it does not.
+
+package train
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+
+	"resnet/internal/backend"
+	"resnet/internal/config"
+	"resnet/internal/dataset"
+	"resnet/internal/model"
+	"resnet/internal/sysmem"
+)
+
+// MemoryBudget is what a network on dev may use: host memory as host reports it (sysmem.HostLimit when
+// nil), and the device's free memory when dev has memory of its own.
+func MemoryBudget(dev backend.Device, host func() sysmem.Limit) (sysmem.Budget, error) {
+	if host == nil {
+		host = sysmem.HostLimit
+	}
+	b := sysmem.Budget{Host: host()}
+	if r, ok := dev.(backend.MemoryReporter); ok {
+		free, err := r.FreeMemory()
+		if err != nil {
+			return b, err
+		}
+		b.Device = &sysmem.Limit{Bytes: free, Source: "free GPU memory"}
+	}
+	return b, nil
+}
+
+// WorkspaceImages is how many images' convolution scratch a device holds at once: one per CPU worker when
+// the network runs in host memory, one on a GPU.
+func WorkspaceImages(b sysmem.Budget) int {
+	if b.Device == nil {
+		return runtime.GOMAXPROCS(0)
+	}
+	return 1
+}
+
+// RunMemory is what a training run's memory depends on: its config, its net, and the sizes of its data.
+type RunMemory struct {
+	cfg  config.Config
+	spec model.Spec
+	// trainN and evalN are the examples of the two splits (0 before the data is opened: their loaders'
+	// order arrays are then left out).
+	trainN, evalN int
+}
+
+// NewRunMemory describes the run of cfg with net spec on data (nil when the data is not opened).
+func NewRunMemory(cfg config.Config, spec model.Spec, data *Data) RunMemory {
+	r := RunMemory{cfg: cfg, spec: spec}
+	if data != nil {
+		r.trainN, r.evalN = data.Train.Len(), data.Eval.Len()
+	}
+	return r
+}
+
+// Need estimates the run's memory: the net at the larger of the two batch sizes (training and evaluation
+// share it) with its workspace for images images at once, and the training and evaluation loaders.
+func (r RunMemory) Need(images int) (sysmem.Need, error) {
+	return r.needAt(r.cfg.Train.BatchSize, r.cfg.Eval.BatchSize, r.spec.InputSize, r.cfg.Dataset.ResizeSize, images)
+}
+
+// needAt is Need with other batch sizes, image size and evaluation resize.
+func (r RunMemory) needAt(trainBatch, evalBatch, size, resize, images int) (sysmem.Need, error) {
+	spec := r.spec
+	spec.InputSize = size
+	m, err := model.EstimateMemory(spec, max(trainBatch, evalBatch))
+	if err != nil {
+		return nil, err
+	}
+	d := r.cfg.Dataset
+	trainShape := dataset.PipelineSize{Examples: r.trainN, C: spec.InChannels, H: size, W: size}
+	evalShape := trainShape
+	evalShape.Examples = r.evalN
+	if d.Name == "imagenet" {
+		trainShape.WorkerBytes = dataset.FolderWorkerBytes(dataset.FolderPipelineOptions{Transform: trainTransform(d), Size: size})
+		evalShape.WorkerBytes = dataset.FolderWorkerBytes(dataset.FolderPipelineOptions{Transform: dataset.TransformCenter, Size: size, Resize: resize})
+	} else {
+		trainShape.WorkerBytes = dataset.SourceWorkerBytes(spec.InChannels, size, size)
+		evalShape.WorkerBytes = trainShape.WorkerBytes
+	}
+	loaders := sysmem.Add(
+		dataset.LoaderMemory(trainShape, dataset.LoaderOptions{BatchSize: trainBatch, Workers: d.Workers}),
+		dataset.LoaderMemory(evalShape, dataset.LoaderOptions{BatchSize: evalBatch, Workers: d.Workers}))
+	return append(m.Need(images), sysmem.Part{Name: "data loaders", Bytes: loaders, Host: true}), nil
+}
+
+// What says what the memory is for: "a training step of resnet18 at 224x224".
+func (r RunMemory) What() string {
+	return fmt.Sprintf("a training step of %s at %dx%d", r.spec.Name, r.spec.InputSize, r.spec.InputSize)
+}
+
+// Check refuses a run whose estimate does not fit the budget, with a config error naming the setting
+// that drives it (a batch size, else dataset.image_size, else model.arch) and the largest value that fits.
+func (r RunMemory) Check(b sysmem.Budget) error {
+	images := WorkspaceImages(b)
+	tb, eb, size, resize := r.cfg.Train.BatchSize, r.cfg.Eval.BatchSize, r.spec.InputSize, r.cfg.Dataset.ResizeSize
+	need, err := r.needAt(tb, eb, size, resize, images)
+	if err != nil {
+		return err
+	}
+	e := b.Refuse(need)
+	if e == nil {
+		return nil
+	}
+	e.What = r.What()
+	// A smaller image size keeps the evaluation resize in proportion.
+	fits := func(tb, eb, s int) bool {
+		n, err := r.needAt(tb, eb, s, max(s, resize*s/size), images)
+		return err == nil && b.Fits(n)
+	}
+	switch {
+	case fits(1, 1, size):
+		key, value := "train.batch_size", tb
+		if eb > tb {
+			key, value = "eval.batch_size", eb
+		}
+		top := sysmem.LargestFitting(value, func(n int) bool { return fits(min(tb, n), min(eb, n), size) })
+		keys := key
+		if min(tb, eb) > top {
+			keys = "train.batch_size and eval.batch_size"
+		}
+		e.Setting, e.Value = key, strconv.Itoa(value)
+		e.Advice = fmt.Sprintf("lower %s to at most %s", keys, sysmem.Approx(top))
+	case r.cfg.Dataset.Name == "imagenet":
+		e.Setting, e.Value = "dataset.image_size", strconv.Itoa(size)
+		top := sysmem.LargestFitting(size, func(s int) bool { return fits(tb, eb, s) })
+		switch {
+		case top > 0 && resize > top:
+			e.Advice = fmt.Sprintf("lower dataset.image_size to at most %s and dataset.resize_size in proportion", sysmem.Approx(top))
+		case top > 0:
+			e.Advice = fmt.Sprintf("lower dataset.image_size to at most %s", sysmem.Approx(top))
+		default:
+			e.Advice = "lower dataset.image_size and train.batch_size"
+		}
+	default:
+		e.Setting, e.Value = "model.arch", r.spec.Name
+		e.Advice = "choose a smaller model"
+	}
+	return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
+}

@@ -1,0 +1,87 @@
+package train
+
+import (
+	"io"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"resnet/internal/config"
+	"resnet/internal/cpu"
+	"resnet/internal/sysmem"
+)
+
+// A run whose estimate exceeds the memory the process may use is refused before the net or the loaders
+// are made, naming the setting that drives it, the estimate, the limit and the largest value that fits.
+func TestRunRefusedOverMemoryLimit(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // the workspace counts one image per CPU worker
+	root := t.TempDir()
+	writeJPEGTree(t, root, 2)
+	limit := func() sysmem.Limit { return sysmem.Limit{Bytes: 8 << 30, Source: "MemAvailable"} }
+	imagenet := func(c *config.Config) {
+		c.Dataset = config.Default().Dataset
+		c.Dataset.Name, c.Dataset.Root, c.Dataset.Workers = "imagenet", root, 2
+		c.Model.Arch = "resnet18"
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(c *config.Config)
+		want string
+	}{
+		{"train.batch_size", func(c *config.Config) { c.Train.BatchSize = 100000000 },
+			"config: train.batch_size 100000000 needs about 112.9 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 762.9 MiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~6900"},
+		{"eval.batch_size", func(c *config.Config) { c.Eval.BatchSize = 100000000 },
+			"config: eval.batch_size 100000000 needs about 112.9 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 762.9 MiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower eval.batch_size to at most ~6900"},
+		{"both batch sizes", func(c *config.Config) { c.Train.BatchSize, c.Eval.BatchSize = 100000000, 50000000 },
+			"config: train.batch_size 100000000 needs about 115.2 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 762.9 MiB, host copies 4.1 GiB, data loaders 6.7 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size and eval.batch_size to at most ~6600"},
+		{"dataset.image_size", func(c *config.Config) {
+			imagenet(c)
+			c.Dataset.ImageSize, c.Dataset.ResizeSize = 100000, 100000
+		}, "config: dataset.image_size 100000 needs about 267.7 TiB for a training step of resnet18 at 100000x100000 (activations 243.3 TiB, parameters 128.0 MiB, workspace 2.7 TiB, labels and statistics 37.8 KiB, host copies 512 B, data loaders 21.7 TiB); the limit is 8.0 GiB (MemAvailable); lower dataset.image_size to at most ~530 and dataset.resize_size in proportion"},
+		{"model.arch", func(c *config.Config) { c.Model.Arch = "cifar_resnet1202" },
+			"config: model.arch cifar_resnet1202 needs about 5.7 GiB for a training step of cifar_resnet1202 at 32x32 (activations 5.5 GiB, parameters 223.3 MiB, workspace 1.1 MiB, labels and statistics 350.4 KiB, host copies 1.4 KiB, data loaders 2.3 MiB); the limit is 64.0 MiB (cgroup memory.max); choose a smaller model"},
+	} {
+		cfg := smallConfig(1)
+		tc.set(&cfg)
+		lim := limit
+		if tc.name == "model.arch" {
+			lim = func() sysmem.Limit { return sysmem.Limit{Bytes: 64 << 20, Source: "cgroup memory.max"} }
+		}
+		dir := filepath.Join(t.TempDir(), "run")
+		_, err := Run(Options{Config: cfg, RunDir: dir, Device: cpu.New(), Out: io.Discard, HostMemory: lim})
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s:\n got %v\nwant %s", tc.name, err, tc.want)
+		}
+	}
+	// The small config itself fits.
+	cfg := smallConfig(1)
+	spec, err := SpecFor(cfg.Model, 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NewRunMemory(cfg, spec, nil).Check(sysmem.Budget{Host: limit()}); err != nil {
+		t.Error(err)
+	}
+}
+
+// gpuLike is a CPU device that reports memory of its own, as a GPU does.
+type gpuLike struct {
+	*cpu.Device
+	free int64
+}
+
+func (g gpuLike) FreeMemory() (int64, error) { return g.free, nil }
+
+// On a device with memory of its own the net counts against the device's free memory, the loaders
+// against the host's.
+func TestRunRefusedOverDeviceMemory(t *testing.T) {
+	cfg := smallConfig(1)
+	cfg.Train.BatchSize = 20000
+	host := func() sysmem.Limit { return sysmem.Limit{Bytes: 8 << 30, Source: "MemAvailable"} }
+	dev := gpuLike{Device: cpu.New(), free: 4 << 30}
+	_, err := Run(Options{Config: cfg, RunDir: filepath.Join(t.TempDir(), "run"), Device: dev, Out: io.Discard, HostMemory: host})
+	want := "config: train.batch_size 20000 needs about 22.2 GiB of GPU memory for a training step of cifar_resnet8 at 32x32 (activations 22.2 GiB, parameters 887.9 KiB, workspace 576.0 KiB, labels and statistics 158.1 KiB); the limit is 4.0 GiB (free GPU memory); lower train.batch_size to at most ~3600"
+	if err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+}
