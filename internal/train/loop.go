@@ -132,6 +132,13 @@ func (t *trainer) prepare() error {
 	if err := t.buildNet(data); err != nil {
 		return err
 	}
+	if !t.opt.Resume {
+		// Only now, with the data and the net in hand, does a new run's folder get its config.yaml: a run
+		// refused before (memory, input size, data) leaves no run behind.
+		if err := t.dir.Create(t.opt.ConfigYAML); err != nil {
+			return err
+		}
+	}
 	t.st = State{WarmStart: t.cfg.Train.Schedule.WarmStartLR > 0}
 	if t.opt.Resume {
 		if err := t.resume(); err != nil {
@@ -156,9 +163,9 @@ func (t *trainer) prepare() error {
 	return nil
 }
 
-// openRunDir locks the run folder; a new run's folder must not hold a run, and gets its config.yaml. A
-// resumed run's config.yaml is rewritten only with its next checkpoint, so a run that fails at once leaves
-// the folder as it was.
+// openRunDir locks the run folder; a new run's folder must not hold a run (prepare writes its config.yaml
+// once the run is known to fit). A resumed run's config.yaml is rewritten only with its next checkpoint,
+// so a run that fails at once leaves the folder as it was.
 func (t *trainer) openRunDir() error {
 	lock, err := t.dir.Lock()
 	if err != nil {
@@ -171,7 +178,7 @@ func (t *trainer) openRunDir() error {
 	if err := t.dir.CheckNew(); err != nil {
 		return fmt.Errorf("%w; continue it with --resume %s, or choose another directory with --out", err, t.dir.Path())
 	}
-	return t.dir.Create(t.opt.ConfigYAML)
+	return nil
 }
 
 // buildNet allocates the net for the training data's classes and image size and initialises it, once

@@ -1,7 +1,9 @@
 package train
 
 import (
+	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -51,6 +53,9 @@ func TestRunRefusedOverMemoryLimit(t *testing.T) {
 		_, err := Run(Options{Config: cfg, RunDir: dir, Device: cpu.New(), Out: io.Discard, HostMemory: lim})
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("%s:\n got %v\nwant %s", tc.name, err, tc.want)
+		}
+		if _, err := os.Stat(NewRunDir(dir).ConfigPath()); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: the refused run left %s (%v)", tc.name, NewRunDir(dir).ConfigPath(), err)
 		}
 	}
 	// The small config itself fits.
