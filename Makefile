@@ -75,7 +75,11 @@ KERNELS_FATBIN := internal/cuda/kernels.fatbin
 # includes every kernels/*.cu in name order. Either way, names at file scope must be unique across kernels/.
 KERNELS_MAIN   := $(KERNELS_DIR)/all.cu
 KERNELS_UNIT   := $(if $(wildcard $(KERNELS_MAIN)),$(KERNELS_MAIN),bin/kernels/kernels_all.cu)
-NVCCFLAGS      ?= -O3 -std=c++17 --use_fast_math
+# No --use_fast_math: it flushes subnormals to zero and approximates division and square root, which
+# changes results (and breaks the kernels' bit-for-bit claims). The math flags below are nvcc's defaults,
+# spelt out because the kernels depend on them; -fmad=true contracts a*b+c into one FMA, which is
+# deterministic and the same in the fused and unfused paths (docs/decisions/0005-cuda-determinism.md).
+NVCCFLAGS      ?= -O3 -std=c++17 -ftz=false -prec-div=true -prec-sqrt=true -fmad=true
 NVCC_GENCODE   ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                   -gencode arch=compute_90,code=compute_90
 # Environment of every cgo step of the CUDA build (the variables come from scripts/cuda-env.sh).

@@ -8,6 +8,12 @@
 // its piece in double (shifted by the channel's first value so the variance does not cancel) and the
 // pieces are added in chunk order. No float atomics anywhere: every result is bit-for-bit reproducible.
 //
+// The fused and unfused paths give the same bits too: each step of the math is one piece of code that
+// both paths run (the apply, grad_chunk and input_grad templates, finalize_stats, finalize_grad,
+// inference_scale), so the compiler rounds and contracts it alike in both, and the kernels are built
+// without fast math (Makefile NVCCFLAGS: no flushed subnormals, correctly rounded division and square
+// root; see docs/decisions/0005-cuda-determinism.md).
+//
 // Fused path (backend.Options.Unfused false):
 //   training forward   bn_forward_stats (statistics; the last block of each channel finalizes them)
 //                      + bn_forward_apply[_relu|_add|_add_relu]
@@ -130,8 +136,16 @@ __device__ __forceinline__ bool last_block(double s1, double s2, double* partial
   return last;
 }
 
+// inference_scale is the inference path's gamma/sqrt(running_var + eps), each operation correctly rounded
+// in float: bn_inference_params computes it once per channel, the fused inference kernels once per
+// element, and both get the same bits (float, not double: the fused kernels run it per element, and
+// double division and square root are slow on GPUs without full-rate double).
+__device__ __forceinline__ float inference_scale(float gamma, float run_var, float eps) {
+  return __fdiv_rn(gamma, __fsqrt_rn(__fadd_rn(run_var, eps)));
+}
+
 // apply writes y = act((x - mean)*scale + beta [+ shortcut(z)]). INFER takes scale from the running
-// variance (scale_or_var holds it) instead of a precomputed per-channel scale.
+// variance (scale_or_var holds it) through inference_scale instead of a precomputed per-channel scale.
 template <bool RELU, bool RES, bool INFER>
 __device__ __forceinline__ void apply(const float* x, const float* z, float* y, const float* mean,
                                       const float* scale_or_var, const float* gamma, const float* beta,
@@ -147,7 +161,7 @@ __device__ __forceinline__ void apply(const float* x, const float* z, float* y, 
     const int c = p.c;
     float s;
     if (INFER) {
-      s = gamma[c] * rsqrtf(scale_or_var[c] + eps);
+      s = inference_scale(gamma[c], scale_or_var[c], eps);
     } else {
       s = scale_or_var[c];
     }
@@ -344,7 +358,7 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK) relu_forward(const float*
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Inference forward, fused: one pass, scale = gamma*rsqrt(running_var + eps) computed per element.
+// Inference forward, fused: one pass, scale = inference_scale(gamma, running_var, eps) computed per element.
 
 extern "C" __global__ void __launch_bounds__(RN_BLOCK)
     bn_inference_apply(const float* x, const float* z, float* y, const float* run_mean, const float* run_var,
@@ -374,13 +388,13 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK)
   apply<true, true, true>(x, z, y, run_mean, run_var, gamma, beta, eps, N, C, H, W, Cz, zs);
 }
 
-// Inference forward, unfused: scale = gamma/sqrt(running_var + eps) per channel (double, as the CPU
-// reference), then bn_normalize with mean = the running mean.
+// Inference forward, unfused: scale = inference_scale(gamma, running_var, eps) per channel, then
+// bn_normalize with mean = the running mean.
 extern "C" __global__ void __launch_bounds__(RN_BLOCK)
     bn_inference_params(const float* run_var, const float* gamma, float eps, int C, float* scale) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
-  scale[c] = (float)((double)gamma[c] / sqrt((double)run_var[c] + (double)eps));
+  scale[c] = inference_scale(gamma[c], run_var[c], eps);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 //   g = grad + wd*p;  buf = momentum*buf + g;  g = nesterov ? g + momentum*buf : buf;  p -= lr*g
 //
 // without momentum buffer (buf null): p -= lr*(grad + wd*p). Every operation is explicitly rounded (no
-// fused multiply-add), so the update is bit-for-bit the CPU reference's.
+// fused multiply-add, and no flushed subnormals: the kernels are built without fast math), so the update
+// is bit-for-bit the CPU reference's wherever the Go compiler does not fuse either (it may on arm64, and on
+// amd64 with GOAMD64=v3), and the fused and unfused steps run the same sgd_update.
 //
 // Fused: sgd_step updates every parameter of a step in one launch, from a device array of slot
 // descriptors. Unfused: sgd_step_single, one launch per parameter.

@@ -97,7 +97,7 @@ func bnCases() []bnCase {
 
 // Batch-norm tolerances. y = gamma*(x-mean)*invstd + beta (+z): float32 statistics over up to 25088
 // values with a tree reduction are a few 1e-7 relative off, and y is O(5), so 3e-5 absolute is ~10x the
-// expected error. The statistics themselves: 2e-5 relative (rsqrtf is 2 ulp). Gradients: the backward's
+// expected error. The statistics themselves: 2e-5 relative. Gradients: the backward's
 // inputs are made identical, so only the order of the per-channel sums differs; dgamma and dbeta are such
 // sums and dx is built from them, hence an RMS-relative bound as for convolutions. dz is dy masked and
 // moved: exact.

@@ -1,6 +1,6 @@
 // CUDA shims that let g++ compile kernels/*.cu for the CPU emulator (see emulator.cpp). Only what the kernels
 // use is provided: the thread and block indices, __syncthreads, warp shuffles, __threadfence, atomicAdd,
-// __ldcg and the correctly rounded float intrinsics.
+// __ldcg and the correctly rounded float intrinsics (IEEE float arithmetic on the CPU rounds the same way).
 #pragma once
 
 #include <algorithm>
@@ -78,7 +78,7 @@ inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
-inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __fsqrt_rn(float x) { return std::sqrt(x); }
 
 using std::isnan;
 using std::max;

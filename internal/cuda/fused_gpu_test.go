@@ -8,6 +8,7 @@ package cuda
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -200,4 +201,65 @@ func checkNetPaths(t testing.TB, g *Device, unfused bool) {
 			t.Errorf("kernel %q of the other path ran %d times in the training step (launched: %s)", k, counts[k], formatCounts(counts))
 		}
 	}
+}
+
+// identityBNCases are the batch-norm modes whose fused and unfused results are compared bit for bit: each
+// kind of shortcut with and without ReLU, at shapes small enough for the kernel emulator.
+var identityBNCases = []bnCase{
+	{n: 8, c: 16, h: 32, w: 32, relu: true, shortcut: identityShortcut},
+	{n: 8, c: 32, h: 16, w: 16, relu: true, shortcut: optionAShortcut},
+	{n: 3, c: 6, h: 5, w: 3, relu: true},
+	{n: 4, c: 8, h: 6, w: 6, shortcut: optionAShortcut},
+	{n: 2, c: 24, h: 7, w: 7},
+}
+
+// The fused and unfused paths share the code of every step of the math (kernels/batchnorm.cu), so on one
+// GPU they must give the same bits, not merely values within the CPU tolerance: training forward (output
+// and statistics), backward, and inference. Both start from the same seed, and each op starts from the
+// CPU reference's results, so their inputs are identical.
+func TestFusedAndUnfusedBatchNormAreBitIdentical(t *testing.T) {
+	openGPU(t, backend.Options{})
+	for i, b := range identityBNCases {
+		t.Run(b.String(), func(t *testing.T) {
+			var results [2]map[string][]float32
+			for k, m := range gpuModes {
+				r := newRig(t, m.opt, uint64(1300+i))
+				f := newBNTwins(r, b, nil)
+				got := map[string][]float32{}
+				keep := func(names string, xs ...twin) {
+					for j, name := range strings.Fields(names) {
+						got[name] = r.host(onGPU, xs[j])
+					}
+				}
+				f.forwardTraining(r, bnYTol)
+				keep("forward.y save_mean save_invstd running_mean running_var", f.y, f.saveMean, f.saveInvStd, f.rm, f.rv)
+				f.backward(r)
+				keep("dx dgamma dbeta", f.dx, f.dgamma, f.dbeta)
+				if f.p.Residual {
+					keep("dz", f.dz)
+				}
+				f.inference(r, bnYTol)
+				keep("inference.y", f.y)
+				results[k] = got
+			}
+			for name, fused := range results[0] {
+				if i := firstDifference(fused, results[1][name]); i >= 0 {
+					t.Errorf("%s: fused %v, unfused %v at element %d: the paths differ", name, fused[i], results[1][name][i], i)
+				}
+			}
+		})
+	}
+}
+
+// firstDifference is the index of the first element whose bits differ, or -1.
+func firstDifference(a, b []float32) int {
+	if len(a) != len(b) {
+		return 0
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i
+		}
+	}
+	return -1
 }

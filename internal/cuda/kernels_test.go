@@ -129,3 +129,48 @@ func TestFusedAndUnfusedListsPartitionBatchNormAndSGD(t *testing.T) {
 		}
 	}
 }
+
+// fastMathFlags are the nvcc flags that change results: --use_fast_math implies the other three.
+var fastMathFlags = []string{"--use_fast_math", "-use_fast_math", "-ftz=true", "-prec-div=false", "-prec-sqrt=false"}
+
+// approximateMath matches calls of the CUDA intrinsics that trade accuracy for speed (the ones
+// --use_fast_math substitutes for the standard functions, and the approximate reciprocal square root).
+var approximateMath = regexp.MustCompile(`\b(__expf|__exp10f|__logf|__log2f|__log10f|__powf|__sinf|__cosf|__tanf|__sincosf|__fdividef|rsqrtf)\s*\(`)
+
+// The kernels' comments promise results that are exact, identical in the fused and unfused paths and the
+// same from run to run: nothing in the build or the sources may approximate (see
+// docs/decisions/0005-cuda-determinism.md).
+func TestKernelsBuildWithoutFastMath(t *testing.T) {
+	dir := kernelDir(t)
+	mk, err := os.ReadFile(filepath.Join(dir, "..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := ""
+	for _, line := range strings.Split(string(mk), "\n") {
+		if strings.HasPrefix(line, "NVCCFLAGS") {
+			flags = line
+		}
+	}
+	if flags == "" {
+		t.Fatal("Makefile sets no NVCCFLAGS")
+	}
+	for _, f := range fastMathFlags {
+		if slices.Contains(strings.Fields(flags), f) {
+			t.Errorf("Makefile: %s has %s, which changes the kernels' results", flags, f)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.cu*"))
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(src), "\n") {
+			code, _, _ := strings.Cut(line, "//")
+			if m := approximateMath.FindString(code); m != "" {
+				t.Errorf("%s:%d calls %s, an approximate intrinsic; use the correctly rounded one (__fdiv_rn, __fsqrt_rn, double exp)", f, i+1, strings.TrimRight(m, "( "))
+			}
+		}
+	}
+}
