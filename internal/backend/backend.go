@@ -239,10 +239,41 @@ type MemoryReporter interface {
 	FreeMemory() (int64, error)
 }
 
-// Options are the settings a device is opened with. The zero value is the default.
+// Reporter is implemented by devices that can say what their results depend on: the run's
+// reproducibility record (<run>/reproducibility.json) and `resnet bench --json` carry it.
+type Reporter interface {
+	// Environment names the device, its libraries and the settings that change results, as key/value
+	// pairs (backend, device, versions, deterministic, ...). The map is the caller's.
+	Environment() map[string]string
+	// ConvAlgorithms lists the convolution algorithm chosen for each geometry and direction so far, in the
+	// order they were chosen; nil when the device has no choice to make.
+	ConvAlgorithms() []ConvChoice
+}
+
+// ConvChoice is the algorithm a device chose for one direction of one convolution geometry.
+type ConvChoice struct {
+	Geometry  ConvGeometry
+	Direction string // "forward", "backward_data" or "backward_filter"
+	// Algorithm is the library's name for it, e.g. CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM.
+	Algorithm      string
+	WorkspaceBytes int64
+	// Deterministic: the algorithm gives the same bits on every run.
+	Deterministic bool
+	// ChosenBy says how: "heuristic", "timed", or "fallback" when nothing offered was usable.
+	ChosenBy string
+}
+
+// Options are the settings a device is opened with. The zero value is the default. The fields are plain
+// values, so that Options is comparable (tests keep one opened device per Options).
 type Options struct {
 	// Unfused runs the unfused reference path of every fused kernel (config key cuda.fuse: false).
 	Unfused bool
+	// Nondeterministic lets the device use algorithms whose results vary from run to run (config key
+	// cuda.deterministic: false).
+	Nondeterministic bool
+	// Benchmark chooses each convolution shape's algorithm by timing the candidates once, instead of by
+	// the library's heuristics (config key cuda.benchmark).
+	Benchmark bool
 }
 
 // Factory opens a device. Backends register one under their name ("cpu", "cuda").

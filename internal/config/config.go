@@ -27,6 +27,14 @@ type CUDAConfig struct {
 	// Fuse runs the fused kernels (BN + ReLU, BN + add + ReLU, ...); false runs their unfused reference
 	// path, for comparison and debugging.
 	Fuse bool `mapstructure:"fuse" yaml:"fuse" json:"fuse"`
+	// Deterministic runs only convolution algorithms that give the same bits on every run, chosen by
+	// cuDNN's heuristics (no timing, so the same GPU and libraries always choose the same ones); false
+	// allows any algorithm.
+	Deterministic bool `mapstructure:"deterministic" yaml:"deterministic" json:"deterministic"`
+	// Benchmark times the candidate algorithms of each convolution shape once (cudnnFind*AlgorithmEx) and
+	// keeps the fastest, as torch.backends.cudnn.benchmark does; with Deterministic, the fastest
+	// deterministic one.
+	Benchmark bool `mapstructure:"benchmark" yaml:"benchmark" json:"benchmark"`
 }
 
 // ModelConfig selects an architecture from the zoo and adjusts it.
@@ -174,6 +182,6 @@ func Default() Config {
 		},
 		Eval:       EvalConfig{BatchSize: 256, Every: 1},
 		Checkpoint: CheckpointConfig{Every: 1, Keep: 3},
-		CUDA:       CUDAConfig{Fuse: true},
+		CUDA:       CUDAConfig{Fuse: true, Deterministic: true},
 	}
 }

@@ -132,6 +132,38 @@ func TestEnvAndSetTypes(t *testing.T) {
 	}
 }
 
+// The CUDA determinism keys: deterministic algorithms without timing by default, each key settable from
+// a file, the environment and --set, and a value that is not a bool refused with the key and its origin.
+func TestCUDADeterminismKeys(t *testing.T) {
+	def := config.Default().CUDA
+	if !def.Deterministic || def.Benchmark || !def.Fuse {
+		t.Errorf("defaults: %+v, want deterministic, no benchmark, fused", def)
+	}
+	inTempDir(t, map[string]string{"gpu.yaml": "cuda:\n  benchmark: true\n"})
+	c := mustLoad(t, config.Source{File: "gpu.yaml"})
+	if !c.CUDA.Benchmark || !c.CUDA.Deterministic {
+		t.Errorf("file: %+v, want benchmark on and deterministic still on", c.CUDA)
+	}
+	c = mustLoad(t, withEnv(t, config.Source{}, "RESNET_CUDA_DETERMINISTIC=false", "RESNET_CUDA_BENCHMARK=1"))
+	if c.CUDA.Deterministic || !c.CUDA.Benchmark {
+		t.Errorf("environment: %+v, want deterministic off, benchmark on", c.CUDA)
+	}
+	for _, tt := range []struct {
+		src  config.Source
+		want string
+	}{
+		{config.Source{Sets: []string{"cuda.deterministic=sometimes"}},
+			`config: cuda.deterministic must be true or false (got "sometimes") (from --set cuda.deterministic=sometimes)`},
+		{config.Source{File: "bad.yaml"},
+			`config: unknown key "cuda.determinstic" in bad.yaml line 2 (known keys under cuda: fuse, deterministic, benchmark)`},
+	} {
+		inTempDir(t, map[string]string{"bad.yaml": "cuda:\n  determinstic: false\n"})
+		if got := loadErr(t, tt.src); got != tt.want {
+			t.Errorf("got  %s\nwant %s", got, tt.want)
+		}
+	}
+}
+
 func TestMilestonesFromText(t *testing.T) {
 	for _, text := range []string{"[81,122]", "81,122", "[81, 122]", " 81 , 122 "} {
 		c := mustLoad(t, config.Source{Sets: []string{"train.epochs=164", "train.schedule.milestones=" + text}})
