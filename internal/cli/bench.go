@@ -35,6 +35,9 @@ type benchTrainOptions struct {
 	seed       int64
 	unfused    bool
 	cpuProfile string
+
+	// deterministic and cudnnBenchmark are cuda.deterministic and cuda.benchmark.
+	deterministic, cudnnBenchmark bool
 }
 
 // benchDataOptions are the flags of 'resnet bench data'.
@@ -134,6 +137,8 @@ func (o *benchTrainOptions) bind(f *pflag.FlagSet) {
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
 	f.Int64Var(&o.seed, "seed", 1, "seed for weights and input")
 	f.BoolVar(&o.unfused, "unfused", false, "run the unfused reference path of the fused GPU kernels")
+	f.BoolVar(&o.deterministic, "deterministic", true, "GPU convolutions only with deterministic algorithms (cuda.deterministic)")
+	f.BoolVar(&o.cudnnBenchmark, "cudnn-benchmark", false, "choose GPU convolution algorithms by timing them (cuda.benchmark)")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file")
 }
 
@@ -200,7 +205,8 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 	if err != nil {
 		return err
 	}
-	dev, err := openDevice(e, o.device, o.unfused)
+	dev, err := openDevice(e, o.device, deviceOptions(config.CUDAConfig{Fuse: !o.unfused, Deterministic: o.deterministic,
+		Benchmark: o.cudnnBenchmark}))
 	if err != nil {
 		return err
 	}

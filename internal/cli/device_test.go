@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"resnet/internal/backend"
 	"resnet/internal/train"
 )
 
@@ -16,7 +17,7 @@ func TestAutoDeviceSaysWhyOnce(t *testing.T) {
 	e := &env{stdout: &out, stderr: &errOut}
 	var name string
 	for range 2 {
-		d, err := openDevice(e, "auto", false)
+		d, err := openDevice(e, "auto", backend.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,8 +34,47 @@ func TestAutoDeviceSaysWhyOnce(t *testing.T) {
 	if out.Len() != 0 {
 		t.Errorf("stdout %q", out.String())
 	}
-	if _, err := openDevice(e, "cpu", false); err != nil || errOut.String() != msg {
+	if _, err := openDevice(e, "cpu", backend.Options{}); err != nil || errOut.String() != msg {
 		t.Errorf("--device cpu printed %q, %v", strings.TrimPrefix(errOut.String(), msg), err)
+	}
+}
+
+// The cuda section of the config (and bench's flags for it) reaches the device as backend.Options, in every
+// command that opens one.
+func TestCUDASettingsReachTheDevice(t *testing.T) {
+	root := t.TempDir()
+	run := filepath.Join(root, "cpu-run") // a checkpoint for eval, which takes the run's settings
+	if code, _, errOut := runCLI(t, "train", "--config", "demo", "--device", "cpu", "--out", run, "--epochs", "1",
+		"--set", "dataset.train_size=16", "--set", "dataset.test_size=16", "--set", "train.batch_size=16",
+		"--set", "cuda.fuse=false"); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, errOut)
+	}
+	var got []backend.Options
+	openExplained = func(name string, opt backend.Options) (backend.Device, error, error) {
+		got = append(got, opt)
+		return nil, nil, fmt.Errorf("probe: %s not opened", name)
+	}
+	t.Cleanup(func() { openExplained = backend.OpenExplained })
+	sets := []string{"--set", "cuda.deterministic=false", "--set", "cuda.benchmark=true", "--set", "cuda.fuse=false"}
+	for _, c := range []struct {
+		args []string
+		want backend.Options
+	}{
+		{[]string{"train", "--config", "demo", "--device", "cuda", "--out", filepath.Join(root, "a")}, backend.Options{}},
+		{append([]string{"train", "--config", "demo", "--device", "cuda", "--out", filepath.Join(root, "b")}, sets...),
+			backend.Options{Unfused: true, Nondeterministic: true, Benchmark: true}},
+		{append([]string{"compare", "demo", "cifar_resnet8", "--device", "cuda", "--out", root, "--runs", root}, sets[:2]...),
+			backend.Options{Nondeterministic: true}},
+		{[]string{"eval", "--checkpoint", run, "--device", "cuda"}, backend.Options{Unfused: true}},
+		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8"}, backend.Options{}},
+		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8", "--deterministic=false", "--cudnn-benchmark"},
+			backend.Options{Nondeterministic: true, Benchmark: true}},
+	} {
+		got = nil
+		code, _, errOut := runCLI(t, c.args...)
+		if code != 1 || !strings.Contains(errOut, "probe: cuda not opened") || len(got) != 1 || got[0] != c.want {
+			t.Errorf("%v: exit %d, %q; opened with %+v, want %+v", c.args, code, errOut, got, c.want)
+		}
 	}
 }
 

@@ -185,7 +185,7 @@ func runEval(e *env, o *evalOptions) error {
 	if err != nil {
 		return err
 	}
-	dev, err := openDevice(e, cfg.Device, !cfg.CUDA.Fuse)
+	dev, err := openDevice(e, cfg.Device, deviceOptions(cfg.CUDA))
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"resnet/internal/backend"
+	"resnet/internal/config"
 )
 
 // configFlags are --set and the flags that are short for a --set entry. They rank with --set, above the
@@ -48,10 +49,18 @@ func (o *configFlags) toSets(changed func(string) bool) []string {
 	return append(sets, o.sets...)
 }
 
+// deviceOptions are the device settings of a config's cuda section.
+func deviceOptions(c config.CUDAConfig) backend.Options {
+	return backend.Options{Unfused: !c.Fuse, Nondeterministic: !c.Deterministic, Benchmark: c.Benchmark}
+}
+
+// openExplained opens devices; tests replace it to see the options a command opens its device with.
+var openExplained = backend.OpenExplained
+
 // openDevice opens the named device. When "auto" falls back to the CPU, the reason the GPU did not open is
 // printed on stderr, once per process.
-func openDevice(e *env, name string, unfused bool) (backend.Device, error) {
-	d, fallback, err := backend.OpenExplained(name, backend.Options{Unfused: unfused})
+func openDevice(e *env, name string, opt backend.Options) (backend.Device, error) {
+	d, fallback, err := openExplained(name, opt)
 	if err == nil && fallback != nil {
 		e.fallbackOnce.Do(func() {
 			fmt.Fprintf(e.stderr, "resnet: device auto: using the CPU (%v)\n", fallback)
