@@ -298,13 +298,18 @@ static cudnnStatus_t rn_conv_desc(cudnnConvolutionDescriptor_t* cd, int pad, int
   return p_cudnnSetConvolutionMathType(*cd, (cudnnMathType_t)math);
 }
 
-static cudnnStatus_t rn_conv_set_math(cudnnConvolutionDescriptor_t cd, int math) {
-  return p_cudnnSetConvolutionMathType(cd, (cudnnMathType_t)math);
-}
-
 static void rn_conv_desc_destroy(cudnnConvolutionDescriptor_t cd) {
   if (cd) p_cudnnDestroyConvolutionDescriptor(cd);
 }
+
+// The Go side names the algorithms by their enum values (convAlgoNames) and reads the math types
+// (mathFMA, mathDefault): a cuDNN that renumbers them must not build.
+_Static_assert(CUDNN_CONVOLUTION_FWD_ALGO_COUNT == 8 && CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED == 7,
+               "cuDNN's forward algorithms changed: update convAlgoNames");
+_Static_assert(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT == 6 && CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED == 5,
+               "cuDNN's backward-data algorithms changed: update convAlgoNames");
+_Static_assert(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT == 7 && CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING == 6,
+               "cuDNN's backward-filter algorithms changed: update convAlgoNames");
 
 // rn_perf is one algorithm candidate of any direction.
 typedef struct {
@@ -461,6 +466,8 @@ import (
 	"fmt"
 	"sync"
 	"unsafe"
+
+	"resnet/internal/backend"
 )
 
 // ---- loading the libraries ------------------------------------------------------------------------------
@@ -591,8 +598,7 @@ type driver struct {
 	cublas     C.cublasHandle_t
 	cublasWS   C.CUdeviceptr
 	argBuf     *C.uint64_t // kernel arguments of the launch being made (C memory)
-	convMath   C.int       // cudnnMathType_t for every convolution
-	tf32       bool
+	convMath   C.int       // cudnnMathType_t that convolution algorithms are listed with
 	haveModule bool
 }
 
@@ -618,7 +624,6 @@ func (dr *driver) open(ordinal int, tf32 bool, fatbin []byte) (info deviceInfo, 
 		}
 	}()
 	info.ordinal = ordinal
-	dr.tf32 = tf32
 	if r := C.rn_cuInit(); r != C.CUDA_SUCCESS {
 		if r == C.CUDA_ERROR_NO_DEVICE {
 			return info, fmt.Errorf("cuda: no CUDA device found")
@@ -995,29 +1000,55 @@ func (d convDir) String() string {
 	return [...]string{"forward", "backward data", "backward filter"}[d]
 }
 
-// convPlan is the cuDNN state of one convolution geometry: its tensor and filter descriptors, and per
-// direction and operand alignment the measured algorithm with its own convolution descriptor.
+// convPlan is the cuDNN state of one convolution geometry: its tensor and filter descriptors, the
+// convolution descriptor that candidates are listed with, and per direction, dtype and operand alignment
+// the chosen algorithm with its own convolution descriptor.
 type convPlan struct {
 	geom convGeom
 	xd   C.cudnnTensorDescriptor_t
 	wd   C.cudnnFilterDescriptor_t
 	yd   C.cudnnTensorDescriptor_t
+	cd   C.cudnnConvolutionDescriptor_t
 	algo map[algoKey]*convAlgo
 }
 
-// algoKey picks a measured algorithm: some algorithms need 16-byte aligned operands, and a view into the
+// algoKey picks a chosen algorithm: some algorithms need 16-byte aligned operands, and a view into the
 // parameter table may not be.
 type algoKey struct {
 	dir   convDir
+	dtype backend.DType
 	align uint8 // bit i set: operand i (x, w, y) is 16-byte aligned
 }
 
+// convAlgo is a chosen algorithm, ready to run.
 type convAlgo struct {
-	cd      C.cudnnConvolutionDescriptor_t
-	algo    C.int
-	ws      int64 // workspace bytes
-	math    C.int
-	measure string // how the algorithm was chosen, for diagnostics
+	cd            C.cudnnConvolutionDescriptor_t
+	algo          int
+	ws            int64 // workspace bytes
+	deterministic bool
+	chosenBy      string // how it was chosen (chosenByHeuristic, ...)
+}
+
+// The cuDNN math types the choice reads (cudnnMathType_t).
+const (
+	mathDefault = int(C.CUDNN_DEFAULT_MATH)
+	mathFMA     = int(C.CUDNN_FMA_MATH)
+)
+
+// convAlgoNames are cuDNN's algorithms per direction, indexed by their enum values (checked against the
+// headers by the _Static_asserts above).
+var convAlgoNames = [...][]string{
+	convForward: {"CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM", "CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM",
+		"CUDNN_CONVOLUTION_FWD_ALGO_GEMM", "CUDNN_CONVOLUTION_FWD_ALGO_DIRECT", "CUDNN_CONVOLUTION_FWD_ALGO_FFT",
+		"CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING", "CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD",
+		"CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED"},
+	convBackwardData: {"CUDNN_CONVOLUTION_BWD_DATA_ALGO_0", "CUDNN_CONVOLUTION_BWD_DATA_ALGO_1",
+		"CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT", "CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING",
+		"CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD", "CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED"},
+	convBackwardFilter: {"CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0", "CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1",
+		"CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT", "CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3",
+		"CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD", "CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED",
+		"CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING"},
 }
 
 // newConvPlan creates the descriptors of a geometry.
@@ -1029,6 +1060,12 @@ func (dr *driver) newConvPlan(g convGeom) (*convPlan, error) {
 		C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
 		return nil, err
 	}
+	s = C.rn_conv_desc(&p.cd, C.int(g.Pad), C.int(g.Stride), dr.convMath)
+	if err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor("+g.String()+")"); err != nil {
+		C.rn_conv_desc_destroy(p.cd)
+		C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -1036,24 +1073,27 @@ func (dr *driver) destroyConvPlan(p *convPlan) {
 	for _, a := range p.algo {
 		C.rn_conv_desc_destroy(a.cd)
 	}
+	C.rn_conv_desc_destroy(p.cd)
 	C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
 }
 
-// chooseAlgo measures the algorithms of one direction with cudnnFind*AlgorithmEx on the operands x, w, y
-// (for backward data x is dx, for backward filter w is dw; the output operand may be scratch) with a
-// workspace of up to wsLimit bytes, and keeps the fastest deterministic one whose math type is allowed.
-// When measuring fails, cuDNN's heuristics choose. The compute stream is synchronised first: cuDNN runs
-// the trials on it and must see the operands the queued work writes.
-func (dr *driver) chooseAlgo(p *convPlan, k algoKey, x, w, y uint64, wsLimit int64) (*convAlgo, error) {
+// convCandidates lists cuDNN's algorithms for direction dir of plan p, best first: its heuristics' ranking
+// (cudnnGetConvolution*Algorithm_v7), or with timed set the times measured by cudnnFind*AlgorithmEx on
+// the operands x, w, y (for backward data x is dx, for backward filter w is dw; the output operand may be
+// scratch) with a trial workspace of up to wsLimit bytes. Timing synchronises the compute stream first:
+// cuDNN runs the trials on it and must see the operands the queued work writes.
+func (dr *driver) convCandidates(p *convPlan, dir convDir, timed bool, x, w, y uint64, wsLimit int64) ([]convCandidate, error) {
 	g := p.geom
-	a := &convAlgo{}
-	s := C.rn_conv_desc(&a.cd, C.int(g.Pad), C.int(g.Stride), dr.convMath)
-	if err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor("+g.String()+")"); err != nil {
-		C.rn_conv_desc_destroy(a.cd)
-		return nil, err
+	var perf [C.RN_MAX_ALGOS]C.rn_perf
+	var n C.int
+	if !timed {
+		s := C.rn_conv_find(C.int(dir), 0, dr.cudnn, p.xd, p.wd, p.cd, p.yd, 0, 0, 0, 0, 0, &perf[0], &n)
+		if err := cudnnErrOf(s, "cudnnGetConvolution*Algorithm_v7("+g.String()+", "+dir.String()+")"); err != nil {
+			return nil, err
+		}
+		return candidatesOf(perf[:n]), nil
 	}
 	if err := cuErr(C.rn_cuStreamSynchronize(dr.compute), "cuStreamSynchronize(compute)"); err != nil {
-		C.rn_conv_desc_destroy(a.cd)
 		return nil, err
 	}
 	// The trial workspace: as much of wsLimit as the device can give.
@@ -1069,51 +1109,45 @@ func (dr *driver) chooseAlgo(p *convPlan, k algoKey, x, w, y uint64, wsLimit int
 	if ws == 0 {
 		wsBytes = 0
 	}
-	var perf [C.RN_MAX_ALGOS]C.rn_perf
-	var n C.int
-	measured := C.rn_conv_find(C.int(k.dir), 1, dr.cudnn, p.xd, p.wd, a.cd, p.yd, C.CUdeviceptr(x), C.CUdeviceptr(w),
+	s := C.rn_conv_find(C.int(dir), 1, dr.cudnn, p.xd, p.wd, p.cd, p.yd, C.CUdeviceptr(x), C.CUdeviceptr(w),
 		C.CUdeviceptr(y), C.CUdeviceptr(ws), C.size_t(wsBytes), &perf[0], &n)
 	if ws != 0 {
 		C.rn_cuMemFree(C.CUdeviceptr(ws))
 	}
-	pick := -1
-	if measured == C.CUDNN_STATUS_SUCCESS {
-		pick = dr.pickAlgo(perf[:n], wsBytes)
-		a.measure = "measured"
+	if err := cudnnErrOf(s, "cudnnFindConvolution*AlgorithmEx("+g.String()+", "+dir.String()+")"); err != nil {
+		return nil, err
 	}
-	if pick < 0 {
-		s := C.rn_conv_find(C.int(k.dir), 0, dr.cudnn, p.xd, p.wd, a.cd, p.yd, 0, 0, 0, 0, 0, &perf[0], &n)
-		if err := cudnnErrOf(s, "cudnnGetConvolution*Algorithm_v7("+g.String()+", "+k.dir.String()+")"); err != nil {
-			C.rn_conv_desc_destroy(a.cd)
-			return nil, err
-		}
-		pick = dr.pickAlgo(perf[:n], wsLimit)
-		a.measure = "heuristic"
-		if err := cudnnErrOf(measured, "find"); err != nil {
-			a.measure += " (measuring failed: " + err.(*Error).Name + ")"
-		}
+	cands := candidatesOf(perf[:n])
+	for i := range cands {
+		// A candidate that needs more than the trial workspace did not run, whatever its status says.
+		cands[i].ok = cands[i].ok && cands[i].ws <= wsBytes
 	}
-	if pick >= 0 {
-		a.algo, a.math = perf[pick].algo, perf[pick].math
-	} else {
-		// Nothing usable was offered: the implicit GEMM (forward) and algorithm 1 (backward) run every
-		// geometry, deterministically, with little or no workspace.
-		a.algo, a.math, a.measure = 0, dr.convMath, "fallback"
-		if k.dir != convForward {
-			a.algo = 1
-		}
+	return cands, nil
+}
+
+// candidatesOf converts cuDNN's perf results.
+func candidatesOf(perf []C.rn_perf) []convCandidate {
+	out := make([]convCandidate, len(perf))
+	for i, p := range perf {
+		out[i] = convCandidate{algo: int(p.algo), ok: p.status == C.CUDNN_STATUS_SUCCESS,
+			deterministic: p.determinism == C.CUDNN_DETERMINISTIC, math: int(p.math), ws: int64(p.memory)}
 	}
-	// Without TF32 the descriptor stays on FMA math whatever the candidate reported, so that no kernel can
-	// switch to TF32 tensor cores.
-	if dr.tf32 {
-		if err := cudnnErrOf(C.rn_conv_set_math(a.cd, a.math), "cudnnSetConvolutionMathType"); err != nil {
-			C.rn_conv_desc_destroy(a.cd)
-			return nil, err
-		}
+	return out
+}
+
+// newConvAlgo makes the convolution descriptor that runs candidate c of direction dir (with the
+// candidate's math type) and asks cuDNN for its workspace size.
+func (dr *driver) newConvAlgo(p *convPlan, dir convDir, c convCandidate) (*convAlgo, error) {
+	g := p.geom
+	a := &convAlgo{}
+	s := C.rn_conv_desc(&a.cd, C.int(g.Pad), C.int(g.Stride), C.int(c.math))
+	if err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor("+g.String()+")"); err != nil {
+		C.rn_conv_desc_destroy(a.cd)
+		return nil, err
 	}
 	var bytes C.size_t
-	s = C.rn_conv_workspace(C.int(k.dir), dr.cudnn, p.xd, p.wd, a.cd, p.yd, a.algo, &bytes)
-	if err := cudnnErrOf(s, "cudnnGetConvolution*WorkspaceSize("+g.String()+", "+k.dir.String()+")"); err != nil {
+	s = C.rn_conv_workspace(C.int(dir), dr.cudnn, p.xd, p.wd, a.cd, p.yd, C.int(c.algo), &bytes)
+	if err := cudnnErrOf(s, "cudnnGetConvolution*WorkspaceSize("+g.String()+", "+dir.String()+", "+convAlgoName(dir, c.algo)+")"); err != nil {
 		C.rn_conv_desc_destroy(a.cd)
 		return nil, err
 	}
@@ -1121,33 +1155,10 @@ func (dr *driver) chooseAlgo(p *convPlan, k algoKey, x, w, y uint64, wsLimit int
 	return a, nil
 }
 
-// pickAlgo returns the index of the first (fastest) successful candidate that fits the workspace limit,
-// uses an allowed math type and is deterministic; failing that, the first that is not deterministic; -1
-// when none fits.
-func (dr *driver) pickAlgo(perf []C.rn_perf, wsLimit int64) int {
-	usable := func(p C.rn_perf) bool {
-		if p.status != C.CUDNN_STATUS_SUCCESS || int64(p.memory) > wsLimit {
-			return false
-		}
-		return dr.tf32 || p.math == C.CUDNN_FMA_MATH || p.math == C.CUDNN_DEFAULT_MATH
-	}
-	for i, p := range perf {
-		if usable(p) && p.determinism == C.CUDNN_DETERMINISTIC {
-			return i
-		}
-	}
-	for i, p := range perf {
-		if usable(p) {
-			return i
-		}
-	}
-	return -1
-}
-
 // conv runs a queued convolution.
 func (dr *driver) conv(c *cmd) error {
 	cv := &c.conv
-	s := C.rn_conv(C.int(cv.dir), dr.cudnn, cv.plan.xd, cv.plan.wd, cv.algo.cd, cv.plan.yd, cv.algo.algo,
+	s := C.rn_conv(C.int(cv.dir), dr.cudnn, cv.plan.xd, cv.plan.wd, cv.algo.cd, cv.plan.yd, C.int(cv.algo.algo),
 		C.CUdeviceptr(cv.x), C.CUdeviceptr(cv.w), C.CUdeviceptr(cv.y), C.CUdeviceptr(cv.ws), C.size_t(cv.wsBytes), C.float(cv.beta))
 	if s != C.CUDNN_STATUS_SUCCESS {
 		return cudnnErrOf(s, fmt.Sprintf("%s(%s)", libCallNames[libConvForward+libCall(cv.dir)], cv.plan.geom))

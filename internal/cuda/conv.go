@@ -3,10 +3,9 @@
 package cuda
 
 // Convolutions on cuDNN (legacy descriptor API, NCHW float32, cross-correlation). Per geometry the tensor
-// and filter descriptors are made once; per direction (and operand alignment) the algorithm is measured
-// once with cudnnFind*AlgorithmEx and kept, so a training step creates nothing. The chosen algorithms are
-// deterministic whenever cuDNN offers a deterministic one that fits the workspace cap, and never use TF32
-// unless RESNET_CUDA_TF32=1.
+// and filter descriptors are made once; per direction, dtype and operand alignment the algorithm is chosen
+// once (algo.go: deterministic and by heuristics unless the options say otherwise) and kept, so a training
+// step creates nothing and asks cuDNN nothing. No algorithm uses TF32 unless RESNET_CUDA_TF32=1.
 
 import "resnet/internal/backend"
 
@@ -64,7 +63,7 @@ func (d *Device) convOp(dir convDir, p backend.ConvParams, x, w, y backend.Tenso
 	if accumulate {
 		beta = 1
 	}
-	return d.conv(op, g, dir, xp, wp, yp, beta)
+	return d.conv(op, g, dir, x.DType, xp, wp, yp, beta)
 }
 
 // checkConv runs the checks of the op of direction dir.
@@ -102,8 +101,8 @@ func alignment(x, w, y uint64) uint8 {
 }
 
 // conv queues one direction of a convolution (x, w, y as rn_conv takes them: dx for backward data, dw for
-// backward filter), choosing its algorithm first if this geometry, direction and alignment is new.
-func (d *Device) conv(op string, g convGeom, dir convDir, x, w, y uint64, beta float32) error {
+// backward filter), choosing its algorithm first if this geometry, direction, dtype and alignment is new.
+func (d *Device) conv(op string, g convGeom, dir convDir, dt backend.DType, x, w, y uint64, beta float32) error {
 	// The setup closures capture copies made inside the branches: a captured variable lives on the heap,
 	// and capturing plan, a or g themselves would allocate on every call.
 	plan := d.convPlans[g]
@@ -120,30 +119,31 @@ func (d *Device) conv(op string, g convGeom, dir convDir, x, w, y uint64, beta f
 		plan = np
 		d.convPlans[g] = plan
 	}
-	key := algoKey{dir: dir, align: alignment(x, w, y)}
+	key := algoKey{dir: dir, dtype: dt, align: alignment(x, w, y)}
 	a := plan.algo[key]
 	if a == nil {
-		// The trials overwrite the output operand. That is harmless when the op overwrites it anyway; when
-		// backward data accumulates, they run on scratch with the same alignment instead.
+		// Timing overwrites the output operand. That is harmless when the op overwrites it anyway; when
+		// backward data accumulates, the trials run on scratch with the same alignment instead.
 		fx := x
-		if dir == convBackwardData && beta != 0 {
+		if dir == convBackwardData && beta != 0 && d.opt.Benchmark {
 			s, err := d.tempAlloc(op, 4*int64(g.XLen())+16)
 			if err != nil {
 				return err
 			}
 			fx = s + x%16
 		}
-		p, k, fw, fy, limit := plan, key, w, y, d.wsLimit
+		p, pol, fw, fy := plan, d.algoPolicy(), w, y
 		var na *convAlgo
 		if err := d.onOwner(op, func(dr gpu) error {
 			var err error
-			na, err = dr.chooseAlgo(p, k, fx, fw, fy, limit)
+			na, err = chooseConvAlgo(dr, pol, p, dir, fx, fw, fy)
 			return err
 		}); err != nil {
 			return err
 		}
 		a = na
 		plan.algo[key] = a
+		d.recordConvChoice(g, dir, a)
 	}
 	if a.ws > 0 {
 		if err := d.grow(op, &d.workspace, a.ws); err != nil {

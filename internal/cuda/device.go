@@ -237,6 +237,10 @@ type Device struct {
 	sgd       sgdState
 	scratch   [4]block // per-op scratch, freed at the end of the op (stream order keeps it safe)
 
+	// convChoices are the algorithms chosen so far, for ConvAlgorithms (under reportMu).
+	reportMu    sync.Mutex
+	convChoices []backend.ConvChoice
+
 	launches [int(numKernels) + int(numLibCalls)]atomic.Int64
 }
 
@@ -286,7 +290,10 @@ type gpu interface {
 	hostFree(p unsafe.Pointer) error // after waiting for the device
 	memInfo() (free, total int64, err error)
 	newConvPlan(g convGeom) (*convPlan, error)
-	chooseAlgo(p *convPlan, k algoKey, x, w, y uint64, wsLimit int64) (*convAlgo, error)
+	// convCandidates lists cuDNN's algorithms for a direction, best first: by its heuristics, or with timed
+	// set by timing them on the operands x, w, y (see algo.go).
+	convCandidates(p *convPlan, dir convDir, timed bool, x, w, y uint64, wsLimit int64) ([]convCandidate, error)
+	newConvAlgo(p *convPlan, dir convDir, c convCandidate) (*convAlgo, error)
 	destroyConvPlan(p *convPlan)
 	close()
 }

@@ -273,8 +273,12 @@ func (n *nullGPU) newConvPlan(g convGeom) (*convPlan, error) {
 	return &convPlan{geom: g, algo: map[algoKey]*convAlgo{}}, nil
 }
 
-func (n *nullGPU) chooseAlgo(*convPlan, algoKey, uint64, uint64, uint64, int64) (*convAlgo, error) {
-	return &convAlgo{ws: 1 << 20}, nil
+func (n *nullGPU) convCandidates(*convPlan, convDir, bool, uint64, uint64, uint64, int64) ([]convCandidate, error) {
+	return []convCandidate{{ok: true, deterministic: true, math: mathFMA, ws: 1 << 20}}, nil
+}
+
+func (n *nullGPU) newConvAlgo(_ *convPlan, _ convDir, c convCandidate) (*convAlgo, error) {
+	return &convAlgo{ws: c.ws}, nil
 }
 
 func (n *nullGPU) destroyConvPlan(*convPlan) {}

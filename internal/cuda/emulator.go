@@ -32,6 +32,7 @@ import "C"
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"resnet/internal/backend"
@@ -65,6 +66,10 @@ type emuGPU struct {
 	// blocks are the sizes of the device allocations that are live, for memInfo.
 	blocks map[uint64]int64
 	used   int64
+	// heuristicLists and timedLists count the algorithm lists asked for; failTiming makes timing fail as
+	// cudnnFind*AlgorithmEx can (out of memory for its trials).
+	heuristicLists, timedLists int
+	failTiming                 bool
 }
 
 // emuMemory is the emulated device's memory, as deviceInfo reports it.
@@ -175,9 +180,72 @@ func (e *emuGPU) newConvPlan(g convGeom) (*convPlan, error) {
 	return &convPlan{geom: g, algo: map[algoKey]*convAlgo{}}, nil
 }
 
-func (e *emuGPU) chooseAlgo(p *convPlan, k algoKey, x, w, y uint64, wsLimit int64) (*convAlgo, error) {
-	// A small workspace, so that the workspace path runs too.
-	return &convAlgo{ws: 4096, measure: "emulated"}, nil
+// emuAlgoLists stand in for cuDNN's candidates of each direction, [0] from its heuristics and [1] from
+// timing, best first. They use cuDNN's real algorithm numbers and determinism flags, and are ordered so
+// that every rule of the choice (algo.go) picks a different algorithm than its absence would:
+//
+//	                 deterministic          deterministic, timed  any                    any, timed
+//	forward          IMPLICIT_PRECOMP_GEMM  GEMM                  IMPLICIT_PRECOMP_GEMM  GEMM
+//	backward data    ALGO_1                 WINOGRAD_NONFUSED     ALGO_0                 ALGO_0
+//	backward filter  ALGO_1                 FFT_TILING            ALGO_0                 ALGO_3
+//
+// A TF32 (tensor-op math) WINOGRAD heads the forward heuristics and is taken only with TF32 allowed;
+// emuHugeWorkspace candidates exceed any workspace cap. Workspaces are small but not zero, so that the
+// workspace path runs.
+var emuAlgoLists = [3][2][]convCandidate{
+	convForward: {
+		{{algo: 6, ok: true, deterministic: true, math: emuTensorOpMath, ws: 4096},
+			{algo: 7, ok: true, deterministic: true, math: mathFMA, ws: emuHugeWorkspace},
+			{algo: 1, ok: true, deterministic: true, math: mathFMA, ws: 4096},
+			{algo: 0, ok: true, deterministic: true, math: mathFMA}},
+		{{algo: 4, ok: true, deterministic: true, math: mathFMA, ws: emuHugeWorkspace},
+			{algo: 2, ok: true, deterministic: true, math: mathFMA, ws: 8192},
+			{algo: 1, ok: true, deterministic: true, math: mathFMA, ws: 4096},
+			{algo: 0, ok: true, deterministic: true, math: mathFMA}},
+	},
+	convBackwardData: {
+		{{algo: 0, ok: true, math: mathFMA},
+			{algo: 1, ok: true, deterministic: true, math: mathFMA, ws: 4096}},
+		{{algo: 0, ok: true, math: mathFMA},
+			{algo: 5, ok: true, deterministic: true, math: mathFMA, ws: 12288},
+			{algo: 1, ok: true, deterministic: true, math: mathFMA, ws: 4096}},
+	},
+	convBackwardFilter: {
+		{{algo: 0, ok: true, math: mathFMA},
+			{algo: 2, ok: true, deterministic: true, math: mathFMA, ws: emuHugeWorkspace},
+			{algo: 1, ok: true, deterministic: true, math: mathFMA, ws: 4096}},
+		{{algo: 3, ok: true, math: mathFMA, ws: 4096},
+			{algo: 6, ok: true, deterministic: true, math: mathFMA, ws: 16384},
+			{algo: 0, ok: true, math: mathFMA},
+			{algo: 1, ok: true, deterministic: true, math: mathFMA, ws: 4096}},
+	},
+}
+
+const (
+	emuHugeWorkspace = 1 << 40
+	emuTensorOpMath  = 1 // CUDNN_TENSOR_OP_MATH
+)
+
+func (e *emuGPU) convCandidates(p *convPlan, dir convDir, timed bool, x, w, y uint64, wsLimit int64) ([]convCandidate, error) {
+	if !timed {
+		e.heuristicLists++
+		return slices.Clone(emuAlgoLists[dir][0]), nil
+	}
+	e.timedLists++
+	if e.failTiming {
+		return nil, &Error{Call: "cudnnFindConvolution*AlgorithmEx(" + p.geom.String() + ", " + dir.String() + ")",
+			Name: "CUDNN_STATUS_ALLOC_FAILED"}
+	}
+	cands := slices.Clone(emuAlgoLists[dir][1])
+	for i := range cands {
+		cands[i].ok = cands[i].ws <= wsLimit // what the trial workspace cannot hold does not run
+	}
+	return cands, nil
+}
+
+// newConvAlgo gives a candidate the workspace its list says (the fallback algorithms need none).
+func (e *emuGPU) newConvAlgo(_ *convPlan, dir convDir, c convCandidate) (*convAlgo, error) {
+	return &convAlgo{ws: c.ws}, nil
 }
 
 func (e *emuGPU) destroyConvPlan(p *convPlan) {}
