@@ -163,11 +163,3 @@ func (d *Device) recordConvChoice(g convGeom, dir convDir, a *convAlgo) {
 	}
 	d.convChoices = append(d.convChoices, c)
 }
-
-// ConvAlgorithms implements backend.Reporter: the algorithm chosen for each convolution geometry and
-// direction so far, in the order they were chosen.
-func (d *Device) ConvAlgorithms() []backend.ConvChoice {
-	d.reportMu.Lock()
-	defer d.reportMu.Unlock()
-	return append([]backend.ConvChoice(nil), d.convChoices...)
-}

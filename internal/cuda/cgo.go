@@ -190,6 +190,7 @@ static CUresult rn_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, u
 
 // ---- cuDNN ----------------------------------------------------------------------------------------------
 RN_FN(cudnnGetVersion);
+RN_FN(cudnnGetCudartVersion);
 RN_FN(cudnnGetErrorString);
 RN_FN(cudnnCreate);
 RN_FN(cudnnDestroy);
@@ -223,6 +224,7 @@ static int rn_load_cudnn(void) {
   if (rn_open(&rn_libcudnn, "libcudnn.so.9")) return 1;
   void* h = rn_libcudnn;
   RN_SYM(h, cudnnGetVersion, "cudnnGetVersion");
+  RN_SYM(h, cudnnGetCudartVersion, "cudnnGetCudartVersion");
   RN_SYM(h, cudnnGetErrorString, "cudnnGetErrorString");
   RN_SYM(h, cudnnCreate, "cudnnCreate");
   RN_SYM(h, cudnnDestroy, "cudnnDestroy");
@@ -253,6 +255,7 @@ static int rn_load_cudnn(void) {
 }
 
 static size_t rn_cudnnGetVersion(void) { return p_cudnnGetVersion(); }
+static size_t rn_cudnnGetCudartVersion(void) { return p_cudnnGetCudartVersion(); }
 static const char* rn_cudnn_error_string(cudnnStatus_t s) {
   return p_cudnnGetErrorString ? p_cudnnGetErrorString(s) : NULL;
 }
@@ -421,6 +424,7 @@ RN_FN(cublasSetMathMode);
 RN_FN(cublasSetWorkspace);
 RN_FN(cublasSgemm);
 RN_FN(cublasGetStatusString);
+RN_FN(cublasGetVersion);
 
 static void* rn_libcublas;
 
@@ -434,6 +438,7 @@ static int rn_load_cublas(const char* lib) {
   RN_SYM(h, cublasSetWorkspace, "cublasSetWorkspace_v2");
   RN_SYM(h, cublasSgemm, "cublasSgemm_v2");
   RN_SYM(h, cublasGetStatusString, "cublasGetStatusString");
+  RN_SYM(h, cublasGetVersion, "cublasGetVersion_v2");
   return 0;
 }
 
@@ -442,6 +447,7 @@ static const char* rn_cublas_status_string(cublasStatus_t s) {
 }
 static cublasStatus_t rn_cublasCreate(cublasHandle_t* h) { return p_cublasCreate(h); }
 static cublasStatus_t rn_cublasDestroy(cublasHandle_t h) { return p_cublasDestroy(h); }
+static cublasStatus_t rn_cublasGetVersion(cublasHandle_t h, int* v) { return p_cublasGetVersion(h, v); }
 static cublasStatus_t rn_cublasSetStream(cublasHandle_t h, CUstream s) {
   return p_cublasSetStream(h, (cudaStream_t)s);
 }
@@ -609,10 +615,16 @@ type deviceInfo struct {
 	major, minor       int
 	sms                int
 	totalMem, freeMem  int64
-	driverVersion      int
-	cudnnVersion       int
+	driverVersion      int // CUDA version the driver supports, 1000*major + 10*minor (cuDriverGetVersion)
+	cudnnVersion       int // 10000*major + 100*minor + patch
 	cublasLib          string
 	maxGridY, maxGridX int
+
+	// For the reproducibility record: the kernel driver's release, the CUDA runtime cuDNN was built for
+	// (1000*major + 10*minor) and cuBLAS's version (10000*major + 100*minor + patch).
+	nvidiaDriver  string
+	cudnnCudart   int
+	cublasVersion int
 }
 
 // open initialises the context, streams, events, kernels and library handles on the calling (owner)
@@ -748,6 +760,7 @@ func (dr *driver) open(ordinal int, tf32 bool, fatbin []byte) (info deviceInfo, 
 		return info, err
 	}
 	info.cudnnVersion = int(C.rn_cudnnGetVersion())
+	info.cudnnCudart = int(C.rn_cudnnGetCudartVersion())
 	if info.cudnnVersion < 90000 {
 		return info, fmt.Errorf("cuda: libcudnn.so.9 reports version %d; cuDNN 9 is needed", info.cudnnVersion)
 	}
@@ -773,6 +786,11 @@ func (dr *driver) open(ordinal int, tf32 bool, fatbin []byte) (info deviceInfo, 
 	if err := cublasErrOf(C.rn_cublasSetStream(dr.cublas, dr.compute), "cublasSetStream"); err != nil {
 		return info, err
 	}
+	var cv C.int
+	if err := cublasErrOf(C.rn_cublasGetVersion(dr.cublas, &cv), "cublasGetVersion"); err != nil {
+		return info, err
+	}
+	info.cublasVersion = int(cv)
 	tf := C.int(0)
 	if tf32 {
 		tf = 1

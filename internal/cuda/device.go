@@ -325,6 +325,7 @@ func Open(opt backend.Options) (*Device, error) {
 	err = d.start(func() (gpu, deviceInfo, error) {
 		dr := &driver{}
 		info, err := dr.open(ordinal, d.tf32, fatbin)
+		info.nvidiaDriver = nvidiaDriverRelease()
 		return dr, info, err
 	})
 	if err != nil {

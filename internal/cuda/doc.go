@@ -18,6 +18,13 @@
 // RESNET_CUDA_WORKSPACE_MB caps one convolution's cuDNN workspace (default 1024, and at most an eighth
 // of the free memory).
 //
+// Determinism. Convolution algorithms are chosen once per shape (algo.go): by cuDNN's heuristics among the
+// deterministic ones by default, so a run gives the same bits as the last one on the same GPU, driver,
+// libraries, settings and workspace cap; backend.Options.Benchmark times the candidates instead, and
+// Options.Nondeterministic allows any. The kernels are built without fast math and reduce in a fixed
+// order, and cuBLAS runs on one stream with a fixed workspace, which makes it deterministic too. The
+// device reports all of it (backend.Reporter, report.go).
+//
 // Kernels. LaunchCounts reports launches under these names (and cuDNN/cuBLAS calls under
 // cudnnConvolutionForward, cudnnConvolutionBackwardData, cudnnConvolutionBackwardFilter, cublasSgemm):
 //

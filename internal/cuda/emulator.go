@@ -47,7 +47,8 @@ func init() {
 		err = d.start(func() (gpu, deviceInfo, error) {
 			return &emuGPU{}, deviceInfo{
 				name: "kernel emulator", major: 9, sms: 2, maxGridX: 1<<31 - 1, maxGridY: 65535,
-				freeMem: emuMemory, totalMem: emuMemory, cublasLib: "emulated",
+				freeMem: emuMemory, totalMem: emuMemory, cublasLib: "emulated", driverVersion: 13000,
+				cudnnVersion: 91300, cudnnCudart: 13000, cublasVersion: 130100, nvidiaDriver: "emulated",
 			}, nil
 		})
 		if err != nil {
