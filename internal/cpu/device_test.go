@@ -19,6 +19,26 @@ func TestRegisteredAsCPU(t *testing.T) {
 	must(t, d.Sync())
 }
 
+// The environment names the backend, the GEMM kernel in use and the worker count.
+func TestEnvironment(t *testing.T) {
+	d := NewWithWorkers(3)
+	defer d.Close()
+	env := d.Environment()
+	for k, want := range map[string]string{"backend": "cpu", "gemm_kernel": gemmDefault.name, "workers": "3"} {
+		if env[k] != want {
+			t.Errorf("%s = %q, want %q", k, env[k], want)
+		}
+	}
+	for _, k := range []string{"gomaxprocs", "go_version", "platform"} {
+		if env[k] == "" {
+			t.Errorf("%s is missing from %v", k, env)
+		}
+	}
+	if d.ConvAlgorithms() != nil {
+		t.Errorf("the CPU reports convolution algorithm choices")
+	}
+}
+
 func TestBufferOps(t *testing.T) {
 	d := NewWithWorkers(1)
 	x, err := d.Alloc(backend.Shape{2, 3}, backend.F32, backend.NCHW)
