@@ -179,6 +179,28 @@ func (n *Net) Capacity() int { return n.capacity }
 // InputShape is the per-sample input shape (C, H, W).
 func (n *Net) InputShape() (c, h, w int) { return n.g.input.c, n.g.input.h, n.g.input.w }
 
+// ConvLayer is one convolution of a net: its name (its weight's, without ".weight") and its geometry.
+type ConvLayer struct {
+	Name     string
+	Geometry backend.ConvGeometry
+}
+
+// ConvLayers lists the net's convolutions in graph order, with their geometry at a batch of the given size.
+func (n *Net) ConvLayers(batch int) []ConvLayer {
+	var out []ConvLayer
+	for _, nd := range n.g.nodes {
+		c, ok := nd.(*convNode)
+		if !ok {
+			continue
+		}
+		out = append(out, ConvLayer{Name: c.name, Geometry: backend.ConvGeometry{
+			N: batch, Cin: c.in.c, H: c.in.h, W: c.in.w, Cout: c.out.c, KH: c.k, KW: c.k,
+			Stride: c.p.Stride, Pad: c.p.Pad, OH: c.out.h, OW: c.out.w,
+		}})
+	}
+	return out
+}
+
 // setBatch points every activation view at the first nb samples of its allocation. Views are rebuilt only
 // when the batch size changes, so the training step does not allocate.
 func (n *Net) setBatch(nb int) error {

@@ -234,3 +234,46 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per training step, want 0", a)
 	}
 }
+
+// convRecorder records the geometry of every convolution forward run through it.
+type convRecorder struct {
+	backend.Device
+	seen []backend.ConvGeometry
+}
+
+func (d *convRecorder) ConvForward(p backend.ConvParams, x, w, y backend.Tensor) error {
+	g, err := backend.CheckConvForward(p, x, w, y)
+	if err != nil {
+		return err
+	}
+	d.seen = append(d.seen, g)
+	return d.Device.ConvForward(p, x, w, y)
+}
+
+// ConvLayers names the convolutions the device runs, in the order it runs them, with their geometry at the
+// batch size of the forward pass (option C adds a projection per stage).
+func TestConvLayersAreTheConvolutionsRun(t *testing.T) {
+	dev := &convRecorder{Device: cpu.New()}
+	net, err := Build(dev, tinySpec(true, 'C'), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := tinyBatch(3, 1)
+	if err := net.Forward(x, 3, false); err != nil {
+		t.Fatal(err)
+	}
+	layers := net.ConvLayers(3)
+	var names []string
+	for i, l := range layers {
+		names = append(names, l.Name)
+		if i >= len(dev.seen) || dev.seen[i] != l.Geometry {
+			t.Errorf("layer %d (%s) has geometry %v; the device ran %v", i, l.Name, l.Geometry, dev.seen)
+		}
+		if p, ok := net.Param(l.Name + ".weight"); !ok || p.Kind != ConvWeight {
+			t.Errorf("%s names no convolution weight", l.Name)
+		}
+	}
+	if len(layers) != len(dev.seen) {
+		t.Errorf("ConvLayers lists %d convolutions %v; the device ran %d", len(layers), names, len(dev.seen))
+	}
+}
