@@ -136,7 +136,7 @@ func TestTrainThenEval(t *testing.T) {
 	if !strings.Contains(out, "run directory: "+dir) {
 		t.Errorf("train output does not say where the results are:\n%s", out)
 	}
-	for _, f := range []string{"config.yaml", "metrics.jsonl", "checkpoints/step-000000004.safetensors"} {
+	for _, f := range []string{"config.yaml", "metrics.jsonl", "reproducibility.json", "checkpoints/step-000000004.safetensors"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Error(err)
 		}

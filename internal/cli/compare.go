@@ -92,7 +92,7 @@ func runCompare(e *env, o *compareOptions, args []string, changed func(string) b
 	}
 	stop, release := interruptChannel(e)
 	defer release()
-	err = compare.Train(entries, compare.Options{Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop})
+	err = compare.Train(entries, compare.Options{Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop, Version: version})
 	if err != nil {
 		return err
 	}

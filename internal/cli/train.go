@@ -96,7 +96,7 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	fmt.Fprintf(e.stdout, "training %s on %s, run directory %s\n", cfg.Model.Arch, dev.Name(), runDir)
 	res, err := train.Run(train.Options{
 		Config: cfg, ConfigYAML: yml, RunDir: runDir, Resume: o.resume != "", From: from,
-		Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop, HostMemory: e.hostMemory,
+		Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop, HostMemory: e.hostMemory, Version: version,
 	})
 	if err != nil {
 		if errors.Is(err, train.ErrInterrupted) {

@@ -20,6 +20,7 @@ type Options struct {
 	Out      io.Writer // progress
 	Terminal bool
 	Stop     <-chan struct{}
+	Version  string // the program's, for each run's reproducibility.json
 }
 
 // Train brings every entry's run to its last epoch: a finished run is reused, an unfinished one resumed
@@ -47,7 +48,7 @@ func Train(entries []*Entry, opt Options) error {
 		}
 		_, err = train.Run(train.Options{
 			Config: e.Config, ConfigYAML: e.YAML, RunDir: e.RunDir, Resume: st == Unfinished,
-			Device: opt.Device, Out: opt.Out, Terminal: opt.Terminal, Stop: opt.Stop,
+			Device: opt.Device, Out: opt.Out, Terminal: opt.Terminal, Stop: opt.Stop, Version: opt.Version,
 		})
 		if err != nil {
 			return fmt.Errorf("compare %s: %w", e.Name, err)

@@ -69,6 +69,8 @@ type Options struct {
 	Stop <-chan struct{}
 	// HostMemory reports the host memory the run may use (nil: sysmem.HostLimit).
 	HostMemory func() sysmem.Limit
+	// Version is the program's, for reproducibility.json.
+	Version string
 	// afterStep is a test hook run after every step; an error from it ends training at once, without a
 	// checkpoint, as a kill -9 would.
 	afterStep func(st *State) error
@@ -117,6 +119,9 @@ type trainer struct {
 	lr      float64 // rate of the latest step
 	res     Result
 	lock    *RunLock
+	// recorded says reproducibility.json was written by this process, listing recordedConvs algorithms.
+	recorded      bool
+	recordedConvs int
 }
 
 // prepare opens the run folder, the data and the net, restores the checkpoint of a resumed run, and
@@ -359,6 +364,11 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	t.st.EpochSeconds += time.Since(t0).Seconds()
 	t.endWarmStart()
 	t.prog.step(t.st, t.lr)
+	if !t.recorded {
+		if err := t.record(); err != nil {
+			return true, err
+		}
+	}
 	if t.opt.afterStep != nil {
 		return true, t.opt.afterStep(&t.st)
 	}
@@ -462,6 +472,20 @@ func (t *trainer) evaluate() error {
 	}
 	t.prog.metrics(m)
 	t.res.Last = m
+	return t.record() // the evaluation's batch sizes may have made the device choose more algorithms
+}
+
+// record writes reproducibility.json, unless this process wrote it already and the device has chosen no
+// convolution algorithm since.
+func (t *trainer) record() error {
+	rec := NewReproducibility(t.opt.Version, t.st.Step, t.opt.Device, t.net)
+	if t.recorded && len(rec.Convolutions) == t.recordedConvs {
+		return nil
+	}
+	if err := t.dir.WriteReproducibility(rec); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	t.recorded, t.recordedConvs = true, len(rec.Convolutions)
 	return nil
 }
 

@@ -25,6 +25,7 @@ var ErrRunInUse = errors.New("the run folder is in use")
 //
 //	config.yaml                              the resolved config the run trains with
 //	metrics.jsonl                            one Metrics line per evaluation
+//	reproducibility.json                     what the numbers depend on besides the config (Reproducibility)
 //	checkpoints/step-NNNNNNNNN.safetensors   the newest checkpoints, by optimizer step
 //
 //	lock                                     held (flock) by the process that writes the run
@@ -43,6 +44,10 @@ func (r RunDir) ConfigPath() string { return filepath.Join(r.path, "config.yaml"
 
 // MetricsPath is the run's metrics log, one JSON line per evaluation.
 func (r RunDir) MetricsPath() string { return filepath.Join(r.path, "metrics.jsonl") }
+
+// ReproducibilityPath is the record of the device, libraries, settings and algorithms of the run's latest
+// process.
+func (r RunDir) ReproducibilityPath() string { return filepath.Join(r.path, "reproducibility.json") }
 
 // CheckpointDir is the folder of the run's checkpoints.
 func (r RunDir) CheckpointDir() string { return filepath.Join(r.path, "checkpoints") }
@@ -136,6 +141,15 @@ func (r RunDir) Create(configYAML []byte) error {
 // WriteConfig replaces the run's config.yaml atomically.
 func (r RunDir) WriteConfig(configYAML []byte) error {
 	return atomicfile.WriteBytes(r.ConfigPath(), configYAML, 0o644)
+}
+
+// WriteReproducibility replaces reproducibility.json atomically.
+func (r RunDir) WriteReproducibility(rec Reproducibility) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteBytes(r.ReproducibilityPath(), append(b, '\n'), 0o644)
 }
 
 // AppendMetrics adds one line to metrics.jsonl and syncs it.

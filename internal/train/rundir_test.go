@@ -164,7 +164,7 @@ func TestRunDirCheckpointRotation(t *testing.T) {
 // The run folder's file names are spelled in rundir.go alone: every other package goes through RunDir.
 func TestOnlyRunDirSpellsTheLayout(t *testing.T) {
 	root := filepath.Join("..", "..")
-	names := []string{`"config.yaml"`, `"metrics.jsonl"`, `"checkpoints"`, `"step-%09d`}
+	names := []string{`"config.yaml"`, `"metrics.jsonl"`, `"reproducibility.json"`, `"checkpoints"`, `"step-%09d`}
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
