@@ -65,6 +65,8 @@ type benchReport struct {
 	Precision    string  `json:"precision"` // always fp32: the networks train in fp32
 	// PeakRSSBytes is the process's peak resident set size (getrusage ru_maxrss) when the run ends.
 	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
+	// Environment is the device's, as in a run's reproducibility.json (backend.Reporter).
+	Environment map[string]string `json:"environment,omitempty"`
 }
 
 func newBenchCmd(e *env) *cobra.Command {
@@ -231,6 +233,9 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 		ImagesPerSec: ips, StepMillis: 1000 * secs / float64(o.steps),
 		// Training costs about three times the forward MACs, two FLOPs each.
 		GFLOPPerSec: ips * 6 * float64(st.MACs) / 1e9, Precision: "fp32", PeakRSSBytes: peakRSSBytes(),
+	}
+	if r, ok := dev.(backend.Reporter); ok {
+		rep.Environment = r.Environment()
 	}
 	if o.json {
 		return printJSON(e.stdout, rep)

@@ -31,7 +31,8 @@ func TestBenchTrainSpellings(t *testing.T) {
 	} {
 		var rep benchReport
 		benchJSON(t, &rep, append(args, tiny...)...)
-		if rep.Model != "cifar_resnet20" || rep.Batch != 4 || rep.Steps != 1 || rep.Precision != "fp32" || !(rep.ImagesPerSec > 0) {
+		if rep.Model != "cifar_resnet20" || rep.Batch != 4 || rep.Steps != 1 || rep.Precision != "fp32" || !(rep.ImagesPerSec > 0) ||
+			rep.Environment["backend"] != "cpu" || rep.Environment["gemm_kernel"] == "" {
 			t.Errorf("%v: report %+v", args, rep)
 		}
 	}
