@@ -107,7 +107,7 @@ func testDevice(t *testing.T, opt backend.Options) *Device {
 	return d
 }
 
-// After the first training step (which measures convolution algorithms and fills the allocator's cache)
+// After the first training step (which chooses convolution algorithms and fills the allocator's cache)
 // a step must not allocate device memory, and it must run the path the device was opened for.
 func TestSteadyStateTrainingStep(t *testing.T) {
 	for _, unfused := range []bool{false, true} {
