@@ -259,7 +259,8 @@ type ConvChoice struct {
 	WorkspaceBytes int64
 	// Deterministic: the algorithm gives the same bits on every run.
 	Deterministic bool
-	// ChosenBy says how: "heuristic", "timed", or "fallback" when nothing offered was usable.
+	// ChosenBy says how: "heuristic", "timed", or "fallback" when nothing offered was usable; a heuristic
+	// choice made because timing failed or offered nothing usable says why in parentheses.
 	ChosenBy string
 }
 

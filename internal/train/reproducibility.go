@@ -30,7 +30,7 @@ type ConvAlgorithm struct {
 	Algorithm      string   `json:"algorithm"`
 	WorkspaceBytes int64    `json:"workspace_bytes"`
 	Deterministic  bool     `json:"deterministic"`
-	ChosenBy       string   `json:"chosen_by"` // heuristic, timed or fallback
+	ChosenBy       string   `json:"chosen_by"` // heuristic, timed or fallback (backend.ConvChoice)
 }
 
 // NewReproducibility describes dev as net's device after step steps.
