@@ -149,7 +149,7 @@ cuda-test-bin: kernels
 gpu-bundle: cuda cuda-test-bin
 	@mkdir -p $(dir $(GPU_BUNDLE))
 	@tar --sort=name --owner=0 --group=0 --numeric-owner -cf - $(BIN) $(GPU_TESTS_DIR) \
-	  scripts/gpu-env.sh scripts/gpu-test.sh $(wildcard configs/*.yaml) | gzip -9 > $(GPU_BUNDLE).tmp
+	  scripts/gpu-env.sh scripts/json.sh scripts/gpu-test.sh $(wildcard configs/*.yaml) | gzip -9 > $(GPU_BUNDLE).tmp
 	@size=$$(wc -c < $(GPU_BUNDLE).tmp); \
 	if [ "$$size" -gt $$(( $(GPU_BUNDLE_MAX_MIB) * 1048576 )) ]; then \
 	  rm -f $(GPU_BUNDLE).tmp; \
