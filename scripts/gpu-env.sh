@@ -84,22 +84,26 @@ shopt -s nullglob
 # ---- Where to look ---------------------------------------------------------------------------------------
 # A place is a site-packages directory (its libraries are in nvidia/*/lib and torch/lib) or a plain library
 # directory; places[i] came from place_from[i], and place_python[i] is the python that owns it, if known.
+# A place reached again through another path (a symbolic link) counts once, under its first path.
 places=()
+place_real=()
 place_site=()
 place_from=()
 place_python=()
 
 add_place() { # DIR SITE(0|1) FROM [PYTHON]
-	local dir=$1 i
+	local dir=$1 i real
 	[[ -d $dir ]] || return 0
 	dir=${dir%/}
+	real=$(readlink -f "$dir" || echo "$dir")
 	for i in "${!places[@]}"; do
-		if [[ ${places[i]} == "$dir" ]]; then
+		if [[ ${place_real[i]} == "$real" ]]; then
 			[[ -n ${place_python[i]} ]] || place_python[i]=${4:-}
 			return 0
 		fi
 	done
 	places+=("$dir")
+	place_real+=("$real")
 	place_site+=("$2")
 	place_from+=("$3")
 	place_python+=("${4:-}")
@@ -111,7 +115,7 @@ add_python() {
 	[[ -f $py && -x $py ]] || return 0
 	while IFS= read -r d; do
 		add_place "$d" 1 "$2" "$py"
-	done < <(timeout 20 "$py" - 2>/dev/null <<'EOF' || true
+	done < <(timeout 10 "$py" - 2>/dev/null <<'EOF' || true
 import importlib.util, os, site, sys
 dirs = []
 try:

@@ -195,6 +195,8 @@ func TestGPUEnvSearch(t *testing.T) {
 				cuda13(t, sp)
 				tree(t, sp, "nvidia/nccl/lib/libnccl.so.2", "torch/__init__.py", "torchvision/__init__.py")
 				wheel(t, sp, "torch", "2.9.0")
+				// The same venv again through a link: one place, not a second copy of each library.
+				tree(t, root, "opt/zz-link -> torchenv")
 				// An older cuDNN in the system, which must lose to the consistent set.
 				tree(t, root, "usr/local/cuda-12.4/lib64/libcudnn.so.9.1.0",
 					"usr/local/cuda-12.4/lib64/libcudnn.so.9 -> libcudnn.so.9.1.0",
