@@ -33,5 +33,5 @@ json_num() {
 # quotes or trailing comma; nothing when there is none. Strings holding quotes are not supported.
 json_get() {
 	[[ -f $1 ]] || return 0
-	sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\"]*\)\"\{0,1\},\{0,1\} *\$/\1/p" "$1" | head -n 1
+	awk -v key="\"$2\":" '$1 == key { sub(/^[^:]*: */, ""); sub(/,? *$/, ""); gsub(/^"|"$/, ""); print; exit }' "$1"
 }
