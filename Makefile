@@ -89,6 +89,9 @@ GPU_TESTS_DIR  := bin/gpu-tests
 # Packages to build GPU test binaries for; empty: every package whose test files change under -tags cuda.
 CUDA_TEST_PKGS ?=
 GPU_BUNDLE     ?= dist/resnet-gpu.tar.gz
+# The scripts that run on the GPU machine (scripts/gpu_check_test.go checks that they name no other).
+GPU_BUNDLE_SCRIPTS := scripts/gpu-check.sh scripts/gpu-test.sh scripts/gpu-env.sh scripts/json.sh \
+                      scripts/bench_pytorch.py
 GPU_BUNDLE_MAX_MIB ?= 60
 
 .PHONY: cuda-setup kernels cuda cuda-vet cuda-emu-test cuda-test-bin gpu-bundle cuda-clean
@@ -149,18 +152,18 @@ cuda-test-bin: kernels
 	  $(GO) test -c -tags $(CUDA_TAGS) -ldflags='-s -w' -o $(GPU_TESTS_DIR)/$$name.test "$$p" || exit 1; \
 	done
 
-# A tarball to carry to the GPU machine: tar xzf $(GPU_BUNDLE) && scripts/gpu-test.sh
+# A tarball to carry to the GPU machine: tar xzf $(GPU_BUNDLE) && scripts/gpu-check.sh "$OUT"
 gpu-bundle: cuda cuda-test-bin
 	@mkdir -p $(dir $(GPU_BUNDLE))
 	@tar --sort=name --owner=0 --group=0 --numeric-owner -cf - $(BIN) $(GPU_TESTS_DIR) \
-	  scripts/gpu-env.sh scripts/gpu-test.sh $(wildcard configs/*.yaml) | gzip -9 > $(GPU_BUNDLE).tmp
+	  $(GPU_BUNDLE_SCRIPTS) $(wildcard configs/*.yaml) | gzip -9 > $(GPU_BUNDLE).tmp
 	@size=$$(wc -c < $(GPU_BUNDLE).tmp); \
 	if [ "$$size" -gt $$(( $(GPU_BUNDLE_MAX_MIB) * 1048576 )) ]; then \
 	  rm -f $(GPU_BUNDLE).tmp; \
 	  echo "make gpu-bundle: $$((size / 1048576)) MiB is over the $(GPU_BUNDLE_MAX_MIB) MiB limit" >&2; exit 1; \
 	fi; \
 	mv $(GPU_BUNDLE).tmp $(GPU_BUNDLE); \
-	echo "make gpu-bundle: $(GPU_BUNDLE) ($$(( (size + 1048575) / 1048576 )) MiB); on the GPU machine: tar xzf $(GPU_BUNDLE) && scripts/gpu-test.sh"
+	echo "make gpu-bundle: $(GPU_BUNDLE) ($$(( (size + 1048575) / 1048576 )) MiB); on the GPU machine: tar xzf $(notdir $(GPU_BUNDLE)) && scripts/gpu-check.sh \"\$$OUT\""
 
 cuda-clean:
 	rm -rf $(KERNELS_FATBIN) $(KERNELS_FATBIN).tmp $(KERNELS_UNIT) $(GPU_TESTS_DIR) $(GPU_BUNDLE) $(GPU_BUNDLE).tmp

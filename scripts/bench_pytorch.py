@@ -12,6 +12,9 @@ shortcuts removed); cifar_resnetN and cifar_plainN for N = 6n+2 (He et al. 2015,
 16 channels, three stages of n basic blocks of widths 16/32/64, option A shortcuts: identity, stride-2
 subsampling and zero-padded channels split evenly on both sides, as the Go model does). The step is SGD with
 momentum 0.9 and weight decay 1e-4 on softmax cross-entropy, like `resnet bench`.
+
+On the GPU, fp32 is strict fp32 unless --tf32 is given, as in `resnet bench` (whose RESNET_CUDA_TF32=1 is
+--tf32 here); PyTorch's own default lets cuDNN convolutions use TF32 tensor cores.
 """
 
 import argparse
@@ -174,6 +177,8 @@ def main():
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="fp32, or autocast to bf16/fp16 (fp32 master weights; fp16 with a gradient scaler)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format for weights and input")
+    p.add_argument("--tf32", action="store_true",
+                   help="let fp32 convolutions and matmuls use TF32 tensor cores (default: strict fp32, as `resnet bench`)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--threads", type=int, default=default_threads(), help="intra-op CPU threads (default: usable cores)")
     p.add_argument("--seed", type=int, default=1)
@@ -186,6 +191,8 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    torch.backends.cudnn.allow_tf32 = a.tf32
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32
     dev = torch.device(a.device)
     model, size, classes = build_model(a.model)
     params = sum(p.numel() for p in model.parameters())
@@ -246,6 +253,7 @@ def main():
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "framework": f"pytorch {torch.__version__}",
         "channels_last": a.channels_last,
+        "tf32": a.tf32,
         "compile": a.compile,
         "params": params,
     }
@@ -256,7 +264,7 @@ def main():
     if a.json:
         print(json.dumps(rep, indent=2))
         return
-    print(f"{rep['model']} on {a.device} with PyTorch ({rep['threads']} threads, {a.precision}), batch {a.batch}, "
+    print(f"{rep['model']} on {a.device} with PyTorch ({rep['threads']} threads, {a.precision}{', tf32' if a.tf32 else ''}), batch {a.batch}, "
           f"{a.steps} steps: {ips:.1f} images/s, {rep['step_ms']:.1f} ms/step, {rep['gflop_per_sec']:.1f} GFLOP/s")
 
 

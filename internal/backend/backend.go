@@ -239,6 +239,15 @@ type MemoryReporter interface {
 	FreeMemory() (int64, error)
 }
 
+// PeakMemoryReporter is implemented by devices that count the memory their tensors and scratch buffers
+// hold (a GPU): bench reports the peak over its timed steps, as PyTorch's benchmark reports
+// torch.cuda.max_memory_allocated.
+type PeakMemoryReporter interface {
+	// PeakBytes is the most memory held at once since the device opened or ResetPeakBytes was called.
+	PeakBytes() int64
+	ResetPeakBytes()
+}
+
 // Reporter is implemented by devices that can say what their results depend on: the run's
 // reproducibility record (<run>/reproducibility.json) and `resnet bench --json` carry it.
 type Reporter interface {

@@ -67,6 +67,9 @@ type benchReport struct {
 	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
 	// Environment is the device's, as in a run's reproducibility.json (backend.Reporter).
 	Environment map[string]string `json:"environment,omitempty"`
+	// PeakDeviceBytes is the most device memory the tensors held during the timed steps, on devices that
+	// count it (backend.PeakMemoryReporter: the GPU).
+	PeakDeviceBytes int64 `json:"peak_device_bytes,omitempty"`
 }
 
 func newBenchCmd(e *env) *cobra.Command {
@@ -223,7 +226,7 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 	if err := net.Init(o.seed); err != nil {
 		return err
 	}
-	secs, err := timeTrainSteps(net, o)
+	secs, peak, err := timeTrainSteps(net, o)
 	if err != nil {
 		return err
 	}
@@ -233,6 +236,7 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 		ImagesPerSec: ips, StepMillis: 1000 * secs / float64(o.steps),
 		// Training costs about three times the forward MACs, two FLOPs each.
 		GFLOPPerSec: ips * 6 * float64(st.MACs) / 1e9, Precision: "fp32", PeakRSSBytes: peakRSSBytes(),
+		PeakDeviceBytes: peak,
 	}
 	if r, ok := dev.(backend.Reporter); ok {
 		rep.Environment = r.Environment()
@@ -240,9 +244,13 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 	if o.json {
 		return printJSON(e.stdout, rep)
 	}
-	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s, peak RSS %.0f MiB\n",
+	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s, peak RSS %.0f MiB",
 		rep.Model, rep.Device, rep.Threads, rep.Precision, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec,
 		float64(rep.PeakRSSBytes)/(1<<20))
+	if rep.PeakDeviceBytes > 0 {
+		fmt.Fprintf(e.stdout, ", peak device memory %.0f MiB", float64(rep.PeakDeviceBytes)/(1<<20))
+	}
+	fmt.Fprintln(e.stdout)
 	return nil
 }
 
@@ -272,24 +280,32 @@ func checkBenchMemory(e *env, dev backend.Device, spec model.Spec, batch int) er
 }
 
 // timeTrainSteps runs o.warmup untimed training steps, then o.steps timed ones (profiled with
-// --cpuprofile), and returns the seconds the timed ones took.
-func timeTrainSteps(net *model.Net, o *benchTrainOptions) (float64, error) {
+// --cpuprofile), and returns the seconds the timed ones took and, on a device that counts it, the peak
+// device memory they held (else 0).
+func timeTrainSteps(net *model.Net, o *benchTrainOptions) (secs float64, peak int64, err error) {
 	dev := net.Device()
 	step := syntheticStep(net, o.batchSize, o.seed)
 	if err := runSteps(dev, step, o.warmup); err != nil {
-		return 0, err
+		return 0, 0, err
+	}
+	peaks, _ := dev.(backend.PeakMemoryReporter)
+	if peaks != nil {
+		peaks.ResetPeakBytes()
 	}
 	stopProfile, err := startCPUProfile(o.cpuProfile)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	t0 := time.Now()
 	err = runSteps(dev, step, o.steps)
-	secs := time.Since(t0).Seconds()
+	secs = time.Since(t0).Seconds()
 	if perr := stopProfile(); err == nil {
 		err = perr
 	}
-	return secs, err
+	if peaks != nil {
+		peak = peaks.PeakBytes()
+	}
+	return secs, peak, err
 }
 
 // runSteps runs n steps and waits for the device to finish them.

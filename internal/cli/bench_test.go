@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"resnet/internal/backend"
+	"resnet/internal/cpu"
+	"resnet/internal/model"
 )
 
 // benchJSON runs a bench command that must succeed and decodes its JSON report into v.
@@ -78,5 +82,47 @@ func TestBenchFlagErrors(t *testing.T) {
 		if code != exitUsage || out != "" || !strings.HasPrefix(errOut, c.msg) || !strings.Contains(errOut, "Usage:") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, stderr starting %q and the usage", c.args, code, out, errOut, exitUsage, c.msg)
 		}
+	}
+}
+
+// syncCountingPeaks is a CPU device that says when its peak was reset and read, counted in Sync calls.
+type syncCountingPeaks struct {
+	backend.Device
+	syncs, resetAt, readAt int
+}
+
+func (d *syncCountingPeaks) Sync() error {
+	d.syncs++
+	return d.Device.Sync()
+}
+func (d *syncCountingPeaks) ResetPeakBytes() { d.resetAt = d.syncs }
+func (d *syncCountingPeaks) PeakBytes() int64 {
+	d.readAt = d.syncs
+	return 12345
+}
+
+// On a device that counts its peak memory, bench reports the peak of the timed steps: reset after the
+// warm-up steps have finished (the first Sync), read after the timed ones (the second).
+func TestBenchPeakDeviceMemoryOfTimedSteps(t *testing.T) {
+	dev := &syncCountingPeaks{Device: cpu.New()}
+	var net *model.Net
+	spec, err := model.Lookup("cifar_resnet8")
+	if err == nil {
+		net, err = model.Build(dev, spec, 2)
+	}
+	if err == nil {
+		defer net.Free()
+		err = net.Init(1)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.syncs = 0
+	_, peak, err := timeTrainSteps(net, &benchTrainOptions{batchSize: 2, steps: 1, warmup: 1, seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peak != 12345 || dev.resetAt != 1 || dev.readAt != 2 {
+		t.Errorf("peak %d, reset after sync %d, read after sync %d; want 12345, 1, 2", peak, dev.resetAt, dev.readAt)
 	}
 }
