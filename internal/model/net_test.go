@@ -230,7 +230,9 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 		}
 	}
 	step()
-	if a := testing.AllocsPerRun(3, step); a != 0 {
+	// AllocsPerRun truncates the average: over 10 steps, a real allocation per step still shows, while the
+	// runtime's own occasional allocations (a semaphore waiter under CPU contention) do not fail the test.
+	if a := testing.AllocsPerRun(10, step); a != 0 {
 		t.Errorf("%v allocations per training step, want 0", a)
 	}
 }
