@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"resnet/internal/finite"
 )
 
 // ValueError names the first value of a tensor that no trained net holds: a NaN or an infinity, which a
@@ -31,37 +33,12 @@ func (e *ValueError) What() string {
 // name is a BN running variance (it ends in "running_var", as in the parameter table), for its first
 // negative value; nil when there is none. It reads v once and allocates nothing unless it fails.
 func CheckValues(name string, v []float32) error {
-	end := firstNonFinite(v)
-	if strings.HasSuffix(name, "running_var") {
-		for i, x := range v[:end] {
-			if x < 0 {
-				end = i
-				break
-			}
-		}
-	}
+	end := finite.FirstBad(v, IsVariance(name))
 	if end == len(v) {
 		return nil
 	}
 	return &ValueError{Tensor: name, Index: end, Value: v[end]}
 }
 
-// firstNonFinite is the index of the first NaN or infinity in v, or len(v). Testing four values at a time
-// runs about three times as fast as one at a time (6.6 against 2.2 GB/s on one core); training scans every
-// gradient at every step.
-func firstNonFinite(v []float32) int {
-	const exponent = 0x7f800000 // all ones in a NaN or an infinity
-	i := 0
-	for ; i+4 <= len(v); i += 4 {
-		a, b, c, d := math.Float32bits(v[i]), math.Float32bits(v[i+1]), math.Float32bits(v[i+2]), math.Float32bits(v[i+3])
-		if a&exponent == exponent || b&exponent == exponent || c&exponent == exponent || d&exponent == exponent {
-			break
-		}
-	}
-	for ; i < len(v); i++ {
-		if math.Float32bits(v[i])&exponent == exponent {
-			return i
-		}
-	}
-	return len(v)
-}
+// IsVariance reports whether the tensor named name is a BN running variance, which cannot be negative.
+func IsVariance(name string) bool { return strings.HasSuffix(name, "running_var") }
