@@ -14,6 +14,7 @@
 // and the same from run to run. TestKernelsBuildWithoutFastMath keeps it so.
 
 #include "batchnorm.cu"
+#include "check.cu"
 #include "linear.cu"
 #include "loss.cu"
 #include "pooling.cu"

@@ -221,6 +221,13 @@ type Device interface {
 	SoftmaxCrossEntropy(logits, labels, loss, dlogits Tensor, gradScale float32) error
 
 	SGDStep(p SGDParams, slots []SGDSlot) error
+
+	// FindNonFinite returns the index in ts of the first tensor that holds a NaN or an infinity, or a
+	// negative value where nonNegative[i] is set (a BN running variance; -0 is not negative), and -1 when
+	// none does. nonNegative is nil (no tensor must be non-negative) or has one entry per tensor. The
+	// answer is exact and deterministic: a training step checks every gradient with it and reads back only
+	// the index, downloading a tensor only to name its first bad value.
+	FindNonFinite(ts []Tensor, nonNegative []bool) (int, error)
 }
 
 // HostStager is implemented by devices whose uploads are faster from memory they provide (pinned host

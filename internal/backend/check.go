@@ -175,3 +175,20 @@ func checkSlot(p SGDParams, s SGDSlot) error {
 	}
 	return k.err
 }
+
+// CheckFindNonFinite checks the operands of Device.FindNonFinite: f32 tensors, and nonNegative nil or one
+// entry per tensor. The error names the first bad tensor by its index.
+func CheckFindNonFinite(ts []Tensor, nonNegative []bool) error {
+	k := checker{op: "FindNonFinite"}
+	if nonNegative != nil && len(nonNegative) != len(ts) {
+		k.failf("nonNegative has %d entries for %d tensors; pass nil or one per tensor", len(nonNegative), len(ts))
+		return k.err
+	}
+	for i, t := range ts {
+		k.typed("tensor", t, F32)
+		if k.err != nil {
+			return fmt.Errorf("%w (ts[%d])", k.err, i)
+		}
+	}
+	return nil
+}

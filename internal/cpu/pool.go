@@ -106,6 +106,7 @@ type jobs struct {
 	pool poolJob
 	ce   ceJob
 	sgd  sgdJob
+	find findJob
 }
 
 // workspace is the scratch memory of one worker, grown on demand and kept for the device's lifetime.

@@ -232,6 +232,7 @@ type Device struct {
 	hostOwned []unsafe.Pointer // other pinned memory of the device (SGD tables), freed by Close
 
 	counters  block // zeroed uint32 per channel for the fused reductions' last-block election
+	flags     block // int32 per tensor of a FindNonFinite check
 	workspace block // cuDNN workspace
 	convPlans map[convGeom]*convPlan
 	sgd       sgdState

@@ -273,6 +273,7 @@ const std::map<std::string, Entry>& table() {
       E(linear_bias_grad),
       E(sgd_step),
       E(sgd_step_single),
+      E(find_nonfinite),
   };
   return t;
 }

@@ -52,6 +52,8 @@ const (
 	// kernels/sgd.cu
 	kSGDStep
 	kSGDStepSingle
+	// kernels/check.cu
+	kFindNonFinite
 
 	numKernels
 )
@@ -103,6 +105,8 @@ var kernelTable = [numKernels]kernelInfo{
 
 	kSGDStep:       {"sgd_step", "piffi"},
 	kSGDStepSingle: {"sgd_step_single", "ppplffif"},
+
+	kFindNonFinite: {"find_nonfinite", "plip"},
 }
 
 // maxKernelArgs bounds the parameter count of any kernel (the launch packs arguments into a fixed array).

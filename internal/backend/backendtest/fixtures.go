@@ -103,3 +103,9 @@ func (o *ops) bnGrads(edit func(*backend.BatchNormGrads)) backend.BatchNormGrads
 	edit(&g)
 	return g
 }
+
+// find calls FindNonFinite and returns its error.
+func (o *ops) find(nonNegative []bool, ts ...backend.Tensor) error {
+	_, err := o.dev.FindNonFinite(ts, nonNegative)
+	return err
+}

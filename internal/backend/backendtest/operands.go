@@ -290,6 +290,21 @@ var operandCases = []operandCase{
 	}},
 	{"sgd another backend's parameter", "SGDStep: Param was allocated by another backend (backendtest.foreignBuffer) (slot 0)",
 		func(o *ops) error { return o.dev.SGDStep(sgd, []backend.SGDSlot{{Param: o.foreign(3), Grad: o.t(3)}}) }},
+
+	// Finding non-finite values: the error names the first bad tensor.
+	{"find nonfinite flags length", "FindNonFinite: nonNegative has 1 entries for 2 tensors; pass nil or one per tensor",
+		func(o *ops) error { return o.find([]bool{true}, o.t(2), o.t(3)) }},
+	{"find nonfinite unallocated", "FindNonFinite: tensor is not allocated (ts[1])", func(o *ops) error {
+		return o.find(nil, o.t(2), backend.Tensor{})
+	}},
+	{"find nonfinite freed", "FindNonFinite: tensor was freed (ts[0])", func(o *ops) error {
+		return o.find([]bool{false, true}, o.freed(2), o.t(3))
+	}},
+	{"find nonfinite i32", "FindNonFinite: tensor is i32, want f32 (ts[2])", func(o *ops) error {
+		return o.find(nil, o.t(2), o.t(3), o.labels(0, 1))
+	}},
+	{"find nonfinite another backend's tensor", "FindNonFinite: tensor was allocated by another backend (backendtest.foreignBuffer) (ts[1])",
+		func(o *ops) error { return o.find(nil, o.t(2), o.foreign(3)) }},
 }
 
 // rejectedSGDStep checks that SGDStep checks every slot before it changes any parameter, whether a later
