@@ -12,20 +12,25 @@ import (
 
 // stepCheck finds what says a run has diverged in a training step, before the SGD update writes it into
 // the weights: a NaN or infinite loss, a NaN or infinity (or a negative variance) in the BN running
-// statistics that the forward pass updated, or a NaN or infinity in any gradient. Tensors are downloaded
-// one at a time into one reused buffer and read once, the same code for every backend, with nothing
-// allocated per step.
+// statistics that the forward pass updated, or a NaN or infinity in any gradient. The device scans the
+// tensors where they are (backend.Device.FindNonFinite: one call for the statistics, one for the
+// gradients) and returns only the index of the first bad one, so a GPU sends back a few bytes per step
+// instead of every gradient. Only then is that one tensor downloaded, into one reused buffer, and read by
+// model.CheckValues to name its first bad value. Nothing is allocated per step.
 //
 // For train.on_nonfinite: skip it also keeps a copy of the BN running statistics from before each step,
 // since the forward pass has updated them by the time the loss is known: a skipped step then leaves the
 // net as it was.
 type stepCheck struct {
-	net    *model.Net
-	params []*model.Param // trainable: those with a gradient
-	stats  []*model.Param // BN running statistics
-	buf    []float32
-	saved  []backend.Tensor // copies of stats from before the step, when a skipped step must restore them
-	seen   int64            // net.BatchesTracked before the step
+	net       *model.Net
+	params    []*model.Param   // trainable: those with a gradient
+	grads     []backend.Tensor // their gradients, as FindNonFinite takes them
+	stats     []*model.Param   // BN running statistics
+	statVals  []backend.Tensor // their values
+	variances []bool           // which of stats are running variances, which cannot be negative
+	buf       []float32
+	saved     []backend.Tensor // copies of stats from before the step, when a skipped step must restore them
+	seen      int64            // net.BatchesTracked before the step
 }
 
 func newStepCheck(net *model.Net, keepStats bool) (*stepCheck, error) {
@@ -34,8 +39,11 @@ func newStepCheck(net *model.Net, keepStats bool) (*stepCheck, error) {
 	for _, p := range net.Params {
 		if p.Kind.Trainable() {
 			c.params = append(c.params, p)
+			c.grads = append(c.grads, p.Grad)
 		} else {
 			c.stats = append(c.stats, p)
+			c.statVals = append(c.statVals, p.Value)
+			c.variances = append(c.variances, model.IsVariance(p.Name))
 		}
 		size = max(size, p.Shape.Numel())
 	}
@@ -83,30 +91,35 @@ func (c *stepCheck) problem(r model.Result) (string, error) {
 	if math.IsNaN(r.LossSum) || math.IsInf(r.LossSum, 0) {
 		return "the loss is " + strconv.FormatFloat(r.LossSum, 'g', -1, 64), nil
 	}
-	if what, err := c.first(c.stats, false); what != "" || err != nil {
+	if what, err := c.first(c.stats, c.statVals, c.variances); what != "" || err != nil {
 		return "after the forward pass, " + what, err
 	}
-	if what, err := c.first(c.params, true); what != "" || err != nil {
+	if what, err := c.first(c.params, c.grads, nil); what != "" || err != nil {
 		return "the gradient of " + what, err
 	}
 	return "", nil
 }
 
-// first names the first bad value among the values (or gradients) of ps, or returns "".
-func (c *stepCheck) first(ps []*model.Param, grads bool) (string, error) {
-	for _, p := range ps {
-		v, src := c.buf[:p.Shape.Numel()], p.Value
-		if grads {
-			src = p.Grad
+// first names the first bad value among ts, the values or gradients of ps (nonNegative as for
+// FindNonFinite), or returns "".
+func (c *stepCheck) first(ps []*model.Param, ts []backend.Tensor, nonNegative []bool) (string, error) {
+	i, err := c.net.Device().FindNonFinite(ts, nonNegative)
+	if err != nil || i < 0 {
+		if err != nil {
+			err = fmt.Errorf("train: checking the step's values: %w", err)
 		}
-		if err := c.net.Device().Download(v, src); err != nil {
-			return "", fmt.Errorf("train: reading %s: %w", p.Name, err)
-		}
-		if err := model.CheckValues(p.Name, v); err != nil {
-			return err.Error(), nil
-		}
+		return "", err
 	}
-	return "", nil
+	p := ps[i]
+	v := c.buf[:p.Shape.Numel()]
+	if err := c.net.Device().Download(v, ts[i]); err != nil {
+		return "", fmt.Errorf("train: reading %s: %w", p.Name, err)
+	}
+	if err := model.CheckValues(p.Name, v); err != nil {
+		return err.Error(), nil
+	}
+	return "", fmt.Errorf("train: the device found a NaN, an infinity or a negative variance in %s, but its values "+
+		"read back hold none", p.Name)
 }
 
 func (c *stepCheck) free() {
