@@ -131,8 +131,12 @@ cuda-vet: kernels
 # The CUDA layer's tests on the CPU emulator of the GPU side (internal/cuda/emulator.go): the kernel
 # sources compiled as C++ by g++, the real launchers, queue, allocator, fused and unfused paths; naive loops
 # stand in for cuDNN and cuBLAS. No GPU needed; -short keeps the widest shapes to one mode (about 3 min).
+# emulator.cpp #includes the kernel sources from kernels/, which Go's build cache does not track: the hash
+# of those sources goes into CGO_CXXFLAGS, which it does, so an edited kernel always rebuilds the emulator.
+KERNELS_SHA = $(shell cat $(KERNELS_CU) $(KERNELS_DEPS) | sha256sum | cut -c1-16)
 cuda-emu-test: kernels
-	$(CUDA_ENV) && $(CUDA_GO_ENV) $(GO) test -count=1 -short -tags '$(CUDA_TAGS) kernelemu' ./internal/cuda/
+	$(CUDA_ENV) && $(CUDA_GO_ENV) CGO_CXXFLAGS="-O2 -g -DRESNET_KERNELS_SHA=$(KERNELS_SHA)" \
+	$(GO) test -count=1 -short -tags '$(CUDA_TAGS) kernelemu' ./internal/cuda/
 
 # One stripped test binary per package: $(GPU_TESTS_DIR)/internal-cuda.test for ./internal/cuda.
 cuda-test-bin: kernels
