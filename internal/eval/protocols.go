@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"resnet/internal/dataset"
+	"resnet/internal/finite"
 	"resnet/internal/jsonnum"
 	"resnet/internal/model"
 	"resnet/internal/vision"
@@ -164,14 +165,14 @@ func forEachBatch(l *dataset.Loader, onSkip func([]*dataset.BadExampleError), fn
 // make every entry of sum NaN, so that the image scores as a non-finite output (a miss) whatever its
 // other views, or the other models of an ensemble, say.
 func addSoftmax(sum []float64, logits []float32) {
+	if !finite.All(logits) {
+		for j := range sum {
+			sum[j] = math.NaN()
+		}
+		return
+	}
 	m := math.Inf(-1)
 	for _, v := range logits {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			for j := range sum {
-				sum[j] = math.NaN()
-			}
-			return
-		}
 		m = math.Max(m, float64(v))
 	}
 	var z float64

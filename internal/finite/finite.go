@@ -1,7 +1,7 @@
 // Package finite finds the values that no trained net holds: a NaN or an infinity, which a diverged run or
 // a damaged file leaves behind, or a negative value where only non-negative ones make sense (a BN running
-// variance, whose square root BN takes). The model's value checks and the CPU backend's FindNonFinite share
-// this one scan.
+// variance, whose square root BN takes). The model's value checks, its scoring, evaluation and the CPU
+// backend's FindNonFinite share this one scan.
 package finite
 
 import "math"
@@ -10,33 +10,16 @@ import "math"
 // infinity or negative value (-0 is not negative); len(v) when there is none. It reads v once and
 // allocates nothing.
 func FirstBad(v []float32, nonNegative bool) int {
-	end := firstNonFinite(v)
-	if nonNegative {
-		for i, x := range v[:end] {
-			if x < 0 {
-				return i
-			}
-		}
-	}
-	return end
-}
-
-// firstNonFinite is the index of the first NaN or infinity in v, or len(v). Testing four values at a time
-// runs about three times as fast as one at a time (6.6 against 2.2 GB/s on one core); training scans every
-// gradient at every step.
-func firstNonFinite(v []float32) int {
 	const exponent = 0x7f800000 // all ones in a NaN or an infinity
-	i := 0
-	for ; i+4 <= len(v); i += 4 {
-		a, b, c, d := math.Float32bits(v[i]), math.Float32bits(v[i+1]), math.Float32bits(v[i+2]), math.Float32bits(v[i+3])
-		if a&exponent == exponent || b&exponent == exponent || c&exponent == exponent || d&exponent == exponent {
-			break
-		}
-	}
-	for ; i < len(v); i++ {
-		if math.Float32bits(v[i])&exponent == exponent {
+	for i, x := range v {
+		// Testing the exponent bits, rather than math.IsNaN and math.IsInf in float64, is what makes the
+		// scan fast: training scans every gradient at every step on the CPU.
+		if math.Float32bits(x)&exponent == exponent || (nonNegative && x < 0) {
 			return i
 		}
 	}
 	return len(v)
 }
+
+// All reports whether every value of v is finite.
+func All(v []float32) bool { return FirstBad(v, false) == len(v) }

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// Every position relative to the four-value step: the first bad value is found wherever it is, and a
+// Every position in short vectors: the first bad value is found wherever it is, and a
 // negative one only when negatives are not allowed. The device op's full table is in
 // internal/backend/backendtest, run on every backend.
 func TestFirstBad(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"resnet/internal/backend"
+	"resnet/internal/finite"
 	"resnet/internal/sysmem"
 )
 
@@ -376,13 +377,13 @@ func (n *Net) score(labels []int32) (Result, error) {
 // TargetRank counts the classes that a row of scores (logits or probabilities) ranks above class label:
 // those scoring higher, and those scoring the same that come before it. A row holding a NaN or an infinity
 // orders nothing (every comparison with NaN is false, so a plain count would rank the label first): it
-// gets finite false, which the caller counts as a miss at every k (and rank len(row)).
-func TargetRank(row []float32, label int32) (rank int, finite bool) {
+// gets ok false, which the caller counts as a miss at every k (and rank len(row)).
+func TargetRank(row []float32, label int32) (rank int, ok bool) {
+	if !finite.All(row) {
+		return len(row), false
+	}
 	target := row[label]
 	for j, v := range row {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return len(row), false
-		}
 		if v > target || (v == target && j < int(label)) {
 			rank++
 		}

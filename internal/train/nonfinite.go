@@ -13,8 +13,8 @@ import (
 // stepCheck finds what says a run has diverged in a training step, before the SGD update writes it into
 // the weights: a NaN or infinite loss, a NaN or infinity (or a negative variance) in the BN running
 // statistics that the forward pass updated, or a NaN or infinity in any gradient. The device scans the
-// tensors where they are (backend.Device.FindNonFinite: one call for the statistics, one for the
-// gradients) and returns only the index of the first bad one, so a GPU sends back a few bytes per step
+// tensors where they are (one backend.Device.FindNonFinite call over the statistics, then the gradients)
+// and returns only the index of the first bad one, so a GPU sends back a few bytes per step
 // instead of every gradient. Only then is that one tensor downloaded, into one reused buffer, and read by
 // model.CheckValues to name its first bad value. Nothing is allocated per step.
 //
@@ -22,36 +22,43 @@ import (
 // since the forward pass has updated them by the time the loss is known: a skipped step then leaves the
 // net as it was.
 type stepCheck struct {
-	net       *model.Net
-	params    []*model.Param   // trainable: those with a gradient
-	grads     []backend.Tensor // their gradients, as FindNonFinite takes them
-	stats     []*model.Param   // BN running statistics
-	statVals  []backend.Tensor // their values
-	variances []bool           // which of stats are running variances, which cannot be negative
-	buf       []float32
-	saved     []backend.Tensor // copies of stats from before the step, when a skipped step must restore them
-	seen      int64            // net.BatchesTracked before the step
+	net *model.Net
+	// checked are the BN running statistics, then the trainable parameters; tensors their statistics'
+	// values and their parameters' gradients, in that order, as FindNonFinite takes them, with
+	// nonNegative set for the running variances. The first nStats of each are the statistics.
+	checked     []*model.Param
+	tensors     []backend.Tensor
+	nonNegative []bool
+	nStats      int
+	buf         []float32
+	saved       []backend.Tensor // copies of stats from before the step, when a skipped step must restore them
+	seen        int64            // net.BatchesTracked before the step
 }
 
 func newStepCheck(net *model.Net, keepStats bool) (*stepCheck, error) {
 	c := &stepCheck{net: net}
 	size := 0
 	for _, p := range net.Params {
-		if p.Kind.Trainable() {
-			c.params = append(c.params, p)
-			c.grads = append(c.grads, p.Grad)
-		} else {
-			c.stats = append(c.stats, p)
-			c.statVals = append(c.statVals, p.Value)
-			c.variances = append(c.variances, model.IsVariance(p.Name))
+		if !p.Kind.Trainable() {
+			c.checked = append(c.checked, p)
+			c.tensors = append(c.tensors, p.Value)
+			c.nonNegative = append(c.nonNegative, model.IsVariance(p.Name))
 		}
 		size = max(size, p.Shape.Numel())
+	}
+	c.nStats = len(c.checked)
+	for _, p := range net.Params {
+		if p.Kind.Trainable() {
+			c.checked = append(c.checked, p)
+			c.tensors = append(c.tensors, p.Grad)
+			c.nonNegative = append(c.nonNegative, false)
+		}
 	}
 	c.buf = make([]float32, size)
 	if !keepStats {
 		return c, nil
 	}
-	for _, p := range c.stats {
+	for _, p := range c.checked[:c.nStats] {
 		t, err := net.Device().Alloc(p.Shape, backend.F32, backend.NCHW)
 		if err != nil {
 			c.free()
@@ -66,8 +73,8 @@ func newStepCheck(net *model.Net, keepStats bool) (*stepCheck, error) {
 func (c *stepCheck) save() error {
 	c.seen = c.net.BatchesTracked
 	for i, t := range c.saved {
-		if err := c.net.Device().Copy(t, c.stats[i].Value); err != nil {
-			return fmt.Errorf("train: saving %s: %w", c.stats[i].Name, err)
+		if err := c.net.Device().Copy(t, c.checked[i].Value); err != nil {
+			return fmt.Errorf("train: saving %s: %w", c.checked[i].Name, err)
 		}
 	}
 	return nil
@@ -77,8 +84,8 @@ func (c *stepCheck) save() error {
 func (c *stepCheck) restore() error {
 	c.net.BatchesTracked = c.seen
 	for i, t := range c.saved {
-		if err := c.net.Device().Copy(c.stats[i].Value, t); err != nil {
-			return fmt.Errorf("train: restoring %s: %w", c.stats[i].Name, err)
+		if err := c.net.Device().Copy(c.checked[i].Value, t); err != nil {
+			return fmt.Errorf("train: restoring %s: %w", c.checked[i].Name, err)
 		}
 	}
 	return nil
@@ -91,32 +98,23 @@ func (c *stepCheck) problem(r model.Result) (string, error) {
 	if math.IsNaN(r.LossSum) || math.IsInf(r.LossSum, 0) {
 		return "the loss is " + strconv.FormatFloat(r.LossSum, 'g', -1, 64), nil
 	}
-	if what, err := c.first(c.stats, c.statVals, c.variances); what != "" || err != nil {
-		return "after the forward pass, " + what, err
-	}
-	if what, err := c.first(c.params, c.grads, nil); what != "" || err != nil {
-		return "the gradient of " + what, err
-	}
-	return "", nil
-}
-
-// first names the first bad value among ts, the values or gradients of ps (nonNegative as for
-// FindNonFinite), or returns "".
-func (c *stepCheck) first(ps []*model.Param, ts []backend.Tensor, nonNegative []bool) (string, error) {
-	i, err := c.net.Device().FindNonFinite(ts, nonNegative)
+	i, err := c.net.Device().FindNonFinite(c.tensors, c.nonNegative)
 	if err != nil || i < 0 {
 		if err != nil {
 			err = fmt.Errorf("train: checking the step's values: %w", err)
 		}
 		return "", err
 	}
-	p := ps[i]
+	p := c.checked[i]
 	v := c.buf[:p.Shape.Numel()]
-	if err := c.net.Device().Download(v, ts[i]); err != nil {
+	if err := c.net.Device().Download(v, c.tensors[i]); err != nil {
 		return "", fmt.Errorf("train: reading %s: %w", p.Name, err)
 	}
 	if err := model.CheckValues(p.Name, v); err != nil {
-		return err.Error(), nil
+		if i < c.nStats {
+			return "after the forward pass, " + err.Error(), nil
+		}
+		return "the gradient of " + err.Error(), nil
 	}
 	return "", fmt.Errorf("train: the device found a NaN, an infinity or a negative variance in %s, but its values "+
 		"read back hold none", p.Name)
