@@ -4,7 +4,6 @@
 // Kernels: find_nonfinite.
 
 #include <float.h>
-#include <math.h>
 
 #include "common.cuh"
 

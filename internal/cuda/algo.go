@@ -2,7 +2,7 @@
 
 package cuda
 
-// Choosing a convolution's cuDNN algorithm, once per geometry, direction, dtype and operand alignment.
+// Choosing a convolution's cuDNN algorithm, once per geometry, direction and operand alignment.
 //
 // cuDNN offers candidates two ways: its heuristics (cudnnGetConvolution*Algorithm_v7) rank them without
 // running anything, so the same GPU and cuDNN version always give the same list; timing

@@ -472,8 +472,6 @@ import (
 	"fmt"
 	"sync"
 	"unsafe"
-
-	"resnet/internal/backend"
 )
 
 // ---- loading the libraries ------------------------------------------------------------------------------
@@ -1019,7 +1017,7 @@ func (d convDir) String() string {
 }
 
 // convPlan is the cuDNN state of one convolution geometry: its tensor and filter descriptors, the
-// convolution descriptor that candidates are listed with, and per direction, dtype and operand alignment
+// convolution descriptor that candidates are listed with, and per direction and operand alignment
 // the chosen algorithm with its own convolution descriptor.
 type convPlan struct {
 	geom convGeom
@@ -1034,7 +1032,6 @@ type convPlan struct {
 // parameter table may not be.
 type algoKey struct {
 	dir   convDir
-	dtype backend.DType
 	align uint8 // bit i set: operand i (x, w, y) is 16-byte aligned
 }
 

@@ -3,7 +3,7 @@
 package cuda
 
 // Convolutions on cuDNN (legacy descriptor API, NCHW float32, cross-correlation). Per geometry the tensor
-// and filter descriptors are made once; per direction, dtype and operand alignment the algorithm is chosen
+// and filter descriptors are made once; per direction and operand alignment the algorithm is chosen
 // once (algo.go: deterministic and by heuristics unless the options say otherwise) and kept, so a training
 // step creates nothing and asks cuDNN nothing. No algorithm uses TF32 unless RESNET_CUDA_TF32=1.
 
@@ -63,7 +63,7 @@ func (d *Device) convOp(dir convDir, p backend.ConvParams, x, w, y backend.Tenso
 	if accumulate {
 		beta = 1
 	}
-	return d.conv(op, g, dir, x.DType, xp, wp, yp, beta)
+	return d.conv(op, g, dir, xp, wp, yp, beta)
 }
 
 // checkConv runs the checks of the op of direction dir.
@@ -101,8 +101,8 @@ func alignment(x, w, y uint64) uint8 {
 }
 
 // conv queues one direction of a convolution (x, w, y as rn_conv takes them: dx for backward data, dw for
-// backward filter), choosing its algorithm first if this geometry, direction, dtype and alignment is new.
-func (d *Device) conv(op string, g convGeom, dir convDir, dt backend.DType, x, w, y uint64, beta float32) error {
+// backward filter), choosing its algorithm first if this geometry, direction and alignment is new.
+func (d *Device) conv(op string, g convGeom, dir convDir, x, w, y uint64, beta float32) error {
 	// The setup closures capture copies made inside the branches: a captured variable lives on the heap,
 	// and capturing plan, a or g themselves would allocate on every call.
 	plan := d.convPlans[g]
@@ -119,7 +119,7 @@ func (d *Device) conv(op string, g convGeom, dir convDir, dt backend.DType, x, w
 		plan = np
 		d.convPlans[g] = plan
 	}
-	key := algoKey{dir: dir, dtype: dt, align: alignment(x, w, y)}
+	key := algoKey{dir: dir, align: alignment(x, w, y)}
 	a := plan.algo[key]
 	if a == nil {
 		// Timing overwrites the output operand. That is harmless when the op overwrites it anyway; when
