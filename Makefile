@@ -62,7 +62,7 @@ clean:
 # ~/.cache/resnet by scripts/setup-cuda.sh (RESNET_CUDA_HOME=/usr/local/cuda uses an installed toolkit
 # instead, as Dockerfile.cuda does). Each recipe sources scripts/cuda-env.sh, which installs on first use.
 # The Go code only includes the headers and dlopens libcuda/libcublas/libcudnn at run time, so nothing is
-# linked but -ldl. Run the results on a GPU machine with `make gpu-bundle` and scripts/gpu-test.sh.
+# linked but -ldl. Run the results on a GPU machine with `make gpu-bundle` and scripts/gpu-check.sh.
 CUDA_ENV       := . scripts/cuda-env.sh
 CUDA_TAGS      ?= cuda
 KERNELS_DIR    := kernels
@@ -135,7 +135,7 @@ cuda-vet: kernels
 # of those sources goes into CGO_CXXFLAGS, which it does, so an edited kernel always rebuilds the emulator.
 KERNELS_SHA = $(shell cat $(KERNELS_CU) $(KERNELS_DEPS) | sha256sum | cut -c1-16)
 cuda-emu-test: kernels
-	$(CUDA_ENV) && $(CUDA_GO_ENV) CGO_CXXFLAGS="-O2 -g -DRESNET_KERNELS_SHA=$(KERNELS_SHA)" \
+	$(CUDA_ENV) && $(CUDA_GO_ENV) CGO_CXXFLAGS="-O2 -g -DKERNEL_SOURCES_SHA=$(KERNELS_SHA)" \
 	$(GO) test -count=1 -short -tags '$(CUDA_TAGS) kernelemu' ./internal/cuda/
 
 # One stripped test binary per package: $(GPU_TESTS_DIR)/internal-cuda.test for ./internal/cuda.

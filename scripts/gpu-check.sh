@@ -4,8 +4,8 @@
 #   tar xzf resnet-gpu.tar.gz && scripts/gpu-check.sh "$OUT"
 #   scripts/gpu-check.sh --dry-run DIR     # the plumbing only, where there is no GPU (also GPU_CHECK_DRY=1)
 #
-# It fits one call of at most 8 minutes on a fresh machine: every stage is time-boxed (timeout), and the
-# boxes add up to 7.5 minutes. The stages, most informative first:
+# Every stage is time-boxed (timeout), and the boxes add up to 7.5 minutes, so a hang in one stage cannot
+# take the others' time (not yet run on a GPU: the boxes are estimates). The stages, most informative first:
 #   1. env    20 s   nvidia-smi, the driver and the libraries scripts/gpu-env.sh picks, `resnet version`
 #   2. tests  140 s  every bin/gpu-tests/*.test with RESNET_REQUIRE_GPU=1 (scripts/gpu-test.sh)
 #   3. bench  200 s  `resnet bench` against scripts/bench_pytorch.py on this GPU, resnet50 at batch 256 and
@@ -169,6 +169,10 @@ status_of() {
 }
 
 # last_line FILE: FILE's last line that is not empty, for a failure's reason.
+# num X SCALE FORMAT prints X*SCALE with the printf FORMAT, or "-" when X is empty or null (a JSON null: a
+# loss that was not finite).
+num() { awk -v x="$1" -v k="$2" -v f="$3" 'BEGIN { if (x == "" || x == "null") print "-"; else printf f, k * x }'; }
+
 last_line() { sed '/^[[:space:]]*$/d' "$1" 2>/dev/null | tail -n 1 | cut -c 1-300; }
 
 # env_lib KEY FIELD: a field of a library in env.json (gpu-env.sh writes one library per line).
@@ -253,7 +257,7 @@ stage_tests() {
 	stage_begin tests 140
 	gpu_gate || return 0
 	# The binaries' own -test.timeout fires first, so a hang leaves its goroutine dump in the log.
-	OUT=$out/tests RESNET_GPU_TEST_TIMEOUT=$((stage_box - 15))s \
+	OUT=$out/tests RESNET_GPU_TEST_TIMEOUT=$((stage_box - 15))s RESNET_GPU_ENV_DONE=1 \
 		boxed "$stage_box" "$out/tests.log" bash "$root/scripts/gpu-test.sh"
 	local rc=$? line='' st name counts bins=() failed=() sep='' p f s
 	tail -n 20 "$out/tests.log"
@@ -372,9 +376,9 @@ bench_one() {
 		tail -n 5 "$out/bench/$id.log"
 	fi
 	local ips_f ms_f peak_f
-	ips_f=$(awk -v x="$ips" 'BEGIN { if (x == "") print "-"; else printf "%.1f", x }')
-	ms_f=$(awk -v x="$ms" 'BEGIN { if (x == "") print "-"; else printf "%.1f", x }')
-	peak_f=$(awk -v x="$peak" 'BEGIN { if (x == "") print "-"; else printf "%.0f", x / 1048576 }')
+	ips_f=$(num "$ips" 1 %.1f)
+	ms_f=$(num "$ms" 1 %.1f)
+	peak_f=$(num "$peak" 9.5367431640625e-07 %.0f) # bytes to MiB (2^-20)
 	echo "   $status: $ips_f img/s, $ms_f ms/step, peak $peak_f MiB ($((SECONDS - t0)) s)"
 	[[ $status == pass ]] || ips_f=$status
 	run_status=$status
@@ -460,9 +464,8 @@ stage_demo() {
 			tail -n 5 "$out/demo/$d-train.log"
 		fi
 		[[ $d == cuda ]] && gpu_err=$top1 || cpu_err=$top1
-		rows+="| $d | $st | $(awk -v x="$top1" 'BEGIN { if (x == "") print "-"; else printf "%.2f%%", 100 * x }') |"
-		rows+=" $(awk -v x="$top5" 'BEGIN { if (x == "") print "-"; else printf "%.2f%%", 100 * x }') |"
-		rows+=" $(awk -v x="$loss" 'BEGIN { if (x == "") print "-"; else printf "%.4f", x }') | $secs s | ${ips:--} |"$'\n'
+		rows+="| $d | $st | $(num "$top1" 100 %.2f%%) | $(num "$top5" 100 %.2f%%) |"
+		rows+=" $(num "$loss" 1 %.4f) | $secs s | ${ips:--} |"$'\n'
 		fields+="\"$d\": {\"status\": $(json_str "$st"), \"seconds\": $secs, \"top1_err\": $(json_num "$top1"), \"top5_err\": $(json_num "$top5"), \"loss\": $(json_num "$loss"), \"train_images_per_sec\": $(json_num "$ips"), \"error\": $(json_str "$why")}, "
 	done
 	local diff=''
@@ -472,7 +475,7 @@ stage_demo() {
 			status=fail
 			note="top-1 errors differ by $(awk -v d="$diff" 'BEGIN { printf "%.1f", 100 * d }') points, more than $(awk -v t="$DEMO_TOLERANCE" 'BEGIN { printf "%.0f", 100 * t }')"
 		else
-			note="top-1 error GPU $(awk -v x="$gpu_err" 'BEGIN { printf "%.1f%%", 100 * x }'), CPU $(awk -v x="$cpu_err" 'BEGIN { printf "%.1f%%", 100 * x }')"
+			note="top-1 error GPU $(num "$gpu_err" 100 %.1f%%), CPU $(num "$cpu_err" 100 %.1f%%)"
 		fi
 	else
 		note=$(printf '%s; ' "${failures[@]}")

@@ -42,16 +42,20 @@ mkdir -p "$logs"
 logs=$(cd "$logs" && pwd)
 timeout=${RESNET_GPU_TEST_TIMEOUT:-8m}
 
-# shellcheck source=scripts/gpu-env.sh
-. "$root/scripts/gpu-env.sh" || {
-	echo "gpu-test: the CUDA libraries are not all there (see above)" >&2
-	exit 1
-}
+# gpu-check.sh has already searched the libraries and asked nvidia-smi (RESNET_GPU_ENV_DONE=1), and exported
+# what it found, complete or not: searching again would only fail again, before any test has run.
+if [[ ${RESNET_GPU_ENV_DONE:-} != 1 ]]; then
+	# shellcheck source=scripts/gpu-env.sh
+	. "$root/scripts/gpu-env.sh" || {
+		echo "gpu-test: the CUDA libraries are not all there (see above)" >&2
+		exit 1
+	}
 
-echo "== nvidia-smi"
-if ! nvidia-smi 2>&1 | tee "$logs/nvidia-smi.txt"; then
-	echo "gpu-test: nvidia-smi failed: no usable GPU here" >&2
-	exit 1
+	echo "== nvidia-smi"
+	if ! nvidia-smi 2>&1 | tee "$logs/nvidia-smi.txt"; then
+		echo "gpu-test: nvidia-smi failed: no usable GPU here" >&2
+		exit 1
+	fi
 fi
 
 shopt -s nullglob

@@ -1,7 +1,11 @@
 package config_test
 
 import (
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -48,4 +52,40 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("round trip changed the config:\n%+v\n%+v", c, again)
 		}
 	})
+}
+
+// Every RESNET_* variable that the program and its scripts read is a config key's or one of
+// OtherVariables, so that none of them is ever warned about as unknown.
+func TestOtherVariablesAreComplete(t *testing.T) {
+	known := map[string]bool{}
+	for _, v := range config.OtherVariables {
+		known[v] = true
+	}
+	for _, k := range config.Keys() {
+		known["RESNET_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = true
+	}
+	name := regexp.MustCompile(`RESNET_[A-Z0-9_]*[A-Z0-9]`)
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			if d != nil && d.IsDir() && (d.Name() == ".git" || d.Name() == "bin" || d.Name() == "dist" || d.Name() == "testdata") {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		ext := filepath.Ext(path)
+		if strings.HasSuffix(path, "_test.go") || !(ext == ".go" || ext == ".sh" || ext == ".py" || d.Name() == "Makefile" || d.Name() == "run") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		for _, v := range name.FindAllString(string(b), -1) {
+			if !known[v] {
+				t.Errorf("%s reads %s, which is neither a config variable nor in config.OtherVariables", path, v)
+				known[v] = true
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
