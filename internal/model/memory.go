@@ -41,28 +41,25 @@ func (m Memory) Need(images int) sysmem.Need {
 
 // EstimateMemory is what Build(dev, s, batch) allocates, computed from the shapes alone.
 func EstimateMemory(s Spec, batch int) (Memory, error) {
-	if batch < 1 {
-		return Memory{}, fmt.Errorf("model %s: batch size must be >= 1 (got %d)", s.Name, batch)
-	}
-	g, err := newGraph(s)
-	if err != nil {
-		return Memory{}, err
-	}
-	n := &Net{Spec: s, Params: g.params, g: g, capacity: batch}
-	return n.memoryOf(n.tensorPlan()), nil
+	return estimate(s, batch, false, func() (*graph, error) { return newGraph(s) })
 }
 
 // EstimateFullyConvMemory is what BuildFullyConv(base, h, w, batch) allocates for a base net of spec s:
 // activations only, the parameters being the base net's.
 func EstimateFullyConvMemory(s Spec, h, w, batch int) (Memory, error) {
+	return estimate(s, batch, true, func() (*graph, error) { return newFullyConvGraph(s, h, w) })
+}
+
+// estimate sums the tensor plan of the graph that build makes, as a net of that batch would allocate it.
+func estimate(s Spec, batch int, shared bool, build func() (*graph, error)) (Memory, error) {
 	if batch < 1 {
 		return Memory{}, fmt.Errorf("model %s: batch size must be >= 1 (got %d)", s.Name, batch)
 	}
-	g, err := newFullyConvGraph(s, h, w)
+	g, err := build()
 	if err != nil {
 		return Memory{}, err
 	}
-	n := &Net{Spec: s, Params: g.params, g: g, capacity: batch, shared: true}
+	n := &Net{Spec: s, Params: g.params, g: g, capacity: batch, shared: shared}
 	return n.memoryOf(n.tensorPlan()), nil
 }
 
