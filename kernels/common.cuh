@@ -5,11 +5,41 @@
 
 #include <stdint.h>
 
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#endif  // the CPU emulator's emulator.h defines the 16-bit types and their conversions
+
 // Every kernel runs 256-thread blocks; the reductions below rely on it.
 #define RN_BLOCK 256
 #define RN_WARPS (RN_BLOCK / 32)
 
 namespace rn {
+
+// The element types of activations (backend.DType F32, BF16, F16). Kernels templated on the type load each
+// element as float with to_f32, compute in float (or double), and store with from_f32, which rounds to
+// nearest even: the results are the f32 computation rounded once to the type.
+typedef __nv_bfloat16 bf16;
+typedef __half f16;
+
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(bf16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f32(f16 v) { return __half2float(v); }
+
+template <typename T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ bf16 from_f32<bf16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ __forceinline__ f16 from_f32<f16>(float v) {
+  return __float2half_rn(v);
+}
 
 __device__ __forceinline__ double warp_sum(double v) {
 #pragma unroll

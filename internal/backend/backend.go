@@ -14,8 +14,10 @@ import (
 type DType uint8
 
 const (
-	F32 DType = iota // float32
-	I32              // int32 (class labels)
+	F32  DType = iota // float32
+	I32               // int32 (class labels)
+	BF16              // bfloat16: 4-D activations of a device running in bf16 (cuda.precision: bf16)
+	F16               // IEEE 754 half: 4-D activations of a device running in fp16 (cuda.precision: fp16)
 )
 
 func (d DType) String() string {
@@ -24,22 +26,86 @@ func (d DType) String() string {
 		return "f32"
 	case I32:
 		return "i32"
+	case BF16:
+		return "bf16"
+	case F16:
+		return "f16"
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
-// Layout is the memory order of a 4-D activation tensor. NCHW is the only one until a backend implements
-// another. Weights are always stored (Cout, Cin, kH, kW) in the model's parameter table; a backend may keep
-// a private copy in another order.
+// Known reports whether d is one of the dtypes above.
+func (d DType) Known() bool { return d <= F16 }
+
+// Size is the number of bytes one element takes (0 for an unknown dtype).
+func (d DType) Size() int {
+	switch d {
+	case F32, I32:
+		return 4
+	case BF16, F16:
+		return 2
+	}
+	return 0
+}
+
+// Float reports whether d holds floating-point values (an activation may be any of them).
+func (d DType) Float() bool { return d == F32 || d == BF16 || d == F16 }
+
+// Precisions are the names of the activation dtypes as the config key cuda.precision spells them.
+var precisions = []struct {
+	name string
+	dt   DType
+}{{"fp32", F32}, {"bf16", BF16}, {"fp16", F16}}
+
+// ParsePrecision maps a cuda.precision value (fp32, bf16, fp16) to the activation dtype.
+func ParsePrecision(s string) (DType, error) {
+	for _, p := range precisions {
+		if p.name == s {
+			return p.dt, nil
+		}
+	}
+	return F32, fmt.Errorf("unknown precision %q (want fp32, bf16 or fp16)", s)
+}
+
+// PrecisionName is the cuda.precision spelling of an activation dtype.
+func PrecisionName(d DType) string {
+	for _, p := range precisions {
+		if p.dt == d {
+			return p.name
+		}
+	}
+	return d.String()
+}
+
+// Layout is the memory order of a 4-D activation tensor. Weights are always stored (Cout, Cin, kH, kW)
+// (NCHW) in the model's parameter table; a backend may keep a private copy in another order. Only 4-D
+// tensors may be NHWC.
 type Layout uint8
 
-const NCHW Layout = 0
+const (
+	NCHW Layout = iota // channels first: element (n, c, h, w) at ((n*C + c)*H + h)*W + w
+	NHWC               // channels last: element (n, c, h, w) at ((n*H + h)*W + w)*C + c
+)
 
 func (l Layout) String() string {
-	if l == NCHW {
+	switch l {
+	case NCHW:
 		return "NCHW"
+	case NHWC:
+		return "NHWC"
 	}
 	return fmt.Sprintf("layout(%d)", uint8(l))
+}
+
+// ParseLayout maps a cuda.layout value (nchw, nhwc) to the layout.
+func ParseLayout(s string) (Layout, error) {
+	switch s {
+	case "nchw":
+		return NCHW, nil
+	case "nhwc":
+		return NHWC, nil
+	}
+	return NCHW, fmt.Errorf("unknown layout %q (want nchw or nhwc)", s)
 }
 
 // Shape is a tensor shape, outermost dimension first. Activations are (N, C, H, W) whatever the layout;
@@ -80,7 +146,9 @@ type Buffer interface {
 	Freed() bool
 }
 
-// Tensor is a typed view of a backend buffer: Numel elements starting at element Off.
+// Tensor is a typed view of a backend buffer: Numel elements starting at element Off. Host code sees every
+// floating-point tensor as float32 values in (N, C, H, W) order: Upload and Download convert to and from
+// the tensor's dtype and layout.
 type Tensor struct {
 	Shape  Shape
 	DType  DType
@@ -291,6 +359,26 @@ type Options struct {
 	// Benchmark chooses each convolution shape's algorithm by timing the candidates once, instead of by
 	// the library's heuristics (config key cuda.benchmark).
 	Benchmark bool
+	// Precision is the dtype of the 4-D activations (config key cuda.precision): F32, or BF16/F16 with
+	// convolutions in that type accumulating in f32, and the parameters, BN statistics and optimizer in f32.
+	Precision DType
+	// Layout is the memory order of the 4-D activations (config key cuda.layout).
+	Layout Layout
+}
+
+// ActivationFormatter is implemented by devices that keep 4-D activations in a dtype or layout other than
+// f32 NCHW: the model allocates its 4-D activations (and their gradients) in that format, and every other
+// tensor (parameters, the pooled features, logits, statistics) in f32. A device without it uses f32 NCHW.
+type ActivationFormatter interface {
+	ActivationFormat() (DType, Layout)
+}
+
+// ActivationFormat is the format dev keeps 4-D activations in.
+func ActivationFormat(dev Device) (DType, Layout) {
+	if f, ok := dev.(ActivationFormatter); ok {
+		return f.ActivationFormat()
+	}
+	return F32, NCHW
 }
 
 // Factory opens a device. Backends register one under their name ("cpu", "cuda").

@@ -15,6 +15,11 @@ import (
 type checker struct {
 	op  string
 	err error
+	// act is the first activation operand checked (set once actSet): every other activation of the op must
+	// have its dtype and layout.
+	act    Tensor
+	actBy  string
+	actSet bool
 }
 
 func (k *checker) failf(format string, args ...any) {
@@ -24,7 +29,8 @@ func (k *checker) failf(format string, args ...any) {
 }
 
 // tensor checks what every op asks of an operand, whatever its dtype: live storage holding the dtype the
-// tensor is labelled with, the NCHW layout, no negative dimension, and a view inside the storage.
+// tensor is labelled with, a known layout (NHWC only for a 4-D tensor), no negative dimension, and a view
+// inside the storage.
 func (k *checker) tensor(name string, t Tensor) {
 	switch {
 	case k.err != nil:
@@ -34,8 +40,10 @@ func (k *checker) tensor(name string, t Tensor) {
 		k.failf("%s was freed", name)
 	case t.DType != t.Buf.DType():
 		k.failf("%s is labelled %v but its buffer holds %v", name, t.DType, t.Buf.DType())
-	case t.Layout != NCHW:
-		k.failf("%s has %v; NCHW is the only layout", name, t.Layout)
+	case t.Layout != NCHW && t.Layout != NHWC:
+		k.failf("%s has %v; want NCHW or NHWC", name, t.Layout)
+	case t.Layout == NHWC && len(t.Shape) != 4:
+		k.failf("%s is NHWC with shape %v; only 4-D tensors have a channels-last layout", name, t.Shape)
 	case hasNegative(t.Shape):
 		k.failf("%s has shape %v with a negative dimension", name, t.Shape)
 	case t.Off < 0 || t.Off+t.Numel() > t.Buf.Len():
@@ -43,20 +51,49 @@ func (k *checker) tensor(name string, t Tensor) {
 	}
 }
 
-// typed checks an operand that must hold dt.
+// typed checks an operand that must hold dt in the NCHW order (every operand but a 4-D activation).
 func (k *checker) typed(name string, t Tensor, dt DType) {
 	k.tensor(name, t)
-	if k.err == nil && t.DType != dt {
+	switch {
+	case k.err != nil:
+	case t.DType != dt:
 		k.failf("%s is %v, want %v", name, t.DType, dt)
+	case t.Layout != NCHW:
+		k.failf("%s is %v; only 4-D activations may be", name, t.Layout)
 	}
 }
 
-// dims4 checks a 4-D f32 operand and returns its (N, C, H, W).
+// activation checks a 4-D activation operand (or its gradient): any floating-point dtype and either layout,
+// the same as the op's other activations.
+func (k *checker) activation(name string, t Tensor) {
+	k.tensor(name, t)
+	switch {
+	case k.err != nil:
+	case !t.DType.Float():
+		k.failf("%s is %v, want a floating-point activation", name, t.DType)
+	case !k.actSet:
+		k.act, k.actBy, k.actSet = t, name, true
+	case t.DType != k.act.DType || t.Layout != k.act.Layout:
+		k.failf("%s is %v %v but %s is %v %v; an op's activations share one dtype and layout", name, t.DType,
+			t.Layout, k.actBy, k.act.DType, k.act.Layout)
+	}
+}
+
+// dims4 checks a 4-D f32 NCHW operand (a convolution's weight) and returns its dimensions.
 func (k *checker) dims4(name string, t Tensor) (n, c, h, w int) {
+	return k.rank4(name, t, func() { k.typed(name, t, F32) })
+}
+
+// act4 checks a 4-D activation operand and returns its (N, C, H, W).
+func (k *checker) act4(name string, t Tensor) (n, c, h, w int) {
+	return k.rank4(name, t, func() { k.activation(name, t) })
+}
+
+func (k *checker) rank4(name string, t Tensor, check func()) (n, c, h, w int) {
 	if k.err == nil && len(t.Shape) != 4 {
 		k.failf("%s has shape %v, want 4-D (N, C, H, W)", name, t.Shape)
 	}
-	k.typed(name, t, F32)
+	check()
 	if k.err != nil {
 		return 0, 0, 0, 0
 	}
@@ -65,11 +102,21 @@ func (k *checker) dims4(name string, t Tensor) (n, c, h, w int) {
 
 // shaped checks an f32 operand whose shape must be exactly want.
 func (k *checker) shaped(name string, t Tensor, want ...int) {
+	k.shape(name, t, want)
+	k.typed(name, t, F32)
+}
+
+// actShaped checks a 4-D activation operand whose shape must be exactly want.
+func (k *checker) actShaped(name string, t Tensor, want ...int) {
+	k.shape(name, t, want)
+	k.activation(name, t)
+}
+
+func (k *checker) shape(name string, t Tensor, want []int) {
 	if k.err == nil && !t.Shape.Equal(Shape(want)) {
 		// Copy want so it does not escape: the variadic slice then stays on the caller's stack.
 		k.failf("%s has shape %v, want %v", name, t.Shape, append([]int(nil), want...))
 	}
-	k.typed(name, t, F32)
 }
 
 func hasNegative(s Shape) bool {
@@ -89,41 +136,76 @@ func CheckOperand(op, name string, t Tensor, dt DType) error {
 	return k.err
 }
 
-// CheckAlloc checks the arguments of Device.Alloc.
-func CheckAlloc(shape Shape, dt DType, layout Layout) error {
+// CheckAlloc checks the arguments of Device.Alloc on a device that holds the 4-D activations in act
+// (dtype) and actLayout: f32 or i32 tensors of any rank in NCHW order, and 4-D tensors in the activation
+// format.
+func CheckAlloc(shape Shape, dt DType, layout Layout, act DType, actLayout Layout) error {
 	k := checker{op: "Alloc"}
 	switch {
-	case layout != NCHW:
-		k.failf("%v is not supported; NCHW is the only layout", layout)
-	case dt != F32 && dt != I32:
-		k.failf("%v is not supported; tensors hold f32 (i32 for labels)", dt)
+	case !dt.Known():
+		k.failf("%v is not supported; tensors hold f32, i32 or a 16-bit float", dt)
+	case layout != NCHW && layout != NHWC:
+		k.failf("%v is not supported; want NCHW or NHWC", layout)
 	case hasNegative(shape):
 		k.failf("shape %v has a negative dimension", shape)
+	case (dt == F32 || dt == I32) && layout == NCHW:
+	case len(shape) != 4:
+		k.failf("%v %v with shape %v: only 4-D activations may be other than f32 or i32 NCHW", dt, layout, shape)
+	case dt != act || layout != actLayout:
+		k.failf("%v %v is not this device's activation format (%v %v)%s", dt, layout, act, actLayout,
+			formatHint(dt, layout))
 	}
 	return k.err
 }
 
-// CheckUpload checks the operands of Device.Upload.
-func CheckUpload(dst Tensor, src []float32) error { return checkUpload("Upload", dst, F32, len(src)) }
+// formatHint says which setting gives a device activations of dt and layout.
+func formatHint(dt DType, layout Layout) string {
+	switch {
+	case dt == BF16 || dt == F16:
+		return fmt.Sprintf("; %v activations need the cuda backend with cuda.precision: %s", dt, PrecisionName(dt))
+	case layout == NHWC:
+		return "; NHWC activations need the cuda backend with cuda.layout: nhwc"
+	}
+	return ""
+}
+
+// CheckUpload checks the operands of Device.Upload: dst holds floating-point values in any layout (the
+// source is float32 in (N, C, H, W) order whatever dst's dtype and layout).
+func CheckUpload(dst Tensor, src []float32) error {
+	k := checker{op: "Upload"}
+	k.floating("dst", dst)
+	k.count("source has %d values", len(src), dst)
+	return k.err
+}
 
 // CheckUploadInt32 checks the operands of Device.UploadInt32.
 func CheckUploadInt32(dst Tensor, src []int32) error {
-	return checkUpload("UploadInt32", dst, I32, len(src))
-}
-
-func checkUpload(op string, dst Tensor, dt DType, n int) error {
-	k := checker{op: op}
-	k.typed("dst", dst, dt)
-	if k.err == nil && n != dst.Numel() {
-		k.failf("source has %d values, tensor %v holds %d", n, dst.Shape, dst.Numel())
-	}
+	k := checker{op: "UploadInt32"}
+	k.typed("dst", dst, I32)
+	k.count("source has %d values", len(src), dst)
 	return k.err
 }
 
-// CheckDownload checks the operands of Device.Download.
+// floating checks an operand that may hold any floating-point dtype in any layout.
+func (k *checker) floating(name string, t Tensor) {
+	k.tensor(name, t)
+	if k.err == nil && !t.DType.Float() {
+		k.failf("%s is %v, want a floating-point tensor", name, t.DType)
+	}
+}
+
+// count checks that a host slice of n values matches tensor t.
+func (k *checker) count(what string, n int, t Tensor) {
+	if k.err == nil && n != t.Numel() {
+		k.failf(what+", tensor %v holds %d", n, t.Shape, t.Numel())
+	}
+}
+
+// CheckDownload checks the operands of Device.Download: src holds floating-point values in any layout,
+// written to dst as float32 in (N, C, H, W) order.
 func CheckDownload(dst []float32, src Tensor) error {
 	k := checker{op: "Download"}
-	k.typed("src", src, F32)
+	k.floating("src", src)
 	if k.err == nil && len(dst) != src.Numel() {
 		k.failf("destination has room for %d values, tensor %v holds %d", len(dst), src.Shape, src.Numel())
 	}
@@ -146,6 +228,8 @@ func CheckCopy(dst, src Tensor) error {
 	case k.err != nil:
 	case dst.DType != src.DType:
 		k.failf("dst is %v, src is %v", dst.DType, src.DType)
+	case dst.Layout != src.Layout:
+		k.failf("dst is %v, src is %v", dst.Layout, src.Layout)
 	case dst.Numel() != src.Numel():
 		k.failf("dst %v holds %d values, src %v holds %d", dst.Shape, dst.Numel(), src.Shape, src.Numel())
 	}

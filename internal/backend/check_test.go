@@ -117,7 +117,8 @@ func TestLossGeometry(t *testing.T) {
 // Good operands of the ops without a geometry pass.
 func TestGoodOperandsPass(t *testing.T) {
 	checks := map[string]error{
-		"alloc":                    CheckAlloc(Shape{2, 0}, I32, NCHW),
+		"alloc":                    CheckAlloc(Shape{2, 0}, I32, NCHW, F32, NCHW),
+		"alloc a bf16 activation":  CheckAlloc(Shape{2, 3, 4, 5}, BF16, NHWC, BF16, NHWC),
 		"upload":                   CheckUpload(f32(2, 2), make([]float32, 4)),
 		"upload labels":            CheckUploadInt32(i32(3), make([]int32, 3)),
 		"download a view":          CheckDownload(make([]float32, 2), Tensor{Shape: Shape{2}, Buf: &hostBuffer{n: 4}, Off: 2}),
@@ -164,5 +165,88 @@ func TestChecksAllocateNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("the checks allocate %v times", allocs)
+	}
+}
+
+// act returns a 4-D activation of dt in layout.
+func act(dt DType, layout Layout, shape ...int) Tensor {
+	return Tensor{Shape: Shape(shape), DType: dt, Layout: layout, Buf: &hostBuffer{n: Shape(shape).Numel(), dt: dt}}
+}
+
+// Activations may be any float type in either layout, the same for all of an op's activations; the
+// geometry carries the format; weights stay f32 NCHW.
+func TestActivationFormats(t *testing.T) {
+	p := ConvParams{Stride: 1, Pad: 1}
+	g, err := CheckConvForward(p, act(BF16, NHWC, 2, 3, 4, 4), f32(5, 3, 3, 3), act(BF16, NHWC, 2, 5, 4, 4))
+	mustCheck(t, "bf16 NHWC convolution", g, err, ConvGeometry{N: 2, Cin: 3, H: 4, W: 4, Cout: 5, KH: 3, KW: 3,
+		Stride: 1, Pad: 1, OH: 4, OW: 4, DType: BF16, Layout: NHWC})
+	if s := g.String(); s != "x [2 3 4 4], w [5 3 3 3], stride 1, padding 1, bf16 NHWC" {
+		t.Fatalf("String() = %q", s)
+	}
+	bad := map[string]struct {
+		err  error
+		want string
+	}{
+		"mixed formats": {
+			func() error {
+				_, err := CheckConvForward(p, act(F16, NCHW, 2, 3, 4, 4), f32(5, 3, 3, 3), act(F32, NCHW, 2, 5, 4, 4))
+				return err
+			}(),
+			"ConvForward: y is f32 NCHW but x is f16 NCHW; an op's activations share one dtype and layout (from x [2 3 4 4], w [5 3 3 3], stride 1, padding 1)",
+		},
+		"channels-last weight": {
+			func() error {
+				_, err := CheckConvForward(p, act(F32, NHWC, 2, 3, 4, 4), act(F32, NHWC, 5, 3, 3, 3), act(F32, NHWC, 2, 5, 4, 4))
+				return err
+			}(),
+			"ConvForward: w is NHWC; only 4-D activations may be",
+		},
+		"bf16 pooled features": {
+			func() error {
+				_, err := CheckGlobalAvgPoolForward(act(BF16, NCHW, 2, 3, 4, 4), act(BF16, NCHW, 2, 3, 1, 1))
+				return err
+			}(),
+			"GlobalAvgPoolForward: y is bf16, want f32",
+		},
+		"bf16 parameter": {
+			CheckSGDStep(SGDParams{LR: 1}, []SGDSlot{{Param: act(BF16, NCHW, 1, 1, 1, 3), Grad: f32(1, 1, 1, 3)}}),
+			"SGDStep: Param is bf16, want f32 (slot 0)",
+		},
+		"copy across layouts": {
+			CheckCopy(act(F32, NHWC, 1, 2, 2, 2), f32(1, 2, 2, 2)),
+			"Copy: dst is NHWC, src is NCHW",
+		},
+	}
+	for name, c := range bad {
+		if c.err == nil || c.err.Error() != c.want {
+			t.Errorf("%s: error %v\nwant %s", name, c.err, c.want)
+		}
+	}
+	g2, err := CheckGlobalAvgPoolForward(act(F16, NHWC, 2, 3, 4, 4), f32(2, 3))
+	mustCheck(t, "f16 NHWC global pool", g2, err, PoolGeometry{N: 2, C: 3, H: 4, W: 4, OH: 1, OW: 1, DType: F16, Layout: NHWC})
+	if err := CheckUpload(act(BF16, NHWC, 1, 2, 2, 2), make([]float32, 8)); err != nil {
+		t.Fatalf("upload into a bf16 NHWC tensor: %v", err)
+	}
+}
+
+func TestParsePrecisionAndLayout(t *testing.T) {
+	for s, want := range map[string]DType{"fp32": F32, "bf16": BF16, "fp16": F16} {
+		if d, err := ParsePrecision(s); err != nil || d != want || PrecisionName(d) != s {
+			t.Errorf("ParsePrecision(%q) = %v, %v; name %q", s, d, err, PrecisionName(d))
+		}
+	}
+	if _, err := ParsePrecision("tf32"); err == nil || err.Error() != `unknown precision "tf32" (want fp32, bf16 or fp16)` {
+		t.Errorf("ParsePrecision(tf32): %v", err)
+	}
+	for s, want := range map[string]Layout{"nchw": NCHW, "nhwc": NHWC} {
+		if l, err := ParseLayout(s); err != nil || l != want {
+			t.Errorf("ParseLayout(%q) = %v, %v", s, l, err)
+		}
+	}
+	if _, err := ParseLayout("NHWC"); err == nil {
+		t.Error("ParseLayout accepts NHWC; the config spells it nhwc")
+	}
+	if BF16.Size() != 2 || F16.Size() != 2 || F32.Size() != 4 || DType(9).Size() != 0 {
+		t.Error("element sizes")
 	}
 }

@@ -8,17 +8,24 @@ import (
 )
 
 // ConvGeometry is the geometry of a checked convolution: x (N, Cin, H, W), w (Cout, Cin, KH, KW) and
-// y (N, Cout, OH, OW). It is comparable, so a backend can key a cache of plans by it.
+// y (N, Cout, OH, OW), x and y holding DType in Layout (w is always f32 NCHW). It is comparable, so a
+// backend can key a cache of plans by it.
 type ConvGeometry struct {
 	N, Cin, H, W int
 	Cout, KH, KW int
 	Stride, Pad  int
 	OH, OW       int
+	DType        DType
+	Layout       Layout
 }
 
 func (g ConvGeometry) String() string {
-	return fmt.Sprintf("x %v, w %v, stride %d, padding %d", []int{g.N, g.Cin, g.H, g.W}, []int{g.Cout, g.Cin, g.KH, g.KW},
+	s := fmt.Sprintf("x %v, w %v, stride %d, padding %d", []int{g.N, g.Cin, g.H, g.W}, []int{g.Cout, g.Cin, g.KH, g.KW},
 		g.Stride, g.Pad)
+	if g.DType != F32 || g.Layout != NCHW {
+		s += fmt.Sprintf(", %v %v", g.DType, g.Layout)
+	}
+	return s
 }
 
 // XLen, WLen and YLen are the element counts of x, w and y.
@@ -50,7 +57,7 @@ func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w 
 		k.failf("stride must be >= 1 and padding >= 0 (got stride %d, padding %d)", p.Stride, p.Pad)
 	}
 	var g ConvGeometry
-	g.N, g.Cin, g.H, g.W = k.dims4(xName, x)
+	g.N, g.Cin, g.H, g.W = k.act4(xName, x)
 	if k.err == nil && len(w.Shape) != 4 {
 		k.failf("%s has shape %v, want 4-D (Cout, Cin, KH, KW)", wName, w.Shape)
 	}
@@ -68,7 +75,8 @@ func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w 
 	}
 	g.Stride, g.Pad = p.Stride, p.Pad
 	g.OH, g.OW = OutSize(g.H, g.KH, g.Stride, g.Pad), OutSize(g.W, g.KW, g.Stride, g.Pad)
-	k.shaped(yName, y, g.N, g.Cout, g.OH, g.OW)
+	k.actShaped(yName, y, g.N, g.Cout, g.OH, g.OW)
+	g.DType, g.Layout = x.DType, x.Layout
 	if k.err != nil {
 		return g, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %d)", k.err, xName, x.Shape, wName, w.Shape, p.Stride, p.Pad)
 	}
@@ -77,9 +85,12 @@ func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w 
 
 // BatchNormGeometry is the geometry of a checked batch norm: x (N, C, H, W) and, with a residual, the
 // shortcut input z (N, ZC, H*ZStride, W*ZStride) of BatchNormParams. Without one, ZC = C and ZStride = 1.
+// The activations (x, y, z and their gradients) hold DType in Layout; the per-channel operands are f32.
 type BatchNormGeometry struct {
 	N, C, H, W  int
 	ZC, ZStride int
+	DType       DType
+	Layout      Layout
 }
 
 // ZOff is the first output channel the shortcut feeds: its ZC channels sit centred among the C.
@@ -116,9 +127,10 @@ func CheckBatchNormForwardInference(p BatchNormParams, t BatchNormTensors) (Batc
 // running statistics.
 func (k *checker) bnForward(p BatchNormParams, t BatchNormTensors) BatchNormGeometry {
 	var g BatchNormGeometry
-	g.N, g.C, g.H, g.W = k.dims4("X", t.X)
+	g.N, g.C, g.H, g.W = k.act4("X", t.X)
 	g.ZC, g.ZStride = g.C, 1
-	k.shaped("Y", t.Y, g.N, g.C, g.H, g.W)
+	g.DType, g.Layout = t.X.DType, t.X.Layout
+	k.actShaped("Y", t.Y, g.N, g.C, g.H, g.W)
 	if p.Residual {
 		k.shortcut("Z", t.Z, &g)
 	}
@@ -137,12 +149,13 @@ func (k *checker) bnForward(p BatchNormParams, t BatchNormTensors) BatchNormGeom
 func CheckBatchNormBackward(p BatchNormParams, gr BatchNormGrads) (BatchNormGeometry, error) {
 	k := checker{op: "BatchNormBackward"}
 	var g BatchNormGeometry
-	g.N, g.C, g.H, g.W = k.dims4("X", gr.X)
+	g.N, g.C, g.H, g.W = k.act4("X", gr.X)
 	g.ZC, g.ZStride = g.C, 1
-	k.shaped("DY", gr.DY, g.N, g.C, g.H, g.W)
-	k.shaped("DX", gr.DX, g.N, g.C, g.H, g.W)
+	g.DType, g.Layout = gr.X.DType, gr.X.Layout
+	k.actShaped("DY", gr.DY, g.N, g.C, g.H, g.W)
+	k.actShaped("DX", gr.DX, g.N, g.C, g.H, g.W)
 	if p.ReLU {
-		k.shaped("Y", gr.Y, g.N, g.C, g.H, g.W)
+		k.actShaped("Y", gr.Y, g.N, g.C, g.H, g.W)
 	}
 	if p.Residual {
 		k.shortcut("DZ", gr.DZ, &g)
@@ -164,7 +177,7 @@ func (k *checker) shortcut(name string, z Tensor, g *BatchNormGeometry) {
 	if k.err == nil && !z.Valid() {
 		k.failf("Residual is set but %s is not allocated", name)
 	}
-	zn, zc, zh, zw := k.dims4(name, z)
+	zn, zc, zh, zw := k.act4(name, z)
 	if k.err != nil {
 		return
 	}
@@ -186,11 +199,14 @@ func (k *checker) shortcut(name string, z Tensor, g *BatchNormGeometry) {
 }
 
 // PoolGeometry is the geometry of a checked pooling op: x (N, C, H, W) pooled to y (N, C, OH, OW) by a
-// Kernel x Kernel window. For a global average pool OH = OW = 1 and the window fields are 0.
+// Kernel x Kernel window, x holding DType in Layout. For a global average pool OH = OW = 1, the window
+// fields are 0 and y is f32 whatever x holds.
 type PoolGeometry struct {
 	N, C, H, W          int
 	OH, OW              int
 	Kernel, Stride, Pad int
+	DType               DType
+	Layout              Layout
 }
 
 // Planes is the number of (H, W) planes pooled, N*C.
@@ -211,15 +227,16 @@ func CheckMaxPoolForward(p PoolParams, x, y Tensor) (PoolGeometry, error) {
 func CheckMaxPoolBackward(p PoolParams, x, y, dy, dx Tensor) (PoolGeometry, error) {
 	k := checker{op: "MaxPoolBackward"}
 	g := k.maxPool(p, x, y)
-	k.shaped("dy", dy, g.N, g.C, g.OH, g.OW)
-	k.shaped("dx", dx, g.N, g.C, g.H, g.W)
+	k.actShaped("dy", dy, g.N, g.C, g.OH, g.OW)
+	k.actShaped("dx", dx, g.N, g.C, g.H, g.W)
 	return g, k.err
 }
 
 // maxPool checks x (N, C, H, W), the window, and y (N, C, OH, OW).
 func (k *checker) maxPool(p PoolParams, x, y Tensor) PoolGeometry {
 	var g PoolGeometry
-	g.N, g.C, g.H, g.W = k.dims4("x", x)
+	g.N, g.C, g.H, g.W = k.act4("x", x)
+	g.DType, g.Layout = x.DType, x.Layout
 	if p.Kernel < 1 || p.Stride < 1 || p.Pad < 0 || p.Pad > p.Kernel/2 {
 		k.failf("kernel %d, stride %d, padding %d: want kernel >= 1, stride >= 1 and 0 <= padding <= kernel/2",
 			p.Kernel, p.Stride, p.Pad)
@@ -232,7 +249,7 @@ func (k *checker) maxPool(p PoolParams, x, y Tensor) PoolGeometry {
 	}
 	g.Kernel, g.Stride, g.Pad = p.Kernel, p.Stride, p.Pad
 	g.OH, g.OW = OutSize(g.H, p.Kernel, p.Stride, p.Pad), OutSize(g.W, p.Kernel, p.Stride, p.Pad)
-	k.shaped("y", y, g.N, g.C, g.OH, g.OW)
+	k.actShaped("y", y, g.N, g.C, g.OH, g.OW)
 	return g
 }
 
@@ -257,8 +274,8 @@ func CheckGlobalAvgPoolBackward(dy, dx Tensor) (PoolGeometry, error) {
 
 // globalPool checks a 4-D operand x and the pooled operand y of a global average pool.
 func (k *checker) globalPool(xName string, x Tensor, yName string, y Tensor) PoolGeometry {
-	g := PoolGeometry{OH: 1, OW: 1}
-	g.N, g.C, g.H, g.W = k.dims4(xName, x)
+	g := PoolGeometry{OH: 1, OW: 1, DType: x.DType, Layout: x.Layout}
+	g.N, g.C, g.H, g.W = k.act4(xName, x)
 	if len(y.Shape) == 4 {
 		k.shaped(yName, y, g.N, g.C, 1, 1)
 	} else {

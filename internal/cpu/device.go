@@ -86,7 +86,7 @@ func (d *Device) Name() string { return "cpu" }
 
 // Alloc implements backend.Device.
 func (d *Device) Alloc(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
-	if err := backend.CheckAlloc(shape, dt, layout); err != nil {
+	if err := backend.CheckAlloc(shape, dt, layout, backend.F32, backend.NCHW); err != nil {
 		return backend.Tensor{}, named(err)
 	}
 	n := shape.Numel()

@@ -665,7 +665,7 @@ func (d *Device) countLib(c libCall) { d.launches[int(numKernels)+int(c)].Add(1)
 // Alloc implements backend.Device.
 func (d *Device) Alloc(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
 	const op = "Alloc"
-	if err := backend.CheckAlloc(shape, dt, layout); err != nil {
+	if err := backend.CheckAlloc(shape, dt, layout, backend.F32, backend.NCHW); err != nil {
 		return backend.Tensor{}, named(err)
 	}
 	if err := d.begin(op); err != nil {

@@ -80,6 +80,45 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float x) { return std::sqrt(x); }
 
+// 16-bit floats: storage types with the conversions of cuda_bf16.h and cuda_fp16.h, bit for bit: round to
+// nearest even, subnormals kept, overflow to infinity, and every NaN becomes the canonical 0x7fff as the
+// GPU's conversions make it.
+struct __nv_bfloat16 {
+  uint16_t x;
+};
+struct __half {
+  uint16_t x;
+};
+
+inline float __bfloat162float(__nv_bfloat16 h) {
+  const uint32_t u = (uint32_t)h.x << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return {0x7fff};
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return {(uint16_t)(u >> 16)};
+}
+
+inline float __half2float(__half h) {
+  _Float16 v;
+  std::memcpy(&v, &h.x, 2);
+  return (float)v;
+}
+
+inline __half __float2half_rn(float f) {
+  if (std::isnan(f)) return {0x7fff};
+  const _Float16 v = (_Float16)f;  // IEEE conversion: round to nearest even
+  __half h;
+  std::memcpy(&h.x, &v, 2);
+  return h;
+}
+
 using std::isnan;
 using std::max;
 using std::min;

@@ -68,7 +68,7 @@ func (n *Net) memoryOf(plan []plannedTensor) Memory {
 	var m Memory
 	shares := map[memoryShare]*int64{shareParams: &m.Params, shareActivations: &m.Activations, shareOther: &m.Other}
 	for _, t := range plan {
-		b := int64(4) // float32 and int32
+		b := int64(t.dt.Size())
 		for _, d := range t.shape {
 			b = sysmem.Mul(b, int64(d))
 		}

@@ -60,8 +60,8 @@ func Build(dev backend.Device, s Spec, batch int) (*Net, error) {
 	return n, nil
 }
 
-func (n *Net) allocT(shape backend.Shape, dt backend.DType) (backend.Tensor, error) {
-	t, err := n.dev.Alloc(shape, dt, backend.NCHW)
+func (n *Net) allocT(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
+	t, err := n.dev.Alloc(shape, dt, layout)
 	if err != nil {
 		return t, fmt.Errorf("model %s: allocating %v: %w", n.Spec.Name, shape, err)
 	}
@@ -76,7 +76,7 @@ func (n *Net) alloc() error {
 	}
 	for _, t := range plan {
 		var err error
-		if *t.dst, err = n.allocT(t.shape, t.dt); err != nil {
+		if *t.dst, err = n.allocT(t.shape, t.dt, t.layout); err != nil {
 			return err
 		}
 	}
@@ -101,10 +101,20 @@ const (
 // plannedTensor is one device tensor the net allocates: its shape and type, where it is kept, and which
 // share of the estimate it is.
 type plannedTensor struct {
-	dst   *backend.Tensor
-	shape backend.Shape
-	dt    backend.DType
-	share memoryShare
+	dst    *backend.Tensor
+	shape  backend.Shape
+	dt     backend.DType
+	layout backend.Layout
+	share  memoryShare
+}
+
+// activationFormat is the dtype and layout of the net's 4-D activations: the device's (see
+// backend.ActivationFormatter), f32 NCHW for an estimate made without one.
+func (n *Net) activationFormat() (backend.DType, backend.Layout) {
+	if n.dev == nil {
+		return backend.F32, backend.NCHW
+	}
+	return backend.ActivationFormat(n.dev)
 }
 
 // tensorPlan lists every device tensor alloc makes, for the batch capacity: the parameter, gradient and
@@ -116,6 +126,7 @@ func (n *Net) tensorPlan() []plannedTensor {
 	add := func(dst *backend.Tensor, share memoryShare, dt backend.DType, shape ...int) {
 		plan = append(plan, plannedTensor{dst: dst, shape: shape, dt: dt, share: share})
 	}
+	actDT, actLayout := n.activationFormat()
 	if !n.shared {
 		total := 0
 		for _, p := range n.Params {
@@ -127,13 +138,15 @@ func (n *Net) tensorPlan() []plannedTensor {
 		add(&n.moms, shareParams, backend.F32, total)
 	}
 	for _, a := range n.g.acts {
-		shape := []int{n.capacity, a.c, a.h, a.w}
-		if a.flat {
-			shape = []int{n.capacity, a.c}
+		t := plannedTensor{dst: &a.val, shape: backend.Shape{n.capacity, a.c, a.h, a.w}, dt: actDT, layout: actLayout,
+			share: shareActivations}
+		if a.flat { // the pooled features and the logits are f32 whatever the device's format
+			t.shape, t.dt, t.layout = backend.Shape{n.capacity, a.c}, backend.F32, backend.NCHW
 		}
-		add(&a.val, shareActivations, backend.F32, shape...)
+		plan = append(plan, t)
 		if a.needGrad {
-			add(&a.grad, shareActivations, backend.F32, shape...)
+			t.dst = &a.grad
+			plan = append(plan, t)
 		}
 	}
 	add(&n.labels, shareOther, backend.I32, n.capacity)

@@ -72,9 +72,9 @@ var operandCases = []operandCase{
 	{"label unlike the buffer", "Zero: t is labelled i32 but its buffer holds f32", func(o *ops) error {
 		return o.dev.Zero(o.relabelled(backend.I32, 2))
 	}},
-	{"unknown layout", "ConvForward: x has layout(1); NCHW is the only layout", func(o *ops) error {
+	{"unknown layout", "ConvForward: x has layout(7); want NCHW or NHWC", func(o *ops) error {
 		x := o.t(2, 3, 8, 8)
-		x.Layout = 1
+		x.Layout = 7
 		return o.dev.ConvForward(same, x, o.t(4, 3, 3, 3), o.t(2, 4, 8, 8))
 	}},
 	{"negative dimension", "Zero: t has shape [2 -1] with a negative dimension", func(o *ops) error {
@@ -85,16 +85,26 @@ var operandCases = []operandCase{
 		x.Off = 1
 		return o.dev.ConvForward(same, x, o.t(4, 3, 3, 3), o.t(2, 4, 8, 8))
 	}},
-	{"i32 where f32 is wanted", "ConvForward: x is i32, want f32", func(o *ops) error {
+	{"i32 where f32 is wanted", "ConvForward: x is i32, want a floating-point activation", func(o *ops) error {
 		return o.dev.ConvForward(backend.ConvParams{Stride: 1}, o.reshaped(o.labels(0, 1), 1, 1, 1, 2), o.t(1, 1, 1, 1), o.t(1, 1, 1, 2))
 	}},
 
 	// Memory.
-	{"alloc unknown layout", "Alloc: layout(1) is not supported; NCHW is the only layout", func(o *ops) error {
-		return o.alloc(backend.Shape{1}, backend.F32, 1)
+	{"alloc unknown layout", "Alloc: layout(7) is not supported; want NCHW or NHWC", func(o *ops) error {
+		return o.alloc(backend.Shape{1}, backend.F32, 7)
 	}},
-	{"alloc unknown dtype", "Alloc: dtype(2) is not supported; tensors hold f32 (i32 for labels)", func(o *ops) error {
-		return o.alloc(backend.Shape{1}, 2, backend.NCHW)
+	{"alloc unknown dtype", "Alloc: dtype(9) is not supported; tensors hold f32, i32 or a 16-bit float", func(o *ops) error {
+		return o.alloc(backend.Shape{1}, 9, backend.NCHW)
+	}},
+	{"alloc NHWC of rank 2", "Alloc: f32 NHWC with shape [2 3]: only 4-D activations may be other than f32 or i32 NCHW",
+		func(o *ops) error { return o.alloc(backend.Shape{2, 3}, backend.F32, backend.NHWC) }},
+	{"alloc bf16 on a device in f32", "Alloc: bf16 NCHW is not this device's activation format (f32 NCHW); " +
+		"bf16 activations need the cuda backend with cuda.precision: bf16", func(o *ops) error {
+		return o.alloc(backend.Shape{2, 3, 4, 4}, backend.BF16, backend.NCHW)
+	}},
+	{"alloc NHWC on a device in NCHW", "Alloc: f32 NHWC is not this device's activation format (f32 NCHW); " +
+		"NHWC activations need the cuda backend with cuda.layout: nhwc", func(o *ops) error {
+		return o.alloc(backend.Shape{2, 3, 4, 4}, backend.F32, backend.NHWC)
 	}},
 	{"alloc negative dimension", "Alloc: shape [2 -1] has a negative dimension", func(o *ops) error {
 		return o.alloc(backend.Shape{2, -1}, backend.F32, backend.NCHW)
@@ -108,7 +118,7 @@ var operandCases = []operandCase{
 	{"download length", "Download: destination has room for 2 values, tensor [3] holds 3", func(o *ops) error {
 		return o.dev.Download(make([]float32, 2), o.t(3))
 	}},
-	{"download i32", "Download: src is i32, want f32", func(o *ops) error {
+	{"download i32", "Download: src is i32, want a floating-point tensor", func(o *ops) error {
 		return o.dev.Download(make([]float32, 2), o.labels(0, 1))
 	}},
 	{"copy dtypes", "Copy: dst is f32, src is i32", func(o *ops) error { return o.dev.Copy(o.t(2), o.labels(0, 1)) }},
