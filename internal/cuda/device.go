@@ -949,7 +949,7 @@ func (a *addrs) of(name string, t backend.Tensor) uint64 {
 	case b.dev != a.d:
 		a.err = fmt.Errorf("cuda: %s: %s was allocated by another CUDA device", a.op, name)
 	default:
-		return b.blk.ptr + 4*uint64(t.Off)
+		return b.blk.ptr + uint64(t.DType.Size())*uint64(t.Off)
 	}
 	return 0
 }
