@@ -54,7 +54,7 @@ func (d *Device) ensureCounters(op string, c int) error {
 	if err := d.grow(op, &d.counters, max(bytes, 16<<10)); err != nil {
 		return err
 	}
-	d.enqueue(&cmd{kind: cmdMemset, op: op, dst: d.counters.ptr, n: d.counters.class / 4})
+	d.enqueue(&cmd{kind: cmdMemset, op: op, dst: d.counters.ptr, n: d.counters.class})
 	return nil
 }
 

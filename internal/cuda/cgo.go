@@ -75,7 +75,7 @@ RN_FN(cuMemFreeHost);
 RN_FN(cuMemcpyHtoDAsync);
 RN_FN(cuMemcpyDtoHAsync);
 RN_FN(cuMemcpyDtoDAsync);
-RN_FN(cuMemsetD32Async);
+RN_FN(cuMemsetD8Async);
 RN_FN(cuModuleLoadData);
 RN_FN(cuModuleUnload);
 RN_FN(cuModuleGetFunction);
@@ -114,7 +114,7 @@ static int rn_load_driver(void) {
   RN_SYM(h, cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
   RN_SYM(h, cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
   RN_SYM(h, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
-  RN_SYM(h, cuMemsetD32Async, "cuMemsetD32Async");
+  RN_SYM(h, cuMemsetD8Async, "cuMemsetD8Async");
   RN_SYM(h, cuModuleLoadData, "cuModuleLoadData");
   RN_SYM(h, cuModuleUnload, "cuModuleUnload");
   RN_SYM(h, cuModuleGetFunction, "cuModuleGetFunction");
@@ -163,8 +163,8 @@ static CUresult rn_cuMemcpyDtoHAsync(void* dst, CUdeviceptr src, size_t n, CUstr
 static CUresult rn_cuMemcpyDtoDAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {
   return p_cuMemcpyDtoDAsync(dst, src, n, s);
 }
-static CUresult rn_cuMemsetD32Async(CUdeviceptr dst, unsigned int v, size_t n, CUstream s) {
-  return p_cuMemsetD32Async(dst, v, n, s);
+static CUresult rn_cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUstream s) {
+  return p_cuMemsetD8Async(dst, v, n, s);
 }
 static CUresult rn_cuModuleLoadData(CUmodule* m, const void* image) { return p_cuModuleLoadData(m, image); }
 static CUresult rn_cuModuleUnload(CUmodule m) { return p_cuModuleUnload(m); }
@@ -916,8 +916,8 @@ func (dr *driver) exec(c *cmd) error {
 			return cuError(r, fmt.Sprintf("cuLaunchKernel(%s, grid %v)", kernelTable[c.kernel].name, c.grid))
 		}
 	case cmdMemset:
-		if r := C.rn_cuMemsetD32Async(C.CUdeviceptr(c.dst), C.uint(c.value), C.size_t(c.n), dr.compute); r != C.CUDA_SUCCESS {
-			return cuError(r, fmt.Sprintf("cuMemsetD32Async(%d values)", c.n))
+		if r := C.rn_cuMemsetD8Async(C.CUdeviceptr(c.dst), 0, C.size_t(c.n), dr.compute); r != C.CUDA_SUCCESS {
+			return cuError(r, fmt.Sprintf("cuMemsetD8Async(%d bytes)", c.n))
 		}
 	case cmdCopyDtoD:
 		if r := C.rn_cuMemcpyDtoDAsync(C.CUdeviceptr(c.dst), C.CUdeviceptr(c.src), C.size_t(c.n), dr.compute); r != C.CUDA_SUCCESS {

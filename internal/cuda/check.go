@@ -38,7 +38,7 @@ func (d *Device) FindNonFinite(ts []backend.Tensor, nonNegative []bool) (int, er
 	if err := d.grow(op, &d.flags, bytes); err != nil {
 		return -1, err
 	}
-	d.enqueue(&cmd{kind: cmdMemset, op: op, dst: d.flags.ptr, n: int64(len(ts))})
+	d.enqueue(&cmd{kind: cmdMemset, op: op, dst: d.flags.ptr, n: 4 * int64(len(ts))})
 	for i, t := range ts {
 		n := int64(t.Numel())
 		if n == 0 {

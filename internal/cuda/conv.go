@@ -55,7 +55,11 @@ func (d *Device) convOp(dir convDir, p backend.ConvParams, x, w, y backend.Tenso
 		return a.err
 	case empty:
 		if !accumulate {
-			d.enqueue(&cmd{kind: cmdMemset, op: op, dst: dst, n: int64(n)})
+			size := int64(g.DType.Size()) // an activation; the filter gradient is f32
+			if dir == convBackwardFilter {
+				size = 4
+			}
+			d.enqueue(&cmd{kind: cmdMemset, op: op, dst: dst, n: size * int64(n)})
 		}
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"resnet/internal/backend"
+	"resnet/internal/half"
 )
 
 // fatbin holds the kernels of kernels/*.cu, built by `make kernels` (see the package comment).
@@ -46,7 +47,7 @@ type cmdKind uint8
 
 const (
 	cmdLaunch   cmdKind = iota + 1 // a kernel on the compute stream
-	cmdMemset                      // cuMemsetD32Async on the compute stream
+	cmdMemset                      // zero n bytes: cuMemsetD8Async on the compute stream
 	cmdCopyDtoD                    // cuMemcpyDtoDAsync on the compute stream
 	cmdCopyHtoD                    // cuMemcpyHtoDAsync from pinned memory on the compute stream
 	cmdUpload                      // a host-to-device copy on the copy stream, ordered against compute
@@ -89,8 +90,7 @@ type cmd struct {
 	dst    uint64
 	src    uint64
 	host   unsafe.Pointer // pinned host memory (C memory)
-	n      int64          // bytes, or values for cmdMemset
-	value  uint32
+	n      int64          // bytes
 	slot   int // staging slot of an upload, -1 for none
 	wait   bool
 	gemm   gemmArgs
@@ -337,6 +337,12 @@ func Open(opt backend.Options) (*Device, error) {
 
 // newDevice makes a device that is not started yet, reading the environment's settings.
 func newDevice(opt backend.Options) (*Device, error) {
+	if opt.Precision != backend.F32 || opt.Layout != backend.NCHW {
+		// The layer ops compute f32 NCHW only so far; the activation format is plumbed through
+		// allocation, upload and download.
+		return nil, fmt.Errorf("cuda: %s %v activations are not implemented yet (cuda.precision: fp32, cuda.layout: nchw)",
+			backend.PrecisionName(opt.Precision), opt.Layout)
+	}
 	d := &Device{
 		opt:       opt,
 		tf32:      os.Getenv(envTF32) == "1",
@@ -665,7 +671,7 @@ func (d *Device) countLib(c libCall) { d.launches[int(numKernels)+int(c)].Add(1)
 // Alloc implements backend.Device.
 func (d *Device) Alloc(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
 	const op = "Alloc"
-	if err := backend.CheckAlloc(shape, dt, layout, backend.F32, backend.NCHW); err != nil {
+	if err := backend.CheckAlloc(shape, dt, layout, d.opt.Precision, d.opt.Layout); err != nil {
 		return backend.Tensor{}, named(err)
 	}
 	if err := d.begin(op); err != nil {
@@ -674,12 +680,13 @@ func (d *Device) Alloc(shape backend.Shape, dt backend.DType, layout backend.Lay
 	}
 	defer d.end()
 	n := shape.Numel()
-	b, err := d.alloc(op, 4*int64(n))
+	bytes := int64(dt.Size()) * int64(n)
+	b, err := d.alloc(op, bytes)
 	if err != nil {
 		return backend.Tensor{}, err
 	}
 	if n > 0 {
-		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: b.ptr, n: int64(n)})
+		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: b.ptr, n: bytes})
 	}
 	buf := &buffer{dev: d, blk: b, n: n, dt: dt}
 	return backend.Tensor{Shape: append(backend.Shape(nil), shape...), DType: dt, Layout: layout, Buf: buf}, nil
@@ -701,8 +708,16 @@ func (d *Device) Free(t backend.Tensor) {
 	d.mem.put(b.blk.ptr, b.blk.class)
 }
 
-// Upload implements backend.Device.
+// ActivationFormat implements backend.ActivationFormatter: the dtype and layout of Options.Precision and
+// Options.Layout.
+func (d *Device) ActivationFormat() (backend.DType, backend.Layout) { return d.opt.Precision, d.opt.Layout }
+
+// Upload implements backend.Device. src is float32 in (N, C, H, W) order; a tensor of another dtype or
+// layout gets it converted on the host while it is staged (round to nearest even).
 func (d *Device) Upload(dst backend.Tensor, src []float32) error {
+	if dst.DType != backend.F32 || dst.Layout != backend.NCHW {
+		return d.uploadConverted(dst, src)
+	}
 	var p unsafe.Pointer
 	if len(src) > 0 {
 		p = unsafe.Pointer(&src[0])
@@ -738,6 +753,33 @@ func (d *Device) upload(op string, dst backend.Tensor, check func() error, src u
 	if d.isPinned(src, bytes) {
 		return d.call(&cmd{kind: cmdUpload, op: op, dst: ptr, host: src, n: bytes, slot: -1, wait: true})
 	}
+	return d.stageUpload(op, ptr, bytes, func(host []byte) error {
+		copy(host, unsafe.Slice((*byte)(src), bytes))
+		return nil
+	})
+}
+
+// uploadConverted uploads float32 (N, C, H, W) values into a tensor of another dtype or layout.
+func (d *Device) uploadConverted(dst backend.Tensor, src []float32) error {
+	const op = "Upload"
+	if err := d.begin(op); err != nil {
+		d.end()
+		return err
+	}
+	defer d.end()
+	a := addrs{d: d, op: op, err: named(backend.CheckUpload(dst, src))}
+	ptr := a.of("dst", dst)
+	if a.err != nil || len(src) == 0 {
+		return a.err
+	}
+	return d.stageUpload(op, ptr, int64(dst.DType.Size())*int64(len(src)), func(host []byte) error {
+		return half.Pack(host, src, dst.Shape, dst.DType, dst.Layout)
+	})
+}
+
+// stageUpload fills the next pinned staging buffer with bytes bytes (fill writes them) and queues their copy
+// to ptr on the copy stream.
+func (d *Device) stageUpload(op string, ptr uint64, bytes int64, fill func(host []byte) error) error {
 	i := d.stageNext
 	d.stageNext = (d.stageNext + 1) % stageSlots
 	s := &d.stage[i]
@@ -750,7 +792,9 @@ func (d *Device) upload(op string, dst backend.Tensor, check func() error, src u
 	if err := d.growStaging(op, s, bytes); err != nil {
 		return err
 	}
-	copy(unsafe.Slice((*byte)(s.host), bytes), unsafe.Slice((*byte)(src), bytes))
+	if err := fill(unsafe.Slice((*byte)(s.host), bytes)); err != nil {
+		return named(fmt.Errorf("%s: %w", op, err))
+	}
 	s.seq = d.enqueue(&cmd{kind: cmdUpload, op: op, dst: ptr, host: s.host, n: bytes, slot: i})
 	return nil
 }
@@ -804,12 +848,16 @@ func (d *Device) Download(dst []float32, src backend.Tensor) error {
 	if a.err != nil || len(dst) == 0 {
 		return a.err
 	}
-	bytes := 4 * int64(len(dst))
+	bytes := int64(src.DType.Size()) * int64(len(dst))
 	if err := d.growStaging(op, &d.down, bytes); err != nil {
 		return err
 	}
 	if err := d.call(&cmd{kind: cmdDownload, op: op, src: ptr, host: d.down.host, n: bytes}); err != nil {
 		return err
+	}
+	if src.DType != backend.F32 || src.Layout != backend.NCHW {
+		err := half.Unpack(dst, unsafe.Slice((*byte)(d.down.host), bytes), src.Shape, src.DType, src.Layout)
+		return named(err)
 	}
 	copy(dst, unsafe.Slice((*float32)(d.down.host), len(dst)))
 	return nil
@@ -877,7 +925,7 @@ func (d *Device) Zero(t backend.Tensor) error {
 	a := addrs{d: d, op: op, err: named(backend.CheckZero(t))}
 	ptr := a.of("t", t)
 	if n := t.Numel(); a.err == nil && n > 0 {
-		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: ptr, n: int64(n)})
+		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: ptr, n: int64(t.DType.Size()) * int64(n)})
 	}
 	return a.err
 }
@@ -893,7 +941,7 @@ func (d *Device) Copy(dst, src backend.Tensor) error {
 	a := addrs{d: d, op: op, err: named(backend.CheckCopy(dst, src))}
 	dp, sp := a.of("dst", dst), a.of("src", src)
 	if n := src.Numel(); a.err == nil && n > 0 {
-		d.enqueue(&cmd{kind: cmdCopyDtoD, op: op, dst: dp, src: sp, n: 4 * int64(n)})
+		d.enqueue(&cmd{kind: cmdCopyDtoD, op: op, dst: dp, src: sp, n: int64(src.DType.Size()) * int64(n)})
 	}
 	return a.err
 }

@@ -314,10 +314,7 @@ uint64_t emu_alloc(int64_t bytes) {
 
 void emu_free(uint64_t p) { std::free((void*)p); }
 
-void emu_memset32(uint64_t dst, uint32_t v, int64_t n) {
-  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
-  for (int64_t i = 0; i < n; i++) d[i] = v;
-}
+void emu_memset0(uint64_t dst, int64_t n) { std::memset(reinterpret_cast<void*>(dst), 0, (size_t)n); }
 
 void emu_memcpy(uint64_t dst, uint64_t src, int64_t n) {
   std::memmove((void*)dst, (const void*)src, (size_t)n);

@@ -22,7 +22,7 @@ int emu_launch(const char* name, int gx, int gy, const uint64_t* args, int nargs
 int emu_kernel_count(void);
 uint64_t emu_alloc(int64_t bytes);
 void emu_free(uint64_t p);
-void emu_memset32(uint64_t dst, uint32_t v, int64_t n);
+void emu_memset0(uint64_t dst, int64_t n);
 void emu_memcpy(uint64_t dst, uint64_t src, int64_t n);
 void emu_sgemm(int ta, int tb, int m, int n, int k, uint64_t a, int lda, uint64_t b, int ldb, float beta, uint64_t c, int ldc);
 void emu_conv(int dir, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride, int pad, int OH, int OW,
@@ -81,7 +81,7 @@ func (e *emuGPU) exec(c *cmd) error {
 	case cmdLaunch:
 		return emuLaunch(kernelTable[c.kernel].name, int(c.grid[0]), int(c.grid[1]), c.args[:c.nargs])
 	case cmdMemset:
-		C.emu_memset32(C.uint64_t(c.dst), C.uint32_t(c.value), C.int64_t(c.n))
+		C.emu_memset0(C.uint64_t(c.dst), C.int64_t(c.n))
 	case cmdCopyDtoD:
 		C.emu_memcpy(C.uint64_t(c.dst), C.uint64_t(c.src), C.int64_t(c.n))
 	case cmdCopyHtoD, cmdUpload:

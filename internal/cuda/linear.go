@@ -20,7 +20,7 @@ func (d *Device) gemm(op string, ta, tb bool, m, n, k int, a uint64, lda int, b 
 		return
 	}
 	if k == 0 {
-		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: c, n: int64(m) * int64(n)})
+		d.enqueue(&cmd{kind: cmdMemset, op: op, dst: c, n: 4 * int64(m) * int64(n)})
 		return
 	}
 	d.countLib(libSgemm)
