@@ -91,7 +91,7 @@ type cmd struct {
 	src    uint64
 	host   unsafe.Pointer // pinned host memory (C memory)
 	n      int64          // bytes
-	slot   int // staging slot of an upload, -1 for none
+	slot   int            // staging slot of an upload, -1 for none
 	wait   bool
 	gemm   gemmArgs
 	conv   convArgs
@@ -710,7 +710,9 @@ func (d *Device) Free(t backend.Tensor) {
 
 // ActivationFormat implements backend.ActivationFormatter: the dtype and layout of Options.Precision and
 // Options.Layout.
-func (d *Device) ActivationFormat() (backend.DType, backend.Layout) { return d.opt.Precision, d.opt.Layout }
+func (d *Device) ActivationFormat() (backend.DType, backend.Layout) {
+	return d.opt.Precision, d.opt.Layout
+}
 
 // Upload implements backend.Device. src is float32 in (N, C, H, W) order; a tensor of another dtype or
 // layout gets it converted on the host while it is staged (round to nearest even).

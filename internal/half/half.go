@@ -102,22 +102,7 @@ func Pack(dst []byte, src []float32, shape backend.Shape, dt backend.DType, layo
 		return err
 	}
 	put := putter(dt)
-	if layout != backend.NHWC {
-		for i, v := range src {
-			put(dst, i, v)
-		}
-		return nil
-	}
-	n, c, hw := shape[0], shape[1], shape[2]*shape[3]
-	for in := 0; in < n; in++ {
-		for ic := 0; ic < c; ic++ {
-			s := src[(in*c+ic)*hw : (in*c+ic+1)*hw]
-			base := in*hw*c + ic
-			for i, v := range s {
-				put(dst, base+i*c, v)
-			}
-		}
-	}
+	forEach(shape, layout, func(i, j int) { put(dst, j, src[i]) })
 	return nil
 }
 
@@ -127,23 +112,31 @@ func Unpack(dst []float32, src []byte, shape backend.Shape, dt backend.DType, la
 		return err
 	}
 	get := getter(dt)
+	forEach(shape, layout, func(i, j int) { dst[i] = get(src, j) })
+	return nil
+}
+
+// forEach calls fn with the (N, C, H, W)-order index i of every element of a tensor of shape and the
+// index j it has in layout.
+func forEach(shape backend.Shape, layout backend.Layout, fn func(i, j int)) {
 	if layout != backend.NHWC {
-		for i := range dst {
-			dst[i] = get(src, i)
+		for i := range shape.Numel() {
+			fn(i, i)
 		}
-		return nil
+		return
 	}
 	n, c, hw := shape[0], shape[1], shape[2]*shape[3]
-	for in := 0; in < n; in++ {
-		for ic := 0; ic < c; ic++ {
-			d := dst[(in*c+ic)*hw : (in*c+ic+1)*hw]
-			base := in*hw*c + ic
-			for i := range d {
-				d[i] = get(src, base+i*c)
+	i := 0
+	for in := range n {
+		for ic := range c {
+			j := in*hw*c + ic
+			for range hw {
+				fn(i, j)
+				i++
+				j += c
 			}
 		}
 	}
-	return nil
 }
 
 func checkPack(bytes, values int, shape backend.Shape, dt backend.DType, layout backend.Layout) error {

@@ -14,6 +14,7 @@ import (
 	"math"
 	"strings"
 
+	"resnet/internal/half"
 	"resnet/internal/model"
 	"resnet/internal/safetensors"
 )
@@ -181,31 +182,10 @@ func Float32s(t safetensors.Tensor) ([]float32, error) {
 		case safetensors.Float64:
 			v[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(t.Data[8*i:])))
 		case safetensors.BFloat16:
-			v[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(t.Data[2*i:])) << 16)
+			v[i] = half.FromBF16(binary.LittleEndian.Uint16(t.Data[2*i:]))
 		case safetensors.Float16:
-			v[i] = halfToFloat32(binary.LittleEndian.Uint16(t.Data[2*i:]))
+			v[i] = half.FromF16(binary.LittleEndian.Uint16(t.Data[2*i:]))
 		}
 	}
 	return v, nil
-}
-
-// halfToFloat32 widens an IEEE 754 binary16 value (exactly: every half is a float32).
-func halfToFloat32(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	frac := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // infinity or NaN
-		return math.Float32frombits(sign | 0xff<<23 | frac<<13)
-	case exp != 0: // normal: rebias 15 -> 127
-		return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
-	case frac == 0:
-		return math.Float32frombits(sign)
-	}
-	// Subnormal half: frac * 2^-24, exact in float32.
-	f := float32(frac) * (1.0 / (1 << 24))
-	if sign != 0 {
-		f = -f
-	}
-	return f
 }
