@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -366,6 +367,18 @@ type Options struct {
 	Layout Layout
 }
 
+// formatName names the activation format as the config keys set it: "cuda.precision bf16, cuda.layout nhwc".
+func (o Options) formatName() string {
+	var parts []string
+	if o.Precision != F32 {
+		parts = append(parts, "cuda.precision "+PrecisionName(o.Precision))
+	}
+	if o.Layout != NCHW {
+		parts = append(parts, "cuda.layout "+strings.ToLower(o.Layout.String()))
+	}
+	return strings.Join(parts, " with ")
+}
+
 // ActivationFormatter is implemented by devices that keep 4-D activations in a dtype or layout other than
 // f32 NCHW: the model allocates its 4-D activations (and their gradients) in that format, and every other
 // tensor (parameters, the pooled features, logits, statistics) in f32. A device without it uses f32 NCHW.
@@ -433,6 +446,12 @@ func OpenExplained(name string, opt Options) (d Device, fallback, err error) {
 		}
 		if !hasCPU {
 			return nil, nil, fmt.Errorf("backend: no device available: %w", fallback)
+		}
+		// The CPU computes in f32 NCHW only: training there in another precision than the one asked for
+		// would give other numbers without saying so.
+		if opt.Precision != F32 || opt.Layout != NCHW {
+			return nil, nil, fmt.Errorf("backend: device auto: %s needs the cuda backend, which did not open (%v); "+
+				"set device: cpu with cuda.precision: fp32 and cuda.layout: nchw to run on the CPU", opt.formatName(), fallback)
 		}
 		d, err = cpuF(opt)
 		return d, fallback, err

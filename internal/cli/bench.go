@@ -210,8 +210,8 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 	if err != nil {
 		return err
 	}
-	dev, err := openDevice(e, o.device, deviceOptions(config.CUDAConfig{Fuse: !o.unfused, Deterministic: o.deterministic,
-		Benchmark: o.cudnnBenchmark}))
+	dev, err := openDevice(e, o.device, config.CUDAConfig{Fuse: !o.unfused, Deterministic: o.deterministic,
+		Benchmark: o.cudnnBenchmark, Precision: "fp32", Layout: "nchw"})
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func runCompare(e *env, o *compareOptions, args []string, changed func(string) b
 	if err := compare.Describe(entries, data.Train.NumClasses(), ih); err != nil {
 		return err
 	}
-	dev, err := openDevice(e, cfg.Device, deviceOptions(cfg.CUDA))
+	dev, err := openDevice(e, cfg.Device, cfg.CUDA)
 	if err != nil {
 		return err
 	}

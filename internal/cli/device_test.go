@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"resnet/internal/backend"
+	"resnet/internal/config"
 	"resnet/internal/train"
 )
 
@@ -17,7 +18,7 @@ func TestAutoDeviceSaysWhyOnce(t *testing.T) {
 	e := &env{stdout: &out, stderr: &errOut}
 	var name string
 	for range 2 {
-		d, err := openDevice(e, "auto", backend.Options{})
+		d, err := openDevice(e, "auto", config.Default().CUDA)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +35,7 @@ func TestAutoDeviceSaysWhyOnce(t *testing.T) {
 	if out.Len() != 0 {
 		t.Errorf("stdout %q", out.String())
 	}
-	if _, err := openDevice(e, "cpu", backend.Options{}); err != nil || errOut.String() != msg {
+	if _, err := openDevice(e, "cpu", config.Default().CUDA); err != nil || errOut.String() != msg {
 		t.Errorf("--device cpu printed %q, %v", strings.TrimPrefix(errOut.String(), msg), err)
 	}
 }
@@ -65,6 +66,8 @@ func TestCUDASettingsReachTheDevice(t *testing.T) {
 			backend.Options{Unfused: true, Nondeterministic: true, Benchmark: true}},
 		{append([]string{"compare", "demo", "cifar_resnet8", "--device", "cuda", "--out", root, "--runs", root}, sets[:2]...),
 			backend.Options{Nondeterministic: true}},
+		{[]string{"train", "--config", "demo", "--device", "cuda", "--out", filepath.Join(root, "c"),
+			"--set", "cuda.precision=bf16", "--set", "cuda.layout=nhwc"}, backend.Options{Precision: backend.BF16, Layout: backend.NHWC}},
 		{[]string{"eval", "--checkpoint", run, "--device", "cuda"}, backend.Options{Unfused: true}},
 		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8"}, backend.Options{}},
 		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8", "--deterministic=false", "--cudnn-benchmark"},
@@ -75,6 +78,26 @@ func TestCUDASettingsReachTheDevice(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, "probe: cuda not opened") || len(got) != 1 || got[0] != c.want {
 			t.Errorf("%v: exit %d, %q; opened with %+v, want %+v", c.args, code, errOut, got, c.want)
 		}
+	}
+}
+
+// --device auto does not fall back to the CPU for a precision or layout that only the cuda backend runs:
+// that would train other numbers than the config asks for.
+func TestAutoDeviceRefusesCPUFallbackForActivationFormat(t *testing.T) {
+	e := &env{stdout: &strings.Builder{}, stderr: &strings.Builder{}}
+	c := config.Default().CUDA
+	c.Precision, c.Layout = "fp16", "nhwc"
+	d, err := openDevice(e, "auto", c)
+	if err == nil {
+		if d.Name() != "cuda" {
+			t.Errorf("auto with fp16 NHWC opened %s", d.Name())
+		}
+		return
+	}
+	want := "backend: device auto: cuda.precision fp16 with cuda.layout nhwc needs the cuda backend, which did not open ("
+	if msg := err.Error(); !strings.HasPrefix(msg, want) ||
+		!strings.HasSuffix(msg, "); set device: cpu with cuda.precision: fp32 and cuda.layout: nchw to run on the CPU") {
+		t.Errorf("got %q, want %q...", msg, want)
 	}
 }
 

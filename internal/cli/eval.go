@@ -109,7 +109,7 @@ there were; the loss is then not finite (null in --json, with loss_finite: false
 	f.IntVar(&o.recomputeBN, "recompute-bn", 0, "re-estimate BN statistics over this many training batches first")
 	f.BoolVar(&o.perClass, "per-class", false, "also print the top-1 error of every class")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
-	f.StringVar(&o.device, "device", "", "device: auto, cpu or cuda (default: the run's config)")
+	f.StringVar(&o.device, "device", "", "device: auto, cpu or cuda (default: the run's config); cpu evaluates in fp32 NCHW whatever cuda.precision and cuda.layout the run trained with")
 	f.IntVar(&o.batchSize, "batch-size", 0, "evaluation batch size in images or crops (default: eval.batch_size of the run)")
 	f.IntVar(&o.workers, "workers", 0, "image loading goroutines (default: dataset.workers of the run)")
 	return cmd
@@ -185,7 +185,7 @@ func runEval(e *env, o *evalOptions) error {
 	if err != nil {
 		return err
 	}
-	dev, err := openDevice(e, cfg.Device, deviceOptions(cfg.CUDA))
+	dev, err := openDevice(e, cfg.Device, cfg.CUDA)
 	if err != nil {
 		return err
 	}
@@ -457,6 +457,9 @@ func loadEvalConfig(o *evalOptions, where string) (*evalModel, error) {
 	var sets []string
 	if o.device != "" {
 		sets = append(sets, "device="+o.device)
+	}
+	if o.device == "cpu" { // the CPU evaluates a run trained in bf16, fp16 or NHWC in fp32 NCHW: its weights are f32
+		sets = append(sets, "cuda.precision=fp32", "cuda.layout=nchw")
 	}
 	if o.batchSize != 0 {
 		sets = append(sets, fmt.Sprintf("eval.batch_size=%d", o.batchSize))

@@ -49,17 +49,29 @@ func (o *configFlags) toSets(changed func(string) bool) []string {
 	return append(sets, o.sets...)
 }
 
-// deviceOptions are the device settings of a config's cuda section.
-func deviceOptions(c config.CUDAConfig) backend.Options {
-	return backend.Options{Unfused: !c.Fuse, Nondeterministic: !c.Deterministic, Benchmark: c.Benchmark}
+// deviceOptions are the device settings of a config's cuda section, which config.Load has validated.
+func deviceOptions(c config.CUDAConfig) (backend.Options, error) {
+	opt := backend.Options{Unfused: !c.Fuse, Nondeterministic: !c.Deterministic, Benchmark: c.Benchmark}
+	var err error
+	if opt.Precision, err = backend.ParsePrecision(c.Precision); err != nil {
+		return opt, fmt.Errorf("config: cuda.precision: %w", err)
+	}
+	if opt.Layout, err = backend.ParseLayout(c.Layout); err != nil {
+		return opt, fmt.Errorf("config: cuda.layout: %w", err)
+	}
+	return opt, nil
 }
 
 // openExplained opens devices; tests replace it to see the options a command opens its device with.
 var openExplained = backend.OpenExplained
 
-// openDevice opens the named device. When "auto" falls back to the CPU, the reason the GPU did not open is
-// printed on stderr, once per process.
-func openDevice(e *env, name string, opt backend.Options) (backend.Device, error) {
+// openDevice opens the named device with the settings of a config's cuda section. When "auto" falls back to
+// the CPU, the reason the GPU did not open is printed on stderr, once per process.
+func openDevice(e *env, name string, c config.CUDAConfig) (backend.Device, error) {
+	opt, err := deviceOptions(c)
+	if err != nil {
+		return nil, err
+	}
 	d, fallback, err := openExplained(name, opt)
 	if err == nil && fallback != nil {
 		e.fallbackOnce.Do(func() {

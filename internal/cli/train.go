@@ -87,7 +87,7 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		}
 		return printMemory(e, cfg)
 	}
-	dev, err := openDevice(e, cfg.Device, deviceOptions(cfg.CUDA))
+	dev, err := openDevice(e, cfg.Device, cfg.CUDA)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,13 @@ type CUDAConfig struct {
 	// keeps the fastest, as torch.backends.cudnn.benchmark does; with Deterministic, the fastest
 	// deterministic one.
 	Benchmark bool `mapstructure:"benchmark" yaml:"benchmark" json:"benchmark"`
+	// Precision is the type of the 4-D activations and their gradients: fp32, or bf16 / fp16 with the
+	// convolutions accumulating in f32 and the weights, BN statistics, classifier, loss and optimizer in
+	// f32, as torch.autocast splits them. Only the cuda backend runs bf16 and fp16.
+	Precision string `mapstructure:"precision" yaml:"precision" json:"precision"`
+	// Layout is the memory order of the 4-D activations: nchw, or nhwc (PyTorch's channels_last). Only the
+	// cuda backend runs nhwc.
+	Layout string `mapstructure:"layout" yaml:"layout" json:"layout"`
 }
 
 // ModelConfig selects an architecture from the zoo and adjusts it.
@@ -113,6 +120,17 @@ type TrainConfig struct {
 	OnNonFinite string `mapstructure:"on_nonfinite" yaml:"on_nonfinite" json:"on_nonfinite"`
 	// MaxNonFiniteSteps stops a run that skips them after this many such steps in a row.
 	MaxNonFiniteSteps int `mapstructure:"max_nonfinite_steps" yaml:"max_nonfinite_steps" json:"max_nonfinite_steps"`
+	// LossScale multiplies the loss before the backward pass, and the update divides it back out, so that
+	// small fp16 gradients do not underflow: auto (dynamic for cuda.precision fp16, none otherwise),
+	// dynamic (torch.amp.GradScaler's rule: a step whose gradients overflow is skipped and the scale
+	// halved, and it doubles after LossScaleGrowthInterval steps in a row without overflow), none, or a
+	// positive number, a static scale.
+	LossScale LossScale `mapstructure:"loss_scale" yaml:"loss_scale" json:"loss_scale"`
+	// LossScaleInit is the dynamic scale's starting value (GradScaler's init_scale, 65536).
+	LossScaleInit float64 `mapstructure:"loss_scale_init" yaml:"loss_scale_init" json:"loss_scale_init"`
+	// LossScaleGrowthInterval is how many steps in a row without overflow double the dynamic scale
+	// (GradScaler's growth_interval, 2000).
+	LossScaleGrowthInterval int `mapstructure:"loss_scale_growth_interval" yaml:"loss_scale_growth_interval" json:"loss_scale_growth_interval"`
 }
 
 // What a training step does whose loss, BN statistics or gradients are not finite (train.on_nonfinite).
@@ -179,9 +197,13 @@ func Default() Config {
 
 			OnNonFinite:       OnNonFiniteStop,
 			MaxNonFiniteSteps: 10,
+
+			LossScale:               LossScaleAuto,
+			LossScaleInit:           65536,
+			LossScaleGrowthInterval: 2000,
 		},
 		Eval:       EvalConfig{BatchSize: 256, Every: 1},
 		Checkpoint: CheckpointConfig{Every: 1, Keep: 3},
-		CUDA:       CUDAConfig{Fuse: true, Deterministic: true},
+		CUDA:       CUDAConfig{Fuse: true, Deterministic: true, Precision: "fp32", Layout: "nchw"},
 	}
 }

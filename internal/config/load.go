@@ -436,6 +436,12 @@ func scalarValue(t reflect.Type, n *yaml.Node) (any, bool) {
 		return nil, false
 	}
 	tag := n.ShortTag()
+	if t == lossScaleType { // a word or a number, kept as written
+		if tag != "!!str" && tag != "!!int" && tag != "!!float" {
+			return nil, false
+		}
+		return LossScale(n.Value), true
+	}
 	switch t.Kind() {
 	case reflect.String:
 		if tag != "!!str" {
@@ -466,7 +472,7 @@ func scalarValue(t reflect.Type, n *yaml.Node) (any, bool) {
 
 func typeReason(t reflect.Type, n *yaml.Node) string {
 	reason := "must be " + typeDescription(t) + " (got " + describeNode(n)
-	if t.Kind() == reflect.String && n.Kind == yaml.ScalarNode {
+	if t.Kind() == reflect.String && t != lossScaleType && n.Kind == yaml.ScalarNode {
 		reason += "; write " + strconv.Quote(n.Value) + " in quotes to use it as text"
 	}
 	return reason + ")"

@@ -155,7 +155,7 @@ func TestCUDADeterminismKeys(t *testing.T) {
 		{config.Source{Sets: []string{"cuda.deterministic=sometimes"}},
 			`config: cuda.deterministic must be true or false (got "sometimes") (from --set cuda.deterministic=sometimes)`},
 		{config.Source{File: "bad.yaml"},
-			`config: unknown key "cuda.determinstic" in bad.yaml line 2 (known keys under cuda: fuse, deterministic, benchmark)`},
+			`config: unknown key "cuda.determinstic" in bad.yaml line 2 (known keys under cuda: fuse, deterministic, benchmark, precision, layout)`},
 	} {
 		inTempDir(t, map[string]string{"bad.yaml": "cuda:\n  determinstic: false\n"})
 		if got := loadErr(t, tt.src); got != tt.want {
@@ -189,7 +189,7 @@ func TestMilestonesFromText(t *testing.T) {
 
 func TestFileErrors(t *testing.T) {
 	known := "(known keys under train: batch_size, epochs, lr, momentum, nesterov, weight_decay, " +
-		"no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps)"
+		"no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval)"
 	tests := []struct {
 		name, yaml, want string
 	}{
@@ -219,7 +219,7 @@ func TestFileErrors(t *testing.T) {
 			`config: train.schedule.milestones[1] must be an integer (got "x") in configs/foo.yaml line 5`},
 		{"section", "train: 5\n",
 			`config: train must be a mapping with keys batch_size, epochs, lr, momentum, nesterov, weight_decay, ` +
-				`no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps (got 5) in configs/foo.yaml line 1`},
+				`no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval (got 5) in configs/foo.yaml line 1`},
 		{"value not section", "train:\n  lr:\n    x: 1\n",
 			`config: train.lr must be a number (got a mapping) in configs/foo.yaml line 3`},
 		{"duplicate", "train:\n  lr: 0.1\n  lr: 0.2\n",
@@ -307,7 +307,7 @@ func TestSetErrorsNameTheirOrigin(t *testing.T) {
 		{"set unknown key", config.Source{Sets: []string{"train.lrr=0.1"}},
 			`config: unknown key "train.lrr" (from --set train.lrr=0.1) (known keys under train: batch_size, ` +
 				`epochs, lr, momentum, nesterov, weight_decay, no_decay_bn_bias, schedule, log_every, on_nonfinite, ` +
-				`max_nonfinite_steps)`},
+				`max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval)`},
 		{"set unknown section", config.Source{Sets: []string{"trian.lr=0.1"}},
 			`config: unknown key "trian.lr" (from --set trian.lr=0.1) (known top-level keys: name, seed, ` +
 				`device, model, dataset, train, eval, checkpoint, cuda)`},
@@ -485,6 +485,54 @@ func TestNameDefaulting(t *testing.T) {
 	}
 }
 
+// cuda.precision and cuda.layout come from every layer; train.loss_scale is a word or a number, bare or
+// quoted in YAML.
+func TestActivationFormatAndLossScaleKeys(t *testing.T) {
+	def := config.Default()
+	if def.CUDA.Precision != "fp32" || def.CUDA.Layout != "nchw" || def.Train.LossScale != config.LossScaleAuto ||
+		def.Train.LossScaleInit != 65536 || def.Train.LossScaleGrowthInterval != 2000 {
+		t.Errorf("defaults: %+v %+v, want fp32, nchw, loss scale auto from 65536 growing every 2000 steps", def.CUDA, def.Train)
+	}
+	inTempDir(t, map[string]string{
+		"amp.yaml":    "cuda:\n  precision: fp16\n  layout: nhwc\ntrain:\n  loss_scale: 1024\n",
+		"quoted.yaml": "train:\n  loss_scale: \"512\"\n",
+		"bad.yaml":    "cuda:\n  precision: half\ntrain:\n  loss_scale: [1]\n",
+	})
+	c := mustLoad(t, config.Source{File: "amp.yaml"})
+	if c.CUDA.Precision != "fp16" || c.CUDA.Layout != "nhwc" || c.LossScaling().Static != 1024 {
+		t.Errorf("file: %+v, loss scale %q", c.CUDA, c.Train.LossScale)
+	}
+	y, err := c.YAML()
+	if err != nil || !strings.Contains(string(y), "  loss_scale: 1024\n") || !strings.Contains(string(y), "  precision: fp16\n") {
+		t.Errorf("YAML() should write the scale as a number: %v\n%s", err, y)
+	}
+	if c := mustLoad(t, config.Source{File: "quoted.yaml"}); c.Train.LossScale != "512" {
+		t.Errorf("quoted: loss scale %q", c.Train.LossScale)
+	}
+	c = mustLoad(t, withEnv(t, config.Source{Sets: []string{"train.loss_scale=dynamic"}},
+		"RESNET_CUDA_PRECISION=bf16", "RESNET_CUDA_LAYOUT=nhwc", "RESNET_TRAIN_LOSS_SCALE=none"))
+	if c.CUDA.Precision != "bf16" || c.CUDA.Layout != "nhwc" || !c.LossScaling().Dynamic {
+		t.Errorf("environment and --set: %+v, loss scale %q", c.CUDA, c.Train.LossScale)
+	}
+	for _, tt := range []struct {
+		src  config.Source
+		want string
+	}{
+		{config.Source{File: "bad.yaml"},
+			`config: train.loss_scale must be auto, dynamic, none or a positive number (got a list) in bad.yaml line 4`},
+		{config.Source{Sets: []string{"cuda.precision=half"}},
+			`config: cuda.precision must be one of fp32, bf16, fp16 (got "half"); did you mean fp16? (from --set cuda.precision=half)`},
+		{withEnv(t, config.Source{}, "RESNET_CUDA_PRECISION=fp32", "RESNET_CUDA_LAYOUT=nhwc", "RESNET_DEVICE=cpu"),
+			`config: cuda.layout nhwc needs the cuda backend (device is cpu, which keeps activations nchw): set device: cuda, or cuda.layout: nchw (from RESNET_CUDA_LAYOUT)`},
+		{config.Source{Sets: []string{"train.loss_scale=-1"}},
+			`config: train.loss_scale must be auto, dynamic, none or a positive number (a static scale) (got "-1") (from --set train.loss_scale=-1)`},
+	} {
+		if got := loadErr(t, tt.src); got != tt.want {
+			t.Errorf("got  %s\nwant %s", got, tt.want)
+		}
+	}
+}
+
 func TestYAMLRoundTrip(t *testing.T) {
 	custom := config.Default()
 	custom.Name = "custom run"
@@ -496,6 +544,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 		WarmupEpochs: 0.25, WarmStartLR: 1e-5, WarmStartUntilErr: 0.9}
 	custom.Train.WeightDecay = 5e-5
 	custom.Train.NoDecayBNBias = true
+	custom.Train.LossScale, custom.Train.LossScaleInit, custom.Train.LossScaleGrowthInterval = "2.5e3", 1024, 100
+	custom.CUDA.Precision, custom.CUDA.Layout = "bf16", "nhwc"
 
 	cases := map[string]config.Config{"default": mustLoad(t, config.Source{}), "custom": custom}
 	y, err := custom.YAML()

@@ -99,6 +99,9 @@ func parentKey(key string) string {
 
 // typeDescription says what a value of type t must look like, for "must be ..." messages.
 func typeDescription(t reflect.Type) string {
+	if t == lossScaleType {
+		return "auto, dynamic, none or a positive number"
+	}
 	switch t.Kind() {
 	case reflect.String:
 		return "a string"

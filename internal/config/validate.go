@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
 	"resnet/internal/model"
+	"resnet/internal/suggest"
 )
 
 // FieldError reports one invalid setting. Its text reads
@@ -79,6 +81,25 @@ func (p *problems) oneOf(key, got string, allowed ...string) {
 	p.add(key, "must be one of "+strings.Join(allowed, ", ")+" (got "+strconv.Quote(got)+")")
 }
 
+// choice is oneOf with a hint when got is close to an allowed value, or is another program's name for one
+// (aliases maps such names, e.g. PyTorch's, to the value): `must be one of fp32, bf16, fp16 (got "bfloat16");
+// did you mean bf16?`.
+func (p *problems) choice(key, got string, aliases map[string]string, allowed ...string) {
+	if slices.Contains(allowed, got) {
+		return
+	}
+	reason := "must be one of " + strings.Join(allowed, ", ") + " (got " + strconv.Quote(got) + ")"
+	lower := strings.ToLower(got)
+	near, d := suggest.Closest(lower, allowed)
+	if a, ok := aliases[lower]; ok {
+		near, d = a, 0
+	}
+	if near != "" && d <= max(1, len(got)/4) {
+		reason += "; did you mean " + near + "?"
+	}
+	p.add(key, reason)
+}
+
 func got(v any) string { return " (got " + formatValue(v) + ")" }
 
 var (
@@ -86,6 +107,13 @@ var (
 	shortcuts     = []string{"A", "B", "C"}
 	datasets      = []string{"synthetic", "cifar10", "cifar100", "imagenet"}
 	scheduleTypes = []string{"step", "cosine", "constant"}
+	precisions    = []string{"fp32", "bf16", "fp16"}
+	layouts       = []string{"nchw", "nhwc"}
+	// PyTorch's names (torch.bfloat16, torch.channels_last, ...) for the values of cuda.precision and
+	// cuda.layout.
+	precisionAliases = map[string]string{"float32": "fp32", "float": "fp32", "f32": "fp32", "bfloat16": "bf16",
+		"float16": "fp16", "half": "fp16", "f16": "fp16"}
+	layoutAliases = map[string]string{"channels_last": "nhwc", "contiguous_format": "nchw", "contiguous": "nchw"}
 )
 
 func validate(c Config) (errs, warnings []*FieldError) {
@@ -175,6 +203,7 @@ func validate(c Config) (errs, warnings []*FieldError) {
 		p.add("train.max_nonfinite_steps", "must be >= 1 (skipped steps in a row before the run stops)"+got(t.MaxNonFiniteSteps))
 	}
 	validateSchedule(&p, t.Schedule, t.Epochs)
+	validateLossScale(&p, t)
 
 	if c.Eval.BatchSize <= 0 {
 		p.add("eval.batch_size", "must be > 0"+got(c.Eval.BatchSize))
@@ -188,6 +217,7 @@ func validate(c Config) (errs, warnings []*FieldError) {
 	if c.Checkpoint.Keep < 1 {
 		p.add("checkpoint.keep", "must be >= 1"+got(c.Checkpoint.Keep))
 	}
+	validateCUDA(&p, c.CUDA, c.Device)
 	return p.list, p.warnings
 }
 
@@ -206,6 +236,24 @@ func validateModel(p *problems, m ModelConfig) {
 	}
 	if m.NumClasses < 0 {
 		p.add("model.num_classes", "must be >= 0 (0 takes the dataset's)"+got(m.NumClasses))
+	}
+}
+
+// validateCUDA checks the activation format. A format other than fp32 NCHW runs on the cuda backend only;
+// with device auto, opening the device refuses to fall back to the CPU for it (backend.OpenExplained).
+func validateCUDA(p *problems, c CUDAConfig, device string) {
+	p.choice("cuda.precision", c.Precision, precisionAliases, precisions...)
+	p.choice("cuda.layout", c.Layout, layoutAliases, layouts...)
+	if device != "cpu" {
+		return
+	}
+	if c.Precision != "fp32" && slices.Contains(precisions, c.Precision) {
+		p.add("cuda.precision", c.Precision+" needs the cuda backend (device is cpu, which computes in fp32): "+
+			"set device: cuda, or cuda.precision: fp32")
+	}
+	if c.Layout != "nchw" && slices.Contains(layouts, c.Layout) {
+		p.add("cuda.layout", c.Layout+" needs the cuda backend (device is cpu, which keeps activations nchw): "+
+			"set device: cuda, or cuda.layout: nchw")
 	}
 }
 

@@ -120,6 +120,37 @@ func TestValidate(t *testing.T) {
 			`config: checkpoint.keep must be >= 1 (got 0)`},
 		{"seed any", func(c *config.Config) { c.Seed = math.MinInt64 }, ""},
 
+		{"precision bf16", func(c *config.Config) { c.CUDA.Precision = "bf16" }, ""},
+		{"precision fp16 nhwc on cuda", func(c *config.Config) { c.Device, c.CUDA.Precision, c.CUDA.Layout = "cuda", "fp16", "nhwc" }, ""},
+		{"precision", func(c *config.Config) { c.CUDA.Precision = "fp8" },
+			`config: cuda.precision must be one of fp32, bf16, fp16 (got "fp8")`},
+		{"precision typo", func(c *config.Config) { c.CUDA.Precision = "BF16" },
+			`config: cuda.precision must be one of fp32, bf16, fp16 (got "BF16"); did you mean bf16?`},
+		{"precision PyTorch name", func(c *config.Config) { c.CUDA.Precision = "bfloat16" },
+			`config: cuda.precision must be one of fp32, bf16, fp16 (got "bfloat16"); did you mean bf16?`},
+		{"layout PyTorch name", func(c *config.Config) { c.CUDA.Layout = "channels_last" },
+			`config: cuda.layout must be one of nchw, nhwc (got "channels_last"); did you mean nhwc?`},
+		{"layout typo", func(c *config.Config) { c.CUDA.Layout = "nhwcc" },
+			`config: cuda.layout must be one of nchw, nhwc (got "nhwcc"); did you mean nhwc?`},
+		{"precision on cpu", func(c *config.Config) { c.Device, c.CUDA.Precision = "cpu", "bf16" },
+			`config: cuda.precision bf16 needs the cuda backend (device is cpu, which computes in fp32): set device: cuda, or cuda.precision: fp32`},
+		{"layout on cpu", func(c *config.Config) { c.Device, c.CUDA.Layout = "cpu", "nhwc" },
+			`config: cuda.layout nhwc needs the cuda backend (device is cpu, which keeps activations nchw): set device: cuda, or cuda.layout: nchw`},
+		{"fp32 nchw on cpu", func(c *config.Config) { c.Device = "cpu" }, ""},
+
+		{"loss scale words", func(c *config.Config) { c.Train.LossScale = config.LossScaleDynamic }, ""},
+		{"loss scale static", func(c *config.Config) { c.Train.LossScale = "1024" }, ""},
+		{"loss scale zero", func(c *config.Config) { c.Train.LossScale = "0" },
+			`config: train.loss_scale must be auto, dynamic, none or a positive number (a static scale) (got "0")`},
+		{"loss scale inf", func(c *config.Config) { c.Train.LossScale = "inf" },
+			`config: train.loss_scale must be auto, dynamic, none or a positive number (a static scale) (got "inf")`},
+		{"loss scale word", func(c *config.Config) { c.Train.LossScale = "dynamc" },
+			`config: train.loss_scale must be one of auto, dynamic, none (got "dynamc"); did you mean dynamic?`},
+		{"loss scale init", func(c *config.Config) { c.Train.LossScaleInit = 0 },
+			`config: train.loss_scale_init must be > 0 (GradScaler's init_scale is 65536) (got 0)`},
+		{"loss scale growth interval", func(c *config.Config) { c.Train.LossScaleGrowthInterval = 0 },
+			`config: train.loss_scale_growth_interval must be >= 1 (steps without overflow before the scale doubles) (got 0)`},
+
 		{"all problems", func(c *config.Config) { c.Device, c.Train.Epochs, c.Checkpoint.Keep = "tpu", -1, 0 },
 			"config: device must be one of auto, cpu, cuda (got \"tpu\")\n" +
 				"config: train.epochs must be > 0 (got -1)\n" +
@@ -148,5 +179,32 @@ func TestValidateReturnsFieldErrors(t *testing.T) {
 	var fe *config.FieldError
 	if err := config.Validate(c); !errors.As(err, &fe) || fe.Key != "train.batch_size" || fe.Origin != "" {
 		t.Errorf("Validate: %v, want a *FieldError for train.batch_size", err)
+	}
+}
+
+// train.loss_scale auto means GradScaler for fp16 only; a number is a static scale.
+func TestLossScaling(t *testing.T) {
+	for _, tt := range []struct {
+		scale     config.LossScale
+		precision string
+		want      config.LossScaling
+	}{
+		{config.LossScaleAuto, "fp32", config.LossScaling{}},
+		{config.LossScaleAuto, "bf16", config.LossScaling{}},
+		{config.LossScaleAuto, "fp16", config.LossScaling{Dynamic: true}},
+		{config.LossScaleDynamic, "fp32", config.LossScaling{Dynamic: true}},
+		{config.LossScaleNone, "fp16", config.LossScaling{}},
+		{"128", "fp16", config.LossScaling{Static: 128}},
+		{"1e3", "fp32", config.LossScaling{Static: 1000}},
+	} {
+		c := config.Default()
+		c.Train.LossScale, c.CUDA.Precision = tt.scale, tt.precision
+		tt.want.Init, tt.want.GrowthInterval = 65536, 2000
+		if got := c.LossScaling(); got != tt.want {
+			t.Errorf("loss_scale %s with %s: %+v, want %+v", tt.scale, tt.precision, got, tt.want)
+		}
+		if got := c.LossScaling().Enabled(); got != (tt.want.Dynamic || tt.want.Static > 0) {
+			t.Errorf("loss_scale %s with %s: Enabled %v", tt.scale, tt.precision, got)
+		}
 	}
 }

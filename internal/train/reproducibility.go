@@ -1,6 +1,8 @@
 package train
 
 import (
+	"strings"
+
 	"resnet/internal/backend"
 	"resnet/internal/model"
 )
@@ -15,7 +17,8 @@ type Reproducibility struct {
 	// Step is the optimizer step after which the record was written.
 	Step int64 `json:"step"`
 	// Environment is the device's: the backend, the GPU or CPU, driver and library versions, and the
-	// settings that change results (backend.Reporter.Environment).
+	// settings that change results (backend.Reporter.Environment), with the activation format the net
+	// computes in: precision (fp32, bf16, fp16, as cuda.precision spells it) and layout (nchw, nhwc).
 	Environment map[string]string `json:"environment"`
 	// Convolutions are the algorithms the device chose, in the order it chose them (none on the CPU).
 	Convolutions []ConvAlgorithm `json:"convolutions"`
@@ -38,10 +41,15 @@ func NewReproducibility(version string, step int64, dev backend.Device, net *mod
 	rec := Reproducibility{Version: version, Step: step, Environment: map[string]string{"backend": dev.Name()},
 		Convolutions: []ConvAlgorithm{}}
 	rep, ok := dev.(backend.Reporter)
+	if ok {
+		rec.Environment = rep.Environment()
+	}
+	dt, layout := backend.ActivationFormat(dev)
+	rec.Environment["precision"] = backend.PrecisionName(dt)
+	rec.Environment["layout"] = strings.ToLower(layout.String())
 	if !ok {
 		return rec
 	}
-	rec.Environment = rep.Environment()
 	layers := map[int][]model.ConvLayer{} // by batch size
 	for _, c := range rep.ConvAlgorithms() {
 		if _, done := layers[c.Geometry.N]; !done {

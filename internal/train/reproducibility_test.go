@@ -42,6 +42,28 @@ func TestReproducibilityRecordOfCPURun(t *testing.T) {
 	if env["backend"] != "cpu" || env["workers"] != "2" || env["gemm_kernel"] == "" || env["go_version"] == "" {
 		t.Errorf("environment %v; want the CPU's backend, workers, GEMM kernel and Go version", env)
 	}
+	if env["precision"] != "fp32" || env["layout"] != "nchw" {
+		t.Errorf("environment %v; want precision fp32, layout nchw", env)
+	}
+}
+
+// formatDevice is a device that says it keeps activations in another format (it is never asked to
+// allocate one).
+type formatDevice struct {
+	backend.Device
+	dt     backend.DType
+	layout backend.Layout
+}
+
+func (d formatDevice) ActivationFormat() (backend.DType, backend.Layout) { return d.dt, d.layout }
+
+// The record names the activation format as cuda.precision and cuda.layout spell it.
+func TestReproducibilityRecordsActivationFormat(t *testing.T) {
+	dev := formatDevice{Device: cpu.NewWithWorkers(1), dt: backend.BF16, layout: backend.NHWC}
+	env := NewReproducibility("v", 3, dev, nil).Environment
+	if env["precision"] != "bf16" || env["layout"] != "nhwc" || env["backend"] != "cpu" {
+		t.Errorf("environment %v; want backend cpu, precision bf16, layout nhwc", env)
+	}
 }
 
 // reportingDevice is the CPU device reporting an algorithm choice for each new convolution geometry and
