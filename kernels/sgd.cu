@@ -1,8 +1,9 @@
 // SGD with momentum, weight decay and optional Nesterov (PyTorch semantics, dampening 0):
 //
-//   g = grad + wd*p;  buf = momentum*buf + g;  g = nesterov ? g + momentum*buf : buf;  p -= lr*g
+//   g = grad*grad_scale + wd*p;  buf = momentum*buf + g;  g = nesterov ? g + momentum*buf : buf;  p -= lr*g
 //
-// without momentum buffer (buf null): p -= lr*(grad + wd*p). Every operation is explicitly rounded (no
+// without momentum buffer (buf null): p -= lr*(grad*grad_scale + wd*p). grad_scale is the reciprocal of
+// the loss scale (1 without one: the product is then exactly grad). Every operation is explicitly rounded (no
 // fused multiply-add, and no flushed subnormals: the kernels are built without fast math), so the update
 // is bit-for-bit the CPU reference's wherever the Go compiler does not fuse either (it may on arm64, and on
 // amd64 with GOAMD64=v3), and the fused and unfused steps run the same sgd_update.
@@ -37,9 +38,9 @@ static_assert(offsetof(SgdSlot, n) == 24 && offsetof(SgdSlot, first_block) == 32
 namespace {
 
 __device__ __forceinline__ void sgd_update(float* param, const float* grad, float* buf, long long i, float lr,
-                                           float momentum, int nesterov, float wd) {
+                                           float momentum, int nesterov, float wd, float grad_scale) {
   const float p = param[i];
-  float g = __fadd_rn(grad[i], __fmul_rn(wd, p));
+  float g = __fadd_rn(__fmul_rn(grad[i], grad_scale), __fmul_rn(wd, p));
   if (buf) {
     const float b = __fadd_rn(__fmul_rn(momentum, buf[i]), g);
     buf[i] = b;
@@ -53,7 +54,7 @@ __device__ __forceinline__ void sgd_update(float* param, const float* grad, floa
 // sgd_step: block b works on the slot with the largest first_block <= b (slots are sorted by first_block;
 // empty slots own no block).
 extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    sgd_step(const SgdSlot* slots, int nslots, float lr, float momentum, int nesterov) {
+    sgd_step(const SgdSlot* slots, int nslots, float lr, float momentum, int nesterov, float grad_scale) {
   const long long b = blockIdx.x;
   int lo = 0, hi = nslots - 1;
   while (lo < hi) {
@@ -69,16 +70,16 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK)
 #pragma unroll
   for (int e = 0; e < SGD_PER_THREAD; e++) {
     const long long i = base + (long long)e * RN_BLOCK;
-    if (i < sl.n) sgd_update(sl.param, sl.grad, sl.buf, i, lr, momentum, nesterov, sl.weight_decay);
+    if (i < sl.n) sgd_update(sl.param, sl.grad, sl.buf, i, lr, momentum, nesterov, sl.weight_decay, grad_scale);
   }
 }
 
 // sgd_step_single: one parameter, grid-stride.
 extern "C" __global__ void __launch_bounds__(RN_BLOCK)
     sgd_step_single(float* param, const float* grad, float* buf, long long n, float lr, float momentum, int nesterov,
-                    float weight_decay) {
+                    float weight_decay, float grad_scale) {
   const long long stride = rn::grid_stride();
   for (long long i = rn::grid_start(); i < n; i += stride) {
-    sgd_update(param, grad, buf, i, lr, momentum, nesterov, weight_decay);
+    sgd_update(param, grad, buf, i, lr, momentum, nesterov, weight_decay, grad_scale);
   }
 }

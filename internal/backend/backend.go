@@ -236,10 +236,23 @@ type PoolParams struct {
 
 // SGDParams are the hyper-parameters of one SGD step (PyTorch semantics):
 //
-//	g = grad + wd*p;  buf = Momentum*buf + g;  g = Nesterov ? g + Momentum*buf : buf;  p -= LR*g
+//	g = grad*GradScale + wd*p;  buf = Momentum*buf + g;  g = Nesterov ? g + Momentum*buf : buf;  p -= LR*g
 type SGDParams struct {
 	LR, Momentum float32
 	Nesterov     bool
+	// GradScale multiplies every gradient before it is used: the reciprocal of the loss scale (rounded to
+	// f32, as GradScaler's unscale_ multiplies by float(1/scale)), so that the update sees the gradient of
+	// the unscaled loss. 0 means 1: the zero value scales nothing, and a scale of 1 gives the same bits as
+	// no scale.
+	GradScale float32
+}
+
+// Unscale is GradScale with its zero value read as 1.
+func (p SGDParams) Unscale() float32 {
+	if p.GradScale == 0 {
+		return 1
+	}
+	return p.GradScale
 }
 
 // SGDSlot is one parameter in an SGD step. WeightDecay is per parameter so BN and bias terms can be

@@ -8,6 +8,7 @@ package backend
 
 import (
 	"fmt"
+	"math"
 )
 
 // checker runs a series of checks of op's operands and keeps the first failure, so a Check function reads
@@ -239,6 +240,9 @@ func CheckCopy(dst, src Tensor) error {
 // CheckSGDStep checks every slot of Device.SGDStep; the error names the first bad slot. Buf may be left
 // unallocated when Momentum is 0.
 func CheckSGDStep(p SGDParams, slots []SGDSlot) error {
+	if g := p.GradScale; !(g >= 0) || math.IsInf(float64(g), 0) {
+		return fmt.Errorf("SGDStep: GradScale must be a finite number >= 0 (0 means 1), got %v", g)
+	}
 	for i, s := range slots {
 		if err := checkSlot(p, s); err != nil {
 			return fmt.Errorf("%w (slot %d)", err, i)

@@ -4,6 +4,7 @@ package backend
 // tested on every backend by backendtest.RunOperandChecks.
 
 import (
+	"math"
 	"testing"
 )
 
@@ -211,6 +212,14 @@ func TestActivationFormats(t *testing.T) {
 		"bf16 parameter": {
 			CheckSGDStep(SGDParams{LR: 1}, []SGDSlot{{Param: act(BF16, NCHW, 1, 1, 1, 3), Grad: f32(1, 1, 1, 3)}}),
 			"SGDStep: Param is bf16, want f32 (slot 0)",
+		},
+		"negative gradient scale": {
+			CheckSGDStep(SGDParams{LR: 1, GradScale: -1}, []SGDSlot{{Param: f32(3), Grad: f32(3)}}),
+			"SGDStep: GradScale must be a finite number >= 0 (0 means 1), got -1",
+		},
+		"infinite gradient scale": {
+			CheckSGDStep(SGDParams{LR: 1, GradScale: float32(math.Inf(1))}, []SGDSlot{{Param: f32(3), Grad: f32(3)}}),
+			"SGDStep: GradScale must be a finite number >= 0 (0 means 1), got +Inf",
 		},
 		"copy across layouts": {
 			CheckCopy(act(F32, NHWC, 1, 2, 2, 2), f32(1, 2, 2, 2)),

@@ -20,17 +20,19 @@ func (j *sgdJob) run(_, i int) {
 	lo, hi := i*sgdChunk, min((i+1)*sgdChunk, len(j.param))
 	param, grad := j.param[lo:hi], j.grad[lo:hi]
 	grad = grad[:len(param)]
-	lr, mom, wd := j.p.LR, j.p.Momentum, j.wd
+	lr, mom, wd, gs := j.p.LR, j.p.Momentum, j.wd, j.p.Unscale()
 	if j.buf == nil {
 		for k, p := range param {
-			param[k] = p - lr*(grad[k]+wd*p)
+			// Each product is rounded on its own (float32(...) forbids fusing it into an FMA), as the CUDA
+			// kernel rounds it, and as PyTorch stores the unscaled gradient before the step reads it.
+			param[k] = p - lr*(float32(grad[k]*gs)+wd*p)
 		}
 		return
 	}
 	buf := j.buf[lo:hi]
 	buf = buf[:len(param)]
 	for k, p := range param {
-		g := grad[k] + wd*p
+		g := float32(grad[k]*gs) + wd*p
 		b := mom*buf[k] + g
 		buf[k] = b
 		if j.p.Nesterov {
@@ -42,7 +44,7 @@ func (j *sgdJob) run(_, i int) {
 	}
 }
 
-// SGDStep implements backend.Device with PyTorch's update (dampening 0): g = grad + wd*p;
+// SGDStep implements backend.Device with PyTorch's update (dampening 0): g = grad*GradScale + wd*p;
 // buf = momentum*buf + g; g = nesterov ? g + momentum*buf : buf; p -= lr*g. Buf may be left invalid when
 // Momentum is 0. All slots are validated before any parameter changes.
 func (d *Device) SGDStep(p backend.SGDParams, slots []backend.SGDSlot) error {

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"math"
 	"testing"
 
 	"resnet/internal/backend"
@@ -66,4 +67,43 @@ func TestSGDLargeTensor(t *testing.T) {
 		want[i] = 0.5
 	}
 	assertClose(t, "param", values(t, slot.Param), want, 0, 0)
+}
+
+// GradScale multiplies each gradient, rounded on its own, before weight decay is added (GradScaler's
+// unscale_ then the step): with a scale of 1/4 and wd 0.1, grad [0.1, 0.2, -0.3] is [0.025, 0.05, -0.075],
+// g = [0.125, -0.15, -0.025], buf = 0.9*[0.5, 0, -1] + g = [0.575, -0.15, -0.925],
+// p = [1, -2, 0.5] - 0.1*buf = [0.9425, -1.985, 0.5925].
+func TestSGDGradScale(t *testing.T) {
+	d := NewWithWorkers(2)
+	defer d.Close()
+	slot := backend.SGDSlot{Param: tensor(t, d, []float32{1, -2, 0.5}, 3), Grad: tensor(t, d, []float32{0.1, 0.2, -0.3}, 3),
+		Buf: tensor(t, d, []float32{0.5, 0, -1}, 3), WeightDecay: 0.1}
+	must(t, d.SGDStep(backend.SGDParams{LR: 0.1, Momentum: 0.9, GradScale: 0.25}, []backend.SGDSlot{slot}))
+	assertClose(t, "param", values(t, slot.Param), []float64{0.9425, -1.985, 0.5925}, 1e-6, 1e-6)
+	assertClose(t, "buf", values(t, slot.Buf), []float64{0.575, -0.15, -0.925}, 1e-6, 1e-6)
+}
+
+// A gradient scale of 1 and the zero value (no scale) give the same bits, with and without momentum.
+func TestSGDGradScaleOneIsExact(t *testing.T) {
+	d := NewWithWorkers(2)
+	defer d.Close()
+	vals := []float32{1.1, -2.3, 0.57, 3e-8, -7e4}
+	grads := []float32{0.13, 0.21, -0.37, 1e-30, 5e3}
+	for _, mom := range []float32{0, 0.9} {
+		var got [2][]float32
+		for i, gs := range []float32{0, 1} {
+			slot := backend.SGDSlot{Param: tensor(t, d, vals, 5), Grad: tensor(t, d, grads, 5), WeightDecay: 1e-4}
+			if mom != 0 {
+				slot.Buf = tensor(t, d, grads, 5)
+			}
+			must(t, d.SGDStep(backend.SGDParams{LR: 0.1, Momentum: mom, GradScale: gs}, []backend.SGDSlot{slot}))
+			got[i] = make([]float32, 5)
+			must(t, d.Download(got[i], slot.Param))
+		}
+		for k := range got[0] {
+			if math.Float32bits(got[0][k]) != math.Float32bits(got[1][k]) {
+				t.Errorf("momentum %v: element %d: %v without a scale, %v with scale 1", mom, k, got[0][k], got[1][k])
+			}
+		}
+	}
 }

@@ -103,8 +103,8 @@ var kernelTable = [numKernels]kernelInfo{
 	kLinearBiasAdd:  {"linear_bias_add", "ppii"},
 	kLinearBiasGrad: {"linear_bias_grad", "ppii"},
 
-	kSGDStep:       {"sgd_step", "piffi"},
-	kSGDStepSingle: {"sgd_step_single", "ppplffif"},
+	kSGDStep:       {"sgd_step", "piffif"},
+	kSGDStepSingle: {"sgd_step_single", "ppplffiff"},
 
 	kFindNonFinite: {"find_nonfinite", "plip"},
 }

@@ -196,6 +196,9 @@ func TestSGDStepMatchesCPU(t *testing.T) {
 		{"momentum", backend.SGDParams{LR: 0.1, Momentum: 0.9}},
 		{"nesterov", backend.SGDParams{LR: 0.1, Momentum: 0.9, Nesterov: true}},
 		{"plain", backend.SGDParams{LR: 0.05}},
+		// A loss scale's reciprocal: a power of two (GradScaler's), and one that rounds (a static 1000).
+		{"unscaled", backend.SGDParams{LR: 0.1, Momentum: 0.9, GradScale: 1.0 / 65536}},
+		{"unscaled plain", backend.SGDParams{LR: 0.05, GradScale: float32(1.0 / 1000)}},
 	} {
 		for _, m := range gpuModes {
 			t.Run(c.name+"/"+m.name, func(t *testing.T) { testSGDStep(t, m.opt, c.p) })

@@ -47,7 +47,7 @@ func (d *Device) slotAddrs(i int, s backend.SGDSlot) (param, grad, buf uint64, e
 	return param, grad, buf, nil
 }
 
-// SGDStep implements backend.Device with PyTorch's update (dampening 0): g = grad + wd*p;
+// SGDStep implements backend.Device with PyTorch's update (dampening 0): g = grad*GradScale + wd*p;
 // buf = momentum*buf + g; g = nesterov ? g + momentum*buf : buf; p -= lr*g. Buf may be left invalid when
 // Momentum is 0. All slots are validated before any parameter changes.
 func (d *Device) SGDStep(p backend.SGDParams, slots []backend.SGDSlot) error {
@@ -60,7 +60,7 @@ func (d *Device) SGDStep(p backend.SGDParams, slots []backend.SGDSlot) error {
 	if err := backend.CheckSGDStep(p, slots); err != nil {
 		return named(err)
 	}
-	nesterov := b2i(p.Nesterov)
+	nesterov, gradScale := b2i(p.Nesterov), p.Unscale()
 	st := &d.sgd
 	st.desc = st.desc[:0]
 	var blocks int64
@@ -91,7 +91,7 @@ func (d *Device) SGDStep(p backend.SGDParams, slots []backend.SGDSlot) error {
 				continue
 			}
 			if err := d.launch(op, kSGDStepSingle, d.blocksFor(n), 1).p(param).p(grad).p(buf).l(n).f(p.LR).
-				f(p.Momentum).i(nesterov).f(s.WeightDecay).run(); err != nil {
+				f(p.Momentum).i(nesterov).f(s.WeightDecay).f(gradScale).run(); err != nil {
 				return err
 			}
 		}
@@ -104,7 +104,8 @@ func (d *Device) SGDStep(p backend.SGDParams, slots []backend.SGDSlot) error {
 	if err != nil {
 		return err
 	}
-	return d.launch(op, kSGDStep, int(blocks), 1).p(t.dev.ptr).i(len(slots)).f(p.LR).f(p.Momentum).i(nesterov).run()
+	return d.launch(op, kSGDStep, int(blocks), 1).p(t.dev.ptr).i(len(slots)).f(p.LR).f(p.Momentum).i(nesterov).
+		f(gradScale).run()
 }
 
 // sgdTable returns the device copy of the descriptors in d.sgd.desc, uploading them the first time.
