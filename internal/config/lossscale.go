@@ -86,12 +86,17 @@ func validateLossScale(p *problems, t TrainConfig) {
 	if f, ok := t.LossScale.static(); ok {
 		if !(f > 0) || math.IsInf(f, 0) {
 			p.add("train.loss_scale", "must be auto, dynamic, none or a positive number (a static scale)"+got(string(t.LossScale)))
+		} else if f > math.MaxFloat32 {
+			p.add("train.loss_scale", "must be at most float32's largest number, 3.4028235e+38"+got(string(t.LossScale)))
 		}
 	} else {
 		p.choice("train.loss_scale", string(t.LossScale), nil, lossScaleWords...)
 	}
-	if !(t.LossScaleInit > 0) {
+	switch {
+	case !(t.LossScaleInit > 0):
 		p.add("train.loss_scale_init", "must be > 0 (GradScaler's init_scale is 65536)"+got(t.LossScaleInit))
+	case t.LossScaleInit > math.MaxFloat32:
+		p.add("train.loss_scale_init", "must be at most float32's largest number, 3.4028235e+38"+got(t.LossScaleInit))
 	}
 	if t.LossScaleGrowthInterval < 1 {
 		p.add("train.loss_scale_growth_interval", "must be >= 1 (steps without overflow before the scale doubles)"+

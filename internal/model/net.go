@@ -332,7 +332,10 @@ type Result struct {
 
 // Loss computes the softmax cross-entropy of the last Forward against labels and the gradient of the mean
 // loss with respect to the logits, and scores the batch.
-func (n *Net) Loss(labels []int32) (Result, error) {
+func (n *Net) Loss(labels []int32) (Result, error) { return n.scaledLoss(labels, 1) }
+
+// scaledLoss is Loss with the gradient multiplied by lossScale (the loss itself is not).
+func (n *Net) scaledLoss(labels []int32, lossScale float32) (Result, error) {
 	nb := n.nb
 	if len(labels) != nb {
 		return Result{}, fmt.Errorf("model %s: %d labels for a batch of %d", n.Spec.Name, len(labels), nb)
@@ -348,7 +351,8 @@ func (n *Net) Loss(labels []int32) (Result, error) {
 		return Result{}, err
 	}
 	lg := n.g.logits
-	if err := n.dev.SoftmaxCrossEntropy(lg.cur, lab, loss, lg.dcur, 1/float32(nb)); err != nil {
+	// A scale of 1 leaves the gradient scale 1/nb exact; a power of two (a dynamic scale) scales it exactly.
+	if err := n.dev.SoftmaxCrossEntropy(lg.cur, lab, loss, lg.dcur, lossScale*(1/float32(nb))); err != nil {
 		return Result{}, err
 	}
 	if err := n.dev.Download(n.lossHost[:nb], loss); err != nil {
@@ -444,10 +448,16 @@ func (n *Net) Evaluate(x []float32, labels []int32) (Result, error) {
 
 // TrainStep runs forward (training mode), loss and backward on one batch; the caller applies the update.
 func (n *Net) TrainStep(x []float32, labels []int32) (Result, error) {
+	return n.TrainStepScaled(x, labels, 1)
+}
+
+// TrainStepScaled is TrainStep with the loss multiplied by lossScale for the backward pass (loss scaling):
+// every gradient is lossScale times the loss's, and the reported loss is the loss's own.
+func (n *Net) TrainStepScaled(x []float32, labels []int32, lossScale float32) (Result, error) {
 	if err := n.Forward(x, len(labels), true); err != nil {
 		return Result{}, err
 	}
-	r, err := n.Loss(labels)
+	r, err := n.scaledLoss(labels, lossScale)
 	if err != nil {
 		return r, err
 	}

@@ -40,6 +40,21 @@ type State struct {
 	// back to it, so lines written after the checkpoint (before a kill -9) are not duplicated.
 	MetricsBytes   int64 `json:"metrics_bytes"`
 	BatchesTracked int64 `json:"batches_tracked"`
+	// The loss scale (train.loss_scale; 0 without scaling), whether it is dynamic, and a dynamic scale's
+	// steps in a row without overflow: GradScaler's state_dict (scale, _growth_tracker).
+	LossScale          float32 `json:"loss_scale,omitempty"`
+	LossScaleDynamic   bool    `json:"loss_scale_dynamic,omitempty"`
+	LossScaleGoodSteps int     `json:"loss_scale_good_steps,omitempty"`
+	// EpochOverflow counts the epoch's steps skipped because their scaled gradients overflowed (dynamic
+	// loss scaling).
+	EpochOverflow int64 `json:"epoch_overflow_steps,omitempty"`
+}
+
+// addResult adds a batch's loss and hits to the epoch's running sums.
+func (st *State) addResult(r model.Result) {
+	st.EpochLoss += r.LossSum
+	st.EpochTop1 += int64(r.Top1)
+	st.EpochN += int64(r.N)
 }
 
 // check rejects a position no run can reach: negative counters, more correct images than images, or a
@@ -52,7 +67,8 @@ func (st State) check() error {
 		{"epoch", int64(st.Epoch)}, {"batch", int64(st.Batch)}, {"step", st.Step}, {"epoch_top1", st.EpochTop1},
 		{"epoch_n", st.EpochN}, {"epoch_bad", st.EpochBad}, {"metrics_bytes", st.MetricsBytes},
 		{"batches_tracked", st.BatchesTracked}, {"epoch_nonfinite", st.EpochNonFinite},
-		{"nonfinite_in_a_row", int64(st.NonFiniteInARow)},
+		{"nonfinite_in_a_row", int64(st.NonFiniteInARow)}, {"loss_scale_good_steps", int64(st.LossScaleGoodSteps)},
+		{"epoch_overflow_steps", st.EpochOverflow},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("has %s %d (must be >= 0)", f.name, f.v)
@@ -63,6 +79,8 @@ func (st State) check() error {
 		return fmt.Errorf("has epoch_top1 %d above epoch_n %d", st.EpochTop1, st.EpochN)
 	case math.IsNaN(st.EpochLoss) || math.IsInf(st.EpochLoss, 0) || st.EpochLoss < 0:
 		return fmt.Errorf("has epoch_loss %v (must be a finite number >= 0)", st.EpochLoss)
+	case !(st.LossScale >= 0) || math.IsInf(float64(st.LossScale), 0):
+		return fmt.Errorf("has loss_scale %v (must be a finite number >= 0)", st.LossScale)
 	}
 	return nil
 }
@@ -71,7 +89,7 @@ func (st State) check() error {
 func (st State) nextEpoch() State {
 	st.Epoch++
 	st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds, st.EpochBad = 0, 0, 0, 0, 0, 0
-	st.EpochNonFinite = 0
+	st.EpochNonFinite, st.EpochOverflow = 0, 0
 	return st
 }
 

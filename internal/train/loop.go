@@ -45,6 +45,11 @@ type Metrics struct {
 	// NonFiniteSteps counts the epoch's steps whose loss, BN statistics or gradients were not finite and
 	// whose update was skipped (train.on_nonfinite: skip).
 	NonFiniteSteps int64 `json:"nonfinite_steps"`
+	// With loss scaling (train.loss_scale) on: the scale after the epoch's last step, and the epoch's
+	// steps skipped because their scaled gradients overflowed (dynamic scaling; they are not in
+	// NonFiniteSteps). Absent without scaling.
+	LossScale    *float64 `json:"loss_scale,omitempty"`
+	SkippedSteps *int64   `json:"skipped_steps,omitempty"`
 	// Timing fields: the only ones that differ between identical runs.
 	ImagesPerSec float64 `json:"images_per_sec"`
 	EpochSeconds float64 `json:"epoch_seconds"`
@@ -109,6 +114,7 @@ type trainer struct {
 	net     *model.Net
 	slots   []backend.SGDSlot
 	check   *stepCheck
+	scaler  lossScaler
 	sched   Schedule
 	train   *dataset.Loader
 	test    *dataset.Loader
@@ -145,11 +151,15 @@ func (t *trainer) prepare() error {
 		}
 	}
 	t.st = State{WarmStart: t.cfg.Train.Schedule.WarmStartLR > 0}
+	restored := false
 	if t.opt.Resume {
-		if err := t.resume(); err != nil {
+		var err error
+		if restored, err = t.resume(); err != nil {
 			return err
 		}
 	}
+	t.scaler = lossScaler{cfg: t.cfg.LossScaling()}
+	t.scaler.start(&t.st, restored)
 	if err := t.openLoaders(data); err != nil {
 		return err
 	}
@@ -211,38 +221,38 @@ func (t *trainer) buildNet(data *Data) error {
 }
 
 // resume restores the newest intact checkpoint's tensors and position, and cuts metrics.jsonl back to
-// what the checkpoint covers. A run that stopped before its first checkpoint starts over from step 0.
-func (t *trainer) resume() error {
+// what the checkpoint covers; restored says a checkpoint was found. A run that stopped before its first
+// checkpoint starts over from step 0.
+func (t *trainer) resume() (restored bool, err error) {
 	rp := t.opt.From
 	if rp == nil {
-		var err error
 		if rp, err = t.dir.ResumePoint(); err != nil {
-			return err
+			return false, err
 		}
 	} else if err := rp.stillCurrent(t.dir); err != nil {
-		return err
+		return false, err
 	}
 	for _, s := range rp.Skipped {
 		fmt.Fprintf(t.opt.Out, "warning: %s\n", s)
 	}
 	if rp.Checkpoint == nil {
 		fmt.Fprintf(t.opt.Out, "resuming %s from step 0: it stopped before its first checkpoint\n", t.dir.Path())
-		return t.dir.TruncateMetrics(0)
+		return false, t.dir.TruncateMetrics(0)
 	}
 	ck := rp.Checkpoint
 	if err := ck.Restore(t.net, true); err != nil {
-		return err
+		return false, err
 	}
 	t.st = ck.State
 	if t.st.Epoch >= t.cfg.Train.Epochs {
-		return fmt.Errorf("resume: %s already finished its %d epochs; to train longer, raise them: --set train.epochs=N", t.dir.Path(), t.cfg.Train.Epochs)
+		return false, fmt.Errorf("resume: %s already finished its %d epochs; to train longer, raise them: --set train.epochs=N", t.dir.Path(), t.cfg.Train.Epochs)
 	}
 	if err := t.dir.TruncateMetrics(t.st.MetricsBytes); err != nil {
-		return err
+		return false, err
 	}
 	t.res.Checkpoint = ck.Path
 	fmt.Fprintf(t.opt.Out, "resuming %s from %s (epoch %d, batch %d, step %d)\n", t.dir.Path(), filepath.Base(ck.Path), t.st.Epoch+1, t.st.Batch, t.st.Step)
-	return nil
+	return true, nil
 }
 
 // openLoaders starts the shuffled training loader and the evaluation loader.
@@ -339,7 +349,7 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	if err := t.check.save(); err != nil {
 		return false, err
 	}
-	r, err := t.net.TrainStep(b.X[:b.N*t.sample], b.Labels[:b.N])
+	r, err := t.net.TrainStepScaled(b.X[:b.N*t.sample], b.Labels[:b.N], t.scaler.scale(&t.st))
 	t.train.Release(b)
 	if err == nil && t.opt.afterBackward != nil {
 		err = t.opt.afterBackward(t.net, &t.st)
@@ -347,9 +357,11 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("train: epoch %d step %d: %w", t.st.Epoch+1, t.st.Step+1, err)
 	}
-	what, err := t.check.problem(r)
+	what, inGradient, err := t.check.problem(r)
 	switch {
 	case err != nil:
+	case what != "" && inGradient && t.scaler.cfg.Dynamic:
+		err = t.overflowStep(r, what)
 	case what != "":
 		err = t.nonFiniteStep(what)
 	default:
@@ -378,14 +390,14 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 // update applies the SGD step of a batch whose loss, BN statistics and gradients are finite, and adds it
 // to the epoch's sums.
 func (t *trainer) update(r model.Result) error {
-	p := backend.SGDParams{LR: float32(t.lr), Momentum: float32(t.cfg.Train.Momentum), Nesterov: t.cfg.Train.Nesterov}
+	p := backend.SGDParams{LR: float32(t.lr), Momentum: float32(t.cfg.Train.Momentum), Nesterov: t.cfg.Train.Nesterov,
+		GradScale: t.scaler.unscale(&t.st)}
 	if err := t.opt.Device.SGDStep(p, t.slots); err != nil {
 		return err
 	}
+	t.scaler.after(&t.st, false)
 	t.st.NonFiniteInARow = 0
-	t.st.EpochLoss += r.LossSum
-	t.st.EpochTop1 += int64(r.Top1)
-	t.st.EpochN += int64(r.N)
+	t.st.addResult(r)
 	return nil
 }
 
@@ -463,6 +475,10 @@ func (t *trainer) evaluate() error {
 		TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err, TestNonFinite: sc.NonFinite,
 		BadImages: st.EpochBad + int64(sc.Skipped), NonFiniteSteps: st.EpochNonFinite,
 		EpochSeconds: st.EpochSeconds,
+	}
+	if t.scaler.cfg.Enabled() {
+		scale, skipped := float64(st.LossScale), st.EpochOverflow
+		m.LossScale, m.SkippedSteps = &scale, &skipped
 	}
 	if st.EpochSeconds > 0 {
 		m.ImagesPerSec = float64(st.EpochN) / st.EpochSeconds

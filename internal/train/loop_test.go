@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -148,7 +149,7 @@ func TestInterruptAndResumeMatchUninterrupted(t *testing.T) {
 			t.Fatalf("%s: %d metrics lines, want %d", filepath.Base(dir), len(g), len(w))
 		}
 		for i := range w {
-			if g[i] != w[i] {
+			if !reflect.DeepEqual(g[i], w[i]) {
 				t.Errorf("%s line %d:\n got %+v\nwant %+v", filepath.Base(dir), i+1, g[i], w[i])
 			}
 		}
@@ -162,20 +163,26 @@ func TestInterruptAndResumeMatchUninterrupted(t *testing.T) {
 	}
 }
 
+// interruptAt starts cfg in dir and stops it, with a checkpoint, after step.
+func interruptAt(t *testing.T, cfg config.Config, dir string, step int64) {
+	t.Helper()
+	stop := make(chan struct{})
+	if _, err := runOnce(t, cfg, dir, false, stop, func(st *State) error {
+		if st.Step == step {
+			close(stop)
+		}
+		return nil
+	}); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("the run stopped after step %d returned %v, want ErrInterrupted", step, err)
+	}
+}
+
 // A resumed run's --set changes reach config.yaml with its next checkpoint, never before: a resume that
 // fails at once leaves the folder describing its newest checkpoint.
 func TestResumeRewritesConfigWithItsCheckpoint(t *testing.T) {
 	cfg := smallConfig(4)
 	dir := t.TempDir()
-	stop := make(chan struct{})
-	if _, err := runOnce(t, cfg, dir, false, stop, func(st *State) error {
-		if st.Step == 2 {
-			close(stop)
-		}
-		return nil
-	}); !errors.Is(err, ErrInterrupted) {
-		t.Fatal(err)
-	}
+	interruptAt(t, cfg, dir, 2)
 	before, err := os.ReadFile(NewRunDir(dir).ConfigPath())
 	if err != nil {
 		t.Fatal(err)

@@ -93,30 +93,31 @@ func (c *stepCheck) restore() error {
 
 // problem says what is wrong in the step that gave r, in the order the step computed it: "the loss is
 // NaN", "after the forward pass, layer1.0.bn1.running_var[3] is +Inf", "the gradient of
-// layer1.0.conv1.weight[17] is NaN"; or returns "" when nothing is.
-func (c *stepCheck) problem(r model.Result) (string, error) {
+// layer1.0.conv1.weight[17] is NaN"; or returns "" when nothing is. inGradient says the loss and the BN
+// statistics were finite and a gradient was not: with a dynamic loss scale, an overflow.
+func (c *stepCheck) problem(r model.Result) (what string, inGradient bool, err error) {
 	if math.IsNaN(r.LossSum) || math.IsInf(r.LossSum, 0) {
-		return "the loss is " + strconv.FormatFloat(r.LossSum, 'g', -1, 64), nil
+		return "the loss is " + strconv.FormatFloat(r.LossSum, 'g', -1, 64), false, nil
 	}
 	i, err := c.net.Device().FindNonFinite(c.tensors, c.nonNegative)
 	if err != nil || i < 0 {
 		if err != nil {
 			err = fmt.Errorf("train: checking the step's values: %w", err)
 		}
-		return "", err
+		return "", false, err
 	}
 	p := c.checked[i]
 	v := c.buf[:p.Shape.Numel()]
 	if err := c.net.Device().Download(v, c.tensors[i]); err != nil {
-		return "", fmt.Errorf("train: reading %s: %w", p.Name, err)
+		return "", false, fmt.Errorf("train: reading %s: %w", p.Name, err)
 	}
 	if err := model.CheckValues(p.Name, v); err != nil {
 		if i < c.nStats {
-			return "after the forward pass, " + err.Error(), nil
+			return "after the forward pass, " + err.Error(), false, nil
 		}
-		return "the gradient of " + err.Error(), nil
+		return "the gradient of " + err.Error(), true, nil
 	}
-	return "", fmt.Errorf("train: the device found a NaN, an infinity or a negative variance in %s, but its values "+
+	return "", false, fmt.Errorf("train: the device found a NaN, an infinity or a negative variance in %s, but its values "+
 		"read back hold none", p.Name)
 }
 
