@@ -263,7 +263,8 @@ func checkBenchMemory(e *env, dev backend.Device, spec model.Spec, batch int) er
 	}
 	images := train.WorkspaceImages(budget)
 	need := func(batch int) (sysmem.Need, error) {
-		m, err := model.EstimateMemory(spec, batch)
+		act, _ := backend.ActivationFormat(dev)
+		m, err := model.EstimateMemory(spec, batch, act)
 		if err != nil {
 			return nil, err
 		}

@@ -363,7 +363,8 @@ func (s *scorer) checkMemory(spec model.Spec, d config.DatasetConfig) error {
 
 // netNeed estimates the net at a batch capacity with the loaders of the protocol and of --recompute-bn.
 func (s *scorer) netNeed(spec model.Spec, capacity int) (sysmem.Need, error) {
-	m, err := model.EstimateMemory(spec, capacity)
+	act, _ := backend.ActivationFormat(s.dev)
+	m, err := model.EstimateMemory(spec, capacity, act)
 	if err != nil {
 		return nil, err
 	}
@@ -413,6 +414,7 @@ func (s *scorer) checkMultiScaleMemory(spec model.Spec) error {
 		}
 	}
 	largest := slices.Max(s.proto.Scales)
+	act, _ := backend.ActivationFormat(s.dev)
 	// The need with the sizes above top lowered to top, or to the nearest size below it the net takes.
 	need := func(top int) (sysmem.Need, error) {
 		scales := make([]int, len(s.proto.Scales))
@@ -422,7 +424,7 @@ func (s *scorer) checkMultiScaleMemory(spec model.Spec) error {
 			for i, sc := range s.proto.Scales {
 				scales[i] = min(sc, top-try)
 			}
-			n, err = eval.MultiScaleNeed(spec, s.data.EvalSet, scales, s.workers, s.opt.MaxCachedValues)
+			n, err = eval.MultiScaleNeed(spec, s.data.EvalSet, scales, s.workers, s.opt.MaxCachedValues, act)
 			if ie := (*model.InputSizeError)(nil); top == largest || !errors.As(err, &ie) {
 				break
 			}

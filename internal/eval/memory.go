@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 
+	"resnet/internal/backend"
 	"resnet/internal/model"
 	"resnet/internal/sysmem"
 )
@@ -16,8 +17,9 @@ import (
 // maxCachedValues float32s, 0 meaning the default), their convolution workspace, and the images in flight
 // (each prepared at every scale, with its mirror image, by workers goroutines ahead of the scoring).
 // Images of the set's fixed size are square; folder images are taken as 4:3 (a common photograph shape;
-// larger ones take more) where the net takes that shape.
-func MultiScaleNeed(s model.Spec, set *Set, scales []int, workers int, maxCachedValues int64) (sysmem.Need, error) {
+// larger ones take more) where the net takes that shape. The nets' 4-D activations are of dtype act (the
+// device's, backend.ActivationFormat).
+func MultiScaleNeed(s model.Spec, set *Set, scales []int, workers int, maxCachedValues int64, act backend.DType) (sysmem.Need, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -28,10 +30,10 @@ func MultiScaleNeed(s model.Spec, set *Set, scales []int, workers int, maxCached
 	var workspace, pixels int64
 	for _, scale := range scales {
 		h, w := scale, scale
-		m, err := model.EstimateFullyConvMemory(s, h, w, 2)
+		m, err := model.EstimateFullyConvMemory(s, h, w, 2, act)
 		if set.Files != nil {
 			// A net with option-A shortcuts may take the square but not the 4:3 shape.
-			if m43, err43 := model.EstimateFullyConvMemory(s, h, scale*4/3, 2); err43 == nil {
+			if m43, err43 := model.EstimateFullyConvMemory(s, h, scale*4/3, 2, act); err43 == nil {
 				m, w, err = m43, scale*4/3, nil
 			}
 		}

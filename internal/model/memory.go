@@ -6,6 +6,7 @@ package model
 import (
 	"fmt"
 
+	"resnet/internal/backend"
 	"resnet/internal/sysmem"
 )
 
@@ -39,19 +40,21 @@ func (m Memory) Need(images int) sysmem.Need {
 	}
 }
 
-// EstimateMemory is what Build(dev, s, batch) allocates, computed from the shapes alone.
-func EstimateMemory(s Spec, batch int) (Memory, error) {
-	return estimate(s, batch, false, func() (*graph, error) { return newGraph(s) })
+// EstimateMemory is what Build(dev, s, batch) allocates, computed from the shapes alone, for a device
+// whose 4-D activations are of dtype act (backend.ActivationFormat: F32, or BF16 and F16 at half the
+// bytes; the layout does not change the size).
+func EstimateMemory(s Spec, batch int, act backend.DType) (Memory, error) {
+	return estimate(s, batch, act, false, func() (*graph, error) { return newGraph(s) })
 }
 
 // EstimateFullyConvMemory is what BuildFullyConv(base, h, w, batch) allocates for a base net of spec s:
-// activations only, the parameters being the base net's.
-func EstimateFullyConvMemory(s Spec, h, w, batch int) (Memory, error) {
-	return estimate(s, batch, true, func() (*graph, error) { return newFullyConvGraph(s, h, w) })
+// activations only (of dtype act), the parameters being the base net's.
+func EstimateFullyConvMemory(s Spec, h, w, batch int, act backend.DType) (Memory, error) {
+	return estimate(s, batch, act, true, func() (*graph, error) { return newFullyConvGraph(s, h, w) })
 }
 
 // estimate sums the tensor plan of the graph that build makes, as a net of that batch would allocate it.
-func estimate(s Spec, batch int, shared bool, build func() (*graph, error)) (Memory, error) {
+func estimate(s Spec, batch int, act backend.DType, shared bool, build func() (*graph, error)) (Memory, error) {
 	if batch < 1 {
 		return Memory{}, fmt.Errorf("model %s: batch size must be >= 1 (got %d)", s.Name, batch)
 	}
@@ -59,7 +62,7 @@ func estimate(s Spec, batch int, shared bool, build func() (*graph, error)) (Mem
 	if err != nil {
 		return Memory{}, err
 	}
-	n := &Net{Spec: s, Params: g.params, g: g, capacity: batch, shared: shared}
+	n := &Net{Spec: s, Params: g.params, g: g, capacity: batch, shared: shared, estimateAct: act}
 	return n.memoryOf(n.tensorPlan()), nil
 }
 

@@ -15,8 +15,83 @@ type countingDevice struct {
 }
 
 func (d *countingDevice) Alloc(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
-	d.bytes += int64(shape.Numel()) * 4
+	d.bytes += int64(shape.Numel()) * int64(dt.Size())
 	return d.Device.Alloc(shape, dt, layout)
+}
+
+// formatDevice stands for a GPU running in another activation format: it reports the format and records
+// every allocation without making it (the CPU refuses 16-bit and NHWC tensors), so the net can be built
+// and planned but not run.
+type formatDevice struct {
+	backend.Device // nil: only Alloc, Free and ActivationFormat are called
+	dt             backend.DType
+	layout         backend.Layout
+	allocs         []backend.Tensor
+	bytes          int64
+}
+
+// planBuffer is the storage of a formatDevice tensor: none.
+type planBuffer struct {
+	n  int
+	dt backend.DType
+}
+
+func (b planBuffer) Len() int             { return b.n }
+func (b planBuffer) DType() backend.DType { return b.dt }
+func (b planBuffer) Freed() bool          { return false }
+
+func (d *formatDevice) ActivationFormat() (backend.DType, backend.Layout) { return d.dt, d.layout }
+
+func (d *formatDevice) Alloc(shape backend.Shape, dt backend.DType, layout backend.Layout) (backend.Tensor, error) {
+	t := backend.Tensor{Shape: append(backend.Shape(nil), shape...), DType: dt, Layout: layout, Buf: planBuffer{shape.Numel(), dt}}
+	d.allocs = append(d.allocs, t)
+	d.bytes += int64(shape.Numel()) * int64(dt.Size())
+	return t, nil
+}
+
+func (d *formatDevice) Free(backend.Tensor) {}
+
+// On a device keeping activations in bf16 NHWC, Build allocates every 4-D activation and its gradient in
+// that format and everything else (parameters, gradients, momentum, pooled features, logits, losses,
+// BN statistics) in f32 (labels i32) NCHW; the estimate for bf16 is what it allocates, and its activation
+// share is smaller than f32's by the 2 bytes saved on each 4-D value.
+func TestBuildAllocatesActivationsInTheDeviceFormat(t *testing.T) {
+	for _, tc := range []struct {
+		spec  Spec
+		batch int
+	}{{tinySpec(true, 'A'), 3}, {tinySpec(false, 'C'), 2}} {
+		dev := &formatDevice{dt: backend.BF16, layout: backend.NHWC}
+		net, err := Build(dev, tc.spec, tc.batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fourD, values4D int64
+		for _, a := range dev.allocs {
+			switch {
+			case len(a.Shape) == 4 && (a.DType != backend.BF16 || a.Layout != backend.NHWC):
+				t.Errorf("%s: 4-D tensor %v allocated %v %v, want bf16 NHWC", tc.spec.Name, a.Shape, a.DType, a.Layout)
+			case len(a.Shape) != 4 && (a.Layout != backend.NCHW || (a.DType != backend.F32 && a.DType != backend.I32)):
+				t.Errorf("%s: tensor %v allocated %v %v, want f32 (or i32) NCHW", tc.spec.Name, a.Shape, a.DType, a.Layout)
+			case len(a.Shape) == 4:
+				fourD++
+				values4D += int64(a.Shape.Numel())
+			}
+		}
+		if fourD == 0 {
+			t.Fatalf("%s: no 4-D activation allocated", tc.spec.Name)
+		}
+		m16, err := EstimateMemory(tc.spec, tc.batch, backend.BF16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m32, _ := EstimateMemory(tc.spec, tc.batch, backend.F32)
+		if m16.Device() != dev.bytes || m16.Params != m32.Params || m16.Other != m32.Other ||
+			m32.Activations-m16.Activations != 2*values4D {
+			t.Errorf("%s: bf16 estimate %+v (f32 %+v), Build allocated %d bytes with %d 4-D values", tc.spec.Name, m16, m32,
+				dev.bytes, values4D)
+		}
+		net.Free()
+	}
 }
 
 // The estimate is what Build and BuildFullyConv allocate, to the byte.
@@ -34,7 +109,7 @@ func TestEstimateMemoryMatchesBuild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := EstimateMemory(tc.spec, tc.batch)
+		m, err := EstimateMemory(tc.spec, tc.batch, backend.F32)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +121,7 @@ func TestEstimateMemoryMatchesBuild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fm, err := EstimateFullyConvMemory(tc.spec, 12, 16, 2)
+		fm, err := EstimateFullyConvMemory(tc.spec, 12, 16, 2, backend.F32)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +144,7 @@ func TestEstimateMemoryMatchesBuild(t *testing.T) {
 // stage 1's 3x3 convolutions over 16 channels at 32x32, a 144 x 1024 patch matrix.
 func TestEstimateMemoryByHand(t *testing.T) {
 	s, _ := Lookup("cifar_resnet8")
-	m, err := EstimateMemory(s, 2)
+	m, err := EstimateMemory(s, 2, backend.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +157,7 @@ func TestEstimateMemoryByHand(t *testing.T) {
 // Absurd sizes saturate instead of overflowing, and Build refuses them before allocating anything.
 func TestEstimateMemorySaturates(t *testing.T) {
 	s, _ := Lookup("resnet18")
-	m, err := EstimateMemory(s, 100000000)
+	m, err := EstimateMemory(s, 100000000, backend.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +166,7 @@ func TestEstimateMemorySaturates(t *testing.T) {
 		t.Errorf("activations at batch 1e8: %d", m.Activations)
 	}
 	s.InputSize = 1 << 30
-	m, err = EstimateMemory(s, 1<<20)
+	m, err = EstimateMemory(s, 1<<20, backend.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,9 @@ type Net struct {
 	bnMomentum float32
 	// shared marks a net whose parameters are views of another net's (BuildFullyConv): inference only.
 	shared bool
-	fcBias []float32 // host copy of fc.bias, added to a fully-convolutional net's averaged scores
+	// estimateAct is the activation dtype of a net planned without a device, for a memory estimate.
+	estimateAct backend.DType
+	fcBias      []float32 // host copy of fc.bias, added to a fully-convolutional net's averaged scores
 
 	values, grads, moms backend.Tensor
 	labels, loss        backend.Tensor
@@ -109,10 +111,11 @@ type plannedTensor struct {
 }
 
 // activationFormat is the dtype and layout of the net's 4-D activations: the device's (see
-// backend.ActivationFormatter), f32 NCHW for an estimate made without one.
+// backend.ActivationFormatter), or the estimate's dtype for an estimate made without one (the layout does
+// not change sizes).
 func (n *Net) activationFormat() (backend.DType, backend.Layout) {
 	if n.dev == nil {
-		return backend.F32, backend.NCHW
+		return n.estimateAct, backend.NCHW
 	}
 	return backend.ActivationFormat(n.dev)
 }

@@ -69,7 +69,9 @@ func (r RunMemory) Need(images int) (sysmem.Need, error) {
 func (r RunMemory) needAt(trainBatch, evalBatch, size, resize, images int) (sysmem.Need, error) {
 	spec := r.spec
 	spec.InputSize = size
-	m, err := model.EstimateMemory(spec, max(trainBatch, evalBatch))
+	// An unknown precision fails config validation first; f32 is the largest.
+	act, _ := backend.ParsePrecision(r.cfg.CUDA.Precision)
+	m, err := model.EstimateMemory(spec, max(trainBatch, evalBatch), act)
 	if err != nil {
 		return nil, err
 	}

@@ -90,3 +90,30 @@ func TestRunRefusedOverDeviceMemory(t *testing.T) {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}
 }
+
+// A run in bf16 or fp16 is estimated with 2-byte activations; its other parts are fp32's.
+func TestRunMemoryCountsThePrecision(t *testing.T) {
+	cfg := smallConfig(1)
+	spec, err := SpecFor(cfg.Model, 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	need32, err := NewRunMemory(cfg, spec, nil).Need(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Device, cfg.CUDA.Precision = "cuda", "fp16"
+	need16, err := NewRunMemory(cfg, spec, nil).Need(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range need32 {
+		q := need16[i]
+		switch {
+		case p.Name == "activations" && !(q.Bytes < p.Bytes && q.Bytes > p.Bytes/2):
+			t.Errorf("fp16 activations %d bytes, fp32 %d: want a little over half", q.Bytes, p.Bytes)
+		case p.Name != "activations" && q != p:
+			t.Errorf("fp16 %+v, fp32 %+v", q, p)
+		}
+	}
+}
