@@ -4,14 +4,18 @@
 #   tar xzf resnet-gpu.tar.gz && scripts/gpu-check.sh "$OUT"
 #   scripts/gpu-check.sh --dry-run DIR     # the plumbing only, where there is no GPU (also GPU_CHECK_DRY=1)
 #
-# Every stage is time-boxed (timeout), and the boxes add up to 7.5 minutes, so a hang in one stage cannot
-# take the others' time (not yet run on a GPU: the boxes are estimates). The stages, most informative first:
+# Every stage is time-boxed (timeout), and the boxes add up to 7 minutes 50 seconds, so a hang in one stage
+# cannot take the others' time (not yet run on a GPU: the boxes are estimates). The stages, most
+# informative first:
 #   1. env    20 s   nvidia-smi, the driver and the libraries scripts/gpu-env.sh picks, `resnet version`
 #   2. tests  140 s  every bin/gpu-tests/*.test with RESNET_REQUIRE_GPU=1 (scripts/gpu-test.sh)
-#   3. bench  200 s  `resnet bench` against scripts/bench_pytorch.py on this GPU, resnet50 at batch 256 and
-#                    cifar_resnet56 at 128: ours in fp32 (the only precision it has) and, time allowing, TF32;
-#                    PyTorch eager in fp32 and in bf16 autocast with channels_last, then TF32; each run boxed
-#   4. demo   90 s   demo.yaml trained on the GPU and on the CPU at the same time, same seed; test errors compared
+#   3. bench  210 s  `resnet bench` against scripts/bench_pytorch.py on this GPU, resnet50 at batch 256 and
+#                    cifar_resnet56 at 128: both in fp32, PyTorch also in bf16 autocast with channels_last;
+#                    then resnet50 in bf16 (ours --precision bf16, PyTorch autocast) and bf16 NHWC (ours
+#                    --layout nhwc, PyTorch channels_last); then, time allowing, TF32; each run boxed
+#   4. demo   100 s  demo.yaml trained on the GPU and on the CPU at the same time, same seed, test errors
+#                    compared; then on the GPU with cuda.precision: bf16, its test error reported beside them
+# The bf16 runs took 10 s from the bench box's old 200 s and the bf16 demo 10 s from the demo's old 90 s.
 # Why this order: nothing works without the libraries, so env goes first and is cheap. The tests answer
 # what nothing else can (is each CUDA op right?) and explain any failure after them. The benchmark comes
 # before the demo because the PyTorch numbers are worth having even when ours fail, and docs/benchmarks.md
@@ -279,7 +283,8 @@ stage_tests() {
 
 # ---- 3. bench --------------------------------------------------------------------------------------------
 # One run per line, in the order they run: id, its box in seconds, whose, model, batch, mode (fp32, tf32,
-# bf16-cl: bf16 autocast with channels_last). The runs past the stage's box are skipped.
+# bf16: ours --precision bf16, PyTorch bf16 autocast; bf16-cl: the same with ours --layout nhwc, PyTorch
+# channels_last). The runs past the stage's box are skipped.
 readonly BENCH_RUNS="
 r50-ours-fp32      60 ours  resnet50       256 fp32
 r50-torch-fp32     45 torch resnet50       256 fp32
@@ -287,6 +292,9 @@ r50-torch-bf16-cl  40 torch resnet50       256 bf16-cl
 c56-ours-fp32      25 ours  cifar_resnet56 128 fp32
 c56-torch-fp32     25 torch cifar_resnet56 128 fp32
 c56-torch-bf16-cl  25 torch cifar_resnet56 128 bf16-cl
+r50-ours-bf16      40 ours  resnet50       256 bf16
+r50-torch-bf16     35 torch resnet50       256 bf16
+r50-ours-bf16-cl   40 ours  resnet50       256 bf16-cl
 r50-ours-tf32      45 ours  resnet50       256 tf32
 r50-torch-tf32     40 torch resnet50       256 tf32
 "
@@ -305,7 +313,9 @@ bench_render() {
 	bench_md="### GPU training throughput"$'\n\n'
 	bench_md+="Synthetic input; a step is forward + backward + SGD update (momentum, weight decay). fp32 is strict fp32;"$'\n'
 	bench_md+="TF32 lets cuDNN and cuBLAS use TF32 tensor cores (ours: RESNET_CUDA_TF32=1; PyTorch: --tf32, its default for"$'\n'
-	bench_md+="convolutions). PyTorch runs eagerly (no torch.compile). Peak GPU memory: the most the tensors held during the"$'\n'
+	bench_md+="convolutions). bf16: ours keeps 4-D activations in bf16 (cuda.precision), weights and optimizer in fp32;"$'\n'
+	bench_md+="PyTorch runs under bf16 autocast. NHWC: ours cuda.layout nhwc, PyTorch channels_last."$'\n'
+	bench_md+="PyTorch runs eagerly (no torch.compile). Peak GPU memory: the most the tensors held during the"$'\n'
 	bench_md+="timed steps (ours: the allocator's peak in use; PyTorch: torch.cuda.max_memory_allocated)."$'\n\n'
 	bench_md+="| model | batch | implementation | precision | layout | img/s | ms/step | peak GPU memory (MiB) | vs PyTorch fp32 |"$'\n'
 	bench_md+="|---|---|---|---|---|---|---|---|---|"$'\n'
@@ -325,8 +335,9 @@ bench_render() {
 	read -r w s < <(bench_steps resnet50)
 	bench_md+=$'\n'"Commands (resnet50: $w warm-up and $s timed steps; cifar_resnet56: $(bench_steps cifar_resnet56 | sed 's/ / and /') timed):"$'\n'
 	bench_md+="\`bin/resnet bench --device cuda --model resnet50 --batch-size 256 --warmup $w --steps $s --json\` (TF32: with"$'\n'
-	bench_md+="RESNET_CUDA_TF32=1); \`python scripts/bench_pytorch.py --device cuda --model resnet50 --batch 256 --warmup $w"$'\n'
-	bench_md+="--steps $s --json\`, with \`--tf32\` or \`--precision bf16 --channels-last\`."$'\n'
+	bench_md+="RESNET_CUDA_TF32=1, or with \`--precision bf16\` and \`--layout nhwc\`); \`python scripts/bench_pytorch.py --device cuda"$'\n'
+	bench_md+="--model resnet50 --batch 256 --warmup $w --steps $s --json\`, with \`--tf32\`, \`--precision bf16\` or"$'\n'
+	bench_md+="\`--precision bf16 --channels-last\`."$'\n'
 }
 
 # bench_one ID BOX WHOSE MODEL BATCH MODE: one run, recorded.
@@ -340,16 +351,22 @@ bench_one() {
 		impl="resnet"
 		cmd=("$resnet" bench --device cuda --model "$model" --batch-size "$batch" --warmup "$w" --steps "$s" --json)
 		[[ $mode != tf32 ]] || envs=(RESNET_CUDA_TF32=1)
+		[[ $mode != bf16* ]] || cmd+=(--precision bf16)
+		[[ $mode != bf16-cl ]] || cmd+=(--layout nhwc)
 	else
 		impl="PyTorch${torch_version:+ $torch_version}"
 		cmd=("$torch_python" "$root/scripts/bench_pytorch.py" --device cuda --model "$model" --batch "$batch"
 			--warmup "$w" --steps "$s" --json)
 		[[ $mode != tf32 ]] || cmd+=(--tf32)
-		[[ $mode != bf16-cl ]] || cmd+=(--precision bf16 --channels-last)
+		[[ $mode != bf16* ]] || cmd+=(--precision bf16)
+		[[ $mode != bf16-cl ]] || cmd+=(--channels-last)
 	fi
-	case $mode in
-	tf32) precision=TF32 ;;
-	bf16-cl) precision="bf16 autocast" layout="NHWC (channels_last)" ;;
+	case $whose/$mode in
+	*/tf32) precision=TF32 ;;
+	ours/bf16) precision=bf16 ;;
+	ours/bf16-cl) precision=bf16 layout=NHWC ;;
+	torch/bf16) precision="bf16 autocast" ;;
+	torch/bf16-cl) precision="bf16 autocast" layout="NHWC (channels_last)" ;;
 	esac
 	echo "-- $id: ${envs[*]+${envs[*]} }${cmd[*]}"
 	if [[ $whose == torch && -z $torch_python ]]; then
@@ -390,7 +407,7 @@ bench_one() {
 }
 
 stage_bench() {
-	stage_begin bench 200
+	stage_begin bench 210
 	gpu_gate || return 0
 	mkdir -p "$out/bench"
 	local id box whose model batch mode left nfailed=0 skipped=0 ran=0 note first_error=''
@@ -418,39 +435,39 @@ stage_bench() {
 }
 
 # ---- 4. demo ---------------------------------------------------------------------------------------------
-# demo_run DEVICE BOX NICENESS: trains demo.yaml on DEVICE into demo/DEVICE and evaluates it into
-# demo/DEVICE-eval.json; writes "status seconds" to demo/DEVICE.status.
+# demo_run NAME DEVICE BOX NICENESS [ARGS...]: trains demo.yaml on DEVICE (with more train ARGS) into
+# demo/NAME and evaluates it into demo/NAME-eval.json; writes "status seconds" to demo/NAME.status.
 demo_run() {
-	local dev=$1 box=$2 t0=$SECONDS rc epochs=() secs
+	local name=$1 dev=$2 box=$3 nice=$4 t0=$SECONDS rc epochs=() secs
+	shift 4
 	[[ -z ${GPU_CHECK_DEMO_EPOCHS:-} ]] || epochs=(--epochs "$GPU_CHECK_DEMO_EPOCHS")
-	boxed "$box" "$out/demo/$dev-train.log" nice -n "$3" "$resnet" train --config demo.yaml --device "$dev" \
-		${epochs[@]+"${epochs[@]}"} --out "$out/demo/$dev"
+	boxed "$box" "$out/demo/$name-train.log" nice -n "$nice" "$resnet" train --config demo.yaml --device "$dev" \
+		${epochs[@]+"${epochs[@]}"} "$@" --out "$out/demo/$name"
 	rc=$?
 	secs=$((SECONDS - t0))
 	if [[ $rc == 0 ]]; then
-		timeout -k 5 20 "$resnet" eval --checkpoint "$out/demo/$dev" --device "$dev" --json \
-			>"$out/demo/$dev-eval.json" 2>"$out/demo/$dev-eval.log"
+		timeout -k 5 20 "$resnet" eval --checkpoint "$out/demo/$name" --device "$dev" --json \
+			>"$out/demo/$name-eval.json" 2>"$out/demo/$name-eval.log"
 		rc=$?
 	fi
-	echo "$(status_of "$rc") $secs" >"$out/demo/$dev.status"
+	echo "$(status_of "$rc") $secs" >"$out/demo/$name.status"
 }
 
 stage_demo() {
-	stage_begin demo 90
+	stage_begin demo 100
 	gpu_gate || return 0
 	mkdir -p "$out/demo"
-	local box=$(($(stage_left) - 25)) cpu gpu cpu_pid
-	# The CPU run in the background, at low priority, while the GPU run feeds the GPU.
-	demo_run cpu "$box" 10 &
+	local box=$(($(stage_left) - 25)) cpu_pid
+	# The CPU run in the background, at low priority, while the GPU runs (fp32, then bf16) feed the GPU.
+	demo_run cpu cpu "$box" 10 &
 	cpu_pid=$!
-	demo_run cuda "$box" 0
+	demo_run cuda cuda "$box" 0
+	demo_run cuda-bf16 cuda "$(($(stage_left) - 25))" 0 --set cuda.precision=bf16
 	wait "$cpu_pid"
-	gpu=$(cat "$out/demo/cuda.status")
-	cpu=$(cat "$out/demo/cpu.status")
-	local d rows='' fields='' status=pass note top1 top5 loss ips gpu_err='' cpu_err='' why failures=()
-	for d in cuda cpu; do
+	local d rows='' fields='' status=pass note top1 top5 loss ips gpu_err='' cpu_err='' bf16_err='' why failures=()
+	for d in cuda cpu cuda-bf16; do
 		local st secs
-		if [[ $d == cuda ]]; then read -r st secs <<<"$gpu"; else read -r st secs <<<"$cpu"; fi
+		read -r st secs <"$out/demo/$d.status"
 		top1=$(json_get "$out/demo/$d-eval.json" top1_err)
 		top5=$(json_get "$out/demo/$d-eval.json" top5_err)
 		loss=$(json_get "$out/demo/$d-eval.json" loss)
@@ -463,10 +480,10 @@ stage_demo() {
 			failures+=("$d run $st: ${why:-no top1_err in its eval output}")
 			tail -n 5 "$out/demo/$d-train.log"
 		fi
-		[[ $d == cuda ]] && gpu_err=$top1 || cpu_err=$top1
+		case $d in cuda) gpu_err=$top1 ;; cpu) cpu_err=$top1 ;; *) bf16_err=$top1 ;; esac
 		rows+="| $d | $st | $(num "$top1" 100 %.2f%%) | $(num "$top5" 100 %.2f%%) |"
 		rows+=" $(num "$loss" 1 %.4f) | $secs s | ${ips:--} |"$'\n'
-		fields+="\"$d\": {\"status\": $(json_str "$st"), \"seconds\": $secs, \"top1_err\": $(json_num "$top1"), \"top5_err\": $(json_num "$top5"), \"loss\": $(json_num "$loss"), \"train_images_per_sec\": $(json_num "$ips"), \"error\": $(json_str "$why")}, "
+		fields+="\"${d/-/_}\": {\"status\": $(json_str "$st"), \"seconds\": $secs, \"top1_err\": $(json_num "$top1"), \"top5_err\": $(json_num "$top5"), \"loss\": $(json_num "$loss"), \"train_images_per_sec\": $(json_num "$ips"), \"error\": $(json_str "$why")}, "
 	done
 	local diff=''
 	if [[ -n $gpu_err && -n $cpu_err ]]; then
@@ -481,10 +498,12 @@ stage_demo() {
 		note=$(printf '%s; ' "${failures[@]}")
 		note=${note%; }
 	fi
+	[[ -z $bf16_err ]] || note+="; GPU bf16 $(num "$bf16_err" 100 %.1f%%)"
 	demo_md="### demo.yaml on the GPU and on the CPU"$'\n\n'
 	demo_md+="Same config and seed (cifar_resnet8 on the built-in synthetic set, ${GPU_CHECK_DEMO_EPOCHS:-4} epochs), trained at the same time"$'\n'
 	demo_md+="(the CPU run at nice 10); \`bin/resnet train --config demo.yaml --device cuda|cpu\`, then \`bin/resnet eval --json\`."$'\n'
-	demo_md+="The top-1 errors must agree to $(awk -v t="$DEMO_TOLERANCE" 'BEGIN { printf "%.0f", 100 * t }') points (the spread of CPU runs under tiny perturbations)."$'\n\n'
+	demo_md+="The top-1 errors of cuda and cpu must agree to $(awk -v t="$DEMO_TOLERANCE" 'BEGIN { printf "%.0f", 100 * t }') points (the spread of CPU runs under tiny perturbations)."$'\n'
+	demo_md+="cuda-bf16 is the GPU run again with \`--set cuda.precision=bf16\`, reported beside them."$'\n\n'
 	demo_md+="| device | run | test top-1 error | top-5 | test loss | training time | training img/s |"$'\n'
 	demo_md+="|---|---|---|---|---|---|---|"$'\n'
 	demo_md+=$rows

@@ -21,34 +21,42 @@ case "$*" in
 esac
 `
 	// A python with torch: "-" is gpu-env.sh asking for its site-packages; anything else is
-	// bench_pytorch.py, 1000 img/s in fp32, 2000 with TF32, 3000 in bf16 with channels_last; ten times that
-	// for cifar_resnet56.
+	// bench_pytorch.py, 1000 img/s in fp32, 2000 with TF32, 2500 in bf16, 3000 in bf16 with channels_last;
+	// ten times that for cifar_resnet56.
 	fakeTorchPython = `#!/bin/sh
 if [ "$1" = - ]; then cat >/dev/null; exit 0; fi
 ips=1000
-case "$*" in *--channels-last*) ips=3000 ;; *--tf32*) ips=2000 ;; esac
+case "$*" in *--channels-last*) ips=3000 ;; *--tf32*) ips=2000 ;; *"--precision bf16"*) ips=2500 ;; esac
 case "$*" in *cifar_resnet56*) ips=${ips}0 ;; esac
 printf '{\n  "model": "x",\n  "images_per_sec": %s,\n  "step_ms": 250.0,\n  "peak_device_bytes": 2147483648\n}\n' "$ips"
 `
-	// bin/resnet: bench at 800 img/s (1600 with TF32), the demo at 30.5% test error on the GPU and 29.7%
-	// on the CPU.
+	// bin/resnet: bench at 800 img/s (1600 with TF32, 1200 in bf16, 1400 in bf16 NHWC), the demo at 30.5%
+	// test error on the GPU (31.5% in bf16) and 29.7% on the CPU.
 	fakeResnet = `#!/bin/sh
 cmd=$1; shift
-out=; dev=
+out=; dev=; prec=fp32; layout=nchw
 while [ $# -gt 0 ]; do
-	case $1 in --out | --checkpoint) out=$2; shift ;; --device) dev=$2; shift ;; esac
+	case $1 in
+	--out | --checkpoint) out=$2; shift ;;
+	--device) dev=$2; shift ;;
+	--precision) prec=$2; shift ;;
+	--layout) layout=$2; shift ;;
+	--set) case $2 in cuda.precision=*) prec=${2#*=} ;; esac; shift ;;
+	esac
 	shift
 done
 case $cmd in
 version) printf 'resnet v9.9.9\ngo1.26 linux/amd64\nbackends: cpu, cuda\n' ;;
 bench)
 	ips=800; [ -n "$RESNET_CUDA_TF32" ] && ips=1600
+	[ "$prec" = bf16 ] && ips=1200; [ "$layout" = nhwc ] && ips=1400
 	printf '{\n  "images_per_sec": %s,\n  "step_ms": 320.0,\n  "peak_rss_bytes": 5,\n  "peak_device_bytes": 1073741824\n}\n' "$ips" ;;
 train)
-	mkdir -p "$out" && echo "$dev" >"$out/device"
+	mkdir -p "$out" && echo "$dev $prec" >"$out/device"
 	echo "epoch 4/4  step 624  train loss 0.8000 err 30.00%  test loss 0.9 err 30.00% top-5 1.00%  5000 img/s" ;;
 eval)
-	err=0.297; [ "$(cat "$out/device")" = cuda ] && [ "$dev" = cuda ] && err=0.305
+	err=0.297; [ "$(cat "$out/device")" = "cuda fp32" ] && [ "$dev" = cuda ] && err=0.305
+	[ "$(cat "$out/device")" = "cuda bf16" ] && err=0.315
 	printf '{\n  "checkpoint": "%s",\n  "loss": 0.9,\n  "top1_err": %s,\n  "top5_err": 0.01,\n  "models": [\n    {\n      "top1_err": 1\n    }\n  ]\n}\n' "$out" "$err" ;;
 esac
 `
@@ -220,7 +228,8 @@ func TestGPUCheckDryRun(t *testing.T) {
 			"No GPU: nvidia-smi is not installed.",
 			"| stage | result | time (box) |",
 			"| tests | skipped: dry run: no GPU work | 0 s (140 s) |",
-			"| demo | skipped: dry run: no GPU work | 0 s (90 s) |",
+			"| demo | skipped: dry run: no GPU work | 0 s (100 s) |",
+			"| bench | skipped: dry run: no GPU work | 0 s (210 s) |",
 		} {
 			if !strings.Contains(output, "\n"+line+"\n") {
 				t.Errorf("%s: summary.md lacks the line %q\n%s", dry[0], line, output)
@@ -275,8 +284,8 @@ func TestGPUCheckOnFakeGPU(t *testing.T) {
 				}
 			}
 			bench := s.Stages[2]
-			if len(bench.Runs) != 8 {
-				t.Errorf("%d bench runs, want 8: %+v", len(bench.Runs), bench.Runs)
+			if len(bench.Runs) != 11 {
+				t.Errorf("%d bench runs, want 11: %+v", len(bench.Runs), bench.Runs)
 			}
 			for _, r := range bench.Runs {
 				if r.Status != "pass" || r.ImagesPerSec == nil {
@@ -293,9 +302,13 @@ func TestGPUCheckOnFakeGPU(t *testing.T) {
 				"| resnet50 | 256 | PyTorch 2.9.0 | fp32 | NCHW | 1000.0 | 250.0 | 2048 | 1.00x |",
 				"| resnet50 | 256 | PyTorch 2.9.0 | bf16 autocast | NHWC (channels_last) | 3000.0 | 250.0 | 2048 | 3.00x |",
 				"| cifar_resnet56 | 128 | resnet | fp32 | NCHW | 800.0 | 320.0 | 1024 | 0.08x |",
+				"| resnet50 | 256 | resnet | bf16 | NCHW | 1200.0 | 320.0 | 1024 | 1.20x |",
+				"| resnet50 | 256 | PyTorch 2.9.0 | bf16 autocast | NCHW | 2500.0 | 250.0 | 2048 | 2.50x |",
+				"| resnet50 | 256 | resnet | bf16 | NHWC | 1400.0 | 320.0 | 1024 | 1.40x |",
 				"| resnet50 | 256 | resnet | TF32 | NCHW | 1600.0 | 320.0 | 1024 | 1.60x |",
 				"| resnet50 | 256 | PyTorch 2.9.0 | TF32 | NCHW | 2000.0 | 250.0 | 2048 | 2.00x |",
-				"| demo | pass: top-1 error GPU 30.5%, CPU 29.7% |",
+				"| demo | pass: top-1 error GPU 30.5%, CPU 29.7%; GPU bf16 31.5% |",
+				"| cuda-bf16 | pass | 31.50% | 1.00% |",
 			} {
 				if !strings.Contains(output, "\n"+line) {
 					t.Errorf("summary.md lacks %q\n%s", line, output)

@@ -35,6 +35,8 @@ type benchTrainOptions struct {
 	seed       int64
 	unfused    bool
 	cpuProfile string
+	// precision and layout are cuda.precision and cuda.layout.
+	precision, layout string
 
 	// deterministic and cudnnBenchmark are cuda.deterministic and cuda.benchmark.
 	deterministic, cudnnBenchmark bool
@@ -62,7 +64,10 @@ type benchReport struct {
 	ImagesPerSec float64 `json:"images_per_sec"`
 	StepMillis   float64 `json:"step_ms"`
 	GFLOPPerSec  float64 `json:"gflop_per_sec"`
-	Precision    string  `json:"precision"` // always fp32: the networks train in fp32
+	// Precision and Layout are the activation format (--precision, --layout): fp32, bf16 or fp16; nchw or
+	// nhwc.
+	Precision string `json:"precision"`
+	Layout    string `json:"layout"`
 	// PeakRSSBytes is the process's peak resident set size (getrusage ru_maxrss) when the run ends.
 	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
 	// Environment is the device's, as in a run's reproducibility.json (backend.Reporter).
@@ -145,6 +150,23 @@ func (o *benchTrainOptions) bind(f *pflag.FlagSet) {
 	f.BoolVar(&o.deterministic, "deterministic", true, "GPU convolutions only with deterministic algorithms (cuda.deterministic)")
 	f.BoolVar(&o.cudnnBenchmark, "cudnn-benchmark", false, "choose GPU convolution algorithms by timing them (cuda.benchmark)")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file")
+	def := config.Default().CUDA
+	f.StringVar(&o.precision, "precision", def.Precision, "activation precision on the GPU: fp32, bf16 or fp16 (cuda.precision)")
+	f.StringVar(&o.layout, "layout", def.Layout, "activation layout on the GPU: nchw or nhwc (cuda.layout)")
+}
+
+// benchFlagOfKey names the flag of 'resnet bench train' that sets a config key.
+var benchFlagOfKey = map[string]string{"device": "--device", "cuda.precision": "--precision", "cuda.layout": "--layout"}
+
+// checkFormat checks --device, --precision and --layout by the rules of the config keys they set.
+func (o *benchTrainOptions) checkFormat() error {
+	c := config.Default()
+	c.Device, c.CUDA.Precision, c.CUDA.Layout = o.device, o.precision, o.layout
+	var fe *config.FieldError
+	if err := config.Validate(c); errors.As(err, &fe) {
+		return usageError{fmt.Errorf("%s %s", benchFlagOfKey[fe.Key], fe.Reason)}
+	}
+	return nil
 }
 
 // bind binds the flags of 'resnet bench data' besides --json.
@@ -190,7 +212,7 @@ func (o *benchTrainOptions) check(changed func(string) bool) error {
 	if o.batchSize < 1 || o.steps < 1 || o.warmup < 0 {
 		return usageError{errors.New("--batch-size and --steps must be >= 1 and --warmup >= 0")}
 	}
-	return nil
+	return o.checkFormat()
 }
 
 // runBenchTrain times training steps of a zoo model on random input.
@@ -211,7 +233,7 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 		return err
 	}
 	dev, err := openDevice(e, o.device, config.CUDAConfig{Fuse: !o.unfused, Deterministic: o.deterministic,
-		Benchmark: o.cudnnBenchmark, Precision: "fp32", Layout: "nchw"})
+		Benchmark: o.cudnnBenchmark, Precision: o.precision, Layout: o.layout})
 	if err != nil {
 		return err
 	}
@@ -235,7 +257,7 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 		Model: spec.Name, Device: dev.Name(), Batch: o.batchSize, Steps: o.steps, Threads: runtime.GOMAXPROCS(0),
 		ImagesPerSec: ips, StepMillis: 1000 * secs / float64(o.steps),
 		// Training costs about three times the forward MACs, two FLOPs each.
-		GFLOPPerSec: ips * 6 * float64(st.MACs) / 1e9, Precision: "fp32", PeakRSSBytes: peakRSSBytes(),
+		GFLOPPerSec: ips * 6 * float64(st.MACs) / 1e9, Precision: o.precision, Layout: o.layout, PeakRSSBytes: peakRSSBytes(),
 		PeakDeviceBytes: peak,
 	}
 	if r, ok := dev.(backend.Reporter); ok {
@@ -244,8 +266,8 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 	if o.json {
 		return printJSON(e.stdout, rep)
 	}
-	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s, peak RSS %.0f MiB",
-		rep.Model, rep.Device, rep.Threads, rep.Precision, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec,
+	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s %s), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s, peak RSS %.0f MiB",
+		rep.Model, rep.Device, rep.Threads, rep.Precision, rep.Layout, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec,
 		float64(rep.PeakRSSBytes)/(1<<20))
 	if rep.PeakDeviceBytes > 0 {
 		fmt.Fprintf(e.stdout, ", peak device memory %.0f MiB", float64(rep.PeakDeviceBytes)/(1<<20))
@@ -285,7 +307,7 @@ func checkBenchMemory(e *env, dev backend.Device, spec model.Spec, batch int) er
 // device memory they held (else 0).
 func timeTrainSteps(net *model.Net, o *benchTrainOptions) (secs float64, peak int64, err error) {
 	dev := net.Device()
-	step := syntheticStep(net, o.batchSize, o.seed)
+	step := syntheticStep(net, o.batchSize, o.seed, benchLossScale(o.precision))
 	if err := runSteps(dev, step, o.warmup); err != nil {
 		return 0, 0, err
 	}
@@ -319,9 +341,20 @@ func runSteps(dev backend.Device, step func() error, n int) error {
 	return dev.Sync()
 }
 
+// benchLossScale is the loss scale a training run starts with in a precision (train.loss_scale auto):
+// GradScaler's 65536 for fp16, none otherwise.
+func benchLossScale(precision string) float32 {
+	c := config.Default()
+	c.CUDA.Precision = precision
+	if l := c.LossScaling(); l.Dynamic {
+		return float32(l.Init)
+	}
+	return 1
+}
+
 // syntheticStep returns a training step (forward, backward, SGD update) of net on one fixed batch of
-// random images and labels.
-func syntheticStep(net *model.Net, batch int, seed int64) func() error {
+// random images and labels, the loss scaled by lossScale and the update unscaling it.
+func syntheticStep(net *model.Net, batch int, seed int64, lossScale float32) func() error {
 	c, h, w := net.InputShape()
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
 	x := make([]float32, batch*c*h*w)
@@ -334,10 +367,10 @@ func syntheticStep(net *model.Net, batch int, seed int64) func() error {
 	}
 	slots := net.SGDSlots(1e-4, false)
 	return func() error {
-		if _, err := net.TrainStep(x, labels); err != nil {
+		if _, err := net.TrainStepScaled(x, labels, lossScale); err != nil {
 			return err
 		}
-		return net.Device().SGDStep(backend.SGDParams{LR: 0.01, Momentum: 0.9}, slots)
+		return net.Device().SGDStep(backend.SGDParams{LR: 0.01, Momentum: 0.9, GradScale: 1 / lossScale}, slots)
 	}
 }
 

@@ -35,7 +35,7 @@ func TestBenchTrainSpellings(t *testing.T) {
 	} {
 		var rep benchReport
 		benchJSON(t, &rep, append(args, tiny...)...)
-		if rep.Model != "cifar_resnet20" || rep.Batch != 4 || rep.Steps != 1 || rep.Precision != "fp32" || !(rep.ImagesPerSec > 0) ||
+		if rep.Model != "cifar_resnet20" || rep.Batch != 4 || rep.Steps != 1 || rep.Precision != "fp32" || rep.Layout != "nchw" || !(rep.ImagesPerSec > 0) ||
 			rep.Environment["backend"] != "cpu" || rep.Environment["gemm_kernel"] == "" {
 			t.Errorf("%v: report %+v", args, rep)
 		}
@@ -68,7 +68,11 @@ func TestBenchFlagErrors(t *testing.T) {
 	}{
 		{[]string{"bench", "--batch", "4", "--batch-size", "8"}, "resnet: --batch 4 and --batch-size 8 disagree: --batch is the old spelling of --batch-size; give --batch-size alone\n"},
 		{[]string{"bench", "--batch-size", "0"}, "resnet: --batch-size and --steps must be >= 1 and --warmup >= 0\n"},
-		{[]string{"bench", "--precision", "fp32"}, "resnet: unknown flag: --precision\n"},
+		{[]string{"bench", "--precision", "fp8"}, `resnet: --precision must be one of fp32, bf16, fp16 (got "fp8")` + "\n"},
+		{[]string{"bench", "--layout", "channels_last"}, `resnet: --layout must be one of nchw, nhwc (got "channels_last"); did you mean nhwc?` + "\n"},
+		{[]string{"bench", "train", "--device", "cpu", "--precision", "bf16"}, "resnet: --precision bf16 needs the cuda backend " +
+			"(device is cpu, which computes in fp32): set device: cuda, or cuda.precision: fp32\n"},
+		{[]string{"bench", "data", "--precision", "fp32"}, "resnet: unknown flag: --precision\n"},
 		{[]string{"bench", "--config", "demo"}, "resnet: --config is a flag of 'resnet bench data'; 'resnet bench' measures training\n"},
 		{[]string{"bench", "--batches", "3"}, "resnet: --batches is a flag of 'resnet bench data'; 'resnet bench' measures training\n"},
 		{[]string{"bench", "train", "--config", "demo"}, "resnet: unknown flag: --config\n"},

@@ -70,6 +70,8 @@ func TestCUDASettingsReachTheDevice(t *testing.T) {
 			"--set", "cuda.precision=bf16", "--set", "cuda.layout=nhwc"}, backend.Options{Precision: backend.BF16, Layout: backend.NHWC}},
 		{[]string{"eval", "--checkpoint", run, "--device", "cuda"}, backend.Options{Unfused: true}},
 		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8"}, backend.Options{}},
+		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8", "--precision", "fp16", "--layout", "nhwc"},
+			backend.Options{Precision: backend.F16, Layout: backend.NHWC}},
 		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8", "--deterministic=false", "--cudnn-benchmark"},
 			backend.Options{Nondeterministic: true, Benchmark: true}},
 	} {
