@@ -155,16 +155,23 @@ func (o *benchTrainOptions) bind(f *pflag.FlagSet) {
 	f.StringVar(&o.layout, "layout", def.Layout, "activation layout on the GPU: nchw or nhwc (cuda.layout)")
 }
 
-// benchFlagOfKey names the flag of 'resnet bench train' that sets a config key.
-var benchFlagOfKey = map[string]string{"device": "--device", "cuda.precision": "--precision", "cuda.layout": "--layout"}
+// benchFormatFlags names the flags of 'resnet bench train' that set the activation format's config keys.
+var benchFormatFlags = map[string]string{"cuda.precision": "--precision", "cuda.layout": "--layout"}
 
-// checkFormat checks --device, --precision and --layout by the rules of the config keys they set.
+// checkFormat checks --precision and --layout (with --device) by the rules of the config keys they set.
+// An unknown --device is left to opening the device, which names the backends there are.
 func (o *benchTrainOptions) checkFormat() error {
 	c := config.Default()
 	c.Device, c.CUDA.Precision, c.CUDA.Layout = o.device, o.precision, o.layout
-	var fe *config.FieldError
-	if err := config.Validate(c); errors.As(err, &fe) {
-		return usageError{fmt.Errorf("%s %s", benchFlagOfKey[fe.Key], fe.Reason)}
+	joined, ok := config.Validate(c).(interface{ Unwrap() []error }) // nil, or errors.Join's
+	if !ok {
+		return nil
+	}
+	for _, e := range joined.Unwrap() {
+		var fe *config.FieldError
+		if errors.As(e, &fe) && benchFormatFlags[fe.Key] != "" {
+			return usageError{fmt.Errorf("%s %s", benchFormatFlags[fe.Key], fe.Reason)}
+		}
 	}
 	return nil
 }
