@@ -23,8 +23,8 @@ package cuda
 // CUDNN_TENSOR_NCHW KCRS; tensor descriptors take the dimensions in NCHW order whatever the format. Which
 // algorithms run a configuration and format differs per algorithm (FFT and Winograd are NCHW-only, for
 // example); an algorithm that cannot run one is listed with a status other than CUDNN_STATUS_SUCCESS and
-// is not chosen. The fallbacks (IMPLICIT_GEMM forward, ALGO_1 backward) are listed for every configuration
-// above in both formats.
+// is not chosen. The fallbacks (IMPLICIT_GEMM forward, ALGO_1 backward) are the algorithms the reference's
+// per-algorithm tables list for every configuration above in both formats.
 
 import "resnet/internal/backend"
 
