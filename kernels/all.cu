@@ -15,6 +15,7 @@
 
 #include "batchnorm.cu"
 #include "check.cu"
+#include "convert.cu"
 #include "linear.cu"
 #include "loss.cu"
 #include "pooling.cu"

@@ -16,7 +16,9 @@ package cuda
 //	false               false           heuristics  fits the workspace cap
 //	false               true            timed       fits the workspace cap
 //
-// and without TF32 (RESNET_CUDA_TF32 unset) nothing that runs on TF32 tensor cores. When timing fails or
+// and for f32 data without TF32 (RESNET_CUDA_TF32 unset) nothing that runs on TF32 tensor cores; 16-bit data
+// is listed with TENSOR_OP math and any candidate's math type is usable (tensor cores on bf16 or f16
+// inputs multiply exactly into the f32 accumulator: TF32 is a question of f32 inputs only). When timing fails or
 // the timed list has nothing usable, the heuristics choose; when neither has anything, a fallback that
 // runs every geometry deterministically does (implicit GEMM forward, algorithm 1 backward).
 
@@ -44,6 +46,7 @@ type algoPolicy struct {
 	timed         bool  // rank by timing instead of heuristics
 	tf32          bool  // algorithms on TF32 tensor cores are allowed
 	wsLimit       int64 // cap on one convolution's workspace
+	half          bool  // the data is bf16 or f16: every math type is allowed
 }
 
 // algoPolicy is the device's policy, from its options and environment.
@@ -60,7 +63,7 @@ func (p algoPolicy) usable(c convCandidate) bool {
 		return false
 	}
 	// DEFAULT math may use TF32 on sm_80 and newer; without TF32 such a candidate runs with FMA math.
-	return p.tf32 || c.math == mathFMA || c.math == mathDefault
+	return p.half || p.tf32 || c.math == mathFMA || c.math == mathDefault
 }
 
 // pick returns the index of the first usable candidate, or -1.
@@ -92,6 +95,7 @@ const (
 // chooseConvAlgo chooses the algorithm of direction dir of plan p under policy pol and readies it to run.
 // It runs on the owner thread; x, w and y are the operands timing runs on (the output may be scratch).
 func chooseConvAlgo(g gpu, pol algoPolicy, p *convPlan, dir convDir, x, w, y uint64) (*convAlgo, error) {
+	pol.half = p.geom.DType != backend.F32
 	var cands []convCandidate
 	chosenBy := chosenByHeuristic
 	pick := -1
@@ -123,8 +127,13 @@ func chooseConvAlgo(g gpu, pol algoPolicy, p *convPlan, dir convDir, x, w, y uin
 		chosen = cands[pick]
 	} else {
 		chosenBy = chosenByFallback
+		if pol.half {
+			chosen.math = mathTensorOp
+		}
 	}
-	if !pol.tf32 {
+	// A 16-bit candidate runs with the math type cuDNN ranked it under (the combination it reported
+	// CUDNN_STATUS_SUCCESS for).
+	if !pol.tf32 && !pol.half {
 		chosen.math = mathFMA
 	}
 	a, err := g.newConvAlgo(p, dir, chosen)

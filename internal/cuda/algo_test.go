@@ -44,17 +44,19 @@ func listsAsked(t *testing.T, d *Device) (heuristic, timed int) {
 }
 
 // convAllDirections runs the three directions of one 3x3 convolution at batch n (backward data
-// accumulating, so that timing must run it on scratch) and waits for them.
+// accumulating, so that timing must run it on scratch) on activations in the device's format and waits
+// for them.
 func convAllDirections(t *testing.T, d *Device, n int) {
 	t.Helper()
-	alloc := func(shape ...int) backend.Tensor {
-		x, err := d.Alloc(backend.Shape(shape), backend.F32, backend.NCHW)
+	act, layout := d.ActivationFormat()
+	alloc := func(dt backend.DType, layout backend.Layout, shape ...int) backend.Tensor {
+		x, err := d.Alloc(backend.Shape(shape), dt, layout)
 		mustOK(t, err)
 		t.Cleanup(func() { d.Free(x) })
 		return x
 	}
 	p := backend.ConvParams{Stride: 1, Pad: 1}
-	x, w, y := alloc(n, 3, 6, 6), alloc(4, 3, 3, 3), alloc(n, 4, 6, 6)
+	x, w, y := alloc(act, layout, n, 3, 6, 6), alloc(backend.F32, backend.NCHW, 4, 3, 3, 3), alloc(act, layout, n, 4, 6, 6)
 	mustOK(t, d.ConvForward(p, x, w, y))
 	mustOK(t, d.ConvBackwardData(p, y, w, x, true))
 	mustOK(t, d.ConvBackwardFilter(p, x, y, w))
@@ -102,6 +104,12 @@ func TestConvAlgorithmChoice(t *testing.T) {
 			"forward":         "FWD_ALGO_GEMM 8192 timed",
 			"backward_data":   "BWD_DATA_ALGO_0 0 timed nondeterministic",
 			"backward_filter": "BWD_FILTER_ALGO_3 4096 timed nondeterministic",
+		}},
+		// 16-bit data may take the tensor-op WINOGRAD that f32 without TF32 passes over.
+		{"deterministic bf16", backend.Options{Precision: backend.BF16, Layout: backend.NHWC}, map[string]string{
+			"forward":         "FWD_ALGO_WINOGRAD 4096 heuristic",
+			"backward_data":   "BWD_DATA_ALGO_1 4096 heuristic",
+			"backward_filter": "BWD_FILTER_ALGO_1 4096 heuristic",
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

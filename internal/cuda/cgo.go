@@ -263,25 +263,23 @@ static cudnnStatus_t rn_cudnnCreate(cudnnHandle_t* h) { return p_cudnnCreate(h);
 static cudnnStatus_t rn_cudnnDestroy(cudnnHandle_t h) { return p_cudnnDestroy(h); }
 static cudnnStatus_t rn_cudnnSetStream(cudnnHandle_t h, CUstream s) { return p_cudnnSetStream(h, (cudaStream_t)s); }
 
-// rn_conv_descs creates and sets the tensor and filter descriptors of a convolution:
-// x (n, cin, h, w), w (cout, cin, kh, kw), y (n, cout, oh, ow), float NCHW.
+// rn_conv_descs creates and sets the tensor and filter descriptors of a convolution: x (n, cin, h, w),
+// w (cout, cin, kh, kw), y (n, cout, oh, ow), all three of data type dt in format fmt. The dimensions are
+// named in NCHW order whatever the format; a filter in CUDNN_TENSOR_NHWC is laid out KRSC
+// (cout, kh, kw, cin), in CUDNN_TENSOR_NCHW KCRS (cout, cin, kh, kw).
 static cudnnStatus_t rn_conv_descs(cudnnTensorDescriptor_t* xd, cudnnFilterDescriptor_t* wd,
-                                   cudnnTensorDescriptor_t* yd, int n, int cin, int h, int w, int cout, int kh,
-                                   int kw, int oh, int ow) {
+                                   cudnnTensorDescriptor_t* yd, cudnnDataType_t dt, cudnnTensorFormat_t fmt, int n,
+                                   int cin, int h, int w, int cout, int kh, int kw, int oh, int ow) {
   cudnnStatus_t s;
   *xd = NULL;
   *wd = NULL;
   *yd = NULL;
   if ((s = p_cudnnCreateTensorDescriptor(xd)) != CUDNN_STATUS_SUCCESS) return s;
-  if ((s = p_cudnnSetTensor4dDescriptor(*xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, cin, h, w)) !=
-      CUDNN_STATUS_SUCCESS)
-    return s;
+  if ((s = p_cudnnSetTensor4dDescriptor(*xd, fmt, dt, n, cin, h, w)) != CUDNN_STATUS_SUCCESS) return s;
   if ((s = p_cudnnCreateFilterDescriptor(wd)) != CUDNN_STATUS_SUCCESS) return s;
-  if ((s = p_cudnnSetFilter4dDescriptor(*wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, cout, cin, kh, kw)) !=
-      CUDNN_STATUS_SUCCESS)
-    return s;
+  if ((s = p_cudnnSetFilter4dDescriptor(*wd, dt, fmt, cout, cin, kh, kw)) != CUDNN_STATUS_SUCCESS) return s;
   if ((s = p_cudnnCreateTensorDescriptor(yd)) != CUDNN_STATUS_SUCCESS) return s;
-  return p_cudnnSetTensor4dDescriptor(*yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, cout, oh, ow);
+  return p_cudnnSetTensor4dDescriptor(*yd, fmt, dt, n, cout, oh, ow);
 }
 
 static void rn_conv_descs_destroy(cudnnTensorDescriptor_t xd, cudnnFilterDescriptor_t wd,
@@ -291,6 +289,10 @@ static void rn_conv_descs_destroy(cudnnTensorDescriptor_t xd, cudnnFilterDescrip
   if (yd) p_cudnnDestroyTensorDescriptor(yd);
 }
 
+// rn_conv_desc creates a convolution descriptor. Its compute type is CUDNN_DATA_FLOAT for every data type:
+// f32 accumulation is FLOAT_CONFIG for f32 tensors, PSEUDO_HALF_CONFIG for half and
+// PSEUDO_BFLOAT16_CONFIG for bfloat16 (cuDNN has no true-bfloat16 configuration, and TRUE_HALF_CONFIG
+// would accumulate in half).
 static cudnnStatus_t rn_conv_desc(cudnnConvolutionDescriptor_t* cd, int pad, int stride, int math) {
   cudnnStatus_t s;
   *cd = NULL;
@@ -472,6 +474,8 @@ import (
 	"fmt"
 	"sync"
 	"unsafe"
+
+	"resnet/internal/backend"
 )
 
 // ---- loading the libraries ------------------------------------------------------------------------------
@@ -1046,8 +1050,9 @@ type convAlgo struct {
 
 // The cuDNN math types the choice reads (cudnnMathType_t).
 const (
-	mathDefault = int(C.CUDNN_DEFAULT_MATH)
-	mathFMA     = int(C.CUDNN_FMA_MATH)
+	mathDefault  = int(C.CUDNN_DEFAULT_MATH)
+	mathFMA      = int(C.CUDNN_FMA_MATH)
+	mathTensorOp = int(C.CUDNN_TENSOR_OP_MATH)
 )
 
 // convAlgoNames are cuDNN's algorithms per direction, indexed by their enum values (checked against the
@@ -1066,22 +1071,50 @@ var convAlgoNames = [...][]string{
 		"CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING"},
 }
 
-// newConvPlan creates the descriptors of a geometry.
+// newConvPlan creates the descriptors of a geometry: x, w and y in the geometry's data type and layout (the
+// filter being the device's converted copy, or cuDNN's filter gradient before it is converted back, when
+// that is not f32 NCHW), f32 accumulation, and candidates listed with TENSOR_OP math for 16-bit data (so
+// that the tensor-core kernels are among them; DEFAULT math keeps 16-bit data off tensor cores before
+// sm_80, and TENSOR_OP_MATH_ALLOW_CONVERSION only adds down-conversion of f32 data, which has none to do)
+// and with the device's f32 math otherwise (FMA, or DEFAULT under RESNET_CUDA_TF32=1).
 func (dr *driver) newConvPlan(g convGeom) (*convPlan, error) {
 	p := &convPlan{geom: g, algo: map[algoKey]*convAlgo{}}
-	s := C.rn_conv_descs(&p.xd, &p.wd, &p.yd, C.int(g.N), C.int(g.Cin), C.int(g.H), C.int(g.W), C.int(g.Cout),
-		C.int(g.KH), C.int(g.KW), C.int(g.OH), C.int(g.OW))
+	s := C.rn_conv_descs(&p.xd, &p.wd, &p.yd, cudnnDataType(g.DType), cudnnFormat(g.Layout), C.int(g.N), C.int(g.Cin),
+		C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH), C.int(g.KW), C.int(g.OH), C.int(g.OW))
 	if err := cudnnErrOf(s, "cudnnSetTensor4dDescriptor/cudnnSetFilter4dDescriptor("+g.String()+")"); err != nil {
 		C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
 		return nil, err
 	}
-	s = C.rn_conv_desc(&p.cd, C.int(g.Pad), C.int(g.Stride), dr.convMath)
+	math := dr.convMath
+	if g.DType != backend.F32 {
+		math = C.CUDNN_TENSOR_OP_MATH
+	}
+	s = C.rn_conv_desc(&p.cd, C.int(g.Pad), C.int(g.Stride), math)
 	if err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor("+g.String()+")"); err != nil {
 		C.rn_conv_desc_destroy(p.cd)
 		C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
 		return nil, err
 	}
 	return p, nil
+}
+
+// cudnnDataType is cuDNN's name of an activation dtype.
+func cudnnDataType(dt backend.DType) C.cudnnDataType_t {
+	switch dt {
+	case backend.BF16:
+		return C.CUDNN_DATA_BFLOAT16
+	case backend.F16:
+		return C.CUDNN_DATA_HALF
+	}
+	return C.CUDNN_DATA_FLOAT
+}
+
+// cudnnFormat is cuDNN's name of an activation layout (for a filter, NHWC means KRSC).
+func cudnnFormat(l backend.Layout) C.cudnnTensorFormat_t {
+	if l == backend.NHWC {
+		return C.CUDNN_TENSOR_NHWC
+	}
+	return C.CUDNN_TENSOR_NCHW
 }
 
 func (dr *driver) destroyConvPlan(p *convPlan) {

@@ -27,7 +27,7 @@ func (d *Device) FindNonFinite(ts []backend.Tensor, nonNegative []bool) (int, er
 	}
 	for i, t := range ts {
 		a := addrs{d: d, op: op}
-		if a.of("tensor", t); a.err != nil {
+		if a.in("tensor", t); a.err != nil {
 			return -1, fmt.Errorf("%w (ts[%d])", a.err, i)
 		}
 	}
@@ -45,7 +45,7 @@ func (d *Device) FindNonFinite(ts []backend.Tensor, nonNegative []bool) (int, er
 			continue
 		}
 		a := addrs{d: d, op: op}
-		x := a.of("tensor", t)
+		x := a.in("tensor", t)
 		nonNeg := 0
 		if nonNegative != nil && nonNegative[i] {
 			nonNeg = 1

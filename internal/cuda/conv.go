@@ -2,10 +2,29 @@
 
 package cuda
 
-// Convolutions on cuDNN (legacy descriptor API, NCHW float32, cross-correlation). Per geometry the tensor
-// and filter descriptors are made once; per direction and operand alignment the algorithm is chosen
-// once (algo.go: deterministic and by heuristics unless the options say otherwise) and kept, so a training
-// step creates nothing and asks cuDNN nothing. No algorithm uses TF32 unless RESNET_CUDA_TF32=1.
+// Convolutions on cuDNN (legacy descriptor API, cross-correlation), on activations in f32, bf16 or f16, NCHW
+// or NHWC, always accumulating in f32. Per geometry (which includes the activation format) the tensor and
+// filter descriptors are made once; per direction and operand alignment the algorithm is chosen once
+// (algo.go: deterministic and by heuristics unless the options say otherwise) and kept, so a training step
+// creates nothing and asks cuDNN nothing. No algorithm uses TF32 unless RESNET_CUDA_TF32=1.
+//
+// cuDNN's rules for the three directions (cudnnConvolutionForward, cudnnConvolutionBackwardData,
+// cudnnConvolutionBackwardFilter, "supported configurations" in the cudnn_cnn library reference) are the
+// same: x, w and y (or dx, dy, dw) have ONE data type, and the convolution descriptor's compute type goes
+// with it:
+//
+//	x, w, y              compute type  configuration
+//	CUDNN_DATA_FLOAT     FLOAT         FLOAT_CONFIG
+//	CUDNN_DATA_HALF      FLOAT         PSEUDO_HALF_CONFIG (HALF compute would be TRUE_HALF_CONFIG)
+//	CUDNN_DATA_BFLOAT16  FLOAT         PSEUDO_BFLOAT16_CONFIG, compute capability 8.0 and newer only
+//
+// So the filter must be converted to the activations' type (filters.go): f32 weights with bf16 data is
+// no configuration. A filter descriptor in format CUDNN_TENSOR_NHWC is KRSC (Cout, KH, KW, Cin), in
+// CUDNN_TENSOR_NCHW KCRS; tensor descriptors take the dimensions in NCHW order whatever the format. Which
+// algorithms run a configuration and format differs per algorithm (FFT and Winograd are NCHW-only, for
+// example); an algorithm that cannot run one is listed with a status other than CUDNN_STATUS_SUCCESS and
+// is not chosen. The fallbacks (IMPLICIT_GEMM forward, ALGO_1 backward) are the algorithms the reference's
+// per-algorithm tables list for every configuration above in both formats.
 
 import "resnet/internal/backend"
 
@@ -48,7 +67,15 @@ func (d *Device) convOp(dir convDir, p backend.ConvParams, x, w, y backend.Tenso
 	defer d.end()
 	g, err := checkConv(dir, p, x, w, y)
 	a := addrs{d: d, op: op, err: named(err)}
-	xp, wp, yp := a.of(names[0], x), a.of(names[1], w), a.of(names[2], y)
+	var ptrs [3]uint64
+	for i, t := range [3]backend.Tensor{x, w, y} {
+		if i == convOutputOperand[dir] {
+			ptrs[i] = a.of(names[i], t)
+		} else {
+			ptrs[i] = a.in(names[i], t)
+		}
+	}
+	xp, wp, yp := ptrs[0], ptrs[1], ptrs[2]
 	dst, n, empty := convOutput(dir, g, xp, wp, yp)
 	switch {
 	case a.err != nil || n == 0:
@@ -67,8 +94,21 @@ func (d *Device) convOp(dir convDir, p backend.ConvParams, x, w, y backend.Tenso
 	if accumulate {
 		beta = 1
 	}
+	switch {
+	case nativeFilter(g):
+	case dir == convBackwardFilter:
+		return d.filterGradient(op, g, xp, wp, yp)
+	default:
+		if wp, err = d.filterCopy(op, g, w, wp); err != nil {
+			return err
+		}
+	}
 	return d.conv(op, g, dir, xp, wp, yp, beta)
 }
+
+// convOutputOperand is the index, among the x-like, w-like and y-like operands, of the one each direction
+// writes.
+var convOutputOperand = [...]int{convForward: 2, convBackwardData: 0, convBackwardFilter: 1}
 
 // checkConv runs the checks of the op of direction dir.
 func checkConv(dir convDir, p backend.ConvParams, x, w, y backend.Tensor) (convGeom, error) {
@@ -130,7 +170,7 @@ func (d *Device) conv(op string, g convGeom, dir convDir, x, w, y uint64, beta f
 		// backward data accumulates, the trials run on scratch with the same alignment instead.
 		fx := x
 		if dir == convBackwardData && beta != 0 && d.opt.Benchmark {
-			s, err := d.tempAlloc(op, 4*int64(g.XLen())+16)
+			s, err := d.tempAlloc(op, int64(g.DType.Size())*int64(g.XLen())+16)
 			if err != nil {
 				return err
 			}

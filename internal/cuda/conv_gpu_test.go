@@ -80,33 +80,41 @@ func TestConvMatchesCPU(t *testing.T) {
 	for i, c := range convCases {
 		t.Run(c.String(), func(t *testing.T) {
 			r := newRig(t, backend.Options{}, uint64(100+i))
-			p := backend.ConvParams{Stride: c.stride, Pad: c.pad}
 			x, w := convOperands(r, c)
-			// Outputs start as garbage: without accumulate every element must be written.
-			y, _ := r.random(-9, 9, c.n, c.cout, c.oh(), c.ow())
-			r.run("ConvForward", func(d backend.Device, s side) error { return d.ConvForward(p, x.on(s), w.on(s), y.on(s)) })
-			r.expect("forward y", y, convTol)
-
-			dy, _ := r.random(-1, 1, c.n, c.cout, c.oh(), c.ow())
-			dx, prior := r.random(-9, 9, c.n, c.cin, c.h, c.w)
-			r.run("ConvBackwardData", func(d backend.Device, s side) error {
-				return d.ConvBackwardData(p, dy.on(s), w.on(s), dx.on(s), false)
-			})
-			r.expect("backward data dx (accumulate false)", dx, convTol)
-
-			r.set(dx, prior)
-			r.run("ConvBackwardData accumulate", func(d backend.Device, s side) error {
-				return d.ConvBackwardData(p, dy.on(s), w.on(s), dx.on(s), true)
-			})
-			r.expect("backward data dx (accumulate true)", dx, convTol)
-
-			dw, _ := r.random(-9, 9, c.cout, c.cin, c.k, c.k)
-			r.run("ConvBackwardFilter", func(d backend.Device, s side) error {
-				return d.ConvBackwardFilter(p, x.on(s), dy.on(s), dw.on(s))
-			})
-			r.expect("backward filter dw", dw, convTol)
+			convDirections(r, c, x, w, convTol)
 		})
 	}
+}
+
+// convDirections runs the forward, backward data (overwriting and accumulating) and backward filter
+// passes of case c with input x and weight w on both devices and compares each result within tl. The
+// other activations are allocated in the GPU device's format; outputs start as garbage, so that without
+// accumulate every element must be written.
+func convDirections(r *rig, c convCase, x, w twin, tl tolerance) {
+	r.t.Helper()
+	p := backend.ConvParams{Stride: c.stride, Pad: c.pad}
+	y, _ := r.randomActivation(-9, 9, c.n, c.cout, c.oh(), c.ow())
+	r.run("ConvForward", func(d backend.Device, s side) error { return d.ConvForward(p, x.on(s), w.on(s), y.on(s)) })
+	r.expect("forward y", y, tl)
+
+	dy, _ := r.randomActivation(-1, 1, c.n, c.cout, c.oh(), c.ow())
+	dx, prior := r.randomActivation(-9, 9, c.n, c.cin, c.h, c.w)
+	r.run("ConvBackwardData", func(d backend.Device, s side) error {
+		return d.ConvBackwardData(p, dy.on(s), w.on(s), dx.on(s), false)
+	})
+	r.expect("backward data dx (accumulate false)", dx, tl)
+
+	r.set(dx, prior)
+	r.run("ConvBackwardData accumulate", func(d backend.Device, s side) error {
+		return d.ConvBackwardData(p, dy.on(s), w.on(s), dx.on(s), true)
+	})
+	r.expect("backward data dx (accumulate true)", dx, tl)
+
+	dw, _ := r.random(-9, 9, c.cout, c.cin, c.k, c.k)
+	r.run("ConvBackwardFilter", func(d backend.Device, s side) error {
+		return d.ConvBackwardFilter(p, x.on(s), dy.on(s), dw.on(s))
+	})
+	r.expect("backward filter dw", dw, tl)
 }
 
 // A smaller batch viewed out of a larger allocation (Tensor.WithBatch, the last batch of an epoch) must

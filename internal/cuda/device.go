@@ -192,8 +192,8 @@ func (q *queue) close() {
 
 // ---- the device -----------------------------------------------------------------------------------------
 
-// Device is the CUDA backend: float32 (and int32 label) NCHW tensors in device memory, convolutions on
-// cuDNN, GEMMs on cuBLAS, everything else on the kernels of kernels/*.cu.
+// Device is the CUDA backend: float32 (and int32 label) NCHW tensors in device memory, 4-D activations in
+// the format of ActivationFormat, convolutions on cuDNN, GEMMs on cuBLAS, everything else on the kernels of kernels/*.cu.
 //
 // One goroutine, locked to its OS thread, owns the CUDA context, both streams and the library handles.
 // The methods validate their operands on the calling goroutine and queue commands for it; kernel launches
@@ -235,8 +235,10 @@ type Device struct {
 	flags     block // int32 per tensor of a FindNonFinite check
 	workspace block // cuDNN workspace
 	convPlans map[convGeom]*convPlan
-	sgd       sgdState
-	scratch   [4]block // per-op scratch, freed at the end of the op (stream order keeps it safe)
+	// filterBufs are the buffers holding weights with converted copies (filters.go).
+	filterBufs map[*buffer]struct{}
+	sgd        sgdState
+	scratch    [4]block // per-op scratch, freed at the end of the op (stream order keeps it safe)
 
 	// convChoices are the algorithms chosen so far, for ConvAlgorithms (under reportMu).
 	reportMu    sync.Mutex
@@ -270,6 +272,8 @@ type buffer struct {
 	n     int
 	dt    backend.DType
 	freed bool
+	// filters are the converted copies of convolution weights in this buffer (filters.go).
+	filters []*filterCopy
 }
 
 // Len implements backend.Buffer.
@@ -337,20 +341,15 @@ func Open(opt backend.Options) (*Device, error) {
 
 // newDevice makes a device that is not started yet, reading the environment's settings.
 func newDevice(opt backend.Options) (*Device, error) {
-	if opt.Precision != backend.F32 || opt.Layout != backend.NCHW {
-		// The layer ops compute f32 NCHW only so far; the activation format is plumbed through
-		// allocation, upload and download.
-		return nil, fmt.Errorf("cuda: %s %v activations are not implemented yet (cuda.precision: fp32, cuda.layout: nchw)",
-			backend.PrecisionName(opt.Precision), opt.Layout)
-	}
 	d := &Device{
-		opt:       opt,
-		tf32:      os.Getenv(envTF32) == "1",
-		wsLimit:   1 << 30,
-		stopped:   make(chan struct{}),
-		syncDone:  make(chan error, 1),
-		rawLiv:    map[uint64]bool{},
-		convPlans: map[convGeom]*convPlan{},
+		opt:        opt,
+		tf32:       os.Getenv(envTF32) == "1",
+		wsLimit:    1 << 30,
+		stopped:    make(chan struct{}),
+		syncDone:   make(chan error, 1),
+		rawLiv:     map[uint64]bool{},
+		convPlans:  map[convGeom]*convPlan{},
+		filterBufs: map[*buffer]struct{}{},
 	}
 	if s := os.Getenv(envWorkspace); s != "" {
 		v, err := strconv.Atoi(s)
@@ -570,6 +569,10 @@ func (d *Device) Close() error {
 	}
 	hosts = append(hosts, d.hostOwned...)
 	plans := d.convPlans
+	for b := range d.filterBufs {
+		b.filters = nil // their memory is in blocks, freed below
+	}
+	d.filterBufs = nil
 	if e := d.onOwner("Close", func(dr gpu) error {
 		err := dr.memFree(blocks)
 		for _, h := range hosts {
@@ -705,6 +708,7 @@ func (d *Device) Free(t backend.Tensor) {
 		return
 	}
 	b.freed = true
+	d.dropFilterCopies(b)
 	d.mem.put(b.blk.ptr, b.blk.class)
 }
 
@@ -846,7 +850,7 @@ func (d *Device) Download(dst []float32, src backend.Tensor) error {
 	}
 	defer d.end()
 	a := addrs{d: d, op: op, err: named(backend.CheckDownload(dst, src))}
-	ptr := a.of("src", src)
+	ptr := a.in("src", src)
 	if a.err != nil || len(dst) == 0 {
 		return a.err
 	}
@@ -941,7 +945,7 @@ func (d *Device) Copy(dst, src backend.Tensor) error {
 	}
 	defer d.end()
 	a := addrs{d: d, op: op, err: named(backend.CheckCopy(dst, src))}
-	dp, sp := a.of("dst", dst), a.of("src", src)
+	dp, sp := a.of("dst", dst), a.in("src", src)
 	if n := src.Numel(); a.err == nil && n > 0 {
 		d.enqueue(&cmd{kind: cmdCopyDtoD, op: op, dst: dp, src: sp, n: int64(src.DType.Size()) * int64(n)})
 	}
@@ -987,8 +991,20 @@ type addrs struct {
 	err error
 }
 
-// of returns the device address of t's first element after checking that this device allocated t.
+// of returns the device address of t's first element after checking that this device allocated t, for an
+// operand the op may write: the converted copies of weights t overlaps are stale from then on. Every op
+// takes its operands through of unless it names them read-only (in), so a write nobody thought of still
+// refreshes the copies.
 func (a *addrs) of(name string, t backend.Tensor) uint64 {
+	p := a.in(name, t)
+	if a.err == nil {
+		t.Buf.(*buffer).wrote(t.Off, t.Numel())
+	}
+	return p
+}
+
+// in is of for an operand the op only reads.
+func (a *addrs) in(name string, t backend.Tensor) uint64 {
 	if a.err != nil {
 		return 0
 	}

@@ -1,4 +1,5 @@
-// Package cuda is the GPU implementation of backend.Device: float32 NCHW tensors in device memory,
+// Package cuda is the GPU implementation of backend.Device: float32 tensors in device memory, with 4-D
+// activations in bf16, f16 and/or NHWC when the options ask (docs/decisions/0006-activation-formats.md),
 // convolutions on cuDNN, GEMMs on cuBLAS, and everything else (batch norm with its fused residual add and
 // ReLU, pooling, softmax cross-entropy, bias, SGD) on the kernels of kernels/*.cu.
 //
@@ -40,6 +41,9 @@
 //	loss.cu                  softmax_cross_entropy
 //	linear.cu                linear_bias_add, linear_bias_grad
 //	sgd.cu                   sgd_step (fused, all parameters in one launch), sgd_step_single (unfused)
+//	convert.cu               filter_to_<f32|bf16|f16>_<nchw|nhwc> and filter_from_..., a convolution weight
+//	                         to and from the format of a device's activations (filters.go); not f32_nchw,
+//	                         which convolves the parameter table's weights as they are
 //
 // A device opened with backend.Options.Unfused never launches a kernel of FusedKernels, and one opened
 // without it never launches one of UnfusedKernels.

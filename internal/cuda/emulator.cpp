@@ -274,6 +274,17 @@ const std::map<std::string, Entry>& table() {
       E(sgd_step),
       E(sgd_step_single),
       E(find_nonfinite),
+
+      E(filter_to_f32_nhwc),
+      E(filter_to_bf16_nchw),
+      E(filter_to_bf16_nhwc),
+      E(filter_to_f16_nchw),
+      E(filter_to_f16_nhwc),
+      E(filter_from_f32_nhwc),
+      E(filter_from_bf16_nchw),
+      E(filter_from_bf16_nhwc),
+      E(filter_from_f16_nchw),
+      E(filter_from_f16_nhwc),
   };
   return t;
 }
@@ -339,14 +350,60 @@ void emu_sgemm(int ta, int tb, int m, int n, int k, uint64_t a, int lda, uint64_
   }
 }
 
+// Tensor is one operand of emu_conv: its data type (backend.DType: 0 f32, 2 bf16, 3 f16) and whether it
+// is channels-last, NHWC for an activation and KRSC (Cout, KH, KW, Cin) for a filter, as cuDNN's
+// descriptors say it. Dimensions are always named in (N, C, H, W) order.
+struct Tensor {
+  uint64_t p;
+  int dtype;
+  bool nhwc;
+  int C, H, W;
+
+  int64_t index(int n, int c, int h, int w) const {
+    return nhwc ? (((int64_t)n * H + h) * W + w) * C + c : (((int64_t)n * C + c) * H + h) * W + w;
+  }
+  float get(int64_t i) const {
+    switch (dtype) {
+      case 2:
+        return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i]);
+      case 3:
+        return __half2float(reinterpret_cast<const __half*>(p)[i]);
+    }
+    return F(p)[i];
+  }
+  // put stores v rounded to the tensor's type: once to float, as an f32 accumulator holds it, then to
+  // the 16-bit type, as cuDNN's epilogue converts it.
+  void put(int64_t i, double v) const {
+    const float f = (float)v;
+    switch (dtype) {
+      case 2:
+        reinterpret_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(f);
+        return;
+      case 3:
+        reinterpret_cast<__half*>(p)[i] = __float2half_rn(f);
+        return;
+    }
+    F(p)[i] = f;
+  }
+  float at(int n, int c, int h, int w) const { return get(index(n, c, h, w)); }
+};
+
 // emu_conv runs one direction of a cross-correlation (as cuDNN would): dir 0 y = conv(x, w) + beta*y;
-// dir 1 x (dx) = conv^T(y (dy), w) + beta*dx; dir 2 w (dw) = corr(x, y (dy)) + beta*dw.
-void emu_conv(int dir, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride, int pad, int OH, int OW,
-              uint64_t xp, uint64_t wp, uint64_t yp, float beta) {
-  float *x = F(xp), *w = F(wp), *y = F(yp);
-  auto X = [&](int n, int c, int h, int ww) -> float& { return x[(((int64_t)n * Cin + c) * H + h) * W + ww]; };
-  auto Wt = [&](int o, int c, int i, int j) -> float& { return w[(((int64_t)o * Cin + c) * KH + i) * KW + j]; };
-  auto Y = [&](int n, int o, int i, int j) -> float& { return y[(((int64_t)n * Cout + o) * OH + i) * OW + j]; };
+// dir 1 x (dx) = conv^T(y (dy), w) + beta*dx; dir 2 w (dw) = corr(x, y (dy)) + beta*dw. x, w and y hold
+// dtype (backend.DType), channels-last when nhwc is set (the filter then KRSC).
+//
+// Every operand is widened to float exactly and the products are summed in double, then rounded once to
+// float and once to the output's type. cuDNN sums in f32 (the convolution descriptor's compute type) in an
+// order of its own; the double sum is the exact sum to well within that f32 accumulation error, so the
+// emulator's results sit inside the error bound the tests derive for cuDNN, and for f32 NCHW they are
+// the same as before 16-bit types existed.
+void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride,
+              int pad, int OH, int OW, uint64_t xp, uint64_t wp, uint64_t yp, float beta) {
+  const Tensor x{xp, dtype, nhwc != 0, Cin, H, W}, w{wp, dtype, nhwc != 0, Cin, KH, KW},
+      y{yp, dtype, nhwc != 0, Cout, OH, OW};
+  auto plus_prior = [&](const Tensor& t, int64_t i, double s) {
+    return s + (beta != 0 ? (double)beta * t.get(i) : 0.0);
+  };
   if (dir == 0) {
     for (int n = 0; n < N; n++)
       for (int o = 0; o < Cout; o++)
@@ -357,46 +414,58 @@ void emu_conv(int dir, int N, int Cin, int H, int W, int Cout, int KH, int KW, i
               for (int i = 0; i < KH; i++)
                 for (int j = 0; j < KW; j++) {
                   const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
-                  if (iy >= 0 && iy < H && ix >= 0 && ix < W) s += (double)X(n, c, iy, ix) * Wt(o, c, i, j);
+                  if (iy >= 0 && iy < H && ix >= 0 && ix < W) s += (double)x.at(n, c, iy, ix) * w.at(o, c, i, j);
                 }
-            float& out = Y(n, o, oy, ox);
-            out = (float)(s + (beta != 0 ? (double)beta * out : 0.0));
+            const int64_t at = y.index(n, o, oy, ox);
+            y.put(at, plus_prior(y, at, s));
           }
     return;
   }
   if (dir == 1) {
-    std::vector<double> acc((size_t)N * Cin * H * W, 0.0);
+    std::vector<double> acc((size_t)N * Cin * H * W, 0.0);  // (N, Cin, H, W) order
     for (int n = 0; n < N; n++)
       for (int o = 0; o < Cout; o++)
         for (int oy = 0; oy < OH; oy++)
           for (int ox = 0; ox < OW; ox++) {
-            const double g = Y(n, o, oy, ox);
+            const double g = y.at(n, o, oy, ox);
             for (int c = 0; c < Cin; c++)
               for (int i = 0; i < KH; i++)
                 for (int j = 0; j < KW; j++) {
                   const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
                   if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                    acc[(((size_t)n * Cin + c) * H + iy) * W + ix] += g * Wt(o, c, i, j);
+                    acc[(((size_t)n * Cin + c) * H + iy) * W + ix] += g * w.at(o, c, i, j);
                 }
           }
-    for (size_t i = 0; i < acc.size(); i++) x[i] = (float)(acc[i] + (beta != 0 ? (double)beta * x[i] : 0.0));
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < Cin; c++)
+        for (int h = 0; h < H; h++)
+          for (int ww = 0; ww < W; ww++) {
+            const int64_t at = x.index(n, c, h, ww);
+            x.put(at, plus_prior(x, at, acc[(((size_t)n * Cin + c) * H + h) * W + ww]));
+          }
     return;
   }
-  std::vector<double> acc((size_t)Cout * Cin * KH * KW, 0.0);
+  std::vector<double> acc((size_t)Cout * Cin * KH * KW, 0.0);  // (Cout, Cin, KH, KW) order
   for (int n = 0; n < N; n++)
     for (int o = 0; o < Cout; o++)
       for (int oy = 0; oy < OH; oy++)
         for (int ox = 0; ox < OW; ox++) {
-          const double g = Y(n, o, oy, ox);
+          const double g = y.at(n, o, oy, ox);
           for (int c = 0; c < Cin; c++)
             for (int i = 0; i < KH; i++)
               for (int j = 0; j < KW; j++) {
                 const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                  acc[(((size_t)o * Cin + c) * KH + i) * KW + j] += g * X(n, c, iy, ix);
+                  acc[(((size_t)o * Cin + c) * KH + i) * KW + j] += g * x.at(n, c, iy, ix);
               }
         }
-  for (size_t i = 0; i < acc.size(); i++) w[i] = (float)(acc[i] + (beta != 0 ? (double)beta * w[i] : 0.0));
+  for (int o = 0; o < Cout; o++)
+    for (int c = 0; c < Cin; c++)
+      for (int i = 0; i < KH; i++)
+        for (int j = 0; j < KW; j++) {
+          const int64_t at = w.index(o, c, i, j);
+          w.put(at, plus_prior(w, at, acc[(((size_t)o * Cin + c) * KH + i) * KW + j]));
+        }
 }
 
 }  // extern "C"

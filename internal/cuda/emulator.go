@@ -25,8 +25,8 @@ void emu_free(uint64_t p);
 void emu_memset0(uint64_t dst, int64_t n);
 void emu_memcpy(uint64_t dst, uint64_t src, int64_t n);
 void emu_sgemm(int ta, int tb, int m, int n, int k, uint64_t a, int lda, uint64_t b, int ldb, float beta, uint64_t c, int ldc);
-void emu_conv(int dir, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride, int pad, int OH, int OW,
-              uint64_t x, uint64_t w, uint64_t y, float beta);
+void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride,
+              int pad, int OH, int OW, uint64_t x, uint64_t w, uint64_t y, float beta);
 */
 import "C"
 
@@ -102,9 +102,9 @@ func (e *emuGPU) exec(c *cmd) error {
 			return emuConvOverride(cv)
 		}
 		g := cv.plan.geom
-		C.emu_conv(C.int(cv.dir), C.int(g.N), C.int(g.Cin), C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH),
-			C.int(g.KW), C.int(g.Stride), C.int(g.Pad), C.int(g.OH), C.int(g.OW), C.uint64_t(cv.x), C.uint64_t(cv.w),
-			C.uint64_t(cv.y), C.float(cv.beta))
+		C.emu_conv(C.int(cv.dir), C.int(g.DType), C.int(b2i(g.Layout == backend.NHWC)), C.int(g.N), C.int(g.Cin),
+			C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH), C.int(g.KW), C.int(g.Stride), C.int(g.Pad), C.int(g.OH),
+			C.int(g.OW), C.uint64_t(cv.x), C.uint64_t(cv.w), C.uint64_t(cv.y), C.float(cv.beta))
 	case cmdFunc:
 		return c.fn(e)
 	default:
@@ -195,7 +195,7 @@ func (e *emuGPU) newConvPlan(g convGeom) (*convPlan, error) {
 // workspace path runs.
 var emuAlgoLists = [3][2][]convCandidate{
 	convForward: {
-		{{algo: 6, ok: true, deterministic: true, math: emuTensorOpMath, ws: 4096},
+		{{algo: 6, ok: true, deterministic: true, math: mathTensorOp, ws: 4096},
 			{algo: 7, ok: true, deterministic: true, math: mathFMA, ws: emuHugeWorkspace},
 			{algo: 1, ok: true, deterministic: true, math: mathFMA, ws: 4096},
 			{algo: 0, ok: true, deterministic: true, math: mathFMA}},
@@ -222,10 +222,7 @@ var emuAlgoLists = [3][2][]convCandidate{
 	},
 }
 
-const (
-	emuHugeWorkspace = 1 << 40
-	emuTensorOpMath  = 1 // CUDNN_TENSOR_OP_MATH
-)
+const emuHugeWorkspace = 1 << 40
 
 func (e *emuGPU) convCandidates(p *convPlan, dir convDir, timed bool, x, w, y uint64, wsLimit int64) ([]convCandidate, error) {
 	if !timed {

@@ -55,6 +55,19 @@ const (
 	// kernels/check.cu
 	kFindNonFinite
 
+	// kernels/convert.cu: convolution filters to and from the formats cuDNN convolves other activation
+	// formats with.
+	kFilterToF32NHWC
+	kFilterToBF16NCHW
+	kFilterToBF16NHWC
+	kFilterToF16NCHW
+	kFilterToF16NHWC
+	kFilterFromF32NHWC
+	kFilterFromBF16NCHW
+	kFilterFromBF16NHWC
+	kFilterFromF16NCHW
+	kFilterFromF16NHWC
+
 	numKernels
 )
 
@@ -107,6 +120,17 @@ var kernelTable = [numKernels]kernelInfo{
 	kSGDStepSingle: {"sgd_step_single", "ppplffiff"},
 
 	kFindNonFinite: {"find_nonfinite", "plip"},
+
+	kFilterToF32NHWC:    {"filter_to_f32_nhwc", "ppiil"},
+	kFilterToBF16NCHW:   {"filter_to_bf16_nchw", "ppiil"},
+	kFilterToBF16NHWC:   {"filter_to_bf16_nhwc", "ppiil"},
+	kFilterToF16NCHW:    {"filter_to_f16_nchw", "ppiil"},
+	kFilterToF16NHWC:    {"filter_to_f16_nhwc", "ppiil"},
+	kFilterFromF32NHWC:  {"filter_from_f32_nhwc", "ppiil"},
+	kFilterFromBF16NCHW: {"filter_from_bf16_nchw", "ppiil"},
+	kFilterFromBF16NHWC: {"filter_from_bf16_nhwc", "ppiil"},
+	kFilterFromF16NCHW:  {"filter_from_f16_nchw", "ppiil"},
+	kFilterFromF16NHWC:  {"filter_from_f16_nhwc", "ppiil"},
 }
 
 // maxKernelArgs bounds the parameter count of any kernel (the launch packs arguments into a fixed array).
