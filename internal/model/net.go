@@ -202,9 +202,11 @@ type ConvLayer struct {
 	Geometry backend.ConvGeometry
 }
 
-// ConvLayers lists the net's convolutions in graph order, with their geometry at a batch of the given size.
+// ConvLayers lists the net's convolutions in graph order, with their geometry at a batch of the given size
+// in the device's activation format.
 func (n *Net) ConvLayers(batch int) []ConvLayer {
 	var out []ConvLayer
+	dt, layout := n.activationFormat()
 	for _, nd := range n.g.nodes {
 		c, ok := nd.(*convNode)
 		if !ok {
@@ -212,7 +214,7 @@ func (n *Net) ConvLayers(batch int) []ConvLayer {
 		}
 		out = append(out, ConvLayer{Name: c.name, Geometry: backend.ConvGeometry{
 			N: batch, Cin: c.in.c, H: c.in.h, W: c.in.w, Cout: c.out.c, KH: c.k, KW: c.k,
-			Stride: c.p.Stride, Pad: c.p.Pad, OH: c.out.h, OW: c.out.w,
+			Stride: c.p.Stride, Pad: c.p.Pad, OH: c.out.h, OW: c.out.w, DType: dt, Layout: layout,
 		}})
 	}
 	return out
