@@ -337,12 +337,6 @@ func Open(opt backend.Options) (*Device, error) {
 
 // newDevice makes a device that is not started yet, reading the environment's settings.
 func newDevice(opt backend.Options) (*Device, error) {
-	if opt.Precision != backend.F32 || opt.Layout != backend.NCHW {
-		// The layer ops compute f32 NCHW only so far; the activation format is plumbed through
-		// allocation, upload and download.
-		return nil, fmt.Errorf("cuda: %s %v activations are not implemented yet (cuda.precision: fp32, cuda.layout: nchw)",
-			backend.PrecisionName(opt.Precision), opt.Layout)
-	}
 	d := &Device{
 		opt:       opt,
 		tf32:      os.Getenv(envTF32) == "1",

@@ -41,6 +41,12 @@
 //	linear.cu                linear_bias_add, linear_bias_grad
 //	sgd.cu                   sgd_step (fused, all parameters in one launch), sgd_step_single (unfused)
 //
+// Those are the kernels of f32 NCHW activations. Every kernel that reads or writes activations is also
+// built for the other formats of backend.Options.Precision and Layout, its name suffixed by the dtype and
+// then the layout (bn_forward_apply_relu_bf16, bn_forward_apply_relu_nhwc,
+// bn_forward_apply_relu_f16_nhwc); relu_forward and relu_backward are element-wise and come per dtype
+// only; bn_inference_params, bn_backward_finalize and the other families take f32 only.
+//
 // A device opened with backend.Options.Unfused never launches a kernel of FusedKernels, and one opened
 // without it never launches one of UnfusedKernels.
 //
