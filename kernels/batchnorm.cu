@@ -1,6 +1,5 @@
-// Batch normalisation over (N, H, W) per channel of NCHW float32 tensors, training and inference, forward
-// and backward, with the optional fused residual add (identity or option-A shortcut) and ReLU of
-// backend.BatchNormParams:
+// Batch normalisation over (N, H, W) per channel, training and inference, forward and backward, with the
+// optional fused residual add (identity or option-A shortcut) and ReLU of backend.BatchNormParams:
 //
 //   y = relu((x - mean) * gamma * invstd + beta + shortcut(z))
 //
@@ -8,9 +7,19 @@
 // its piece in double (shifted by the channel's first value so the variance does not cancel) and the
 // pieces are added in chunk order. No float atomics anywhere: every result is bit-for-bit reproducible.
 //
+// Activation formats (docs/decisions/0006-activation-formats.md): the activations x, y, z, dy, dx, dz and
+// gy hold float, bf16 or f16 in NCHW or NHWC; the per-channel operands are float. Every kernel is a
+// template on the element type and the layout, instantiated by RN_ACT_FORMATS (common.cuh): the float NCHW
+// kernel has the plain name, the others a suffix, e.g. bn_forward_apply_relu_bf16_nhwc. Elements are
+// loaded as float and the math is the same code in every format; a result is rounded to the element type
+// where it is stored. A channel's positions are visited in the same order in both layouts, so float NHWC
+// gives the bits of float NCHW. relu_forward and relu_backward are element-wise and come per type only
+// (RN_ACT_DTYPES).
+//
 // The fused and unfused paths give the same bits too: each step of the math is one piece of code that
 // both paths run (the apply, grad_chunk and input_grad templates, finalize_stats, finalize_grad,
-// inference_scale), so the compiler rounds and contracts it alike in both, and the kernels are built
+// inference_scale), so the compiler rounds and contracts it alike in both; in a 16-bit type the fused
+// apply rounds (rn::round_to) wherever the unfused path stores y between kernels; and the kernels are built
 // without fast math (Makefile NVCCFLAGS: no flushed subnormals, correctly rounded division and square
 // root; see docs/decisions/0005-cuda-determinism.md).
 //
@@ -31,7 +40,9 @@
 namespace {
 
 // ChunkIter walks the positions [j0, j1) of channel c, position j being element j % HW of image j / HW,
-// one RN_BLOCK-wide step per iteration; off is the element offset of the current position in the tensor.
+// one RN_BLOCK-wide step per iteration; off is the element offset of the current position in the tensor
+// (in NHWC position j of channel c is simply at j*C + c).
+template <rn::Layout L>
 struct ChunkIter {
   long long j, j1, off, plane, doff;
   int i, di, HW;
@@ -40,6 +51,12 @@ struct ChunkIter {
     HW = HW_;
     j = j0 + threadIdx.x;
     j1 = j1_;
+    if (L == rn::NHWC) {
+      off = j * C + c;
+      doff = (long long)RN_BLOCK * C;
+      plane = i = di = 0;
+      return;
+    }
     plane = (long long)C * HW;
     const long long n = j / HW;
     i = (int)(j - n * HW);
@@ -53,8 +70,9 @@ struct ChunkIter {
 
   __device__ __forceinline__ void next() {
     j += RN_BLOCK;
-    i += di;
     off += doff;
+    if (L == rn::NHWC) return;
+    i += di;
     if (i >= HW) {
       i -= HW;
       off += plane - HW;
@@ -68,17 +86,24 @@ __device__ __forceinline__ void chunk_range(long long M, int chunk, int chunks, 
   j1 = M * (chunk + 1) / chunks;
 }
 
+// channel_shift is K, the first value of channel c, by which the statistics are shifted.
+template <typename T, rn::Layout L>
+__device__ __forceinline__ double channel_shift(const T* x, int c, int C, int HW) {
+  return rn::to_f32(x[rn::plane_start<L>(0, c, C, HW)]);
+}
+
 // stats_chunk sums (x - K) and (x - K)^2 over this block's piece of channel blockIdx.y, K being the
 // channel's first value; the sums are valid in thread 0.
-__device__ __forceinline__ void stats_chunk(const float* x, int N, int C, int HW, int chunks, double K,
-                                            double& s1, double& s2, double* shared) {
+template <typename T, rn::Layout L>
+__device__ __forceinline__ void stats_chunk(const T* x, int N, int C, int HW, int chunks, double K, double& s1,
+                                            double& s2, double* shared) {
   const int c = blockIdx.y;
   long long j0, j1;
   chunk_range((long long)N * HW, blockIdx.x, chunks, j0, j1);
   s1 = 0;
   s2 = 0;
-  for (ChunkIter it(c, C, HW, j0, j1); it.more(); it.next()) {
-    const double d = (double)x[it.off] - K;
+  for (ChunkIter<L> it(c, C, HW, j0, j1); it.more(); it.next()) {
+    const double d = (double)rn::to_f32(x[it.off]) - K;
     s1 += d;
     s2 += d * d;
   }
@@ -144,59 +169,62 @@ __device__ __forceinline__ float inference_scale(float gamma, float run_var, flo
   return __fdiv_rn(gamma, __fsqrt_rn(__fadd_rn(run_var, eps)));
 }
 
+// residual_sum is y + z rounded to T: the residual add of both paths.
+template <typename T>
+__device__ __forceinline__ float residual_sum(float y, T z) {
+  return rn::round_to<T>(y + rn::to_f32(z));
+}
+
+// relu_of is max(v, 0) with NaN staying NaN, as in the CPU reference.
+__device__ __forceinline__ float relu_of(float v) { return v < 0.f ? 0.f : v; }
+
 // apply writes y = act((x - mean)*scale + beta [+ shortcut(z)]). INFER takes scale from the running
 // variance (scale_or_var holds it) through inference_scale instead of a precomputed per-channel scale.
-template <bool RELU, bool RES, bool INFER>
-__device__ __forceinline__ void apply(const float* x, const float* z, float* y, const float* mean,
-                                      const float* scale_or_var, const float* gamma, const float* beta,
-                                      float eps, int N, int C, int H, int W, int Cz, int zs) {
-  const long long total = (long long)N * C * H * W;
-  const long long stride = rn::grid_stride();
-  long long i = rn::grid_start();
-  if (i >= total) return;
-  rn::Walk4 p;
-  p.init(i, stride, C, H, W);
-  const rn::Shortcut sc(C, H, W, Cz, zs);
-  for (; i < total; i += stride, p.next()) {
-    const int c = p.c;
+// The rounding to T after each step is what bn_normalize and residual_add store.
+template <typename T, rn::Layout L, bool RELU, bool RES, bool INFER>
+__device__ __forceinline__ void apply(const T* x, const T* z, T* y, const float* mean, const float* scale_or_var,
+                                      const float* gamma, const float* beta, float eps, int N, int C, int H, int W,
+                                      int Cz, int zs) {
+  const rn::Shortcut<L> sc(C, H, W, Cz, zs);
+  rn::grid_walk<L>(N, C, H, W, [&](long long i, const rn::WalkAct<L>& p) {
+    const int c = p.c();
     float s;
     if (INFER) {
       s = inference_scale(gamma[c], scale_or_var[c], eps);
     } else {
       s = scale_or_var[c];
     }
-    float v = (x[i] - mean[c]) * s + beta[c];
+    float v = rn::round_to<T>((rn::to_f32(x[i]) - mean[c]) * s + beta[c]);
     if (RES) {
       if (sc.identity) {
-        v += z[i];
+        v = residual_sum<T>(v, z[i]);
       } else {
-        const long long zi = sc.index(p.n, c, p.h, p.w);
-        if (zi >= 0) v += z[zi];
+        const long long zi = sc.index(p.n(), c, p.h(), p.w());
+        if (zi >= 0) v = residual_sum<T>(v, z[zi]);
       }
     }
-    if (RELU) v = v < 0.f ? 0.f : v;  // NaN stays NaN, as in the CPU reference
-    y[i] = v;
-  }
+    if (RELU) v = relu_of(v);
+    y[i] = rn::from_f32<T>(v);
+  });
 }
 
 // grad_chunk sums gy and gy*(x - mean) over this block's piece of channel blockIdx.y, gy being dy masked
 // by y > 0 when RELU; the sums are valid in thread 0.
-template <bool RELU>
-__device__ __forceinline__ void grad_chunk(const float* x, const float* y, const float* dy, const float* mean,
-                                           int N, int C, int HW, int chunks, double& s1, double& s2,
-                                           double* shared) {
+template <typename T, rn::Layout L, bool RELU>
+__device__ __forceinline__ void grad_chunk(const T* x, const T* y, const T* dy, const float* mean, int N, int C,
+                                           int HW, int chunks, double& s1, double& s2, double* shared) {
   const int c = blockIdx.y;
   const double m = mean[c];
   long long j0, j1;
   chunk_range((long long)N * HW, blockIdx.x, chunks, j0, j1);
   s1 = 0;
   s2 = 0;
-  for (ChunkIter it(c, C, HW, j0, j1); it.more(); it.next()) {
-    float g = dy[it.off];
-    if (RELU && !(y[it.off] > 0.f)) g = 0.f;
+  for (ChunkIter<L> it(c, C, HW, j0, j1); it.more(); it.next()) {
+    float g = rn::to_f32(dy[it.off]);
+    if (RELU && !(rn::to_f32(y[it.off]) > 0.f)) g = 0.f;
     const double gd = g;
     s1 += gd;
-    s2 += gd * ((double)x[it.off] - m);
+    s2 += gd * ((double)rn::to_f32(x[it.off]) - m);
   }
   rn::block_sum2(s1, s2, shared);
 }
@@ -217,179 +245,169 @@ __device__ __forceinline__ void finalize_grad(int c, double sdy, double sdyx, do
 // input_grad writes dx and, with RES, the shortcut gradient dz: the masked gradient read back through the
 // shortcut mapping. With a strided shortcut each output position owns an s x s block of dz whose top-left
 // element it reads; the rest of the block gets 0, so every element of dz is written exactly once.
-template <bool RELU, bool RES>
-__device__ __forceinline__ void input_grad(const float* x, const float* y, const float* dy, const float* mean,
-                                           const float* coef, float* dx, float* dz, int N, int C, int H, int W,
-                                           int Cz, int zs) {
-  const long long total = (long long)N * C * H * W;
-  const long long stride = rn::grid_stride();
-  long long i = rn::grid_start();
-  if (i >= total) return;
-  rn::Walk4 p;
-  p.init(i, stride, C, H, W);
-  const rn::Shortcut sc(C, H, W, Cz, zs);
-  for (; i < total; i += stride, p.next()) {
-    const int c = p.c;
-    float g = dy[i];
-    if (RELU && !(y[i] > 0.f)) g = 0.f;
+template <typename T, rn::Layout L, bool RELU, bool RES>
+__device__ __forceinline__ void input_grad(const T* x, const T* y, const T* dy, const float* mean,
+                                           const float* coef, T* dx, T* dz, int N, int C, int H, int W, int Cz,
+                                           int zs) {
+  const rn::Shortcut<L> sc(C, H, W, Cz, zs);
+  rn::grid_walk<L>(N, C, H, W, [&](long long i, const rn::WalkAct<L>& p) {
+    const int c = p.c();
+    float g = rn::to_f32(dy[i]);
+    if (RELU && !(rn::to_f32(y[i]) > 0.f)) g = 0.f;
     const float k = coef[3 * c], a = coef[3 * c + 1], b = coef[3 * c + 2];
-    dx[i] = k * (g - a - (x[i] - mean[c]) * b);
+    dx[i] = rn::from_f32<T>(k * (g - a - (rn::to_f32(x[i]) - mean[c]) * b));
     if (RES) {
       if (sc.identity) {
-        dz[i] = g;
+        dz[i] = rn::from_f32<T>(g);
       } else {
-        const long long zi = sc.index(p.n, c, p.h, p.w);
+        const long long zi = sc.index(p.n(), c, p.h(), p.w());
         if (zi >= 0) {
           for (int r = 0; r < sc.s; r++) {
-            for (int q = 0; q < sc.s; q++) dz[zi + (long long)r * sc.Wz + q] = (r | q) ? 0.f : g;
+            for (int q = 0; q < sc.s; q++) dz[zi + sc.step(r, q)] = rn::from_f32<T>((r | q) ? 0.f : g);
           }
         }
       }
     }
-  }
+  });
+}
+
+// shortcut_add adds the shortcut of z into y in place: y += shortcut(z) (residual_add).
+template <typename T, rn::Layout L>
+__device__ __forceinline__ void shortcut_add(T* y, const T* z, int N, int C, int H, int W, int Cz, int zs) {
+  const rn::Shortcut<L> sc(C, H, W, Cz, zs);
+  rn::grid_walk<L>(N, C, H, W, [&](long long i, const rn::WalkAct<L>& p) {
+    const long long zi = sc.identity ? i : sc.index(p.n(), p.c(), p.h(), p.w());
+    if (zi >= 0) y[i] = rn::from_f32<T>(residual_sum<T>(rn::to_f32(y[i]), z[zi]));
+  });
+}
+
+// shortcut_grad writes dz = shortcut^T(gy) (residual_backward): each element of z (N, Cz, H*zs, W*zs)
+// gets the gradient of the output that reads it, or 0 when no output does.
+template <typename T, rn::Layout L>
+__device__ __forceinline__ void shortcut_grad(const T* gy, T* dz, int N, int C, int H, int W, int Cz, int zs) {
+  const int Hz = H * zs, Wz = W * zs, off = (C - Cz) / 2;
+  rn::grid_walk<L>(N, Cz, Hz, Wz, [&](long long i, const rn::WalkAct<L>& p) {
+    T g = rn::from_f32<T>(0.f);
+    if (p.h() % zs == 0 && p.w() % zs == 0) {
+      g = gy[rn::act_index<L>(p.n(), p.c() + off, p.h() / zs, p.w() / zs, C, H, W)];
+    }
+    dz[i] = g;
+  });
 }
 
 }  // namespace
 
+// The kernels below are written once as macros of (name, T, L, ...) and instantiated for every format by
+// RN_ACT_FORMATS (RN_ACT_DTYPES for the element-wise ReLU kernels).
+
 // ---------------------------------------------------------------------------------------------------------
 // Training forward, fused. Grid (chunks, C).
 
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_forward_stats(const float* x, int N, int C, int HW, int chunks, double* partial, unsigned int* counters,
-                     float eps, float momentum, const float* gamma, float* save_mean, float* save_invstd,
-                     float* run_mean, float* run_var, float* scale) {
-  __shared__ double shared[2 * RN_WARPS];
-  const int c = blockIdx.y;
-  const double K = x[(long long)c * HW];
-  double s1, s2;
-  stats_chunk(x, N, C, HW, chunks, K, s1, s2, shared);
-  if (!last_block(s1, s2, partial, counters, chunks)) return;
-  if (threadIdx.x == 0) {
-    sum_partials(partial, c, chunks, s1, s2);
-    finalize_stats(c, s1, s2, (double)N * HW, K, eps, momentum, gamma, save_mean, save_invstd, run_mean, run_var,
-                   scale);
+#define BN_FORWARD_STATS(name, T, L, ...)                                                                    \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                     \
+      name(const T* x, int N, int C, int HW, int chunks, double* partial, unsigned int* counters, float eps, \
+           float momentum, const float* gamma, float* save_mean, float* save_invstd, float* run_mean,        \
+           float* run_var, float* scale) {                                                                   \
+    __shared__ double shared[2 * RN_WARPS];                                                                  \
+    const int c = blockIdx.y;                                                                                \
+    const double K = channel_shift<T, L>(x, c, C, HW);                                                       \
+    double s1, s2;                                                                                           \
+    stats_chunk<T, L>(x, N, C, HW, chunks, K, s1, s2, shared);                                               \
+    if (!last_block(s1, s2, partial, counters, chunks)) return;                                              \
+    if (threadIdx.x == 0) {                                                                                  \
+      sum_partials(partial, c, chunks, s1, s2);                                                              \
+      finalize_stats(c, s1, s2, (double)N * HW, K, eps, momentum, gamma, save_mean, save_invstd, run_mean,   \
+                     run_var, scale);                                                                        \
+    }                                                                                                        \
   }
-}
+RN_ACT_FORMATS(BN_FORWARD_STATS, bn_forward_stats, )
 
 // Training apply, fused: mean is the saved mean, scale = gamma*invstd from bn_forward_stats. Grid-stride.
 
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_forward_apply(const float* x, const float* z, float* y, const float* mean, const float* scale,
-                     const float* beta, int N, int C, int H, int W, int Cz, int zs) {
-  apply<false, false, false>(x, z, y, mean, scale, nullptr, beta, 0.f, N, C, H, W, Cz, zs);
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_forward_apply_relu(const float* x, const float* z, float* y, const float* mean, const float* scale,
-                          const float* beta, int N, int C, int H, int W, int Cz, int zs) {
-  apply<true, false, false>(x, z, y, mean, scale, nullptr, beta, 0.f, N, C, H, W, Cz, zs);
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_forward_apply_add(const float* x, const float* z, float* y, const float* mean, const float* scale,
-                         const float* beta, int N, int C, int H, int W, int Cz, int zs) {
-  apply<false, true, false>(x, z, y, mean, scale, nullptr, beta, 0.f, N, C, H, W, Cz, zs);
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_forward_apply_add_relu(const float* x, const float* z, float* y, const float* mean, const float* scale,
-                              const float* beta, int N, int C, int H, int W, int Cz, int zs) {
-  apply<true, true, false>(x, z, y, mean, scale, nullptr, beta, 0.f, N, C, H, W, Cz, zs);
-}
+#define BN_FORWARD_APPLY(name, T, L, RELU, RES)                                                           \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                  \
+      name(const T* x, const T* z, T* y, const float* mean, const float* scale, const float* beta, int N, \
+           int C, int H, int W, int Cz, int zs) {                                                         \
+    apply<T, L, RELU, RES, false>(x, z, y, mean, scale, nullptr, beta, 0.f, N, C, H, W, Cz, zs);          \
+  }
+RN_ACT_FORMATS(BN_FORWARD_APPLY, bn_forward_apply, false, false)
+RN_ACT_FORMATS(BN_FORWARD_APPLY, bn_forward_apply_relu, true, false)
+RN_ACT_FORMATS(BN_FORWARD_APPLY, bn_forward_apply_add, false, true)
+RN_ACT_FORMATS(BN_FORWARD_APPLY, bn_forward_apply_add_relu, true, true)
 
 // Training forward, unfused: partial sums, then one thread per channel finalizes, then bn_normalize.
 
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_stats_partial(const float* x, int N, int C, int HW, int chunks, double* partial) {
-  __shared__ double shared[2 * RN_WARPS];
-  const int c = blockIdx.y;
-  const double K = x[(long long)c * HW];
-  double s1, s2;
-  stats_chunk(x, N, C, HW, chunks, K, s1, s2, shared);
-  if (threadIdx.x == 0) {
-    double* p = partial + 2LL * (c * (long long)chunks + blockIdx.x);
-    p[0] = s1;
-    p[1] = s2;
+#define BN_STATS_PARTIAL(name, T, L, ...)                                                     \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                      \
+      name(const T* x, int N, int C, int HW, int chunks, double* partial) {                   \
+    __shared__ double shared[2 * RN_WARPS];                                                   \
+    const int c = blockIdx.y;                                                                 \
+    double s1, s2;                                                                            \
+    stats_chunk<T, L>(x, N, C, HW, chunks, channel_shift<T, L>(x, c, C, HW), s1, s2, shared); \
+    if (threadIdx.x == 0) {                                                                   \
+      double* p = partial + 2LL * (c * (long long)chunks + blockIdx.x);                       \
+      p[0] = s1;                                                                              \
+      p[1] = s2;                                                                              \
+    }                                                                                         \
   }
-}
+RN_ACT_FORMATS(BN_STATS_PARTIAL, bn_stats_partial, )
 
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_stats_finalize(const float* x, const double* partial, int C, int HW, int chunks, long long count, float eps,
-                      float momentum, const float* gamma, float* save_mean, float* save_invstd, float* run_mean,
-                      float* run_var, float* scale) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  double s1, s2;
-  sum_partials(partial, c, chunks, s1, s2);
-  finalize_stats(c, s1, s2, (double)count, (double)x[(long long)c * HW], eps, momentum, gamma, save_mean,
-                 save_invstd, run_mean, run_var, scale);
-}
+#define BN_STATS_FINALIZE(name, T, L, ...)                                                            \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                              \
+      name(const T* x, const double* partial, int C, int HW, int chunks, long long count, float eps,  \
+           float momentum, const float* gamma, float* save_mean, float* save_invstd, float* run_mean, \
+           float* run_var, float* scale) {                                                            \
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;                                              \
+    if (c >= C) return;                                                                               \
+    double s1, s2;                                                                                    \
+    sum_partials(partial, c, chunks, s1, s2);                                                         \
+    finalize_stats(c, s1, s2, (double)count, channel_shift<T, L>(x, c, C, HW), eps, momentum, gamma,  \
+                   save_mean, save_invstd, run_mean, run_var, scale);                                 \
+  }
+RN_ACT_FORMATS(BN_STATS_FINALIZE, bn_stats_finalize, )
 
 // bn_normalize is the plain batch-norm output y = (x - mean)*scale + beta (no shortcut, no ReLU).
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_normalize(const float* x, float* y, const float* mean, const float* scale, const float* beta, int N, int C,
-                 int H, int W) {
-  apply<false, false, false>(x, nullptr, y, mean, scale, nullptr, beta, 0.f, N, C, H, W, C, 1);
-}
-
-// residual_add adds the shortcut of z into y in place: y += shortcut(z).
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    residual_add(float* y, const float* z, int N, int C, int H, int W, int Cz, int zs) {
-  const long long total = (long long)N * C * H * W;
-  const long long stride = rn::grid_stride();
-  long long i = rn::grid_start();
-  if (i >= total) return;
-  rn::Walk4 p;
-  p.init(i, stride, C, H, W);
-  const rn::Shortcut sc(C, H, W, Cz, zs);
-  for (; i < total; i += stride, p.next()) {
-    const long long zi = sc.identity ? i : sc.index(p.n, p.c, p.h, p.w);
-    if (zi >= 0) y[i] += z[zi];
+#define BN_NORMALIZE(name, T, L, ...)                                                                       \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                    \
+      name(const T* x, T* y, const float* mean, const float* scale, const float* beta, int N, int C, int H, \
+           int W) {                                                                                         \
+    apply<T, L, false, false, false>(x, nullptr, y, mean, scale, nullptr, beta, 0.f, N, C, H, W, C, 1);     \
   }
-}
+RN_ACT_FORMATS(BN_NORMALIZE, bn_normalize, )
+
+#define RESIDUAL_ADD(name, T, L, ...)                                      \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                   \
+      name(T* y, const T* z, int N, int C, int H, int W, int Cz, int zs) { \
+    shortcut_add<T, L>(y, z, N, C, H, W, Cz, zs);                          \
+  }
+RN_ACT_FORMATS(RESIDUAL_ADD, residual_add, )
 
 // relu_forward writes y = max(x, 0) (x may be y); NaN stays NaN.
-extern "C" __global__ void __launch_bounds__(RN_BLOCK) relu_forward(const float* x, float* y, long long n) {
-  const long long stride = rn::grid_stride();
-  for (long long i = rn::grid_start(); i < n; i += stride) {
-    const float v = x[i];
-    y[i] = v < 0.f ? 0.f : v;
+#define RELU_FORWARD(name, T, L, ...)                                                          \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK) name(const T* x, T* y, long long n) { \
+    const long long stride = rn::grid_stride();                                                \
+    for (long long i = rn::grid_start(); i < n; i += stride) {                                 \
+      y[i] = rn::from_f32<T>(relu_of(rn::to_f32(x[i])));                                       \
+    }                                                                                          \
   }
-}
+RN_ACT_DTYPES(RELU_FORWARD, relu_forward, )
 
 // ---------------------------------------------------------------------------------------------------------
 // Inference forward, fused: one pass, scale = inference_scale(gamma, running_var, eps) computed per element.
 
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_inference_apply(const float* x, const float* z, float* y, const float* run_mean, const float* run_var,
-                       const float* gamma, const float* beta, float eps, int N, int C, int H, int W, int Cz,
-                       int zs) {
-  apply<false, false, true>(x, z, y, run_mean, run_var, gamma, beta, eps, N, C, H, W, Cz, zs);
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_inference_apply_relu(const float* x, const float* z, float* y, const float* run_mean, const float* run_var,
-                            const float* gamma, const float* beta, float eps, int N, int C, int H, int W, int Cz,
-                            int zs) {
-  apply<true, false, true>(x, z, y, run_mean, run_var, gamma, beta, eps, N, C, H, W, Cz, zs);
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_inference_apply_add(const float* x, const float* z, float* y, const float* run_mean, const float* run_var,
-                           const float* gamma, const float* beta, float eps, int N, int C, int H, int W, int Cz,
-                           int zs) {
-  apply<false, true, true>(x, z, y, run_mean, run_var, gamma, beta, eps, N, C, H, W, Cz, zs);
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_inference_apply_add_relu(const float* x, const float* z, float* y, const float* run_mean,
-                                const float* run_var, const float* gamma, const float* beta, float eps, int N,
-                                int C, int H, int W, int Cz, int zs) {
-  apply<true, true, true>(x, z, y, run_mean, run_var, gamma, beta, eps, N, C, H, W, Cz, zs);
-}
+#define BN_INFERENCE_APPLY(name, T, L, RELU, RES)                                                         \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                  \
+      name(const T* x, const T* z, T* y, const float* run_mean, const float* run_var, const float* gamma, \
+           const float* beta, float eps, int N, int C, int H, int W, int Cz, int zs) {                    \
+    apply<T, L, RELU, RES, true>(x, z, y, run_mean, run_var, gamma, beta, eps, N, C, H, W, Cz, zs);       \
+  }
+RN_ACT_FORMATS(BN_INFERENCE_APPLY, bn_inference_apply, false, false)
+RN_ACT_FORMATS(BN_INFERENCE_APPLY, bn_inference_apply_relu, true, false)
+RN_ACT_FORMATS(BN_INFERENCE_APPLY, bn_inference_apply_add, false, true)
+RN_ACT_FORMATS(BN_INFERENCE_APPLY, bn_inference_apply_add_relu, true, true)
 
 // Inference forward, unfused: scale = inference_scale(gamma, running_var, eps) per channel, then
-// bn_normalize with mean = the running mean.
+// bn_normalize with mean = the running mean. Only per-channel operands: one kernel for every format.
 extern "C" __global__ void __launch_bounds__(RN_BLOCK)
     bn_inference_params(const float* run_var, const float* gamma, float eps, int C, float* scale) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -401,104 +419,71 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK)
 // Backward, fused. bn_backward_reduce*: grid (chunks, C); the last block of a channel writes dgamma, dbeta
 // and the dx coefficients.
 
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_backward_reduce(const float* x, const float* y, const float* dy, const float* mean, int N, int C, int HW,
-                       int chunks, double* partial, unsigned int* counters, const float* gamma, const float* invstd,
-                       float* dgamma, float* dbeta, float* coef) {
-  __shared__ double shared[2 * RN_WARPS];
-  double s1, s2;
-  grad_chunk<false>(x, y, dy, mean, N, C, HW, chunks, s1, s2, shared);
-  if (!last_block(s1, s2, partial, counters, chunks)) return;
-  if (threadIdx.x == 0) {
-    const int c = blockIdx.y;
-    sum_partials(partial, c, chunks, s1, s2);
-    finalize_grad(c, s1, s2, (double)N * HW, gamma, invstd, dgamma, dbeta, coef);
+#define BN_BACKWARD_REDUCE(name, T, L, RELU)                                                                \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                    \
+      name(const T* x, const T* y, const T* dy, const float* mean, int N, int C, int HW, int chunks,        \
+           double* partial, unsigned int* counters, const float* gamma, const float* invstd, float* dgamma, \
+           float* dbeta, float* coef) {                                                                     \
+    __shared__ double shared[2 * RN_WARPS];                                                                 \
+    double s1, s2;                                                                                          \
+    grad_chunk<T, L, RELU>(x, y, dy, mean, N, C, HW, chunks, s1, s2, shared);                               \
+    if (!last_block(s1, s2, partial, counters, chunks)) return;                                             \
+    if (threadIdx.x == 0) {                                                                                 \
+      const int c = blockIdx.y;                                                                             \
+      sum_partials(partial, c, chunks, s1, s2);                                                             \
+      finalize_grad(c, s1, s2, (double)N * HW, gamma, invstd, dgamma, dbeta, coef);                         \
+    }                                                                                                       \
   }
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_backward_reduce_relu(const float* x, const float* y, const float* dy, const float* mean, int N, int C,
-                            int HW, int chunks, double* partial, unsigned int* counters, const float* gamma,
-                            const float* invstd, float* dgamma, float* dbeta, float* coef) {
-  __shared__ double shared[2 * RN_WARPS];
-  double s1, s2;
-  grad_chunk<true>(x, y, dy, mean, N, C, HW, chunks, s1, s2, shared);
-  if (!last_block(s1, s2, partial, counters, chunks)) return;
-  if (threadIdx.x == 0) {
-    const int c = blockIdx.y;
-    sum_partials(partial, c, chunks, s1, s2);
-    finalize_grad(c, s1, s2, (double)N * HW, gamma, invstd, dgamma, dbeta, coef);
-  }
-}
+RN_ACT_FORMATS(BN_BACKWARD_REDUCE, bn_backward_reduce, false)
+RN_ACT_FORMATS(BN_BACKWARD_REDUCE, bn_backward_reduce_relu, true)
 
 // bn_backward_dx*: grid-stride; dx from the coefficients, and dz (written, never accumulated) with _add.
 
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_backward_dx(const float* x, const float* y, const float* dy, const float* mean, const float* coef, float* dx,
-                   float* dz, int N, int C, int H, int W, int Cz, int zs) {
-  input_grad<false, false>(x, y, dy, mean, coef, dx, dz, N, C, H, W, Cz, zs);
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_backward_dx_relu(const float* x, const float* y, const float* dy, const float* mean, const float* coef,
-                        float* dx, float* dz, int N, int C, int H, int W, int Cz, int zs) {
-  input_grad<true, false>(x, y, dy, mean, coef, dx, dz, N, C, H, W, Cz, zs);
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_backward_dx_add(const float* x, const float* y, const float* dy, const float* mean, const float* coef,
-                       float* dx, float* dz, int N, int C, int H, int W, int Cz, int zs) {
-  input_grad<false, true>(x, y, dy, mean, coef, dx, dz, N, C, H, W, Cz, zs);
-}
-
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_backward_dx_add_relu(const float* x, const float* y, const float* dy, const float* mean, const float* coef,
-                            float* dx, float* dz, int N, int C, int H, int W, int Cz, int zs) {
-  input_grad<true, true>(x, y, dy, mean, coef, dx, dz, N, C, H, W, Cz, zs);
-}
+#define BN_BACKWARD_DX(name, T, L, RELU, RES)                                                              \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                   \
+      name(const T* x, const T* y, const T* dy, const float* mean, const float* coef, T* dx, T* dz, int N, \
+           int C, int H, int W, int Cz, int zs) {                                                          \
+    input_grad<T, L, RELU, RES>(x, y, dy, mean, coef, dx, dz, N, C, H, W, Cz, zs);                         \
+  }
+RN_ACT_FORMATS(BN_BACKWARD_DX, bn_backward_dx, false, false)
+RN_ACT_FORMATS(BN_BACKWARD_DX, bn_backward_dx_relu, true, false)
+RN_ACT_FORMATS(BN_BACKWARD_DX, bn_backward_dx_add, false, true)
+RN_ACT_FORMATS(BN_BACKWARD_DX, bn_backward_dx_add_relu, true, true)
 
 // Backward, unfused.
 
 // relu_backward writes gy = dy where y > 0, else 0.
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    relu_backward(const float* y, const float* dy, float* gy, long long n) {
-  const long long stride = rn::grid_stride();
-  for (long long i = rn::grid_start(); i < n; i += stride) gy[i] = y[i] > 0.f ? dy[i] : 0.f;
-}
-
-// residual_backward writes dz = shortcut^T(gy): each element of z (N, Cz, H*zs, W*zs) gets the gradient of
-// the output that reads it, or 0 when no output does.
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    residual_backward(const float* gy, float* dz, int N, int C, int H, int W, int Cz, int zs) {
-  const int Hz = H * zs, Wz = W * zs, off = (C - Cz) / 2;
-  const long long total = (long long)N * Cz * Hz * Wz;
-  const long long stride = rn::grid_stride();
-  long long i = rn::grid_start();
-  if (i >= total) return;
-  rn::Walk4 p;
-  p.init(i, stride, Cz, Hz, Wz);
-  for (; i < total; i += stride, p.next()) {
-    float g = 0.f;
-    if (p.h % zs == 0 && p.w % zs == 0) {
-      g = gy[(((long long)p.n * C + p.c + off) * H + p.h / zs) * W + p.w / zs];
-    }
-    dz[i] = g;
+#define RELU_BACKWARD(name, T, L, ...)                                                                       \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK) name(const T* y, const T* dy, T* gy, long long n) { \
+    const long long stride = rn::grid_stride();                                                              \
+    for (long long i = rn::grid_start(); i < n; i += stride) {                                               \
+      gy[i] = rn::to_f32(y[i]) > 0.f ? dy[i] : rn::from_f32<T>(0.f);                                         \
+    }                                                                                                        \
   }
-}
+RN_ACT_DTYPES(RELU_BACKWARD, relu_backward, )
 
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_backward_reduce_partial(const float* x, const float* dy, const float* mean, int N, int C, int HW, int chunks,
-                               double* partial) {
-  __shared__ double shared[2 * RN_WARPS];
-  double s1, s2;
-  grad_chunk<false>(x, nullptr, dy, mean, N, C, HW, chunks, s1, s2, shared);
-  if (threadIdx.x == 0) {
-    double* p = partial + 2LL * (blockIdx.y * (long long)chunks + blockIdx.x);
-    p[0] = s1;
-    p[1] = s2;
+#define RESIDUAL_BACKWARD(name, T, L, ...)                                   \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                     \
+      name(const T* gy, T* dz, int N, int C, int H, int W, int Cz, int zs) { \
+    shortcut_grad<T, L>(gy, dz, N, C, H, W, Cz, zs);                         \
   }
-}
+RN_ACT_FORMATS(RESIDUAL_BACKWARD, residual_backward, )
 
+#define BN_BACKWARD_REDUCE_PARTIAL(name, T, L, ...)                                                         \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                    \
+      name(const T* x, const T* dy, const float* mean, int N, int C, int HW, int chunks, double* partial) { \
+    __shared__ double shared[2 * RN_WARPS];                                                                 \
+    double s1, s2;                                                                                          \
+    grad_chunk<T, L, false>(x, nullptr, dy, mean, N, C, HW, chunks, s1, s2, shared);                        \
+    if (threadIdx.x == 0) {                                                                                 \
+      double* p = partial + 2LL * (blockIdx.y * (long long)chunks + blockIdx.x);                            \
+      p[0] = s1;                                                                                            \
+      p[1] = s2;                                                                                            \
+    }                                                                                                       \
+  }
+RN_ACT_FORMATS(BN_BACKWARD_REDUCE_PARTIAL, bn_backward_reduce_partial, )
+
+// bn_backward_finalize reads only per-channel operands: one kernel for every format.
 extern "C" __global__ void __launch_bounds__(RN_BLOCK)
     bn_backward_finalize(const double* partial, int C, int chunks, long long count, const float* gamma,
                          const float* invstd, float* dgamma, float* dbeta, float* coef) {
@@ -510,8 +495,9 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK)
 }
 
 // bn_backward_input is dx alone from an already masked gradient gy.
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    bn_backward_input(const float* x, const float* gy, const float* mean, const float* coef, float* dx, int N, int C,
-                      int H, int W) {
-  input_grad<false, false>(x, nullptr, gy, mean, coef, dx, nullptr, N, C, H, W, C, 1);
-}
+#define BN_BACKWARD_INPUT(name, T, L, ...)                                                                     \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                       \
+      name(const T* x, const T* gy, const float* mean, const float* coef, T* dx, int N, int C, int H, int W) { \
+    input_grad<T, L, false, false>(x, nullptr, gy, mean, coef, dx, nullptr, N, C, H, W, C, 1);                 \
+  }
+RN_ACT_FORMATS(BN_BACKWARD_INPUT, bn_backward_input, )

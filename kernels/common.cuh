@@ -1,5 +1,6 @@
-// Device helpers shared by the kernel families: the block size every launcher uses, block reductions in a
-// fixed order (so results are deterministic), and coordinate walkers that step a flat NCHW index by the
+// Device helpers shared by the kernel families: the block size every launcher uses, the activation element
+// types and layouts (and RN_ACT_FORMATS, which instantiates a kernel for each), block reductions in a fixed
+// order (so results are deterministic), and coordinate walkers that step a flat NCHW or NHWC index by the
 // grid stride without dividing on every element.
 #pragma once
 
@@ -39,6 +40,36 @@ __device__ __forceinline__ bf16 from_f32<bf16>(float v) {
 template <>
 __device__ __forceinline__ f16 from_f32<f16>(float v) {
   return __float2half_rn(v);
+}
+
+// round_to rounds v to T and back: the value a kernel that stored v as T would read again. Fused kernels
+// round where the unfused path stores an intermediate, so both paths give the same bits in every type (a
+// no-op for float).
+template <typename T>
+__device__ __forceinline__ float round_to(float v) {
+  return to_f32(from_f32<T>(v));
+}
+
+// The memory orders of 4-D activations (backend.Layout): element (n, c, h, w) of an (N, C, H, W) tensor is
+// at ((n*C + c)*H + h)*W + w in NCHW and at ((n*H + h)*W + w)*C + c in NHWC.
+enum Layout { NCHW, NHWC };
+
+// act_index is the offset of element (n, c, h, w) of an (N, C, H, W) activation in layout L.
+template <Layout L>
+__device__ __forceinline__ long long act_index(int n, int c, int h, int w, int C, int H, int W) {
+  if (L == NCHW) return (((long long)n * C + c) * H + h) * W + w;
+  return (((long long)n * H + h) * W + w) * C + c;
+}
+
+// plane_start and plane_step locate the H*W elements of plane (n, c): element i of the plane (i = h*W + w)
+// is at plane_start + i*plane_step.
+template <Layout L>
+__device__ __forceinline__ long long plane_start(int n, int c, int C, int HW) {
+  return L == NCHW ? ((long long)n * C + c) * HW : (long long)n * HW * C + c;
+}
+template <Layout L>
+__device__ __forceinline__ int plane_step(int C) {
+  return L == NCHW ? 1 : C;
 }
 
 __device__ __forceinline__ double warp_sum(double v) {
@@ -126,6 +157,39 @@ struct Walk4 {
   }
 };
 
+// WalkAct is Walk4 for an activation in layout L: it follows (n, c, h, w) while the flat index advances,
+// the digits being stepped in memory order ((n, c, h, w) for NCHW, (n, h, w, c) for NHWC).
+template <Layout L>
+struct WalkAct {
+  Walk4 d;
+
+  __device__ __forceinline__ void init(long long start, long long stride, int C, int H, int W) {
+    if (L == NCHW) {
+      d.init(start, stride, C, H, W);
+    } else {
+      d.init(start, stride, H, W, C);  // Walk4's digits (c, h, w) then hold (h, w, c)
+    }
+  }
+  __device__ __forceinline__ void next() { d.next(); }
+  __device__ __forceinline__ int n() const { return d.n; }
+  __device__ __forceinline__ int c() const { return L == NCHW ? d.c : d.w; }
+  __device__ __forceinline__ int h() const { return L == NCHW ? d.h : d.c; }
+  __device__ __forceinline__ int w() const { return L == NCHW ? d.w : d.h; }
+};
+
+// grid_walk calls f(i, p) for each flat index i of an (N, C, H, W) activation in layout L that this thread
+// owns in a grid-stride loop, p following i's coordinates.
+template <Layout L, typename F>
+__device__ __forceinline__ void grid_walk(int N, int C, int H, int W, F f) {
+  const long long total = (long long)N * C * H * W;
+  const long long stride = grid_stride();
+  long long i = grid_start();
+  if (i >= total) return;
+  WalkAct<L> p;
+  p.init(i, stride, C, H, W);
+  for (; i < total; i += stride, p.next()) f(i, p);
+}
+
 // Walk2 is Walk4 for (plane, i) coordinates of an (P, L) tensor.
 struct Walk2 {
   long long p;
@@ -152,9 +216,10 @@ struct Walk2 {
   }
 };
 
-// Shortcut is the residual input z of a batch norm with output (N, C, H, W): z is (N, Cz, H*s, W*s) and
-// output channel c reads z channel c - (C - Cz)/2 at (h*s, w*s) when that channel exists (option A:
-// zero-padded channels, strided subsampling); Cz == C and s == 1 is the identity shortcut.
+// Shortcut is the residual input z of a batch norm with output (N, C, H, W): z is (N, Cz, H*s, W*s) in the
+// output's layout L and output channel c reads z channel c - (C - Cz)/2 at (h*s, w*s) when that channel
+// exists (option A: zero-padded channels, strided subsampling); Cz == C and s == 1 is the identity shortcut.
+template <Layout L>
 struct Shortcut {
   int Cz, s, off, Hz, Wz;
   bool identity;
@@ -172,8 +237,31 @@ struct Shortcut {
   __device__ __forceinline__ long long index(int n, int c, int h, int w) const {
     const int cz = c - off;
     if (cz < 0 || cz >= Cz) return -1;
-    return (((long long)n * Cz + cz) * Hz + (long long)h * s) * Wz + (long long)w * s;
+    return act_index<L>(n, cz, h * s, w * s, Cz, Hz, Wz);
+  }
+
+  // step is the distance in z from element (n, c, h, w) to (n, c, h + r, w + q).
+  __device__ __forceinline__ long long step(int r, int q) const {
+    const long long d = (long long)r * Wz + q;
+    return L == NCHW ? d : d * Cz;
   }
 };
+
+// RN_ACT_FORMATS(M, name, ...) instantiates a kernel for every activation format: M(kernel name, element
+// type, layout, ...) once per format, the name suffixed by the type (_bf16, _f16; none for float) and then
+// the layout (_nhwc; none for NCHW), so the float NCHW kernel keeps the plain name. RN_ACT_DTYPES does the
+// same for element-wise kernels, which the layout does not change. internal/cuda/kernels.go derives the
+// names the same way (TestKernelTableMatchesSources checks both).
+#define RN_ACT_FORMATS(M, name, ...)                   \
+  M(name, float, rn::NCHW, __VA_ARGS__)                \
+  M(name##_nhwc, float, rn::NHWC, __VA_ARGS__)         \
+  M(name##_bf16, rn::bf16, rn::NCHW, __VA_ARGS__)      \
+  M(name##_bf16_nhwc, rn::bf16, rn::NHWC, __VA_ARGS__) \
+  M(name##_f16, rn::f16, rn::NCHW, __VA_ARGS__)        \
+  M(name##_f16_nhwc, rn::f16, rn::NHWC, __VA_ARGS__)
+#define RN_ACT_DTYPES(M, name, ...)               \
+  M(name, float, rn::NCHW, __VA_ARGS__)           \
+  M(name##_bf16, rn::bf16, rn::NCHW, __VA_ARGS__) \
+  M(name##_f16, rn::f16, rn::NCHW, __VA_ARGS__)
 
 }  // namespace rn

@@ -1,9 +1,14 @@
 // Max pooling (PyTorch semantics: padding counts as -inf, the first maximum in row-major window order
-// wins, a NaN wins over everything) and global average pooling, forward and backward, on NCHW float32.
+// wins, a NaN wins over everything) and global average pooling, forward and backward, on activations of
+// any format (float, bf16 or f16; NCHW or NHWC), instantiated by RN_ACT_FORMATS (common.cuh) under the
+// batch-norm kernels' naming: maxpool_forward is float NCHW, maxpool_forward_bf16_nhwc bf16 NHWC. The
+// pooled features of the average pool and their gradient are float (N, C) in every format.
 //
 // The max-pool backward stores nothing from the forward: each input element recomputes the argmax of every
-// window that covers it and gathers the gradients of the windows it won, in row-major window order. No
-// atomics: the sums are bit-for-bit those of the CPU reference, which scatters in the same order.
+// window that covers it and gathers the gradients of the windows it won, in row-major window order, in
+// float, rounding the sum once. No atomics: the sums are bit-for-bit those of the CPU reference, which
+// scatters in the same order. Both pools visit a plane's elements in the same order in either layout, so
+// float NHWC gives the bits of float NCHW.
 //
 // Kernels: maxpool_forward, maxpool_backward, avgpool_forward, avgpool_backward.
 
@@ -14,9 +19,11 @@
 namespace {
 
 // window_argmax returns the flat (h*W + w) index of the maximum of output position (oy, ox)'s window in
-// plane xp, and its value in best. Identical to the CPU reference's loop, ties and NaN included.
-__device__ __forceinline__ int window_argmax(const float* xp, int H, int W, int oy, int ox, int k, int s, int pad,
-                                             float& best) {
+// the plane at xp, whose element h*W + w is xp[(h*W + w)*step], and its value in best. Identical to the CPU
+// reference's loop, ties and NaN included.
+template <typename T>
+__device__ __forceinline__ int window_argmax(const T* xp, int step, int H, int W, int oy, int ox, int k, int s,
+                                             int pad, float& best) {
   const int y0 = oy * s - pad, x0 = ox * s - pad;
   const int ylo = max(0, y0), yhi = min(H, y0 + k);
   const int xlo = max(0, x0), xhi = min(W, x0 + k);
@@ -24,7 +31,7 @@ __device__ __forceinline__ int window_argmax(const float* xp, int H, int W, int 
   int arg = ylo * W + xlo;
   for (int iy = ylo; iy < yhi; iy++) {
     for (int ix = xlo; ix < xhi; ix++) {
-      const float v = xp[iy * W + ix];
+      const float v = rn::to_f32(xp[(long long)(iy * W + ix) * step]);
       if (v > best || isnan(v)) {
         best = v;
         arg = iy * W + ix;
@@ -34,77 +41,94 @@ __device__ __forceinline__ int window_argmax(const float* xp, int H, int W, int 
   return arg;
 }
 
-}  // namespace
-
-// maxpool_forward: x (planes, H, W) -> y (planes, OH, OW). Grid-stride over y.
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    maxpool_forward(const float* x, float* y, int planes, int H, int W, int OH, int OW, int k, int s, int pad) {
-  const long long total = (long long)planes * OH * OW;
-  const long long stride = rn::grid_stride();
-  long long i = rn::grid_start();
-  if (i >= total) return;
-  rn::Walk4 p;
-  p.init(i, stride, 1, OH, OW);
-  for (; i < total; i += stride, p.next()) {
+// max_pool (maxpool_forward): x (N, C, H, W) -> y (N, C, OH, OW). Grid-stride over y.
+template <typename T, rn::Layout L>
+__device__ __forceinline__ void max_pool(const T* x, T* y, int N, int C, int H, int W, int OH, int OW, int k,
+                                         int s, int pad) {
+  rn::grid_walk<L>(N, C, OH, OW, [&](long long i, const rn::WalkAct<L>& p) {
     float best;
-    window_argmax(x + (long long)p.n * H * W, H, W, p.h, p.w, k, s, pad, best);
-    y[i] = best;
-  }
+    window_argmax(x + rn::plane_start<L>(p.n(), p.c(), C, H * W), rn::plane_step<L>(C), H, W, p.h(), p.w(), k, s,
+                  pad, best);
+    y[i] = rn::from_f32<T>(best);
+  });
 }
 
-// maxpool_backward: dx (planes, H, W) from dy (planes, OH, OW). Grid-stride over dx; every element is
-// written (0 when it won no window).
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    maxpool_backward(const float* x, const float* dy, float* dx, int planes, int H, int W, int OH, int OW, int k,
-                     int s, int pad) {
-  const long long total = (long long)planes * H * W;
-  const long long stride = rn::grid_stride();
-  long long i = rn::grid_start();
-  if (i >= total) return;
-  rn::Walk4 p;
-  p.init(i, stride, 1, H, W);
-  for (; i < total; i += stride, p.next()) {
-    const int ih = p.h, iw = p.w, me = ih * W + iw;
+// max_pool_grad (maxpool_backward): dx (N, C, H, W) from dy (N, C, OH, OW). Grid-stride over dx; every
+// element is written (0 when it won no window).
+template <typename T, rn::Layout L>
+__device__ __forceinline__ void max_pool_grad(const T* x, const T* dy, T* dx, int N, int C, int H, int W, int OH,
+                                              int OW, int k, int s, int pad) {
+  const int step = rn::plane_step<L>(C);
+  rn::grid_walk<L>(N, C, H, W, [&](long long i, const rn::WalkAct<L>& p) {
+    const int ih = p.h(), iw = p.w(), me = ih * W + iw;
     // Windows oy with oy*s - pad <= ih < oy*s - pad + k, likewise for ox.
     const int ay = ih + pad - k + 1, ax = iw + pad - k + 1;
     const int oylo = ay <= 0 ? 0 : (ay + s - 1) / s, oyhi = min(OH - 1, (ih + pad) / s);
     const int oxlo = ax <= 0 ? 0 : (ax + s - 1) / s, oxhi = min(OW - 1, (iw + pad) / s);
-    const float* xp = x + (long long)p.n * H * W;
-    const float* dyp = dy + (long long)p.n * OH * OW;
+    const T* xp = x + rn::plane_start<L>(p.n(), p.c(), C, H * W);
+    const T* dyp = dy + rn::plane_start<L>(p.n(), p.c(), C, OH * OW);
     float acc = 0.f;
     for (int oy = oylo; oy <= oyhi; oy++) {
       for (int ox = oxlo; ox <= oxhi; ox++) {
         float best;
-        if (window_argmax(xp, H, W, oy, ox, k, s, pad, best) == me) acc += dyp[oy * OW + ox];
+        if (window_argmax(xp, step, H, W, oy, ox, k, s, pad, best) == me) {
+          acc += rn::to_f32(dyp[(long long)(oy * OW + ox) * step]);
+        }
       }
     }
-    dx[i] = acc;
-  }
+    dx[i] = rn::from_f32<T>(acc);
+  });
 }
 
-// avgpool_forward: y[p] = mean of plane p of x (planes, HW), summed in double. One warp per plane.
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    avgpool_forward(const float* x, float* y, int planes, int HW) {
+// avg_pool (avgpool_forward): y[n, c] = mean of plane (n, c) of x (N, C, HW), summed in double. One warp
+// per plane.
+template <typename T, rn::Layout L>
+__device__ __forceinline__ void avg_pool(const T* x, float* y, int N, int C, int HW) {
   const int plane = blockIdx.x * RN_WARPS + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
-  if (plane >= planes) return;  // the whole warp leaves together
-  const float* xp = x + (long long)plane * HW;
+  if (plane >= N * C) return;  // the whole warp leaves together
+  const T* xp = x + rn::plane_start<L>(plane / C, plane % C, C, HW);
+  const int step = rn::plane_step<L>(C);
   double s = 0;
-  for (int i = lane; i < HW; i += 32) s += xp[i];
+  for (int i = lane; i < HW; i += 32) s += rn::to_f32(xp[(long long)i * step]);
   s = rn::warp_sum(s);
   if (lane == 0) y[plane] = (float)(s / HW);
 }
 
-// avgpool_backward: every element of plane p of dx (planes, HW) gets dy[p]/HW (correctly rounded, as the
-// CPU reference divides).
-extern "C" __global__ void __launch_bounds__(RN_BLOCK)
-    avgpool_backward(const float* dy, float* dx, int planes, int HW) {
-  const long long total = (long long)planes * HW;
-  const long long stride = rn::grid_stride();
-  long long i = rn::grid_start();
-  if (i >= total) return;
-  rn::Walk2 p;
-  p.init(i, stride, HW);
+// avg_pool_grad (avgpool_backward): every element of plane (n, c) of dx (N, C, HW) gets dy[n, c]/HW
+// (correctly rounded, as the CPU reference divides), rounded to T.
+template <typename T, rn::Layout L>
+__device__ __forceinline__ void avg_pool_grad(const float* dy, T* dx, int N, int C, int HW) {
   const float n = (float)HW;
-  for (; i < total; i += stride, p.next()) dx[i] = __fdiv_rn(dy[p.p], n);
+  rn::grid_walk<L>(N, C, 1, HW, [&](long long i, const rn::WalkAct<L>& p) {
+    dx[i] = rn::from_f32<T>(__fdiv_rn(dy[(long long)p.n() * C + p.c()], n));
+  });
 }
+
+}  // namespace
+
+#define MAXPOOL_FORWARD(name, T, L, ...)                                                          \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                          \
+      name(const T* x, T* y, int N, int C, int H, int W, int OH, int OW, int k, int s, int pad) { \
+    max_pool<T, L>(x, y, N, C, H, W, OH, OW, k, s, pad);                                          \
+  }
+RN_ACT_FORMATS(MAXPOOL_FORWARD, maxpool_forward, )
+
+#define MAXPOOL_BACKWARD(name, T, L, ...)                                                                       \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                        \
+      name(const T* x, const T* dy, T* dx, int N, int C, int H, int W, int OH, int OW, int k, int s, int pad) { \
+    max_pool_grad<T, L>(x, dy, dx, N, C, H, W, OH, OW, k, s, pad);                                              \
+  }
+RN_ACT_FORMATS(MAXPOOL_BACKWARD, maxpool_backward, )
+
+#define AVGPOOL_FORWARD(name, T, L, ...)                                                                    \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK) name(const T* x, float* y, int N, int C, int HW) { \
+    avg_pool<T, L>(x, y, N, C, HW);                                                                         \
+  }
+RN_ACT_FORMATS(AVGPOOL_FORWARD, avgpool_forward, )
+
+#define AVGPOOL_BACKWARD(name, T, L, ...)                                                                     \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK) name(const float* dy, T* dx, int N, int C, int HW) { \
+    avg_pool_grad<T, L>(dy, dx, N, C, HW);                                                                    \
+  }
+RN_ACT_FORMATS(AVGPOOL_BACKWARD, avgpool_backward, )

@@ -94,22 +94,22 @@ func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.B
 		if err := d.ensureCounters(op, g.C); err != nil {
 			return err
 		}
-		if err := d.launch(op, kBNForwardStats, chunks, g.C).p(o.x).i(g.N).i(g.C).i(hw).i(chunks).p(partial).
+		if err := d.launchAs(op, kBNForwardStats, g.DType, g.Layout, chunks, g.C).p(o.x).i(g.N).i(g.C).i(hw).i(chunks).p(partial).
 			p(d.counters.ptr).f(o.eps).f(o.momentum).p(o.gamma).p(o.saveMean).p(o.saveInvStd).p(o.runMean).
 			p(o.runVar).p(scale).run(); err != nil {
 			return err
 		}
-		return d.launch(op, bnForwardApply[b2i(o.residual)][b2i(o.relu)], d.blocksFor(int64(g.XLen())), 1).
+		return d.launchAs(op, bnForwardApply[b2i(o.residual)][b2i(o.relu)], g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).
 			p(o.x).p(o.z).p(o.y).p(o.saveMean).p(scale).p(o.beta).i(g.N).i(g.C).i(g.H).i(g.W).i(g.ZC).i(g.ZStride).run()
 	}
-	if err := d.launch(op, kBNStatsPartial, chunks, g.C).p(o.x).i(g.N).i(g.C).i(hw).i(chunks).p(partial).run(); err != nil {
+	if err := d.launchAs(op, kBNStatsPartial, g.DType, g.Layout, chunks, g.C).p(o.x).i(g.N).i(g.C).i(hw).i(chunks).p(partial).run(); err != nil {
 		return err
 	}
-	if err := d.launch(op, kBNStatsFinalize, blocksOf(g.C), 1).p(o.x).p(partial).i(g.C).i(hw).i(chunks).l(int64(g.PerChannel())).
+	if err := d.launchAs(op, kBNStatsFinalize, g.DType, g.Layout, blocksOf(g.C), 1).p(o.x).p(partial).i(g.C).i(hw).i(chunks).l(int64(g.PerChannel())).
 		f(o.eps).f(o.momentum).p(o.gamma).p(o.saveMean).p(o.saveInvStd).p(o.runMean).p(o.runVar).p(scale).run(); err != nil {
 		return err
 	}
-	if err := d.launch(op, kBNNormalize, d.blocksFor(int64(g.XLen())), 1).p(o.x).p(o.y).p(o.saveMean).p(scale).p(o.beta).
+	if err := d.launchAs(op, kBNNormalize, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.x).p(o.y).p(o.saveMean).p(scale).p(o.beta).
 		i(g.N).i(g.C).i(g.H).i(g.W).run(); err != nil {
 		return err
 	}
@@ -119,13 +119,13 @@ func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.B
 // unfusedEpilogue adds the shortcut and applies the ReLU to y in place, each as its own kernel.
 func (d *Device) unfusedEpilogue(op string, g backend.BatchNormGeometry, o bnOperands) error {
 	if o.residual {
-		if err := d.launch(op, kResidualAdd, d.blocksFor(int64(g.XLen())), 1).p(o.y).p(o.z).i(g.N).i(g.C).i(g.H).i(g.W).
+		if err := d.launchAs(op, kResidualAdd, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.y).p(o.z).i(g.N).i(g.C).i(g.H).i(g.W).
 			i(g.ZC).i(g.ZStride).run(); err != nil {
 			return err
 		}
 	}
 	if o.relu {
-		return d.launch(op, kReLUForward, d.blocksFor(int64(g.XLen())), 1).p(o.y).p(o.y).l(int64(g.XLen())).run()
+		return d.launchAs(op, kReLUForward, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.y).p(o.y).l(int64(g.XLen())).run()
 	}
 	return nil
 }
@@ -144,7 +144,7 @@ func (d *Device) BatchNormForwardInference(p backend.BatchNormParams, t backend.
 		return err
 	}
 	if !d.opt.Unfused {
-		return d.launch(op, bnInferenceApply[b2i(o.residual)][b2i(o.relu)], d.blocksFor(int64(g.XLen())), 1).
+		return d.launchAs(op, bnInferenceApply[b2i(o.residual)][b2i(o.relu)], g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).
 			p(o.x).p(o.z).p(o.y).p(o.runMean).p(o.runVar).p(o.gamma).p(o.beta).f(o.eps).
 			i(g.N).i(g.C).i(g.H).i(g.W).i(g.ZC).i(g.ZStride).run()
 	}
@@ -155,7 +155,7 @@ func (d *Device) BatchNormForwardInference(p backend.BatchNormParams, t backend.
 	if err := d.launch(op, kBNInferenceParams, blocksOf(g.C), 1).p(o.runVar).p(o.gamma).f(o.eps).i(g.C).p(scale).run(); err != nil {
 		return err
 	}
-	if err := d.launch(op, kBNNormalize, d.blocksFor(int64(g.XLen())), 1).p(o.x).p(o.y).p(o.runMean).p(scale).p(o.beta).
+	if err := d.launchAs(op, kBNNormalize, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.x).p(o.y).p(o.runMean).p(scale).p(o.beta).
 		i(g.N).i(g.C).i(g.H).i(g.W).run(); err != nil {
 		return err
 	}
@@ -206,32 +206,32 @@ func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNo
 		if o.relu {
 			reduce = kBNBackwardReduceReLU
 		}
-		if err := d.launch(op, reduce, chunks, g.C).p(o.x).p(o.y).p(o.dy).p(o.saveMean).i(g.N).i(g.C).i(hw).i(chunks).
+		if err := d.launchAs(op, reduce, g.DType, g.Layout, chunks, g.C).p(o.x).p(o.y).p(o.dy).p(o.saveMean).i(g.N).i(g.C).i(hw).i(chunks).
 			p(partial).p(d.counters.ptr).p(o.gamma).p(o.saveInvStd).p(o.dgamma).p(o.dbeta).p(coef).run(); err != nil {
 			return err
 		}
-		return d.launch(op, bnBackwardDX[b2i(o.residual)][b2i(o.relu)], d.blocksFor(int64(g.XLen())), 1).
+		return d.launchAs(op, bnBackwardDX[b2i(o.residual)][b2i(o.relu)], g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).
 			p(o.x).p(o.y).p(o.dy).p(o.saveMean).p(coef).p(o.dx).p(o.dz).i(g.N).i(g.C).i(g.H).i(g.W).i(g.ZC).i(g.ZStride).run()
 	}
 
 	gy := o.dy
 	if o.relu {
-		if gy, err = d.tempAlloc(op, 4*int64(g.XLen())); err != nil {
+		if gy, err = d.tempAlloc(op, int64(g.DType.Size())*int64(g.XLen())); err != nil {
 			return err
 		}
-		if err := d.launch(op, kReLUBackward, d.blocksFor(int64(g.XLen())), 1).p(o.y).p(o.dy).p(gy).l(int64(g.XLen())).run(); err != nil {
+		if err := d.launchAs(op, kReLUBackward, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.y).p(o.dy).p(gy).l(int64(g.XLen())).run(); err != nil {
 			return err
 		}
 	}
 	if o.residual {
 		if g.ZLen() > 0 {
-			if err := d.launch(op, kResidualBackward, d.blocksFor(int64(g.ZLen())), 1).p(gy).p(o.dz).i(g.N).i(g.C).i(g.H).i(g.W).
+			if err := d.launchAs(op, kResidualBackward, g.DType, g.Layout, d.blocksFor(int64(g.ZLen())), 1).p(gy).p(o.dz).i(g.N).i(g.C).i(g.H).i(g.W).
 				i(g.ZC).i(g.ZStride).run(); err != nil {
 				return err
 			}
 		}
 	}
-	if err := d.launch(op, kBNBackwardReducePartial, chunks, g.C).p(o.x).p(gy).p(o.saveMean).i(g.N).i(g.C).i(hw).
+	if err := d.launchAs(op, kBNBackwardReducePartial, g.DType, g.Layout, chunks, g.C).p(o.x).p(gy).p(o.saveMean).i(g.N).i(g.C).i(hw).
 		i(chunks).p(partial).run(); err != nil {
 		return err
 	}
@@ -239,6 +239,6 @@ func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNo
 		p(o.gamma).p(o.saveInvStd).p(o.dgamma).p(o.dbeta).p(coef).run(); err != nil {
 		return err
 	}
-	return d.launch(op, kBNBackwardInput, d.blocksFor(int64(g.XLen())), 1).p(o.x).p(gy).p(o.saveMean).p(coef).p(o.dx).
+	return d.launchAs(op, kBNBackwardInput, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.x).p(gy).p(o.saveMean).p(coef).p(o.dx).
 		i(g.N).i(g.C).i(g.H).i(g.W).run()
 }

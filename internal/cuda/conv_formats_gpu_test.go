@@ -33,18 +33,6 @@ var formatCases = []convCase{
 	{1, 16, 5, 5, 8, 3, 1, 1},
 }
 
-// unitRoundoff is the largest relative error of rounding a (normal) float32 to dt to nearest: 2^-p for a
-// p-bit significand (bf16 8, f16 11, f32 24).
-func unitRoundoff(dt backend.DType) float64 {
-	switch dt {
-	case backend.BF16:
-		return 0x1p-8
-	case backend.F16:
-		return 0x1p-11
-	}
-	return 0x1p-24
-}
-
 // convTolFor is the tolerance of a convolution whose inputs are exact in dt and whose output is stored in
 // dt. The GPU computes g = round_dt(c + e): c the exact result of the exactly representable inputs, e the
 // difference between cuDNN's f32 accumulation and the CPU's, which convTol bounds (1e-4*rms, a bound that
@@ -96,11 +84,6 @@ func (r *rig) randomActivation(lo, hi float32, shape ...int) (twin, []float32) {
 	return r.activation(v, shape...), v
 }
 
-// formatOptions opens a device whose activations are dt in layout.
-func formatOptions(dt backend.DType, layout backend.Layout) backend.Options {
-	return backend.Options{Precision: dt, Layout: layout}
-}
-
 // filterLaunches is how many filter_to_* and filter_from_* kernels the device has queued since its counts
 // were reset.
 func filterLaunches(d *Device) (to, from int64) {
@@ -120,7 +103,7 @@ func filterLaunches(d *Device) (to, from int64) {
 func TestConvFormatsMatchCPU(t *testing.T) {
 	for _, f := range activationFormats {
 		t.Run(fmt.Sprintf("%v_%v", f.dt, f.layout), func(t *testing.T) {
-			opt := formatOptions(f.dt, f.layout)
+			opt := formatOptions(f.dt, f.layout, false)
 			d := openGPU(t, opt)
 			tl := convTolFor(f.dt)
 			for i, c := range formatCases {
@@ -151,7 +134,7 @@ func TestConvFormatsMatchCPU(t *testing.T) {
 
 // The reproducibility record names the format of each convolution it chose an algorithm for.
 func TestConvAlgorithmsRecordFormat(t *testing.T) {
-	opt := formatOptions(backend.BF16, backend.NHWC)
+	opt := formatOptions(backend.BF16, backend.NHWC, false)
 	r := newRig(t, opt, 11)
 	c := convCase{1, 4, 5, 5, 6, 3, 1, 1}
 	p := backend.ConvParams{Stride: c.stride, Pad: c.pad}
@@ -182,7 +165,7 @@ func TestConvAlgorithmsRecordFormat(t *testing.T) {
 // weight is a view at an odd element offset into one allocation, as parameters are.
 func TestConvFilterCopyFollowsWrites(t *testing.T) {
 	const dt, layout = backend.BF16, backend.NHWC
-	opt := formatOptions(dt, layout)
+	opt := formatOptions(dt, layout, false)
 	r := newRig(t, opt, 12)
 	d := r.gpu
 	c := convCase{2, 4, 6, 5, 6, 3, 1, 1}

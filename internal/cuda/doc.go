@@ -45,6 +45,12 @@
 //	                         to and from the format of a device's activations (filters.go); not f32_nchw,
 //	                         which convolves the parameter table's weights as they are
 //
+// Those are the kernels of f32 NCHW activations. Every kernel that reads or writes activations is also
+// built for the other formats of backend.Options.Precision and Layout, its name suffixed by the dtype and
+// then the layout (bn_forward_apply_relu_bf16, bn_forward_apply_relu_nhwc,
+// bn_forward_apply_relu_f16_nhwc); relu_forward and relu_backward are element-wise and come per dtype
+// only; bn_inference_params, bn_backward_finalize and the other families take f32 only.
+//
 // A device opened with backend.Options.Unfused never launches a kernel of FusedKernels, and one opened
 // without it never launches one of UnfusedKernels.
 //

@@ -235,39 +235,41 @@ Entry entry(void (*k)(A...)) {
 }
 
 #define E(name) {#name, entry(&name)}
+// EF is E for a kernel that RN_ACT_FORMATS or RN_ACT_DTYPES instantiates (kernels/common.cuh).
+#define EF(name, T, L, ...) E(name),
 
 const std::map<std::string, Entry>& table() {
   static const std::map<std::string, Entry> t = {
-      E(bn_forward_stats),
-      E(bn_forward_apply),
-      E(bn_forward_apply_relu),
-      E(bn_forward_apply_add),
-      E(bn_forward_apply_add_relu),
-      E(bn_stats_partial),
-      E(bn_stats_finalize),
-      E(bn_normalize),
-      E(residual_add),
-      E(relu_forward),
-      E(bn_inference_apply),
-      E(bn_inference_apply_relu),
-      E(bn_inference_apply_add),
-      E(bn_inference_apply_add_relu),
+      RN_ACT_FORMATS(EF, bn_forward_stats)
+      RN_ACT_FORMATS(EF, bn_forward_apply)
+      RN_ACT_FORMATS(EF, bn_forward_apply_relu)
+      RN_ACT_FORMATS(EF, bn_forward_apply_add)
+      RN_ACT_FORMATS(EF, bn_forward_apply_add_relu)
+      RN_ACT_FORMATS(EF, bn_stats_partial)
+      RN_ACT_FORMATS(EF, bn_stats_finalize)
+      RN_ACT_FORMATS(EF, bn_normalize)
+      RN_ACT_FORMATS(EF, residual_add)
+      RN_ACT_DTYPES(EF, relu_forward)
+      RN_ACT_FORMATS(EF, bn_inference_apply)
+      RN_ACT_FORMATS(EF, bn_inference_apply_relu)
+      RN_ACT_FORMATS(EF, bn_inference_apply_add)
+      RN_ACT_FORMATS(EF, bn_inference_apply_add_relu)
       E(bn_inference_params),
-      E(bn_backward_reduce),
-      E(bn_backward_reduce_relu),
-      E(bn_backward_dx),
-      E(bn_backward_dx_relu),
-      E(bn_backward_dx_add),
-      E(bn_backward_dx_add_relu),
-      E(relu_backward),
-      E(residual_backward),
-      E(bn_backward_reduce_partial),
+      RN_ACT_FORMATS(EF, bn_backward_reduce)
+      RN_ACT_FORMATS(EF, bn_backward_reduce_relu)
+      RN_ACT_FORMATS(EF, bn_backward_dx)
+      RN_ACT_FORMATS(EF, bn_backward_dx_relu)
+      RN_ACT_FORMATS(EF, bn_backward_dx_add)
+      RN_ACT_FORMATS(EF, bn_backward_dx_add_relu)
+      RN_ACT_DTYPES(EF, relu_backward)
+      RN_ACT_FORMATS(EF, residual_backward)
+      RN_ACT_FORMATS(EF, bn_backward_reduce_partial)
       E(bn_backward_finalize),
-      E(bn_backward_input),
-      E(maxpool_forward),
-      E(maxpool_backward),
-      E(avgpool_forward),
-      E(avgpool_backward),
+      RN_ACT_FORMATS(EF, bn_backward_input)
+      RN_ACT_FORMATS(EF, maxpool_forward)
+      RN_ACT_FORMATS(EF, maxpool_backward)
+      RN_ACT_FORMATS(EF, avgpool_forward)
+      RN_ACT_FORMATS(EF, avgpool_backward)
       E(softmax_cross_entropy),
       E(linear_bias_add),
       E(linear_bias_grad),

@@ -22,37 +22,40 @@ type fusedPath struct {
 	fused, unfused []string
 }
 
-// bnPaths are the kernels of the three batch-norm ops for one mode: the fused path is a statistics (or
-// gradient-reduction) kernel and one element-wise kernel with the residual add and the ReLU folded in; the
-// unfused path runs each step as its own kernel.
-func bnPaths(relu, residual bool) (forward, inference, backward fusedPath) {
+// bnPaths are the kernels of the three batch-norm ops for one mode and activation format: the fused path
+// is a statistics (or gradient-reduction) kernel and one element-wise kernel with the residual add and the
+// ReLU folded in; the unfused path runs each step as its own kernel. Kernels of activations carry the
+// format's suffix (the ReLU kernels the dtype's only); bn_inference_params and bn_backward_finalize read
+// per-channel operands only and have none.
+func bnPaths(relu, residual bool, dt backend.DType, layout backend.Layout) (forward, inference, backward fusedPath) {
+	f, d := formatSuffix(dt, layout, true), formatSuffix(dt, layout, false)
 	suffix := ""
 	var epilogue, prologue []string
 	if residual {
 		suffix += "_add"
-		epilogue = append(epilogue, "residual_add")
+		epilogue = append(epilogue, "residual_add"+f)
 	}
 	reduce := "bn_backward_reduce"
 	if relu {
 		suffix += "_relu"
-		epilogue = append(epilogue, "relu_forward")
+		epilogue = append(epilogue, "relu_forward"+d)
 		reduce += "_relu"
-		prologue = append(prologue, "relu_backward")
+		prologue = append(prologue, "relu_backward"+d)
 	}
 	if residual {
-		prologue = append(prologue, "residual_backward")
+		prologue = append(prologue, "residual_backward"+f)
 	}
 	forward = fusedPath{
-		fused:   []string{"bn_forward_stats", "bn_forward_apply" + suffix},
-		unfused: append([]string{"bn_stats_partial", "bn_stats_finalize", "bn_normalize"}, epilogue...),
+		fused:   []string{"bn_forward_stats" + f, "bn_forward_apply" + suffix + f},
+		unfused: append([]string{"bn_stats_partial" + f, "bn_stats_finalize" + f, "bn_normalize" + f}, epilogue...),
 	}
 	inference = fusedPath{
-		fused:   []string{"bn_inference_apply" + suffix},
-		unfused: append([]string{"bn_inference_params", "bn_normalize"}, epilogue...),
+		fused:   []string{"bn_inference_apply" + suffix + f},
+		unfused: append([]string{"bn_inference_params", "bn_normalize" + f}, epilogue...),
 	}
 	backward = fusedPath{
-		fused:   []string{reduce, "bn_backward_dx" + suffix},
-		unfused: append(prologue, "bn_backward_reduce_partial", "bn_backward_finalize", "bn_backward_input"),
+		fused:   []string{reduce + f, "bn_backward_dx" + suffix + f},
+		unfused: append(prologue, "bn_backward_reduce_partial"+f, "bn_backward_finalize", "bn_backward_input"+f),
 	}
 	return forward, inference, backward
 }
@@ -129,21 +132,8 @@ func TestFusedBatchNormPaths(t *testing.T) {
 			t.Run(b.String()+"/"+m.name, func(t *testing.T) {
 				r := newRig(t, m.opt, uint64(1000+i))
 				f := newBNTwins(r, b, nil)
-				g := r.gpu
-				forward, inference, backward := bnPaths(f.p.ReLU, f.p.Residual)
-
-				mustOK(t, g.Sync())
-				g.ResetLaunchCounts()
-				f.forwardTraining(r, bnYTol)
-				checkPath(t, launchesSince(t, g), forward, m.opt.Unfused)
-
-				g.ResetLaunchCounts()
-				f.backward(r)
-				checkPath(t, launchesSince(t, g), backward, m.opt.Unfused)
-
-				g.ResetLaunchCounts()
-				f.inference(r, bnYTol)
-				checkPath(t, launchesSince(t, g), inference, m.opt.Unfused)
+				forward, inference, backward := bnPaths(f.p.ReLU, f.p.Residual, backend.F32, backend.NCHW)
+				f.results(r, &[3]fusedPath{forward, backward, inference})
 			})
 		}
 	}
@@ -224,30 +214,53 @@ func TestFusedAndUnfusedBatchNormAreBitIdentical(t *testing.T) {
 			var results [2]map[string][]float32
 			for k, m := range gpuModes {
 				r := newRig(t, m.opt, uint64(1300+i))
-				f := newBNTwins(r, b, nil)
-				got := map[string][]float32{}
-				keep := func(names string, xs ...twin) {
-					for j, name := range strings.Fields(names) {
-						got[name] = r.host(onGPU, xs[j])
-					}
-				}
-				f.forwardTraining(r, bnYTol)
-				keep("forward.y save_mean save_invstd running_mean running_var", f.y, f.saveMean, f.saveInvStd, f.rm, f.rv)
-				f.backward(r)
-				keep("dx dgamma dbeta", f.dx, f.dgamma, f.dbeta)
-				if f.p.Residual {
-					keep("dz", f.dz)
-				}
-				f.inference(r, bnYTol)
-				keep("inference.y", f.y)
-				results[k] = got
+				results[k] = newBNTwins(r, b, nil).results(r, nil)
 			}
-			for name, fused := range results[0] {
-				if i := firstDifference(fused, results[1][name]); i >= 0 {
-					t.Errorf("%s: fused %v, unfused %v at element %d: the paths differ", name, fused[i], results[1][name][i], i)
-				}
-			}
+			sameOutputs(t, "fused", results[0], "unfused", results[1])
 		})
+	}
+}
+
+// results runs the training forward, the backward and the inference, each against the CPU, and returns
+// every GPU output by name. paths, when set, are asserted to be the kernels that ran.
+func (b *bnTwins) results(r *rig, paths *[3]fusedPath) map[string][]float32 {
+	r.t.Helper()
+	got := map[string][]float32{}
+	keep := func(names string, xs ...twin) {
+		for j, name := range strings.Fields(names) {
+			got[name] = r.host(onGPU, xs[j])
+		}
+	}
+	g := r.gpu
+	step := func(k int, op func()) {
+		mustOK(r.t, g.Sync())
+		g.ResetLaunchCounts()
+		op()
+		if paths != nil {
+			checkPath(r.t, launchesSince(r.t, g), paths[k], g.opt.Unfused)
+		}
+	}
+	step(0, func() { b.forwardTraining(r, bnYTol) })
+	keep("forward.y save_mean save_invstd running_mean running_var", b.y, b.saveMean, b.saveInvStd, b.rm, b.rv)
+	step(1, func() { b.backward(r) })
+	keep("dx dgamma dbeta", b.dx, b.dgamma, b.dbeta)
+	if b.p.Residual {
+		keep("dz", b.dz)
+	}
+	step(2, func() { b.inference(r, bnYTol) })
+	keep("inference.y", b.y)
+	return got
+}
+
+// sameOutputs reports every output whose bits differ between two runs named a and b.
+func sameOutputs(t *testing.T, a string, ra map[string][]float32, b string, rb map[string][]float32) {
+	t.Helper()
+	for name, va := range ra {
+		if len(rb[name]) != len(va) {
+			t.Errorf("%s: %s has %d values, %s %d", name, a, len(va), b, len(rb[name]))
+			continue
+		}
+		sameBits(t, fmt.Sprintf("%s (%s, then %s)", name, a, b), va, rb[name])
 	}
 }
 

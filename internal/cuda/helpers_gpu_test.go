@@ -12,12 +12,14 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"resnet/internal/backend"
 	"resnet/internal/cpu"
+	"resnet/internal/half"
 )
 
 // requireGPUEnv, set to 1, turns every "no GPU" skip into a failure.
@@ -185,6 +187,32 @@ func (r *rig) alloc(dt backend.DType, shape ...int) twin {
 	return x
 }
 
+// act allocates a zeroed activation twin: f32 NCHW on the CPU, the device's activation format on the GPU.
+func (r *rig) act(shape ...int) twin {
+	r.t.Helper()
+	dt, layout := r.gpu.ActivationFormat()
+	var x twin
+	var err error
+	if x.c, err = r.cpu.Alloc(backend.Shape(shape), backend.F32, backend.NCHW); err != nil {
+		r.t.Fatalf("cpu: Alloc %v: %v", shape, err)
+	}
+	if x.g, err = r.gpu.Alloc(backend.Shape(shape), dt, layout); err != nil {
+		r.cpu.Free(x.c)
+		r.t.Fatalf("cuda: Alloc %v %v %v: %v", shape, dt, layout, err)
+	}
+	r.held = append(r.held, x)
+	return x
+}
+
+// randomAct allocates an activation twin holding values uniform in [lo, hi), rounded to the GPU's dtype on
+// both devices (see set).
+func (r *rig) randomAct(lo, hi float32, shape ...int) twin {
+	r.t.Helper()
+	x := r.act(shape...)
+	r.set(x, uniformValues(r.rng, backend.Shape(shape).Numel(), lo, hi))
+	return x
+}
+
 // zeros allocates a zeroed f32 twin.
 func (r *rig) zeros(shape ...int) twin { return r.alloc(backend.F32, shape...) }
 
@@ -229,9 +257,15 @@ func (r *rig) tail(x twin, from int) twin {
 	return r.view(x, from*per, shape...)
 }
 
-// set uploads vals to both tensors.
+// set uploads vals to both tensors, rounded to the GPU tensor's dtype so that both hold the same values.
 func (r *rig) set(x twin, vals []float32) {
 	r.t.Helper()
+	if x.g.DType != backend.F32 {
+		vals = slices.Clone(vals)
+		for i, v := range vals {
+			vals[i] = half.Round(x.g.DType, v)
+		}
+	}
 	mustOK(r.t, r.cpu.Upload(x.c, vals))
 	if err := r.gpu.Upload(x.g, vals); err != nil {
 		r.t.Fatalf("cuda: Upload %v: %v", x.g.Shape, err)
@@ -291,6 +325,36 @@ func (r *rig) expect(what string, x twin, tl tolerance) {
 type tolerance struct {
 	abs, rel float64
 	rms      bool
+}
+
+// unitRoundoff is the largest relative error of rounding a float32 to nearest in dt: 2^-8 for bf16 (8
+// significant bits), 2^-11 for f16 (11); 0 for f32, whose results are not rounded again.
+func unitRoundoff(dt backend.DType) float64 {
+	switch dt {
+	case backend.BF16:
+		return 0x1p-8
+	case backend.F16:
+		return 0x1p-11
+	}
+	return 0
+}
+
+// rounded widens a tolerance of float32 results for results rounded to dt `roundings` times on the way:
+// each rounding moves a value by at most u (unitRoundoff) relative to itself. A final rounding is u
+// relative to the result; an intermediate one is u relative to the intermediate, which is bounded by the
+// result plus `scale` (the largest magnitude of what is added to it afterwards), hence roundings*u
+// relative and (roundings-1)*u*scale absolute. (Subnormal 16-bit results would need an absolute term of
+// the smallest subnormal too; the tests' values stay far above.)
+func (tl tolerance) rounded(dt backend.DType, roundings int, scale float64) tolerance {
+	u := unitRoundoff(dt)
+	tl.rel += float64(roundings) * u
+	extra := float64(roundings-1) * u * scale
+	if tl.rms {
+		// abs counts in units of the reference's RMS there; no test passes both.
+		extra = 0
+	}
+	tl.abs += extra
+	return tl
 }
 
 func (tl tolerance) String() string {

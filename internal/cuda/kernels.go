@@ -8,8 +8,12 @@ package cuda
 // The names are stable: LaunchCounts reports launches under them, and tests use them to prove which path
 // (fused or unfused) ran. Library calls are counted too, under the names in libCallNames.
 
+import "resnet/internal/backend"
+
 type kernelID int
 
+// The ids below are the float NCHW kernels; variant gives the id of a kernel's other activation formats.
+// Kernels built in every format come first, then those built per dtype only, then the float-only ones.
 const (
 	// kernels/batchnorm.cu, fused path.
 	kBNForwardStats kernelID = iota
@@ -30,20 +34,24 @@ const (
 	// kernels/batchnorm.cu, unfused path.
 	kBNStatsPartial
 	kBNStatsFinalize
-	kBNInferenceParams
 	kBNNormalize
 	kResidualAdd
-	kReLUForward
-	kReLUBackward
 	kResidualBackward
 	kBNBackwardReducePartial
-	kBNBackwardFinalize
 	kBNBackwardInput
 	// kernels/pooling.cu
 	kMaxPoolForward
 	kMaxPoolBackward
 	kAvgPoolForward
 	kAvgPoolBackward
+
+	// Built per dtype (element-wise: the layout does not matter). kernels/batchnorm.cu, unfused path.
+	kReLUForward
+	kReLUBackward
+
+	// Float only: no activation operands. kernels/batchnorm.cu, unfused path.
+	kBNInferenceParams
+	kBNBackwardFinalize
 	// kernels/loss.cu
 	kSoftmaxCrossEntropy
 	// kernels/linear.cu
@@ -68,7 +76,15 @@ const (
 	kFilterFromF16NCHW
 	kFilterFromF16NHWC
 
-	numKernels
+	numBaseKernels
+)
+
+// The ranges of the enumeration above, and the count of every kernel the device loads: the base ones and
+// the variants of the first two ranges (RN_ACT_FORMATS and RN_ACT_DTYPES in kernels/common.cuh).
+const (
+	numFormatKernels = kAvgPoolBackward + 1
+	numDTypeKernels  = kReLUBackward + 1 - numFormatKernels
+	numKernels       = numBaseKernels + numFormatKernels*(numFormats-1) + numDTypeKernels*(numDTypes-1)
 )
 
 // kernelInfo names a kernel and its parameters, one letter each: p pointer, i int (32-bit), l long long,
@@ -77,7 +93,8 @@ type kernelInfo struct {
 	name, sig string
 }
 
-var kernelTable = [numKernels]kernelInfo{
+// kernelTable lists every kernel: the base ones here, their variants added by withVariants.
+var kernelTable = withVariants([numKernels]kernelInfo{
 	kBNForwardStats:          {"bn_forward_stats", "piiiippffpppppp"},
 	kBNForwardApply:          {"bn_forward_apply", "ppppppiiiiii"},
 	kBNForwardApplyReLU:      {"bn_forward_apply_relu", "ppppppiiiiii"},
@@ -106,10 +123,10 @@ var kernelTable = [numKernels]kernelInfo{
 	kBNBackwardFinalize:      {"bn_backward_finalize", "piilppppp"},
 	kBNBackwardInput:         {"bn_backward_input", "pppppiiii"},
 
-	kMaxPoolForward:  {"maxpool_forward", "ppiiiiiiii"},
-	kMaxPoolBackward: {"maxpool_backward", "pppiiiiiiii"},
-	kAvgPoolForward:  {"avgpool_forward", "ppii"},
-	kAvgPoolBackward: {"avgpool_backward", "ppii"},
+	kMaxPoolForward:  {"maxpool_forward", "ppiiiiiiiii"},
+	kMaxPoolBackward: {"maxpool_backward", "pppiiiiiiiii"},
+	kAvgPoolForward:  {"avgpool_forward", "ppiii"},
+	kAvgPoolBackward: {"avgpool_backward", "ppiii"},
 
 	kSoftmaxCrossEntropy: {"softmax_cross_entropy", "ppppiif"},
 
@@ -131,7 +148,7 @@ var kernelTable = [numKernels]kernelInfo{
 	kFilterFromBF16NHWC: {"filter_from_bf16_nhwc", "ppiil"},
 	kFilterFromF16NCHW:  {"filter_from_f16_nchw", "ppiil"},
 	kFilterFromF16NHWC:  {"filter_from_f16_nhwc", "ppiil"},
-}
+})
 
 // maxKernelArgs bounds the parameter count of any kernel (the launch packs arguments into a fixed array).
 const maxKernelArgs = 16
@@ -154,18 +171,105 @@ var libCallNames = [numLibCalls]string{
 	libSgemm:              "cublasSgemm",
 }
 
-// The fused kernels, and the unfused kernels that replace them with backend.Options.Unfused: a device
-// opened one way never launches a kernel of the other list.
+// The fused kernels, and the unfused kernels that replace them with backend.Options.Unfused, in every
+// activation format: a device opened one way never launches a kernel of the other list.
 var (
-	FusedKernels = []string{
-		"bn_forward_stats", "bn_forward_apply", "bn_forward_apply_relu", "bn_forward_apply_add",
-		"bn_forward_apply_add_relu", "bn_inference_apply", "bn_inference_apply_relu", "bn_inference_apply_add",
-		"bn_inference_apply_add_relu", "bn_backward_reduce", "bn_backward_reduce_relu", "bn_backward_dx",
-		"bn_backward_dx_relu", "bn_backward_dx_add", "bn_backward_dx_add_relu", "sgd_step",
-	}
-	UnfusedKernels = []string{
-		"bn_stats_partial", "bn_stats_finalize", "bn_inference_params", "bn_normalize", "residual_add",
-		"relu_forward", "relu_backward", "residual_backward", "bn_backward_reduce_partial",
-		"bn_backward_finalize", "bn_backward_input", "sgd_step_single",
-	}
+	FusedKernels = kernelNames(kBNForwardStats, kBNForwardApply, kBNForwardApplyReLU, kBNForwardApplyAdd,
+		kBNForwardApplyAddReLU, kBNInferenceApply, kBNInferenceApplyReLU, kBNInferenceApplyAdd,
+		kBNInferenceApplyAddReLU, kBNBackwardReduce, kBNBackwardReduceReLU, kBNBackwardDX, kBNBackwardDXReLU,
+		kBNBackwardDXAdd, kBNBackwardDXAddReLU, kSGDStep)
+	UnfusedKernels = kernelNames(kBNStatsPartial, kBNStatsFinalize, kBNInferenceParams, kBNNormalize, kResidualAdd,
+		kReLUForward, kReLUBackward, kResidualBackward, kBNBackwardReducePartial, kBNBackwardFinalize,
+		kBNBackwardInput, kSGDStepSingle)
 )
+
+// kernelNames lists the names of kernels ks in every format each is built in.
+func kernelNames(ks ...kernelID) []string {
+	var out []string
+	for _, k := range ks {
+		seen := map[kernelID]bool{}
+		for _, f := range actFormats {
+			if v, ok := variant(k, f.dt, f.layout); ok && !seen[v] {
+				seen[v] = true
+				out = append(out, kernelTable[v].name)
+			}
+		}
+	}
+	return out
+}
+
+// actFormats are the activation formats in the order of RN_ACT_FORMATS (kernels/common.cuh): dtype major,
+// layout minor. A kernel's name takes the dtype's suffix and then the layout's, none for f32 and NCHW, so
+// the float NCHW kernel keeps the plain name: bn_forward_apply, bn_forward_apply_nhwc,
+// bn_forward_apply_bf16, bn_forward_apply_bf16_nhwc, ...
+var actFormats = [numFormats]struct {
+	dt     backend.DType
+	layout backend.Layout
+}{
+	{backend.F32, backend.NCHW}, {backend.F32, backend.NHWC},
+	{backend.BF16, backend.NCHW}, {backend.BF16, backend.NHWC},
+	{backend.F16, backend.NCHW}, {backend.F16, backend.NHWC},
+}
+
+const (
+	numDTypes  = 3 // f32, bf16, f16
+	numFormats = numDTypes * 2
+)
+
+// dtypeIndex is dt's place among the activation dtypes, -1 for one that activations never hold.
+func dtypeIndex(dt backend.DType) int {
+	switch dt {
+	case backend.F32:
+		return 0
+	case backend.BF16:
+		return 1
+	case backend.F16:
+		return 2
+	}
+	return -1
+}
+
+// formatSuffix is the part of a kernel name that says its activation format (see actFormats); withLayout
+// false gives the suffix of the kernels built per dtype only.
+func formatSuffix(dt backend.DType, layout backend.Layout, withLayout bool) string {
+	s := [numDTypes]string{"", "_bf16", "_f16"}[dtypeIndex(dt)]
+	if withLayout && layout == backend.NHWC {
+		s += "_nhwc"
+	}
+	return s
+}
+
+// variant is the id of kernel k built for activations of dt in layout: k itself for f32 NCHW and for the
+// layout of a kernel built per dtype. ok is false when k has no such variant.
+func variant(k kernelID, dt backend.DType, layout backend.Layout) (v kernelID, ok bool) {
+	d := dtypeIndex(dt)
+	switch {
+	case d < 0 || (layout != backend.NCHW && layout != backend.NHWC):
+		return k, false
+	case k < numFormatKernels:
+		if f := 2*d + int(layout); f > 0 {
+			return numBaseKernels + k*(numFormats-1) + kernelID(f-1), true
+		}
+		return k, true
+	case k < numFormatKernels+numDTypeKernels:
+		if d > 0 {
+			return numBaseKernels + numFormatKernels*(numFormats-1) + (k-numFormatKernels)*(numDTypes-1) +
+				kernelID(d-1), true
+		}
+		return k, true
+	}
+	return k, d == 0 && layout == backend.NCHW
+}
+
+// withVariants adds to a table of the base kernels the entries of their variants: the base kernel's name
+// with the format's suffix and its parameter list.
+func withVariants(t [numKernels]kernelInfo) [numKernels]kernelInfo {
+	for k := kernelID(0); k < numFormatKernels+numDTypeKernels; k++ {
+		for _, f := range actFormats {
+			if v, _ := variant(k, f.dt, f.layout); v != k {
+				t[v] = kernelInfo{t[k].name + formatSuffix(f.dt, f.layout, k < numFormatKernels), t[k].sig}
+			}
+		}
+	}
+	return t
+}

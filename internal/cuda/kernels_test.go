@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"resnet/internal/backend"
 )
 
 var kernelDecl = regexp.MustCompile(`extern "C" __global__ void(?:\s+__launch_bounds__\([^)]*\))?\s+(\w+)\(([^)]*)\)`)
@@ -40,28 +42,103 @@ func kernelDir(t *testing.T) string {
 	return ""
 }
 
-// sourceKernels parses every extern "C" kernel of kernels/*.cu into name -> signature letters.
+// kernelMacro matches a kernel written as a macro of (name, T, L, ...), which RN_ACT_FORMATS or
+// RN_ACT_DTYPES instantiates once per activation format; instantiation matches one such use.
+var (
+	kernelMacro   = regexp.MustCompile(`^#define (\w+)\(name, T, L[^)]*\)\s*(.*)$`)
+	instantiation = regexp.MustCompile(`(?m)^(RN_ACT_FORMATS|RN_ACT_DTYPES)\((\w+),\s*(\w+)`)
+	formatEntry   = regexp.MustCompile(`M\(name(?:##(\w+))?, ([\w:]+), rn::(\w+)`)
+)
+
+// logicalLines joins the lines continued by a backslash, as the preprocessor does.
+func logicalLines(src string) []string {
+	return strings.Split(strings.ReplaceAll(src, "\\\n", " "), "\n")
+}
+
+// actFormatSuffixes parses the suffixes that RN_ACT_FORMATS and RN_ACT_DTYPES (kernels/common.cuh) give
+// a kernel's formats, and checks that kernels.go derives the same name for each format.
+func actFormatSuffixes(t *testing.T) map[string][]string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(kernelDir(t), "common.cuh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dtypes := map[string]backend.DType{"float": backend.F32, "rn::bf16": backend.BF16, "rn::f16": backend.F16}
+	layouts := map[string]backend.Layout{"NCHW": backend.NCHW, "NHWC": backend.NHWC}
+	out := map[string][]string{}
+	for _, line := range logicalLines(string(src)) {
+		for _, macro := range []string{"RN_ACT_FORMATS", "RN_ACT_DTYPES"} {
+			if !strings.HasPrefix(line, "#define "+macro+"(") {
+				continue
+			}
+			for _, m := range formatEntry.FindAllStringSubmatch(line, -1) {
+				dt, okT := dtypes[m[2]]
+				layout, okL := layouts[m[3]]
+				if !okT || !okL {
+					t.Fatalf("common.cuh: %s instantiates an unknown format %s %s", macro, m[2], m[3])
+				}
+				if want := formatSuffix(dt, layout, macro == "RN_ACT_FORMATS"); m[1] != want {
+					t.Errorf("common.cuh: %s names the %v %v kernels with suffix %q, kernels.go with %q", macro, dt, layout, m[1], want)
+				}
+				out[macro] = append(out[macro], m[1])
+			}
+		}
+	}
+	if len(out["RN_ACT_FORMATS"]) != numFormats || len(out["RN_ACT_DTYPES"]) != numDTypes {
+		t.Fatalf("common.cuh: RN_ACT_FORMATS has %d formats, RN_ACT_DTYPES %d; kernels.go knows %d and %d",
+			len(out["RN_ACT_FORMATS"]), len(out["RN_ACT_DTYPES"]), numFormats, numDTypes)
+	}
+	return out
+}
+
+// sourceKernels parses every extern "C" kernel of kernels/*.cu into name -> signature letters, expanding
+// the kernels written as macros into one kernel per format.
 func sourceKernels(t *testing.T) map[string]string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(kernelDir(t), "*.cu"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no kernels/*.cu found (err %v)", err)
 	}
+	suffixes := actFormatSuffixes(t)
 	out := map[string]string{}
+	add := func(name, params string) {
+		var sig strings.Builder
+		for _, p := range strings.Split(params, ",") {
+			sig.WriteString(paramLetter(p))
+		}
+		if _, dup := out[name]; dup {
+			t.Errorf("kernel %s is defined twice", name)
+		}
+		out[name] = sig.String()
+	}
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range kernelDecl.FindAllStringSubmatch(string(src), -1) {
-			var sig strings.Builder
-			for _, p := range strings.Split(m[2], ",") {
-				sig.WriteString(paramLetter(p))
+		macros := map[string]string{} // macro name -> the kernel's parameters
+		var plain strings.Builder
+		for _, line := range logicalLines(string(src)) {
+			if m := kernelMacro.FindStringSubmatch(line); m != nil {
+				if d := kernelDecl.FindStringSubmatch(m[2]); d != nil && d[1] == "name" {
+					macros[m[1]] = d[2]
+				}
+				continue
 			}
-			if _, dup := out[m[1]]; dup {
-				t.Errorf("kernel %s is defined twice", m[1])
+			plain.WriteString(line + "\n")
+		}
+		for _, m := range kernelDecl.FindAllStringSubmatch(plain.String(), -1) {
+			add(m[1], m[2])
+		}
+		for _, m := range instantiation.FindAllStringSubmatch(plain.String(), -1) {
+			params, ok := macros[m[2]]
+			if !ok {
+				t.Errorf("%s: %s(%s, %s) uses %s, which defines no kernel of (name, T, L, ...)", f, m[1], m[2], m[3], m[2])
+				continue
 			}
-			out[m[1]] = sig.String()
+			for _, suffix := range suffixes[m[1]] {
+				add(m[3]+suffix, params)
+			}
 		}
 	}
 	return out

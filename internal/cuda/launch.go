@@ -5,6 +5,8 @@ package cuda
 import (
 	"fmt"
 	"math"
+
+	"resnet/internal/backend"
 )
 
 // argPack builds one kernel launch: the launcher names the kernel and its grid, appends the arguments with
@@ -31,6 +33,16 @@ func (d *Device) launch(op string, k kernelID, gx, gy int) *argPack {
 		a.bad = fmt.Sprintf("grid %dx%d exceeds the device's %dx%d", gx, gy, d.info.maxGridX, d.info.maxGridY)
 	}
 	a.c.grid = [3]uint32{uint32(gx), uint32(gy), 1}
+	return a
+}
+
+// launchAs is launch of kernel k's variant for activations of dt in layout (see variant).
+func (d *Device) launchAs(op string, k kernelID, dt backend.DType, layout backend.Layout, gx, gy int) *argPack {
+	v, ok := variant(k, dt, layout)
+	a := d.launch(op, v, gx, gy)
+	if !ok && a.bad == "" {
+		a.bad = fmt.Sprintf("no %v %v variant", dt, layout)
+	}
 	return a
 }
 

@@ -20,8 +20,8 @@ func (d *Device) MaxPoolForward(p backend.PoolParams, x, y backend.Tensor) error
 	if a.err != nil || g.YLen() == 0 {
 		return a.err
 	}
-	return d.launch(op, kMaxPoolForward, d.blocksFor(int64(g.YLen())), 1).p(xp).p(yp).i(g.Planes()).i(g.H).i(g.W).
-		i(g.OH).i(g.OW).i(g.Kernel).i(g.Stride).i(g.Pad).run()
+	return d.launchAs(op, kMaxPoolForward, g.DType, g.Layout, d.blocksFor(int64(g.YLen())), 1).p(xp).p(yp).i(g.N).i(g.C).
+		i(g.H).i(g.W).i(g.OH).i(g.OW).i(g.Kernel).i(g.Stride).i(g.Pad).run()
 }
 
 // MaxPoolBackward implements backend.Device. It overwrites dx; each input element gathers the gradients
@@ -39,8 +39,8 @@ func (d *Device) MaxPoolBackward(p backend.PoolParams, x, y, dy, dx backend.Tens
 	if a.err != nil || g.XLen() == 0 {
 		return a.err
 	}
-	return d.launch(op, kMaxPoolBackward, d.blocksFor(int64(g.XLen())), 1).p(xp).p(dyp).p(dxp).i(g.Planes()).i(g.H).
-		i(g.W).i(g.OH).i(g.OW).i(g.Kernel).i(g.Stride).i(g.Pad).run()
+	return d.launchAs(op, kMaxPoolBackward, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(xp).p(dyp).p(dxp).
+		i(g.N).i(g.C).i(g.H).i(g.W).i(g.OH).i(g.OW).i(g.Kernel).i(g.Stride).i(g.Pad).run()
 }
 
 // GlobalAvgPoolForward implements backend.Device: y (N, C) is the mean of each (H, W) plane of x, summed
@@ -59,8 +59,8 @@ func (d *Device) GlobalAvgPoolForward(x, y backend.Tensor) error {
 		return a.err
 	}
 	const planesPerBlock = blockSize / 32
-	return d.launch(op, kAvgPoolForward, (g.Planes()+planesPerBlock-1)/planesPerBlock, 1).p(xp).p(yp).i(g.Planes()).
-		i(g.H * g.W).run()
+	return d.launchAs(op, kAvgPoolForward, g.DType, g.Layout, (g.Planes()+planesPerBlock-1)/planesPerBlock, 1).p(xp).
+		p(yp).i(g.N).i(g.C).i(g.H * g.W).run()
 }
 
 // GlobalAvgPoolBackward implements backend.Device: every element of plane (n, c) of dx gets dy[n, c]/(H*W).
@@ -77,5 +77,6 @@ func (d *Device) GlobalAvgPoolBackward(dy, dx backend.Tensor) error {
 	if a.err != nil || g.XLen() == 0 {
 		return a.err
 	}
-	return d.launch(op, kAvgPoolBackward, d.blocksFor(int64(g.XLen())), 1).p(dyp).p(dxp).i(g.Planes()).i(g.H * g.W).run()
+	return d.launchAs(op, kAvgPoolBackward, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(dyp).p(dxp).i(g.N).
+		i(g.C).i(g.H * g.W).run()
 }
