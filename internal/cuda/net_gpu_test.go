@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -84,7 +85,14 @@ var netSGD = backend.SGDParams{LR: 0.1, Momentum: 0.9}
 // trainStep runs one forward/backward on net, records it, applies one SGD step and records the values.
 func trainStep(t testing.TB, net *model.Net, x []float32, y []int32) (step, updated netState) {
 	t.Helper()
-	res, err := net.TrainStep(x, y)
+	return trainStepScaled(t, net, x, y, 1)
+}
+
+// trainStepScaled is trainStep with the loss scaled by lossScale for the backward pass; the recorded
+// gradients are unscaled (divided by lossScale, exact for a power of two) and SGD divides it out.
+func trainStepScaled(t testing.TB, net *model.Net, x []float32, y []int32, lossScale float32) (step, updated netState) {
+	t.Helper()
+	res, err := net.TrainStepScaled(x, y, lossScale)
 	if err != nil {
 		t.Fatalf("%s: TrainStep: %v", net.Device().Name(), err)
 	}
@@ -93,7 +101,16 @@ func trainStep(t testing.TB, net *model.Net, x []float32, y []int32) (step, upda
 		t.Fatal(err)
 	}
 	step.tensors = downloadNet(t, net, true)
-	if err := net.Device().SGDStep(netSGD, net.SGDSlots(1e-4, true)); err != nil {
+	for name, v := range step.tensors {
+		if strings.HasSuffix(name, ".grad") {
+			for i := range v {
+				v[i] /= lossScale
+			}
+		}
+	}
+	sgd := netSGD
+	sgd.GradScale = 1 / lossScale
+	if err := net.Device().SGDStep(sgd, net.SGDSlots(1e-4, true)); err != nil {
 		t.Fatalf("%s: SGDStep: %v", net.Device().Name(), err)
 	}
 	updated.tensors = downloadNet(t, net, false)
@@ -235,21 +252,7 @@ func TestNetworkStepMatchesCPU(t *testing.T) {
 			x, y := randomBatch(spec, c.batch, 31)
 			const seed = 17
 
-			ref := buildNet(t, cpuRef(), spec, c.batch)
-			mustOK(t, ref.Init(seed))
-			before := downloadNet(t, ref, false)
-			cpuStep, cpuUpdated := trainStep(t, ref, x, y)
-			ref.Free()
-
-			var gradNames, valueNames, statNames []string
-			for _, p := range ref.Params {
-				if p.Kind.Trainable() {
-					gradNames = append(gradNames, p.Name+".grad")
-					valueNames = append(valueNames, p.Name)
-				} else {
-					statNames = append(statNames, p.Name)
-				}
-			}
+			before, cpuStep, cpuUpdated, gradNames, valueNames, statNames := cpuReferenceStep(t, spec, c.batch, seed, x, y)
 			for _, m := range gpuModes {
 				t.Run(m.name, func(t *testing.T) {
 					g := openGPU(t, m.opt)
@@ -275,6 +278,28 @@ func TestNetworkStepMatchesCPU(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cpuReferenceStep builds spec on the CPU reference, initialises it with seed and runs trainStep on (x, y):
+// the parameters before, the step and the updated parameters, and the names of the gradients, the
+// trainable parameters and the running statistics, in network order.
+func cpuReferenceStep(t testing.TB, spec model.Spec, batch int, seed int64, x []float32, y []int32) (
+	before map[string][]float32, step, updated netState, gradNames, valueNames, statNames []string) {
+	t.Helper()
+	ref := buildNet(t, cpuRef(), spec, batch)
+	defer ref.Free()
+	mustOK(t, ref.Init(seed))
+	before = downloadNet(t, ref, false)
+	step, updated = trainStep(t, ref, x, y)
+	for _, p := range ref.Params {
+		if p.Kind.Trainable() {
+			gradNames = append(gradNames, p.Name+".grad")
+			valueNames = append(valueNames, p.Name)
+		} else {
+			statNames = append(statNames, p.Name)
+		}
+	}
+	return before, step, updated, gradNames, valueNames, statNames
 }
 
 // TestTrainingCurvesTrack trains cifar_resnet20 for 200 steps of batch 32 on the synthetic data set, the
@@ -398,4 +423,119 @@ func copyTrainingState(t testing.TB, dst, src *model.Net) {
 		}
 	}
 	mustOK(t, dd.Sync())
+}
+
+// TestNetworkStepInEveryFormat is TestNetworkStepMatchesCPU's cifar_resnet20 step with the device's
+// activations in every other format: the model allocating them, the convolutions on converted filter
+// copies, batch norm and pooling in the format, the f32 classifier, and the SGD step, together. f16 runs
+// with a loss scale of 1024 (the gradients of a batch of 8 reach down into f16's subnormals otherwise);
+// the recorded gradients are unscaled, so every format is held to the same f32 reference.
+//
+// NHWC in f32 is the same arithmetic in another order, held to the f32 bounds. A 16-bit format rounds every
+// stored activation and activation gradient to its unit roundoff u (2^-8 bf16, 2^-11 f16), and the bounds
+// follow from what that does:
+//   - Forward (loss, logits, running statistics): the roundings average out; measured on the kernel
+//     emulator, the loss within 0.06u of the CPU's and the running statistics within 0.6u. Bound: 4u.
+//   - Backward: the forward's errors, about u times the activations' scale, flip the ReLUs whose input
+//     lies that close to 0 (rounding alone never changes a sign; the accumulated differences do): a
+//     fraction ~u of them. Each flip changes one element of an activation gradient by O(its typical size),
+//     so the gradient below moves by ~sqrt(u) relative, and 18 layers compound it (netCase describes one
+//     flip's effect). Measured: the worst tensor 8.6 sqrt(u) for bf16 (0.54; a BN bias gradient, a sum that
+//     cancels) and 6.3 sqrt(u) for f16 (0.14); all gradients together 2.5 sqrt(u) and 2.3 sqrt(u). Bounds:
+//     12 sqrt(u) per tensor, 5 sqrt(u) for all gradients together. An integration bug (a stale filter
+//     copy, a wrong layout, a missed conversion) is off by O(1) in every tensor below it.
+//   - The layouts, and the fused and unfused paths, compute the same values in the same order: NCHW and
+//     NHWC (fused or not) must agree bit for bit in every dtype.
+func TestNetworkStepInEveryFormat(t *testing.T) {
+	openGPU(t, backend.Options{})
+	spec, err := model.Lookup("cifar_resnet20")
+	mustOK(t, err)
+	const batch, seed = 8, 17
+	x, y := randomBatch(spec, batch, 31)
+	before, cpuStep, cpuUpdated, gradNames, valueNames, statNames := cpuReferenceStep(t, spec, batch, seed, x, y)
+	type format struct {
+		dt      backend.DType
+		layout  backend.Layout
+		unfused bool
+	}
+	// first is each dtype's first run (NCHW fused), which the others of the dtype must equal bit for bit.
+	first := map[backend.DType]netState{}
+	for _, f := range []format{
+		{backend.F32, backend.NHWC, false},
+		{backend.BF16, backend.NCHW, false},
+		{backend.BF16, backend.NHWC, false},
+		{backend.BF16, backend.NHWC, true},
+		{backend.F16, backend.NCHW, false},
+		{backend.F16, backend.NHWC, false},
+	} {
+		name := fmt.Sprintf("%v_%v", f.dt, f.layout)
+		if f.unfused {
+			name += "_unfused"
+		}
+		t.Run(name, func(t *testing.T) {
+			u := unitRoundoff(f.dt)
+			fwdRel, gradRel, allRel, lossScale := 1e-4, 1e-2, 1e-2, float32(1)
+			if u > 0 {
+				fwdRel, gradRel, allRel = 4*u, 12*math.Sqrt(u), 5*math.Sqrt(u)
+			}
+			if f.dt == backend.F16 {
+				lossScale = 1024
+			}
+			g := openGPU(t, formatOptions(f.dt, f.layout, f.unfused))
+			net := buildNet(t, g, spec, batch)
+			mustOK(t, net.Init(seed))
+			checkTensors(t, "initial parameters", valueNames, downloadNet(t, net, false), before, nil, 0, 0)
+			g.ResetLaunchCounts()
+			step, updated := trainStepScaled(t, net, x, y, lossScale)
+			checkNetPaths(t, g, f.unfused)
+			if f.dt != backend.F32 || f.layout != backend.NCHW {
+				to, from := filterLaunches(g)
+				if to != 19 || from != 19 {
+					t.Errorf("filter conversions: %d to the format, %d back; want one of each per convolution (19)", to, from)
+				}
+			}
+			if prev, ok := first[f.dt]; ok {
+				for name, v := range step.tensors {
+					if !slices.Equal(math32bits(v), math32bits(prev.tensors[name])) {
+						t.Errorf("%s differs from the %v NCHW fused run's; want the same bits", name, f.dt)
+					}
+				}
+				if step.loss != prev.loss || !slices.Equal(math32bits(step.logits), math32bits(prev.logits)) {
+					t.Errorf("loss or logits differ from the %v NCHW fused run's; want the same bits", f.dt)
+				}
+				return
+			}
+			first[f.dt] = step
+			t.Logf("loss: gpu %.7f, cpu %.7f", step.loss, cpuStep.loss)
+			if d := math.Abs(step.loss - cpuStep.loss); d > fwdRel*math.Abs(cpuStep.loss) {
+				t.Errorf("loss: gpu %.7f, cpu %.7f (|diff| %.3g > %g relative)", step.loss, cpuStep.loss, d, fwdRel)
+			}
+			if msg := compareValues(step.logits, cpuStep.logits, backend.Shape{batch, spec.NumClasses},
+				tolerance{abs: fwdRel, rel: fwdRel, rms: true}); msg != "" {
+				t.Errorf("logits: %s", msg)
+			}
+			checkTensors(t, "running statistics after the forward", statNames, step.tensors, cpuStep.tensors, nil, fwdRel, 1e-7)
+			checkTensors(t, "gradients", gradNames, step.tensors, cpuStep.tensors, nil, gradRel, 1e-6)
+			var gpuAll, cpuAll []float32
+			for _, name := range gradNames {
+				gpuAll, cpuAll = append(gpuAll, step.tensors[name]...), append(cpuAll, cpuStep.tensors[name]...)
+			}
+			all := l2diff(gpuAll, cpuAll) / l2(cpuAll)
+			t.Logf("all gradients together: ||gpu-cpu|| = %.3g ||cpu|| (bound %.3g)", all, allRel)
+			if all > allRel {
+				t.Errorf("all gradients together: ||gpu-cpu|| = %.3g ||cpu||, want <= %.3g", all, allRel)
+			}
+			checkTensors(t, "parameters after one SGD step (relative to the update)", valueNames,
+				updated.tensors, cpuUpdated.tensors, before, gradRel, 1e-7)
+		})
+	}
+}
+
+// math32bits is the bit patterns of v, so that comparisons treat NaNs and signed zeros exactly.
+func math32bits(v []float32) []uint32 {
+	out := make([]uint32, len(v))
+	for i, x := range v {
+		out[i] = math.Float32bits(x)
+	}
+	return out
 }
