@@ -133,9 +133,12 @@ cuda-vet: kernels
 # stand in for cuDNN and cuBLAS. No GPU needed; -short keeps the widest shapes to one mode (about 3 min).
 # emulator.cpp #includes the kernel sources from kernels/, which Go's build cache does not track: the hash
 # of those sources goes into CGO_CXXFLAGS, which it does, so an edited kernel always rebuilds the emulator.
+# The toolchain's libcudnn.so.9 is on the library path, so that the cuDNN descriptors of every activation
+# format are built and checked too (TestConvDescriptorsWithoutGPU: cuDNN's descriptor calls need no GPU).
 KERNELS_SHA = $(shell cat $(KERNELS_CU) $(KERNELS_DEPS) | sha256sum | cut -c1-16)
 cuda-emu-test: kernels
 	$(CUDA_ENV) && $(CUDA_GO_ENV) CGO_CXXFLAGS="-O2 -g -DKERNEL_SOURCES_SHA=$(KERNELS_SHA)" \
+	LD_LIBRARY_PATH="$$CUDNN_LIB_DIR$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" RESNET_REQUIRE_CUDNN=1 \
 	$(GO) test -count=1 -short -tags '$(CUDA_TAGS) kernelemu' ./internal/cuda/
 
 # One stripped test binary per package: $(GPU_TESTS_DIR)/internal-cuda.test for ./internal/cuda.

@@ -205,6 +205,7 @@ RN_FN(cudnnCreateConvolutionDescriptor);
 RN_FN(cudnnDestroyConvolutionDescriptor);
 RN_FN(cudnnSetConvolution2dDescriptor);
 RN_FN(cudnnSetConvolutionMathType);
+RN_FN(cudnnGetConvolution2dForwardOutputDim);
 RN_FN(cudnnFindConvolutionForwardAlgorithmEx);
 RN_FN(cudnnGetConvolutionForwardAlgorithm_v7);
 RN_FN(cudnnGetConvolutionForwardWorkspaceSize);
@@ -239,6 +240,7 @@ static int rn_load_cudnn(void) {
   RN_SYM(h, cudnnDestroyConvolutionDescriptor, "cudnnDestroyConvolutionDescriptor");
   RN_SYM(h, cudnnSetConvolution2dDescriptor, "cudnnSetConvolution2dDescriptor");
   RN_SYM(h, cudnnSetConvolutionMathType, "cudnnSetConvolutionMathType");
+  RN_SYM(h, cudnnGetConvolution2dForwardOutputDim, "cudnnGetConvolution2dForwardOutputDim");
   RN_SYM(h, cudnnFindConvolutionForwardAlgorithmEx, "cudnnFindConvolutionForwardAlgorithmEx");
   RN_SYM(h, cudnnGetConvolutionForwardAlgorithm_v7, "cudnnGetConvolutionForwardAlgorithm_v7");
   RN_SYM(h, cudnnGetConvolutionForwardWorkspaceSize, "cudnnGetConvolutionForwardWorkspaceSize");
@@ -301,6 +303,12 @@ static cudnnStatus_t rn_conv_desc(cudnnConvolutionDescriptor_t* cd, int pad, int
                                              CUDNN_DATA_FLOAT)) != CUDNN_STATUS_SUCCESS)
     return s;
   return p_cudnnSetConvolutionMathType(*cd, (cudnnMathType_t)math);
+}
+
+// rn_conv_out_dim is cuDNN's own (n, c, h, w) of a convolution's output.
+static cudnnStatus_t rn_conv_out_dim(cudnnConvolutionDescriptor_t cd, cudnnTensorDescriptor_t xd,
+                                     cudnnFilterDescriptor_t wd, int* n, int* c, int* h, int* w) {
+  return p_cudnnGetConvolution2dForwardOutputDim(cd, xd, wd, n, c, h, w);
 }
 
 static void rn_conv_desc_destroy(cudnnConvolutionDescriptor_t cd) {
@@ -1077,7 +1085,17 @@ var convAlgoNames = [...][]string{
 // that the tensor-core kernels are among them; DEFAULT math keeps 16-bit data off tensor cores before
 // sm_80, and TENSOR_OP_MATH_ALLOW_CONVERSION only adds down-conversion of f32 data, which has none to do)
 // and with the device's f32 math otherwise (FMA, or DEFAULT under RESNET_CUDA_TF32=1).
-func (dr *driver) newConvPlan(g convGeom) (*convPlan, error) {
+func (dr *driver) newConvPlan(g convGeom) (*convPlan, error) { return makeConvPlan(g, int(dr.convMath)) }
+
+// makeConvPlan is newConvPlan with the math type of f32 data given (mathFMA or mathDefault). It needs no
+// device: cuDNN's descriptor calls run wherever libcudnn.so.9 loads, which is how the descriptors of every
+// activation format are validated on machines without a GPU (TestConvDescriptorsWithoutGPU). It also
+// checks cuDNN's output dimensions against the geometry's, so that a plan cuDNN reads differently from
+// the operand checks is refused before anything runs.
+func makeConvPlan(g convGeom, f32Math int) (*convPlan, error) {
+	if err := loadCUDNN(); err != nil {
+		return nil, err
+	}
 	p := &convPlan{geom: g, algo: map[algoKey]*convAlgo{}}
 	s := C.rn_conv_descs(&p.xd, &p.wd, &p.yd, cudnnDataType(g.DType), cudnnFormat(g.Layout), C.int(g.N), C.int(g.Cin),
 		C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH), C.int(g.KW), C.int(g.OH), C.int(g.OW))
@@ -1085,17 +1103,33 @@ func (dr *driver) newConvPlan(g convGeom) (*convPlan, error) {
 		C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
 		return nil, err
 	}
-	math := dr.convMath
+	math := C.int(f32Math)
 	if g.DType != backend.F32 {
 		math = C.CUDNN_TENSOR_OP_MATH
 	}
 	s = C.rn_conv_desc(&p.cd, C.int(g.Pad), C.int(g.Stride), math)
-	if err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor("+g.String()+")"); err != nil {
+	err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor("+g.String()+")")
+	if err == nil {
+		var n, c, h, w C.int
+		s = C.rn_conv_out_dim(p.cd, p.xd, p.wd, &n, &c, &h, &w)
+		err = cudnnErrOf(s, "cudnnGetConvolution2dForwardOutputDim("+g.String()+")")
+		if got := [4]int{int(n), int(c), int(h), int(w)}; err == nil && got != [4]int{g.N, g.Cout, g.OH, g.OW} {
+			err = fmt.Errorf("cuda: cuDNN computes the output of %s as %v, the operand checks as %v", g, got[:],
+				[]int{g.N, g.Cout, g.OH, g.OW})
+		}
+	}
+	if err != nil {
 		C.rn_conv_desc_destroy(p.cd)
 		C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
 		return nil, err
 	}
 	return p, nil
+}
+
+// destroyConvDescriptors destroys what makeConvPlan created (the plan's algorithms have their own).
+func destroyConvDescriptors(p *convPlan) {
+	C.rn_conv_desc_destroy(p.cd)
+	C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
 }
 
 // cudnnDataType is cuDNN's name of an activation dtype.
@@ -1121,8 +1155,7 @@ func (dr *driver) destroyConvPlan(p *convPlan) {
 	for _, a := range p.algo {
 		C.rn_conv_desc_destroy(a.cd)
 	}
-	C.rn_conv_desc_destroy(p.cd)
-	C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
+	destroyConvDescriptors(p)
 }
 
 // convCandidates lists cuDNN's algorithms for direction dir of plan p, best first: its heuristics' ranking
