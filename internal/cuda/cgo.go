@@ -1085,7 +1085,9 @@ var convAlgoNames = [...][]string{
 // that the tensor-core kernels are among them; DEFAULT math keeps 16-bit data off tensor cores before
 // sm_80, and TENSOR_OP_MATH_ALLOW_CONVERSION only adds down-conversion of f32 data, which has none to do)
 // and with the device's f32 math otherwise (FMA, or DEFAULT under RESNET_CUDA_TF32=1).
-func (dr *driver) newConvPlan(g convGeom) (*convPlan, error) { return makeConvPlan(g, int(dr.convMath)) }
+func (dr *driver) newConvPlan(g convGeom) (*convPlan, error) {
+	return makeConvPlan(g, int(dr.convMath))
+}
 
 // makeConvPlan is newConvPlan with the math type of f32 data given (mathFMA or mathDefault). It needs no
 // device: cuDNN's descriptor calls run wherever libcudnn.so.9 loads, which is how the descriptors of every
