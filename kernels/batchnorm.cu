@@ -3,18 +3,28 @@
 //
 //   y = relu((x - mean) * gamma * invstd + beta + shortcut(z))
 //
-// Statistics: channel c is cut into `chunks` contiguous pieces of its N*H*W values; block (chunk, c) sums
-// its piece in double (shifted by the channel's first value so the variance does not cancel) and the
-// pieces are added in chunk order. No float atomics anywhere: every result is bit-for-bit reproducible.
+// Statistics: each channel's N*H*W positions are cut into `chunks` contiguous pieces; block (chunk, tile)
+// sums its piece of each channel of a tile of consecutive channels in double (shifted by the channel's
+// first value so the variance does not cancel) and the pieces are added in chunk order. No float atomics
+// anywhere: every result is bit-for-bit reproducible.
+//
+// The order of a block's sum is fixed by the positions alone: slot u of warp w adds the positions
+// j0 + 32w + u + 256m in order of m, the 32 slots of a warp are added in warp_sum's tree and the warps' sums
+// in a fixed tree (rn::tile_warp_sum, rn::tile_block_sum2). Only the reading differs between the layouts
+// (rn::ChannelTile): in NCHW a tile is one channel and lane u reads slot u, 32 consecutive positions; in
+// NHWC a tile is the 8 (float) or 16 (bf16, f16) channels of one 32-byte sector, and lane r*Width + i keeps
+// channel i's slots r, r + Rows, r + 2*Rows, ... in registers, so every load of a warp reads Rows whole
+// sectors where reading one channel per warp would touch 32 sectors for 64 or 128 useful bytes. The
+// launchers cut both layouts into the same chunks, so NHWC gives the bits of NCHW.
 //
 // Activation formats (docs/decisions/0006-activation-formats.md): the activations x, y, z, dy, dx, dz and
 // gy hold float, bf16 or f16 in NCHW or NHWC; the per-channel operands are float. Every kernel is a
 // template on the element type and the layout, instantiated by RN_ACT_FORMATS (common.cuh): the float NCHW
 // kernel has the plain name, the others a suffix, e.g. bn_forward_apply_relu_bf16_nhwc. Elements are
 // loaded as float and the math is the same code in every format; a result is rounded to the element type
-// where it is stored. A channel's positions are visited in the same order in both layouts, so float NHWC
-// gives the bits of float NCHW. relu_forward and relu_backward are element-wise and come per type only
-// (RN_ACT_DTYPES).
+// where it is stored. A channel's positions are summed in the same order in both layouts (above), so NHWC
+// gives the bits of NCHW in every type. relu_forward and relu_backward are element-wise and come per type
+// only (RN_ACT_DTYPES).
 //
 // The fused and unfused paths give the same bits too: each step of the math is one piece of code that
 // both paths run (the apply, grad_chunk and input_grad templates, finalize_stats, finalize_grad,
@@ -24,7 +34,7 @@
 // root; see docs/decisions/0005-cuda-determinism.md).
 //
 // Fused path (backend.Options.Unfused false):
-//   training forward   bn_forward_stats (statistics; the last block of each channel finalizes them)
+//   training forward   bn_forward_stats (statistics; the last block of each tile finalizes them)
 //                      + bn_forward_apply[_relu|_add|_add_relu]
 //   inference forward  bn_inference_apply[_relu|_add|_add_relu] (one pass, running statistics inline)
 //   backward           bn_backward_reduce[_relu] (dgamma, dbeta; last block finalizes)
@@ -39,10 +49,9 @@
 
 namespace {
 
-// ChunkIter walks the positions [j0, j1) of channel c, position j being element j % HW of image j / HW,
-// one RN_BLOCK-wide step per iteration; off is the element offset of the current position in the tensor
-// (in NHWC position j of channel c is simply at j*C + c).
-template <rn::Layout L>
+// ChunkIter walks the positions [j0, j1) of channel c of an NCHW tensor, position j being element j % HW of
+// image j / HW, one RN_BLOCK-wide step per iteration from j0 + threadIdx.x (slot threadIdx.x of
+// chunk_partials); off is the element offset of the current position in the tensor.
 struct ChunkIter {
   long long j, j1, off, plane, doff;
   int i, di, HW;
@@ -51,12 +60,6 @@ struct ChunkIter {
     HW = HW_;
     j = j0 + threadIdx.x;
     j1 = j1_;
-    if (L == rn::NHWC) {
-      off = j * C + c;
-      doff = (long long)RN_BLOCK * C;
-      plane = i = di = 0;
-      return;
-    }
     plane = (long long)C * HW;
     const long long n = j / HW;
     i = (int)(j - n * HW);
@@ -71,7 +74,6 @@ struct ChunkIter {
   __device__ __forceinline__ void next() {
     j += RN_BLOCK;
     off += doff;
-    if (L == rn::NHWC) return;
     i += di;
     if (i >= HW) {
       i -= HW;
@@ -86,28 +88,68 @@ __device__ __forceinline__ void chunk_range(long long M, int chunk, int chunks, 
   j1 = M * (chunk + 1) / chunks;
 }
 
+// tile_channel is the channel this thread reduces: channel i = lane % Width of the block's tile blockIdx.y
+// (rn::ChannelTile). It may be C or more in the last tile; such threads add nothing.
+template <typename T, rn::Layout L>
+__device__ __forceinline__ int tile_channel() {
+  constexpr int Width = rn::ChannelTile<T, L>::Width;
+  return blockIdx.y * Width + (threadIdx.x & 31) % Width;
+}
+
+// chunk_partials sums the two values term(off, s1, s2) adds for each element of this block's piece of its
+// tile's channels (off the element's offset, in this thread's channel c) and writes each channel's pair
+// to partial[c][chunk]. Slot u of warp w holds the positions j0 + 32w + u + RN_BLOCK*m (rn::tile_warp_sum):
+// NCHW reads them through ChunkIter, NHWC at j*C + c, Rows positions of Width channels per load.
+template <typename T, rn::Layout L, typename F>
+__device__ __forceinline__ void chunk_partials(int c, int N, int C, int HW, int chunks, double* partial, F term) {
+  constexpr int Width = rn::ChannelTile<T, L>::Width, Rows = rn::ChannelTile<T, L>::Rows;
+  __shared__ double shared[2 * Width * RN_WARPS];
+  long long j0, j1;
+  chunk_range((long long)N * HW, blockIdx.x, chunks, j0, j1);
+  double s1[Width], s2[Width];
+#pragma unroll
+  for (int k = 0; k < Width; k++) s1[k] = s2[k] = 0;
+  if (c < C) {
+    if (L == rn::NCHW) {
+      for (ChunkIter it(c, C, HW, j0, j1); it.more(); it.next()) term(it.off, s1[0], s2[0]);
+    } else {
+      const int lane = threadIdx.x & 31;
+      for (long long j = j0 + (threadIdx.x - lane) + lane / Width; j < j1; j += RN_BLOCK) {
+#pragma unroll
+        for (int k = 0; k < Width; k++) {
+          const long long jk = j + Rows * k;
+          if (jk < j1) term(jk * C + c, s1[k], s2[k]);
+        }
+      }
+    }
+  }
+  rn::tile_warp_sum(s1);
+  rn::tile_warp_sum(s2);
+  rn::tile_block_sum2<Width>(s1[0], s2[0], shared, [&](int i, double a, double b) {
+    const long long ci = (long long)blockIdx.y * Width + i;
+    if (ci >= C) return;
+    double* p = partial + 2 * (ci * chunks + blockIdx.x);
+    p[0] = a;
+    p[1] = b;
+  });
+}
+
 // channel_shift is K, the first value of channel c, by which the statistics are shifted.
 template <typename T, rn::Layout L>
 __device__ __forceinline__ double channel_shift(const T* x, int c, int C, int HW) {
   return rn::to_f32(x[rn::plane_start<L>(0, c, C, HW)]);
 }
 
-// stats_chunk sums (x - K) and (x - K)^2 over this block's piece of channel blockIdx.y, K being the
-// channel's first value; the sums are valid in thread 0.
+// stats_chunk writes the partial sums of (x - K) and (x - K)^2 of this block's piece of each channel of its
+// tile, K (this thread's) being the first value of channel c.
 template <typename T, rn::Layout L>
-__device__ __forceinline__ void stats_chunk(const T* x, int N, int C, int HW, int chunks, double K, double& s1,
-                                            double& s2, double* shared) {
-  const int c = blockIdx.y;
-  long long j0, j1;
-  chunk_range((long long)N * HW, blockIdx.x, chunks, j0, j1);
-  s1 = 0;
-  s2 = 0;
-  for (ChunkIter<L> it(c, C, HW, j0, j1); it.more(); it.next()) {
-    const double d = (double)rn::to_f32(x[it.off]) - K;
+__device__ __forceinline__ void stats_chunk(const T* x, int c, int N, int C, int HW, int chunks, double K,
+                                            double* partial) {
+  chunk_partials<T, L>(c, N, C, HW, chunks, partial, [&](long long off, double& s1, double& s2) {
+    const double d = (double)rn::to_f32(x[off]) - K;
     s1 += d;
     s2 += d * d;
-  }
-  rn::block_sum2(s1, s2, shared);
+  });
 }
 
 // sum_partials adds the per-chunk pairs of channel c in chunk order. __ldcg reads them from L2, where the
@@ -142,20 +184,16 @@ __device__ __forceinline__ void finalize_stats(int c, double s1, double s2, doub
   scale[c] = (float)((double)gamma[c] * invstd);
 }
 
-// last_block publishes this block's partial pair and reports (to every thread) whether it was the last
-// block of its channel to do so; the last one resets the channel's counter for the next launch.
-__device__ __forceinline__ bool last_block(double s1, double s2, double* partial, unsigned int* counters,
-                                           int chunks) {
+// last_block reports (to every thread) whether this block was the last of its tile's chunks to publish
+// its partial sums; the last one resets the tile's counter for the next launch.
+__device__ __forceinline__ bool last_block(unsigned int* counters, int chunks) {
   __shared__ bool last;
-  const int c = blockIdx.y;
+  __threadfence();  // the partials this thread wrote are visible to every block before the count says so
+  __syncthreads();
   if (threadIdx.x == 0) {
-    double* p = partial + 2LL * (c * (long long)chunks + blockIdx.x);
-    p[0] = s1;
-    p[1] = s2;
-    __threadfence();
-    const unsigned int done = atomicAdd(&counters[c], 1u);
+    const unsigned int done = atomicAdd(&counters[blockIdx.y], 1u);
     last = done == (unsigned int)(chunks - 1);
-    if (last) counters[c] = 0;
+    if (last) counters[blockIdx.y] = 0;
   }
   __syncthreads();
   return last;
@@ -208,25 +246,19 @@ __device__ __forceinline__ void apply(const T* x, const T* z, T* y, const float*
   });
 }
 
-// grad_chunk sums gy and gy*(x - mean) over this block's piece of channel blockIdx.y, gy being dy masked
-// by y > 0 when RELU; the sums are valid in thread 0.
+// grad_chunk writes the partial sums of gy and gy*(x - mean) of this block's piece of each channel of its
+// tile, gy being dy masked by y > 0 when RELU.
 template <typename T, rn::Layout L, bool RELU>
-__device__ __forceinline__ void grad_chunk(const T* x, const T* y, const T* dy, const float* mean, int N, int C,
-                                           int HW, int chunks, double& s1, double& s2, double* shared) {
-  const int c = blockIdx.y;
-  const double m = mean[c];
-  long long j0, j1;
-  chunk_range((long long)N * HW, blockIdx.x, chunks, j0, j1);
-  s1 = 0;
-  s2 = 0;
-  for (ChunkIter<L> it(c, C, HW, j0, j1); it.more(); it.next()) {
-    float g = rn::to_f32(dy[it.off]);
-    if (RELU && !(rn::to_f32(y[it.off]) > 0.f)) g = 0.f;
+__device__ __forceinline__ void grad_chunk(const T* x, const T* y, const T* dy, const float* mean, int c, int N,
+                                           int C, int HW, int chunks, double* partial) {
+  const double m = c < C ? mean[c] : 0;
+  chunk_partials<T, L>(c, N, C, HW, chunks, partial, [&](long long off, double& s1, double& s2) {
+    float g = rn::to_f32(dy[off]);
+    if (RELU && !(rn::to_f32(y[off]) > 0.f)) g = 0.f;
     const double gd = g;
     s1 += gd;
-    s2 += gd * ((double)rn::to_f32(x[it.off]) - m);
-  }
-  rn::block_sum2(s1, s2, shared);
+    s2 += gd * ((double)rn::to_f32(x[off]) - m);
+  });
 }
 
 // finalize_grad writes dbeta = sum gy and dgamma = sum gy*xhat of channel c, and the coefficients of
@@ -301,20 +333,19 @@ __device__ __forceinline__ void shortcut_grad(const T* gy, T* dz, int N, int C, 
 // RN_ACT_FORMATS (RN_ACT_DTYPES for the element-wise ReLU kernels).
 
 // ---------------------------------------------------------------------------------------------------------
-// Training forward, fused. Grid (chunks, C).
+// Training forward, fused. Grid (chunks, tiles): tiles = ceil(C / rn::ChannelTile<T, L>::Width).
 
 #define BN_FORWARD_STATS(name, T, L, ...)                                                                    \
   extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                     \
       name(const T* x, int N, int C, int HW, int chunks, double* partial, unsigned int* counters, float eps, \
            float momentum, const float* gamma, float* save_mean, float* save_invstd, float* run_mean,        \
            float* run_var, float* scale) {                                                                   \
-    __shared__ double shared[2 * RN_WARPS];                                                                  \
-    const int c = blockIdx.y;                                                                                \
-    const double K = channel_shift<T, L>(x, c, C, HW);                                                       \
-    double s1, s2;                                                                                           \
-    stats_chunk<T, L>(x, N, C, HW, chunks, K, s1, s2, shared);                                               \
-    if (!last_block(s1, s2, partial, counters, chunks)) return;                                              \
-    if (threadIdx.x == 0) {                                                                                  \
+    const int c = tile_channel<T, L>();                                                                      \
+    const double K = c < C ? channel_shift<T, L>(x, c, C, HW) : 0;                                           \
+    stats_chunk<T, L>(x, c, N, C, HW, chunks, K, partial);                                                   \
+    if (!last_block(counters, chunks)) return;                                                               \
+    if (threadIdx.x < rn::ChannelTile<T, L>::Width && c < C) {                                               \
+      double s1, s2;                                                                                         \
       sum_partials(partial, c, chunks, s1, s2);                                                              \
       finalize_stats(c, s1, s2, (double)N * HW, K, eps, momentum, gamma, save_mean, save_invstd, run_mean,   \
                      run_var, scale);                                                                        \
@@ -337,18 +368,11 @@ RN_ACT_FORMATS(BN_FORWARD_APPLY, bn_forward_apply_add_relu, true, true)
 
 // Training forward, unfused: partial sums, then one thread per channel finalizes, then bn_normalize.
 
-#define BN_STATS_PARTIAL(name, T, L, ...)                                                     \
-  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                      \
-      name(const T* x, int N, int C, int HW, int chunks, double* partial) {                   \
-    __shared__ double shared[2 * RN_WARPS];                                                   \
-    const int c = blockIdx.y;                                                                 \
-    double s1, s2;                                                                            \
-    stats_chunk<T, L>(x, N, C, HW, chunks, channel_shift<T, L>(x, c, C, HW), s1, s2, shared); \
-    if (threadIdx.x == 0) {                                                                   \
-      double* p = partial + 2LL * (c * (long long)chunks + blockIdx.x);                       \
-      p[0] = s1;                                                                              \
-      p[1] = s2;                                                                              \
-    }                                                                                         \
+#define BN_STATS_PARTIAL(name, T, L, ...)                                                             \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                              \
+      name(const T* x, int N, int C, int HW, int chunks, double* partial) {                           \
+    const int c = tile_channel<T, L>();                                                               \
+    stats_chunk<T, L>(x, c, N, C, HW, chunks, c < C ? channel_shift<T, L>(x, c, C, HW) : 0, partial); \
   }
 RN_ACT_FORMATS(BN_STATS_PARTIAL, bn_stats_partial, )
 
@@ -416,20 +440,19 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK)
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Backward, fused. bn_backward_reduce*: grid (chunks, C); the last block of a channel writes dgamma, dbeta
-// and the dx coefficients.
+// Backward, fused. bn_backward_reduce*: grid (chunks, tiles); the last block of a tile writes dgamma,
+// dbeta and the dx coefficients of its channels.
 
 #define BN_BACKWARD_REDUCE(name, T, L, RELU)                                                                \
   extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                    \
       name(const T* x, const T* y, const T* dy, const float* mean, int N, int C, int HW, int chunks,        \
            double* partial, unsigned int* counters, const float* gamma, const float* invstd, float* dgamma, \
            float* dbeta, float* coef) {                                                                     \
-    __shared__ double shared[2 * RN_WARPS];                                                                 \
-    double s1, s2;                                                                                          \
-    grad_chunk<T, L, RELU>(x, y, dy, mean, N, C, HW, chunks, s1, s2, shared);                               \
-    if (!last_block(s1, s2, partial, counters, chunks)) return;                                             \
-    if (threadIdx.x == 0) {                                                                                 \
-      const int c = blockIdx.y;                                                                             \
+    const int c = tile_channel<T, L>();                                                                     \
+    grad_chunk<T, L, RELU>(x, y, dy, mean, c, N, C, HW, chunks, partial);                                   \
+    if (!last_block(counters, chunks)) return;                                                              \
+    if (threadIdx.x < rn::ChannelTile<T, L>::Width && c < C) {                                              \
+      double s1, s2;                                                                                        \
       sum_partials(partial, c, chunks, s1, s2);                                                             \
       finalize_grad(c, s1, s2, (double)N * HW, gamma, invstd, dgamma, dbeta, coef);                         \
     }                                                                                                       \
@@ -472,14 +495,7 @@ RN_ACT_FORMATS(RESIDUAL_BACKWARD, residual_backward, )
 #define BN_BACKWARD_REDUCE_PARTIAL(name, T, L, ...)                                                         \
   extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                    \
       name(const T* x, const T* dy, const float* mean, int N, int C, int HW, int chunks, double* partial) { \
-    __shared__ double shared[2 * RN_WARPS];                                                                 \
-    double s1, s2;                                                                                          \
-    grad_chunk<T, L, false>(x, nullptr, dy, mean, N, C, HW, chunks, s1, s2, shared);                        \
-    if (threadIdx.x == 0) {                                                                                 \
-      double* p = partial + 2LL * (blockIdx.y * (long long)chunks + blockIdx.x);                            \
-      p[0] = s1;                                                                                            \
-      p[1] = s2;                                                                                            \
-    }                                                                                                       \
+    grad_chunk<T, L, false>(x, nullptr, dy, mean, tile_channel<T, L>(), N, C, HW, chunks, partial);         \
   }
 RN_ACT_FORMATS(BN_BACKWARD_REDUCE_PARTIAL, bn_backward_reduce_partial, )
 

@@ -90,22 +90,59 @@ __device__ __forceinline__ double warp_allsum(double v) {
   return v;
 }
 
-// block_sum2 sums a and b over a block of RN_BLOCK threads; the sums are valid in thread 0. The order of
-// the additions depends only on the thread layout, never on timing. shared holds 2*RN_WARPS doubles.
-__device__ __forceinline__ void block_sum2(double& a, double& b, double* shared) {
+// Bytes of a memory sector, the unit in which the GPU moves data between DRAM, L2 and the SMs; a warp's
+// load costs one transfer per sector it touches. internal/cuda/kernels.go has the same constant.
+#define RN_SECTOR 32
+
+// ChannelTile<T, L> is how a warp reads the values of a reduction over each channel's positions (the
+// batch-norm sums, the average pool): Width channels at once, Rows = 32/Width positions of each. In NCHW
+// a channel's positions are contiguous and Width is 1, so the 32 lanes read 32 consecutive positions. In
+// NHWC a position's channels are contiguous and Width channels fill one sector (8 float, 16 bf16 or f16):
+// lane r*Width + i reads channel i of position r, so each of the warp's Rows positions is one whole sector.
+template <typename T, Layout L>
+struct ChannelTile {
+  static constexpr int Width = L == NCHW ? 1 : RN_SECTOR / (int)sizeof(T);
+  static constexpr int Rows = 32 / Width;
+};
+
+// Slots. A reduction sums each channel's positions in 32 slots per warp: slot u of a warp starting at
+// position p0 holds p0 + u, p0 + u + S, p0 + u + 2S, ... (S the stride of its loop), summed in that order;
+// lane r*Width + i of ChannelTile holds channel i's slots u = Rows*k + r in a[k]. tile_warp_sum then adds
+// the slots in warp_sum's tree (slot u + o into slot u for o = 16, 8, 4, 2, 1): steps o >= Rows add within
+// a thread, the others are shuffles. The order of the additions depends on the positions alone, never on
+// the layout, so NCHW (Width 1: slot u is lane u, and this is warp_sum) and NHWC give the same bits. The
+// sum of channel i ends in a[0] of lane i.
+template <int Width>
+__device__ __forceinline__ void tile_warp_sum(double (&a)[Width]) {
+  constexpr int Rows = 32 / Width;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    if (o >= Rows) {
+#pragma unroll
+      for (int k = 0; k < o / Rows; k++) a[k] += a[k + o / Rows];
+    } else {
+      a[0] += __shfl_down_sync(0xffffffffu, a[0], o * Width);
+    }
+  }
+}
+
+// tile_block_sum2 adds the warps' sums a and b of a block of RN_BLOCK threads (after tile_warp_sum: valid
+// in lanes i < Width) in a fixed tree, the same for every layout, and calls done(i, a, b) in lane 0 of
+// warp i % RN_WARPS with channel i's sums. shared holds 2*Width*RN_WARPS doubles.
+template <int Width, typename F>
+__device__ __forceinline__ void tile_block_sum2(double a, double b, double* shared, F done) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  a = warp_sum(a);
-  b = warp_sum(b);
-  if (lane == 0) {
-    shared[warp] = a;
-    shared[RN_WARPS + warp] = b;
+  if (lane < Width) {
+    shared[lane * RN_WARPS + warp] = a;
+    shared[(Width + lane) * RN_WARPS + warp] = b;
   }
   __syncthreads();
-  if (warp == 0) {
-    a = lane < RN_WARPS ? shared[lane] : 0.0;
-    b = lane < RN_WARPS ? shared[RN_WARPS + lane] : 0.0;
+  for (int i = warp; i < Width; i += RN_WARPS) {
+    a = lane < RN_WARPS ? shared[i * RN_WARPS + lane] : 0.0;
+    b = lane < RN_WARPS ? shared[(Width + i) * RN_WARPS + lane] : 0.0;
     a = warp_sum(a);
     b = warp_sum(b);
+    if (lane == 0) done(i, a, b);
   }
 }
 

@@ -8,7 +8,8 @@
 // window that covers it and gathers the gradients of the windows it won, in row-major window order, in
 // float, rounding the sum once. No atomics: the sums are bit-for-bit those of the CPU reference, which
 // scatters in the same order. Both pools visit a plane's elements in the same order in either layout, so
-// float NHWC gives the bits of float NCHW.
+// NHWC gives the bits of NCHW. The average pool reads NHWC a sector of channels at a time (rn::ChannelTile),
+// keeping each channel's partial sums in the order NCHW adds them.
 //
 // Kernels: maxpool_forward, maxpool_backward, avgpool_forward, avgpool_backward.
 
@@ -81,18 +82,32 @@ __device__ __forceinline__ void max_pool_grad(const T* x, const T* dy, T* dx, in
 }
 
 // avg_pool (avgpool_forward): y[n, c] = mean of plane (n, c) of x (N, C, HW), summed in double. One warp
-// per plane.
+// per tile of channels of an image (rn::ChannelTile: one plane in NCHW, a sector's worth of channels in
+// NHWC), each channel summed in 32 slots (slot u holds positions u, u + 32, ...) added by rn::tile_warp_sum.
 template <typename T, rn::Layout L>
 __device__ __forceinline__ void avg_pool(const T* x, float* y, int N, int C, int HW) {
-  const int plane = blockIdx.x * RN_WARPS + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (plane >= N * C) return;  // the whole warp leaves together
-  const T* xp = x + rn::plane_start<L>(plane / C, plane % C, C, HW);
-  const int step = rn::plane_step<L>(C);
-  double s = 0;
-  for (int i = lane; i < HW; i += 32) s += rn::to_f32(xp[(long long)i * step]);
-  s = rn::warp_sum(s);
-  if (lane == 0) y[plane] = (float)(s / HW);
+  constexpr int Width = rn::ChannelTile<T, L>::Width, Rows = rn::ChannelTile<T, L>::Rows;
+  const int tiles = (C + Width - 1) / Width;
+  const long long tile = (long long)blockIdx.x * RN_WARPS + (threadIdx.x >> 5);
+  if (tile >= (long long)N * tiles) return;  // the whole warp leaves together
+  const int lane = threadIdx.x & 31, n = (int)(tile / tiles);
+  const int c = (int)(tile % tiles) * Width + lane % Width;
+  double s[Width];
+#pragma unroll
+  for (int k = 0; k < Width; k++) s[k] = 0;
+  if (c < C) {
+    const T* xp = x + rn::plane_start<L>(n, c, C, HW);
+    const int step = rn::plane_step<L>(C);
+    for (int i = lane / Width; i < HW; i += 32) {
+#pragma unroll
+      for (int k = 0; k < Width; k++) {
+        const int ik = i + Rows * k;
+        if (ik < HW) s[k] += rn::to_f32(xp[(long long)ik * step]);
+      }
+    }
+  }
+  rn::tile_warp_sum(s);
+  if (lane < Width && c < C) y[(long long)n * C + c] = (float)(s[0] / HW);
 }
 
 // avg_pool_grad (avgpool_backward): every element of plane (n, c) of dx (N, C, HW) gets dy[n, c]/HW

@@ -37,15 +37,19 @@ func (d *Device) bnForwardOperands(op string, checked error, p backend.BatchNorm
 }
 
 // bnChunks is how many pieces a channel's statistics are cut into: enough blocks for a few per SM, each
-// summing at least 4096 values.
+// summing at least 4096 values. The bits of a sum depend on where its pieces start, so the count is the
+// same in both layouts: it counts NHWC's blocks (channelTiles), and NCHW, a channel per block, runs as many
+// times more blocks as an NHWC tile has channels, over the same pieces.
 func (d *Device) bnChunks(g backend.BatchNormGeometry) int {
-	ch := (4*max(d.info.sms, 1) + g.C - 1) / g.C
+	tiles := channelTiles(g.DType, backend.NHWC, g.C)
+	ch := (4*max(d.info.sms, 1) + tiles - 1) / tiles
 	ch = min(ch, (g.PerChannel()+4095)/4096, 1024)
 	return max(ch, 1)
 }
 
-// ensureCounters makes the zeroed per-channel counters of the fused reductions cover c channels. The
-// kernels leave them zero after every launch.
+// ensureCounters makes the zeroed counters of the fused reductions, one per tile of their grid, number at
+// least c, the channel count (no layout has more tiles than channels). The kernels leave them zero after
+// every launch.
 func (d *Device) ensureCounters(op string, c int) error {
 	bytes := 4 * int64(c)
 	if d.counters.class >= bytes {
@@ -89,12 +93,12 @@ func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.B
 		return err
 	}
 	partial, scale := scratch, scratch+uint64(partialBytes)
-	hw := g.H * g.W
+	hw, tiles := g.H*g.W, channelTiles(g.DType, g.Layout, g.C)
 	if !d.opt.Unfused {
 		if err := d.ensureCounters(op, g.C); err != nil {
 			return err
 		}
-		if err := d.launchAs(op, kBNForwardStats, g.DType, g.Layout, chunks, g.C).p(o.x).i(g.N).i(g.C).i(hw).i(chunks).p(partial).
+		if err := d.launchAs(op, kBNForwardStats, g.DType, g.Layout, chunks, tiles).p(o.x).i(g.N).i(g.C).i(hw).i(chunks).p(partial).
 			p(d.counters.ptr).f(o.eps).f(o.momentum).p(o.gamma).p(o.saveMean).p(o.saveInvStd).p(o.runMean).
 			p(o.runVar).p(scale).run(); err != nil {
 			return err
@@ -102,7 +106,7 @@ func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.B
 		return d.launchAs(op, bnForwardApply[b2i(o.residual)][b2i(o.relu)], g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).
 			p(o.x).p(o.z).p(o.y).p(o.saveMean).p(scale).p(o.beta).i(g.N).i(g.C).i(g.H).i(g.W).i(g.ZC).i(g.ZStride).run()
 	}
-	if err := d.launchAs(op, kBNStatsPartial, g.DType, g.Layout, chunks, g.C).p(o.x).i(g.N).i(g.C).i(hw).i(chunks).p(partial).run(); err != nil {
+	if err := d.launchAs(op, kBNStatsPartial, g.DType, g.Layout, chunks, tiles).p(o.x).i(g.N).i(g.C).i(hw).i(chunks).p(partial).run(); err != nil {
 		return err
 	}
 	if err := d.launchAs(op, kBNStatsFinalize, g.DType, g.Layout, blocksOf(g.C), 1).p(o.x).p(partial).i(g.C).i(hw).i(chunks).l(int64(g.PerChannel())).
@@ -197,7 +201,7 @@ func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNo
 		return err
 	}
 	partial, coef := scratch, scratch+uint64(partialBytes)
-	hw := g.H * g.W
+	hw, tiles := g.H*g.W, channelTiles(g.DType, g.Layout, g.C)
 	if !d.opt.Unfused {
 		if err := d.ensureCounters(op, g.C); err != nil {
 			return err
@@ -206,7 +210,7 @@ func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNo
 		if o.relu {
 			reduce = kBNBackwardReduceReLU
 		}
-		if err := d.launchAs(op, reduce, g.DType, g.Layout, chunks, g.C).p(o.x).p(o.y).p(o.dy).p(o.saveMean).i(g.N).i(g.C).i(hw).i(chunks).
+		if err := d.launchAs(op, reduce, g.DType, g.Layout, chunks, tiles).p(o.x).p(o.y).p(o.dy).p(o.saveMean).i(g.N).i(g.C).i(hw).i(chunks).
 			p(partial).p(d.counters.ptr).p(o.gamma).p(o.saveInvStd).p(o.dgamma).p(o.dbeta).p(coef).run(); err != nil {
 			return err
 		}
@@ -231,7 +235,7 @@ func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNo
 			}
 		}
 	}
-	if err := d.launchAs(op, kBNBackwardReducePartial, g.DType, g.Layout, chunks, g.C).p(o.x).p(gy).p(o.saveMean).i(g.N).i(g.C).i(hw).
+	if err := d.launchAs(op, kBNBackwardReducePartial, g.DType, g.Layout, chunks, tiles).p(o.x).p(gy).p(o.saveMean).i(g.N).i(g.C).i(hw).
 		i(chunks).p(partial).run(); err != nil {
 		return err
 	}

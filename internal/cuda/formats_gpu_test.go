@@ -19,7 +19,9 @@ var formatDTypes = []backend.DType{backend.F32, backend.BF16, backend.F16}
 
 // formatBNCases cover each batch-norm mode at shapes small enough for the kernel emulator: plain, ReLU, an
 // identity shortcut, option-A shortcuts (stride 2) with and without ReLU, and a channel of 4608 values,
-// which the statistics cut into more than one chunk.
+// which the statistics cut into more than one chunk. NHWC reduces a tile of 8 (f32) or 16 (bf16, f16)
+// channels per block: 3, 6, 24 and 40 channels end in a partial tile, 24 and 40 span several tiles, and
+// 24 channels of 4800 values do both in two chunks that split at a position not a multiple of the block.
 var formatBNCases = []bnCase{
 	{n: 2, c: 6, h: 5, w: 3},
 	{n: 3, c: 8, h: 4, w: 4, relu: true},
@@ -27,6 +29,10 @@ var formatBNCases = []bnCase{
 	{n: 2, c: 8, h: 3, w: 5, relu: true, shortcut: optionAShortcut},
 	{n: 3, c: 6, h: 3, w: 3, shortcut: optionAShortcut},
 	{n: 2, c: 4, h: 48, w: 48, relu: true, shortcut: identityShortcut},
+	{n: 2, c: 3, h: 7, w: 5, relu: true},
+	{n: 3, c: 24, h: 3, w: 4, shortcut: optionAShortcut},
+	{n: 2, c: 40, h: 5, w: 3, relu: true, shortcut: identityShortcut},
+	{n: 2, c: 24, h: 50, w: 48, relu: true},
 }
 
 // formatOptions is the device of activations of dt in layout.
@@ -35,9 +41,10 @@ func formatOptions(dt backend.DType, layout backend.Layout, unfused bool) backen
 }
 
 // Each dtype's four devices (NCHW and NHWC, fused and unfused) match the CPU, launch their format's
-// kernels, and agree bit for bit: the layouts visit every channel's values in the same order and share the
-// math, and the fused path rounds where the unfused one stores. The NHWC fused run, repeated, gives the
-// same bits again.
+// kernels, and agree bit for bit: the layouts share the math and add every channel's values in the same
+// order (NHWC reads a sector of channels at a time but keeps each channel's partial sums as NCHW does,
+// kernels/batchnorm.cu), and the fused path rounds where the unfused one stores. The NHWC fused run,
+// repeated, gives the same bits again.
 func TestBatchNormInEveryFormat(t *testing.T) {
 	openGPU(t, backend.Options{})
 	for _, dt := range formatDTypes {
@@ -60,9 +67,77 @@ func TestBatchNormInEveryFormat(t *testing.T) {
 	}
 }
 
+// The sums in a double of values like those above are usually exact, so the layouts' agreement there
+// says little about the order of the additions. Here each channel holds small integers and pairs +2^60,
+// -2^60 (in one image, for the average pool): an integer added to a partial sum holding 2^60 is lost, one
+// added to a sum without is kept, so the means (and with dy alike, dbeta) add the integers that the order
+// of the additions kept. NCHW and NHWC, fused and unfused, must still agree bit for bit; the CPU reference, which adds in
+// another order, must not, or the values would not test the order. f32 and bf16 only: f16 cannot hold 2^60.
+// The shape cuts the channels into two chunks and into tiles with a partial one in bf16 (24 channels).
+func TestLayoutsAddInTheSameOrder(t *testing.T) {
+	openGPU(t, backend.Options{})
+	b := bnCase{n: 2, c: 24, h: 50, w: 48}
+	hw, m := b.h*b.w, b.n*b.h*b.w
+	rng := seededRand(1700)
+	orderSensitive := func() []float32 {
+		v := make([]float32, b.c*m)
+		for i := range v {
+			v[i] = float32(1 + rng.IntN(4))
+		}
+		for c := 0; c < b.c; c++ {
+			for range 6 {
+				plane := (rng.IntN(b.n)*b.c + c) * hw
+				i, j := 1+rng.IntN(hw-1), 1+rng.IntN(hw-1)
+				v[plane+i], v[plane+j] = 1<<60, -(1 << 60) // never the first value, the statistics' shift
+			}
+		}
+		return v
+	}
+	x, dy := orderSensitive(), orderSensitive()
+	for _, dt := range []backend.DType{backend.F32, backend.BF16} {
+		t.Run(dt.String(), func(t *testing.T) {
+			run := func(layout backend.Layout, unfused bool) (gpu, cpu map[string][]float32) {
+				r := newRig(t, formatOptions(dt, layout, unfused), 1701)
+				f := newBNTwins(r, b, nil)
+				r.set(f.x, x)
+				r.set(f.dy, dy)
+				pooled := r.zeros(b.n, b.c)
+				gpu, cpu = map[string][]float32{}, map[string][]float32{}
+				for _, s := range []side{onGPU, onCPU} {
+					d := r.dev(s)
+					mustOK(t, d.BatchNormForwardTraining(f.p, f.tensors(s)))
+					mustOK(t, d.BatchNormBackward(f.p, f.grads(s)))
+					mustOK(t, d.GlobalAvgPoolForward(f.x.on(s), pooled.on(s)))
+					got := map[side]map[string][]float32{onGPU: gpu, onCPU: cpu}[s]
+					for name, v := range map[string]twin{"save_mean": f.saveMean, "running_mean": f.rm, "dbeta": f.dbeta,
+						"dgamma": f.dgamma, "y": f.y, "dx": f.dx, "avgpool": pooled} {
+						got[name] = r.host(s, v)
+					}
+				}
+				return gpu, cpu
+			}
+			base, cpu := run(backend.NCHW, false)
+			for _, name := range []string{"save_mean", "dbeta", "avgpool"} {
+				if firstDifference(base[name], cpu[name]) < 0 {
+					t.Errorf("%s: the CPU's bits equal the GPU's; the values do not make the order of the sums matter", name)
+				}
+			}
+			unfused, _ := run(backend.NCHW, true)
+			sameOutputs(t, "NCHW fused", base, "NCHW unfused", unfused)
+			nhwc, _ := run(backend.NHWC, false)
+			sameOutputs(t, "NCHW fused", base, "NHWC fused", nhwc)
+			nhwcUnfused, _ := run(backend.NHWC, true)
+			sameOutputs(t, "NHWC fused", nhwc, "NHWC unfused", nhwcUnfused)
+		})
+	}
+}
+
 // formatPoolCases are max-pool geometries small enough for the emulator: the stem pool on an odd input,
-// overlapping windows, and a window wider than its stride with padding.
-var formatPoolCases = []poolCase{{2, 3, 7, 9, 3, 2, 1}, {2, 3, 6, 5, 3, 1, 1}, {3, 5, 4, 7, 4, 3, 2}}
+// overlapping windows, and a window wider than its stride with padding. The average pool reads NHWC a
+// tile of 8 (f32) or 16 (bf16, f16) channels per warp: 24 and 40 channels span several tiles and end in a
+// partial one, and 63 positions fill a warp's 32 slots twice, the second time in part.
+var formatPoolCases = []poolCase{{2, 3, 7, 9, 3, 2, 1}, {2, 3, 6, 5, 3, 1, 1}, {3, 5, 4, 7, 4, 3, 2},
+	{2, 24, 9, 7, 3, 2, 1}, {3, 40, 4, 4, 2, 2, 0}}
 
 // Pooling in every format. Max pooling selects (exact) and its backward adds a few rounded gradients in
 // float as the CPU does (the f32 tolerance of TestMaxPoolMatchesCPU) and rounds the sum once. The average

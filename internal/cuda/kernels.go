@@ -150,6 +150,21 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 	kFilterFromF16NHWC:  {"filter_from_f16_nhwc", "ppiil"},
 })
 
+// sectorBytes is RN_SECTOR of kernels/common.cuh: the bytes of a memory sector, which one NHWC load of a
+// reduction's warp fills with consecutive channels.
+const sectorBytes = 32
+
+// channelTiles is how many tiles of a reduction over the channels' positions cover c channels of dt in
+// layout: the y extent of the batch-norm reductions' grids, the warps per image of the average pool. A
+// tile (rn::ChannelTile in kernels/common.cuh) is one channel in NCHW and a sector of channels in NHWC.
+func channelTiles(dt backend.DType, layout backend.Layout, c int) int {
+	width := 1
+	if layout == backend.NHWC {
+		width = sectorBytes / dt.Size()
+	}
+	return (c + width - 1) / width
+}
+
 // maxKernelArgs bounds the parameter count of any kernel (the launch packs arguments into a fixed array).
 const maxKernelArgs = 16
 

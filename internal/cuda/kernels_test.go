@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -169,6 +170,22 @@ func TestKernelTableMatchesSources(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("kernel %s of kernels/*.cu is missing from kernelTable", name)
 		}
+	}
+}
+
+// The launchers size the reductions' grids by the channel tiles the kernels read NHWC in (channelTiles),
+// whose width comes from the sector size.
+func TestSectorBytesMatchesSources(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(kernelDir(t), "common.cuh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^#define RN_SECTOR (\d+)$`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("common.cuh: no #define RN_SECTOR")
+	}
+	if got := string(m[1]); got != strconv.Itoa(sectorBytes) {
+		t.Errorf("common.cuh: RN_SECTOR is %s, kernels.go's sectorBytes %d", got, sectorBytes)
 	}
 }
 

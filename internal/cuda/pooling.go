@@ -58,8 +58,10 @@ func (d *Device) GlobalAvgPoolForward(x, y backend.Tensor) error {
 	if a.err != nil || g.Planes() == 0 {
 		return a.err
 	}
-	const planesPerBlock = blockSize / 32
-	return d.launchAs(op, kAvgPoolForward, g.DType, g.Layout, (g.Planes()+planesPerBlock-1)/planesPerBlock, 1).p(xp).
+	// One warp per tile of channels of an image.
+	const warpsPerBlock = blockSize / 32
+	warps := g.N * channelTiles(g.DType, g.Layout, g.C)
+	return d.launchAs(op, kAvgPoolForward, g.DType, g.Layout, (warps+warpsPerBlock-1)/warpsPerBlock, 1).p(xp).
 		p(yp).i(g.N).i(g.C).i(g.H * g.W).run()
 }
 
