@@ -12,7 +12,8 @@
 #   3. bench  210 s  `resnet bench` against scripts/bench_pytorch.py on this GPU, resnet50 at batch 256 and
 #                    cifar_resnet56 at 128: both in fp32, PyTorch also in bf16 autocast with channels_last;
 #                    then resnet50 in bf16 (ours --precision bf16, PyTorch autocast) and bf16 NHWC (ours
-#                    --layout nhwc, PyTorch channels_last); then, time allowing, TF32; each run boxed
+#                    --layout nhwc, PyTorch channels_last), ours bf16 NHWC again with --graphs (the step
+#                    replayed as a CUDA graph); then, time allowing, TF32; each run boxed
 #   4. demo   100 s  demo.yaml trained on the GPU and on the CPU at the same time, same seed, test errors
 #                    compared; then on the GPU with cuda.precision: bf16, its test error reported beside them
 # The bf16 runs took 10 s from the bench box's old 200 s and the bf16 demo 10 s from the demo's old 90 s.
@@ -284,7 +285,7 @@ stage_tests() {
 # ---- 3. bench --------------------------------------------------------------------------------------------
 # One run per line, in the order they run: id, its box in seconds, whose, model, batch, mode (fp32, tf32,
 # bf16: ours --precision bf16, PyTorch bf16 autocast; bf16-cl: the same with ours --layout nhwc, PyTorch
-# channels_last). The runs past the stage's box are skipped.
+# channels_last; bf16-cl-graphs: ours bf16-cl with --graphs). The runs past the stage's box are skipped.
 readonly BENCH_RUNS="
 r50-ours-fp32      60 ours  resnet50       256 fp32
 r50-torch-fp32     45 torch resnet50       256 fp32
@@ -295,6 +296,7 @@ c56-torch-bf16-cl  25 torch cifar_resnet56 128 bf16-cl
 r50-ours-bf16      40 ours  resnet50       256 bf16
 r50-torch-bf16     35 torch resnet50       256 bf16
 r50-ours-bf16-cl   40 ours  resnet50       256 bf16-cl
+r50-ours-bf16-clg  40 ours  resnet50       256 bf16-cl-graphs
 r50-ours-tf32      45 ours  resnet50       256 tf32
 r50-torch-tf32     40 torch resnet50       256 tf32
 "
@@ -352,7 +354,8 @@ bench_one() {
 		cmd=("$resnet" bench --device cuda --model "$model" --batch-size "$batch" --warmup "$w" --steps "$s" --json)
 		[[ $mode != tf32 ]] || envs=(RESNET_CUDA_TF32=1)
 		[[ $mode != bf16* ]] || cmd+=(--precision bf16)
-		[[ $mode != bf16-cl ]] || cmd+=(--layout nhwc)
+		[[ $mode != bf16-cl* ]] || cmd+=(--layout nhwc)
+		[[ $mode != *-graphs ]] || cmd+=(--graphs)
 	else
 		impl="PyTorch${torch_version:+ $torch_version}"
 		cmd=("$torch_python" "$root/scripts/bench_pytorch.py" --device cuda --model "$model" --batch "$batch"
@@ -365,6 +368,7 @@ bench_one() {
 	*/tf32) precision=TF32 ;;
 	ours/bf16) precision=bf16 ;;
 	ours/bf16-cl) precision=bf16 layout=NHWC ;;
+	ours/bf16-cl-graphs) precision="bf16, CUDA graphs" layout=NHWC ;;
 	torch/bf16) precision="bf16 autocast" ;;
 	torch/bf16-cl) precision="bf16 autocast" layout="NHWC (channels_last)" ;;
 	esac

@@ -30,17 +30,18 @@ case "$*" in *--channels-last*) ips=3000 ;; *--tf32*) ips=2000 ;; *"--precision 
 case "$*" in *cifar_resnet56*) ips=${ips}0 ;; esac
 printf '{\n  "model": "x",\n  "images_per_sec": %s,\n  "step_ms": 250.0,\n  "peak_device_bytes": 2147483648\n}\n' "$ips"
 `
-	// bin/resnet: bench at 800 img/s (1600 with TF32, 1200 in bf16, 1400 in bf16 NHWC), the demo at 30.5%
+	// bin/resnet: bench at 800 img/s (1600 with TF32, 1200 in bf16, 1400 in bf16 NHWC, 1500 with graphs), the demo at 30.5%
 	// test error on the GPU (31.5% in bf16) and 29.7% on the CPU.
 	fakeResnet = `#!/bin/sh
 cmd=$1; shift
-out=; dev=; prec=fp32; layout=nchw
+out=; dev=; prec=fp32; layout=nchw; graphs=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--out | --checkpoint) out=$2; shift ;;
 	--device) dev=$2; shift ;;
 	--precision) prec=$2; shift ;;
 	--layout) layout=$2; shift ;;
+	--graphs) graphs=1 ;;
 	--set) case $2 in cuda.precision=*) prec=${2#*=} ;; esac; shift ;;
 	esac
 	shift
@@ -49,7 +50,7 @@ case $cmd in
 version) printf 'resnet v9.9.9\ngo1.26 linux/amd64\nbackends: cpu, cuda\n' ;;
 bench)
 	ips=800; [ -n "$RESNET_CUDA_TF32" ] && ips=1600
-	[ "$prec" = bf16 ] && ips=1200; [ "$layout" = nhwc ] && ips=1400
+	[ "$prec" = bf16 ] && ips=1200; [ "$layout" = nhwc ] && ips=1400; [ -n "$graphs" ] && ips=1500
 	printf '{\n  "images_per_sec": %s,\n  "step_ms": 320.0,\n  "peak_rss_bytes": 5,\n  "peak_device_bytes": 1073741824\n}\n' "$ips" ;;
 train)
 	mkdir -p "$out" && echo "$dev $prec" >"$out/device"
@@ -284,8 +285,8 @@ func TestGPUCheckOnFakeGPU(t *testing.T) {
 				}
 			}
 			bench := s.Stages[2]
-			if len(bench.Runs) != 11 {
-				t.Errorf("%d bench runs, want 11: %+v", len(bench.Runs), bench.Runs)
+			if len(bench.Runs) != 12 {
+				t.Errorf("%d bench runs, want 12: %+v", len(bench.Runs), bench.Runs)
 			}
 			for _, r := range bench.Runs {
 				if r.Status != "pass" || r.ImagesPerSec == nil {
@@ -305,6 +306,7 @@ func TestGPUCheckOnFakeGPU(t *testing.T) {
 				"| resnet50 | 256 | resnet | bf16 | NCHW | 1200.0 | 320.0 | 1024 | 1.20x |",
 				"| resnet50 | 256 | PyTorch 2.9.0 | bf16 autocast | NCHW | 2500.0 | 250.0 | 2048 | 2.50x |",
 				"| resnet50 | 256 | resnet | bf16 | NHWC | 1400.0 | 320.0 | 1024 | 1.40x |",
+				"| resnet50 | 256 | resnet | bf16, CUDA graphs | NHWC | 1500.0 | 320.0 | 1024 | 1.50x |",
 				"| resnet50 | 256 | resnet | TF32 | NCHW | 1600.0 | 320.0 | 1024 | 1.60x |",
 				"| resnet50 | 256 | PyTorch 2.9.0 | TF32 | NCHW | 2000.0 | 250.0 | 2048 | 2.00x |",
 				"| demo | pass: top-1 error GPU 30.5%, CPU 29.7%; GPU bf16 31.5% |",

@@ -337,6 +337,34 @@ type PeakMemoryReporter interface {
 	ResetPeakBytes()
 }
 
+// Grapher is implemented by devices that can record a sequence of ops once and replay it with one launch
+// (CUDA graphs), taking the host's per-op cost out of a training step. The model hands it the part of a
+// step that is the same every time: forward, loss and backward, with the uploads of the batch before it
+// and the downloads of the results after it.
+type Grapher interface {
+	// Graph runs fn's device work. On a device opened without Options.Graphs it calls fn. Otherwise the
+	// first call with a key calls fn eagerly (the warm-up: algorithms are chosen, scratch and workspaces
+	// sized, weights converted), the second calls fn again and records its device work into a graph that
+	// it then launches, and every later call launches that graph without calling fn. So fn must queue the
+	// same ops on the same tensors every time, and must not wait for the device (download, Sync), upload
+	// from the host or allocate new device memory while it is recorded: those are errors naming the op.
+	// Host work fn does is done only when fn is called; bookkeeping belongs outside it.
+	Graph(key GraphKey, fn func() error) error
+	// DropGraphs destroys the graphs recorded under keys with this owner (the owner frees the tensors
+	// they use).
+	DropGraphs(owner any)
+}
+
+// GraphKey names a recorded graph: who records it (a comparable value, e.g. the net's pointer) and the
+// values its ops freeze into kernel arguments that change between steps. A step with another batch size,
+// loss-gradient scale or BN momentum gets a graph of its own.
+type GraphKey struct {
+	Owner      any
+	Batch      int
+	GradScale  float32
+	BNMomentum float32
+}
+
 // Reporter is implemented by devices that can say what their results depend on: the run's
 // reproducibility record (<run>/reproducibility.json) and `resnet bench --json` carry it.
 type Reporter interface {
@@ -378,6 +406,9 @@ type Options struct {
 	Precision DType
 	// Layout is the memory order of the 4-D activations (config key cuda.layout).
 	Layout Layout
+	// Graphs records a training step's forward, loss and backward once per shape and replays them (config
+	// key cuda.graphs; see Grapher). The numbers are the same bits as without.
+	Graphs bool
 }
 
 // formatName names the activation format as the config keys set it: "cuda.precision bf16, cuda.layout nhwc".

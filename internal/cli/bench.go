@@ -38,8 +38,8 @@ type benchTrainOptions struct {
 	// precision and layout are cuda.precision and cuda.layout.
 	precision, layout string
 
-	// deterministic and cudnnBenchmark are cuda.deterministic and cuda.benchmark.
-	deterministic, cudnnBenchmark bool
+	// deterministic, cudnnBenchmark and graphs are cuda.deterministic, cuda.benchmark and cuda.graphs.
+	deterministic, cudnnBenchmark, graphs bool
 }
 
 // benchDataOptions are the flags of 'resnet bench data'.
@@ -68,6 +68,8 @@ type benchReport struct {
 	// nhwc.
 	Precision string `json:"precision"`
 	Layout    string `json:"layout"`
+	// Graphs: the step was replayed as a CUDA graph (--graphs).
+	Graphs bool `json:"graphs"`
 	// PeakRSSBytes is the process's peak resident set size (getrusage ru_maxrss) when the run ends.
 	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
 	// Environment is the device's, as in a run's reproducibility.json (backend.Reporter).
@@ -153,16 +155,18 @@ func (o *benchTrainOptions) bind(f *pflag.FlagSet) {
 	def := config.Default().CUDA
 	f.StringVar(&o.precision, "precision", def.Precision, "activation precision on the GPU: fp32, bf16 or fp16 (cuda.precision)")
 	f.StringVar(&o.layout, "layout", def.Layout, "activation layout on the GPU: nchw or nhwc (cuda.layout)")
+	f.BoolVar(&o.graphs, "graphs", def.Graphs, "replay the training step as a CUDA graph (cuda.graphs)")
 }
 
-// benchFormatFlags names the flags of 'resnet bench train' that set the activation format's config keys.
-var benchFormatFlags = map[string]string{"cuda.precision": "--precision", "cuda.layout": "--layout"}
+// benchFormatFlags names the flags of 'resnet bench train' that set config keys of the cuda backend only.
+var benchFormatFlags = map[string]string{"cuda.precision": "--precision", "cuda.layout": "--layout", "cuda.graphs": "--graphs"}
 
-// checkFormat checks --precision and --layout (with --device) by the rules of the config keys they set.
+// checkFormat checks --precision, --layout and --graphs (with --device) by the rules of the config keys
+// they set.
 // An unknown --device is left to opening the device, which names the backends there are.
 func (o *benchTrainOptions) checkFormat() error {
 	c := config.Default()
-	c.Device, c.CUDA.Precision, c.CUDA.Layout = o.device, o.precision, o.layout
+	c.Device, c.CUDA.Precision, c.CUDA.Layout, c.CUDA.Graphs = o.device, o.precision, o.layout, o.graphs
 	joined, ok := config.Validate(c).(interface{ Unwrap() []error }) // nil, or errors.Join's
 	if !ok {
 		return nil
@@ -240,7 +244,7 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 		return err
 	}
 	dev, err := openDevice(e, o.device, config.CUDAConfig{Fuse: !o.unfused, Deterministic: o.deterministic,
-		Benchmark: o.cudnnBenchmark, Precision: o.precision, Layout: o.layout})
+		Benchmark: o.cudnnBenchmark, Precision: o.precision, Layout: o.layout, Graphs: o.graphs})
 	if err != nil {
 		return err
 	}
@@ -264,7 +268,8 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 		Model: spec.Name, Device: dev.Name(), Batch: o.batchSize, Steps: o.steps, Threads: runtime.GOMAXPROCS(0),
 		ImagesPerSec: ips, StepMillis: 1000 * secs / float64(o.steps),
 		// Training costs about three times the forward MACs, two FLOPs each.
-		GFLOPPerSec: ips * 6 * float64(st.MACs) / 1e9, Precision: o.precision, Layout: o.layout, PeakRSSBytes: peakRSSBytes(),
+		GFLOPPerSec: ips * 6 * float64(st.MACs) / 1e9, Precision: o.precision, Layout: o.layout, Graphs: o.graphs,
+		PeakRSSBytes:    peakRSSBytes(),
 		PeakDeviceBytes: peak,
 	}
 	if r, ok := dev.(backend.Reporter); ok {
@@ -273,8 +278,12 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 	if o.json {
 		return printJSON(e.stdout, rep)
 	}
-	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s %s), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s, peak RSS %.0f MiB",
-		rep.Model, rep.Device, rep.Threads, rep.Precision, rep.Layout, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec,
+	format := rep.Precision + " " + rep.Layout
+	if rep.Graphs {
+		format += ", graphs"
+	}
+	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s, peak RSS %.0f MiB",
+		rep.Model, rep.Device, rep.Threads, format, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec,
 		float64(rep.PeakRSSBytes)/(1<<20))
 	if rep.PeakDeviceBytes > 0 {
 		fmt.Fprintf(e.stdout, ", peak device memory %.0f MiB", float64(rep.PeakDeviceBytes)/(1<<20))

@@ -72,6 +72,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "--layout", "channels_last"}, `resnet: --layout must be one of nchw, nhwc (got "channels_last"); did you mean nhwc?` + "\n"},
 		{[]string{"bench", "train", "--device", "cpu", "--precision", "bf16"}, "resnet: --precision bf16 needs the cuda backend " +
 			"(device is cpu, which computes in fp32): set device: cuda, or cuda.precision: fp32\n"},
+		{[]string{"bench", "train", "--device", "cpu", "--graphs"}, "resnet: --graphs true needs the cuda backend " +
+			"(device is cpu, which has no CUDA graphs): set device: cuda, or cuda.graphs: false\n"},
 		{[]string{"bench", "data", "--precision", "fp32"}, "resnet: unknown flag: --precision\n"},
 		{[]string{"bench", "--config", "demo"}, "resnet: --config is a flag of 'resnet bench data'; 'resnet bench' measures training\n"},
 		{[]string{"bench", "--batches", "3"}, "resnet: --batches is a flag of 'resnet bench data'; 'resnet bench' measures training\n"},

@@ -68,6 +68,9 @@ func TestCUDASettingsReachTheDevice(t *testing.T) {
 			backend.Options{Nondeterministic: true}},
 		{[]string{"train", "--config", "demo", "--device", "cuda", "--out", filepath.Join(root, "c"),
 			"--set", "cuda.precision=bf16", "--set", "cuda.layout=nhwc"}, backend.Options{Precision: backend.BF16, Layout: backend.NHWC}},
+		{[]string{"train", "--config", "demo", "--device", "cuda", "--out", filepath.Join(root, "d"),
+			"--set", "cuda.graphs=true"}, backend.Options{Graphs: true}},
+		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8", "--graphs"}, backend.Options{Graphs: true}},
 		{[]string{"eval", "--checkpoint", run, "--device", "cuda"}, backend.Options{Unfused: true}},
 		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8"}, backend.Options{}},
 		{[]string{"bench", "--device", "cuda", "--model", "cifar_resnet8", "--precision", "fp16", "--layout", "nhwc"},
@@ -100,6 +103,19 @@ func TestAutoDeviceRefusesCPUFallbackForActivationFormat(t *testing.T) {
 	if msg := err.Error(); !strings.HasPrefix(msg, want) ||
 		!strings.HasSuffix(msg, "); set device: cpu with cuda.precision: fp32 and cuda.layout: nchw to run on the CPU") {
 		t.Errorf("got %q, want %q...", msg, want)
+	}
+}
+
+// Training on the CPU with cuda.graphs is a config error, before anything is built or written.
+func TestTrainRefusesGraphsOnCPU(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	code, stdout, errOut := runCLI(t, "train", "--config", "demo", "--device", "cpu", "--out", out, "--set", "cuda.graphs=true")
+	want := "cuda.graphs true needs the cuda backend (device is cpu, which has no CUDA graphs): set device: cuda, or cuda.graphs: false"
+	if code == 0 || stdout != "" || !strings.Contains(errOut, want) {
+		t.Errorf("exit %d, stdout %q, stderr %q; want an error containing %q", code, stdout, errOut, want)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("the refused run wrote %s", out)
 	}
 }
 

@@ -51,7 +51,7 @@ func (o *configFlags) toSets(changed func(string) bool) []string {
 
 // deviceOptions are the device settings of a config's cuda section, which config.Load has validated.
 func deviceOptions(c config.CUDAConfig) (backend.Options, error) {
-	opt := backend.Options{Unfused: !c.Fuse, Nondeterministic: !c.Deterministic, Benchmark: c.Benchmark}
+	opt := backend.Options{Unfused: !c.Fuse, Nondeterministic: !c.Deterministic, Benchmark: c.Benchmark, Graphs: c.Graphs}
 	var err error
 	if opt.Precision, err = backend.ParsePrecision(c.Precision); err != nil {
 		return opt, fmt.Errorf("config: cuda.precision: %w", err)

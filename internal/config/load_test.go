@@ -155,7 +155,7 @@ func TestCUDADeterminismKeys(t *testing.T) {
 		{config.Source{Sets: []string{"cuda.deterministic=sometimes"}},
 			`config: cuda.deterministic must be true or false (got "sometimes") (from --set cuda.deterministic=sometimes)`},
 		{config.Source{File: "bad.yaml"},
-			`config: unknown key "cuda.determinstic" in bad.yaml line 2 (known keys under cuda: fuse, deterministic, benchmark, precision, layout)`},
+			`config: unknown key "cuda.determinstic" in bad.yaml line 2 (known keys under cuda: fuse, deterministic, benchmark, precision, layout, graphs)`},
 	} {
 		inTempDir(t, map[string]string{"bad.yaml": "cuda:\n  determinstic: false\n"})
 		if got := loadErr(t, tt.src); got != tt.want {

@@ -255,6 +255,10 @@ func validateCUDA(p *problems, c CUDAConfig, device string) {
 		p.add("cuda.layout", c.Layout+" needs the cuda backend (device is cpu, which keeps activations nchw): "+
 			"set device: cuda, or cuda.layout: nchw")
 	}
+	if c.Graphs {
+		p.add("cuda.graphs", "true needs the cuda backend (device is cpu, which has no CUDA graphs): "+
+			"set device: cuda, or cuda.graphs: false")
+	}
 }
 
 func validateSchedule(p *problems, s ScheduleConfig, epochs int) {

@@ -66,20 +66,15 @@ func newAllocator(raw func(int64) (uint64, error), release func([]uint64) error)
 
 // alloc returns a block of at least n bytes and its class size. A zero-byte request returns address 0.
 func (a *allocator) alloc(n int64) (uint64, int64, error) {
-	class := sizeClass(n)
-	if class == 0 {
-		return 0, 0, nil
-	}
-	a.mu.Lock()
-	if list := a.free[class]; len(list) > 0 {
-		p := list[len(list)-1]
-		a.free[class] = list[:len(list)-1]
-		a.took(class)
-		a.mu.Unlock()
+	p, class, ok := a.cached(n)
+	if ok {
 		return p, class, nil
 	}
-	a.mu.Unlock()
+	return a.fresh(class)
+}
 
+// fresh allocates a block of class bytes from the driver (never from the cache) and hands it out.
+func (a *allocator) fresh(class int64) (uint64, int64, error) {
 	p, err := a.raw(class)
 	if errors.Is(err, errOutOfMemory) {
 		// Give the cache back to the driver and try once more.
@@ -98,6 +93,36 @@ func (a *allocator) alloc(n int64) (uint64, int64, error) {
 	a.took(class)
 	a.mu.Unlock()
 	return p, class, nil
+}
+
+// cached returns a cached block of at least n bytes and its class, without reaching the driver: ok is
+// false when the cache has none (a graph being captured cannot allocate).
+func (a *allocator) cached(n int64) (p uint64, class int64, ok bool) {
+	class = sizeClass(n)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if list := a.free[class]; len(list) > 0 {
+		p = list[len(list)-1]
+		a.free[class] = list[:len(list)-1]
+		a.took(class)
+		return p, class, true
+	}
+	return 0, class, class == 0
+}
+
+// reserve makes the cache hold at least count blocks of class bytes, allocating what it lacks.
+func (a *allocator) reserve(class int64, count int) error {
+	a.mu.Lock()
+	lack := count - len(a.free[class])
+	a.mu.Unlock()
+	for ; lack > 0; lack-- {
+		p, c, err := a.fresh(class)
+		if err != nil {
+			return err
+		}
+		a.put(p, c)
+	}
+	return nil
 }
 
 // took records class bytes handed out; a.mu is held.

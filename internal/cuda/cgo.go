@@ -80,6 +80,12 @@ RN_FN(cuModuleLoadData);
 RN_FN(cuModuleUnload);
 RN_FN(cuModuleGetFunction);
 RN_FN(cuLaunchKernel);
+RN_FN(cuStreamBeginCapture);
+RN_FN(cuStreamEndCapture);
+RN_FN(cuGraphInstantiate);
+RN_FN(cuGraphLaunch);
+RN_FN(cuGraphExecDestroy);
+RN_FN(cuGraphDestroy);
 
 static void* rn_libcuda;
 
@@ -119,6 +125,13 @@ static int rn_load_driver(void) {
   RN_SYM(h, cuModuleUnload, "cuModuleUnload");
   RN_SYM(h, cuModuleGetFunction, "cuModuleGetFunction");
   RN_SYM(h, cuLaunchKernel, "cuLaunchKernel");
+  // cuda.h maps cuStreamBeginCapture to its _v2 and cuGraphInstantiate to cuGraphInstantiateWithFlags.
+  RN_SYM(h, cuStreamBeginCapture, "cuStreamBeginCapture_v2");
+  RN_SYM(h, cuStreamEndCapture, "cuStreamEndCapture");
+  RN_SYM(h, cuGraphInstantiate, "cuGraphInstantiateWithFlags");
+  RN_SYM(h, cuGraphLaunch, "cuGraphLaunch");
+  RN_SYM(h, cuGraphExecDestroy, "cuGraphExecDestroy");
+  RN_SYM(h, cuGraphDestroy, "cuGraphDestroy");
   return 0;
 }
 
@@ -171,6 +184,18 @@ static CUresult rn_cuModuleUnload(CUmodule m) { return p_cuModuleUnload(m); }
 static CUresult rn_cuModuleGetFunction(CUfunction* f, CUmodule m, const char* name) {
   return p_cuModuleGetFunction(f, m, name);
 }
+
+// Graphs: capture is thread-local, as only the owner thread issues work, and must not be disturbed by
+// another device's thread allocating; the instantiated graph is launched with no flags (it has no
+// allocation nodes, as the device allocates nothing while recording).
+static CUresult rn_cuStreamBeginCapture(CUstream s) {
+  return p_cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+}
+static CUresult rn_cuStreamEndCapture(CUstream s, CUgraph* g) { return p_cuStreamEndCapture(s, g); }
+static CUresult rn_cuGraphInstantiate(CUgraphExec* e, CUgraph g) { return p_cuGraphInstantiate(e, g, 0); }
+static CUresult rn_cuGraphLaunch(CUgraphExec e, CUstream s) { return p_cuGraphLaunch(e, s); }
+static CUresult rn_cuGraphExecDestroy(CUgraphExec e) { return p_cuGraphExecDestroy(e); }
+static CUresult rn_cuGraphDestroy(CUgraph g) { return p_cuGraphDestroy(g); }
 
 #define RN_MAX_ARGS 16
 
@@ -616,6 +641,13 @@ type driver struct {
 	argBuf     *C.uint64_t // kernel arguments of the launch being made (C memory)
 	convMath   C.int       // cudnnMathType_t that convolution algorithms are listed with
 	haveModule bool
+	graphs     map[uint64]driverGraph // recorded graphs by the device's id
+}
+
+// driverGraph is a graph recorded by stream capture and its executable instance.
+type driverGraph struct {
+	graph C.CUgraph
+	exec  C.CUgraphExec
 }
 
 // deviceInfo describes the opened GPU.
@@ -822,6 +854,9 @@ func (dr *driver) close() {
 	if dr.retained {
 		C.rn_cuCtxSynchronize()
 	}
+	for id := range dr.graphs {
+		dr.graphDestroy(id) //nolint:errcheck // closing anyway
+	}
 	if dr.cublas != nil {
 		C.rn_cublasDestroy(dr.cublas)
 		dr.cublas = nil
@@ -959,12 +994,68 @@ func (dr *driver) exec(c *cmd) error {
 		if s != C.CUBLAS_STATUS_SUCCESS {
 			return cublasErrOf(s, fmt.Sprintf("cublasSgemm(m %d, n %d, k %d)", g.m, g.n, g.k))
 		}
-	case cmdFunc:
+	case cmdGraph:
+		g, ok := dr.graphs[c.graph]
+		if !ok {
+			return fmt.Errorf("cuda: internal error: launching graph %d, which does not exist", c.graph)
+		}
+		if r := C.rn_cuGraphLaunch(g.exec, dr.compute); r != C.CUDA_SUCCESS {
+			return cuError(r, "cuGraphLaunch")
+		}
+	case cmdFunc, cmdGraphCtl:
 		return c.fn(dr)
 	default:
 		return fmt.Errorf("cuda: internal error: unknown command %d", c.kind)
 	}
 	return nil
+}
+
+// graphBegin starts stream capture on the compute stream: its work is recorded from here on, not run.
+func (dr *driver) graphBegin() error {
+	return cuErr(C.rn_cuStreamBeginCapture(dr.compute), "cuStreamBeginCapture(compute)")
+}
+
+// graphEnd ends the capture and, with keep, instantiates what it recorded as graph id.
+func (dr *driver) graphEnd(id uint64, keep bool) error {
+	var g C.CUgraph
+	if r := C.rn_cuStreamEndCapture(dr.compute, &g); r != C.CUDA_SUCCESS {
+		if g != nil {
+			C.rn_cuGraphDestroy(g)
+		}
+		return fmt.Errorf("%w (an operation broke the stream capture)", cuError(r, "cuStreamEndCapture(compute)"))
+	}
+	if g == nil {
+		// cuStreamEndCapture returns no graph when the capture was invalidated.
+		return fmt.Errorf("cuda: cuStreamEndCapture(compute) returned no graph: an operation invalidated the capture")
+	}
+	if !keep {
+		return cuErr(C.rn_cuGraphDestroy(g), "cuGraphDestroy")
+	}
+	var ex C.CUgraphExec
+	if r := C.rn_cuGraphInstantiate(&ex, g); r != C.CUDA_SUCCESS {
+		C.rn_cuGraphDestroy(g)
+		return cuError(r, "cuGraphInstantiate")
+	}
+	if dr.graphs == nil {
+		dr.graphs = map[uint64]driverGraph{}
+	}
+	dr.graphs[id] = driverGraph{graph: g, exec: ex}
+	return nil
+}
+
+// graphDestroy frees graph id: a launch of it still running finishes first (cuGraphExecDestroy frees an
+// executing graph when it completes).
+func (dr *driver) graphDestroy(id uint64) error {
+	g, ok := dr.graphs[id]
+	if !ok {
+		return fmt.Errorf("cuda: internal error: destroying graph %d, which does not exist", id)
+	}
+	delete(dr.graphs, id)
+	err := cuErr(C.rn_cuGraphExecDestroy(g.exec), "cuGraphExecDestroy")
+	if e := cuErr(C.rn_cuGraphDestroy(g.graph), "cuGraphDestroy"); e != nil && err == nil {
+		err = e
+	}
+	return err
 }
 
 // upload copies c.n bytes from pinned host memory to the device on the copy stream, after the compute

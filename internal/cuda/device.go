@@ -57,6 +57,8 @@ const (
 	cmdConv                        // a cuDNN convolution on the compute stream
 	cmdGemm                        // a cuBLAS SGEMM on the compute stream
 	cmdFunc                        // run fn on the owner thread (setup work: allocation, algorithm search)
+	cmdGraphCtl                    // run fn on the owner thread: begin, end or destroy a graph (graph.go)
+	cmdGraph                       // launch the instantiated graph c.graph on the compute stream
 )
 
 type gemmArgs struct {
@@ -96,6 +98,7 @@ type cmd struct {
 	gemm   gemmArgs
 	conv   convArgs
 	fn     func(gpu) error
+	graph  uint64     // the graph of cmdGraph
 	done   chan error // set for synchronous commands: the owner sends the result
 }
 
@@ -245,6 +248,8 @@ type Device struct {
 	convChoices []backend.ConvChoice
 
 	launches [int(numKernels) + int(numLibCalls)]atomic.Int64
+
+	graphState // the recorded graphs and the memory they hold (graph.go), under opMu
 }
 
 // staging is a pinned host buffer that uploads or downloads pass through.
@@ -288,7 +293,13 @@ func (b *buffer) Freed() bool { return b.freed }
 // gpu is what the device needs from the CUDA side: the driver type (cgo.go) in real use, a CPU
 // emulation of the kernels in the kernelemu tests. Only the owner goroutine calls it.
 type gpu interface {
-	exec(c *cmd) error
+	exec(c *cmd) error // cmdGraph included
+	// graphBegin starts recording the compute stream's work instead of running it; graphEnd stops and,
+	// with keep, makes the recording graph id, ready to launch (else discards it); graphDestroy frees
+	// graph id (a launch still running finishes first).
+	graphBegin() error
+	graphEnd(id uint64, keep bool) error
+	graphDestroy(id uint64) error
 	memAlloc(bytes int64) (uint64, error)
 	memFree(blocks []uint64) error // after waiting for the device
 	hostAlloc(bytes int64) (unsafe.Pointer, error)
@@ -430,34 +441,50 @@ func (d *Device) begin(op string) error {
 	if d.closed {
 		return fmt.Errorf("cuda: %s: the device is closed", op)
 	}
-	if d.hasErr.Load() {
-		d.errMu.Lock()
-		err := d.asyncErr
-		d.asyncErr = nil
-		d.hasErr.Store(false)
-		d.errMu.Unlock()
-		if err != nil {
-			return fmt.Errorf("%w (reported by %s, the next call after the failed one)", err, op)
-		}
+	if err := d.takeAsyncErr(); err != nil {
+		return fmt.Errorf("%w (reported by %s, the next call after the failed one)", err, op)
 	}
 	return nil
 }
 
+// takeAsyncErr returns and clears the error queued work left.
+func (d *Device) takeAsyncErr() error {
+	if !d.hasErr.Load() {
+		return nil
+	}
+	d.errMu.Lock()
+	defer d.errMu.Unlock()
+	err := d.asyncErr
+	d.asyncErr = nil
+	d.hasErr.Store(false)
+	return err
+}
+
 func (d *Device) end() {
+	d.noteScratch()
 	for i := range d.scratch {
-		if d.scratch[i].class != 0 {
-			d.mem.put(d.scratch[i].ptr, d.scratch[i].class)
-		}
+		d.release(d.scratch[i])
 		d.scratch[i] = block{}
 	}
 	d.opMu.Unlock()
 }
 
-// enqueue queues an asynchronous command.
-func (d *Device) enqueue(c *cmd) uint64 { return d.q.push(c) }
+// enqueue queues an asynchronous command. While a graph is being captured, a command that cannot be part
+// of one is dropped, and the capture fails with its error (graph.go).
+func (d *Device) enqueue(c *cmd) uint64 {
+	if d.capturing != nil && d.refused(c) != nil {
+		return 0
+	}
+	return d.q.push(c)
+}
 
 // call queues a synchronous command and waits for its result. d.opMu is held.
 func (d *Device) call(c *cmd) error {
+	if d.capturing != nil {
+		if err := d.refused(c); err != nil {
+			return err
+		}
+	}
 	c.done = d.syncDone
 	d.q.push(c)
 	err := <-d.syncDone
@@ -499,8 +526,12 @@ func (d *Device) rawRelease(blocks []uint64) error {
 	return err
 }
 
-// alloc returns a device block of at least bytes bytes, attributing errors to op.
+// alloc returns a device block of at least bytes bytes, attributing errors to op. While a graph is
+// being captured the block comes from memory the capture may use (graph.go).
 func (d *Device) alloc(op string, bytes int64) (block, error) {
+	if d.capturing != nil {
+		return d.captureAlloc(op, bytes)
+	}
 	p, class, err := d.mem.alloc(bytes)
 	if err != nil {
 		if e, ok := err.(*Error); ok {
@@ -508,7 +539,7 @@ func (d *Device) alloc(op string, bytes int64) (block, error) {
 		}
 		return block{}, err
 	}
-	return block{p, class}, nil
+	return d.handOut(block{p, class}), nil
 }
 
 // tempAlloc returns scratch memory that is handed back when the current method ends; kernels queued by
@@ -521,6 +552,7 @@ func (d *Device) tempAlloc(op string, bytes int64) (uint64, error) {
 				return 0, err
 			}
 			d.scratch[i] = b
+			d.countScratch(b)
 			return b.ptr, nil
 		}
 	}
@@ -537,7 +569,7 @@ func (d *Device) grow(op string, b *block, bytes int64) error {
 	if err != nil {
 		return err
 	}
-	d.mem.put(b.ptr, b.class)
+	d.release(*b)
 	*b = nb
 	return nil
 }
@@ -551,6 +583,9 @@ func (d *Device) Close() error {
 		return nil
 	}
 	err := d.call(&cmd{kind: cmdSync, op: "Close"})
+	if e := d.destroyGraphs(); e != nil && err == nil {
+		err = e
+	}
 	d.rawMu.Lock()
 	var blocks []uint64
 	for p := range d.rawLiv {
@@ -641,7 +676,8 @@ func (d *Device) ResetPeakBytes() { d.mem.resetPeaks() }
 
 // LaunchCounts returns how many times each kernel (by its name in kernels/*.cu, listed in kernels.go)
 // and each counted library call (cudnnConvolutionForward, cudnnConvolutionBackwardData,
-// cudnnConvolutionBackwardFilter, cublasSgemm) was queued since the device was opened or the counts were
+// cudnnConvolutionBackwardFilter, cublasSgemm, and cuGraphLaunch, whose replayed work is not counted
+// again) was queued since the device was opened or the counts were
 // reset. Only non-zero counts are present. The map is a copy.
 func (d *Device) LaunchCounts() map[string]int64 {
 	out := map[string]int64{}
@@ -709,7 +745,7 @@ func (d *Device) Free(t backend.Tensor) {
 	}
 	b.freed = true
 	d.dropFilterCopies(b)
-	d.mem.put(b.blk.ptr, b.blk.class)
+	d.release(b.blk)
 }
 
 // ActivationFormat implements backend.ActivationFormatter: the dtype and layout of Options.Precision and
@@ -786,6 +822,9 @@ func (d *Device) uploadConverted(dst backend.Tensor, src []float32) error {
 // stageUpload fills the next pinned staging buffer with bytes bytes (fill writes them) and queues their copy
 // to ptr on the copy stream.
 func (d *Device) stageUpload(op string, ptr uint64, bytes int64, fill func(host []byte) error) error {
+	if d.capturing != nil {
+		return d.refused(&cmd{kind: cmdUpload, op: op})
+	}
 	i := d.stageNext
 	d.stageNext = (d.stageNext + 1) % stageSlots
 	s := &d.stage[i]
@@ -965,12 +1004,7 @@ func (d *Device) Sync() error {
 		return err
 	}
 	// Work queued before the sync may have failed after begin looked.
-	d.errMu.Lock()
-	err := d.asyncErr
-	d.asyncErr = nil
-	d.hasErr.Store(false)
-	d.errMu.Unlock()
-	return err
+	return d.takeAsyncErr()
 }
 
 // ---- operands -------------------------------------------------------------------------------------------

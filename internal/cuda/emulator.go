@@ -71,12 +71,31 @@ type emuGPU struct {
 	// cudnnFind*AlgorithmEx can (out of memory for its trials).
 	heuristicLists, timedLists int
 	failTiming                 bool
+	// recording is set between graphBegin and graphEnd, when the compute stream's commands go into
+	// recorded instead of running; graphs are the recordings kept, by the device's id.
+	recording bool
+	recorded  []cmd
+	graphs    map[uint64][]cmd
 }
 
 // emuMemory is the emulated device's memory, as deviceInfo reports it.
 const emuMemory = 16 << 30
 
 func (e *emuGPU) exec(c *cmd) error {
+	if e.recording {
+		switch c.kind {
+		case cmdLaunch, cmdMemset, cmdCopyDtoD, cmdConv, cmdGemm:
+			// A copy: the queue reuses its slots. Arguments are values (args, gemm, conv), and the conv
+			// plan and algorithm live until Close.
+			e.recorded = append(e.recorded, *c)
+			return nil
+		case cmdGraphCtl:
+		default:
+			// Stream capture would be invalidated (or the host work would not be repeated by a replay);
+			// the device refuses these before they get here.
+			return fmt.Errorf("emulator: command %d (%s) issued while a graph is recorded", c.kind, c.op)
+		}
+	}
 	switch c.kind {
 	case cmdLaunch:
 		return emuLaunch(kernelTable[c.kernel].name, int(c.grid[0]), int(c.grid[1]), c.args[:c.nargs])
@@ -105,7 +124,17 @@ func (e *emuGPU) exec(c *cmd) error {
 		C.emu_conv(C.int(cv.dir), C.int(g.DType), C.int(b2i(g.Layout == backend.NHWC)), C.int(g.N), C.int(g.Cin),
 			C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH), C.int(g.KW), C.int(g.Stride), C.int(g.Pad), C.int(g.OH),
 			C.int(g.OW), C.uint64_t(cv.x), C.uint64_t(cv.w), C.uint64_t(cv.y), C.float(cv.beta))
-	case cmdFunc:
+	case cmdGraph:
+		g, ok := e.graphs[c.graph]
+		if !ok {
+			return fmt.Errorf("emulator: launching graph %d, which does not exist", c.graph)
+		}
+		for i := range g {
+			if err := e.exec(&g[i]); err != nil {
+				return err
+			}
+		}
+	case cmdFunc, cmdGraphCtl:
 		return c.fn(e)
 	default:
 		return fmt.Errorf("emulator: unknown command %d", c.kind)
@@ -247,5 +276,35 @@ func (e *emuGPU) newConvAlgo(_ *convPlan, dir convDir, c convCandidate) (*convAl
 }
 
 func (e *emuGPU) destroyConvPlan(p *convPlan) {}
+
+func (e *emuGPU) graphBegin() error {
+	if e.recording {
+		return fmt.Errorf("emulator: a graph is already being recorded")
+	}
+	e.recording, e.recorded = true, nil
+	return nil
+}
+
+func (e *emuGPU) graphEnd(id uint64, keep bool) error {
+	if !e.recording {
+		return fmt.Errorf("emulator: no graph is being recorded")
+	}
+	if keep {
+		if e.graphs == nil {
+			e.graphs = map[uint64][]cmd{}
+		}
+		e.graphs[id] = e.recorded
+	}
+	e.recording, e.recorded = false, nil
+	return nil
+}
+
+func (e *emuGPU) graphDestroy(id uint64) error {
+	if _, ok := e.graphs[id]; !ok {
+		return fmt.Errorf("emulator: destroying graph %d, which does not exist", id)
+	}
+	delete(e.graphs, id)
+	return nil
+}
 
 func (e *emuGPU) close() {}

@@ -60,3 +60,6 @@ func cpuConv(cv *convArgs) error {
 	}
 	return err
 }
+
+// liveGraphs is how many recorded graphs the emulator holds.
+func (e *emuGPU) liveGraphs() int { return len(e.graphs) }

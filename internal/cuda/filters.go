@@ -64,7 +64,7 @@ func (b *buffer) wrote(off, n int) {
 // user). d.opMu is held.
 func (d *Device) dropFilterCopies(b *buffer) {
 	for _, c := range b.filters {
-		d.mem.put(c.blk.ptr, c.blk.class)
+		d.release(c.blk)
 	}
 	b.filters = nil
 	delete(d.filterBufs, b)

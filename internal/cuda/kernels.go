@@ -176,6 +176,7 @@ const (
 	libConvBackwardData
 	libConvBackwardFilter
 	libSgemm
+	libGraphLaunch // a replay of a recorded graph, whose kernels and library calls are not counted again
 	numLibCalls
 )
 
@@ -184,6 +185,7 @@ var libCallNames = [numLibCalls]string{
 	libConvBackwardData:   "cudnnConvolutionBackwardData",
 	libConvBackwardFilter: "cudnnConvolutionBackwardFilter",
 	libSgemm:              "cublasSgemm",
+	libGraphLaunch:        "cuGraphLaunch",
 }
 
 // The fused kernels, and the unfused kernels that replace them with backend.Options.Unfused, in every

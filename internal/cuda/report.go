@@ -24,7 +24,7 @@ var _ backend.Reporter = (*Device)(nil)
 //	cuda_driver_version    the CUDA version the driver supports (cuDriverGetVersion)
 //	cuda_runtime_version   the CUDA runtime cuDNN was built for (the binary itself uses the driver API)
 //	cudnn_version, cublas_version, cublas_library
-//	deterministic, benchmark, fused, tf32   the settings (true or false)
+//	deterministic, benchmark, fused, graphs, tf32   the settings (true or false)
 //	conv_workspace_limit_bytes              the cap on one convolution's cuDNN workspace
 func (d *Device) Environment() map[string]string {
 	i := d.info
@@ -43,6 +43,7 @@ func (d *Device) Environment() map[string]string {
 		"deterministic":              strconv.FormatBool(!d.opt.Nondeterministic),
 		"benchmark":                  strconv.FormatBool(d.opt.Benchmark),
 		"fused":                      strconv.FormatBool(!d.opt.Unfused),
+		"graphs":                     strconv.FormatBool(d.opt.Graphs),
 		"tf32":                       strconv.FormatBool(d.tf32),
 		"conv_workspace_limit_bytes": strconv.FormatInt(d.wsLimit, 10),
 	}

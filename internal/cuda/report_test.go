@@ -13,13 +13,13 @@ import (
 // the settings the device was opened with.
 func TestEnvironmentNamesDeviceLibrariesAndSettings(t *testing.T) {
 	t.Setenv(envTF32, "1")
-	d := emuDevice(t, backend.Options{Unfused: true, Benchmark: true})
+	d := emuDevice(t, backend.Options{Unfused: true, Benchmark: true, Graphs: true})
 	want := map[string]string{
 		"backend": "cuda", "device": "kernel emulator", "device_ordinal": "0", "compute_capability": "9.0",
 		"sm_count": "2", "memory_bytes": "17179869184", "nvidia_driver": "emulated",
 		"cuda_driver_version": "13.0", "cuda_runtime_version": "13.0", "cudnn_version": "9.13.0",
 		"cublas_version": "13.1.0", "cublas_library": "emulated",
-		"deterministic": "true", "benchmark": "true", "fused": "false", "tf32": "true",
+		"deterministic": "true", "benchmark": "true", "fused": "false", "graphs": "true", "tf32": "true",
 		"conv_workspace_limit_bytes": "1073741824",
 	}
 	if got := d.Environment(); !maps.Equal(got, want) {

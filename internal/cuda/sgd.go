@@ -57,6 +57,9 @@ func (d *Device) SGDStep(p backend.SGDParams, slots []backend.SGDSlot) error {
 		return err
 	}
 	defer d.end()
+	if err := d.notRecording(op, "runs with this step's learning rate, which a replay would repeat"); err != nil {
+		return err
+	}
 	if err := backend.CheckSGDStep(p, slots); err != nil {
 		return named(err)
 	}
@@ -134,7 +137,7 @@ func (d *Device) sgdTable(op string, blocks int64) (*sgdTable, error) {
 		t.host, err = dr.hostAlloc(size)
 		return err
 	}); err != nil {
-		d.mem.put(t.dev.ptr, t.dev.class)
+		d.release(t.dev)
 		return nil, err
 	}
 	d.hostOwned = append(d.hostOwned, t.host)
@@ -150,7 +153,7 @@ func (d *Device) dropSGDTables(op string) error {
 	st := &d.sgd
 	var hosts []unsafe.Pointer
 	for _, t := range st.tables {
-		d.mem.put(t.dev.ptr, t.dev.class)
+		d.release(t.dev)
 		hosts = append(hosts, t.host)
 	}
 	st.tables = map[uint64]*sgdTable{}

@@ -43,6 +43,10 @@ type Net struct {
 	lossHost            []float32
 	logitsHost          []float32
 	allocated           []backend.Tensor
+	// deviceStep is deviceStepWork as a value made once (a training step allocates nothing), and
+	// stepGradScale the loss gradient scale of the step it runs.
+	deviceStep    func() error
+	stepGradScale float32
 }
 
 // Build allocates a spec's network on dev for batches of up to batch examples.
@@ -85,6 +89,7 @@ func (n *Net) alloc() error {
 	if !n.shared {
 		n.viewParams()
 	}
+	n.deviceStep = n.deviceStepWork
 	n.lossHost = make([]float32, n.capacity)
 	n.logitsHost = make([]float32, n.capacity*n.Spec.NumClasses)
 	n.nb = -1
@@ -179,8 +184,11 @@ func (n *Net) viewParams() {
 	}
 }
 
-// Free releases the device memory.
+// Free releases the device memory, and the device's graphs of the net's training step.
 func (n *Net) Free() {
+	if g, ok := n.dev.(backend.Grapher); ok {
+		g.DropGraphs(n)
+	}
 	for _, t := range n.allocated {
 		n.dev.Free(t)
 	}
@@ -305,6 +313,20 @@ func (n *Net) Param(name string) (*Param, bool) {
 // Forward runs the network on nb examples x (NCHW float32, nb*C*H*W values). In training mode BN uses and
 // updates batch statistics.
 func (n *Net) Forward(x []float32, nb int, train bool) error {
+	if err := n.load(x, nb); err != nil {
+		return err
+	}
+	if err := n.forwardNodes(train); err != nil {
+		return err
+	}
+	if train {
+		n.BatchesTracked++
+	}
+	return nil
+}
+
+// load sets the batch size and uploads the input.
+func (n *Net) load(x []float32, nb int) error {
 	if err := n.setBatch(nb); err != nil {
 		return err
 	}
@@ -312,16 +334,15 @@ func (n *Net) Forward(x []float32, nb int, train bool) error {
 	if len(x) != nb*c*h*w {
 		return fmt.Errorf("model %s: input holds %d values, want %d (%d x %dx%dx%d)", n.Spec.Name, len(x), nb*c*h*w, nb, c, h, w)
 	}
-	if err := n.dev.Upload(n.g.input.cur, x); err != nil {
-		return err
-	}
+	return n.dev.Upload(n.g.input.cur, x)
+}
+
+// forwardNodes runs every node forward on the loaded batch.
+func (n *Net) forwardNodes(train bool) error {
 	for _, nd := range n.g.nodes {
 		if err := nd.forward(n, train); err != nil {
 			return err
 		}
-	}
-	if train {
-		n.BatchesTracked++
 	}
 	return nil
 }
@@ -341,26 +362,44 @@ func (n *Net) Loss(labels []int32) (Result, error) { return n.scaledLoss(labels,
 
 // scaledLoss is Loss with the gradient multiplied by lossScale (the loss itself is not).
 func (n *Net) scaledLoss(labels []int32, lossScale float32) (Result, error) {
-	nb := n.nb
-	if len(labels) != nb {
-		return Result{}, fmt.Errorf("model %s: %d labels for a batch of %d", n.Spec.Name, len(labels), nb)
+	if err := n.loadLabels(labels); err != nil {
+		return Result{}, err
+	}
+	if err := n.lossForward(n.gradScale(lossScale)); err != nil {
+		return Result{}, err
+	}
+	return n.collect(labels)
+}
+
+// gradScale is the loss gradient's scale for the current batch: a scale of 1 leaves it 1/nb exact, and a
+// power of two (a dynamic loss scale) scales that exactly.
+func (n *Net) gradScale(lossScale float32) float32 { return lossScale * (1 / float32(n.nb)) }
+
+// loadLabels checks the current batch's labels and uploads them.
+func (n *Net) loadLabels(labels []int32) error {
+	if len(labels) != n.nb {
+		return fmt.Errorf("model %s: %d labels for a batch of %d", n.Spec.Name, len(labels), n.nb)
 	}
 	k := n.Spec.NumClasses
 	for i, l := range labels {
 		if l < 0 || int(l) >= k {
-			return Result{}, fmt.Errorf("model %s: label %d of example %d is outside 0..%d", n.Spec.Name, l, i, k-1)
+			return fmt.Errorf("model %s: label %d of example %d is outside 0..%d", n.Spec.Name, l, i, k-1)
 		}
 	}
-	lab, loss := n.curLabels, n.curLoss
-	if err := n.dev.UploadInt32(lab, labels); err != nil {
-		return Result{}, err
-	}
+	return n.dev.UploadInt32(n.curLabels, labels)
+}
+
+// lossForward computes the per-example losses of the current logits against the loaded labels, and the
+// logits' gradient scaled by gradScale.
+func (n *Net) lossForward(gradScale float32) error {
 	lg := n.g.logits
-	// A scale of 1 leaves the gradient scale 1/nb exact; a power of two (a dynamic scale) scales it exactly.
-	if err := n.dev.SoftmaxCrossEntropy(lg.cur, lab, loss, lg.dcur, lossScale*(1/float32(nb))); err != nil {
-		return Result{}, err
-	}
-	if err := n.dev.Download(n.lossHost[:nb], loss); err != nil {
+	return n.dev.SoftmaxCrossEntropy(lg.cur, n.curLabels, n.curLoss, lg.dcur, gradScale)
+}
+
+// collect downloads the losses and logits of the current batch and scores it.
+func (n *Net) collect(labels []int32) (Result, error) {
+	nb := n.nb
+	if err := n.dev.Download(n.lossHost[:nb], n.curLoss); err != nil {
 		return Result{}, err
 	}
 	r, err := n.score(labels)
@@ -458,15 +497,42 @@ func (n *Net) TrainStep(x []float32, labels []int32) (Result, error) {
 
 // TrainStepScaled is TrainStep with the loss multiplied by lossScale for the backward pass (loss scaling):
 // every gradient is lossScale times the loss's, and the reported loss is the loss's own.
+//
+// The batch and labels are uploaded first and the losses and logits downloaded last, so that forward,
+// loss and backward in between are device work only: on a backend.Grapher (a CUDA device with
+// cuda.graphs) they are recorded once per batch size and loss scale and then replayed.
 func (n *Net) TrainStepScaled(x []float32, labels []int32, lossScale float32) (Result, error) {
-	if err := n.Forward(x, len(labels), true); err != nil {
+	if err := n.load(x, len(labels)); err != nil {
 		return Result{}, err
 	}
-	r, err := n.scaledLoss(labels, lossScale)
-	if err != nil {
-		return r, err
+	if err := n.loadLabels(labels); err != nil {
+		return Result{}, err
 	}
-	return r, n.Backward()
+	n.stepGradScale = n.gradScale(lossScale)
+	var err error
+	if g, ok := n.dev.(backend.Grapher); ok {
+		key := backend.GraphKey{Owner: n, Batch: n.nb, GradScale: n.stepGradScale, BNMomentum: n.bnMomentum}
+		err = g.Graph(key, n.deviceStep)
+	} else {
+		err = n.deviceStep()
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	n.BatchesTracked++
+	return n.collect(labels)
+}
+
+// deviceStepWork is the device work of a training step on the loaded batch: forward, loss (with gradient
+// scale stepGradScale) and backward.
+func (n *Net) deviceStepWork() error {
+	if err := n.forwardNodes(true); err != nil {
+		return err
+	}
+	if err := n.lossForward(n.stepGradScale); err != nil {
+		return err
+	}
+	return n.Backward()
 }
 
 // SGDSlots lists the trainable parameters for an SGD step with weight decay wd, exempting BN and bias
