@@ -6,6 +6,8 @@
 // type (round to nearest even, exact for f32) at its place in the layout. filter_from_<type>_<layout>
 // turns a filter gradient cuDNN wrote in that format back into f32 (Cout, Cin, KH, KW): widening is exact,
 // so the gradient is cuDNN's, rounded once to the type. Both overwrite their destination.
+// A grouped convolution's filter is (Cout, Cin/groups, KH, KW): the launcher passes Cin/groups as C, and
+// KRSC is then (Cout, KH, KW, Cin/groups), the order cuDNN's grouped channels-last filter descriptor has.
 //
 // Kernels: filter_to_f32_nhwc, filter_to_bf16_nchw, filter_to_bf16_nhwc, filter_to_f16_nchw,
 // filter_to_f16_nhwc, filter_from_f32_nhwc, filter_from_bf16_nchw, filter_from_bf16_nhwc,

@@ -42,7 +42,15 @@ EXPECTED_PARAMS = {
     "resnet152": 60_192_808,
     "plain18": 11_515_688,
     "plain34": 21_623_848,
+    "resnext50_32x4d": 25_028_904,
+    "resnext101_32x8d": 88_791_336,
+    "resnext101_64x4d": 83_455_272,
+    "wide_resnet50_2": 68_883_240,
+    "wide_resnet101_2": 126_886_696,
 }
+
+# The wider family: torchvision's classes of the same names.
+TORCHVISION_WIDER = ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2")
 
 
 class CIFARBlock(nn.Module):
@@ -117,6 +125,8 @@ def build_model(name):
     import torchvision
 
     n = name.lower()
+    if n in TORCHVISION_WIDER:
+        return getattr(torchvision.models, n)(weights=None), 224, 1000
     for prefix, residual in (("cifar_resnet", True), ("cifar_plain", False)):
         if n.startswith(prefix):
             return CIFARResNet(int(n[len(prefix):]), residual), 32, 10
@@ -134,7 +144,7 @@ def build_model(name):
                         plain = _plain_basic if depth < 50 else _plain_bottleneck
                         block.forward = plain.__get__(block)
             return model, 224, 1000
-    sys.exit(f"bench_pytorch.py: unknown model {name!r} (resnet18..152, plain18..152, cifar_resnetN, cifar_plainN)")
+    sys.exit(f"bench_pytorch.py: unknown model {name!r} (resnet18..152, plain18..152, cifar_resnetN, cifar_plainN, {', '.join(TORCHVISION_WIDER)})")
 
 
 def count_macs(model, x):

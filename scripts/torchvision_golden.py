@@ -3,8 +3,10 @@
 
     py=$(scripts/setup-torch.sh) && "$py" scripts/torchvision_golden.py
 
-For resnet18 and resnet50 (torchvision's classes) and cifar_resnet20 (the paper's CIFAR net, defined
-below: 3x3 stem, three stages of 3 basic blocks of widths 16/32/64, option-A shortcuts), with fixed
+For resnet18, resnet50 and resnext50_32x4d (torchvision's classes; ResNeXt's grouped 3x3 convolutions
+draw their weights with the fan-in of one group, Cin/groups*9, from the same table) and cifar_resnet20
+(the paper's CIFAR net, defined below: 3x3 stem, three stages of 3 basic blocks of widths 16/32/64,
+option-A shortcuts), with fixed
 weights and a fixed batch of 2, it records in float64:
 
   * the logits and the mean cross-entropy loss of a training-mode forward (batch statistics),
@@ -61,10 +63,16 @@ GRAD_SAMPLES = 256
 PROJECTIONS = 4
 NUM_BATCHES_TRACKED = 7  # the counter every BN starts from; a training forward makes it 8
 KINK_SAFETY = 3  # each ReLU input and max-pool gap at least this many times float32's error on it
+# resnext50_32x4d has about twice resnet50's ReLU inputs at 64x64 (its bottlenecks are twice as wide): of
+# the first 50 input seeds none reaches KINK_SAFETY (the best reaches 2.0, the median 0.4), so it is held
+# to a smaller margin. Its float32 gradients still agree with float64 to FLOAT32_AGREEMENT.
+KINK_SAFETY_OF = {"resnext50_32x4d": 1.5}
 FLOAT32_AGREEMENT = 1e-3  # largest float32-vs-float64 gradient error, relative to RMS + |ref|
 MAX_BATCH_TRIES = 100
 
 MASK64 = (1 << 64) - 1
+# The versions scripts/setup-torch.sh installs; internal/interop's golden test checks the files' metadata.
+PINNED = {"torch": "2.15.0", "torchvision": "0.29.2"}
 
 
 def fnv1a(text):
@@ -105,7 +113,7 @@ def weight_range(name, shape, last_bn):
         return -b, b
     if name == "fc.bias":
         return -0.1, 0.1
-    if len(shape) == 4:  # conv (Cout, Cin, kH, kW): variance 1/fan_in
+    if len(shape) == 4:  # conv (Cout, Cin/groups, kH, kW): variance 1/fan_in
         b = math.sqrt(3 / (shape[1] * shape[2] * shape[3]))
         return -b, b
     if name.endswith("weight"):  # BN gamma
@@ -189,6 +197,7 @@ class CIFARResNet(nn.Module):
 MODELS = {
     "resnet18": (lambda: torchvision.models.resnet18(), 64, 11689512),
     "resnet50": (lambda: torchvision.models.resnet50(), 64, 25557032),
+    "resnext50_32x4d": (lambda: torchvision.models.resnext50_32x4d(), 64, 25028904),
     "cifar_resnet20": (lambda: CIFARResNet(20), 32, 269722),
 }
 
@@ -303,7 +312,7 @@ def pick_batch(arch, build, state, side, num_classes):
         m32, _, _, kinks32 = train_step(build, state, torch.float32, x, y)
         safety = kink_safety(kinks64, kinks32)
         worst = float32_disagreement(m64, m32)
-        if safety < KINK_SAFETY or worst > FLOAT32_AGREEMENT:
+        if safety < KINK_SAFETY_OF.get(arch, KINK_SAFETY) or worst > FLOAT32_AGREEMENT:
             print(f"  {arch}: input seed {seed}: kink safety {safety:.3g}, float32 gradients off by {worst:.2g}; next")
             continue
         print(f"  {arch}: input seed {seed}: kink safety {safety:.3g}, float32 gradients within {worst:.2g}")
@@ -369,6 +378,9 @@ def main():
     ap.add_argument("--out", default=os.path.relpath(os.path.join(here, "..", "internal", "interop", "testdata")))
     ap.add_argument("arch", nargs="*", default=list(MODELS), help="models to write (default: all)")
     args = ap.parse_args()
+    for mod in (torch, torchvision):
+        if mod.__version__.split("+")[0] != PINNED[mod.__name__]:
+            sys.exit(f"{mod.__name__} {mod.__version__}: the golden files are written with {PINNED[mod.__name__]} (scripts/setup-torch.sh)")
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     os.makedirs(args.out, exist_ok=True)

@@ -184,11 +184,17 @@ func (t Tensor) NCHW() (n, c, h, w int) {
 	return 0, 0, 0, 0
 }
 
-// ConvParams describes a 2-D convolution without bias: x (N, Cin, H, W), w (Cout, Cin, KH, KW),
-// y (N, Cout, OH, OW), OH = (H + 2*Pad - KH)/Stride + 1.
+// ConvParams describes a 2-D convolution without bias: x (N, Cin, H, W), w (Cout, Cin/Groups, KH, KW),
+// y (N, Cout, OH, OW), OH = (H + 2*Pad - KH)/Stride + 1. With Groups > 1 the channels are cut into Groups
+// consecutive slices and output slice g sees only input slice g (ResNeXt's grouped 3x3); 0 and 1 both mean
+// an ungrouped convolution.
 type ConvParams struct {
 	Stride, Pad int
+	Groups      int
 }
+
+// GroupCount is Groups with 0 read as 1.
+func (p ConvParams) GroupCount() int { return max(p.Groups, 1) }
 
 // OutSize is the output extent of a convolution or pooling window along one axis.
 func OutSize(in, k, stride, pad int) int { return (in+2*pad-k)/stride + 1 }

@@ -7,9 +7,9 @@ import (
 	"math"
 )
 
-// ConvGeometry is the geometry of a checked convolution: x (N, Cin, H, W), w (Cout, Cin, KH, KW) and
-// y (N, Cout, OH, OW), x and y holding DType in Layout (w is always f32 NCHW). It is comparable, so a
-// backend can key a cache of plans by it.
+// ConvGeometry is the geometry of a checked convolution: x (N, Cin, H, W), w (Cout, Cin/Groups, KH, KW) and
+// y (N, Cout, OH, OW), x and y holding DType in Layout (w is always f32 NCHW). Groups is at least 1. It is
+// comparable, so a backend can key a cache of plans by it.
 type ConvGeometry struct {
 	N, Cin, H, W int
 	Cout, KH, KW int
@@ -17,11 +17,19 @@ type ConvGeometry struct {
 	OH, OW       int
 	DType        DType
 	Layout       Layout
+	Groups       int
 }
 
+// GroupCin and GroupCout are the input and output channels of one group: w is (Cout, GroupCin, KH, KW).
+func (g ConvGeometry) GroupCin() int  { return g.Cin / max(g.Groups, 1) }
+func (g ConvGeometry) GroupCout() int { return g.Cout / max(g.Groups, 1) }
+
 func (g ConvGeometry) String() string {
-	s := fmt.Sprintf("x %v, w %v, stride %d, padding %d", []int{g.N, g.Cin, g.H, g.W}, []int{g.Cout, g.Cin, g.KH, g.KW},
+	s := fmt.Sprintf("x %v, w %v, stride %d, padding %d", []int{g.N, g.Cin, g.H, g.W}, []int{g.Cout, g.GroupCin(), g.KH, g.KW},
 		g.Stride, g.Pad)
+	if g.Groups > 1 {
+		s += fmt.Sprintf(", %d groups", g.Groups)
+	}
 	if g.DType != F32 || g.Layout != NCHW {
 		s += fmt.Sprintf(", %v %v", g.DType, g.Layout)
 	}
@@ -30,7 +38,7 @@ func (g ConvGeometry) String() string {
 
 // XLen, WLen and YLen are the element counts of x, w and y.
 func (g ConvGeometry) XLen() int { return g.N * g.Cin * g.H * g.W }
-func (g ConvGeometry) WLen() int { return g.Cout * g.Cin * g.KH * g.KW }
+func (g ConvGeometry) WLen() int { return g.Cout * g.GroupCin() * g.KH * g.KW }
 func (g ConvGeometry) YLen() int { return g.N * g.Cout * g.OH * g.OW }
 
 // CheckConvForward checks the operands of Device.ConvForward.
@@ -48,7 +56,7 @@ func CheckConvBackwardFilter(p ConvParams, x, dy, dw Tensor) (ConvGeometry, erro
 	return checkConv("ConvBackwardFilter", p, "x", x, "dw", dw, "dy", dy)
 }
 
-// checkConv checks x-like (N, Cin, H, W), w-like (Cout, Cin, KH, KW) and y-like (N, Cout, OH, OW)
+// checkConv checks x-like (N, Cin, H, W), w-like (Cout, Cin/groups, KH, KW) and y-like (N, Cout, OH, OW)
 // operands, whatever role (input or gradient) each plays in op.
 func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w Tensor, yName string,
 	y Tensor) (ConvGeometry, error) {
@@ -56,7 +64,11 @@ func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w 
 	if p.Stride < 1 || p.Pad < 0 {
 		k.failf("stride must be >= 1 and padding >= 0 (got stride %d, padding %d)", p.Stride, p.Pad)
 	}
+	if p.Groups < 0 {
+		k.failf("groups must be >= 1, or 0 for an ungrouped convolution (got %d)", p.Groups)
+	}
 	var g ConvGeometry
+	g.Groups = p.GroupCount()
 	g.N, g.Cin, g.H, g.W = k.act4(xName, x)
 	if k.err == nil && len(w.Shape) != 4 {
 		k.failf("%s has shape %v, want 4-D (Cout, Cin, KH, KW)", wName, w.Shape)
@@ -65,7 +77,13 @@ func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w 
 	g.Cout, wcin, g.KH, g.KW = k.dims4(wName, w)
 	switch {
 	case k.err != nil:
-	case wcin != g.Cin:
+	case g.Cin%g.Groups != 0 || g.Cout%g.Groups != 0:
+		k.failf("%d groups must divide the %d input and %d output channels of %s %v and %s %v", g.Groups, g.Cin,
+			g.Cout, xName, x.Shape, wName, w.Shape)
+	case g.Groups > 1 && wcin != g.Cin/g.Groups:
+		k.failf("%s %v has %d input channels per group but %s %v has %d channels in %d groups", wName, w.Shape, wcin,
+			xName, x.Shape, g.Cin, g.Groups)
+	case wcin != g.Cin/g.Groups:
 		k.failf("%s %v has %d input channels but %s %v has %d channels", wName, w.Shape, wcin, xName, x.Shape, g.Cin)
 	case g.KH < 1 || g.KW < 1 || g.H+2*p.Pad < g.KH || g.W+2*p.Pad < g.KW:
 		k.failf("kernel %dx%d does not fit the %dx%d input padded by %d", g.KH, g.KW, g.H, g.W, p.Pad)
@@ -78,6 +96,10 @@ func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w 
 	k.actShaped(yName, y, g.N, g.Cout, g.OH, g.OW)
 	g.DType, g.Layout = x.DType, x.Layout
 	if k.err != nil {
+		if g.Groups > 1 {
+			return g, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %d, %d groups)", k.err, xName, x.Shape, wName,
+				w.Shape, p.Stride, p.Pad, g.Groups)
+		}
 		return g, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %d)", k.err, xName, x.Shape, wName, w.Shape, p.Stride, p.Pad)
 	}
 	return g, nil

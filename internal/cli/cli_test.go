@@ -37,7 +37,20 @@ func TestModelsJSON(t *testing.T) {
 		"resnet152": {60192808, "imagenet", true}, "plain18": {11515688, "imagenet", false},
 		"plain34": {21623848, "imagenet", false}, "cifar_resnet20": {269722, "cifar", true},
 		"cifar_resnet110": {1727962, "cifar", true}, "cifar_resnet1202": {19421274, "cifar", true},
-		"cifar_plain56": {853018, "cifar", false},
+		"cifar_plain56":   {853018, "cifar", false},
+		"resnext50_32x4d": {25028904, "imagenet", true}, "resnext101_32x8d": {88791336, "imagenet", true},
+		"resnext101_64x4d": {83455272, "imagenet", true}, "wide_resnet50_2": {68883240, "imagenet", true},
+		"wide_resnet101_2": {126886696, "imagenet", true},
+	}
+	// torchvision's MACs of the wider family, exactly; its arch, groups and width per group.
+	wider := map[string]struct {
+		macs          int64
+		arch          string
+		groups, width int
+	}{
+		"resnext50_32x4d": {4230479872, "resnext", 32, 4}, "resnext101_32x8d": {16414015488, "resnext", 32, 8},
+		"resnext101_64x4d": {15460270080, "resnext", 64, 4}, "wide_resnet50_2": {11398021120, "wide_resnet", 1, 128},
+		"wide_resnet101_2": {22753050624, "wide_resnet", 1, 128}, "resnet50": {4089184256, "resnet", 1, 64},
 	}
 	seen := 0
 	for _, m := range infos {
@@ -49,9 +62,12 @@ func TestModelsJSON(t *testing.T) {
 		if m.Params != w.params || m.Family != w.family || m.Residual != w.residual || m.MACs <= 0 {
 			t.Errorf("%s: %+v", m.Name, m)
 		}
+		if x, ok := wider[m.Name]; ok && (m.MACs != x.macs || m.Arch != x.arch || m.Groups != x.groups || m.WidthPerGroup != x.width) {
+			t.Errorf("%s: %+v, want %+v", m.Name, m, x)
+		}
 	}
-	if seen != len(want) || len(infos) != 21 {
-		t.Errorf("found %d of %d reference models among %d entries (want 21)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 26 {
+		t.Errorf("found %d of %d reference models among %d entries (want 26)", seen, len(want), len(infos))
 	}
 }
 

@@ -22,16 +22,23 @@ type modelsOptions struct {
 
 // modelInfo is one row of 'resnet models'.
 type modelInfo struct {
-	Name     string `json:"name"`
+	Name string `json:"name"`
+	// Arch is the family of names (resnet, plain, resnext, wide_resnet, cifar_resnet, cifar_plain); Family
+	// is the input regime (imagenet, cifar).
+	Arch     string `json:"arch"`
 	Family   string `json:"family"`
 	Residual bool   `json:"residual"`
 	Depth    int    `json:"depth"`
 	Block    string `json:"block"`
-	Shortcut string `json:"shortcut"`
-	Params   int64  `json:"params"`
-	MACs     int64  `json:"macs"`
-	Input    int    `json:"input_size"`
-	Classes  int    `json:"num_classes"`
+	Groups   int    `json:"groups"`
+	// WidthPerGroup is torchvision's width_per_group: 64 for the ResNets, 4 or 8 for ResNeXt, 128 for Wide
+	// ResNet-2.
+	WidthPerGroup int    `json:"width_per_group"`
+	Shortcut      string `json:"shortcut"`
+	Params        int64  `json:"params"`
+	MACs          int64  `json:"macs"`
+	Input         int    `json:"input_size"`
+	Classes       int    `json:"num_classes"`
 }
 
 func newModelsCmd(e *env) *cobra.Command {
@@ -55,8 +62,13 @@ func zooInfo() ([]modelInfo, error) {
 		if err != nil {
 			return nil, err
 		}
+		a, err := model.ParseArch(s.Name)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, modelInfo{
-			Name: s.Name, Family: s.Family, Residual: s.Residual, Depth: s.Depth(), Block: string(s.Block),
+			Name: s.Name, Arch: a.Family(), Family: s.Family, Residual: s.Residual, Depth: s.Depth(), Block: string(s.Block),
+			Groups: max(s.Groups, 1), WidthPerGroup: s.BottleneckWidth(64) / max(s.Groups, 1),
 			Shortcut: shortcutName(s), Params: st.Params, MACs: st.MACs, Input: s.InputSize, Classes: s.NumClasses,
 		})
 	}
@@ -81,9 +93,9 @@ func runModels(w io.Writer, o *modelsOptions) error {
 		return enc.Encode(infos)
 	}
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "model\tfamily\tdepth\tblock\tshortcut\tparams\tGMACs\t")
+	fmt.Fprintln(tw, "model\tarch\tfamily\tdepth\tblock\tshortcut\tparams\tGMACs\t")
 	for _, m := range infos {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%.3f\t\n", m.Name, m.Family, m.Depth, m.Block, m.Shortcut, thousands(m.Params), float64(m.MACs)/1e9)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%.3f\t\n", m.Name, m.Arch, m.Family, m.Depth, m.Block, m.Shortcut, thousands(m.Params), float64(m.MACs)/1e9)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -20,6 +20,7 @@ func TestExpand(t *testing.T) {
 		"res34": "resnet34", "res50": "resnet50", "cifar_res56": "cifar_resnet56",
 		"plain34": "plain34", "resnet50": "resnet50", "cifar_plain20": "cifar_plain20", "my.yaml": "my.yaml",
 		"ResNet-34": "resnet34", "configs/resnet50.yaml": "configs/resnet50.yaml",
+		"resnext50": "resnext50_32x4d", "ResNeXt-50-32x4d": "resnext50_32x4d", "wide_resnet50": "wide_resnet50_2",
 	} {
 		if got := Expand(in); got != want {
 			t.Errorf("Expand(%q) = %q, want %q", in, got, want)
@@ -51,6 +52,19 @@ func TestPlanSharesTheRecipe(t *testing.T) {
 	yb, _ := b.YAML()
 	if !bytes.Equal(ya, yb) || a.Dataset.Root != "/data/in" {
 		t.Errorf("recipes differ beyond the model:\n%s\n---\n%s", ya, yb)
+	}
+
+	// ResNet-50 against the ResNeXt of its cost: each preset keeps its architecture, the recipe is the
+	// first's.
+	es, err = Plan([]string{"resnet50", "resnext50"}, "", nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es[1].Name != "resnext50_32x4d" || es[1].Config.Model.Arch != "resnext50_32x4d" || es[1].Config.Train.Epochs != 90 {
+		t.Errorf("resnext50 entry: %s, %+v, %+v", es[1].Name, es[1].Config.Model, es[1].Config.Train)
+	}
+	if err := Describe(es, 1000, 224); err != nil || es[1].Stats.Params != 25028904 || es[1].Stats.MACs != 4230479872 {
+		t.Errorf("Describe: %v; resnext50_32x4d %+v", err, es[1].Stats)
 	}
 
 	// Zoo models without a preset take the recipe's model section with their architecture.

@@ -56,20 +56,55 @@ func BenchmarkConv(b *testing.B) {
 		dx := tensor(b, d, nil, n, s.c, s.hw, s.hw)
 		dw := tensor(b, d, nil, s.c, s.c, 3, 3)
 		flops := 2 * float64(n*s.c*s.c*9*s.hw*s.hw)
-		name := fmt.Sprintf("%dch%dx%d", s.c, s.hw, s.hw)
-		run := func(pass string, f func() error) {
-			b.Run(name+"/"+pass, func(b *testing.B) {
-				for b.Loop() {
-					if err := f(); err != nil {
-						b.Fatal(err)
-					}
+		benchConvPasses(b, fmt.Sprintf("%dch%dx%d", s.c, s.hw, s.hw), d, p, flops, x, w, y, dy, dx, dw)
+		d.Close()
+	}
+}
+
+// benchConvPasses runs the three passes of one convolution as sub-benchmarks reporting GFLOP/s.
+func benchConvPasses(b *testing.B, name string, d *Device, p backend.ConvParams, flops float64, x, w, y, dy, dx, dw backend.Tensor) {
+	run := func(pass string, f func() error) {
+		b.Run(name+"/"+pass, func(b *testing.B) {
+			for b.Loop() {
+				if err := f(); err != nil {
+					b.Fatal(err)
 				}
-				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
-		}
-		run("forward", func() error { return d.ConvForward(p, x, w, y) })
-		run("backward-data", func() error { return d.ConvBackwardData(p, dy, w, dx, false) })
-		run("backward-filter", func() error { return d.ConvBackwardFilter(p, x, dy, dw) })
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+	run("forward", func() error { return d.ConvForward(p, x, w, y) })
+	run("backward-data", func() error { return d.ConvBackwardData(p, dy, w, dx, false) })
+	run("backward-filter", func() error { return d.ConvBackwardFilter(p, x, dy, dw) })
+}
+
+// BenchmarkGroupedConv runs the three passes of ResNeXt-50's grouped 3x3 convolutions (32 groups, stages
+// 1 and 3 at 224x224: 4 and 16 channels per group) at batch 16 next to an ungrouped 3x3 convolution of the
+// same MACs and spatial size (Cin x Cout = Cin/32 x Cout), and reports GFLOP/s. The grouped one moves 8 to
+// 32 times more activation data per MAC, so a lower rate is expected; scripts/bench-grouped-conv.sh sets it
+// beside PyTorch's.
+func BenchmarkGroupedConv(b *testing.B) {
+	for _, s := range []struct {
+		name                  string
+		cin, cout, hw, groups int
+	}{
+		{"grouped128g32_56x56", 128, 128, 56, 32},
+		{"ungrouped16to32_56x56", 16, 32, 56, 1},
+		{"grouped512g32_14x14", 512, 512, 14, 32},
+		{"ungrouped64to128_14x14", 64, 128, 14, 1},
+	} {
+		const n = 16
+		d := New()
+		r := newRand(1)
+		p := backend.ConvParams{Stride: 1, Pad: 1, Groups: s.groups}
+		wcin := s.cin / s.groups
+		x := tensor(b, d, randSlice(r, n*s.cin*s.hw*s.hw), n, s.cin, s.hw, s.hw)
+		w := tensor(b, d, randSlice(r, s.cout*wcin*9), s.cout, wcin, 3, 3)
+		y := tensor(b, d, nil, n, s.cout, s.hw, s.hw)
+		dy := tensor(b, d, randSlice(r, n*s.cout*s.hw*s.hw), n, s.cout, s.hw, s.hw)
+		dx := tensor(b, d, nil, n, s.cin, s.hw, s.hw)
+		dw := tensor(b, d, nil, s.cout, wcin, 3, 3)
+		benchConvPasses(b, s.name, d, p, 2*float64(n*s.cout*wcin*9*s.hw*s.hw), x, w, y, dy, dx, dw)
 		d.Close()
 	}
 }

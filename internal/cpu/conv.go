@@ -13,26 +13,43 @@ package cpu
 // pass is itself a forward convolution, of dy with the flipped, transposed weights and padding K-1-pad,
 // so it too writes dx directly; only strided ones go through a patch-gradient matrix and col2im.
 //
-// Work is split by image when there are at least as many images as workers (each worker runs whole
-// single-threaded GEMMs on its own scratch), otherwise images run one after another, each GEMM spread over
+// A grouped convolution is one such convolution per group: group g reads input channels
+// [g*Cin/G, (g+1)*Cin/G) of each image and writes output channels [g*Cout/G, (g+1)*Cout/G) with the
+// weights w[g*Cout/G : (g+1)*Cout/G], all contiguous slices, so every pass below runs on one (image, group)
+// piece at a time and sees an ungrouped convolution of Cin/G to Cout/G channels.
+//
+// Work is split by piece when there are at least as many pieces as workers (each worker runs whole
+// single-threaded GEMMs on its own scratch), otherwise pieces run one after another, each GEMM spread over
 // all workers. Both give the same bits (see gemm.go). The weight gradient sums over the batch: images are
 // grouped into a fixed number of chunks, each chunk accumulates into its own partial buffer, and the
 // partials are added in chunk order.
 
 import "resnet/internal/backend"
 
-// convGeom is the geometry of one convolution with the sizes the passes derive from it.
+// convGeom is the geometry of one group of a convolution (Cin and Cout are a group's channels; Groups is
+// at least 1) with the sizes the passes derive from it.
 type convGeom struct {
 	backend.ConvGeometry
-	inSize, outSize int // elements of one image of x and of y
-	kdim, positions int // K = Cin*KH*KW and P = OH*OW
-	pointwise       bool
+	inSize, outSize   int // elements of one image of x and of y, all groups
+	groupIn, groupOut int // elements of one group of one image of x and of y
+	kdim, positions   int // K = Cin*KH*KW and P = OH*OW
+	pointwise         bool
 }
 
 func newConvGeom(g backend.ConvGeometry) convGeom {
-	return convGeom{ConvGeometry: g, inSize: g.Cin * g.H * g.W, outSize: g.Cout * g.OH * g.OW,
-		kdim: g.Cin * g.KH * g.KW, positions: g.OH * g.OW, pointwise: g.KH == 1 && g.KW == 1 && g.Stride == 1 && g.Pad == 0}
+	g.Groups = max(g.Groups, 1)
+	inSize, outSize := g.Cin*g.H*g.W, g.Cout*g.OH*g.OW
+	g.Cin, g.Cout = g.GroupCin(), g.GroupCout()
+	return convGeom{ConvGeometry: g, inSize: inSize, outSize: outSize, groupIn: g.Cin * g.H * g.W,
+		groupOut: g.Cout * g.OH * g.OW, kdim: g.Cin * g.KH * g.KW, positions: g.OH * g.OW,
+		pointwise: g.KH == 1 && g.KW == 1 && g.Stride == 1 && g.Pad == 0}
 }
+
+// wLen is the element count of one group's weights (Cout, K).
+func (g *convGeom) wLen() int { return g.Cout * g.kdim }
+
+// pieces is the number of (image, group) pieces of the per-image passes.
+func (g *convGeom) pieces() int { return g.N * g.Groups }
 
 // validRange returns the output positions [lo, hi) along one axis whose input coordinate
 // o*stride - pad + k lies inside [0, in).
@@ -225,15 +242,16 @@ const (
 	convReduce
 )
 
-// convJob is the state of one convolution call. A piece is an image (forward, backward data), a batch
-// chunk (backward filter) or a range of weight-gradient elements (reduction of the chunk partials).
+// convJob is the state of one convolution call. A piece is one group of an image (forward, backward
+// data), one group of a batch chunk (backward filter) or a range of weight-gradient elements (reduction of
+// the chunk partials).
 type convJob struct {
 	d          *Device
 	kind       convKind
 	g          convGeom
 	x, w, y    []float32 // y is dy in the backward passes, x is dx in backward data
 	dw         []float32
-	wt         []float32 // flipped, transposed weights (Cin, Cout, KH, KW) of a transposed backward data
+	wt         []float32 // flipped, transposed weights (Cin, Cout, KH, KW) per group of a transposed backward data
 	gt         convGeom  // the forward convolution of dy with wt that a transposed backward data runs
 	accumulate bool
 	chunks     int // batch chunks of backward filter
@@ -269,14 +287,20 @@ func (j *convJob) col(worker int) []float32 {
 	return ws.col
 }
 
-func (j *convJob) forward(worker, n int, parallel bool) {
+// piece returns where piece i, group i%Groups of image i/Groups, starts in x, in w and in y.
+func (g *convGeom) piece(i int) (x0, w0, y0 int) {
+	n, grp := i/g.Groups, i%g.Groups
+	return n*g.inSize + grp*g.groupIn, grp * g.wLen(), n*g.outSize + grp*g.groupOut
+}
+
+func (j *convJob) forward(worker, i int, parallel bool) {
 	g := &j.g
-	xn := j.x[n*g.inSize : (n+1)*g.inSize]
-	yn := j.y[n*g.outSize : (n+1)*g.outSize]
-	if j.shifted(worker, parallel, g, j.w, xn, yn, false) {
+	x0, w0, y0 := g.piece(i)
+	xn, w, yn := j.x[x0:x0+g.groupIn], j.w[w0:w0+g.wLen()], j.y[y0:y0+g.groupOut]
+	if j.shifted(worker, parallel, g, w, xn, yn, false) {
 		return
 	}
-	op := gemmOp{m: g.Cout, n: g.positions, k: g.kdim, a: j.w, lda: g.kdim, b: xn, ldb: g.positions, c: yn, ldc: g.positions}
+	op := gemmOp{m: g.Cout, n: g.positions, k: g.kdim, a: w, lda: g.kdim, b: xn, ldb: g.positions, c: yn, ldc: g.positions}
 	if !g.pointwise {
 		op.bConv = g
 	}
@@ -362,50 +386,55 @@ func (g *convGeom) transposable() bool {
 	return g.Stride == 1 && g.KH == g.KW && g.Pad <= g.KH-1
 }
 
-// transposed is the geometry of that forward convolution: dy (Cout, OH, OW) in, dx (Cin, H, W) out.
+// transposed is the geometry of that forward convolution for one group: dy (Cout, OH, OW) in, dx (Cin, H,
+// W) out.
 func (g *convGeom) transposed() convGeom {
 	return newConvGeom(backend.ConvGeometry{N: g.N, Cin: g.Cout, H: g.OH, W: g.OW, Cout: g.Cin, KH: g.KH, KW: g.KW,
-		Stride: 1, Pad: g.KH - 1 - g.Pad, OH: g.H, OW: g.W})
+		Stride: 1, Pad: g.KH - 1 - g.Pad, OH: g.H, OW: g.W, Groups: 1})
 }
 
-// flipWeights writes wt (Cin, Cout, KH, KW) with wt[ci, co, i, j] = w[co, ci, KH-1-i, KW-1-j].
+// flipWeights writes, for each group, wt (Cin, Cout, KH, KW) with wt[ci, co, i, j] = w[co, ci, KH-1-i, KW-1-j]
+// at the group's offset in w.
 func flipWeights(wt, w []float32, g *convGeom) {
 	khw := g.KH * g.KW
-	for co := 0; co < g.Cout; co++ {
-		for ci := 0; ci < g.Cin; ci++ {
-			src := w[(co*g.Cin+ci)*khw : (co*g.Cin+ci+1)*khw]
-			dst := wt[(ci*g.Cout+co)*khw : (ci*g.Cout+co+1)*khw]
-			for q, v := range src {
-				dst[khw-1-q] = v
+	for grp := 0; grp < g.Groups; grp++ {
+		wg, wtg := w[grp*g.wLen():(grp+1)*g.wLen()], wt[grp*g.wLen():(grp+1)*g.wLen()]
+		for co := 0; co < g.Cout; co++ {
+			for ci := 0; ci < g.Cin; ci++ {
+				src := wg[(co*g.Cin+ci)*khw : (co*g.Cin+ci+1)*khw]
+				dst := wtg[(ci*g.Cout+co)*khw : (ci*g.Cout+co+1)*khw]
+				for q, v := range src {
+					dst[khw-1-q] = v
+				}
 			}
 		}
 	}
 }
 
-func (j *convJob) backwardData(worker, n int, parallel bool) {
+func (j *convJob) backwardData(worker, i int, parallel bool) {
 	g := &j.g
-	dxn := j.x[n*g.inSize : (n+1)*g.inSize]
-	dyn := j.y[n*g.outSize : (n+1)*g.outSize]
+	x0, w0, y0 := g.piece(i)
+	dxn, w, dyn := j.x[x0:x0+g.groupIn], j.w[w0:w0+g.wLen()], j.y[y0:y0+g.groupOut]
 	var beta float32
 	if j.accumulate {
 		beta = 1
 	}
 	if g.pointwise {
-		j.gemm(worker, parallel, gemmOp{transA: true, m: g.Cin, n: g.positions, k: g.Cout, a: j.w, lda: g.Cin, b: dyn,
+		j.gemm(worker, parallel, gemmOp{transA: true, m: g.Cin, n: g.positions, k: g.Cout, a: w, lda: g.Cin, b: dyn,
 			ldb: g.positions, beta: beta, c: dxn, ldc: g.positions})
 		return
 	}
 	if j.wt != nil {
-		t := &j.gt
-		if j.shifted(worker, parallel, t, j.wt, dyn, dxn, j.accumulate) {
+		t, wt := &j.gt, j.wt[w0:w0+g.wLen()]
+		if j.shifted(worker, parallel, t, wt, dyn, dxn, j.accumulate) {
 			return
 		}
-		j.gemm(worker, parallel, gemmOp{m: t.Cout, n: t.positions, k: t.kdim, a: j.wt, lda: t.kdim, b: dyn, beta: beta,
+		j.gemm(worker, parallel, gemmOp{m: t.Cout, n: t.positions, k: t.kdim, a: wt, lda: t.kdim, b: dyn, beta: beta,
 			c: dxn, ldc: t.positions, bConv: t})
 		return
 	}
 	col := j.col(worker)
-	j.gemm(worker, parallel, gemmOp{transA: true, m: g.kdim, n: g.positions, k: g.Cout, a: j.w, lda: g.kdim, b: dyn,
+	j.gemm(worker, parallel, gemmOp{transA: true, m: g.kdim, n: g.positions, k: g.Cout, a: w, lda: g.kdim, b: dyn,
 		ldb: g.positions, c: col, ldc: g.positions})
 	if !j.accumulate {
 		clear(dxn)
@@ -413,23 +442,24 @@ func (j *convJob) backwardData(worker, n int, parallel bool) {
 	col2im(dxn, col, g)
 }
 
-// backwardFilter accumulates the weight gradient of batch chunk c into its partial buffer (or straight
-// into dw when there is one chunk).
-func (j *convJob) backwardFilter(worker, c int, parallel bool) {
+// backwardFilter accumulates the weight gradient of one group of batch chunk i/Groups into its partial
+// buffer (or straight into dw when there is one chunk).
+func (j *convJob) backwardFilter(worker, i int, parallel bool) {
 	g := &j.g
-	size := g.Cout * g.kdim
+	c, grp := i/g.Groups, i%g.Groups
 	dst := j.dw
 	if j.chunks > 1 {
-		dst = j.d.partial[c*size : (c+1)*size]
+		dst = j.d.partial[c*len(j.dw) : (c+1)*len(j.dw)]
 	}
+	dst = dst[grp*g.wLen() : (grp+1)*g.wLen()]
 	lo, hi := split(g.N, j.chunks, c)
 	for n := lo; n < hi; n++ {
 		var beta float32
 		if n > lo {
 			beta = 1
 		}
-		xn := j.x[n*g.inSize : (n+1)*g.inSize]
-		dyn := j.y[n*g.outSize : (n+1)*g.outSize]
+		xn := j.x[n*g.inSize+grp*g.groupIn : n*g.inSize+(grp+1)*g.groupIn]
+		dyn := j.y[n*g.outSize+grp*g.groupOut : n*g.outSize+(grp+1)*g.groupOut]
 		op := gemmOp{transB: true, m: g.Cout, n: g.kdim, k: g.positions, a: dyn, lda: g.positions, b: xn,
 			ldb: g.positions, beta: beta, c: dst, ldc: g.kdim}
 		if !g.pointwise {
@@ -454,15 +484,15 @@ func (j *convJob) reduce(part int) {
 	}
 }
 
-// runImages runs a per-image pass: by image when every worker can get one, else image by image with
-// parallel GEMMs.
-func (d *Device) runImages(j *convJob, pass func(j *convJob, worker, n int, parallel bool)) {
-	if j.g.N >= len(d.ws) {
-		d.pool.run(j, j.g.N)
+// runImages runs a per-image pass: by (image, group) piece when every worker can get one, else piece by
+// piece with parallel GEMMs.
+func (d *Device) runImages(j *convJob, pass func(j *convJob, worker, i int, parallel bool)) {
+	if j.g.pieces() >= len(d.ws) {
+		d.pool.run(j, j.g.pieces())
 		return
 	}
-	for n := 0; n < j.g.N; n++ {
-		pass(j, 0, n, true)
+	for i := 0; i < j.g.pieces(); i++ {
+		pass(j, 0, i, true)
 	}
 }
 
@@ -525,17 +555,17 @@ func (d *Device) ConvBackwardFilter(p backend.ConvParams, x, dy, dw backend.Tens
 		return v.err
 	}
 	g := newConvGeom(cg)
-	size := g.Cout * g.kdim
+	size := len(dwv)
 	j := &d.jobs.conv
 	*j = convJob{d: d, kind: convBackwardFilter, g: g, x: xv, y: dyv, dw: dwv, chunks: filterChunks(g.N, size)}
 	if j.chunks > 1 {
 		d.partial = grow(d.partial, j.chunks*size)
 	}
-	if j.chunks >= len(d.ws) {
-		d.pool.run(j, j.chunks)
+	if pieces := j.chunks * g.Groups; pieces >= len(d.ws) {
+		d.pool.run(j, pieces)
 	} else {
-		for c := 0; c < j.chunks; c++ {
-			j.backwardFilter(0, c, true)
+		for i := 0; i < pieces; i++ {
+			j.backwardFilter(0, i, true)
 		}
 	}
 	if j.chunks > 1 {

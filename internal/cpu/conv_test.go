@@ -20,6 +20,14 @@ var convCases = []convCase{
 	{n: 5, cin: 17, h: 6, w: 6, cout: 9, k: 3, stride: 1, pad: 1}, // more images than workers
 	{n: 2, cin: 4, h: 7, w: 9, cout: 3, k: 3, stride: 1, pad: 0},  // unpadded: the transposed backward data pads by 2
 	{n: 2, cin: 6, h: 9, w: 9, cout: 40, k: 3, stride: 1, pad: 1}, // wider than one register tile
+	// Grouped: ResNeXt's 3x3 (stride 1 and 2), one image with more groups than workers, a grouped
+	// pointwise and an unpadded one (transposed backward data per group), groups of one channel.
+	{n: 2, cin: 8, h: 7, w: 6, cout: 8, k: 3, stride: 1, pad: 1, groups: 4},
+	{n: 3, cin: 12, h: 9, w: 7, cout: 6, k: 3, stride: 2, pad: 1, groups: 3},
+	{n: 1, cin: 16, h: 5, w: 5, cout: 24, k: 3, stride: 1, pad: 1, groups: 8},
+	{n: 2, cin: 6, h: 4, w: 5, cout: 9, k: 1, stride: 1, pad: 0, groups: 3},
+	{n: 2, cin: 4, h: 6, w: 6, cout: 4, k: 3, stride: 1, pad: 0, groups: 2},
+	{n: 5, cin: 6, h: 5, w: 4, cout: 6, k: 3, stride: 1, pad: 1, groups: 6},
 }
 
 // convTestConfigs pairs each GEMM kernel with the worker counts to run it at.
@@ -36,7 +44,11 @@ func convTestConfigs() func(yield func(*gemmKernel, int) bool) {
 }
 
 func (c convCase) String() string {
-	return fmt.Sprintf("N%d_Cin%d_%dx%d_Cout%d_k%d_s%d_p%d", c.n, c.cin, c.h, c.w, c.cout, c.k, c.stride, c.pad)
+	s := fmt.Sprintf("N%d_Cin%d_%dx%d_Cout%d_k%d_s%d_p%d", c.n, c.cin, c.h, c.w, c.cout, c.k, c.stride, c.pad)
+	if c.groups > 1 {
+		s += fmt.Sprintf("_g%d", c.groups)
+	}
+	return s
 }
 
 // Every kernel this machine runs, forced in turn: the convolutions pack their GEMM operands to the
@@ -48,15 +60,15 @@ func TestConvMatchesNaive(t *testing.T) {
 		for i, c := range convCases {
 			t.Run(fmt.Sprintf("%s/workers%d/%v", kern.name, workers, c), func(t *testing.T) {
 				r := newRand(uint64(100 + i))
-				p := backend.ConvParams{Stride: c.stride, Pad: c.pad}
+				p := c.params()
 				xv := randSlice(r, c.n*c.cin*c.h*c.w)
-				wv := randSlice(r, c.cout*c.cin*c.k*c.k)
+				wv := randSlice(r, c.cout*c.wcin()*c.k*c.k)
 				dyv := randSlice(r, c.n*c.cout*c.oh()*c.ow())
 				x := tensor(t, d, xv, c.n, c.cin, c.h, c.w)
-				w := tensor(t, d, wv, c.cout, c.cin, c.k, c.k)
+				w := tensor(t, d, wv, c.cout, c.wcin(), c.k, c.k)
 				y := tensor(t, d, nil, c.n, c.cout, c.oh(), c.ow())
 				dy := tensor(t, d, dyv, c.n, c.cout, c.oh(), c.ow())
-				dw := tensor(t, d, nil, c.cout, c.cin, c.k, c.k)
+				dw := tensor(t, d, nil, c.cout, c.wcin(), c.k, c.k)
 				const abs, rel = 1e-4, 1e-4
 
 				must(t, d.ConvForward(p, x, w, y))

@@ -85,17 +85,19 @@ func TestConvGradients(t *testing.T) {
 	for _, c := range []convCase{
 		{n: 2, cin: 3, h: 5, w: 6, cout: 2, k: 3, stride: 2, pad: 1},
 		{n: 1, cin: 2, h: 4, w: 3, cout: 3, k: 1, stride: 1, pad: 0},
+		{n: 2, cin: 6, h: 5, w: 4, cout: 4, k: 3, stride: 1, pad: 1, groups: 2},
+		{n: 1, cin: 4, h: 5, w: 5, cout: 8, k: 3, stride: 2, pad: 1, groups: 4},
 	} {
 		d := NewWithWorkers(2)
 		r := newRand(10)
-		p := backend.ConvParams{Stride: c.stride, Pad: c.pad}
+		p := c.params()
 		x := tensor(t, d, randSlice(r, c.n*c.cin*c.h*c.w), c.n, c.cin, c.h, c.w)
-		w := tensor(t, d, randSlice(r, c.cout*c.cin*c.k*c.k), c.cout, c.cin, c.k, c.k)
+		w := tensor(t, d, randSlice(r, c.cout*c.wcin()*c.k*c.k), c.cout, c.wcin(), c.k, c.k)
 		y := tensor(t, d, nil, c.n, c.cout, c.oh(), c.ow())
 		rv := randSlice(r, c.n*c.cout*c.oh()*c.ow())
 		dy := tensor(t, d, rv, c.n, c.cout, c.oh(), c.ow())
 		dx := tensor(t, d, nil, c.n, c.cin, c.h, c.w)
-		dw := tensor(t, d, nil, c.cout, c.cin, c.k, c.k)
+		dw := tensor(t, d, nil, c.cout, c.wcin(), c.k, c.k)
 		yv, _ := Float32s(y)
 		loss := func() float64 {
 			must(t, d.ConvForward(p, x, w, y))

@@ -10,27 +10,37 @@ import (
 
 type convCase struct {
 	n, cin, h, w, cout, k, stride, pad int
+	groups                             int // 0: ungrouped
 }
 
 func (c convCase) oh() int { return backend.OutSize(c.h, c.k, c.stride, c.pad) }
 func (c convCase) ow() int { return backend.OutSize(c.w, c.k, c.stride, c.pad) }
 
-// naiveConv visits every (image, output channel, output position, input channel, kernel tap) and calls
-// f with the flat indices of x, w and y that tap connects.
+func (c convCase) params() backend.ConvParams {
+	return backend.ConvParams{Stride: c.stride, Pad: c.pad, Groups: c.groups}
+}
+
+// wcin is the weight's input channels: those of one group.
+func (c convCase) wcin() int { return c.cin / max(c.groups, 1) }
+
+// naiveConv visits every (image, output channel, output position, input channel of its group, kernel tap)
+// and calls f with the flat indices of x, w and y that tap connects.
 func naiveConv(c convCase, f func(xi, wi, yi int)) {
 	oh, ow := c.oh(), c.ow()
+	cin, coutG := c.wcin(), c.cout/max(c.groups, 1)
 	for b := 0; b < c.n; b++ {
 		for co := 0; co < c.cout; co++ {
+			c0 := co / coutG * cin // the group's first input channel
 			for oy := 0; oy < oh; oy++ {
 				for ox := 0; ox < ow; ox++ {
-					for ci := 0; ci < c.cin; ci++ {
+					for ci := 0; ci < cin; ci++ {
 						for i := 0; i < c.k; i++ {
 							for j := 0; j < c.k; j++ {
 								iy, ix := oy*c.stride-c.pad+i, ox*c.stride-c.pad+j
 								if iy < 0 || iy >= c.h || ix < 0 || ix >= c.w {
 									continue
 								}
-								f(((b*c.cin+ci)*c.h+iy)*c.w+ix, ((co*c.cin+ci)*c.k+i)*c.k+j, ((b*c.cout+co)*oh+oy)*ow+ox)
+								f(((b*c.cin+c0+ci)*c.h+iy)*c.w+ix, ((co*cin+ci)*c.k+i)*c.k+j, ((b*c.cout+co)*oh+oy)*ow+ox)
 							}
 						}
 					}
@@ -53,7 +63,7 @@ func naiveConvBackwardData(c convCase, dy, w []float32) []float64 {
 }
 
 func naiveConvBackwardFilter(c convCase, x, dy []float32) []float64 {
-	dw := make([]float64, c.cout*c.cin*c.k*c.k)
+	dw := make([]float64, c.cout*c.wcin()*c.k*c.k)
 	naiveConv(c, func(xi, wi, yi int) { dw[wi] += float64(dy[yi]) * float64(x[xi]) })
 	return dw
 }

@@ -230,6 +230,7 @@ RN_FN(cudnnCreateConvolutionDescriptor);
 RN_FN(cudnnDestroyConvolutionDescriptor);
 RN_FN(cudnnSetConvolution2dDescriptor);
 RN_FN(cudnnSetConvolutionMathType);
+RN_FN(cudnnSetConvolutionGroupCount);
 RN_FN(cudnnGetConvolution2dForwardOutputDim);
 RN_FN(cudnnFindConvolutionForwardAlgorithmEx);
 RN_FN(cudnnGetConvolutionForwardAlgorithm_v7);
@@ -265,6 +266,7 @@ static int rn_load_cudnn(void) {
   RN_SYM(h, cudnnDestroyConvolutionDescriptor, "cudnnDestroyConvolutionDescriptor");
   RN_SYM(h, cudnnSetConvolution2dDescriptor, "cudnnSetConvolution2dDescriptor");
   RN_SYM(h, cudnnSetConvolutionMathType, "cudnnSetConvolutionMathType");
+  RN_SYM(h, cudnnSetConvolutionGroupCount, "cudnnSetConvolutionGroupCount");
   RN_SYM(h, cudnnGetConvolution2dForwardOutputDim, "cudnnGetConvolution2dForwardOutputDim");
   RN_SYM(h, cudnnFindConvolutionForwardAlgorithmEx, "cudnnFindConvolutionForwardAlgorithmEx");
   RN_SYM(h, cudnnGetConvolutionForwardAlgorithm_v7, "cudnnGetConvolutionForwardAlgorithm_v7");
@@ -290,13 +292,13 @@ static cudnnStatus_t rn_cudnnCreate(cudnnHandle_t* h) { return p_cudnnCreate(h);
 static cudnnStatus_t rn_cudnnDestroy(cudnnHandle_t h) { return p_cudnnDestroy(h); }
 static cudnnStatus_t rn_cudnnSetStream(cudnnHandle_t h, CUstream s) { return p_cudnnSetStream(h, (cudaStream_t)s); }
 
-// rn_conv_descs creates and sets the tensor and filter descriptors of a convolution: x (n, cin, h, w),
-// w (cout, cin, kh, kw), y (n, cout, oh, ow), all three of data type dt in format fmt. The dimensions are
-// named in NCHW order whatever the format; a filter in CUDNN_TENSOR_NHWC is laid out KRSC
-// (cout, kh, kw, cin), in CUDNN_TENSOR_NCHW KCRS (cout, cin, kh, kw).
+// rn_conv_descs creates and sets the tensor and filter descriptors of a convolution in groups: x (n, cin,
+// h, w), w (cout, cin/groups, kh, kw), y (n, cout, oh, ow), all three of data type dt in format fmt. The
+// dimensions are named in NCHW order whatever the format; a filter in CUDNN_TENSOR_NHWC is laid out KRSC
+// (cout, kh, kw, cin/groups), in CUDNN_TENSOR_NCHW KCRS (cout, cin/groups, kh, kw).
 static cudnnStatus_t rn_conv_descs(cudnnTensorDescriptor_t* xd, cudnnFilterDescriptor_t* wd,
                                    cudnnTensorDescriptor_t* yd, cudnnDataType_t dt, cudnnTensorFormat_t fmt, int n,
-                                   int cin, int h, int w, int cout, int kh, int kw, int oh, int ow) {
+                                   int cin, int h, int w, int cout, int kh, int kw, int oh, int ow, int groups) {
   cudnnStatus_t s;
   *xd = NULL;
   *wd = NULL;
@@ -304,7 +306,7 @@ static cudnnStatus_t rn_conv_descs(cudnnTensorDescriptor_t* xd, cudnnFilterDescr
   if ((s = p_cudnnCreateTensorDescriptor(xd)) != CUDNN_STATUS_SUCCESS) return s;
   if ((s = p_cudnnSetTensor4dDescriptor(*xd, fmt, dt, n, cin, h, w)) != CUDNN_STATUS_SUCCESS) return s;
   if ((s = p_cudnnCreateFilterDescriptor(wd)) != CUDNN_STATUS_SUCCESS) return s;
-  if ((s = p_cudnnSetFilter4dDescriptor(*wd, dt, fmt, cout, cin, kh, kw)) != CUDNN_STATUS_SUCCESS) return s;
+  if ((s = p_cudnnSetFilter4dDescriptor(*wd, dt, fmt, cout, cin / groups, kh, kw)) != CUDNN_STATUS_SUCCESS) return s;
   if ((s = p_cudnnCreateTensorDescriptor(yd)) != CUDNN_STATUS_SUCCESS) return s;
   return p_cudnnSetTensor4dDescriptor(*yd, fmt, dt, n, cout, oh, ow);
 }
@@ -319,14 +321,15 @@ static void rn_conv_descs_destroy(cudnnTensorDescriptor_t xd, cudnnFilterDescrip
 // rn_conv_desc creates a convolution descriptor. Its compute type is CUDNN_DATA_FLOAT for every data type:
 // f32 accumulation is FLOAT_CONFIG for f32 tensors, PSEUDO_HALF_CONFIG for half and
 // PSEUDO_BFLOAT16_CONFIG for bfloat16 (cuDNN has no true-bfloat16 configuration, and TRUE_HALF_CONFIG
-// would accumulate in half).
-static cudnnStatus_t rn_conv_desc(cudnnConvolutionDescriptor_t* cd, int pad, int stride, int math) {
+// would accumulate in half). A group count above 1 makes it a grouped convolution.
+static cudnnStatus_t rn_conv_desc(cudnnConvolutionDescriptor_t* cd, int pad, int stride, int math, int groups) {
   cudnnStatus_t s;
   *cd = NULL;
   if ((s = p_cudnnCreateConvolutionDescriptor(cd)) != CUDNN_STATUS_SUCCESS) return s;
   if ((s = p_cudnnSetConvolution2dDescriptor(*cd, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                              CUDNN_DATA_FLOAT)) != CUDNN_STATUS_SUCCESS)
     return s;
+  if (groups > 1 && (s = p_cudnnSetConvolutionGroupCount(*cd, groups)) != CUDNN_STATUS_SUCCESS) return s;
   return p_cudnnSetConvolutionMathType(*cd, (cudnnMathType_t)math);
 }
 
@@ -1191,7 +1194,7 @@ func makeConvPlan(g convGeom, f32Math int) (*convPlan, error) {
 	}
 	p := &convPlan{geom: g, algo: map[algoKey]*convAlgo{}}
 	s := C.rn_conv_descs(&p.xd, &p.wd, &p.yd, cudnnDataType(g.DType), cudnnFormat(g.Layout), C.int(g.N), C.int(g.Cin),
-		C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH), C.int(g.KW), C.int(g.OH), C.int(g.OW))
+		C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH), C.int(g.KW), C.int(g.OH), C.int(g.OW), C.int(max(g.Groups, 1)))
 	if err := cudnnErrOf(s, "cudnnSetTensor4dDescriptor/cudnnSetFilter4dDescriptor("+g.String()+")"); err != nil {
 		C.rn_conv_descs_destroy(p.xd, p.wd, p.yd)
 		return nil, err
@@ -1200,8 +1203,8 @@ func makeConvPlan(g convGeom, f32Math int) (*convPlan, error) {
 	if g.DType != backend.F32 {
 		math = C.CUDNN_TENSOR_OP_MATH
 	}
-	s = C.rn_conv_desc(&p.cd, C.int(g.Pad), C.int(g.Stride), math)
-	err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor("+g.String()+")")
+	s = C.rn_conv_desc(&p.cd, C.int(g.Pad), C.int(g.Stride), math, C.int(max(g.Groups, 1)))
+	err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor/cudnnSetConvolutionGroupCount("+g.String()+")")
 	if err == nil {
 		var n, c, h, w C.int
 		s = C.rn_conv_out_dim(p.cd, p.xd, p.wd, &n, &c, &h, &w)
@@ -1314,8 +1317,8 @@ func candidatesOf(perf []C.rn_perf) []convCandidate {
 func (dr *driver) newConvAlgo(p *convPlan, dir convDir, c convCandidate) (*convAlgo, error) {
 	g := p.geom
 	a := &convAlgo{}
-	s := C.rn_conv_desc(&a.cd, C.int(g.Pad), C.int(g.Stride), C.int(c.math))
-	if err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor("+g.String()+")"); err != nil {
+	s := C.rn_conv_desc(&a.cd, C.int(g.Pad), C.int(g.Stride), C.int(c.math), C.int(max(g.Groups, 1)))
+	if err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor/cudnnSetConvolutionGroupCount("+g.String()+")"); err != nil {
 		C.rn_conv_desc_destroy(a.cd)
 		return nil, err
 	}

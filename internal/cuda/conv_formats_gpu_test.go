@@ -25,12 +25,19 @@ var activationFormats = []struct {
 	{backend.F16, backend.NCHW}, {backend.F16, backend.NHWC},
 }
 
-// formatCases are small geometries: a strided 3x3 on odd extents, a 1x1, and a padded 3x3 with more
-// channels.
-var formatCases = []convCase{
-	{2, 3, 7, 6, 5, 3, 2, 1},
-	{2, 8, 6, 6, 16, 1, 1, 0},
-	{1, 16, 5, 5, 8, 3, 1, 1},
+// formatCases are small geometries: a strided 3x3 on odd extents, a 1x1, a padded 3x3 with more
+// channels, and grouped ones: ResNeXt's 3x3 (groups of 2 channels, and a strided one with 4 to 2), and a
+// grouped 1x1. The filter copies are then (Cout, Cin/groups, k, k), KRSC for NHWC.
+var formatCases = []struct {
+	convCase
+	groups int
+}{
+	{convCase{2, 3, 7, 6, 5, 3, 2, 1}, 1},
+	{convCase{2, 8, 6, 6, 16, 1, 1, 0}, 1},
+	{convCase{1, 16, 5, 5, 8, 3, 1, 1}, 1},
+	{convCase{2, 8, 5, 6, 8, 3, 1, 1}, 4},
+	{convCase{2, 12, 7, 5, 6, 3, 2, 1}, 3},
+	{convCase{1, 6, 4, 4, 9, 1, 1, 0}, 3},
 }
 
 // convTolFor is the tolerance of a convolution whose inputs are exact in dt and whose output is stored in
@@ -106,14 +113,15 @@ func TestConvFormatsMatchCPU(t *testing.T) {
 			opt := formatOptions(f.dt, f.layout, false)
 			d := openGPU(t, opt)
 			tl := convTolFor(f.dt)
-			for i, c := range formatCases {
-				t.Run(c.String(), func(t *testing.T) {
+			for i, fc := range formatCases {
+				c, wcin := fc.convCase, fc.cin/fc.groups
+				t.Run(fmt.Sprintf("%v_g%d", c, fc.groups), func(t *testing.T) {
 					r := newRig(t, opt, uint64(300+i))
 					d.ResetLaunchCounts()
 					x, _ := r.randomActivation(-1, 1, c.n, c.cin, c.h, c.w)
-					s := float32(1 / math.Sqrt(float64(c.cin*c.k*c.k)))
-					w := r.filled(roundedTo(f.dt, uniformValues(r.rng, c.cout*c.cin*c.k*c.k, -s, s)), c.cout, c.cin, c.k, c.k)
-					convDirections(r, c, x, w, tl)
+					s := float32(1 / math.Sqrt(float64(wcin*c.k*c.k)))
+					w := r.filled(roundedTo(f.dt, uniformValues(r.rng, c.cout*wcin*c.k*c.k, -s, s)), c.cout, wcin, c.k, c.k)
+					groupedConvDirections(r, c, fc.groups, x, w, tl)
 
 					// f32 NCHW convolves the table's weights as they are; any other format converts w once
 					// (forward and backward data share the copy) and the filter gradient once.

@@ -91,8 +91,13 @@ func TestConvMatchesCPU(t *testing.T) {
 // other activations are allocated in the GPU device's format; outputs start as garbage, so that without
 // accumulate every element must be written.
 func convDirections(r *rig, c convCase, x, w twin, tl tolerance) {
+	groupedConvDirections(r, c, 1, x, w, tl)
+}
+
+// groupedConvDirections is convDirections for a convolution in groups (w is (Cout, Cin/groups, k, k)).
+func groupedConvDirections(r *rig, c convCase, groups int, x, w twin, tl tolerance) {
 	r.t.Helper()
-	p := backend.ConvParams{Stride: c.stride, Pad: c.pad}
+	p := backend.ConvParams{Stride: c.stride, Pad: c.pad, Groups: groups}
 	y, _ := r.randomActivation(-9, 9, c.n, c.cout, c.oh(), c.ow())
 	r.run("ConvForward", func(d backend.Device, s side) error { return d.ConvForward(p, x.on(s), w.on(s), y.on(s)) })
 	r.expect("forward y", y, tl)
@@ -110,7 +115,7 @@ func convDirections(r *rig, c convCase, x, w twin, tl tolerance) {
 	})
 	r.expect("backward data dx (accumulate true)", dx, tl)
 
-	dw, _ := r.random(-9, 9, c.cout, c.cin, c.k, c.k)
+	dw, _ := r.random(-9, 9, c.cout, c.cin/groups, c.k, c.k)
 	r.run("ConvBackwardFilter", func(d backend.Device, s side) error {
 		return d.ConvBackwardFilter(p, x.on(s), dy.on(s), dw.on(s))
 	})

@@ -30,7 +30,8 @@ func TestConvDescriptorsWithoutGPU(t *testing.T) {
 	nets := []struct {
 		arch  string
 		batch int
-	}{{"resnet50", 256}, {"cifar_resnet56", 128}, {"resnet18", 1}}
+	}{{"resnet50", 256}, {"cifar_resnet56", 128}, {"resnet18", 1}, {"resnext50_32x4d", 256}, {"resnext101_64x4d", 32},
+		{"wide_resnet50_2", 64}}
 	formats := []struct {
 		dt     backend.DType
 		layout backend.Layout

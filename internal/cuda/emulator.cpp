@@ -392,7 +392,8 @@ struct Tensor {
 
 // emu_conv runs one direction of a cross-correlation (as cuDNN would): dir 0 y = conv(x, w) + beta*y;
 // dir 1 x (dx) = conv^T(y (dy), w) + beta*dx; dir 2 w (dw) = corr(x, y (dy)) + beta*dw. x, w and y hold
-// dtype (backend.DType), channels-last when nhwc is set (the filter then KRSC).
+// dtype (backend.DType), channels-last when nhwc is set (the filter then KRSC). In groups, output channel o
+// sees the Cin/groups input channels of its group, and w is (Cout, Cin/groups, KH, KW).
 //
 // Every operand is widened to float exactly and the products are summed in double, then rounded once to
 // float and once to the output's type. cuDNN sums in f32 (the convolution descriptor's compute type) in an
@@ -400,8 +401,9 @@ struct Tensor {
 // emulator's results sit inside the error bound the tests derive for cuDNN, and for f32 NCHW they are
 // the same as before 16-bit types existed.
 void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride,
-              int pad, int OH, int OW, uint64_t xp, uint64_t wp, uint64_t yp, float beta) {
-  const Tensor x{xp, dtype, nhwc != 0, Cin, H, W}, w{wp, dtype, nhwc != 0, Cin, KH, KW},
+              int pad, int OH, int OW, int groups, uint64_t xp, uint64_t wp, uint64_t yp, float beta) {
+  const int Cg = Cin / groups, Og = Cout / groups;  // channels of one group: in, out
+  const Tensor x{xp, dtype, nhwc != 0, Cin, H, W}, w{wp, dtype, nhwc != 0, Cg, KH, KW},
       y{yp, dtype, nhwc != 0, Cout, OH, OW};
   auto plus_prior = [&](const Tensor& t, int64_t i, double s) {
     return s + (beta != 0 ? (double)beta * t.get(i) : 0.0);
@@ -412,11 +414,12 @@ void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Co
         for (int oy = 0; oy < OH; oy++)
           for (int ox = 0; ox < OW; ox++) {
             double s = 0;
-            for (int c = 0; c < Cin; c++)
+            for (int c = 0; c < Cg; c++)
               for (int i = 0; i < KH; i++)
                 for (int j = 0; j < KW; j++) {
                   const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
-                  if (iy >= 0 && iy < H && ix >= 0 && ix < W) s += (double)x.at(n, c, iy, ix) * w.at(o, c, i, j);
+                  if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                    s += (double)x.at(n, o / Og * Cg + c, iy, ix) * w.at(o, c, i, j);
                 }
             const int64_t at = y.index(n, o, oy, ox);
             y.put(at, plus_prior(y, at, s));
@@ -430,12 +433,12 @@ void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Co
         for (int oy = 0; oy < OH; oy++)
           for (int ox = 0; ox < OW; ox++) {
             const double g = y.at(n, o, oy, ox);
-            for (int c = 0; c < Cin; c++)
+            for (int c = 0; c < Cg; c++)
               for (int i = 0; i < KH; i++)
                 for (int j = 0; j < KW; j++) {
                   const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
                   if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                    acc[(((size_t)n * Cin + c) * H + iy) * W + ix] += g * w.at(o, c, i, j);
+                    acc[(((size_t)n * Cin + o / Og * Cg + c) * H + iy) * W + ix] += g * w.at(o, c, i, j);
                 }
           }
     for (int n = 0; n < N; n++)
@@ -447,26 +450,26 @@ void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Co
           }
     return;
   }
-  std::vector<double> acc((size_t)Cout * Cin * KH * KW, 0.0);  // (Cout, Cin, KH, KW) order
+  std::vector<double> acc((size_t)Cout * Cg * KH * KW, 0.0);  // (Cout, Cin/groups, KH, KW) order
   for (int n = 0; n < N; n++)
     for (int o = 0; o < Cout; o++)
       for (int oy = 0; oy < OH; oy++)
         for (int ox = 0; ox < OW; ox++) {
           const double g = y.at(n, o, oy, ox);
-          for (int c = 0; c < Cin; c++)
+          for (int c = 0; c < Cg; c++)
             for (int i = 0; i < KH; i++)
               for (int j = 0; j < KW; j++) {
                 const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                  acc[(((size_t)o * Cin + c) * KH + i) * KW + j] += g * x.at(n, c, iy, ix);
+                  acc[(((size_t)o * Cg + c) * KH + i) * KW + j] += g * x.at(n, o / Og * Cg + c, iy, ix);
               }
         }
   for (int o = 0; o < Cout; o++)
-    for (int c = 0; c < Cin; c++)
+    for (int c = 0; c < Cg; c++)
       for (int i = 0; i < KH; i++)
         for (int j = 0; j < KW; j++) {
           const int64_t at = w.index(o, c, i, j);
-          w.put(at, plus_prior(w, at, acc[(((size_t)o * Cin + c) * KH + i) * KW + j]));
+          w.put(at, plus_prior(w, at, acc[(((size_t)o * Cg + c) * KH + i) * KW + j]));
         }
 }
 

@@ -3,7 +3,7 @@
 package cuda
 
 // The device's converted copies of convolution weights. The parameter table holds f32
-// (Cout, Cin, KH, KW) weights; cuDNN convolves a bf16, f16 or NHWC activation with a filter of the same
+// (Cout, Cin, KH, KW) weights (Cin being a group's input channels in a grouped convolution); cuDNN convolves a bf16, f16 or NHWC activation with a filter of the same
 // data type, KRSC-ordered for NHWC (docs/decisions/0006-activation-formats.md). So a convolution in such a
 // format reads a private copy of its weight, made by kernels/convert.cu, and its filter gradient is
 // converted back to f32 (Cout, Cin, KH, KW) before it reaches the caller's dw.
@@ -74,7 +74,7 @@ func (d *Device) dropFilterCopies(b *buffer) {
 // first when the copy is new or stale.
 func (d *Device) filterCopy(op string, g convGeom, w backend.Tensor, wp uint64) (uint64, error) {
 	b := w.Buf.(*buffer) // addrs checked it
-	shape := [4]int{g.Cout, g.Cin, g.KH, g.KW}
+	shape := [4]int{g.Cout, g.GroupCin(), g.KH, g.KW}
 	var c *filterCopy
 	for _, f := range b.filters {
 		if f.off == w.Off && f.shape == shape && f.format == formatOf(g) {
@@ -118,5 +118,5 @@ func (d *Device) filterGradient(op string, g convGeom, x, dwp, dy uint64) error 
 // convertFilter launches convert kernel k from src to dst for the filter of geometry g.
 func (d *Device) convertFilter(op string, k kernelID, g convGeom, src, dst uint64) error {
 	n := int64(g.WLen())
-	return d.launch(op, k, d.blocksFor(n), 1).p(src).p(dst).i(g.Cin).i(g.KH * g.KW).l(n).run()
+	return d.launch(op, k, d.blocksFor(n), 1).p(src).p(dst).i(g.GroupCin()).i(g.KH * g.KW).l(n).run()
 }

@@ -83,11 +83,13 @@ func Export(checkpoint, out string) (Exported, error) {
 	return Exported{Checkpoint: path, Out: out, Spec: spec, Step: ck.State.Step, Tensors: len(f.Tensors)}, nil
 }
 
-// torchvisionFit says which PyTorch module loads an exported spec with strict=True.
+// torchvisionFit says which PyTorch module loads an exported spec with strict=True: torchvision's class of
+// a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2: torchvision's) when the spec is that model.
 func torchvisionFit(s model.Spec) string {
-	std, err := model.ImageNetSpec(s.Depth(), true)
-	if s.Family == model.ImageNet && err == nil && s.Residual && s.Shortcut == 'B' && !s.StrideIn1x1 &&
-		s.Block == std.Block && s.StemWidth == std.StemWidth && slices.Equal(s.Layers, std.Layers) && slices.Equal(s.Widths, std.Widths) {
+	std, err := model.Lookup(s.Name)
+	if s.Family == model.ImageNet && err == nil && slices.Contains(model.Names(), s.Name) && s.Residual && s.Shortcut == 'B' && !s.StrideIn1x1 &&
+		s.Block == std.Block && s.StemWidth == std.StemWidth && slices.Equal(s.Layers, std.Layers) && slices.Equal(s.Widths, std.Widths) &&
+		s.BottleneckWidth(64) == std.BottleneckWidth(64) && s.Groups == std.Groups {
 		return fmt.Sprintf("torchvision.models.%s(num_classes=%d)", std.Name, s.NumClasses)
 	}
 	return "none: same naming pattern, no torchvision class (see scripts/torchvision_golden.py for the CIFAR nets)"

@@ -16,14 +16,18 @@ import (
 )
 
 // The golden files in testdata are written by scripts/torchvision_golden.py from PyTorch in float64:
-// torchvision's resnet18 and resnet50 and the paper's cifar_resnet20, each with fixed weights and one
-// fixed batch. These tests import the same weights into a CPU net, run one training-mode forward and
+// torchvision's resnet18, resnet50 and resnext50_32x4d and the paper's cifar_resnet20, each with fixed
+// weights and one fixed batch, by the versions scripts/setup-torch.sh pins (goldenTorch). These tests import the same weights into a CPU net, run one training-mode forward and
 // backward and an eval-mode forward, and match every stored tensor. See the script for what is stored.
 
 const (
 	goldenSeed           = 20151210
 	goldenBatchesTracked = 7
 )
+
+// goldenTorch are the versions of PyTorch and torchvision that wrote the golden files (metadata torch and
+// torchvision, before any local version label such as +cu132).
+var goldenTorch = map[string]string{"torch": "2.15.0", "torchvision": "0.29.2"}
 
 // fnv1a is the 64-bit FNV-1a hash of s.
 func fnv1a(s string) uint64 {
@@ -287,7 +291,7 @@ func (c *goldenCase) matchGrad(p *model.Param, g []float32) {
 }
 
 func TestGoldenTorchvision(t *testing.T) {
-	for _, arch := range []string{"cifar_resnet20", "resnet18", "resnet50"} {
+	for _, arch := range []string{"cifar_resnet20", "resnet18", "resnet50", "resnext50_32x4d"} {
 		t.Run(arch, func(t *testing.T) { runGolden(t, arch) })
 	}
 }
@@ -298,6 +302,11 @@ func runGolden(t *testing.T, arch string) {
 		t.Fatal(err)
 	}
 	c := &goldenCase{t: t, arch: arch, g: g, worsts: map[string]*worst{}}
+	for k, want := range goldenTorch {
+		if v, _, _ := strings.Cut(g.Metadata[k], "+"); v != want {
+			t.Errorf("written by %s %q, want %s (scripts/setup-torch.sh)", k, g.Metadata[k], want)
+		}
+	}
 	spec, err := model.Lookup(arch)
 	if err != nil {
 		t.Fatal(err)

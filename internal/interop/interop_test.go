@@ -325,3 +325,25 @@ func TestReadStateDictNeedsClassifier(t *testing.T) {
 		t.Errorf("ReadStateDict: %v", err)
 	}
 }
+
+// An export names the torchvision class that loads it, for the ResNets and the wider family alike, and
+// none for a net torchvision has no class of.
+func TestTorchvisionFit(t *testing.T) {
+	for name, want := range map[string]string{
+		"resnet50":         "torchvision.models.resnet50(num_classes=1000)",
+		"resnext50_32x4d":  "torchvision.models.resnext50_32x4d(num_classes=1000)",
+		"resnext101_64x4d": "torchvision.models.resnext101_64x4d(num_classes=1000)",
+		"wide_resnet50_2":  "torchvision.models.wide_resnet50_2(num_classes=1000)",
+		"resnext50_8x16d":  "none",
+		"plain50":          "none",
+		"cifar_resnet20":   "none",
+	} {
+		s, err := model.Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := torchvisionFit(s); !strings.HasPrefix(got, want) {
+			t.Errorf("torchvisionFit(%s) = %q, want %q", name, got, want)
+		}
+	}
+}

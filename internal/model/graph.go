@@ -89,7 +89,7 @@ type linearNode struct {
 }
 
 func (c *convNode) macs() int64 {
-	return int64(c.out.c) * int64(c.out.h) * int64(c.out.w) * int64(c.in.c) * int64(c.k*c.k)
+	return int64(c.out.c) * int64(c.out.h) * int64(c.out.w) * int64(c.in.c/c.p.GroupCount()) * int64(c.k*c.k)
 }
 func (*bnNode) macs() int64      { return 0 }
 func (*maxPoolNode) macs() int64 { return 0 }
@@ -137,14 +137,23 @@ func (b *builder) param(name string, kind ParamKind, shape ...int) *Param {
 }
 
 func (b *builder) conv(name string, in *act, cout, k, stride, pad int) (*act, error) {
+	return b.groupedConv(name, in, cout, k, stride, pad, 1)
+}
+
+// groupedConv is conv in groups: its weight is (cout, in.c/groups, k, k).
+func (b *builder) groupedConv(name string, in *act, cout, k, stride, pad, groups int) (*act, error) {
 	oh := backend.OutSize(in.h, k, stride, pad)
 	ow := backend.OutSize(in.w, k, stride, pad)
 	if oh < 1 || ow < 1 {
 		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d convolution", in.shape(), k, k, stride)}
 	}
 	out := b.newAct(name, cout, oh, ow)
-	w := b.param(name+".weight", ConvWeight, cout, in.c, k, k)
-	b.g.nodes = append(b.g.nodes, &convNode{name: name, p: backend.ConvParams{Stride: stride, Pad: pad}, k: k, w: w, in: in, out: out})
+	w := b.param(name+".weight", ConvWeight, cout, in.c/groups, k, k)
+	p := backend.ConvParams{Stride: stride, Pad: pad}
+	if groups > 1 {
+		p.Groups = groups
+	}
+	b.g.nodes = append(b.g.nodes, &convNode{name: name, p: p, k: k, w: w, in: in, out: out})
 	return out, nil
 }
 
@@ -181,11 +190,12 @@ func (b *builder) block(prefix string, in *act, width, stride int) (*act, error)
 		if s.StrideIn1x1 {
 			s1, s3 = stride, 1
 		}
-		if h, err = b.conv(prefix+".conv1", in, width, 1, s1, 0); err != nil {
+		mid := s.BottleneckWidth(width)
+		if h, err = b.conv(prefix+".conv1", in, mid, 1, s1, 0); err != nil {
 			return nil, err
 		}
 		h = b.bn(prefix+".bn1", h, true, nil).y
-		if h, err = b.conv(prefix+".conv2", h, width, 3, s3, 1); err != nil {
+		if h, err = b.groupedConv(prefix+".conv2", h, mid, 3, s3, 1, s.groups()); err != nil {
 			return nil, err
 		}
 		h = b.bn(prefix+".bn2", h, true, nil).y

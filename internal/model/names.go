@@ -12,7 +12,8 @@ import (
 	"resnet/internal/suggest"
 )
 
-// family is a pattern of names: a prefix followed by a depth (resnet50, cifar_plain56).
+// family is a pattern of names: a prefix followed by a depth (resnet50, cifar_plain56), and in some
+// families a width after it (resnext50_32x4d, wide_resnet50_2).
 type family struct {
 	prefix   string   // canonical prefix: resnet, cifar_plain
 	aliases  []string // other accepted prefixes: res, cifar_res
@@ -26,6 +27,38 @@ type family struct {
 	// nUsage explains N in the family's usage line when valid is set: "N = 6n+2 (20, 32, 44, ...)".
 	nUsage string
 	build  func(depth int, residual bool) (Spec, error)
+	// variants, in a family whose names carry a width after the depth, lists the zoo's widths per listed
+	// depth; the first is what the name without one means (resnext101 is resnext101_32x8d). buildVariant
+	// builds a depth with a width, one of these or any other its syntax takes, and replaces build.
+	variants     map[int][]string
+	buildVariant func(depth int, variant string) (Spec, error)
+}
+
+// spec builds a depth of the family with a width ("" for the depth's first listed one, in a family that
+// has widths).
+func (f *family) spec(depth int, variant string) (Spec, error) {
+	if f.buildVariant == nil {
+		return f.build(depth, f.residual)
+	}
+	if variant == "" {
+		variant = f.variants[depth][0]
+	}
+	return f.buildVariant(depth, variant)
+}
+
+// members lists the (depth, width) of the zoo's models of the family, width "" where it has none.
+func (f *family) members() [][2]string {
+	var out [][2]string
+	for _, d := range f.depths {
+		vs := f.variants[d]
+		if f.buildVariant == nil {
+			vs = []string{""}
+		}
+		for _, v := range vs {
+			out = append(out, [2]string{strconv.Itoa(d), v})
+		}
+	}
+	return out
 }
 
 func (f *family) accepts(depth int) bool {
@@ -65,9 +98,12 @@ func (f *family) usage() string {
 	if f.valid != nil {
 		return f.prefix + "N"
 	}
-	ds := make([]string, len(f.depths))
-	for i, d := range f.depths {
-		ds[i] = strconv.Itoa(d)
+	var ds []string
+	for _, m := range f.members() {
+		if m[1] != "" {
+			m[0] += "_" + m[1]
+		}
+		ds = append(ds, m[0])
 	}
 	return f.prefix + strings.Join(ds, "/")
 }
@@ -96,15 +132,22 @@ type ArchError struct {
 func (e *ArchError) Error() string { return "model." + e.Field + " " + e.Reason }
 
 // Arch is a parsed architecture name: its family and the depth the name carries (0 when it carries none,
-// as in cifar_resnet, which then takes model.depth).
+// as in cifar_resnet, which then takes model.depth), and the width after the depth in the families that
+// have one ("" when the name leaves it out).
 type Arch struct {
-	fam   *family
-	Name  string // as given
-	Depth int
+	fam     *family
+	Name    string // as given
+	Depth   int
+	Variant string // 32x4d of resnext50_32x4d, 2 of wide_resnet50_2
 }
 
+// Family is the name pattern's canonical prefix: resnet, plain, cifar_resnet, resnext, wide_resnet.
+func (a Arch) Family() string { return a.fam.prefix }
+
 // ParseArch reads an architecture name. Case, '-' and a separator before the depth are free: resnet50,
-// ResNet-50, resnet_50 and the short form res50 name one model; cifar_res56 is cifar_resnet56.
+// ResNet-50, resnet_50 and the short form res50 name one model; cifar_res56 is cifar_resnet56. A width
+// after the depth is separated by '_' (or '-'); without one a name means the zoo's first of its depth:
+// resnext50 is resnext50_32x4d, wide_resnet50 is wide_resnet50_2.
 func ParseArch(name string) (Arch, error) {
 	n := normalizeName(name)
 	for _, p := range prefixesLongestFirst() {
@@ -116,11 +159,20 @@ func ParseArch(name string) (Arch, error) {
 		if rest == "" {
 			return Arch{fam: p.fam, Name: name}, nil
 		}
-		if d, ok := parseDepth(rest); ok {
-			a := Arch{fam: p.fam, Name: name, Depth: d}
+		depth, variant := rest, ""
+		if p.fam.buildVariant != nil {
+			depth, variant, _ = strings.Cut(rest, "_")
+		}
+		if d, ok := parseDepth(depth); ok {
+			a := Arch{fam: p.fam, Name: name, Depth: d, Variant: variant}
 			if !p.fam.accepts(d) {
 				return a, &ArchError{Field: "arch", Reason: "depth must be " + p.fam.rule + " (got " +
 					strconv.Quote(name) + ")" + didYouMean(p.fam.prefix, p.fam.nearestDepth(d))}
+			}
+			if variant != "" {
+				if _, err := p.fam.buildVariant(d, variant); err != nil {
+					return a, &ArchError{Field: "arch", Reason: err.Error() + " (got " + strconv.Quote(name) + ")"}
+				}
 			}
 			return a, nil
 		}
@@ -146,7 +198,7 @@ func (a Arch) Spec(depth int) (Spec, error) {
 	if d == 0 {
 		return Spec{}, &ArchError{Field: "depth", Reason: "must be set to " + a.fam.rule + " when model.arch is " + a.Name}
 	}
-	return a.fam.build(d, a.fam.residual)
+	return a.fam.spec(d, a.Variant)
 }
 
 // Resolve is ParseArch followed by Spec: the model section's arch and depth to a spec.
@@ -175,8 +227,9 @@ func CanonicalName(name string) (string, bool) {
 func Zoo() []Spec {
 	var out []Spec
 	for _, f := range families {
-		for _, d := range f.depths {
-			s, err := f.build(d, f.residual)
+		for _, m := range f.members() {
+			d, _ := strconv.Atoi(m[0])
+			s, err := f.spec(d, m[1])
 			if err != nil {
 				panic(err) // a registered depth that does not build is a bug in the table
 			}

@@ -223,6 +223,7 @@ func (n *Net) ConvLayers(batch int) []ConvLayer {
 		out = append(out, ConvLayer{Name: c.name, Geometry: backend.ConvGeometry{
 			N: batch, Cin: c.in.c, H: c.in.h, W: c.in.w, Cout: c.out.c, KH: c.k, KW: c.k,
 			Stride: c.p.Stride, Pad: c.p.Pad, OH: c.out.h, OW: c.out.w, DType: dt, Layout: layout,
+			Groups: c.p.GroupCount(),
 		}})
 	}
 	return out

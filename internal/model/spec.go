@@ -1,5 +1,5 @@
 // Package model holds the architecture specs of the zoo (ImageNet and CIFAR ResNets and their plain
-// counterparts), the one builder that turns a spec into a layer graph, and the forward/backward
+// counterparts, ResNeXt and Wide ResNet), the one builder that turns a spec into a layer graph, and the forward/backward
 // orchestration of that graph on a backend.Device.
 package model
 
@@ -44,7 +44,12 @@ type Spec struct {
 	Shortcut byte
 	// StrideIn1x1 puts the bottleneck's stride on its first 1x1 conv (the paper's original); false puts
 	// it on the 3x3 (torchvision "v1.5").
-	StrideIn1x1      bool
+	StrideIn1x1 bool
+	// Groups and WidthPerGroup are torchvision's generalisation of the bottleneck (ResNeXt, Wide ResNet):
+	// a stage of base width w has bottlenecks int(w*WidthPerGroup/64)*Groups channels wide, whose 3x3 conv
+	// runs in Groups groups. 0 means 1 and 64, the ResNet bottleneck.
+	Groups           int
+	WidthPerGroup    int
 	ZeroInitResidual bool
 	StemWidth        int
 	InChannels       int
@@ -80,6 +85,10 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("model %s: input size, input channels and stem width must be >= 1", s.Name)
 	case s.Family != ImageNet && s.Family != CIFAR:
 		return fmt.Errorf("model %s: family must be %s or %s (got %q)", s.Name, ImageNet, CIFAR, s.Family)
+	case s.Groups < 0 || s.WidthPerGroup < 0:
+		return fmt.Errorf("model %s: groups and width per group must be >= 1, or 0 for the ResNet bottleneck (got %d and %d)", s.Name, s.Groups, s.WidthPerGroup)
+	case s.Block == Basic && (s.groups() != 1 || s.widthPerGroup() != 64):
+		return fmt.Errorf("model %s: basic blocks take neither groups nor another width per group (got %d and %d)", s.Name, s.Groups, s.WidthPerGroup)
 	}
 	for i, l := range s.Layers {
 		if l < 1 || s.Widths[i] < 1 {
@@ -88,6 +97,19 @@ func (s Spec) Validate() error {
 	}
 	return nil
 }
+
+func (s Spec) groups() int { return max(s.Groups, 1) }
+
+func (s Spec) widthPerGroup() int {
+	if s.WidthPerGroup == 0 {
+		return 64
+	}
+	return s.WidthPerGroup
+}
+
+// BottleneckWidth is the width of the 1x1 and 3x3 convolutions of a bottleneck of base width w,
+// torchvision's int(w * (width_per_group / 64.)) * groups.
+func (s Spec) BottleneckWidth(w int) int { return w * s.widthPerGroup() / 64 * s.groups() }
 
 var imagenetLayers = map[int]struct {
 	block  BlockKind
@@ -166,4 +188,5 @@ func init() {
 		depths: []int{20, 32, 44, 56, 110, 1202}, valid: cifarValid, rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
 	register(&family{prefix: "cifar_plain", depths: []int{20, 32, 44, 56, 110}, valid: cifarValid,
 		rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
+	registerWider() // after the ResNets, so that they list first
 }

@@ -54,11 +54,93 @@ func TestZooMatchesReferenceCounts(t *testing.T) {
 	}
 }
 
+// ResNeXt and Wide ResNet: the exact parameter counts and MACs of torchvision's models (docs/reference-
+// counts.md, counted on the torchvision 0.29 modules).
+func TestWiderZooMatchesTorchvision(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		params, macs int64
+	}{
+		{"resnext50_32x4d", 25028904, 4230479872},
+		{"resnext101_32x8d", 88791336, 16414015488},
+		{"resnext101_64x4d", 83455272, 15460270080},
+		{"wide_resnet50_2", 68883240, 11398021120},
+		{"wide_resnet101_2", 126886696, 22753050624},
+	} {
+		s, err := Lookup(c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := Describe(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Name != c.name || st.Params != c.params || st.MACs != c.macs {
+			t.Errorf("%s: %d params, %d MACs; want %d and %d", s.Name, st.Params, st.MACs, c.params, c.macs)
+		}
+	}
+}
+
+// torchvision's bottleneck width int(planes * width_per_group/64) * groups, and its stride on the 3x3,
+// which is the grouped one.
+func TestResNeXtBottleneck(t *testing.T) {
+	s, _ := Lookup("resnext50_32x4d")
+	g, err := newGraph(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shapes := map[string][]int{}
+	for _, p := range g.params {
+		shapes[p.Name] = p.Shape
+	}
+	for name, want := range map[string][]int{
+		"layer1.0.conv1.weight": {128, 64, 1, 1}, "layer1.0.conv2.weight": {128, 4, 3, 3},
+		"layer1.0.conv3.weight": {256, 128, 1, 1}, "layer4.2.conv2.weight": {1024, 32, 3, 3},
+		"layer2.0.downsample.0.weight": {512, 256, 1, 1}, "fc.weight": {1000, 2048},
+	} {
+		if !SameShape(want, shapes[name]) {
+			t.Errorf("%s has shape %v, want %v", name, shapes[name], want)
+		}
+	}
+	for _, nd := range g.nodes {
+		c, ok := nd.(*convNode)
+		if !ok {
+			continue
+		}
+		switch c.name {
+		case "layer2.0.conv1":
+			if c.p.Stride != 1 {
+				t.Errorf("layer2.0.conv1 stride %d, want 1", c.p.Stride)
+			}
+		case "layer2.0.conv2":
+			if c.p.Stride != 2 || c.p.Groups != 32 {
+				t.Errorf("layer2.0.conv2 %+v, want stride 2 in 32 groups", c.p)
+			}
+		case "layer2.0.conv3", "layer1.0.conv1":
+			if c.p.Groups > 1 {
+				t.Errorf("%s is grouped: %+v", c.name, c.p)
+			}
+		}
+	}
+	w, _ := Lookup("wide_resnet50_2")
+	if w.BottleneckWidth(64) != 128 || w.BottleneckWidth(512) != 1024 || s.BottleneckWidth(512) != 1024 {
+		t.Errorf("bottleneck widths: wide %d, %d; resnext %d", w.BottleneckWidth(64), w.BottleneckWidth(512), s.BottleneckWidth(512))
+	}
+	basic, _ := Lookup("resnet18")
+	basic.Groups = 32
+	if err := basic.Validate(); err == nil || !strings.Contains(err.Error(), "basic blocks take neither groups") {
+		t.Errorf("resnet18 in groups: %v", err)
+	}
+}
+
 func TestLookupSpellings(t *testing.T) {
 	for in, want := range map[string]string{
 		"res34": "resnet34", "RESNET50": "resnet50", "plain34": "plain34",
 		"cifar_res56": "cifar_resnet56", "cifar_plain20": "cifar_plain20", "cifar_resnet8": "cifar_resnet8",
 		"ResNet-34": "resnet34", "resnet_101": "resnet101", "cifar-resnet-56": "cifar_resnet56", " Plain-18 ": "plain18",
+		"resnext50": "resnext50_32x4d", "ResNeXt-50-32x4d": "resnext50_32x4d", "resnext101": "resnext101_32x8d",
+		"resnext101_64x4d": "resnext101_64x4d", "wide_resnet50": "wide_resnet50_2", "Wide-ResNet-101-2": "wide_resnet101_2",
+		"wide_res50_2": "wide_resnet50_2", "resnext50_8x16d": "resnext50_8x16d", "wide_resnet50_4": "wide_resnet50_4",
 	} {
 		s, err := Lookup(in)
 		if err != nil || s.Name != want {
@@ -66,11 +148,15 @@ func TestLookupSpellings(t *testing.T) {
 		}
 	}
 	for in, msg := range map[string]string{
-		"resnet19":       `depth must be one of 18, 34, 50, 101, 152 (got "resnet19"); did you mean resnet18?`,
-		"cifar_resnet21": `depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...) (got "cifar_resnet21"); did you mean cifar_resnet20?`,
-		"vgg16":          `must be a known architecture (got "vgg16"; known: resnet18/34/50/101/152, plain18/34/50/101/152,`,
-		"resnet5O":       `did you mean resnet50?`,
-		"cifar_resnet":   "model.depth must be set to 6n+2",
+		"resnet19":        `depth must be one of 18, 34, 50, 101, 152 (got "resnet19"); did you mean resnet18?`,
+		"cifar_resnet21":  `depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...) (got "cifar_resnet21"); did you mean cifar_resnet20?`,
+		"vgg16":           `must be a known architecture (got "vgg16"; known: resnet18/34/50/101/152, plain18/34/50/101/152,`,
+		"resnet5O":        `did you mean resnet50?`,
+		"cifar_resnet":    "model.depth must be set to 6n+2",
+		"resnext18":       `depth must be one of 50, 101 (got "resnext18"); did you mean resnext50?`,
+		"resnext50_32x4":  `model.arch must be resnext<depth>_<groups>x<width>d, such as resnext50_32x4d (got "resnext50_32x4")`,
+		"wide_resnet50_x": `model.arch must be wide_resnet<depth>_<factor>, such as wide_resnet50_2 (got "wide_resnet50_x")`,
+		"resnxt50":        "did you mean resnet50?",
 	} {
 		if _, err := Lookup(in); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("Lookup(%q) error %v, want it to contain %q", in, err, msg)
@@ -166,7 +252,7 @@ func TestParamNamesFollowTorchvision(t *testing.T) {
 // Every listed name resolves to itself, and so do its short and paper spellings.
 func TestNamesRoundTrip(t *testing.T) {
 	names := Names()
-	if len(names) != 21 || names[0] != "cifar_plain110" || names[len(names)-1] != "resnet50" {
+	if len(names) != 26 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
 		t.Fatalf("Names() = %v", names)
 	}
 	for _, n := range names {
@@ -193,6 +279,8 @@ func TestResolveDepth(t *testing.T) {
 	}{
 		{"resnet50", 101, "resnet101"}, {"plain", 34, "plain34"}, {"cifar_res20", 56, "cifar_resnet56"},
 		{"cifar_plain", 14, "cifar_plain14"}, {"cifar_resnet32", 0, "cifar_resnet32"},
+		{"resnext50_32x4d", 101, "resnext101_32x4d"}, {"resnext50", 101, "resnext101_32x8d"}, {"resnext", 50, "resnext50_32x4d"},
+		{"wide_resnet50_2", 101, "wide_resnet101_2"},
 	} {
 		s, err := Resolve(c.arch, c.depth)
 		if err != nil || s.Name != c.want {

@@ -48,6 +48,11 @@ var (
 	sgdMom = backend.SGDParams{LR: 0.1, Momentum: 0.9}
 )
 
+// grouped is a 3x3 stride-1 padding-1 convolution in groups.
+func grouped(groups int) backend.ConvParams {
+	return backend.ConvParams{Stride: 1, Pad: 1, Groups: groups}
+}
+
 // shortcutCase is a training forward over (2, 8, 4, 4) whose option-A shortcut input of zshape is wrong
 // for the reason why.
 func shortcutCase(name, why string, zshape ...int) operandCase {
@@ -156,6 +161,26 @@ var operandCases = []operandCase{
 	{"conv backward filter dw", "ConvBackwardFilter: dy has shape [2 4 8 8], want [2 4 10 10] (from x [2 3 8 8], dw [4 3 1 1], stride 1, padding 1)",
 		func(o *ops) error {
 			return o.dev.ConvBackwardFilter(same, o.t(2, 3, 8, 8), o.t(2, 4, 8, 8), o.t(4, 3, 1, 1))
+		}},
+	// Grouped convolution: x (2, 8, 6, 6), w (12, 8/groups, 3, 3).
+	{"conv negative groups", "ConvForward: groups must be >= 1, or 0 for an ungrouped convolution (got -2)", func(o *ops) error {
+		return o.dev.ConvForward(backend.ConvParams{Stride: 1, Pad: 1, Groups: -2}, o.t(2, 8, 6, 6), o.t(12, 8, 3, 3), o.t(2, 12, 6, 6))
+	}},
+	{"conv groups not dividing the input channels", "ConvForward: 3 groups must divide the 8 input and 12 output channels of x [2 8 6 6] and w [12 2 3 3]",
+		func(o *ops) error {
+			return o.dev.ConvForward(grouped(3), o.t(2, 8, 6, 6), o.t(12, 2, 3, 3), o.t(2, 12, 6, 6))
+		}},
+	{"conv groups not dividing the output channels", "ConvBackwardData: 4 groups must divide the 8 input and 6 output channels of dx [2 8 6 6] and w [6 2 3 3]",
+		func(o *ops) error {
+			return o.dev.ConvBackwardData(grouped(4), o.t(2, 6, 6, 6), o.t(6, 2, 3, 3), o.t(2, 8, 6, 6), false)
+		}},
+	{"conv grouped weight with every input channel", "ConvBackwardFilter: dw [12 8 3 3] has 8 input channels per group but x [2 8 6 6] has 8 channels in 4 groups",
+		func(o *ops) error {
+			return o.dev.ConvBackwardFilter(grouped(4), o.t(2, 8, 6, 6), o.t(2, 12, 6, 6), o.t(12, 8, 3, 3))
+		}},
+	{"conv grouped output extent", "ConvForward: y has shape [2 12 6 6], want [2 12 3 3] (from x [2 8 6 6], w [12 2 3 3], stride 2, padding 1, 4 groups)",
+		func(o *ops) error {
+			return o.dev.ConvForward(backend.ConvParams{Stride: 2, Pad: 1, Groups: 4}, o.t(2, 8, 6, 6), o.t(12, 2, 3, 3), o.t(2, 12, 6, 6))
 		}},
 
 	// Batch norm: X (2, C, 4, 4).
