@@ -66,8 +66,8 @@ func TestModelsJSON(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", m.Name, m, x)
 		}
 	}
-	if seen != len(want) || len(infos) != 26 {
-		t.Errorf("found %d of %d reference models among %d entries (want 26)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 28 {
+		t.Errorf("found %d of %d reference models among %d entries (want 28)", seen, len(want), len(infos))
 	}
 }
 

@@ -587,8 +587,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestEveryPresetLoads(t *testing.T) {
 	names := configs.Names()
-	if len(names) != 22 {
-		t.Errorf("got %d presets %v, want 22", len(names), names)
+	if len(names) != 23 {
+		t.Errorf("got %d presets %v, want 23", len(names), names)
 	}
 	for _, name := range names {
 		c, err := config.Load(config.Source{File: name})
@@ -604,6 +604,12 @@ func TestEveryPresetLoads(t *testing.T) {
 		}
 		s := c.Train.Schedule
 		switch {
+		case strings.HasPrefix(name, "cifar_resnext"):
+			if c.Model.Arch != name || c.Dataset.Name != "cifar10" || !c.Dataset.Augment || c.Train.BatchSize != 128 ||
+				c.Train.Epochs != 300 || c.Train.LR != 0.1 || c.Train.Momentum != 0.9 || c.Train.WeightDecay != 5e-4 ||
+				s.Type != "step" || !reflect.DeepEqual(s.Milestones, []int{150, 225}) || s.Gamma != 0.1 {
+				t.Errorf("preset %s is not the ResNeXt paper's CIFAR recipe: %+v", name, c)
+			}
 		case strings.HasPrefix(name, "cifar_"):
 			if c.Model.Arch != name || c.Dataset.Name != "cifar10" || c.Dataset.Root != "data/cifar-10-batches-bin" ||
 				!c.Dataset.Augment || c.Train.BatchSize != 128 || c.Train.Epochs != 164 || c.Train.LR != 0.1 ||
@@ -649,6 +655,8 @@ func TestPresetHeaders(t *testing.T) {
 		switch {
 		case strings.HasPrefix(name, "resnext"), strings.HasPrefix(name, "wide_resnet"):
 			source = "torchvision's recipe"
+		case strings.HasPrefix(name, "cifar_resnext"):
+			source = "Xie et al. 2017"
 		}
 		if !strings.HasPrefix(string(data), "# ") || !strings.Contains(strings.SplitN(string(data), "\n", 2)[0], source) {
 			t.Errorf("preset %s: first line should be a comment citing %s", name, source)

@@ -33,6 +33,36 @@ func WideResNetSpec(depth, factor int) (Spec, error) {
 	return s, err
 }
 
+// CIFARResNeXtSpec is cifar_resnext<depth>_<groups>x<width>d, the ResNeXt paper's CIFAR network (its
+// section 5.3): a 3x3 stem of 64 channels, three stages of (depth-2)/9 bottlenecks of output widths 256,
+// 512 and 1024 whose grouped 3x3 convolutions are groups x width channels wide in the first stage and
+// twice as wide in each next one, projection shortcuts where the shape changes, strides 1, 2, 2, 32x32
+// input and 10 classes. ResNeXt-29 8x64d has 34.4M parameters and 16x64d 68.1M, as the paper's Table 7.
+func CIFARResNeXtSpec(depth, groups, width int) (Spec, error) {
+	if depth < 11 || (depth-2)%9 != 0 {
+		return Spec{}, fmt.Errorf("model: CIFAR ResNeXt depth must be 9n+2 with n >= 1, e.g. 29 (got %d)", depth)
+	}
+	if groups < 1 || width < 1 {
+		return Spec{}, fmt.Errorf("model: ResNeXt cardinality and group width must be >= 1 (got %dx%dd)", groups, width)
+	}
+	n := (depth - 2) / 9
+	return Spec{
+		Name:          fmt.Sprintf("cifar_resnext%d_%dx%dd", depth, groups, width),
+		Family:        CIFAR,
+		Block:         Bottleneck,
+		Layers:        []int{n, n, n},
+		Widths:        []int{64, 128, 256},
+		Residual:      true,
+		Shortcut:      'B',
+		Groups:        groups,
+		WidthPerGroup: width,
+		StemWidth:     64,
+		InChannels:    3,
+		InputSize:     32,
+		NumClasses:    10,
+	}, nil
+}
+
 // widerSpec is the ResNet that ResNeXt and Wide ResNet widen: a bottleneck one.
 func widerSpec(depth int) (Spec, error) {
 	s, err := ImageNetSpec(depth, true)
@@ -74,5 +104,14 @@ func registerWider() {
 				return Spec{}, fmt.Errorf("must be wide_resnet<depth>_<factor>, such as wide_resnet50_2")
 			}
 			return WideResNetSpec(depth, f)
+		}})
+	register(&family{prefix: "cifar_resnext", residual: true, depths: []int{29}, rule: "29",
+		variants: map[int][]string{29: {"8x64d", "16x64d"}},
+		buildVariant: func(depth int, v string) (Spec, error) {
+			g, w, err := parseResNeXtWidth(v)
+			if err != nil {
+				return Spec{}, err
+			}
+			return CIFARResNeXtSpec(depth, g, w)
 		}})
 }

@@ -66,6 +66,9 @@ func TestWiderZooMatchesTorchvision(t *testing.T) {
 		{"resnext101_64x4d", 83455272, 15460270080},
 		{"wide_resnet50_2", 68883240, 11398021120},
 		{"wide_resnet101_2", 126886696, 22753050624},
+		// The ResNeXt paper's CIFAR networks (its Table 7: 34.4M and 68.1M parameters).
+		{"cifar_resnext29_8x64d", 34426698, 5387266048},
+		{"cifar_resnext29_16x64d", 68155210, 10688866304},
 	} {
 		s, err := Lookup(c.name)
 		if err != nil {
@@ -252,7 +255,7 @@ func TestParamNamesFollowTorchvision(t *testing.T) {
 // Every listed name resolves to itself, and so do its short and paper spellings.
 func TestNamesRoundTrip(t *testing.T) {
 	names := Names()
-	if len(names) != 26 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
+	if len(names) != 28 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
 		t.Fatalf("Names() = %v", names)
 	}
 	for _, n := range names {
