@@ -38,7 +38,12 @@ func TestModelsJSON(t *testing.T) {
 		"plain34": {21623848, "imagenet", false}, "cifar_resnet20": {269722, "cifar", true},
 		"cifar_resnet110": {1727962, "cifar", true}, "cifar_resnet1202": {19421274, "cifar", true},
 		"cifar_plain56": {853018, "cifar", false},
+		"resnetv2_50":   {25549352, "imagenet", true}, "resnetv2_101": {44541480, "imagenet", true},
+		"cifar_preact_resnet110": {1727962, "cifar", true}, "cifar_preact_resnet164": {1703258, "cifar", true},
+		"cifar_preact_resnet1001": {10327706, "cifar", true},
 	}
+	// timm's pre-activation nets at 224x224, exactly (FACTS.md gives 4.089 and 7.801 GMACs).
+	wantMACs := map[string]int64{"resnetv2_50": 4089184256, "resnetv2_101": 7801405440}
 	seen := 0
 	for _, m := range infos {
 		w, ok := want[m.Name]
@@ -49,9 +54,12 @@ func TestModelsJSON(t *testing.T) {
 		if m.Params != w.params || m.Family != w.family || m.Residual != w.residual || m.MACs <= 0 {
 			t.Errorf("%s: %+v", m.Name, m)
 		}
+		if macs, ok := wantMACs[m.Name]; ok && m.MACs != macs {
+			t.Errorf("%s: %d MACs, want %d", m.Name, m.MACs, macs)
+		}
 	}
-	if seen != len(want) || len(infos) != 21 {
-		t.Errorf("found %d of %d reference models among %d entries (want 21)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 26 {
+		t.Errorf("found %d of %d reference models among %d entries (want 26)", seen, len(want), len(infos))
 	}
 }
 

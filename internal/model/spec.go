@@ -50,6 +50,8 @@ type Spec struct {
 	InChannels       int
 	InputSize        int // square input side
 	NumClasses       int
+	// PreAct builds pre-activation units (BN-ReLU-conv, preact.go) with timm's ResNetV2 names.
+	PreAct bool
 }
 
 // Depth is the number of weighted layers (convs on the main path plus the FC layer).
@@ -166,4 +168,5 @@ func init() {
 		depths: []int{20, 32, 44, 56, 110, 1202}, valid: cifarValid, rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
 	register(&family{prefix: "cifar_plain", depths: []int{20, 32, 44, 56, 110}, valid: cifarValid,
 		rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
+	registerPreAct()
 }
