@@ -587,8 +587,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestEveryPresetLoads(t *testing.T) {
 	names := configs.Names()
-	if len(names) != 20 {
-		t.Errorf("got %d presets %v, want 20", len(names), names)
+	if len(names) != 24 {
+		t.Errorf("got %d presets %v, want 24", len(names), names)
 	}
 	for _, name := range names {
 		c, err := config.Load(config.Source{File: name})
@@ -611,7 +611,9 @@ func TestEveryPresetLoads(t *testing.T) {
 				!reflect.DeepEqual(s.Milestones, []int{81, 122}) || s.Gamma != 0.1 {
 				t.Errorf("preset %s is not the paper's CIFAR recipe: %+v", name, c)
 			}
-			warm := name == "cifar_resnet110" || name == "cifar_resnet1202"
+			// The 2015 paper's warm start of its deepest nets; the pre-activation presets, 110 layers and
+			// more, keep it.
+			warm := name == "cifar_resnet110" || name == "cifar_resnet1202" || strings.HasPrefix(name, "cifar_preact_")
 			if warm != (s.WarmStartLR == 0.01 && s.WarmStartUntilErr == 0.8) {
 				t.Errorf("preset %s: warm start %v until %v", name, s.WarmStartLR, s.WarmStartUntilErr)
 			}
@@ -639,8 +641,9 @@ func TestEveryPresetLoads(t *testing.T) {
 func TestPresetHeaders(t *testing.T) {
 	for _, name := range configs.Names() {
 		data, _ := configs.Read(name)
-		if !strings.HasPrefix(string(data), "# ") || !strings.Contains(strings.SplitN(string(data), "\n", 2)[0], "He et al. 2015") {
-			t.Errorf("preset %s: first line should be a comment citing He et al. 2015", name)
+		first := strings.SplitN(string(data), "\n", 2)[0]
+		if !strings.HasPrefix(first, "# ") || !(strings.Contains(first, "He et al. 2015") || strings.Contains(first, "He et al. 2016")) {
+			t.Errorf("preset %s: first line should be a comment citing He et al. 2015 (or 2016 for pre-activation)", name)
 		}
 	}
 }

@@ -31,7 +31,8 @@ type Param struct {
 	// Value, Grad and Momentum are views into the net's single parameter, gradient and momentum
 	// allocations (Grad and Momentum are unused for running statistics).
 	Value, Grad, Momentum backend.Tensor
-	// zeroInit marks the last BN gamma of a residual branch, set to 0 under Spec.ZeroInitResidual.
+	// zeroInit marks the last BN gamma of a residual branch (the last convolution of a pre-activation
+	// branch), set to 0 under Spec.ZeroInitResidual.
 	zeroInit bool
 	offset   int
 }
