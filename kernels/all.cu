@@ -19,4 +19,5 @@
 #include "linear.cu"
 #include "loss.cu"
 #include "pooling.cu"
+#include "residual.cu"
 #include "sgd.cu"

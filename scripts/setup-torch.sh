@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs PyTorch, torchvision and safetensors from PyPI into a versioned virtual environment outside the
+# Installs PyTorch, torchvision, timm and safetensors from PyPI into a versioned virtual environment outside the
 # checkout and prints the path of its python on stdout (progress goes to stderr), so that
 #
 #     py=$(scripts/setup-torch.sh) && "$py" scripts/bench_pytorch.py --device cpu ...
@@ -16,9 +16,11 @@
 set -euo pipefail
 
 readonly TORCH_VERSION=2.15.0
+readonly TIMM_VERSION=1.0.31 # the reference of the pre-activation nets (resnetv2_50)
 readonly PACKAGES=(
 	"torch==${TORCH_VERSION}"
 	"torchvision==0.29.2"
+	"timm==${TIMM_VERSION}"
 	"safetensors"
 	"numpy"
 )
@@ -41,6 +43,11 @@ stamp=$venv/.resnet-installed
 python=${RESNET_PYTHON:-python3}
 
 if [[ -f $stamp && -x $venv/bin/python ]]; then
+	# A venv made before timm joined the list gets it added.
+	if ! "$venv/bin/python" -c "import timm, sys; sys.exit(timm.__version__ != '$TIMM_VERSION')" 2>/dev/null; then
+		echo "setup-torch: installing timm==$TIMM_VERSION into $venv" >&2
+		"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "timm==$TIMM_VERSION" >&2
+	fi
 	echo "$venv/bin/python"
 	exit 0
 fi
@@ -50,7 +57,7 @@ rm -rf "$venv"
 mkdir -p "$cache"
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}" >&2
-"$venv/bin/python" -c 'import torch, torchvision, safetensors.torch' >&2 || {
+"$venv/bin/python" -c 'import torch, torchvision, timm, safetensors.torch' >&2 || {
 	echo "setup-torch: the installed torch does not import (see above)" >&2
 	exit 1
 }

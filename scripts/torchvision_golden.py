@@ -4,9 +4,9 @@
     py=$(scripts/setup-torch.sh) && "$py" scripts/torchvision_golden.py
 
 For resnet18, resnet50 and resnext50_32x4d (torchvision's classes; ResNeXt's grouped 3x3 convolutions
-draw their weights with the fan-in of one group, Cin/groups*9, from the same table) and cifar_resnet20
-(the paper's CIFAR net, defined below: 3x3 stem, three stages of 3 basic blocks of widths 16/32/64,
-option-A shortcuts), with fixed
+draw their weights with the fan-in of one group, Cin/groups*9, from the same table), resnetv2_50 (timm's
+pre-activation ResNet) and cifar_resnet20 (the paper's CIFAR net, defined below: 3x3 stem, three stages of
+3 basic blocks of widths 16/32/64, option-A shortcuts), with fixed
 weights and a fixed batch of 2, it records in float64:
 
   * the logits and the mean cross-entropy loss of a training-mode forward (batch statistics),
@@ -25,7 +25,8 @@ the Go test imports a file written by PyTorch itself.
 Conditioning. A random ResNet in training-mode BN on a batch of 2 is close to chaotic: with BN gammas
 near 1, float32 rounding alone moves resnet50's gradients by percents (PyTorch's own float32 run differs
 that much from its float64 one), which would leave no tolerance that means anything. So the BN closing
-each residual branch (bn2 of a basic block, bn3 of a bottleneck) draws gamma from [0.1, 0.3], a damped
+each residual branch (bn2 of a basic block, bn3 of a bottleneck; in a pre-activation unit, norm3 before
+its last convolution) draws gamma from [0.1, 0.3], a damped
 branch as in zero-init-residual training, and the input batch is the first seed from GOLDEN_SEED on which
 no ReLU input or max-pool near-tie is within KINK_SAFETY times float32's own error of its kink (a flipped
 ReLU in a BN over 8 values changes gradients by tens of percent) and PyTorch's float32 gradients agree with
@@ -53,6 +54,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import timm
 import torchvision
 from safetensors.torch import save_file
 
@@ -102,16 +104,16 @@ def weight_range(name, shape, last_bn):
     """The interval a tensor's values are drawn from; the Go test uses the same table. last_bn names the
     BN that closes a residual branch (bn2 in basic blocks, bn3 in bottlenecks): its gamma is damped, see
     the module comment."""
-    if name.startswith("layer") and name.endswith(f".{last_bn}.weight"):
+    if name.startswith(("layer", "stages")) and name.endswith(f".{last_bn}.weight"):
         return 0.1, 0.3
     if name.endswith("running_mean"):
         return -0.3, 0.3
     if name.endswith("running_var"):
         return 0.5, 2.0
-    if name == "fc.weight":
+    if name in ("fc.weight", "head.fc.weight"):  # timm's head is a 1x1 convolution
         b = 1 / math.sqrt(shape[1])
         return -b, b
-    if name == "fc.bias":
+    if name in ("fc.bias", "head.fc.bias"):
         return -0.1, 0.1
     if len(shape) == 4:  # conv (Cout, Cin/groups, kH, kW): variance 1/fan_in
         b = math.sqrt(3 / (shape[1] * shape[2] * shape[3]))
@@ -127,7 +129,10 @@ def golden_state(model):
     """The model's state_dict filled from the shared generator (float32; num_batches_tracked int64)."""
     out = {}
     state = model.state_dict()
-    last_bn = "bn3" if any(k.endswith(".bn3.weight") for k in state) else "bn2"
+    last_bn = "bn2"
+    for bn in ("bn3", "norm3"):
+        if any(k.endswith(f".{bn}.weight") for k in state):
+            last_bn = bn
     for name, t in state.items():
         if name.endswith("num_batches_tracked"):
             out[name] = torch.tensor(NUM_BATCHES_TRACKED, dtype=torch.int64)
@@ -199,6 +204,7 @@ MODELS = {
     "resnet50": (lambda: torchvision.models.resnet50(), 64, 25557032),
     "resnext50_32x4d": (lambda: torchvision.models.resnext50_32x4d(), 64, 25028904),
     "cifar_resnet20": (lambda: CIFARResNet(20), 32, 269722),
+    "resnetv2_50": (lambda: timm.create_model("resnetv2_50"), 64, 25549352),
 }
 
 
@@ -339,7 +345,7 @@ def write_golden(arch, out_dir):
         if v.is_floating_point():
             out["weight_sum." + name] = torch.tensor(v.double().sum().item(), dtype=torch.float64)
 
-    seed, x, y, model, logits, loss = pick_batch(arch, build, state, side, model.fc.out_features)
+    seed, x, y, model, logits, loss = pick_batch(arch, build, state, side, model.num_classes if hasattr(model, "num_classes") else model.fc.out_features)
     out["input"] = x
     out["labels"] = y
     out["train.logits"] = logits
@@ -364,6 +370,7 @@ def write_golden(arch, out_dir):
         "batch": str(BATCH),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
         "generator": "splitmix64(fnv1a(name) ^ seed + i*0x9e3779b97f4a7c15), top 53 bits",
     }
     out = {k: v.contiguous() for k, v in out.items()}

@@ -316,6 +316,15 @@ type Device interface {
 	// answer is exact and deterministic: a training step checks every gradient with it and reads back only
 	// the index, downloading a tensor only to name its first bad value.
 	FindNonFinite(ts []Tensor, nonNegative []bool) (int, error)
+
+	// ResidualAdd writes y = a + shortcut(z), the sum that closes a pre-activation residual unit (no BN
+	// after it). z has a's shape (identity or projection shortcut) or is the input of an option-A shortcut,
+	// mapped as in BatchNormParams. y may be a.
+	ResidualAdd(a, z, y Tensor) error
+	// ResidualAddBackward writes dz = shortcut^T(dy) (0 where the shortcut reads nothing), or adds it into
+	// dz when accumulate is set (z also feeds another layer). The gradient of a is dy itself: the caller
+	// reads dy as a's gradient (or copies it), so the op has nothing to write for it.
+	ResidualAddBackward(dy, dz Tensor, accumulate bool) error
 }
 
 // HostStager is implemented by devices whose uploads are faster from memory they provide (pinned host

@@ -220,6 +220,35 @@ func (k *checker) shortcut(name string, z Tensor, g *BatchNormGeometry) {
 	g.ZC, g.ZStride = zc, zh/g.H
 }
 
+// CheckResidualAdd checks the operands of Device.ResidualAdd. Its geometry is that of a batch norm closing
+// a residual unit, X standing for the output.
+func CheckResidualAdd(a, z, y Tensor) (BatchNormGeometry, error) {
+	k := checker{op: "ResidualAdd"}
+	g := k.residual("a", a, "z", z)
+	k.actShaped("y", y, g.N, g.C, g.H, g.W)
+	return g, k.err
+}
+
+// CheckResidualAddBackward checks the operands of Device.ResidualAddBackward.
+func CheckResidualAddBackward(dy, dz Tensor) (BatchNormGeometry, error) {
+	k := checker{op: "ResidualAddBackward"}
+	g := k.residual("dy", dy, "dz", dz)
+	return g, k.err
+}
+
+// residual checks an output-shaped activation and a shortcut input against it.
+func (k *checker) residual(outName string, out Tensor, zName string, z Tensor) BatchNormGeometry {
+	var g BatchNormGeometry
+	g.N, g.C, g.H, g.W = k.act4(outName, out)
+	g.ZC, g.ZStride = g.C, 1
+	g.DType, g.Layout = out.DType, out.Layout
+	if k.err == nil && !z.Valid() {
+		k.failf("%s is not allocated", zName)
+	}
+	k.shortcut(zName, z, &g)
+	return g
+}
+
 // PoolGeometry is the geometry of a checked pooling op: x (N, C, H, W) pooled to y (N, C, OH, OW) by a
 // Kernel x Kernel window, x holding DType in Layout. For a global average pool OH = OW = 1, the window
 // fields are 0 and y is f32 whatever x holds.

@@ -41,7 +41,12 @@ func TestModelsJSON(t *testing.T) {
 		"resnext50_32x4d": {25028904, "imagenet", true}, "resnext101_32x8d": {88791336, "imagenet", true},
 		"resnext101_64x4d": {83455272, "imagenet", true}, "wide_resnet50_2": {68883240, "imagenet", true},
 		"wide_resnet101_2": {126886696, "imagenet", true},
+		"resnetv2_50":      {25549352, "imagenet", true}, "resnetv2_101": {44541480, "imagenet", true},
+		"cifar_preact_resnet110": {1727962, "cifar", true}, "cifar_preact_resnet164": {1703258, "cifar", true},
+		"cifar_preact_resnet1001": {10327706, "cifar", true},
 	}
+	// timm's pre-activation nets at 224x224, exactly (FACTS.md gives 4.089 and 7.801 GMACs).
+	wantMACs := map[string]int64{"resnetv2_50": 4089184256, "resnetv2_101": 7801405440}
 	// torchvision's MACs of the wider family, exactly; its arch, groups and width per group.
 	wider := map[string]struct {
 		macs          int64
@@ -52,6 +57,8 @@ func TestModelsJSON(t *testing.T) {
 		"resnext101_64x4d": {15460270080, "resnext", 64, 4}, "wide_resnet50_2": {11398021120, "wide_resnet", 1, 128},
 		"wide_resnet101_2": {22753050624, "wide_resnet", 1, 128}, "resnet50": {4089184256, "resnet", 1, 64},
 	}
+	// timm's pre-activation nets at 224x224, exactly (FACTS.md gives 4.089 and 7.801 GMACs).
+	wantMACs := map[string]int64{"resnetv2_50": 4089184256, "resnetv2_101": 7801405440}
 	seen := 0
 	for _, m := range infos {
 		w, ok := want[m.Name]
@@ -65,9 +72,12 @@ func TestModelsJSON(t *testing.T) {
 		if x, ok := wider[m.Name]; ok && (m.MACs != x.macs || m.Arch != x.arch || m.Groups != x.groups || m.WidthPerGroup != x.width) {
 			t.Errorf("%s: %+v, want %+v", m.Name, m, x)
 		}
+		if macs, ok := wantMACs[m.Name]; ok && m.MACs != macs {
+			t.Errorf("%s: %d MACs, want %d", m.Name, m.MACs, macs)
+		}
 	}
-	if seen != len(want) || len(infos) != 28 {
-		t.Errorf("found %d of %d reference models among %d entries (want 28)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 33 {
+		t.Errorf("found %d of %d reference models among %d entries (want 33)", seen, len(want), len(infos))
 	}
 }
 

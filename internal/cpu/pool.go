@@ -107,6 +107,8 @@ type jobs struct {
 	ce   ceJob
 	sgd  sgdJob
 	find findJob
+
+	residual residualJob
 }
 
 // workspace is the scratch memory of one worker, grown on demand and kept for the device's lifetime.

@@ -270,6 +270,8 @@ const std::map<std::string, Entry>& table() {
       RN_ACT_FORMATS(EF, maxpool_backward)
       RN_ACT_FORMATS(EF, avgpool_forward)
       RN_ACT_FORMATS(EF, avgpool_backward)
+      RN_ACT_FORMATS(EF, residual_add_out)
+      RN_ACT_FORMATS(EF, residual_backward_accumulate)
       E(softmax_cross_entropy),
       E(linear_bias_add),
       E(linear_bias_grad),

@@ -44,6 +44,9 @@ const (
 	kMaxPoolBackward
 	kAvgPoolForward
 	kAvgPoolBackward
+	// kernels/residual.cu
+	kResidualAddOut
+	kResidualBackwardAccumulate
 
 	// Built per dtype (element-wise: the layout does not matter). kernels/batchnorm.cu, unfused path.
 	kReLUForward
@@ -82,7 +85,7 @@ const (
 // The ranges of the enumeration above, and the count of every kernel the device loads: the base ones and
 // the variants of the first two ranges (RN_ACT_FORMATS and RN_ACT_DTYPES in kernels/common.cuh).
 const (
-	numFormatKernels = kAvgPoolBackward + 1
+	numFormatKernels = kResidualBackwardAccumulate + 1
 	numDTypeKernels  = kReLUBackward + 1 - numFormatKernels
 	numKernels       = numBaseKernels + numFormatKernels*(numFormats-1) + numDTypeKernels*(numDTypes-1)
 )
@@ -127,6 +130,9 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 	kMaxPoolBackward: {"maxpool_backward", "pppiiiiiiiii"},
 	kAvgPoolForward:  {"avgpool_forward", "ppiii"},
 	kAvgPoolBackward: {"avgpool_backward", "ppiii"},
+
+	kResidualAddOut:             {"residual_add_out", "pppiiiiii"},
+	kResidualBackwardAccumulate: {"residual_backward_accumulate", "ppiiiiii"},
 
 	kSoftmaxCrossEntropy: {"softmax_cross_entropy", "ppppiif"},
 

@@ -46,8 +46,11 @@ func Export(checkpoint, out string) (Exported, error) {
 	}
 	// The class count is the classifier's: the data set need not be at hand to export.
 	fc, ok := ck.Tensor("fc.weight")
-	if !ok || len(fc.Shape) != 2 {
-		return Exported{}, fmt.Errorf("checkpoint %s: no 2-D fc.weight tensor to take the class count from", path)
+	if !ok {
+		fc, ok = ck.Tensor("head.fc.weight")
+	}
+	if !ok || !classifierShape(fc.Shape) {
+		return Exported{}, fmt.Errorf("checkpoint %s: no fc.weight (or head.fc.weight) tensor to take the class count from", path)
 	}
 	spec, err := train.SpecFor(cfg.Model, fc.Shape[0], 0)
 	if err != nil {
@@ -92,6 +95,11 @@ func torchvisionFit(s model.Spec) string {
 		s.BottleneckWidth(64) == std.BottleneckWidth(64) && s.Groups == std.Groups {
 		return fmt.Sprintf("torchvision.models.%s(num_classes=%d)", std.Name, s.NumClasses)
 	}
+	if s.PreAct && s.Family == model.ImageNet {
+		if std, err := model.Lookup(s.Name); err == nil && slices.Equal(s.Layers, std.Layers) && s.Shortcut == std.Shortcut {
+			return fmt.Sprintf("timm.create_model(%q, num_classes=%d)", s.Name, s.NumClasses)
+		}
+	}
 	return "none: same naming pattern, no torchvision class (see scripts/torchvision_golden.py for the CIFAR nets)"
 }
 
@@ -107,14 +115,18 @@ func ReadStateDict(path string) (*safetensors.File, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	fc, ok := f.Get("fc.weight")
-	if !ok {
-		fc, ok = f.Get("module.fc.weight")
+	for _, name := range []string{"fc.weight", "module.fc.weight", "head.fc.weight", "module.head.fc.weight"} {
+		if fc, ok := f.Get(name); ok && classifierShape(fc.Shape) {
+			return f, fc.Shape[0], nil
+		}
 	}
-	if !ok || len(fc.Shape) != 2 {
-		return nil, 0, fmt.Errorf("%s: no 2-D fc.weight tensor: not a ResNet state_dict", path)
-	}
-	return f, fc.Shape[0], nil
+	return nil, 0, fmt.Errorf("%s: no fc.weight (torchvision) or head.fc.weight (timm ResNetV2) tensor: not a ResNet state_dict", path)
+}
+
+// classifierShape reports whether a classifier weight has the shape of torchvision's fc, (classes,
+// features), or of timm's 1x1 convolution head, (classes, features, 1, 1).
+func classifierShape(s []int) bool {
+	return len(s) == 2 || (len(s) == 4 && s[2] == 1 && s[3] == 1)
 }
 
 // Import loads a state_dict (read by ReadStateDict from label) into the net of spec and writes runDir as

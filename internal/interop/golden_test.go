@@ -16,8 +16,9 @@ import (
 )
 
 // The golden files in testdata are written by scripts/torchvision_golden.py from PyTorch in float64:
-// torchvision's resnet18, resnet50 and resnext50_32x4d and the paper's cifar_resnet20, each with fixed
-// weights and one fixed batch, by the versions scripts/setup-torch.sh pins (goldenTorch). These tests import the same weights into a CPU net, run one training-mode forward and
+// torchvision's resnet18, resnet50 and resnext50_32x4d, timm's resnetv2_50 and the paper's cifar_resnet20,
+// each with fixed weights and one fixed batch, by the versions scripts/setup-torch.sh pins (goldenTorch).
+// These tests import the same weights into a CPU net, run one training-mode forward and
 // backward and an eval-mode forward, and match every stored tensor. See the script for what is stored.
 
 const (
@@ -54,9 +55,11 @@ func goldenUniform(key uint64, n int) []float64 {
 func goldenKey(label, name string) uint64 { return fnv1a(label+name) ^ goldenSeed }
 
 // goldenRange is the script's weight_range, by parameter kind; lastBN is the BN closing a residual
-// branch (bn2 of a basic block, bn3 of a bottleneck), whose gamma is damped.
+// branch (bn2 of a basic block, bn3 of a bottleneck, norm3 of a pre-activation bottleneck), whose gamma is
+// damped.
 func goldenRange(p *model.Param, lastBN string) (lo, hi float64) {
-	if p.Kind == model.BNWeight && strings.HasPrefix(p.Name, "layer") && strings.HasSuffix(p.Name, "."+lastBN+".weight") {
+	unit := strings.HasPrefix(p.Name, "layer") || strings.HasPrefix(p.Name, "stages")
+	if p.Kind == model.BNWeight && unit && strings.HasSuffix(p.Name, "."+lastBN+".weight") {
 		return 0.1, 0.3
 	}
 	switch p.Kind {
@@ -83,6 +86,9 @@ func goldenState(net *model.Net) *safetensors.File {
 	lastBN := "bn2"
 	if net.Spec.Block == model.Bottleneck {
 		lastBN = "bn3"
+		if net.Spec.PreAct {
+			lastBN = "norm3"
+		}
 	}
 	for _, p := range net.Params {
 		lo, hi := goldenRange(p, lastBN)
@@ -291,7 +297,7 @@ func (c *goldenCase) matchGrad(p *model.Param, g []float32) {
 }
 
 func TestGoldenTorchvision(t *testing.T) {
-	for _, arch := range []string{"cifar_resnet20", "resnet18", "resnet50", "resnext50_32x4d"} {
+	for _, arch := range []string{"cifar_resnet20", "resnet18", "resnet50", "resnext50_32x4d", "resnetv2_50"} {
 		t.Run(arch, func(t *testing.T) { runGolden(t, arch) })
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"resnet/internal/backend"
 	"resnet/internal/config"
 	"resnet/internal/model"
 	"resnet/internal/safetensors"
@@ -321,7 +322,7 @@ func TestReadStateDictNeedsClassifier(t *testing.T) {
 	if err := safetensors.WriteFile(path, &safetensors.File{Tensors: []safetensors.Tensor{safetensors.F32("w", []int{1}, []float32{1})}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ReadStateDict(path); err == nil || err.Error() != path+": no 2-D fc.weight tensor: not a ResNet state_dict" {
+	if _, _, err := ReadStateDict(path); err == nil || err.Error() != path+": no fc.weight (torchvision) or head.fc.weight (timm ResNetV2) tensor: not a ResNet state_dict" {
 		t.Errorf("ReadStateDict: %v", err)
 	}
 }
@@ -344,6 +345,66 @@ func TestTorchvisionFit(t *testing.T) {
 		}
 		if got := torchvisionFit(s); !strings.HasPrefix(got, want) {
 			t.Errorf("torchvisionFit(%s) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// A pre-activation net goes out and back in with timm's names, its classifier a (classes, features, 1, 1)
+// head.fc.weight from which ReadStateDict takes the class count.
+func TestExportImportPreAct(t *testing.T) {
+	cfg, err := config.Load(config.Source{File: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Model.Arch, cfg.Model.Depth = "cifar_preact_resnet20", 0
+	spec, err := train.SpecFor(cfg.Model, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := buildCPU(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Free()
+	if err := Load(net, goldenState(net), "golden weights"); err != nil {
+		t.Fatal(err)
+	}
+	yml, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	if _, err := train.NewRunDir(run).SaveCheckpoint(net, train.State{Step: 1}, yml, 1); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "model.safetensors")
+	if _, err := Export(run, out); err != nil {
+		t.Fatal(err)
+	}
+	f, classes, err := ReadStateDict(out)
+	if err != nil || classes != 10 {
+		t.Fatalf("ReadStateDict: %d classes, %v", classes, err)
+	}
+	if fc, ok := f.Get("head.fc.weight"); !ok || !model.SameShape(fc.Shape, backend.Shape{10, 64, 1, 1}) {
+		t.Errorf("head.fc.weight: %v, %v", fc.Shape, ok)
+	}
+	want, err := StateDict(net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTensors(t, "export", f, want)
+	path, err := Import(f, out, spec, cfg, filepath.Join(dir, "imported"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := train.LoadCheckpoint(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want.Tensors {
+		if got, ok := ck.Tensor(w.Name); !ok || !bytes.Equal(got.Data, w.Data) {
+			t.Errorf("imported checkpoint: %s differs from the exported tensor", w.Name)
 		}
 	}
 }

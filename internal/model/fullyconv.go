@@ -28,7 +28,7 @@ func BuildFullyConv(base *Net, h, w, batch int) (*Net, error) {
 		p.Value = bp.Value
 		p.Value.Shape = p.Shape
 	}
-	fcb, _ := base.Param("fc.bias")
+	fcb, _ := base.Param(base.Spec.ClassifierName() + ".bias")
 	if n.fcBias, err = base.Get(fcb); err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func (n *Net) ActivationValues() int64 {
 	for _, a := range n.g.acts {
 		per := int64(a.c) * int64(a.h) * int64(a.w) * int64(n.capacity)
 		v += per
-		if a.needGrad {
+		if a.needGrad && a.gradOf == nil {
 			v += per
 		}
 	}

@@ -31,7 +31,8 @@ type Param struct {
 	// Value, Grad and Momentum are views into the net's single parameter, gradient and momentum
 	// allocations (Grad and Momentum are unused for running statistics).
 	Value, Grad, Momentum backend.Tensor
-	// zeroInit marks the last BN gamma of a residual branch, set to 0 under Spec.ZeroInitResidual.
+	// zeroInit marks the last BN gamma of a residual branch (the last convolution of a pre-activation
+	// branch), set to 0 under Spec.ZeroInitResidual.
 	zeroInit bool
 	offset   int
 }
@@ -49,6 +50,9 @@ type act struct {
 	// gradWritten is set once some node has written this activation's gradient in the current backward
 	// pass; later writers accumulate (the residual fork).
 	gradWritten bool
+	// gradOf, when set, is the activation whose gradient storage this one shares: an input of a residual
+	// add, whose gradient is the sum's own.
+	gradOf *act
 }
 
 func (a *act) shape() string { return fmt.Sprintf("%dx%dx%d", a.c, a.h, a.w) }
@@ -86,6 +90,8 @@ type avgPoolNode struct{ in, out *act }
 type linearNode struct {
 	w, b    *Param
 	in, out *act
+	// wMatrix is w's (Out, In) shape, which a classifier stored as a 1x1 convolution is viewed with.
+	wMatrix backend.Shape
 }
 
 func (c *convNode) macs() int64 {
@@ -273,7 +279,11 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 
 	h := g.input
 	var err error
-	if s.Family == ImageNet {
+	if s.PreAct {
+		if h, err = b.preactStem(h); err != nil {
+			return nil, err
+		}
+	} else if s.Family == ImageNet {
 		if h, err = b.conv("conv1", h, s.StemWidth, 7, 2, 3); err != nil {
 			return nil, err
 		}
@@ -301,7 +311,12 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 			if j == 0 {
 				st = stride
 			}
-			if h, err = b.block(fmt.Sprintf("layer%d.%d", i+1, j), h, s.Widths[i], st); err != nil {
+			if s.PreAct {
+				h, err = b.preactBlock(fmt.Sprintf("stages.%d.blocks.%d", i, j), h, s.Widths[i], st)
+			} else {
+				h, err = b.block(fmt.Sprintf("layer%d.%d", i+1, j), h, s.Widths[i], st)
+			}
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -314,9 +329,13 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 	}
 
 	p0, n0 := len(g.params), len(g.nodes)
+	fc := s.ClassifierName()
+	if s.PreAct {
+		h = b.bn("norm", h, true, nil).y
+	}
 	if fullyConv {
-		w := b.param("fc.weight", ConvWeight, s.NumClasses, h.c, 1, 1)
-		b.param("fc.bias", FCBias, s.NumClasses)
+		w := b.param(fc+".weight", ConvWeight, s.NumClasses, h.c, 1, 1)
+		b.param(fc+".bias", FCBias, s.NumClasses)
 		scores := b.newAct("fc", s.NumClasses, h.h, h.w)
 		g.nodes = append(g.nodes, &convNode{name: "fc", p: backend.ConvParams{Stride: 1}, k: 1, w: w, in: h, out: scores})
 		g.scoreMap = scores
@@ -331,10 +350,14 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 	g.nodes = append(g.nodes, &avgPoolNode{in: h, out: pooled})
 	g.logits = b.newAct("fc", s.NumClasses, 1, 1)
 	g.logits.flat = true
+	wShape := []int{s.NumClasses, h.c}
+	if s.PreAct {
+		wShape = append(wShape, 1, 1) // timm's head is a 1x1 convolution
+	}
 	g.nodes = append(g.nodes, &linearNode{
-		w:  b.param("fc.weight", FCWeight, s.NumClasses, h.c),
-		b:  b.param("fc.bias", FCBias, s.NumClasses),
-		in: pooled, out: g.logits,
+		w:  b.param(fc+".weight", FCWeight, wShape...),
+		b:  b.param(fc+".bias", FCBias, s.NumClasses),
+		in: pooled, out: g.logits, wMatrix: backend.Shape{s.NumClasses, h.c},
 	})
 	mark("head", 0, g.logits, p0, n0)
 	return g, nil

@@ -105,7 +105,16 @@ func (f *family) usage() string {
 		}
 		ds = append(ds, m[0])
 	}
-	return f.prefix + strings.Join(ds, "/")
+	return withDepth(f.prefix, strings.Join(ds, "/"))
+}
+
+// withDepth writes a name of the family with prefix: the depth follows the prefix, after an underscore
+// when the prefix ends in a digit (resnetv2_50).
+func withDepth(prefix, depth string) string {
+	if n := len(prefix); n > 0 && prefix[n-1] >= '0' && prefix[n-1] <= '9' {
+		return prefix + "_" + depth
+	}
+	return prefix + depth
 }
 
 var families []*family
@@ -300,7 +309,7 @@ func didYouMean(prefix string, depth int) string {
 	if depth <= 0 {
 		return ""
 	}
-	return "; did you mean " + prefix + strconv.Itoa(depth) + "?"
+	return "; did you mean " + withDepth(prefix, strconv.Itoa(depth)) + "?"
 }
 
 // closestName is the zoo name nearest to n by edit distance, when it is close enough to be a typo.

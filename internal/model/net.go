@@ -86,6 +86,11 @@ func (n *Net) alloc() error {
 			return err
 		}
 	}
+	for _, a := range n.g.acts {
+		if a.gradOf != nil && a.needGrad {
+			a.grad = a.gradOf.grad
+		}
+	}
 	if !n.shared {
 		n.viewParams()
 	}
@@ -152,7 +157,7 @@ func (n *Net) tensorPlan() []plannedTensor {
 			t.shape, t.dt, t.layout = backend.Shape{n.capacity, a.c}, backend.F32, backend.NCHW
 		}
 		plan = append(plan, t)
-		if a.needGrad {
+		if a.needGrad && a.gradOf == nil {
 			t.dst = &a.grad
 			plan = append(plan, t)
 		}
@@ -263,6 +268,9 @@ func (n *Net) Init(seed int64) error {
 		switch p.Kind {
 		case ConvWeight:
 			std := math.Sqrt(2 / float64(p.Shape[0]*p.Shape[2]*p.Shape[3]))
+			if p.zeroInit && n.Spec.ZeroInitResidual {
+				std = 0 // the last convolution of a pre-activation branch
+			}
 			for i := range v {
 				v[i] = float32(rng.NormFloat64() * std)
 			}
@@ -656,10 +664,16 @@ func (a *avgPoolNode) backward(n *Net) error {
 }
 
 func (l *linearNode) forward(n *Net, _ bool) error {
-	return n.dev.LinearForward(l.in.cur, l.w.Value, l.b.Value, l.out.cur)
+	return n.dev.LinearForward(l.in.cur, l.matrix(l.w.Value), l.b.Value, l.out.cur)
 }
 
 func (l *linearNode) backward(n *Net) error {
 	l.in.gradWritten = true
-	return n.dev.LinearBackward(l.in.cur, l.w.Value, l.out.dcur, l.in.dcur, l.w.Grad, l.b.Grad)
+	return n.dev.LinearBackward(l.in.cur, l.matrix(l.w.Value), l.out.dcur, l.in.dcur, l.matrix(l.w.Grad), l.b.Grad)
+}
+
+// matrix views a weight (or its gradient) as the (Out, In) matrix the linear op takes.
+func (l *linearNode) matrix(t backend.Tensor) backend.Tensor {
+	t.Shape = l.wMatrix
+	return t
 }

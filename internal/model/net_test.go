@@ -35,13 +35,15 @@ func tinyBatch(n int, seed uint64) ([]float32, []int32) {
 // BN runs in training mode, so the check covers the batch-statistics backward too.
 func TestWholeNetGradientCheck(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		residual bool
-		shortcut byte
-	}{{"optionA", true, 'A'}, {"optionB", true, 'B'}, {"optionC", true, 'C'}, {"plain", false, 'A'}} {
+		name string
+		spec Spec
+	}{{"optionA", tinySpec(true, 'A')}, {"optionB", tinySpec(true, 'B')}, {"optionC", tinySpec(true, 'C')},
+		{"plain", tinySpec(false, 'A')}, {"preact optionA", tinyPreAct(Basic, 'A')},
+		{"preact optionB", tinyPreAct(Basic, 'B')}, {"preact bottleneck", tinyPreAct(Bottleneck, 'B')},
+		{"preact optionC", tinyPreAct(Basic, 'C')}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dev := cpu.New()
-			net, err := Build(dev, tinySpec(tc.residual, tc.shortcut), 4)
+			net, err := Build(dev, tc.spec, 4)
 			if err != nil {
 				t.Fatal(err)
 			}

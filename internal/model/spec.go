@@ -55,6 +55,8 @@ type Spec struct {
 	InChannels       int
 	InputSize        int // square input side
 	NumClasses       int
+	// PreAct builds pre-activation units (BN-ReLU-conv, preact.go) with timm's ResNetV2 names.
+	PreAct bool
 }
 
 // Depth is the number of weighted layers (convs on the main path plus the FC layer).
@@ -189,4 +191,5 @@ func init() {
 	register(&family{prefix: "cifar_plain", depths: []int{20, 32, 44, 56, 110}, valid: cifarValid,
 		rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
 	registerWider() // after the ResNets, so that they list first
+	registerPreAct()
 }

@@ -34,6 +34,14 @@ func TestZooMatchesReferenceCounts(t *testing.T) {
 		{"cifar_plain20", 269722, 40.55, 1e6, 2},
 		{"cifar_plain56", 853018, 125.49, 1e6, 2},
 		{"cifar_plain110", 1727962, 252.89, 1e6, 2},
+		// Pre-activation: timm 1.0.31's resnetv2_50 and resnetv2_101 (FACTS.md), and the Identity Mappings
+		// paper's CIFAR nets, whose counts the paper gives as 1.7M, 1.7M and 10.2M (its 10.2M leaves out
+		// the BN parameters: 10,327,706 less 149,216: 10,178,490).
+		{"resnetv2_50", 25549352, 4.089, 1e9, 3},
+		{"resnetv2_101", 44541480, 7.801, 1e9, 3},
+		{"cifar_preact_resnet110", 1727962, 252.89, 1e6, 2},
+		{"cifar_preact_resnet164", 1703258, 247.65, 1e6, 2},
+		{"cifar_preact_resnet1001", 10327706, 1491.00, 1e6, 2},
 	}
 	for _, c := range cases {
 		s, err := Lookup(c.name)
@@ -255,7 +263,7 @@ func TestParamNamesFollowTorchvision(t *testing.T) {
 // Every listed name resolves to itself, and so do its short and paper spellings.
 func TestNamesRoundTrip(t *testing.T) {
 	names := Names()
-	if len(names) != 28 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
+	if len(names) != 33 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
 		t.Fatalf("Names() = %v", names)
 	}
 	for _, n := range names {

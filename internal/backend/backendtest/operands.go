@@ -340,6 +340,34 @@ var operandCases = []operandCase{
 	}},
 	{"find nonfinite another backend's tensor", "FindNonFinite: tensor was allocated by another backend (backendtest.foreignBuffer) (ts[1])",
 		func(o *ops) error { return o.find(nil, o.t(2), o.foreign(3)) }},
+
+	// Residual add: a (2, 8, 4, 4), z identity-shaped or an option-A input.
+	{"residual add output shape", "ResidualAdd: y has shape [2 8 4 3], want [2 8 4 4]", func(o *ops) error {
+		return o.dev.ResidualAdd(o.t(2, 8, 4, 4), o.t(2, 8, 4, 4), o.t(2, 8, 4, 3))
+	}},
+	{"residual add without z", "ResidualAdd: z is not allocated", func(o *ops) error {
+		return o.dev.ResidualAdd(o.t(2, 8, 4, 4), backend.Tensor{}, o.t(2, 8, 4, 4))
+	}},
+	{"residual add odd channel difference", "ResidualAdd: z has shape [2 5 8 8], want (2, Cz, H*s, W*s) for the output " +
+		"[2 8 4 4]: " + evenCz, func(o *ops) error {
+		return o.dev.ResidualAdd(o.t(2, 8, 4, 4), o.t(2, 5, 8, 8), o.t(2, 8, 4, 4))
+	}},
+	{"residual add 2-D input", "ResidualAdd: a has shape [2 8], want 4-D (N, C, H, W)", func(o *ops) error {
+		return o.dev.ResidualAdd(o.t(2, 8), o.t(2, 8), o.t(2, 8))
+	}},
+	{"residual add i32 shortcut", "ResidualAdd: z is i32, want a floating-point activation", func(o *ops) error {
+		return o.dev.ResidualAdd(o.t(1, 1, 1, 2), o.reshaped(o.labels(0, 1), 1, 1, 1, 2), o.t(1, 1, 1, 2))
+	}},
+	{"residual backward strides", "ResidualAddBackward: dz has shape [2 8 8 4], want (2, Cz, H*s, W*s) for the output " +
+		"[2 8 4 4]: " + oneStride, func(o *ops) error {
+		return o.dev.ResidualAddBackward(o.t(2, 8, 4, 4), o.t(2, 8, 8, 4), true)
+	}},
+	{"residual backward batch", "ResidualAddBackward: dz has shape [3 8 4 4], want (2, Cz, H*s, W*s) for the output " +
+		"[2 8 4 4]: batch sizes differ", func(o *ops) error {
+		return o.dev.ResidualAddBackward(o.t(2, 8, 4, 4), o.t(3, 8, 4, 4), false)
+	}},
+	{"residual backward another backend's gradient", "ResidualAddBackward: dz was allocated by another backend (backendtest.foreignBuffer)",
+		func(o *ops) error { return o.dev.ResidualAddBackward(o.t(2, 8, 4, 4), o.foreign(2, 8, 4, 4), false) }},
 }
 
 // rejectedSGDStep checks that SGDStep checks every slot before it changes any parameter, whether a later
