@@ -107,6 +107,7 @@ type jobs struct {
 	ce   ceJob
 	sgd  sgdJob
 	find findJob
+	gate gateJob
 }
 
 // workspace is the scratch memory of one worker, grown on demand and kept for the device's lifetime.
