@@ -38,7 +38,11 @@ func TestModelsJSON(t *testing.T) {
 		"plain34": {21623848, "imagenet", false}, "cifar_resnet20": {269722, "cifar", true},
 		"cifar_resnet110": {1727962, "cifar", true}, "cifar_resnet1202": {19421274, "cifar", true},
 		"cifar_plain56": {853018, "cifar", false},
+		"seresnet50":    {28088024, "imagenet", true}, "seresnet101": {49326872, "imagenet", true},
+		"seresnet152": {66821848, "imagenet", true},
 	}
+	// The SE-ResNets' MACs are exact (timm's definitions; see internal/model/senet_test.go).
+	seMACs := map[string]int64{"seresnet50": 4091699200, "seresnet101": 7806148608, "seresnet152": 11520204800}
 	seen := 0
 	for _, m := range infos {
 		w, ok := want[m.Name]
@@ -49,9 +53,12 @@ func TestModelsJSON(t *testing.T) {
 		if m.Params != w.params || m.Family != w.family || m.Residual != w.residual || m.MACs <= 0 {
 			t.Errorf("%s: %+v", m.Name, m)
 		}
+		if macs, ok := seMACs[m.Name]; ok && (m.MACs != macs || m.SEReduction != 16) {
+			t.Errorf("%s: %d MACs, SE reduction %d; want %d, 16", m.Name, m.MACs, m.SEReduction, macs)
+		}
 	}
-	if seen != len(want) || len(infos) != 21 {
-		t.Errorf("found %d of %d reference models among %d entries (want 21)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 24 {
+		t.Errorf("found %d of %d reference models among %d entries (want 24)", seen, len(want), len(infos))
 	}
 }
 

@@ -50,6 +50,9 @@ type Spec struct {
 	InChannels       int
 	InputSize        int // square input side
 	NumClasses       int
+	// SEReduction, when not 0, closes every residual unit with a squeeze-and-excitation module whose
+	// bottleneck has width/SEReduction channels, rounded as timm rounds them (senet.go).
+	SEReduction int
 }
 
 // Depth is the number of weighted layers (convs on the main path plus the FC layer).
@@ -80,6 +83,8 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("model %s: input size, input channels and stem width must be >= 1", s.Name)
 	case s.Family != ImageNet && s.Family != CIFAR:
 		return fmt.Errorf("model %s: family must be %s or %s (got %q)", s.Name, ImageNet, CIFAR, s.Family)
+	case s.SEReduction < 0 || (s.SEReduction > 0 && !s.Residual):
+		return fmt.Errorf("model %s: se_reduction must be 0, or > 0 on a residual net (got %d)", s.Name, s.SEReduction)
 	}
 	for i, l := range s.Layers {
 		if l < 1 || s.Widths[i] < 1 {
@@ -166,4 +171,5 @@ func init() {
 		depths: []int{20, 32, 44, 56, 110, 1202}, valid: cifarValid, rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
 	register(&family{prefix: "cifar_plain", depths: []int{20, 32, 44, 56, 110}, valid: cifarValid,
 		rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
+	registerSENets()
 }

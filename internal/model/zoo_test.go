@@ -166,7 +166,7 @@ func TestParamNamesFollowTorchvision(t *testing.T) {
 // Every listed name resolves to itself, and so do its short and paper spellings.
 func TestNamesRoundTrip(t *testing.T) {
 	names := Names()
-	if len(names) != 21 || names[0] != "cifar_plain110" || names[len(names)-1] != "resnet50" {
+	if len(names) != 24 || names[0] != "cifar_plain110" || names[len(names)-1] != "seresnet50" {
 		t.Fatalf("Names() = %v", names)
 	}
 	for _, n := range names {
