@@ -14,7 +14,7 @@ func TestNames(t *testing.T) {
 	want := []string{
 		"cifar_plain110", "cifar_plain20", "cifar_plain32", "cifar_plain44", "cifar_plain56",
 		"cifar_resnet110", "cifar_resnet1202", "cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56", "compare_demo",
-		"demo", "plain18", "plain34", "resnet101", "resnet152", "resnet18", "resnet34", "resnet50",
+		"demo", "plain18", "plain34", "resnet101", "resnet152", "resnet18", "resnet34", "resnet50", "seresnet50",
 	}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("Names() = %v\nwant %v", names, want)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs PyTorch, torchvision and safetensors from PyPI into a versioned virtual environment outside the
+# Installs PyTorch, torchvision, timm and safetensors from PyPI into a versioned virtual environment outside the
 # checkout and prints the path of its python on stdout (progress goes to stderr), so that
 #
 #     py=$(scripts/setup-torch.sh) && "$py" scripts/bench_pytorch.py --device cpu ...
@@ -19,6 +19,7 @@ readonly TORCH_VERSION=2.15.0
 readonly PACKAGES=(
 	"torch==${TORCH_VERSION}"
 	"torchvision==0.29.2"
+	"timm==1.0.31"
 	"safetensors"
 	"numpy"
 )
@@ -40,19 +41,23 @@ venv=$cache/torch-$TORCH_VERSION
 stamp=$venv/.resnet-installed
 python=${RESNET_PYTHON:-python3}
 
-if [[ -f $stamp && -x $venv/bin/python ]]; then
+# The stamp holds the package list it was made for: a venv from an older list gets the packages added
+# since (pip keeps those already installed at their pinned versions).
+if [[ -f $stamp && -x $venv/bin/python ]] && [[ "$(cat "$stamp")" == "${PACKAGES[*]}" ]]; then
 	echo "$venv/bin/python"
 	exit 0
 fi
 
 echo "setup-torch: installing ${PACKAGES[*]} into $venv" >&2
-rm -rf "$venv"
-mkdir -p "$cache"
-"$python" -m venv "$venv"
+if [[ ! -f $stamp || ! -x $venv/bin/python ]]; then
+	rm -rf "$venv"
+	mkdir -p "$cache"
+	"$python" -m venv "$venv"
+fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}" >&2
-"$venv/bin/python" -c 'import torch, torchvision, safetensors.torch' >&2 || {
+"$venv/bin/python" -c 'import torch, torchvision, timm, safetensors.torch' >&2 || {
 	echo "setup-torch: the installed torch does not import (see above)" >&2
 	exit 1
 }
-touch "$stamp"
+echo "${PACKAGES[*]}" >"$stamp"
 echo "$venv/bin/python"

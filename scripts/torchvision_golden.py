@@ -3,9 +3,9 @@
 
     py=$(scripts/setup-torch.sh) && "$py" scripts/torchvision_golden.py
 
-For resnet18 and resnet50 (torchvision's classes) and cifar_resnet20 (the paper's CIFAR net, defined
-below: 3x3 stem, three stages of 3 basic blocks of widths 16/32/64, option-A shortcuts), with fixed
-weights and a fixed batch of 2, it records in float64:
+For resnet18 and resnet50 (torchvision's classes), seresnet50 (timm's, pinned in scripts/setup-torch.sh)
+and cifar_resnet20 (the paper's CIFAR net, defined below: 3x3 stem, three stages of 3 basic blocks of
+widths 16/32/64, option-A shortcuts), with fixed weights and a fixed batch of 2, it records in float64:
 
   * the logits and the mean cross-entropy loss of a training-mode forward (batch statistics),
   * the gradient of every parameter after loss.backward(),
@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import timm
 import torchvision
 from safetensors.torch import save_file
 
@@ -103,7 +104,7 @@ def weight_range(name, shape, last_bn):
     if name == "fc.weight":
         b = 1 / math.sqrt(shape[1])
         return -b, b
-    if name == "fc.bias":
+    if name == "fc.bias" or (".se.fc" in name and name.endswith(".bias")):  # the SE convolutions' biases
         return -0.1, 0.1
     if len(shape) == 4:  # conv (Cout, Cin, kH, kW): variance 1/fan_in
         b = math.sqrt(3 / (shape[1] * shape[2] * shape[3]))
@@ -189,6 +190,7 @@ class CIFARResNet(nn.Module):
 MODELS = {
     "resnet18": (lambda: torchvision.models.resnet18(), 64, 11689512),
     "resnet50": (lambda: torchvision.models.resnet50(), 64, 25557032),
+    "seresnet50": (lambda: timm.create_model("seresnet50"), 64, 28088024),
     "cifar_resnet20": (lambda: CIFARResNet(20), 32, 269722),
 }
 
@@ -357,6 +359,8 @@ def write_golden(arch, out_dir):
         "torchvision": torchvision.__version__,
         "generator": "splitmix64(fnv1a(name) ^ seed + i*0x9e3779b97f4a7c15), top 53 bits",
     }
+    if type(model).__module__.startswith("timm."):
+        meta["timm"] = timm.__version__
     out = {k: v.contiguous() for k, v in out.items()}
     path = os.path.join(out_dir, f"{arch}.golden.safetensors")
     save(out, path, meta)
