@@ -17,7 +17,7 @@ func TestNames(t *testing.T) {
 		"cifar_resnet110", "cifar_resnet1202", "cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56",
 		"cifar_resnext29_8x64d", "compare_demo",
 		"demo", "plain18", "plain34", "resnet101", "resnet152", "resnet18", "resnet34", "resnet50", "resnetv2_50",
-		"resnext50_32x4d", "wide_resnet50_2",
+		"resnext50_32x4d", "seresnet50", "wide_resnet50_2",
 	}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("Names() = %v\nwant %v", names, want)

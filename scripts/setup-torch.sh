@@ -42,24 +42,23 @@ venv=$cache/torch-$TORCH_VERSION
 stamp=$venv/.resnet-installed
 python=${RESNET_PYTHON:-python3}
 
-if [[ -f $stamp && -x $venv/bin/python ]]; then
-	# A venv made before timm joined the list gets it added.
-	if ! "$venv/bin/python" -c "import timm, sys; sys.exit(timm.__version__ != '$TIMM_VERSION')" 2>/dev/null; then
-		echo "setup-torch: installing timm==$TIMM_VERSION into $venv" >&2
-		"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "timm==$TIMM_VERSION" >&2
-	fi
+# The stamp holds the package list it was made for: a venv from an older list gets the packages added
+# since (pip keeps those already installed at their pinned versions).
+if [[ -f $stamp && -x $venv/bin/python ]] && [[ "$(cat "$stamp")" == "${PACKAGES[*]}" ]]; then
 	echo "$venv/bin/python"
 	exit 0
 fi
 
 echo "setup-torch: installing ${PACKAGES[*]} into $venv" >&2
-rm -rf "$venv"
-mkdir -p "$cache"
-"$python" -m venv "$venv"
+if [[ ! -f $stamp || ! -x $venv/bin/python ]]; then
+	rm -rf "$venv"
+	mkdir -p "$cache"
+	"$python" -m venv "$venv"
+fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}" >&2
 "$venv/bin/python" -c 'import torch, torchvision, timm, safetensors.torch' >&2 || {
 	echo "setup-torch: the installed torch does not import (see above)" >&2
 	exit 1
 }
-touch "$stamp"
+echo "${PACKAGES[*]}" >"$stamp"
 echo "$venv/bin/python"

@@ -5,9 +5,9 @@
 
 For resnet18, resnet50 and resnext50_32x4d (torchvision's classes; ResNeXt's grouped 3x3 convolutions
 draw their weights with the fan-in of one group, Cin/groups*9, from the same table), resnetv2_50 (timm's
-pre-activation ResNet) and cifar_resnet20 (the paper's CIFAR net, defined below: 3x3 stem, three stages of
-3 basic blocks of widths 16/32/64, option-A shortcuts), with fixed
-weights and a fixed batch of 2, it records in float64:
+pre-activation ResNet), seresnet50 (timm's SE-ResNet; timm pinned in scripts/setup-torch.sh) and
+cifar_resnet20 (the paper's CIFAR net, defined below: 3x3 stem, three stages of 3 basic blocks of widths
+16/32/64, option-A shortcuts), with fixed weights and a fixed batch of 2, it records in float64:
 
   * the logits and the mean cross-entropy loss of a training-mode forward (batch statistics),
   * the gradient of every parameter after loss.backward(),
@@ -113,7 +113,7 @@ def weight_range(name, shape, last_bn):
     if name in ("fc.weight", "head.fc.weight"):  # timm's head is a 1x1 convolution
         b = 1 / math.sqrt(shape[1])
         return -b, b
-    if name in ("fc.bias", "head.fc.bias"):
+    if name in ("fc.bias", "head.fc.bias") or (".se.fc" in name and name.endswith(".bias")):  # SE convs' biases
         return -0.1, 0.1
     if len(shape) == 4:  # conv (Cout, Cin/groups, kH, kW): variance 1/fan_in
         b = math.sqrt(3 / (shape[1] * shape[2] * shape[3]))
@@ -203,6 +203,7 @@ MODELS = {
     "resnet18": (lambda: torchvision.models.resnet18(), 64, 11689512),
     "resnet50": (lambda: torchvision.models.resnet50(), 64, 25557032),
     "resnext50_32x4d": (lambda: torchvision.models.resnext50_32x4d(), 64, 25028904),
+    "seresnet50": (lambda: timm.create_model("seresnet50"), 64, 28088024),
     "cifar_resnet20": (lambda: CIFARResNet(20), 32, 269722),
     "resnetv2_50": (lambda: timm.create_model("resnetv2_50"), 64, 25549352),
 }
@@ -373,6 +374,8 @@ def write_golden(arch, out_dir):
         "timm": timm.__version__,
         "generator": "splitmix64(fnv1a(name) ^ seed + i*0x9e3779b97f4a7c15), top 53 bits",
     }
+    if type(model).__module__.startswith("timm."):
+        meta["timm"] = timm.__version__
     out = {k: v.contiguous() for k, v in out.items()}
     path = os.path.join(out_dir, f"{arch}.golden.safetensors")
     save(out, path, meta)

@@ -325,6 +325,58 @@ type Device interface {
 	// dz when accumulate is set (z also feeds another layer). The gradient of a is dy itself: the caller
 	// reads dy as a's gradient (or copies it), so the op has nothing to write for it.
 	ResidualAddBackward(dy, dz Tensor, accumulate bool) error
+	// ExcitationForward runs the excitation of a squeeze-and-excitation (SE) module on pooled features.
+	ExcitationForward(t ExcitationTensors) error
+	// ExcitationBackward propagates the gate logits' gradient through the excitation.
+	ExcitationBackward(g ExcitationGrads) error
+	// ChannelGateForward: y = act(x * sigmoid(s) + z), the SE gate, with the residual add and ReLU of the
+	// unit it closes (see ChannelGateParams).
+	ChannelGateForward(p ChannelGateParams, x, s, z, y Tensor) error
+	// ChannelGateBackward writes g.DG and g.DS (see ChannelGateGrads).
+	ChannelGateBackward(p ChannelGateParams, g ChannelGateGrads) error
+	// ChannelGateBackwardData: dx = dg * sigmoid(s) + dpool/(H*W), the gradient of the gate's input x (N,
+	// C, H, W) from the gradient dg of the gate's output (before the residual add), plus, when dpool (N, C)
+	// is valid, that of the squeeze which pooled x. dx may be dg itself.
+	ChannelGateBackwardData(s, dg, dpool, dx Tensor) error
+}
+
+// ExcitationTensors are the operands of Device.ExcitationForward, the two-layer bottleneck of an SE module
+// applied to each sample's pooled features (timm's SEModule, whose 1x1 convolutions on a 1x1 map are these
+// fully connected layers):
+//
+//	H = relu(P W1^T + B1),  S = H W2^T + B2
+//
+// P (N, C) are the squeezed features, W1 (R, C), B1 (R), W2 (C, R), B2 (C). H (N, R) receives the hidden
+// layer (kept for backward) and S (N, C) the gate's logits, before the sigmoid. All f32.
+type ExcitationTensors struct {
+	P, W1, B1, W2, B2 Tensor
+	H, S              Tensor
+}
+
+// ExcitationGrads are the operands of Device.ExcitationBackward: from DS (N, C), the gradient of the logits
+// S, it writes DW2, DB2, DW1, DB1 and DP (N, C), the gradient of the pooled features; DH (N, R) is scratch
+// that receives the gradient of the hidden layer's input. P, W1, W2 and H are the forward's.
+type ExcitationGrads struct {
+	P, W1, W2, H       Tensor
+	DS, DH, DP         Tensor
+	DW1, DB1, DW2, DB2 Tensor
+}
+
+// ChannelGateParams configures the SE gate y = act(x * sigmoid(s) + z): x (N, C, H, W) is scaled per
+// (n, c) by the sigmoid of s (N, C) (f32); z, of x's shape, is added when Residual is set; act is ReLU when
+// ReLU is set, else the identity.
+type ChannelGateParams struct {
+	ReLU     bool
+	Residual bool
+}
+
+// ChannelGateGrads are the operands of Device.ChannelGateBackward. From the forward's X, S, Y and the
+// output gradient DY it writes DG = DY * act'(Y), the gradient of x * sigmoid(s) + z (and so of z, when
+// Residual), and DS (N, C) = sigmoid'(S) * the sum over (H, W) of DG * X. DG has X's shape; it may be DY
+// itself.
+type ChannelGateGrads struct {
+	X, S, Y, DY Tensor
+	DG, DS      Tensor
 }
 
 // HostStager is implemented by devices whose uploads are faster from memory they provide (pinned host

@@ -408,3 +408,108 @@ func CheckSoftmaxCrossEntropy(logits, labels, loss, dlogits Tensor) (LossGeometr
 	}
 	return g, k.err
 }
+
+// ExcitationGeometry is the geometry of a checked SE excitation: N samples of C channels squeezed to R.
+type ExcitationGeometry struct {
+	N, C, R int
+}
+
+// CheckExcitationForward checks the operands of Device.ExcitationForward.
+func CheckExcitationForward(t ExcitationTensors) (ExcitationGeometry, error) {
+	k := checker{op: "ExcitationForward"}
+	g := k.excitation(t.P, t.W1, t.W2)
+	k.shaped("B1", t.B1, g.R)
+	k.shaped("B2", t.B2, g.C)
+	k.shaped("H", t.H, g.N, g.R)
+	k.shaped("S", t.S, g.N, g.C)
+	return g, k.err
+}
+
+// CheckExcitationBackward checks the operands of Device.ExcitationBackward.
+func CheckExcitationBackward(gr ExcitationGrads) (ExcitationGeometry, error) {
+	k := checker{op: "ExcitationBackward"}
+	g := k.excitation(gr.P, gr.W1, gr.W2)
+	k.shaped("H", gr.H, g.N, g.R)
+	k.shaped("DS", gr.DS, g.N, g.C)
+	k.shaped("DH", gr.DH, g.N, g.R)
+	k.shaped("DP", gr.DP, g.N, g.C)
+	k.shaped("DW1", gr.DW1, g.R, g.C)
+	k.shaped("DB1", gr.DB1, g.R)
+	k.shaped("DW2", gr.DW2, g.C, g.R)
+	k.shaped("DB2", gr.DB2, g.C)
+	return g, k.err
+}
+
+// excitation checks P (N, C), W1 (R, C) and W2 (C, R).
+func (k *checker) excitation(p, w1, w2 Tensor) ExcitationGeometry {
+	var g ExcitationGeometry
+	switch {
+	case len(p.Shape) != 2:
+		k.failf("P has shape %v, want (N, C)", p.Shape)
+	case len(w1.Shape) != 2:
+		k.failf("W1 has shape %v, want (R, C)", w1.Shape)
+	}
+	if k.err != nil {
+		return g
+	}
+	g.N, g.C, g.R = p.Shape[0], p.Shape[1], w1.Shape[0]
+	k.typed("P", p, F32)
+	k.shaped("W1", w1, g.R, g.C)
+	k.shaped("W2", w2, g.C, g.R)
+	return g
+}
+
+// ChannelGateGeometry is the geometry of a checked SE gate: x (N, C, H, W) holding DType in Layout, and
+// the per-(n, c) logits (N, C) in f32.
+type ChannelGateGeometry struct {
+	N, C, H, W int
+	DType      DType
+	Layout     Layout
+}
+
+// XLen is the element count of x; HW the positions of a plane.
+func (g ChannelGateGeometry) XLen() int { return g.N * g.C * g.H * g.W }
+func (g ChannelGateGeometry) HW() int   { return g.H * g.W }
+
+// CheckChannelGateForward checks the operands of Device.ChannelGateForward: z only when p.Residual.
+func CheckChannelGateForward(p ChannelGateParams, x, s, z, y Tensor) (ChannelGateGeometry, error) {
+	k := checker{op: "ChannelGateForward"}
+	g := k.gate("x", x, "s", s)
+	if p.Residual {
+		k.actShaped("z", z, g.N, g.C, g.H, g.W)
+	}
+	k.actShaped("y", y, g.N, g.C, g.H, g.W)
+	return g, k.err
+}
+
+// CheckChannelGateBackward checks the operands of Device.ChannelGateBackward.
+func CheckChannelGateBackward(gr ChannelGateGrads) (ChannelGateGeometry, error) {
+	k := checker{op: "ChannelGateBackward"}
+	g := k.gate("X", gr.X, "S", gr.S)
+	k.actShaped("Y", gr.Y, g.N, g.C, g.H, g.W)
+	k.actShaped("DY", gr.DY, g.N, g.C, g.H, g.W)
+	k.actShaped("DG", gr.DG, g.N, g.C, g.H, g.W)
+	k.shaped("DS", gr.DS, g.N, g.C)
+	return g, k.err
+}
+
+// CheckChannelGateBackwardData checks the operands of Device.ChannelGateBackwardData (dpool may be left
+// unallocated).
+func CheckChannelGateBackwardData(s, dg, dpool, dx Tensor) (ChannelGateGeometry, error) {
+	k := checker{op: "ChannelGateBackwardData"}
+	g := k.gate("dg", dg, "s", s)
+	if dpool.Valid() {
+		k.shaped("dpool", dpool, g.N, g.C)
+	}
+	k.actShaped("dx", dx, g.N, g.C, g.H, g.W)
+	return g, k.err
+}
+
+// gate checks a 4-D activation x and the gate logits s (N, C) that scale its planes.
+func (k *checker) gate(xName string, x Tensor, sName string, s Tensor) ChannelGateGeometry {
+	var g ChannelGateGeometry
+	g.N, g.C, g.H, g.W = k.act4(xName, x)
+	g.DType, g.Layout = x.DType, x.Layout
+	k.shaped(sName, s, g.N, g.C)
+	return g
+}

@@ -44,7 +44,11 @@ func TestModelsJSON(t *testing.T) {
 		"resnetv2_50":      {25549352, "imagenet", true}, "resnetv2_101": {44541480, "imagenet", true},
 		"cifar_preact_resnet110": {1727962, "cifar", true}, "cifar_preact_resnet164": {1703258, "cifar", true},
 		"cifar_preact_resnet1001": {10327706, "cifar", true},
+		"seresnet50":              {28088024, "imagenet", true}, "seresnet101": {49326872, "imagenet", true},
+		"seresnet152": {66821848, "imagenet", true},
 	}
+	// The SE-ResNets' MACs are exact (timm's definitions; see internal/model/senet_test.go).
+	seMACs := map[string]int64{"seresnet50": 4091699200, "seresnet101": 7806148608, "seresnet152": 11520204800}
 	// torchvision's MACs of the wider family, exactly; its arch, groups and width per group.
 	wider := map[string]struct {
 		macs          int64
@@ -73,9 +77,12 @@ func TestModelsJSON(t *testing.T) {
 		if macs, ok := wantMACs[m.Name]; ok && m.MACs != macs {
 			t.Errorf("%s: %d MACs, want %d", m.Name, m.MACs, macs)
 		}
+		if macs, ok := seMACs[m.Name]; ok && (m.MACs != macs || m.SEReduction != 16) {
+			t.Errorf("%s: %d MACs, SE reduction %d; want %d, 16", m.Name, m.MACs, m.SEReduction, macs)
+		}
 	}
-	if seen != len(want) || len(infos) != 33 {
-		t.Errorf("found %d of %d reference models among %d entries (want 33)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 36 {
+		t.Errorf("found %d of %d reference models among %d entries (want 36)", seen, len(want), len(infos))
 	}
 }
 

@@ -39,6 +39,8 @@ type modelInfo struct {
 	MACs          int64  `json:"macs"`
 	Input         int    `json:"input_size"`
 	Classes       int    `json:"num_classes"`
+	// SEReduction is the squeeze-and-excitation reduction ratio of an SE net (omitted for the others).
+	SEReduction int `json:"se_reduction,omitempty"`
 }
 
 func newModelsCmd(e *env) *cobra.Command {
@@ -70,6 +72,7 @@ func zooInfo() ([]modelInfo, error) {
 			Name: s.Name, Arch: a.Family(), Family: s.Family, Residual: s.Residual, Depth: s.Depth(), Block: string(s.Block),
 			Groups: max(s.Groups, 1), WidthPerGroup: s.BottleneckWidth(64) / max(s.Groups, 1),
 			Shortcut: shortcutName(s), Params: st.Params, MACs: st.MACs, Input: s.InputSize, Classes: s.NumClasses,
+			SEReduction: s.SEReduction,
 		})
 	}
 	return out, nil
@@ -95,7 +98,11 @@ func runModels(w io.Writer, o *modelsOptions) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "model\tarch\tfamily\tdepth\tblock\tshortcut\tparams\tGMACs\t")
 	for _, m := range infos {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%.3f\t\n", m.Name, m.Arch, m.Family, m.Depth, m.Block, m.Shortcut, thousands(m.Params), float64(m.MACs)/1e9)
+		block := m.Block
+		if m.SEReduction > 0 {
+			block += "+SE"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%.3f\t\n", m.Name, m.Arch, m.Family, m.Depth, block, m.Shortcut, thousands(m.Params), float64(m.MACs)/1e9)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

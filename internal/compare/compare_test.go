@@ -98,6 +98,23 @@ func TestPlanSharesTheRecipe(t *testing.T) {
 
 // A whole comparison on the synthetic set: train, summarise, draw; then the same call reuses the finished
 // runs, an interrupted run resumes, and a run of another recipe is refused.
+// An SE-ResNet compares with the ResNet it extends under the ResNet's recipe.
+func TestPlanSENetAgainstItsResNet(t *testing.T) {
+	es, err := Plan([]string{"resnet50", "seresnet50"}, "", nil, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Describe(es, 1000, 224); err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[1].Spec.Name != "seresnet50" || es[1].Stats.Params != 28088024 || es[0].Stats.Params != 25557032 {
+		t.Fatalf("entries %+v", es)
+	}
+	if a, b := es[0].Config.Train, es[1].Config.Train; a.LR != b.LR || a.Epochs != b.Epochs {
+		t.Errorf("recipes differ: %+v, %+v", a, b)
+	}
+}
+
 func TestTrainSummarizeWrite(t *testing.T) {
 	dir := t.TempDir()
 	runs := filepath.Join(dir, "runs")

@@ -587,8 +587,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestEveryPresetLoads(t *testing.T) {
 	names := configs.Names()
-	if len(names) != 27 {
-		t.Errorf("got %d presets %v, want 27", len(names), names)
+	if len(names) != 28 {
+		t.Errorf("got %d presets %v, want 28", len(names), names)
 	}
 	for _, name := range names {
 		c, err := config.Load(config.Source{File: name})
@@ -632,6 +632,13 @@ func TestEveryPresetLoads(t *testing.T) {
 			// The demo's sizes are tuned to its time budget; what must hold is that it needs no files.
 			if !strings.HasPrefix(c.Model.Arch, "cifar_resnet") || c.Dataset.Name != "synthetic" || c.Dataset.Root != "" {
 				t.Errorf("preset demo: %+v", c)
+			}
+		case name == "seresnet50":
+			// The SENet paper's schedule (100 epochs, /10 every 30) at resnet50's batch and lr per example.
+			if c.Model.Arch != name || c.Dataset.Name != "imagenet" || c.Train.BatchSize != 256 || c.Train.Epochs != 100 ||
+				c.Train.LR != 0.15 || c.Train.Momentum != 0.9 || c.Train.WeightDecay != 1e-4 || s.Type != "step" ||
+				!reflect.DeepEqual(s.Milestones, []int{30, 60, 90}) || s.Gamma != 0.1 || c.Eval.BatchSize != 256 {
+				t.Errorf("preset %s is not the SENet recipe: %+v", name, c)
 			}
 		default:
 			// torchvision trains ResNeXt for 100 epochs (references/classification), so its lr drops a

@@ -36,18 +36,23 @@ func (d *Device) LinearBackward(x, w, dy, dx, dw, db backend.Tensor) error {
 		d.sgemmParallel(false, false, n, in, out, 1, dyv, out, wv, in, 0, dxv, in)
 	}
 	d.sgemmParallel(true, false, out, in, n, 1, dyv, out, xv, in, 0, dwv, in)
-	d.chan64 = grow(d.chan64, out)
+	d.columnSums(dbv, dyv, n, out)
+	return nil
+}
+
+// columnSums writes to dst (cols) the sums over the n rows of src (n, cols), in row order in float64.
+func (d *Device) columnSums(dst, src []float32, n, cols int) {
+	d.chan64 = grow(d.chan64, cols)
 	sum := d.chan64
 	clear(sum)
 	for i := 0; i < n; i++ {
-		row := dyv[i*out : (i+1)*out]
+		row := src[i*cols : (i+1)*cols]
 		row = row[:len(sum)]
 		for o, e := range row {
 			sum[o] += float64(e)
 		}
 	}
 	for o, s := range sum {
-		dbv[o] = float32(s)
+		dst[o] = float32(s)
 	}
-	return nil
 }

@@ -109,6 +109,7 @@ type jobs struct {
 	find findJob
 
 	residual residualJob
+	gate     gateJob
 }
 
 // workspace is the scratch memory of one worker, grown on demand and kept for the device's lifetime.

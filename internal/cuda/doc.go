@@ -44,6 +44,9 @@
 //	convert.cu               filter_to_<f32|bf16|f16>_<nchw|nhwc> and filter_from_..., a convolution weight
 //	                         to and from the format of a device's activations (filters.go); not f32_nchw,
 //	                         which convolves the parameter table's weights as they are
+//	gate.cu                  gate_forward, gate_backward, gate_backward_data (fused SE gate with residual
+//	                         add and ReLU), gate_scale, gate_grad_reduce, gate_pool_add (unfused);
+//	                         excite_bias_relu, excite_relu_bias_grad (the SE excitation, f32)
 //
 // Those are the kernels of f32 NCHW activations. Every kernel that reads or writes activations is also
 // built for the other formats of backend.Options.Precision and Layout, its name suffixed by the dtype and

@@ -289,6 +289,15 @@ const std::map<std::string, Entry>& table() {
       E(filter_from_bf16_nhwc),
       E(filter_from_f16_nchw),
       E(filter_from_f16_nhwc),
+
+      RN_ACT_FORMATS(EF, gate_forward)
+      RN_ACT_FORMATS(EF, gate_backward)
+      RN_ACT_FORMATS(EF, gate_backward_data)
+      RN_ACT_FORMATS(EF, gate_scale)
+      RN_ACT_FORMATS(EF, gate_grad_reduce)
+      RN_ACT_FORMATS(EF, gate_pool_add)
+      E(excite_bias_relu),
+      E(excite_relu_bias_grad),
   };
   return t;
 }

@@ -47,6 +47,13 @@ const (
 	// kernels/residual.cu
 	kResidualAddOut
 	kResidualBackwardAccumulate
+	// kernels/gate.cu, fused path, then unfused path.
+	kGateForward
+	kGateBackward
+	kGateBackwardData
+	kGateScale
+	kGateGradReduce
+	kGatePoolAdd
 
 	// Built per dtype (element-wise: the layout does not matter). kernels/batchnorm.cu, unfused path.
 	kReLUForward
@@ -79,13 +86,17 @@ const (
 	kFilterFromF16NCHW
 	kFilterFromF16NHWC
 
+	// kernels/gate.cu: the SE excitation's bias and ReLU steps.
+	kExciteBiasReLU
+	kExciteReLUBiasGrad
+
 	numBaseKernels
 )
 
 // The ranges of the enumeration above, and the count of every kernel the device loads: the base ones and
 // the variants of the first two ranges (RN_ACT_FORMATS and RN_ACT_DTYPES in kernels/common.cuh).
 const (
-	numFormatKernels = kResidualBackwardAccumulate + 1
+	numFormatKernels = kGatePoolAdd + 1
 	numDTypeKernels  = kReLUBackward + 1 - numFormatKernels
 	numKernels       = numBaseKernels + numFormatKernels*(numFormats-1) + numDTypeKernels*(numDTypes-1)
 )
@@ -133,6 +144,12 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 
 	kResidualAddOut:             {"residual_add_out", "pppiiiiii"},
 	kResidualBackwardAccumulate: {"residual_backward_accumulate", "ppiiiiii"},
+	kGateForward:                {"gate_forward", "ppppiiiii"},
+	kGateBackward:               {"gate_backward", "ppppppiiii"},
+	kGateBackwardData:           {"gate_backward_data", "ppppiii"},
+	kGateScale:                  {"gate_scale", "pppiii"},
+	kGateGradReduce:             {"gate_grad_reduce", "ppppiii"},
+	kGatePoolAdd:                {"gate_pool_add", "ppiii"},
 
 	kSoftmaxCrossEntropy: {"softmax_cross_entropy", "ppppiif"},
 
@@ -154,6 +171,9 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 	kFilterFromBF16NHWC: {"filter_from_bf16_nhwc", "ppiil"},
 	kFilterFromF16NCHW:  {"filter_from_f16_nchw", "ppiil"},
 	kFilterFromF16NHWC:  {"filter_from_f16_nhwc", "ppiil"},
+
+	kExciteBiasReLU:     {"excite_bias_relu", "ppii"},
+	kExciteReLUBiasGrad: {"excite_relu_bias_grad", "pppii"},
 })
 
 // sectorBytes is RN_SECTOR of kernels/common.cuh: the bytes of a memory sector, which one NHWC load of a
@@ -200,10 +220,10 @@ var (
 	FusedKernels = kernelNames(kBNForwardStats, kBNForwardApply, kBNForwardApplyReLU, kBNForwardApplyAdd,
 		kBNForwardApplyAddReLU, kBNInferenceApply, kBNInferenceApplyReLU, kBNInferenceApplyAdd,
 		kBNInferenceApplyAddReLU, kBNBackwardReduce, kBNBackwardReduceReLU, kBNBackwardDX, kBNBackwardDXReLU,
-		kBNBackwardDXAdd, kBNBackwardDXAddReLU, kSGDStep)
+		kBNBackwardDXAdd, kBNBackwardDXAddReLU, kSGDStep, kGateForward, kGateBackward, kGateBackwardData)
 	UnfusedKernels = kernelNames(kBNStatsPartial, kBNStatsFinalize, kBNInferenceParams, kBNNormalize, kResidualAdd,
 		kReLUForward, kReLUBackward, kResidualBackward, kBNBackwardReducePartial, kBNBackwardFinalize,
-		kBNBackwardInput, kSGDStepSingle)
+		kBNBackwardInput, kSGDStepSingle, kGateScale, kGateGradReduce, kGatePoolAdd)
 )
 
 // kernelNames lists the names of kernels ks in every format each is built in.

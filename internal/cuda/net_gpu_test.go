@@ -506,29 +506,45 @@ func TestNetworkStepInEveryFormat(t *testing.T) {
 				return
 			}
 			first[f.dt] = step
-			t.Logf("loss: gpu %.7f, cpu %.7f", step.loss, cpuStep.loss)
-			if d := math.Abs(step.loss - cpuStep.loss); d > fwdRel*math.Abs(cpuStep.loss) {
-				t.Errorf("loss: gpu %.7f, cpu %.7f (|diff| %.3g > %g relative)", step.loss, cpuStep.loss, d, fwdRel)
-			}
-			if msg := compareValues(step.logits, cpuStep.logits, backend.Shape{batch, spec.NumClasses},
-				tolerance{abs: fwdRel, rel: fwdRel, rms: true}); msg != "" {
-				t.Errorf("logits: %s", msg)
-			}
-			checkTensors(t, "running statistics after the forward", statNames, step.tensors, cpuStep.tensors, nil, fwdRel, 1e-7)
-			checkTensors(t, "gradients", gradNames, step.tensors, cpuStep.tensors, nil, gradRel, 1e-6)
-			var gpuAll, cpuAll []float32
-			for _, name := range gradNames {
-				gpuAll, cpuAll = append(gpuAll, step.tensors[name]...), append(cpuAll, cpuStep.tensors[name]...)
-			}
-			all := l2diff(gpuAll, cpuAll) / l2(cpuAll)
-			t.Logf("all gradients together: ||gpu-cpu|| = %.3g ||cpu|| (bound %.3g)", all, allRel)
-			if all > allRel {
-				t.Errorf("all gradients together: ||gpu-cpu|| = %.3g ||cpu||, want <= %.3g", all, allRel)
-			}
-			checkTensors(t, "parameters after one SGD step (relative to the update)", valueNames,
-				updated.tensors, cpuUpdated.tensors, before, gradRel, 1e-7)
+			ref := cpuStepRef{before, cpuStep, cpuUpdated, gradNames, valueNames, statNames}
+			ref.match(t, spec, batch, step, updated, fwdRel, gradRel, allRel)
 		})
 	}
+}
+
+// cpuStepRef is cpuReferenceStep's result.
+type cpuStepRef struct {
+	before                           map[string][]float32
+	step, updated                    netState
+	gradNames, valueNames, statNames []string
+}
+
+// match checks a device's training step (step, updated) of spec at batch against the CPU's: the loss, the
+// logits and the running statistics within fwdRel, each gradient and updated parameter within gradRel,
+// and all gradients together within allRel.
+func (r cpuStepRef) match(t *testing.T, spec model.Spec, batch int, step, updated netState, fwdRel, gradRel, allRel float64) {
+	t.Helper()
+	t.Logf("loss: gpu %.7f, cpu %.7f", step.loss, r.step.loss)
+	if d := math.Abs(step.loss - r.step.loss); d > fwdRel*math.Abs(r.step.loss) {
+		t.Errorf("loss: gpu %.7f, cpu %.7f (|diff| %.3g > %g relative)", step.loss, r.step.loss, d, fwdRel)
+	}
+	if msg := compareValues(step.logits, r.step.logits, backend.Shape{batch, spec.NumClasses},
+		tolerance{abs: fwdRel, rel: fwdRel, rms: true}); msg != "" {
+		t.Errorf("logits: %s", msg)
+	}
+	checkTensors(t, "running statistics after the forward", r.statNames, step.tensors, r.step.tensors, nil, fwdRel, 1e-7)
+	checkTensors(t, "gradients", r.gradNames, step.tensors, r.step.tensors, nil, gradRel, 1e-6)
+	var gpuAll, cpuAll []float32
+	for _, name := range r.gradNames {
+		gpuAll, cpuAll = append(gpuAll, step.tensors[name]...), append(cpuAll, r.step.tensors[name]...)
+	}
+	all := l2diff(gpuAll, cpuAll) / l2(cpuAll)
+	t.Logf("all gradients together: ||gpu-cpu|| = %.3g ||cpu|| (bound %.3g)", all, allRel)
+	if all > allRel {
+		t.Errorf("all gradients together: ||gpu-cpu|| = %.3g ||cpu||, want <= %.3g", all, allRel)
+	}
+	checkTensors(t, "parameters after one SGD step (relative to the update)", r.valueNames,
+		updated.tensors, r.updated.tensors, r.before, gradRel, 1e-7)
 }
 
 // math32bits is the bit patterns of v, so that comparisons treat NaNs and signed zeros exactly.

@@ -16,9 +16,9 @@ import (
 )
 
 // The golden files in testdata are written by scripts/torchvision_golden.py from PyTorch in float64:
-// torchvision's resnet18, resnet50 and resnext50_32x4d, timm's resnetv2_50 and the paper's cifar_resnet20,
-// each with fixed weights and one fixed batch, by the versions scripts/setup-torch.sh pins (goldenTorch).
-// These tests import the same weights into a CPU net, run one training-mode forward and
+// torchvision's resnet18, resnet50 and resnext50_32x4d, timm's resnetv2_50 and seresnet50 and the paper's
+// cifar_resnet20, each with fixed weights and one fixed batch, by the versions scripts/setup-torch.sh pins
+// (goldenTorch). These tests import the same weights into a CPU net, run one training-mode forward and
 // backward and an eval-mode forward, and match every stored tensor. See the script for what is stored.
 
 const (
@@ -76,7 +76,7 @@ func goldenRange(p *model.Param, lastBN string) (lo, hi float64) {
 		b := 1 / math.Sqrt(float64(p.Shape[1]))
 		return -b, b
 	}
-	return -0.1, 0.1 // FCBias
+	return -0.1, 0.1 // FCBias, ConvBias
 }
 
 // goldenState builds the state_dict the script loads into PyTorch, as PyTorch would save it: F32 tensors
@@ -247,7 +247,7 @@ func (c *goldenCase) worstOf(group string) *worst {
 
 func gradGroup(k model.ParamKind) string {
 	switch k {
-	case model.ConvWeight:
+	case model.ConvWeight, model.ConvBias:
 		return "grad.conv"
 	case model.FCWeight, model.FCBias:
 		return "grad.fc"
@@ -297,7 +297,7 @@ func (c *goldenCase) matchGrad(p *model.Param, g []float32) {
 }
 
 func TestGoldenTorchvision(t *testing.T) {
-	for _, arch := range []string{"cifar_resnet20", "resnet18", "resnet50", "resnext50_32x4d", "resnetv2_50"} {
+	for _, arch := range []string{"cifar_resnet20", "resnet18", "resnet50", "resnext50_32x4d", "resnetv2_50", "seresnet50"} {
 		t.Run(arch, func(t *testing.T) { runGolden(t, arch) })
 	}
 }

@@ -28,7 +28,13 @@ from torchvision_golden import CIFARResNet
 model_path, input_path, out_path = sys.argv[1:4]
 state = load_file(model_path)
 arch = sys.argv[4]
-model = CIFARResNet(int(arch.removeprefix("cifar_resnet"))) if arch.startswith("cifar_") else getattr(torchvision.models, arch)()
+if arch.startswith("cifar_"):
+    model = CIFARResNet(int(arch.removeprefix("cifar_resnet")))
+elif arch.startswith("seresnet"):
+    import timm
+    model = timm.create_model(arch)
+else:
+    model = getattr(torchvision.models, arch)()
 model.load_state_dict(state, strict=True)
 model.eval()
 with torch.no_grad():
@@ -36,9 +42,9 @@ with torch.no_grad():
 save_file({"logits": logits.contiguous()}, out_path)
 `
 
-// TestPyTorchLoadsExport exports checkpoints of resnet18, resnext50_32x4d and cifar_resnet20 and has
-// PyTorch load them into torchvision's resnet18 and resnext50_32x4d and the golden script's CIFAR module
-// with strict=True; their eval-mode
+// TestPyTorchLoadsExport exports checkpoints of resnet18, resnext50_32x4d, seresnet50 and cifar_resnet20
+// and has PyTorch load them into torchvision's resnet18 and resnext50_32x4d, timm's seresnet50 and the
+// golden script's CIFAR module with strict=True; their eval-mode
 // logits must match the Go net's. It needs RESNET_TORCH_PYTHON, the python of scripts/setup-torch.sh:
 //
 //	RESNET_TORCH_PYTHON=$(scripts/setup-torch.sh) go test ./internal/interop -run PyTorch
@@ -54,7 +60,7 @@ func TestPyTorchLoadsExport(t *testing.T) {
 	for _, tc := range []struct {
 		arch          string
 		classes, side int
-	}{{"cifar_resnet20", 10, 32}, {"resnet18", 1000, 64}, {"resnext50_32x4d", 1000, 64}} {
+	}{{"cifar_resnet20", 10, 32}, {"resnet18", 1000, 64}, {"resnext50_32x4d", 1000, 64}, {"seresnet50", 1000, 64}} {
 		t.Run(tc.arch, func(t *testing.T) {
 			dir := t.TempDir()
 			cfg, err := config.Load(config.Source{File: tc.arch}) // the preset of the same name

@@ -18,6 +18,7 @@ const (
 	BNRunningVar                   // (C), not trained
 	FCWeight                       // (classes, features)
 	FCBias                         // (classes)
+	ConvBias                       // (Cout): the SE module's 1x1 convolutions have one
 )
 
 // Trainable reports whether the optimizer updates tensors of this kind.
@@ -226,6 +227,9 @@ func (b *builder) block(prefix string, in *act, width, stride int) (*act, error)
 		z = b.bn(prefix+".downsample.1", d, false, nil).y
 	} else if changes && (outC < in.c || (outC-in.c)%2 != 0) {
 		return nil, fmt.Errorf("model %s: %s: an option-A shortcut cannot map %d to %d channels (needs an even increase)", s.Name, prefix, in.c, outC)
+	}
+	if s.SEReduction > 0 {
+		return b.seClose(prefix, last, h, z)
 	}
 	n := b.bn(last, h, true, z)
 	n.gamma.zeroInit = true

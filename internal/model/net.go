@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 
 	"resnet/internal/backend"
 	"resnet/internal/finite"
@@ -285,6 +286,15 @@ func (n *Net) Init(seed int64) error {
 		case BNRunningVar:
 			for i := range v {
 				v[i] = 1
+			}
+		case ConvBias: // PyTorch's default for a convolution's bias, which timm keeps
+			w, ok := n.Param(strings.TrimSuffix(p.Name, ".bias") + ".weight")
+			if !ok || len(w.Shape) != 4 {
+				return fmt.Errorf("model %s: init %s: no convolution weight beside it", n.Spec.Name, p.Name)
+			}
+			bound := 1 / math.Sqrt(float64(w.Shape[1]*w.Shape[2]*w.Shape[3]))
+			for i := range v {
+				v[i] = float32((rng.Float64()*2 - 1) * bound)
 			}
 		case FCWeight, FCBias:
 			fanIn := n.g.logits.c

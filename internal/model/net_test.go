@@ -41,77 +41,82 @@ func TestWholeNetGradientCheck(t *testing.T) {
 		{"plain", tinySpec(false, 'A')}, {"preact optionA", tinyPreAct(Basic, 'A')},
 		{"preact optionB", tinyPreAct(Basic, 'B')}, {"preact bottleneck", tinyPreAct(Bottleneck, 'B')},
 		{"preact optionC", tinyPreAct(Basic, 'C')}} {
-		t.Run(tc.name, func(t *testing.T) {
-			dev := cpu.New()
-			net, err := Build(dev, tc.spec, 4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := net.Init(3); err != nil {
-				t.Fatal(err)
-			}
-			x, y := tinyBatch(4, 5)
-			loss := func() float64 {
-				if err := net.Forward(x, 4, true); err != nil {
-					t.Fatal(err)
-				}
-				r, err := net.Loss(y)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return r.LossSum / 4
-			}
-			if _, err := net.TrainStep(x, y); err != nil {
-				t.Fatal(err)
-			}
-			rng := rand.New(rand.NewPCG(9, 9))
-			// One-sided differences on both sides of the point. Away from ReLU kinks they agree with each
-			// other and with the analytic gradient. When a pre-activation sits within the step of zero, the
-			// difference on that side is biased by the kink, while the other side still measures the
-			// derivative at the point: so the analytic gradient must match the central difference or one of
-			// the one-sided ones.
-			const h = 1e-3
-			diffs := func(p *Param, val []float32, i int) (left, right float64) {
-				orig := val[i]
-				l0 := loss()
-				val[i] = orig + h
-				net.Set(p, val)
-				lp := loss()
-				val[i] = orig - h
-				net.Set(p, val)
-				lm := loss()
-				val[i] = orig
-				net.Set(p, val)
-				return (l0 - lm) / h, (lp - l0) / h
-			}
-			checked, kinks := 0, 0
-			for _, p := range net.Params {
-				if !p.Kind.Trainable() {
-					continue
-				}
-				grad := make([]float32, p.Shape.Numel())
-				if err := dev.Download(grad, p.Grad); err != nil {
-					t.Fatal(err)
-				}
-				val, _ := net.Get(p)
-				for k := 0; k < 4; k++ {
-					i := rng.IntN(len(val))
-					left, right := diffs(p, val, i)
-					central := (left + right) / 2
-					an := float64(grad[i])
-					tol := 1e-3 + 2e-2*math.Abs(an)
-					checked++
-					if math.Abs(left-right) > tol {
-						kinks++
-					}
-					if min(math.Abs(central-an), math.Abs(left-an), math.Abs(right-an)) > tol {
-						t.Errorf("%s[%d]: analytic %.6f, finite differences left %.6f right %.6f", p.Name, i, an, left, right)
-					}
-				}
-			}
-			t.Logf("%d entries checked, %d near a kink", checked, kinks)
-		})
+		t.Run(tc.name, func(t *testing.T) { checkGradients(t, tc.spec) })
 	}
+}
+
+// checkGradients compares every parameter tensor's gradient (a few entries each) of a net of spec s on a
+// batch of 4 with finite differences of the mean loss.
+func checkGradients(t *testing.T, s Spec) {
+	t.Helper()
+	dev := cpu.New()
+	net, err := Build(dev, s, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := net.Init(3); err != nil {
+		t.Fatal(err)
+	}
+	x, y := tinyBatch(4, 5)
+	loss := func() float64 {
+		if err := net.Forward(x, 4, true); err != nil {
+			t.Fatal(err)
+		}
+		r, err := net.Loss(y)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.LossSum / 4
+	}
+	if _, err := net.TrainStep(x, y); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	// One-sided differences on both sides of the point. Away from ReLU kinks they agree with each
+	// other and with the analytic gradient. When a pre-activation sits within the step of zero, the
+	// difference on that side is biased by the kink, while the other side still measures the
+	// derivative at the point: so the analytic gradient must match the central difference or one of
+	// the one-sided ones.
+	const h = 1e-3
+	diffs := func(p *Param, val []float32, i int) (left, right float64) {
+		orig := val[i]
+		l0 := loss()
+		val[i] = orig + h
+		net.Set(p, val)
+		lp := loss()
+		val[i] = orig - h
+		net.Set(p, val)
+		lm := loss()
+		val[i] = orig
+		net.Set(p, val)
+		return (l0 - lm) / h, (lp - l0) / h
+	}
+	checked, kinks := 0, 0
+	for _, p := range net.Params {
+		if !p.Kind.Trainable() {
+			continue
+		}
+		grad := make([]float32, p.Shape.Numel())
+		if err := dev.Download(grad, p.Grad); err != nil {
+			t.Fatal(err)
+		}
+		val, _ := net.Get(p)
+		for k := 0; k < 4; k++ {
+			i := rng.IntN(len(val))
+			left, right := diffs(p, val, i)
+			central := (left + right) / 2
+			an := float64(grad[i])
+			tol := 1e-3 + 2e-2*math.Abs(an)
+			checked++
+			if math.Abs(left-right) > tol {
+				kinks++
+			}
+			if min(math.Abs(central-an), math.Abs(left-an), math.Abs(right-an)) > tol {
+				t.Errorf("%s[%d]: analytic %.6f, finite differences left %.6f right %.6f", p.Name, i, an, left, right)
+			}
+		}
+	}
+	t.Logf("%d entries checked, %d near a kink", checked, kinks)
 }
 
 // Training is deterministic: two nets from the same seed, fed the same batches, end with identical bits.

@@ -57,6 +57,9 @@ type Spec struct {
 	NumClasses       int
 	// PreAct builds pre-activation units (BN-ReLU-conv, preact.go) with timm's ResNetV2 names.
 	PreAct bool
+	// SEReduction, when not 0, closes every residual unit with a squeeze-and-excitation module whose
+	// bottleneck has width/SEReduction channels, rounded as timm rounds them (senet.go).
+	SEReduction int
 }
 
 // Depth is the number of weighted layers (convs on the main path plus the FC layer).
@@ -91,6 +94,8 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("model %s: groups and width per group must be >= 1, or 0 for the ResNet bottleneck (got %d and %d)", s.Name, s.Groups, s.WidthPerGroup)
 	case s.Block == Basic && (s.groups() != 1 || s.widthPerGroup() != 64):
 		return fmt.Errorf("model %s: basic blocks take neither groups nor another width per group (got %d and %d)", s.Name, s.Groups, s.WidthPerGroup)
+	case s.SEReduction < 0 || (s.SEReduction > 0 && !s.Residual):
+		return fmt.Errorf("model %s: se_reduction must be 0, or > 0 on a residual net (got %d)", s.Name, s.SEReduction)
 	}
 	for i, l := range s.Layers {
 		if l < 1 || s.Widths[i] < 1 {
@@ -192,4 +197,5 @@ func init() {
 		rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
 	registerWider() // after the ResNets, so that they list first
 	registerPreAct()
+	registerSENets()
 }

@@ -368,7 +368,42 @@ var operandCases = []operandCase{
 	}},
 	{"residual backward another backend's gradient", "ResidualAddBackward: dz was allocated by another backend (backendtest.foreignBuffer)",
 		func(o *ops) error { return o.dev.ResidualAddBackward(o.t(2, 8, 4, 4), o.foreign(2, 8, 4, 4), false) }},
+
+	// The SE gate: x (2, 3, 4, 4), s (2, 3).
+	{"gate 2-D input", "ChannelGateForward: x has shape [2 3], want 4-D (N, C, H, W)", func(o *ops) error {
+		return o.dev.ChannelGateForward(seGate, o.t(2, 3), o.t(2, 3), o.t(2, 3, 4, 4), o.t(2, 3, 4, 4))
+	}},
+	{"gate logits", "ChannelGateForward: s has shape [2 4], want [2 3]", func(o *ops) error {
+		return o.dev.ChannelGateForward(seGate, o.t(2, 3, 4, 4), o.t(2, 4), o.t(2, 3, 4, 4), o.t(2, 3, 4, 4))
+	}},
+	{"gate shortcut", "ChannelGateForward: z has shape [2 3 2 2], want [2 3 4 4]", func(o *ops) error {
+		return o.dev.ChannelGateForward(seGate, o.t(2, 3, 4, 4), o.t(2, 3), o.t(2, 3, 2, 2), o.t(2, 3, 4, 4))
+	}},
+	{"gate backward logits gradient", "ChannelGateBackward: DS has shape [3 3], want [2 3]", func(o *ops) error {
+		x := o.t(2, 3, 4, 4)
+		return o.dev.ChannelGateBackward(seGate, backend.ChannelGateGrads{X: x, S: o.t(2, 3), Y: x, DY: x, DG: x, DS: o.t(3, 3)})
+	}},
+	{"gate backward data squeeze gradient", "ChannelGateBackwardData: dpool has shape [2 4], want [2 3]", func(o *ops) error {
+		return o.dev.ChannelGateBackwardData(o.t(2, 3), o.t(2, 3, 4, 4), o.t(2, 4), o.t(2, 3, 4, 4))
+	}},
+
+	// The SE excitation: P (2, 3), W1 (2, 3), W2 (3, 2).
+	{"excitation 3-D features", "ExcitationForward: P has shape [2 3 1], want (N, C)", func(o *ops) error {
+		return o.dev.ExcitationForward(backend.ExcitationTensors{P: o.t(2, 3, 1), W1: o.t(2, 3), B1: o.t(2), W2: o.t(3, 2),
+			B2: o.t(3), H: o.t(2, 2), S: o.t(2, 3)})
+	}},
+	{"excitation second weight", "ExcitationForward: W2 has shape [2 3], want [3 2]", func(o *ops) error {
+		return o.dev.ExcitationForward(backend.ExcitationTensors{P: o.t(2, 3), W1: o.t(2, 3), B1: o.t(2), W2: o.t(2, 3),
+			B2: o.t(3), H: o.t(2, 2), S: o.t(2, 3)})
+	}},
+	{"excitation backward hidden gradient", "ExcitationBackward: DH has shape [2 3], want [2 2]", func(o *ops) error {
+		return o.dev.ExcitationBackward(backend.ExcitationGrads{P: o.t(2, 3), W1: o.t(2, 3), W2: o.t(3, 2), H: o.t(2, 2),
+			DS: o.t(2, 3), DH: o.t(2, 3), DP: o.t(2, 3), DW1: o.t(2, 3), DB1: o.t(2), DW2: o.t(3, 2), DB2: o.t(3)})
+	}},
 }
+
+// seGate is the configuration of the gate that closes an SE unit.
+var seGate = backend.ChannelGateParams{ReLU: true, Residual: true}
 
 // rejectedSGDStep checks that SGDStep checks every slot before it changes any parameter, whether a later
 // slot has a bad shape or another backend's tensor.
