@@ -45,10 +45,11 @@ func TestModelsJSON(t *testing.T) {
 		"cifar_preact_resnet110": {1727962, "cifar", true}, "cifar_preact_resnet164": {1703258, "cifar", true},
 		"cifar_preact_resnet1001": {10327706, "cifar", true},
 		"seresnet50":              {28088024, "imagenet", true}, "seresnet101": {49326872, "imagenet", true},
-		"seresnet152": {66821848, "imagenet", true},
+		"seresnet152": {66821848, "imagenet", true}, "seresnext50_32x4d": {27559896, "imagenet", true},
 	}
 	// The SE-ResNets' MACs are exact (timm's definitions; see internal/model/senet_test.go).
-	seMACs := map[string]int64{"seresnet50": 4091699200, "seresnet101": 7806148608, "seresnet152": 11520204800}
+	seMACs := map[string]int64{"seresnet50": 4091699200, "seresnet101": 7806148608, "seresnet152": 11520204800,
+		"seresnext50_32x4d": 4232994816}
 	// torchvision's MACs of the wider family, exactly; its arch, groups and width per group.
 	wider := map[string]struct {
 		macs          int64
@@ -81,8 +82,8 @@ func TestModelsJSON(t *testing.T) {
 			t.Errorf("%s: %d MACs, SE reduction %d; want %d, 16", m.Name, m.MACs, m.SEReduction, macs)
 		}
 	}
-	if seen != len(want) || len(infos) != 36 {
-		t.Errorf("found %d of %d reference models among %d entries (want 36)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 37 {
+		t.Errorf("found %d of %d reference models among %d entries (want 37)", seen, len(want), len(infos))
 	}
 }
 

@@ -87,12 +87,16 @@ func Export(checkpoint, out string) (Exported, error) {
 }
 
 // torchvisionFit says which PyTorch module loads an exported spec with strict=True: torchvision's class of
-// a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2: torchvision's) when the spec is that model.
+// a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2: torchvision's), or timm's model of an SE
+// or pre-activation one (seresnet50, seresnext50_32x4d, resnetv2_50), when the spec is that model.
 func torchvisionFit(s model.Spec) string {
 	std, err := model.Lookup(s.Name)
 	if s.Family == model.ImageNet && err == nil && slices.Contains(model.Names(), s.Name) && s.Residual && s.Shortcut == 'B' && !s.StrideIn1x1 &&
 		s.Block == std.Block && s.StemWidth == std.StemWidth && slices.Equal(s.Layers, std.Layers) && slices.Equal(s.Widths, std.Widths) &&
-		s.BottleneckWidth(64) == std.BottleneckWidth(64) && s.Groups == std.Groups {
+		s.BottleneckWidth(64) == std.BottleneckWidth(64) && s.Groups == std.Groups && s.SEReduction == std.SEReduction && !s.PreAct {
+		if s.SEReduction > 0 { // timm's SE nets; torchvision has none
+			return fmt.Sprintf("timm.create_model(%q, num_classes=%d)", std.Name, s.NumClasses)
+		}
 		return fmt.Sprintf("torchvision.models.%s(num_classes=%d)", std.Name, s.NumClasses)
 	}
 	if s.PreAct && s.Family == model.ImageNet {

@@ -331,13 +331,16 @@ func TestReadStateDictNeedsClassifier(t *testing.T) {
 // none for a net torchvision has no class of.
 func TestTorchvisionFit(t *testing.T) {
 	for name, want := range map[string]string{
-		"resnet50":         "torchvision.models.resnet50(num_classes=1000)",
-		"resnext50_32x4d":  "torchvision.models.resnext50_32x4d(num_classes=1000)",
-		"resnext101_64x4d": "torchvision.models.resnext101_64x4d(num_classes=1000)",
-		"wide_resnet50_2":  "torchvision.models.wide_resnet50_2(num_classes=1000)",
-		"resnext50_8x16d":  "none",
-		"plain50":          "none",
-		"cifar_resnet20":   "none",
+		"resnet50":          "torchvision.models.resnet50(num_classes=1000)",
+		"resnext50_32x4d":   "torchvision.models.resnext50_32x4d(num_classes=1000)",
+		"resnext101_64x4d":  "torchvision.models.resnext101_64x4d(num_classes=1000)",
+		"wide_resnet50_2":   "torchvision.models.wide_resnet50_2(num_classes=1000)",
+		"seresnet50":        `timm.create_model("seresnet50", num_classes=1000)`,
+		"seresnext50_32x4d": `timm.create_model("seresnext50_32x4d", num_classes=1000)`,
+		"resnetv2_50":       `timm.create_model("resnetv2_50", num_classes=1000)`,
+		"resnext50_8x16d":   "none",
+		"plain50":           "none",
+		"cifar_resnet20":    "none",
 	} {
 		s, err := model.Lookup(name)
 		if err != nil {

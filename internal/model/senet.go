@@ -44,10 +44,31 @@ func SESpec(depth int, _ bool) (Spec, error) {
 	return s, nil
 }
 
-// registerSENets adds the SE-ResNets to the name table, after the ResNets they extend.
+// SEResNeXtSpec is seresnext<depth>_<groups>x<width>d: resnext<depth>_<groups>x<width>d with an SE
+// module in every unit, as timm's seresnext50_32x4d.
+func SEResNeXtSpec(depth, groups, width int) (Spec, error) {
+	s, err := ResNeXtSpec(depth, groups, width)
+	if err != nil {
+		return Spec{}, err
+	}
+	s.Name = "se" + s.Name
+	s.SEReduction = seReduction
+	return s, nil
+}
+
+// registerSENets adds the SE-ResNets and SE-ResNeXts to the name table, after the nets they extend.
 func registerSENets() {
 	register(&family{prefix: "seresnet", residual: true, depths: []int{50, 101, 152},
 		rule: "one of 50, 101, 152", build: SESpec})
+	register(&family{prefix: "seresnext", residual: true, depths: []int{50}, rule: "50",
+		variants: map[int][]string{50: {"32x4d"}},
+		buildVariant: func(depth int, v string) (Spec, error) {
+			g, w, err := parseResNeXtWidth(v)
+			if err != nil {
+				return Spec{}, err
+			}
+			return SEResNeXtSpec(depth, g, w)
+		}})
 }
 
 // seNode is an SE module closing a residual unit: out = relu(x * sigmoid(s) + z), with s the excitation

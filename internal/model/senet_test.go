@@ -16,6 +16,7 @@ func TestSENetsMatchTimm(t *testing.T) {
 		{"seresnet50", 28088024, 4091699200},
 		{"seresnet101", 49326872, 7806148608},
 		{"seresnet152", 66821848, 11520204800},
+		{"seresnext50_32x4d", 27559896, 4232994816}, // resnext50_32x4d's grouped bottlenecks with SE
 	} {
 		s, err := Lookup(c.name)
 		if err != nil {
