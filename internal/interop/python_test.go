@@ -30,7 +30,7 @@ state = load_file(model_path)
 arch = sys.argv[4]
 if arch.startswith("cifar_"):
     model = CIFARResNet(int(arch.removeprefix("cifar_resnet")))
-elif arch.startswith("seresnet"):
+elif arch.startswith("seres"):
     import timm
     model = timm.create_model(arch)
 else:
@@ -42,10 +42,11 @@ with torch.no_grad():
 save_file({"logits": logits.contiguous()}, out_path)
 `
 
-// TestPyTorchLoadsExport exports checkpoints of resnet18, resnext50_32x4d, seresnet50 and cifar_resnet20
-// and has PyTorch load them into torchvision's resnet18 and resnext50_32x4d, timm's seresnet50 and the
-// golden script's CIFAR module with strict=True; their eval-mode
-// logits must match the Go net's. It needs RESNET_TORCH_PYTHON, the python of scripts/setup-torch.sh:
+// TestPyTorchLoadsExport exports checkpoints of resnet18, resnext50_32x4d, seresnet50, seresnext50_32x4d and
+// cifar_resnet20 and has PyTorch load them into torchvision's resnet18 and resnext50_32x4d, timm's
+// seresnet50 and seresnext50_32x4d and the golden script's CIFAR module with strict=True; their eval-mode
+// logits must match the Go net's. seresnext50_32x4d has no preset of its own: it takes seresnet50's with
+// model.arch set. It needs RESNET_TORCH_PYTHON, the python of scripts/setup-torch.sh:
 //
 //	RESNET_TORCH_PYTHON=$(scripts/setup-torch.sh) go test ./internal/interop -run PyTorch
 func TestPyTorchLoadsExport(t *testing.T) {
@@ -58,12 +59,18 @@ func TestPyTorchLoadsExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		arch          string
+		arch, preset  string
 		classes, side int
-	}{{"cifar_resnet20", 10, 32}, {"resnet18", 1000, 64}, {"resnext50_32x4d", 1000, 64}, {"seresnet50", 1000, 64}} {
+	}{
+		{"cifar_resnet20", "cifar_resnet20", 10, 32},
+		{"resnet18", "resnet18", 1000, 64},
+		{"resnext50_32x4d", "resnext50_32x4d", 1000, 64},
+		{"seresnet50", "seresnet50", 1000, 64},
+		{"seresnext50_32x4d", "seresnet50", 1000, 64},
+	} {
 		t.Run(tc.arch, func(t *testing.T) {
 			dir := t.TempDir()
-			cfg, err := config.Load(config.Source{File: tc.arch}) // the preset of the same name
+			cfg, err := config.Load(config.Source{File: tc.preset, Sets: []string{"model.arch=" + tc.arch}})
 			if err != nil {
 				t.Fatal(err)
 			}
