@@ -16,6 +16,7 @@
 #include "batchnorm.cu"
 #include "check.cu"
 #include "convert.cu"
+#include "dropout.cu"
 #include "gate.cu"
 #include "linear.cu"
 #include "loss.cu"

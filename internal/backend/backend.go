@@ -338,6 +338,12 @@ type Device interface {
 	// C, H, W) from the gradient dg of the gate's output (before the residual add), plus, when dpool (N, C)
 	// is valid, that of the squeeze which pooled x. dx may be dg itself.
 	ChannelGateBackwardData(s, dg, dpool, dx Tensor) error
+
+	// DropoutForward writes y = x * mask / (1-P), inverted dropout: each element of x (N, C, H, W) is kept
+	// or dropped as DropoutParams.Mask draws it, whatever the layout. y may be x. Training forwards only.
+	DropoutForward(p DropoutParams, x, y Tensor) error
+	// DropoutBackward writes dx = dy * mask / (1-P) with the forward's mask (the same p). dx may be dy.
+	DropoutBackward(p DropoutParams, dy, dx Tensor) error
 }
 
 // ExcitationTensors are the operands of Device.ExcitationForward, the two-layer bottleneck of an SE module

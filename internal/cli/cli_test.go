@@ -44,7 +44,8 @@ func TestModelsJSON(t *testing.T) {
 		"resnetv2_50":      {25549352, "imagenet", true}, "resnetv2_101": {44541480, "imagenet", true},
 		"cifar_preact_resnet110": {1727962, "cifar", true}, "cifar_preact_resnet164": {1703258, "cifar", true},
 		"cifar_preact_resnet1001": {10327706, "cifar", true},
-		"seresnet50":              {28088024, "imagenet", true}, "seresnet101": {49326872, "imagenet", true},
+		"cifar_wrn28_10":          {36479194, "cifar", true}, "cifar_wrn40_4": {8949210, "cifar", true},
+		"seresnet50": {28088024, "imagenet", true}, "seresnet101": {49326872, "imagenet", true},
 		"seresnet152": {66821848, "imagenet", true}, "seresnext50_32x4d": {27559896, "imagenet", true},
 	}
 	// The SE-ResNets' MACs are exact (timm's definitions; see internal/model/senet_test.go).
@@ -61,7 +62,9 @@ func TestModelsJSON(t *testing.T) {
 		"wide_resnet101_2": {22753050624, "wide_resnet", 1, 128}, "resnet50": {4089184256, "resnet", 1, 64},
 	}
 	// timm's pre-activation nets at 224x224, exactly (FACTS.md gives 4.089 and 7.801 GMACs).
-	wantMACs := map[string]int64{"resnetv2_50": 4089184256, "resnetv2_101": 7801405440}
+	// The Wide ResNets' MACs are this builder's (internal/model/wrn_test.go), one 32x32 image.
+	wantMACs := map[string]int64{"resnetv2_50": 4089184256, "resnetv2_101": 7801405440,
+		"cifar_wrn28_10": 5243328768, "cifar_wrn40_4": 1298582016}
 	seen := 0
 	for _, m := range infos {
 		w, ok := want[m.Name]
@@ -82,8 +85,8 @@ func TestModelsJSON(t *testing.T) {
 			t.Errorf("%s: %d MACs, SE reduction %d; want %d, 16", m.Name, m.MACs, m.SEReduction, macs)
 		}
 	}
-	if seen != len(want) || len(infos) != 37 {
-		t.Errorf("found %d of %d reference models among %d entries (want 37)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 39 {
+		t.Errorf("found %d of %d reference models among %d entries (want 39)", seen, len(want), len(infos))
 	}
 }
 

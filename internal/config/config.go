@@ -66,6 +66,9 @@ type ModelConfig struct {
 	ZeroInitResidual bool `mapstructure:"zero_init_residual" yaml:"zero_init_residual" json:"zero_init_residual"`
 	// NumClasses of the classifier; 0 takes the dataset's.
 	NumClasses int `mapstructure:"num_classes" yaml:"num_classes" json:"num_classes"`
+	// Dropout is the probability of dropping each element between the two convolutions of a
+	// pre-activation basic unit in training (inverted dropout; Wide ResNets use 0.3). 0 drops nothing.
+	Dropout float64 `mapstructure:"dropout" yaml:"dropout" json:"dropout"`
 }
 
 // DatasetConfig selects the data source.

@@ -587,8 +587,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestEveryPresetLoads(t *testing.T) {
 	names := configs.Names()
-	if len(names) != 28 {
-		t.Errorf("got %d presets %v, want 28", len(names), names)
+	if len(names) != 30 {
+		t.Errorf("got %d presets %v, want 30", len(names), names)
 	}
 	for _, name := range names {
 		c, err := config.Load(config.Source{File: name})
@@ -609,6 +609,15 @@ func TestEveryPresetLoads(t *testing.T) {
 				c.Train.Epochs != 300 || c.Train.LR != 0.1 || c.Train.Momentum != 0.9 || c.Train.WeightDecay != 5e-4 ||
 				s.Type != "step" || !reflect.DeepEqual(s.Milestones, []int{150, 225}) || s.Gamma != 0.1 {
 				t.Errorf("preset %s is not the ResNeXt paper's CIFAR recipe: %+v", name, c)
+			}
+		case strings.HasPrefix(name, "cifar_wrn"):
+			// The Wide ResNet paper's recipe; dropout 0.3 where its table gives the net's error with dropout.
+			dropout := map[string]float64{"cifar_wrn28_10": 0.3}[name]
+			if c.Model.Arch != name || c.Model.Dropout != dropout || c.Dataset.Name != "cifar10" || !c.Dataset.Augment ||
+				c.Train.BatchSize != 128 || c.Train.Epochs != 200 || c.Train.LR != 0.1 || c.Train.Momentum != 0.9 ||
+				!c.Train.Nesterov || c.Train.WeightDecay != 5e-4 || s.Type != "step" ||
+				!reflect.DeepEqual(s.Milestones, []int{60, 120, 160}) || s.Gamma != 0.2 {
+				t.Errorf("preset %s is not the Wide ResNet paper's CIFAR recipe: %+v", name, c)
 			}
 		case strings.HasPrefix(name, "cifar_"):
 			if c.Model.Arch != name || c.Dataset.Name != "cifar10" || c.Dataset.Root != "data/cifar-10-batches-bin" ||
@@ -667,6 +676,8 @@ func TestPresetHeaders(t *testing.T) {
 			sources = []string{"torchvision's recipe"}
 		case strings.HasPrefix(name, "cifar_resnext"):
 			sources = []string{"Xie et al. 2017"}
+		case strings.HasPrefix(name, "cifar_wrn"):
+			sources = []string{"Zagoruyko and Komodakis 2016"}
 		}
 		cited := false
 		for _, s := range sources {

@@ -218,12 +218,21 @@ func validate(c Config) (errs, warnings []*FieldError) {
 		p.add("checkpoint.keep", "must be >= 1"+got(c.Checkpoint.Keep))
 	}
 	validateCUDA(&p, c.CUDA, c.Device)
+	if c.CUDA.Graphs && c.Model.Dropout > 0 {
+		p.add("cuda.graphs", "true cannot run model.dropout: a replayed step would repeat the recorded step's "+
+			"dropout masks; set cuda.graphs: false, or model.dropout: 0")
+	}
 	return p.list, p.warnings
 }
 
 // validateModel checks arch and depth with the model package's name table, the one every command uses.
 func validateModel(p *problems, m ModelConfig) {
-	if _, err := model.Resolve(m.Arch, m.Depth); err != nil {
+	s, err := model.Resolve(m.Arch, m.Depth)
+	if err == nil && m.Dropout > 0 && m.Dropout < 1 && !s.TakesDropout() {
+		p.add("model.dropout", "needs pre-activation basic units (cifar_wrn, cifar_preact_resnet below 164), "+
+			"and "+s.Name+" has none: set model.dropout: 0"+got(m.Dropout))
+	}
+	if err != nil {
 		var ae *model.ArchError
 		if errors.As(err, &ae) {
 			p.add("model."+ae.Field, ae.Reason)
@@ -236,6 +245,9 @@ func validateModel(p *problems, m ModelConfig) {
 	}
 	if m.NumClasses < 0 {
 		p.add("model.num_classes", "must be >= 0 (0 takes the dataset's)"+got(m.NumClasses))
+	}
+	if !(m.Dropout >= 0 && m.Dropout < 1) {
+		p.add("model.dropout", "must be >= 0 and < 1 (the probability of dropping an element; 0 drops nothing)"+got(m.Dropout))
 	}
 }
 

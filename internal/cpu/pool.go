@@ -110,6 +110,7 @@ type jobs struct {
 
 	residual residualJob
 	gate     gateJob
+	dropout  dropoutJob
 }
 
 // workspace is the scratch memory of one worker, grown on demand and kept for the device's lifetime.

@@ -296,6 +296,7 @@ const std::map<std::string, Entry>& table() {
       RN_ACT_FORMATS(EF, gate_scale)
       RN_ACT_FORMATS(EF, gate_grad_reduce)
       RN_ACT_FORMATS(EF, gate_pool_add)
+      RN_ACT_FORMATS(EF, dropout_apply)
       E(excite_bias_relu),
       E(excite_relu_bias_grad),
   };

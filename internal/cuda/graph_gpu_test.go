@@ -179,6 +179,9 @@ func TestGraphRecordingRefusesWhatItCannotHold(t *testing.T) {
 		{"sgd", "cuda: SGDStep runs with this step's learning rate", func() error {
 			return d.SGDStep(backend.SGDParams{LR: 0.1}, slot)
 		}},
+		{"dropout", "cuda: DropoutForward draws the mask of one step, which every replay would draw again", func() error {
+			return d.DropoutForward(backend.DropoutParams{P: 0.5}, r.x, r.y)
+		}},
 		{"nested", "graphs do not nest", func() error { return d.Graph(backend.GraphKey{Owner: t}, r.bn) }},
 		{"new memory", "cuda: Test: needs 1073741824 bytes of new device memory while a CUDA graph is recorded", func() error {
 			// An op allocating what no op of the warm-up did.

@@ -54,6 +54,8 @@ const (
 	kGateScale
 	kGateGradReduce
 	kGatePoolAdd
+	// kernels/dropout.cu
+	kDropoutApply
 
 	// Built per dtype (element-wise: the layout does not matter). kernels/batchnorm.cu, unfused path.
 	kReLUForward
@@ -96,7 +98,7 @@ const (
 // The ranges of the enumeration above, and the count of every kernel the device loads: the base ones and
 // the variants of the first two ranges (RN_ACT_FORMATS and RN_ACT_DTYPES in kernels/common.cuh).
 const (
-	numFormatKernels = kGatePoolAdd + 1
+	numFormatKernels = kDropoutApply + 1
 	numDTypeKernels  = kReLUBackward + 1 - numFormatKernels
 	numKernels       = numBaseKernels + numFormatKernels*(numFormats-1) + numDTypeKernels*(numDTypes-1)
 )
@@ -150,6 +152,8 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 	kGateScale:                  {"gate_scale", "pppiii"},
 	kGateGradReduce:             {"gate_grad_reduce", "ppppiii"},
 	kGatePoolAdd:                {"gate_pool_add", "ppiii"},
+
+	kDropoutApply: {"dropout_apply", "ppiiiilif"},
 
 	kSoftmaxCrossEntropy: {"softmax_cross_entropy", "ppppiif"},
 

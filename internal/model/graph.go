@@ -128,7 +128,8 @@ type StageInfo struct {
 }
 
 type builder struct {
-	g *graph
+	g        *graph
+	dropouts int // dropout layers so far, the next one's index
 }
 
 func (b *builder) newAct(name string, c, h, w int) *act {

@@ -32,6 +32,9 @@ type family struct {
 	// builds a depth with a width, one of these or any other its syntax takes, and replaces build.
 	variants     map[int][]string
 	buildVariant func(depth int, variant string) (Spec, error)
+	// variantUsage names the width in the usage line of a family that takes any depth and any width
+	// (cifar_wrnN_K).
+	variantUsage string
 }
 
 // spec builds a depth of the family with a width ("" for the depth's first listed one, in a family that
@@ -40,7 +43,7 @@ func (f *family) spec(depth int, variant string) (Spec, error) {
 	if f.buildVariant == nil {
 		return f.build(depth, f.residual)
 	}
-	if variant == "" {
+	if variant == "" && len(f.variants[depth]) > 0 {
 		variant = f.variants[depth][0]
 	}
 	return f.buildVariant(depth, variant)
@@ -95,6 +98,9 @@ func (f *family) nearestDepth(d int) int {
 
 // usage is how the family appears in a list of known names: resnet18/34/50/101/152, cifar_resnetN.
 func (f *family) usage() string {
+	if f.valid != nil && f.variantUsage != "" {
+		return f.prefix + "N_" + f.variantUsage
+	}
 	if f.valid != nil {
 		return f.prefix + "N"
 	}

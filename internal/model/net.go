@@ -48,6 +48,9 @@ type Net struct {
 	// stepGradScale the loss gradient scale of the step it runs.
 	deviceStep    func() error
 	stepGradScale float32
+	// dropoutSeed and dropoutStep place the dropout masks of a training forward (SetDropoutKey).
+	dropoutSeed uint64
+	dropoutStep int64
 }
 
 // Build allocates a spec's network on dev for batches of up to batch examples.

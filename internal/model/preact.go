@@ -103,6 +103,9 @@ func (b *builder) preactBlock(prefix string, in *act, width, stride int) (*act, 
 			return nil, err
 		}
 		h = b.bn(prefix+".norm2", h, true, nil).y
+		if s.Dropout > 0 {
+			h = b.dropout(prefix+".dropout", h)
+		}
 		if h, err = b.conv(prefix+".conv2", h, outC, 3, 1, 1); err != nil {
 			return nil, err
 		}

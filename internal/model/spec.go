@@ -60,6 +60,11 @@ type Spec struct {
 	// SEReduction, when not 0, closes every residual unit with a squeeze-and-excitation module whose
 	// bottleneck has width/SEReduction channels, rounded as timm rounds them (senet.go).
 	SEReduction int
+	// WidenFactor is a Wide ResNet's k (wrn.go), 0 in the other nets; its depth counts the projections.
+	WidenFactor int
+	// Dropout is the probability with which a pre-activation basic unit drops each element between its
+	// two convolutions in a training forward (inverted dropout); 0 drops nothing.
+	Dropout float64
 }
 
 // Depth is the number of weighted layers (convs on the main path plus the FC layer).
@@ -71,6 +76,9 @@ func (s Spec) Depth() int {
 	n := 0
 	for _, l := range s.Layers {
 		n += l
+	}
+	if s.WidenFactor > 0 {
+		return n*per + 4 // the paper's WRN-n-k counts the stem, the three projections and not the FC
 	}
 	return n*per + 2
 }
@@ -96,6 +104,10 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("model %s: basic blocks take neither groups nor another width per group (got %d and %d)", s.Name, s.Groups, s.WidthPerGroup)
 	case s.SEReduction < 0 || (s.SEReduction > 0 && !s.Residual):
 		return fmt.Errorf("model %s: se_reduction must be 0, or > 0 on a residual net (got %d)", s.Name, s.SEReduction)
+	case !(s.Dropout >= 0 && s.Dropout < 1):
+		return fmt.Errorf("model %s: dropout must be >= 0 and < 1 (got %g)", s.Name, s.Dropout)
+	case s.Dropout > 0 && !s.TakesDropout():
+		return fmt.Errorf("model %s: dropout needs pre-activation basic units (cifar_wrn, cifar_preact_resnet below 164); set model.dropout to 0", s.Name)
 	}
 	for i, l := range s.Layers {
 		if l < 1 || s.Widths[i] < 1 {
@@ -104,6 +116,10 @@ func (s Spec) Validate() error {
 	}
 	return nil
 }
+
+// TakesDropout reports whether the net has a place for dropout: pre-activation basic units, between whose
+// two convolutions it goes.
+func (s Spec) TakesDropout() bool { return s.PreAct && s.Block == Basic }
 
 func (s Spec) groups() int { return max(s.Groups, 1) }
 
@@ -197,5 +213,6 @@ func init() {
 		rule: cifarRule, nUsage: cifarN, build: CIFARSpec})
 	registerWider() // after the ResNets, so that they list first
 	registerPreAct()
+	registerWide()
 	registerSENets()
 }

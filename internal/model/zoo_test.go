@@ -77,6 +77,11 @@ func TestWiderZooMatchesTorchvision(t *testing.T) {
 		// The ResNeXt paper's CIFAR networks (its Table 7: 34.4M and 68.1M parameters).
 		{"cifar_resnext29_8x64d", 34426698, 5387266048},
 		{"cifar_resnext29_16x64d", 68155210, 10688866304},
+		// The Wide ResNet paper's WRN-28-10 (36.5M; 36,479,194 is the count of the paper's PyTorch code with
+		// 10 classes), WRN-40-4 (8.9M) and WRN-16-8 (11.0M). MACs are this builder's, one 32x32 image.
+		{"cifar_wrn28_10", 36479194, 5243328768},
+		{"cifar_wrn40_4", 8949210, 1298582016},
+		{"cifar_wrn16_8", 10961370, 1548145664},
 	} {
 		s, err := Lookup(c.name)
 		if err != nil {
@@ -92,6 +97,20 @@ func TestWiderZooMatchesTorchvision(t *testing.T) {
 	}
 }
 
+// expectShapes checks the shapes of some of g's parameters, by name.
+func expectShapes(t *testing.T, g *graph, want map[string][]int) {
+	t.Helper()
+	shapes := map[string][]int{}
+	for _, p := range g.params {
+		shapes[p.Name] = p.Shape
+	}
+	for name, w := range want {
+		if !SameShape(w, shapes[name]) {
+			t.Errorf("%s has shape %v, want %v", name, shapes[name], w)
+		}
+	}
+}
+
 // torchvision's bottleneck width int(planes * width_per_group/64) * groups, and its stride on the 3x3,
 // which is the grouped one.
 func TestResNeXtBottleneck(t *testing.T) {
@@ -100,19 +119,11 @@ func TestResNeXtBottleneck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shapes := map[string][]int{}
-	for _, p := range g.params {
-		shapes[p.Name] = p.Shape
-	}
-	for name, want := range map[string][]int{
+	expectShapes(t, g, map[string][]int{
 		"layer1.0.conv1.weight": {128, 64, 1, 1}, "layer1.0.conv2.weight": {128, 4, 3, 3},
 		"layer1.0.conv3.weight": {256, 128, 1, 1}, "layer4.2.conv2.weight": {1024, 32, 3, 3},
 		"layer2.0.downsample.0.weight": {512, 256, 1, 1}, "fc.weight": {1000, 2048},
-	} {
-		if !SameShape(want, shapes[name]) {
-			t.Errorf("%s has shape %v, want %v", name, shapes[name], want)
-		}
-	}
+	})
 	for _, nd := range g.nodes {
 		c, ok := nd.(*convNode)
 		if !ok {
@@ -263,7 +274,7 @@ func TestParamNamesFollowTorchvision(t *testing.T) {
 // Every listed name resolves to itself, and so do its short and paper spellings.
 func TestNamesRoundTrip(t *testing.T) {
 	names := Names()
-	if len(names) != 37 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
+	if len(names) != 39 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
 		t.Fatalf("Names() = %v", names)
 	}
 	for _, n := range names {

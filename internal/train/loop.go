@@ -349,6 +349,7 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	if err := t.check.save(); err != nil {
 		return false, err
 	}
+	t.net.SetDropoutKey(t.cfg.Seed, t.st.Step)
 	r, err := t.net.TrainStepScaled(b.X[:b.N*t.sample], b.Labels[:b.N], t.scaler.scale(&t.st))
 	t.train.Release(b)
 	if err == nil && t.opt.afterBackward != nil {

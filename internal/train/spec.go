@@ -22,6 +22,7 @@ func SpecFor(m config.ModelConfig, numClasses, inputSize int) (model.Spec, error
 	}
 	s.StrideIn1x1 = m.StrideIn1x1
 	s.ZeroInitResidual = m.ZeroInitResidual
+	s.Dropout = m.Dropout
 	s.NumClasses = numClasses
 	if m.NumClasses > 0 {
 		s.NumClasses = m.NumClasses

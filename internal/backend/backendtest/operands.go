@@ -4,6 +4,7 @@ package backendtest
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"resnet/internal/backend"
@@ -386,6 +387,30 @@ var operandCases = []operandCase{
 	{"gate backward data squeeze gradient", "ChannelGateBackwardData: dpool has shape [2 4], want [2 3]", func(o *ops) error {
 		return o.dev.ChannelGateBackwardData(o.t(2, 3), o.t(2, 3, 4, 4), o.t(2, 4), o.t(2, 3, 4, 4))
 	}},
+
+	// Dropout: x (2, 3, 4, 4).
+	{"dropout probability 1", "DropoutForward: p must be >= 0 and < 1 (got 1)", func(o *ops) error {
+		return o.dev.DropoutForward(backend.DropoutParams{P: 1}, o.t(2, 3, 4, 4), o.t(2, 3, 4, 4))
+	}},
+	{"dropout negative probability", "DropoutBackward: p must be >= 0 and < 1 (got -0.5)", func(o *ops) error {
+		return o.dev.DropoutBackward(backend.DropoutParams{P: -0.5}, o.t(2, 3, 4, 4), o.t(2, 3, 4, 4))
+	}},
+	{"dropout NaN probability", "DropoutForward: p must be >= 0 and < 1 (got NaN)", func(o *ops) error {
+		return o.dev.DropoutForward(backend.DropoutParams{P: math.NaN()}, o.t(2, 3, 4, 4), o.t(2, 3, 4, 4))
+	}},
+	{"dropout output shape", "DropoutForward: y has shape [2 3 4 3], want [2 3 4 4]", func(o *ops) error {
+		return o.dev.DropoutForward(backend.DropoutParams{P: 0.3}, o.t(2, 3, 4, 4), o.t(2, 3, 4, 3))
+	}},
+	{"dropout 2-D input", "DropoutForward: x has shape [2 3], want 4-D (N, C, H, W)", func(o *ops) error {
+		return o.dev.DropoutForward(backend.DropoutParams{P: 0.3}, o.t(2, 3), o.t(2, 3))
+	}},
+	{"dropout backward without dx", "DropoutBackward: dx is not allocated", func(o *ops) error {
+		return o.dev.DropoutBackward(backend.DropoutParams{P: 0.3}, o.t(2, 3, 4, 4), backend.Tensor{Shape: backend.Shape{2, 3, 4, 4}})
+	}},
+	{"dropout backward another backend's gradient", "DropoutBackward: dx was allocated by another backend (backendtest.foreignBuffer)",
+		func(o *ops) error {
+			return o.dev.DropoutBackward(backend.DropoutParams{P: 0.3}, o.t(2, 3, 4, 4), o.foreign(2, 3, 4, 4))
+		}},
 
 	// The SE excitation: P (2, 3), W1 (2, 3), W2 (3, 2).
 	{"excitation 3-D features", "ExcitationForward: P has shape [2 3 1], want (N, C)", func(o *ops) error {
