@@ -61,3 +61,6 @@ func (b *builder) dropout(name string, in *act) *act {
 // forwards are drawn for. A trainer calls it before each step with the step's index, so a resumed run draws
 // the masks of the run it continues.
 func (n *Net) SetDropoutKey(seed, step int64) { n.dropoutSeed, n.dropoutStep = uint64(seed), step }
+
+// DropoutKey is what SetDropoutKey last set.
+func (n *Net) DropoutKey() (seed, step int64) { return int64(n.dropoutSeed), n.dropoutStep }

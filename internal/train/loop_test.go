@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"image"
 	"image/jpeg"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"resnet/internal/config"
 	"resnet/internal/cpu"
+	"resnet/internal/model"
 	"resnet/internal/safetensors"
 )
 
@@ -409,5 +411,24 @@ func TestDropoutResumeMatchesUninterrupted(t *testing.T) {
 	}
 	if !differs {
 		t.Error("training with dropout 0.3 gave the weights of training without")
+	}
+	// The resumed run matching would also hold if every step drew the same mask (a key never set); so each
+	// step's forward must have had that step's key, in a fresh run and in a resumed one.
+	for _, resume := range []bool{false, true} {
+		dir := filepath.Join(root, fmt.Sprint("keyed-", resume))
+		if resume {
+			interruptAt(t, cfg, dir, 4)
+		}
+		steps := 0
+		err := runHooked(t, cfg, dir, resume, io.Discard, nil, Options{afterBackward: func(net *model.Net, st *State) error {
+			if seed, step := net.DropoutKey(); seed != cfg.Seed || step != st.Step {
+				return fmt.Errorf("step %d drew the dropout masks of seed %d, step %d; want seed %d, step %d", st.Step, seed, step, cfg.Seed, st.Step)
+			}
+			steps++
+			return nil
+		}})
+		if err != nil || steps == 0 {
+			t.Fatalf("resume %v: %d steps checked, %v", resume, steps, err)
+		}
 	}
 }
