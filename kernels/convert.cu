@@ -9,9 +9,14 @@
 // A grouped convolution's filter is (Cout, Cin/groups, KH, KW): the launcher passes Cin/groups as C, and
 // KRSC is then (Cout, KH, KW, Cin/groups), the order cuDNN's grouped channels-last filter descriptor has.
 //
+// An activation (N, C, H, W) converts the same way, N standing for Cout and H*W for KH*KW (NHWC being
+// KRSC's order): activation_to_<type>_<layout> and activation_from_<type>_<layout> are Upload's and
+// Download's conversion of a tensor held in another format from and to the f32 NCHW values the host sees.
+//
 // Kernels: filter_to_f32_nhwc, filter_to_bf16_nchw, filter_to_bf16_nhwc, filter_to_f16_nchw,
 // filter_to_f16_nhwc, filter_from_f32_nhwc, filter_from_bf16_nchw, filter_from_bf16_nhwc,
-// filter_from_f16_nchw, filter_from_f16_nhwc. (f32 (Cout, Cin, KH, KW) is the table's own format and
+// filter_from_f16_nchw, filter_from_f16_nhwc, and activation_to_* and activation_from_* of the same
+// formats. (f32 (Cout, Cin, KH, KW) is the table's own format and
 // needs neither.)
 
 #include "common.cuh"
@@ -89,4 +94,47 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK)
 extern "C" __global__ void __launch_bounds__(RN_BLOCK)
     filter_from_f16_nhwc(const rn::f16* g, float* dw, int C, int RS, long long n) {
   filter_from<rn::f16, true>(g, dw, C, RS, n);
+}
+
+// Activations: Upload and Download of a tensor in another format.
+
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_to_f32_nhwc(const float* x, float* y, int C, int HW, long long n) {
+  filter_to<float, true>(x, y, C, HW, n);
+}
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_to_bf16_nchw(const float* x, rn::bf16* y, int C, int HW, long long n) {
+  filter_to<rn::bf16, false>(x, y, C, HW, n);
+}
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_to_bf16_nhwc(const float* x, rn::bf16* y, int C, int HW, long long n) {
+  filter_to<rn::bf16, true>(x, y, C, HW, n);
+}
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_to_f16_nchw(const float* x, rn::f16* y, int C, int HW, long long n) {
+  filter_to<rn::f16, false>(x, y, C, HW, n);
+}
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_to_f16_nhwc(const float* x, rn::f16* y, int C, int HW, long long n) {
+  filter_to<rn::f16, true>(x, y, C, HW, n);
+}
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_from_f32_nhwc(const float* x, float* y, int C, int HW, long long n) {
+  filter_from<float, true>(x, y, C, HW, n);
+}
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_from_bf16_nchw(const rn::bf16* x, float* y, int C, int HW, long long n) {
+  filter_from<rn::bf16, false>(x, y, C, HW, n);
+}
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_from_bf16_nhwc(const rn::bf16* x, float* y, int C, int HW, long long n) {
+  filter_from<rn::bf16, true>(x, y, C, HW, n);
+}
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_from_f16_nchw(const rn::f16* x, float* y, int C, int HW, long long n) {
+  filter_from<rn::f16, false>(x, y, C, HW, n);
+}
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    activation_from_f16_nhwc(const rn::f16* x, float* y, int C, int HW, long long n) {
+  filter_from<rn::f16, true>(x, y, C, HW, n);
 }

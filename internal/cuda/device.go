@@ -13,7 +13,6 @@ import (
 	"unsafe"
 
 	"resnet/internal/backend"
-	"resnet/internal/half"
 )
 
 // fatbin holds the kernels of kernels/*.cu, built by `make kernels` (see the package comment).
@@ -755,11 +754,9 @@ func (d *Device) ActivationFormat() (backend.DType, backend.Layout) {
 }
 
 // Upload implements backend.Device. src is float32 in (N, C, H, W) order; a tensor of another dtype or
-// layout gets it converted on the host while it is staged (round to nearest even).
+// layout gets it through f32 scratch on the device, converted there by an activation_to kernel (round to
+// nearest even), so that the host does no per-element work.
 func (d *Device) Upload(dst backend.Tensor, src []float32) error {
-	if dst.DType != backend.F32 || dst.Layout != backend.NCHW {
-		return d.uploadConverted(dst, src)
-	}
 	var p unsafe.Pointer
 	if len(src) > 0 {
 		p = unsafe.Pointer(&src[0])
@@ -776,10 +773,11 @@ func (d *Device) UploadInt32(dst backend.Tensor, src []int32) error {
 	return d.upload("UploadInt32", dst, func() error { return backend.CheckUploadInt32(dst, src) }, p, len(src))
 }
 
-// upload copies n 4-byte values at src into dst, once check has passed them. A source inside memory from
-// PinnedFloat32s is copied straight from there, and the call returns when the copy is done (the caller may
-// reuse the memory at once). Any other source is first copied into a pinned staging buffer, and the device
-// copy runs asynchronously on the copy stream; the compute work queued later waits for it.
+// upload copies n 4-byte values at src into dst, once check has passed them; into a tensor of another
+// format, into f32 scratch that a convert kernel then reads. A source inside memory from PinnedFloat32s is
+// copied straight from there, and the call returns when the copy is done (the caller may reuse the memory
+// at once). Any other source is first copied into a pinned staging buffer, and the device copy runs
+// asynchronously on the copy stream; the compute work queued later waits for it.
 func (d *Device) upload(op string, dst backend.Tensor, check func() error, src unsafe.Pointer, n int) error {
 	if err := d.begin(op); err != nil {
 		d.end()
@@ -792,36 +790,31 @@ func (d *Device) upload(op string, dst backend.Tensor, check func() error, src u
 		return a.err
 	}
 	bytes := 4 * int64(n)
-	if d.isPinned(src, bytes) {
-		return d.call(&cmd{kind: cmdUpload, op: op, dst: ptr, host: src, n: bytes, slot: -1, wait: true})
+	conv, converted := activationKernels[filterFormat{dst.DType, dst.Layout}]
+	to := ptr
+	if converted {
+		var err error
+		if to, err = d.tempAlloc(op, bytes); err != nil {
+			return err
+		}
 	}
-	return d.stageUpload(op, ptr, bytes, func(host []byte) error {
-		copy(host, unsafe.Slice((*byte)(src), bytes))
-		return nil
-	})
-}
-
-// uploadConverted uploads float32 (N, C, H, W) values into a tensor of another dtype or layout.
-func (d *Device) uploadConverted(dst backend.Tensor, src []float32) error {
-	const op = "Upload"
-	if err := d.begin(op); err != nil {
-		d.end()
+	if d.isPinned(src, bytes) {
+		if err := d.call(&cmd{kind: cmdUpload, op: op, dst: to, host: src, n: bytes, slot: -1, wait: true}); err != nil {
+			return err
+		}
+	} else if err := d.stageUpload(op, to, src, bytes); err != nil {
 		return err
 	}
-	defer d.end()
-	a := addrs{d: d, op: op, err: named(backend.CheckUpload(dst, src))}
-	ptr := a.of("dst", dst)
-	if a.err != nil || len(src) == 0 {
-		return a.err
+	if !converted {
+		return nil
 	}
-	return d.stageUpload(op, ptr, int64(dst.DType.Size())*int64(len(src)), func(host []byte) error {
-		return half.Pack(host, src, dst.Shape, dst.DType, dst.Layout)
-	})
+	_, c, h, w := dst.NCHW()
+	return d.convert(op, conv.to, to, ptr, c, h*w, int64(n))
 }
 
-// stageUpload fills the next pinned staging buffer with bytes bytes (fill writes them) and queues their copy
+// stageUpload copies bytes bytes at src into the next pinned staging buffer and queues their copy
 // to ptr on the copy stream.
-func (d *Device) stageUpload(op string, ptr uint64, bytes int64, fill func(host []byte) error) error {
+func (d *Device) stageUpload(op string, ptr uint64, src unsafe.Pointer, bytes int64) error {
 	if d.capturing != nil {
 		return d.refused(&cmd{kind: cmdUpload, op: op})
 	}
@@ -837,9 +830,7 @@ func (d *Device) stageUpload(op string, ptr uint64, bytes int64, fill func(host 
 	if err := d.growStaging(op, s, bytes); err != nil {
 		return err
 	}
-	if err := fill(unsafe.Slice((*byte)(s.host), bytes)); err != nil {
-		return named(fmt.Errorf("%s: %w", op, err))
-	}
+	copy(unsafe.Slice((*byte)(s.host), bytes), unsafe.Slice((*byte)(src), bytes))
 	s.seq = d.enqueue(&cmd{kind: cmdUpload, op: op, dst: ptr, host: s.host, n: bytes, slot: i})
 	return nil
 }
@@ -893,16 +884,24 @@ func (d *Device) Download(dst []float32, src backend.Tensor) error {
 	if a.err != nil || len(dst) == 0 {
 		return a.err
 	}
-	bytes := int64(src.DType.Size()) * int64(len(dst))
+	bytes := 4 * int64(len(dst))
+	if conv, ok := activationKernels[filterFormat{src.DType, src.Layout}]; ok {
+		// Another format: an activation_from kernel writes the f32 NCHW values into scratch first.
+		scratch, err := d.tempAlloc(op, bytes)
+		if err != nil {
+			return err
+		}
+		_, c, h, w := src.NCHW()
+		if err := d.convert(op, conv.from, ptr, scratch, c, h*w, int64(len(dst))); err != nil {
+			return err
+		}
+		ptr = scratch
+	}
 	if err := d.growStaging(op, &d.down, bytes); err != nil {
 		return err
 	}
 	if err := d.call(&cmd{kind: cmdDownload, op: op, src: ptr, host: d.down.host, n: bytes}); err != nil {
 		return err
-	}
-	if src.DType != backend.F32 || src.Layout != backend.NCHW {
-		err := half.Unpack(dst, unsafe.Slice((*byte)(d.down.host), bytes), src.Shape, src.DType, src.Layout)
-		return named(err)
 	}
 	copy(dst, unsafe.Slice((*float32)(d.down.host), len(dst)))
 	return nil

@@ -289,6 +289,16 @@ const std::map<std::string, Entry>& table() {
       E(filter_from_bf16_nhwc),
       E(filter_from_f16_nchw),
       E(filter_from_f16_nhwc),
+      E(activation_to_f32_nhwc),
+      E(activation_to_bf16_nchw),
+      E(activation_to_bf16_nhwc),
+      E(activation_to_f16_nchw),
+      E(activation_to_f16_nhwc),
+      E(activation_from_f32_nhwc),
+      E(activation_from_bf16_nchw),
+      E(activation_from_bf16_nhwc),
+      E(activation_from_f16_nchw),
+      E(activation_from_f16_nhwc),
 
       RN_ACT_FORMATS(EF, gate_forward)
       RN_ACT_FORMATS(EF, gate_backward)

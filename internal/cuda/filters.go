@@ -51,6 +51,16 @@ var filterKernels = map[filterFormat]struct{ to, from kernelID }{
 	{backend.F16, backend.NHWC}:  {kFilterToF16NHWC, kFilterFromF16NHWC},
 }
 
+// activationKernels are the convert kernels between the f32 NCHW values the host sees and each other
+// activation format (Upload, Download).
+var activationKernels = map[filterFormat]struct{ to, from kernelID }{
+	{backend.F32, backend.NHWC}:  {kActivationToF32NHWC, kActivationFromF32NHWC},
+	{backend.BF16, backend.NCHW}: {kActivationToBF16NCHW, kActivationFromBF16NCHW},
+	{backend.BF16, backend.NHWC}: {kActivationToBF16NHWC, kActivationFromBF16NHWC},
+	{backend.F16, backend.NCHW}:  {kActivationToF16NCHW, kActivationFromF16NCHW},
+	{backend.F16, backend.NHWC}:  {kActivationToF16NHWC, kActivationFromF16NHWC},
+}
+
 // wrote marks stale the copies of weights that elements [off, off+n) of b overlap.
 func (b *buffer) wrote(off, n int) {
 	for _, c := range b.filters {
@@ -117,6 +127,11 @@ func (d *Device) filterGradient(op string, g convGeom, x, dwp, dy uint64) error 
 
 // convertFilter launches convert kernel k from src to dst for the filter of geometry g.
 func (d *Device) convertFilter(op string, k kernelID, g convGeom, src, dst uint64) error {
-	n := int64(g.WLen())
-	return d.launch(op, k, d.blocksFor(n), 1).p(src).p(dst).i(g.GroupCin()).i(g.KH * g.KW).l(n).run()
+	return d.convert(op, k, src, dst, g.GroupCin(), g.KH*g.KW, int64(g.WLen()))
+}
+
+// convert launches convert kernel k from src to dst for the n elements of a (K, C, RS) tensor: a filter
+// (Cout, Cin/groups, KH*KW) or an activation (N, C, H*W).
+func (d *Device) convert(op string, k kernelID, src, dst uint64, c, rs int, n int64) error {
+	return d.launch(op, k, d.blocksFor(n), 1).p(src).p(dst).i(c).i(rs).l(n).run()
 }

@@ -87,6 +87,17 @@ const (
 	kFilterFromBF16NHWC
 	kFilterFromF16NCHW
 	kFilterFromF16NHWC
+	// kernels/convert.cu: activations to and from the f32 NCHW values Upload and Download see.
+	kActivationToF32NHWC
+	kActivationToBF16NCHW
+	kActivationToBF16NHWC
+	kActivationToF16NCHW
+	kActivationToF16NHWC
+	kActivationFromF32NHWC
+	kActivationFromBF16NCHW
+	kActivationFromBF16NHWC
+	kActivationFromF16NCHW
+	kActivationFromF16NHWC
 
 	// kernels/gate.cu: the SE excitation's bias and ReLU steps.
 	kExciteBiasReLU
@@ -165,16 +176,26 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 
 	kFindNonFinite: {"find_nonfinite", "plip"},
 
-	kFilterToF32NHWC:    {"filter_to_f32_nhwc", "ppiil"},
-	kFilterToBF16NCHW:   {"filter_to_bf16_nchw", "ppiil"},
-	kFilterToBF16NHWC:   {"filter_to_bf16_nhwc", "ppiil"},
-	kFilterToF16NCHW:    {"filter_to_f16_nchw", "ppiil"},
-	kFilterToF16NHWC:    {"filter_to_f16_nhwc", "ppiil"},
-	kFilterFromF32NHWC:  {"filter_from_f32_nhwc", "ppiil"},
-	kFilterFromBF16NCHW: {"filter_from_bf16_nchw", "ppiil"},
-	kFilterFromBF16NHWC: {"filter_from_bf16_nhwc", "ppiil"},
-	kFilterFromF16NCHW:  {"filter_from_f16_nchw", "ppiil"},
-	kFilterFromF16NHWC:  {"filter_from_f16_nhwc", "ppiil"},
+	kFilterToF32NHWC:        {"filter_to_f32_nhwc", "ppiil"},
+	kFilterToBF16NCHW:       {"filter_to_bf16_nchw", "ppiil"},
+	kFilterToBF16NHWC:       {"filter_to_bf16_nhwc", "ppiil"},
+	kFilterToF16NCHW:        {"filter_to_f16_nchw", "ppiil"},
+	kFilterToF16NHWC:        {"filter_to_f16_nhwc", "ppiil"},
+	kFilterFromF32NHWC:      {"filter_from_f32_nhwc", "ppiil"},
+	kFilterFromBF16NCHW:     {"filter_from_bf16_nchw", "ppiil"},
+	kFilterFromBF16NHWC:     {"filter_from_bf16_nhwc", "ppiil"},
+	kFilterFromF16NCHW:      {"filter_from_f16_nchw", "ppiil"},
+	kFilterFromF16NHWC:      {"filter_from_f16_nhwc", "ppiil"},
+	kActivationToF32NHWC:    {"activation_to_f32_nhwc", "ppiil"},
+	kActivationToBF16NCHW:   {"activation_to_bf16_nchw", "ppiil"},
+	kActivationToBF16NHWC:   {"activation_to_bf16_nhwc", "ppiil"},
+	kActivationToF16NCHW:    {"activation_to_f16_nchw", "ppiil"},
+	kActivationToF16NHWC:    {"activation_to_f16_nhwc", "ppiil"},
+	kActivationFromF32NHWC:  {"activation_from_f32_nhwc", "ppiil"},
+	kActivationFromBF16NCHW: {"activation_from_bf16_nchw", "ppiil"},
+	kActivationFromBF16NHWC: {"activation_from_bf16_nhwc", "ppiil"},
+	kActivationFromF16NCHW:  {"activation_from_f16_nchw", "ppiil"},
+	kActivationFromF16NHWC:  {"activation_from_f16_nhwc", "ppiil"},
 
 	kExciteBiasReLU:     {"excite_bias_relu", "ppii"},
 	kExciteReLUBiasGrad: {"excite_relu_bias_grad", "pppii"},

@@ -1,13 +1,10 @@
 // Package half converts between float32 and the 16-bit floats a device may keep activations in (bfloat16
 // and IEEE 754 half), bit for bit as the GPU's conversions do (cuda_bf16.h, cuda_fp16.h): round to nearest
-// even, half's subnormals kept, overflow to infinity, every NaN to the canonical 0x7fff. It also packs
-// float32 values in (N, C, H, W) order into a tensor's dtype and layout and back, which is how Upload and
-// Download see every tensor as float32 NCHW.
+// even, half's subnormals kept, overflow to infinity, every NaN to the canonical 0x7fff. The tests of the
+// CUDA backend round their inputs and references with it; interop widens 16-bit safetensors with it.
 package half
 
 import (
-	"encoding/binary"
-	"fmt"
 	"math"
 
 	"resnet/internal/backend"
@@ -92,83 +89,4 @@ func Round(dt backend.DType, f float32) float32 {
 		return FromF16(ToF16(f))
 	}
 	return f
-}
-
-// Pack writes src, float32 values of a tensor of shape in (N, C, H, W) order, into dst as the tensor's
-// dtype (f32, bf16 or f16, little-endian) in layout. dst must hold len(src)*dt.Size() bytes. Tensors of a
-// rank other than 4 are NCHW.
-func Pack(dst []byte, src []float32, shape backend.Shape, dt backend.DType, layout backend.Layout) error {
-	if err := checkPack(len(dst), len(src), shape, dt, layout); err != nil {
-		return err
-	}
-	put := putter(dt)
-	forEach(shape, layout, func(i, j int) { put(dst, j, src[i]) })
-	return nil
-}
-
-// Unpack is the inverse of Pack: dst gets the float32 values of the tensor in src in (N, C, H, W) order.
-func Unpack(dst []float32, src []byte, shape backend.Shape, dt backend.DType, layout backend.Layout) error {
-	if err := checkPack(len(src), len(dst), shape, dt, layout); err != nil {
-		return err
-	}
-	get := getter(dt)
-	forEach(shape, layout, func(i, j int) { dst[i] = get(src, j) })
-	return nil
-}
-
-// forEach calls fn with the (N, C, H, W)-order index i of every element of a tensor of shape and the
-// index j it has in layout.
-func forEach(shape backend.Shape, layout backend.Layout, fn func(i, j int)) {
-	if layout != backend.NHWC {
-		for i := range shape.Numel() {
-			fn(i, i)
-		}
-		return
-	}
-	n, c, hw := shape[0], shape[1], shape[2]*shape[3]
-	i := 0
-	for in := range n {
-		for ic := range c {
-			j := in*hw*c + ic
-			for range hw {
-				fn(i, j)
-				i++
-				j += c
-			}
-		}
-	}
-}
-
-func checkPack(bytes, values int, shape backend.Shape, dt backend.DType, layout backend.Layout) error {
-	switch {
-	case !dt.Float():
-		return fmt.Errorf("half: %v is not a floating-point dtype", dt)
-	case values != shape.Numel():
-		return fmt.Errorf("half: %d values for a tensor of shape %v", values, shape)
-	case bytes != values*dt.Size():
-		return fmt.Errorf("half: %d bytes for %d values of %v", bytes, values, dt)
-	case layout == backend.NHWC && len(shape) != 4:
-		return fmt.Errorf("half: NHWC tensor of shape %v; only 4-D tensors are channels-last", shape)
-	}
-	return nil
-}
-
-func putter(dt backend.DType) func(b []byte, i int, v float32) {
-	switch dt {
-	case backend.BF16:
-		return func(b []byte, i int, v float32) { binary.LittleEndian.PutUint16(b[2*i:], ToBF16(v)) }
-	case backend.F16:
-		return func(b []byte, i int, v float32) { binary.LittleEndian.PutUint16(b[2*i:], ToF16(v)) }
-	}
-	return func(b []byte, i int, v float32) { binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v)) }
-}
-
-func getter(dt backend.DType) func(b []byte, i int) float32 {
-	switch dt {
-	case backend.BF16:
-		return func(b []byte, i int) float32 { return FromBF16(binary.LittleEndian.Uint16(b[2*i:])) }
-	case backend.F16:
-		return func(b []byte, i int) float32 { return FromF16(binary.LittleEndian.Uint16(b[2*i:])) }
-	}
-	return func(b []byte, i int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:])) }
 }

@@ -5,8 +5,6 @@ import (
 	"math/rand/v2"
 	"sort"
 	"testing"
-
-	"resnet/internal/backend"
 )
 
 // nearest is the reference rounding: the value of the finite 16-bit code nearest to f among codes (sorted
@@ -120,46 +118,5 @@ func TestKnownCodes(t *testing.T) {
 		if got := ToBF16(f); got != want {
 			t.Errorf("ToBF16(%g) = %#04x, want %#04x", f, got, want)
 		}
-	}
-}
-
-// Pack and Unpack move (N, C, H, W) values into each dtype and layout and back; NHWC puts channel
-// fastest.
-func TestPackUnpack(t *testing.T) {
-	shape := backend.Shape{2, 3, 2, 2}
-	src := make([]float32, shape.Numel())
-	for i := range src {
-		src[i] = float32(i) + 0.25
-	}
-	for _, dt := range []backend.DType{backend.F32, backend.BF16, backend.F16} {
-		for _, l := range []backend.Layout{backend.NCHW, backend.NHWC} {
-			buf := make([]byte, len(src)*dt.Size())
-			if err := Pack(buf, src, shape, dt, l); err != nil {
-				t.Fatal(err)
-			}
-			// Element (n=1, c=2, h=1, w=0) holds 1*12 + 2*4 + 1*2 + 0 = 22.25.
-			pos := 22
-			if l == backend.NHWC {
-				pos = ((1*2+1)*2+0)*3 + 2
-			}
-			if got := getter(dt)(buf, pos); got != Round(dt, 22.25) {
-				t.Errorf("%v %v: element (1, 2, 1, 0) at %d holds %g", dt, l, pos, got)
-			}
-			back := make([]float32, len(src))
-			if err := Unpack(back, buf, shape, dt, l); err != nil {
-				t.Fatal(err)
-			}
-			for i, v := range back {
-				if v != Round(dt, src[i]) {
-					t.Fatalf("%v %v: value %d came back %g, want %g", dt, l, i, v, Round(dt, src[i]))
-				}
-			}
-		}
-	}
-	if err := Pack(make([]byte, 6), []float32{1, 2, 3}, backend.Shape{3}, backend.BF16, backend.NHWC); err == nil {
-		t.Error("Pack accepts an NHWC tensor of rank 1")
-	}
-	if err := Pack(make([]byte, 4), []float32{1, 2, 3}, backend.Shape{3}, backend.BF16, backend.NCHW); err == nil {
-		t.Error("Pack accepts a short destination")
 	}
 }
