@@ -68,17 +68,8 @@ func roundedTo(dt backend.DType, v []float32) []float32 {
 // GPU. Both hold vals rounded to that format's dtype, uploaded as float32 (N, C, H, W) values.
 func (r *rig) activation(vals []float32, shape ...int) twin {
 	r.t.Helper()
-	dt, layout := r.gpu.ActivationFormat()
-	var x twin
-	var err error
-	if x.c, err = r.cpu.Alloc(backend.Shape(shape), backend.F32, backend.NCHW); err != nil {
-		r.t.Fatalf("cpu: Alloc %v: %v", shape, err)
-	}
-	if x.g, err = r.gpu.Alloc(backend.Shape(shape), dt, layout); err != nil {
-		r.cpu.Free(x.c)
-		r.t.Fatalf("cuda: Alloc %v %v %v: %v", shape, dt, layout, err)
-	}
-	r.held = append(r.held, x)
+	x := r.act(shape...)
+	dt, _ := r.gpu.ActivationFormat()
 	r.set(x, roundedTo(dt, vals))
 	return x
 }

@@ -8,7 +8,6 @@ package cuda
 import (
 	"fmt"
 	"math"
-	"slices"
 	"testing"
 
 	"resnet/internal/backend"
@@ -273,14 +272,7 @@ func checkSEStep(t *testing.T, spec model.Spec, formats []seStepFormat) {
 				t.Errorf("the step launched no %s (launched: %s)", name, formatCounts(counts))
 			}
 			if prev, ok := first[f.dt]; ok {
-				for name, v := range step.tensors {
-					if !slices.Equal(math32bits(v), math32bits(prev.tensors[name])) {
-						t.Errorf("%s differs from the %v first run's; want the same bits", name, f.dt)
-					}
-				}
-				if step.loss != prev.loss || !slices.Equal(math32bits(step.logits), math32bits(prev.logits)) {
-					t.Errorf("loss or logits differ from the %v first run's; want the same bits", f.dt)
-				}
+				sameStep(t, step, prev, fmt.Sprintf("the %v first run's", f.dt))
 				return
 			}
 			first[f.dt] = step

@@ -495,14 +495,7 @@ func TestNetworkStepInEveryFormat(t *testing.T) {
 				}
 			}
 			if prev, ok := first[f.dt]; ok {
-				for name, v := range step.tensors {
-					if !slices.Equal(math32bits(v), math32bits(prev.tensors[name])) {
-						t.Errorf("%s differs from the %v NCHW fused run's; want the same bits", name, f.dt)
-					}
-				}
-				if step.loss != prev.loss || !slices.Equal(math32bits(step.logits), math32bits(prev.logits)) {
-					t.Errorf("loss or logits differ from the %v NCHW fused run's; want the same bits", f.dt)
-				}
+				sameStep(t, step, prev, fmt.Sprintf("the %v NCHW fused run's", f.dt))
 				return
 			}
 			first[f.dt] = step
@@ -545,6 +538,19 @@ func (r cpuStepRef) match(t *testing.T, spec model.Spec, batch int, step, update
 	}
 	checkTensors(t, "parameters after one SGD step (relative to the update)", r.valueNames,
 		updated.tensors, r.updated.tensors, r.before, gradRel, 1e-7)
+}
+
+// sameStep requires step to hold prev's bits in every tensor, the loss and the logits; prev is what names.
+func sameStep(t testing.TB, step, prev netState, what string) {
+	t.Helper()
+	for name, v := range step.tensors {
+		if !slices.Equal(math32bits(v), math32bits(prev.tensors[name])) {
+			t.Errorf("%s differs from %s; want the same bits", name, what)
+		}
+	}
+	if step.loss != prev.loss || !slices.Equal(math32bits(step.logits), math32bits(prev.logits)) {
+		t.Errorf("loss or logits differ from %s; want the same bits", what)
+	}
 }
 
 // math32bits is the bit patterns of v, so that comparisons treat NaNs and signed zeros exactly.
