@@ -185,16 +185,28 @@ func (t Tensor) NCHW() (n, c, h, w int) {
 }
 
 // ConvParams describes a 2-D convolution without bias: x (N, Cin, H, W), w (Cout, Cin/Groups, KH, KW),
-// y (N, Cout, OH, OW), OH = (H + 2*Pad - KH)/Stride + 1. With Groups > 1 the channels are cut into Groups
-// consecutive slices and output slice g sees only input slice g (ResNeXt's grouped 3x3); 0 and 1 both mean
-// an ungrouped convolution.
+// y (N, Cout, OH, OW), OH = (H + 2*PadH - KH)/Stride + 1, OW = (W + 2*PadW - KW)/Stride + 1. With Groups > 1
+// the channels are cut into Groups consecutive slices and output slice g sees only input slice g (ResNeXt's
+// grouped 3x3); 0 and 1 both mean an ungrouped convolution.
 type ConvParams struct {
+	// Pad pads both axes by the same amount (PyTorch's padding=p). A padding that differs between the
+	// axes (padding=(ph, pw), as Inception-ResNet's 1x7 and 7x1 convolutions take (0, 3) and (3, 0)) is
+	// given by PadH and PadW instead, with Pad left 0; the checks refuse Pad together with either.
 	Stride, Pad int
 	Groups      int
+	PadH, PadW  int
 }
 
 // GroupCount is Groups with 0 read as 1.
 func (p ConvParams) GroupCount() int { return max(p.Groups, 1) }
+
+// Padding is the padding of the two axes: (Pad, Pad), or (PadH, PadW) when either is set.
+func (p ConvParams) Padding() (h, w int) {
+	if p.PadH != 0 || p.PadW != 0 {
+		return p.PadH, p.PadW
+	}
+	return p.Pad, p.Pad
+}
 
 // OutSize is the output extent of a convolution or pooling window along one axis.
 func OutSize(in, k, stride, pad int) int { return (in+2*pad-k)/stride + 1 }
@@ -235,9 +247,42 @@ type BatchNormGrads struct {
 	DGamma, DBeta        Tensor
 }
 
-// PoolParams describes a max-pool window (PyTorch semantics: padding counts as -inf).
+// PoolParams describes a pooling window, square, with PyTorch's semantics: for max pooling padding counts
+// as -inf; for average pooling padded positions count as zeros in the window's divisor (kernel*kernel,
+// count_include_pad=True, PyTorch's default) unless ExcludePad is set, when a window divides by the number
+// of its positions inside the input (count_include_pad=False, Inception-ResNet's 3x3/1 average pool).
 type PoolParams struct {
 	Kernel, Stride, Pad int
+	ExcludePad          bool // average pooling only
+}
+
+// ChannelCopyParams describes Device.CopyChannels: Channels channels starting at SrcOffset in src go to
+// the channels starting at DstOffset in dst, added to what dst holds when Accumulate is set.
+type ChannelCopyParams struct {
+	SrcOffset, DstOffset, Channels int
+	Accumulate                     bool
+}
+
+// ScaledResidualParams configures the sum that closes an Inception-ResNet unit,
+//
+//	y = act(Scale * (a + bias) + z)
+//
+// a (N, C, H, W) is the unit's last (1x1, biased) convolution before its bias, bias (C) is that bias
+// (f32), z (N, C, H, W) the unit's input (the identity shortcut), and act is ReLU when ReLU is set, else the
+// identity (timm's last Block8 has no ReLU and scale 1).
+type ScaledResidualParams struct {
+	Scale float32
+	ReLU  bool
+}
+
+// ScaledResidualGrads are the operands of Device.ScaledResidualBackward. From the forward's output Y (its
+// sign gives the ReLU mask) and the output gradient DY, with g = DY * act'(Y), it writes DA = Scale * g,
+// DBias (C) = Scale * the sum of g over (N, H, W), and DZ = g, added to what DZ holds when Accumulate is
+// set (z feeds the unit's branches too). DA may be DY itself.
+type ScaledResidualGrads struct {
+	Y, DY         Tensor
+	DA, DBias, DZ Tensor
+	Accumulate    bool
 }
 
 // SGDParams are the hyper-parameters of one SGD step (PyTorch semantics):
@@ -295,6 +340,11 @@ type Device interface {
 
 	MaxPoolForward(p PoolParams, x, y Tensor) error
 	MaxPoolBackward(p PoolParams, x, y, dy, dx Tensor) error
+	// AvgPoolForward and AvgPoolBackward are average pooling over a window (DenseNet's 2x2/2 transition,
+	// Inception-ResNet's 3x3/1 branch with ExcludePad). The backward writes dx, or adds into it when
+	// accumulate is set (x also feeds other layers).
+	AvgPoolForward(p PoolParams, x, y Tensor) error
+	AvgPoolBackward(p PoolParams, dy, dx Tensor, accumulate bool) error
 	// GlobalAvgPoolForward: x (N, C, H, W) -> y (N, C).
 	GlobalAvgPoolForward(x, y Tensor) error
 	GlobalAvgPoolBackward(dy, dx Tensor) error
@@ -338,6 +388,17 @@ type Device interface {
 	// C, H, W) from the gradient dg of the gate's output (before the residual add), plus, when dpool (N, C)
 	// is valid, that of the squeeze which pooled x. dx may be dg itself.
 	ChannelGateBackwardData(s, dg, dpool, dx Tensor) error
+
+	// CopyChannels writes dst[n, p.DstOffset+c, h, w] = src[n, p.SrcOffset+c, h, w] for c < p.Channels (or
+	// adds it, with p.Accumulate): channel concatenation, one input at a time, and, from the concatenation's
+	// gradient to an input's, its backward. src and dst are 4-D with the same N, H and W, dtype and layout;
+	// they may have different channel counts and must not overlap.
+	CopyChannels(p ChannelCopyParams, src, dst Tensor) error
+	// ScaledResidual writes y = act(Scale*(a + bias) + z), Inception-ResNet's scaled residual sum, fused
+	// with the bias of the convolution before it and the ReLU after it. y may be a.
+	ScaledResidual(p ScaledResidualParams, a, bias, z, y Tensor) error
+	// ScaledResidualBackward writes g.DA, g.DBias and g.DZ (see ScaledResidualGrads).
+	ScaledResidualBackward(p ScaledResidualParams, g ScaledResidualGrads) error
 
 	// DropoutForward writes y = x * mask / (1-P), inverted dropout: each element of x (N, C, H, W) is kept
 	// or dropped as DropoutParams.Mask draws it, whatever the layout. y may be x. Training forwards only.

@@ -40,7 +40,7 @@ func mustCheck[G comparable](t *testing.T, what string, got G, err error, want G
 func TestConvGeometry(t *testing.T) {
 	p := ConvParams{Stride: 2, Pad: 1}
 	x, w, y := f32(2, 3, 7, 9), f32(4, 3, 3, 3), f32(2, 4, 4, 5)
-	want := ConvGeometry{N: 2, Cin: 3, H: 7, W: 9, Cout: 4, KH: 3, KW: 3, Stride: 2, Pad: 1, OH: 4, OW: 5, Groups: 1}
+	want := ConvGeometry{N: 2, Cin: 3, H: 7, W: 9, Cout: 4, KH: 3, KW: 3, Stride: 2, PadH: 1, PadW: 1, OH: 4, OW: 5, Groups: 1}
 	g := mustCheckConvPasses(t, p, x, w, y, want)
 	if g.XLen() != 2*3*7*9 || g.WLen() != 4*3*3*3 || g.YLen() != 2*4*4*5 {
 		t.Fatalf("XLen, WLen, YLen = %d, %d, %d", g.XLen(), g.WLen(), g.YLen())
@@ -68,7 +68,7 @@ func mustCheckConvPasses(t *testing.T, p ConvParams, x, w, y Tensor, want ConvGe
 func TestGroupedConvGeometry(t *testing.T) {
 	p := ConvParams{Stride: 1, Pad: 1, Groups: 4}
 	x, w, y := f32(2, 8, 5, 5), f32(12, 2, 3, 3), f32(2, 12, 5, 5)
-	want := ConvGeometry{N: 2, Cin: 8, H: 5, W: 5, Cout: 12, KH: 3, KW: 3, Stride: 1, Pad: 1, OH: 5, OW: 5, Groups: 4}
+	want := ConvGeometry{N: 2, Cin: 8, H: 5, W: 5, Cout: 12, KH: 3, KW: 3, Stride: 1, PadH: 1, PadW: 1, OH: 5, OW: 5, Groups: 4}
 	g := mustCheckConvPasses(t, p, x, w, y, want)
 	if g.WLen() != 12*2*3*3 || g.GroupCin() != 2 || g.GroupCout() != 3 {
 		t.Fatalf("WLen, GroupCin, GroupCout = %d, %d, %d", g.WLen(), g.GroupCin(), g.GroupCout())
@@ -208,7 +208,7 @@ func TestActivationFormats(t *testing.T) {
 	p := ConvParams{Stride: 1, Pad: 1}
 	g, err := CheckConvForward(p, act(BF16, NHWC, 2, 3, 4, 4), f32(5, 3, 3, 3), act(BF16, NHWC, 2, 5, 4, 4))
 	mustCheck(t, "bf16 NHWC convolution", g, err, ConvGeometry{N: 2, Cin: 3, H: 4, W: 4, Cout: 5, KH: 3, KW: 3,
-		Stride: 1, Pad: 1, OH: 4, OW: 4, DType: BF16, Layout: NHWC, Groups: 1})
+		Stride: 1, PadH: 1, PadW: 1, OH: 4, OW: 4, DType: BF16, Layout: NHWC, Groups: 1})
 	if s := g.String(); s != "x [2 3 4 4], w [5 3 3 3], stride 1, padding 1, bf16 NHWC" {
 		t.Fatalf("String() = %q", s)
 	}

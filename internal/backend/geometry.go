@@ -13,7 +13,8 @@ import (
 type ConvGeometry struct {
 	N, Cin, H, W int
 	Cout, KH, KW int
-	Stride, Pad  int
+	Stride       int
+	PadH, PadW   int
 	OH, OW       int
 	DType        DType
 	Layout       Layout
@@ -25,8 +26,8 @@ func (g ConvGeometry) GroupCin() int  { return g.Cin / max(g.Groups, 1) }
 func (g ConvGeometry) GroupCout() int { return g.Cout / max(g.Groups, 1) }
 
 func (g ConvGeometry) String() string {
-	s := fmt.Sprintf("x %v, w %v, stride %d, padding %d", []int{g.N, g.Cin, g.H, g.W}, []int{g.Cout, g.GroupCin(), g.KH, g.KW},
-		g.Stride, g.Pad)
+	s := fmt.Sprintf("x %v, w %v, stride %d, padding %s", []int{g.N, g.Cin, g.H, g.W}, []int{g.Cout, g.GroupCin(), g.KH, g.KW},
+		g.Stride, padding(g.PadH, g.PadW))
 	if g.Groups > 1 {
 		s += fmt.Sprintf(", %d groups", g.Groups)
 	}
@@ -61,8 +62,13 @@ func CheckConvBackwardFilter(p ConvParams, x, dy, dw Tensor) (ConvGeometry, erro
 func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w Tensor, yName string,
 	y Tensor) (ConvGeometry, error) {
 	k := checker{op: op}
-	if p.Stride < 1 || p.Pad < 0 {
-		k.failf("stride must be >= 1 and padding >= 0 (got stride %d, padding %d)", p.Stride, p.Pad)
+	ph, pw := p.Padding()
+	if p.Stride < 1 || p.Pad < 0 || ph < 0 || pw < 0 {
+		k.failf("stride must be >= 1 and padding >= 0 (got stride %d, padding %s)", p.Stride, padding(ph, pw))
+	}
+	if p.Pad != 0 && (p.PadH != 0 || p.PadW != 0) {
+		k.failf("Pad %d is set together with PadH %d and PadW %d; give one padding per axis in PadH and PadW, or one for both in Pad",
+			p.Pad, p.PadH, p.PadW)
 	}
 	if p.Groups < 0 {
 		k.failf("groups must be >= 1, or 0 for an ungrouped convolution (got %d)", p.Groups)
@@ -85,24 +91,33 @@ func checkConv(op string, p ConvParams, xName string, x Tensor, wName string, w 
 			xName, x.Shape, g.Cin, g.Groups)
 	case wcin != g.Cin/g.Groups:
 		k.failf("%s %v has %d input channels but %s %v has %d channels", wName, w.Shape, wcin, xName, x.Shape, g.Cin)
-	case g.KH < 1 || g.KW < 1 || g.H+2*p.Pad < g.KH || g.W+2*p.Pad < g.KW:
-		k.failf("kernel %dx%d does not fit the %dx%d input padded by %d", g.KH, g.KW, g.H, g.W, p.Pad)
+	case g.KH < 1 || g.KW < 1 || g.H+2*ph < g.KH || g.W+2*pw < g.KW:
+		k.failf("kernel %dx%d does not fit the %dx%d input padded by %s", g.KH, g.KW, g.H, g.W, padding(ph, pw))
 	}
 	if k.err != nil {
 		return g, k.err
 	}
-	g.Stride, g.Pad = p.Stride, p.Pad
-	g.OH, g.OW = OutSize(g.H, g.KH, g.Stride, g.Pad), OutSize(g.W, g.KW, g.Stride, g.Pad)
+	g.Stride, g.PadH, g.PadW = p.Stride, ph, pw
+	g.OH, g.OW = OutSize(g.H, g.KH, g.Stride, ph), OutSize(g.W, g.KW, g.Stride, pw)
 	k.actShaped(yName, y, g.N, g.Cout, g.OH, g.OW)
 	g.DType, g.Layout = x.DType, x.Layout
 	if k.err != nil {
 		if g.Groups > 1 {
-			return g, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %d, %d groups)", k.err, xName, x.Shape, wName,
-				w.Shape, p.Stride, p.Pad, g.Groups)
+			return g, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %s, %d groups)", k.err, xName, x.Shape, wName,
+				w.Shape, p.Stride, padding(ph, pw), g.Groups)
 		}
-		return g, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %d)", k.err, xName, x.Shape, wName, w.Shape, p.Stride, p.Pad)
+		return g, fmt.Errorf("%w (from %s %v, %s %v, stride %d, padding %s)", k.err, xName, x.Shape, wName, w.Shape, p.Stride,
+			padding(ph, pw))
 	}
 	return g, nil
+}
+
+// padding writes a convolution's padding as PyTorch prints it: 1 when both axes take it, (0, 3) otherwise.
+func padding(h, w int) string {
+	if h == w {
+		return fmt.Sprint(h)
+	}
+	return fmt.Sprintf("(%d, %d)", h, w)
 }
 
 // BatchNormGeometry is the geometry of a checked batch norm: x (N, C, H, W) and, with a residual, the
@@ -256,6 +271,7 @@ type PoolGeometry struct {
 	N, C, H, W          int
 	OH, OW              int
 	Kernel, Stride, Pad int
+	ExcludePad          bool
 	DType               DType
 	Layout              Layout
 }
@@ -269,6 +285,9 @@ func (g PoolGeometry) YLen() int { return g.N * g.C * g.OH * g.OW }
 
 // CheckMaxPoolForward checks the operands of Device.MaxPoolForward.
 func CheckMaxPoolForward(p PoolParams, x, y Tensor) (PoolGeometry, error) {
+	if p.ExcludePad {
+		return PoolGeometry{}, fmt.Errorf("MaxPoolForward: ExcludePad is a setting of average pooling")
+	}
 	k := checker{op: "MaxPoolForward"}
 	g := k.maxPool(p, x, y)
 	return g, k.err
@@ -283,7 +302,21 @@ func CheckMaxPoolBackward(p PoolParams, x, y, dy, dx Tensor) (PoolGeometry, erro
 	return g, k.err
 }
 
-// maxPool checks x (N, C, H, W), the window, and y (N, C, OH, OW).
+// CheckAvgPoolForward checks the operands of Device.AvgPoolForward.
+func CheckAvgPoolForward(p PoolParams, x, y Tensor) (PoolGeometry, error) {
+	k := checker{op: "AvgPoolForward"}
+	g := k.maxPool(p, x, y)
+	return g, k.err
+}
+
+// CheckAvgPoolBackward checks the operands of Device.AvgPoolBackward: dx plays x, dy plays y.
+func CheckAvgPoolBackward(p PoolParams, dy, dx Tensor) (PoolGeometry, error) {
+	k := checker{op: "AvgPoolBackward"}
+	g := k.maxPool(p, dx, dy)
+	return g, k.err
+}
+
+// maxPool checks x (N, C, H, W), the window, and y (N, C, OH, OW), the operands of every windowed pool.
 func (k *checker) maxPool(p PoolParams, x, y Tensor) PoolGeometry {
 	var g PoolGeometry
 	g.N, g.C, g.H, g.W = k.act4("x", x)
@@ -298,7 +331,7 @@ func (k *checker) maxPool(p PoolParams, x, y Tensor) PoolGeometry {
 	if k.err != nil {
 		return g
 	}
-	g.Kernel, g.Stride, g.Pad = p.Kernel, p.Stride, p.Pad
+	g.Kernel, g.Stride, g.Pad, g.ExcludePad = p.Kernel, p.Stride, p.Pad, p.ExcludePad
 	g.OH, g.OW = OutSize(g.H, p.Kernel, p.Stride, p.Pad), OutSize(g.W, p.Kernel, p.Stride, p.Pad)
 	k.actShaped("y", y, g.N, g.C, g.OH, g.OW)
 	return g
@@ -511,5 +544,70 @@ func (k *checker) gate(xName string, x Tensor, sName string, s Tensor) ChannelGa
 	g.N, g.C, g.H, g.W = k.act4(xName, x)
 	g.DType, g.Layout = x.DType, x.Layout
 	k.shaped(sName, s, g.N, g.C)
+	return g
+}
+
+// ChannelCopyGeometry is the geometry of a checked Device.CopyChannels: src (N, SrcC, H, W) and dst (N, DstC,
+// H, W), both in DType and Layout, with the params' offsets and count.
+type ChannelCopyGeometry struct {
+	N, SrcC, DstC, H, W int
+	ChannelCopyParams
+	DType  DType
+	Layout Layout
+}
+
+// CheckCopyChannels checks the operands of Device.CopyChannels.
+func CheckCopyChannels(p ChannelCopyParams, src, dst Tensor) (ChannelCopyGeometry, error) {
+	k := checker{op: "CopyChannels"}
+	g := ChannelCopyGeometry{ChannelCopyParams: p}
+	g.N, g.SrcC, g.H, g.W = k.act4("src", src)
+	g.DType, g.Layout = src.DType, src.Layout
+	var dn, dh, dw int
+	dn, g.DstC, dh, dw = k.act4("dst", dst)
+	switch {
+	case k.err != nil:
+	case dn != g.N || dh != g.H || dw != g.W:
+		k.failf("src %v and dst %v differ outside the channel axis", src.Shape, dst.Shape)
+	case p.Channels < 0 || p.SrcOffset < 0 || p.DstOffset < 0:
+		k.failf("offsets %d, %d and count %d must be >= 0", p.SrcOffset, p.DstOffset, p.Channels)
+	case p.SrcOffset+p.Channels > g.SrcC:
+		k.failf("channels [%d, %d) are outside src %v", p.SrcOffset, p.SrcOffset+p.Channels, src.Shape)
+	case p.DstOffset+p.Channels > g.DstC:
+		k.failf("channels [%d, %d) are outside dst %v", p.DstOffset, p.DstOffset+p.Channels, dst.Shape)
+	case src.Buf == dst.Buf && src.Off < dst.Off+dst.Numel() && dst.Off < src.Off+src.Numel():
+		k.failf("src %v and dst %v overlap in one buffer", src.Shape, dst.Shape)
+	}
+	return g, k.err
+}
+
+// CheckScaledResidual checks the operands of Device.ScaledResidual. Its geometry is that of a batch norm
+// with an identity shortcut.
+func CheckScaledResidual(p ScaledResidualParams, a, bias, z, y Tensor) (BatchNormGeometry, error) {
+	k := checker{op: "ScaledResidual"}
+	g := k.scaledResidual(p, "a", a, "bias", bias)
+	k.actShaped("z", z, g.N, g.C, g.H, g.W)
+	k.actShaped("y", y, g.N, g.C, g.H, g.W)
+	return g, k.err
+}
+
+// CheckScaledResidualBackward checks the operands of Device.ScaledResidualBackward.
+func CheckScaledResidualBackward(p ScaledResidualParams, gr ScaledResidualGrads) (BatchNormGeometry, error) {
+	k := checker{op: "ScaledResidualBackward"}
+	g := k.scaledResidual(p, "Y", gr.Y, "DBias", gr.DBias)
+	k.actShaped("DY", gr.DY, g.N, g.C, g.H, g.W)
+	k.actShaped("DA", gr.DA, g.N, g.C, g.H, g.W)
+	k.actShaped("DZ", gr.DZ, g.N, g.C, g.H, g.W)
+	return g, k.err
+}
+
+// scaledResidual checks the scale, a 4-D activation and the per-channel bias (or its gradient).
+func (k *checker) scaledResidual(p ScaledResidualParams, xName string, x Tensor, bName string, b Tensor) BatchNormGeometry {
+	if s := float64(p.Scale); math.IsNaN(s) || math.IsInf(s, 0) {
+		k.failf("scale is %v, want a finite number", p.Scale)
+	}
+	g := BatchNormGeometry{ZStride: 1}
+	g.N, g.C, g.H, g.W = k.act4(xName, x)
+	g.ZC, g.DType, g.Layout = g.C, x.DType, x.Layout
+	k.shaped(bName, b, g.C)
 	return g
 }

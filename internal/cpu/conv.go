@@ -42,7 +42,7 @@ func newConvGeom(g backend.ConvGeometry) convGeom {
 	g.Cin, g.Cout = g.GroupCin(), g.GroupCout()
 	return convGeom{ConvGeometry: g, inSize: inSize, outSize: outSize, groupIn: g.Cin * g.H * g.W,
 		groupOut: g.Cout * g.OH * g.OW, kdim: g.Cin * g.KH * g.KW, positions: g.OH * g.OW,
-		pointwise: g.KH == 1 && g.KW == 1 && g.Stride == 1 && g.Pad == 0}
+		pointwise: g.KH == 1 && g.KW == 1 && g.Stride == 1 && g.PadH == 0 && g.PadW == 0}
 }
 
 // wLen is the element count of one group's weights (Cout, K).
@@ -72,7 +72,7 @@ func (g *convGeom) patch(x []float32, r int) patch {
 	khw, hw := g.KH*g.KW, g.H*g.W
 	c, ij := r/khw, r%khw
 	pt := patch{xc: x[c*hw : (c+1)*hw], i: ij / g.KW, j: ij % g.KW}
-	pt.lo, pt.hi = validRange(g.OW, g.W, g.Stride, g.Pad, pt.j)
+	pt.lo, pt.hi = validRange(g.OW, g.W, g.Stride, g.PadW, pt.j)
 	return pt
 }
 
@@ -82,8 +82,8 @@ func (g *convGeom) patch(x []float32, r int) patch {
 func (g *convGeom) fill(dst []float32, pt *patch, p0 int) {
 	ow := g.OW
 	oy, ox := p0/ow, p0%ow
-	iy := oy*g.Stride - g.Pad + pt.i
-	base := pt.j - g.Pad
+	iy := oy*g.Stride - g.PadH + pt.i
+	base := pt.j - g.PadW
 	for len(dst) > 0 {
 		run := min(ow-ox, len(dst))
 		out := dst[:run]
@@ -203,18 +203,18 @@ func col2im(dx, col []float32, g *convGeom) {
 			for j := 0; j < g.KW; j++ {
 				src := col[row*p : (row+1)*p]
 				row++
-				lo, hi := validRange(g.OW, g.W, g.Stride, g.Pad, j)
+				lo, hi := validRange(g.OW, g.W, g.Stride, g.PadW, j)
 				if lo >= hi {
 					continue
 				}
 				for oy := 0; oy < g.OH; oy++ {
-					iy := oy*g.Stride - g.Pad + i
+					iy := oy*g.Stride - g.PadH + i
 					if iy < 0 || iy >= g.H {
 						continue
 					}
 					in := src[oy*g.OW : (oy+1)*g.OW]
 					dst := dc[iy*g.W : (iy+1)*g.W]
-					base := j - g.Pad
+					base := j - g.PadW
 					if g.Stride == 1 {
 						d := dst[lo+base : hi+base]
 						s := in[lo:hi]
@@ -322,7 +322,7 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 		return false
 	}
 	mr, nr := kern.mr, kern.nr
-	hp, wp := g.H+2*g.Pad, g.W+2*g.Pad
+	hp, wp := g.H+2*g.PadH, g.W+2*g.PadW
 	q := g.OH * wp              // padded-width output positions
 	qr := roundUp(q, nr)        // columns of the result buffer: whole tiles only
 	rows := roundUp(g.Cout, mr) // rows of the result buffer: whole tiles only
@@ -334,7 +334,7 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	clear(xp)
 	for c := 0; c < g.Cin; c++ {
 		for iy := 0; iy < g.H; iy++ {
-			dst := xp[c*hp*wp+(iy+g.Pad)*wp+g.Pad:]
+			dst := xp[c*hp*wp+(iy+g.PadH)*wp+g.PadW:]
 			copyShort(dst[:g.W], x[(c*g.H+iy)*g.W:(c*g.H+iy+1)*g.W])
 		}
 	}
@@ -381,16 +381,16 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 }
 
 // transposable reports whether backward data can run as the forward convolution of dy with flipped
-// weights: stride 1 and a square kernel no wider than its padding allows.
+// weights: stride 1 and a padding no wider than the kernel allows on each axis.
 func (g *convGeom) transposable() bool {
-	return g.Stride == 1 && g.KH == g.KW && g.Pad <= g.KH-1
+	return g.Stride == 1 && g.PadH <= g.KH-1 && g.PadW <= g.KW-1
 }
 
 // transposed is the geometry of that forward convolution for one group: dy (Cout, OH, OW) in, dx (Cin, H,
 // W) out.
 func (g *convGeom) transposed() convGeom {
 	return newConvGeom(backend.ConvGeometry{N: g.N, Cin: g.Cout, H: g.OH, W: g.OW, Cout: g.Cin, KH: g.KH, KW: g.KW,
-		Stride: 1, Pad: g.KH - 1 - g.Pad, OH: g.H, OW: g.W, Groups: 1})
+		Stride: 1, PadH: g.KH - 1 - g.PadH, PadW: g.KW - 1 - g.PadW, OH: g.H, OW: g.W, Groups: 1})
 }
 
 // flipWeights writes, for each group, wt (Cin, Cout, KH, KW) with wt[ci, co, i, j] = w[co, ci, KH-1-i, KW-1-j]

@@ -16,6 +16,9 @@ const (
 	maxPoolBackward
 	avgPoolForward
 	avgPoolBackward
+	windowAvgForward
+	windowAvgBackward
+	windowAvgBackwardAdd
 )
 
 // poolJob is the state of one pooling call; piece i covers planes split(planes, parts, i).
@@ -24,6 +27,7 @@ type poolJob struct {
 	planes, parts       int
 	h, w, oh, ow        int
 	kernel, stride, pad int
+	excludePad          bool
 	x, y, dy, dx        []float32
 }
 
@@ -33,6 +37,8 @@ func (j *poolJob) run(_, i int) {
 		switch j.kind {
 		case maxPoolForward, maxPoolBackward:
 			j.maxPlane(pl)
+		case windowAvgForward, windowAvgBackward, windowAvgBackwardAdd:
+			j.avgPlane(pl)
 		case avgPoolForward:
 			x := j.x[pl*j.h*j.w : (pl+1)*j.h*j.w]
 			var s float64
@@ -102,7 +108,7 @@ type poolOperands struct {
 func (d *Device) runPool(op string, kind poolKind, g backend.PoolGeometry, checked error, t poolOperands) error {
 	v := views{op: op, err: named(checked)}
 	j := poolJob{kind: kind, planes: g.Planes(), parts: d.planeParts(g.Planes()), h: g.H, w: g.W, oh: g.OH, ow: g.OW,
-		kernel: g.Kernel, stride: g.Stride, pad: g.Pad}
+		kernel: g.Kernel, stride: g.Stride, pad: g.Pad, excludePad: g.ExcludePad}
 	j.x, j.y, j.dy, j.dx = v.optional("x", t.x), v.optional("y", t.y), v.optional("dy", t.dy), v.optional("dx", t.dx)
 	if v.err != nil {
 		return v.err
@@ -136,4 +142,67 @@ func (d *Device) GlobalAvgPoolForward(x, y backend.Tensor) error {
 func (d *Device) GlobalAvgPoolBackward(dy, dx backend.Tensor) error {
 	g, err := backend.CheckGlobalAvgPoolBackward(dy, dx)
 	return d.runPool("GlobalAvgPoolBackward", avgPoolBackward, g, err, poolOperands{dy: dy, dx: dx})
+}
+
+// AvgPoolForward implements backend.Device: each output is the float32 sum of its window, in row-major
+// order, divided by kernel*kernel, or by the number of positions inside the input with p.ExcludePad (as
+// PyTorch's avg_pool2d computes it).
+func (d *Device) AvgPoolForward(p backend.PoolParams, x, y backend.Tensor) error {
+	g, err := backend.CheckAvgPoolForward(p, x, y)
+	return d.runPool("AvgPoolForward", windowAvgForward, g, err, poolOperands{x: x, y: y})
+}
+
+// AvgPoolBackward implements backend.Device: every position of a window gets its output's gradient divided
+// as the forward divided it, added in row-major window order.
+func (d *Device) AvgPoolBackward(p backend.PoolParams, dy, dx backend.Tensor, accumulate bool) error {
+	g, err := backend.CheckAvgPoolBackward(p, dy, dx)
+	kind := windowAvgBackward
+	if accumulate {
+		kind = windowAvgBackwardAdd
+	}
+	return d.runPool("AvgPoolBackward", kind, g, err, poolOperands{dy: dy, dx: dx})
+}
+
+// avgPlane pools one plane with an average window (forward) or spreads its gradient (backward).
+func (j *poolJob) avgPlane(pl int) {
+	hw, ohw := j.h*j.w, j.oh*j.ow
+	forward := j.kind == windowAvgForward
+	var x, y, dy, dx []float32
+	if forward {
+		x, y = j.x[pl*hw:(pl+1)*hw], j.y[pl*ohw:(pl+1)*ohw]
+	} else {
+		dy, dx = j.dy[pl*ohw:(pl+1)*ohw], j.dx[pl*hw:(pl+1)*hw]
+		if j.kind == windowAvgBackward {
+			clear(dx)
+		}
+	}
+	for oy := 0; oy < j.oh; oy++ {
+		y0 := oy*j.stride - j.pad
+		ylo, yhi := max(0, y0), min(j.h, y0+j.kernel)
+		for ox := 0; ox < j.ow; ox++ {
+			x0 := ox*j.stride - j.pad
+			xlo, xhi := max(0, x0), min(j.w, x0+j.kernel)
+			div := float32(j.kernel * j.kernel)
+			if j.excludePad {
+				div = float32((yhi - ylo) * (xhi - xlo))
+			}
+			if forward {
+				var s float32
+				for iy := ylo; iy < yhi; iy++ {
+					for _, v := range x[iy*j.w+xlo : iy*j.w+xhi] {
+						s += v
+					}
+				}
+				y[oy*j.ow+ox] = s / div
+				continue
+			}
+			g := dy[oy*j.ow+ox] / div
+			for iy := ylo; iy < yhi; iy++ {
+				row := dx[iy*j.w+xlo : iy*j.w+xhi]
+				for i := range row {
+					row[i] += g
+				}
+			}
+		}
+	}
 }

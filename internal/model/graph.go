@@ -68,13 +68,14 @@ type node interface {
 type convNode struct {
 	name    string
 	p       backend.ConvParams
-	k       int
+	kh, kw  int
 	w       *Param
 	in, out *act
 }
 
 type bnNode struct {
 	name                  string
+	eps                   float32
 	gamma, beta, mean, vr *Param
 	x, y, z               *act // z: shortcut input when the BN closes a residual unit
 	relu                  bool
@@ -96,7 +97,7 @@ type linearNode struct {
 }
 
 func (c *convNode) macs() int64 {
-	return int64(c.out.c) * int64(c.out.h) * int64(c.out.w) * int64(c.in.c/c.p.GroupCount()) * int64(c.k*c.k)
+	return int64(c.out.c) * int64(c.out.h) * int64(c.out.w) * int64(c.in.c/c.p.GroupCount()) * int64(c.kh*c.kw)
 }
 func (*bnNode) macs() int64      { return 0 }
 func (*maxPoolNode) macs() int64 { return 0 }
@@ -132,6 +133,21 @@ type builder struct {
 	dropouts int // dropout layers so far, the next one's index
 }
 
+// topology builds the layers of a net that is not ResNet-shaped, from the input to the last feature map
+// (after its last BN-ReLU); the common head, global average pooling and the classifier, follows it.
+type topology struct {
+	// validate checks the fields of the spec the builder reads (Validate has checked the common ones).
+	validate func(s Spec) error
+	// features appends the layers after input and returns the last feature map. It calls mark after the
+	// stem and after each stage, with the stage's name, its unit count and its output.
+	features func(b *builder, input *act, mark func(name string, blocks int, out *act)) (*act, error)
+	// classifier is the name of the classifier's weight and bias without ".weight".
+	classifier string
+}
+
+// topologies are the builders of Spec.Topology, registered by their files' init.
+var topologies = map[string]topology{}
+
 func (b *builder) newAct(name string, c, h, w int) *act {
 	a := &act{name: name, c: c, h: h, w: w, needGrad: true}
 	b.g.acts = append(b.g.acts, a)
@@ -150,18 +166,24 @@ func (b *builder) conv(name string, in *act, cout, k, stride, pad int) (*act, er
 
 // groupedConv is conv in groups: its weight is (cout, in.c/groups, k, k).
 func (b *builder) groupedConv(name string, in *act, cout, k, stride, pad, groups int) (*act, error) {
-	oh := backend.OutSize(in.h, k, stride, pad)
-	ow := backend.OutSize(in.w, k, stride, pad)
-	if oh < 1 || ow < 1 {
-		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d convolution", in.shape(), k, k, stride)}
-	}
-	out := b.newAct(name, cout, oh, ow)
-	w := b.param(name+".weight", ConvWeight, cout, in.c/groups, k, k)
 	p := backend.ConvParams{Stride: stride, Pad: pad}
 	if groups > 1 {
 		p.Groups = groups
 	}
-	b.g.nodes = append(b.g.nodes, &convNode{name: name, p: p, k: k, w: w, in: in, out: out})
+	return b.convNode(name, in, cout, k, k, p)
+}
+
+// convNode appends a convolution of a kh x kw kernel with params p, weight (cout, in.c/groups, kh, kw).
+func (b *builder) convNode(name string, in *act, cout, kh, kw int, p backend.ConvParams) (*act, error) {
+	ph, pw := p.Padding()
+	oh := backend.OutSize(in.h, kh, p.Stride, ph)
+	ow := backend.OutSize(in.w, kw, p.Stride, pw)
+	if oh < 1 || ow < 1 {
+		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d convolution", in.shape(), kh, kw, p.Stride)}
+	}
+	out := b.newAct(name, cout, oh, ow)
+	w := b.param(name+".weight", ConvWeight, cout, in.c/p.GroupCount(), kh, kw)
+	b.g.nodes = append(b.g.nodes, &convNode{name: name, p: p, kh: kh, kw: kw, w: w, in: in, out: out})
 	return out, nil
 }
 
@@ -169,6 +191,7 @@ func (b *builder) bn(name string, x *act, relu bool, z *act) *bnNode {
 	y := b.newAct(name, x.c, x.h, x.w)
 	n := &bnNode{
 		name:  name,
+		eps:   b.g.spec.bnEps(),
 		gamma: b.param(name+".weight", BNWeight, x.c),
 		beta:  b.param(name+".bias", BNBias, x.c),
 		mean:  b.param(name+".running_mean", BNRunningMean, x.c),
@@ -284,6 +307,17 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 
 	h := g.input
 	var err error
+	if t, ok := topologies[s.Topology]; ok {
+		p0, n0 := 0, 0
+		h, err = t.features(b, h, func(name string, blocks int, out *act) {
+			mark(name, blocks, out, p0, n0)
+			p0, n0 = len(g.params), len(g.nodes)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return g.head(b, h, fullyConv, mark)
+	}
 	if s.PreAct {
 		if h, err = b.preactStem(h); err != nil {
 			return nil, err
@@ -333,16 +367,27 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 		mark(fmt.Sprintf("layer%d", i+1), blocks, h, p0, n0)
 	}
 
+	if s.PreAct {
+		p0, n0 := len(g.params), len(g.nodes)
+		h = b.bn("norm", h, true, nil).y
+		return g.head(b, h, fullyConv, func(name string, blocks int, a *act, _, _ int) {
+			mark(name, blocks, a, p0, n0)
+		})
+	}
+	return g.head(b, h, fullyConv, mark)
+}
+
+// head appends global average pooling and the classifier to the last feature map h and marks them as the
+// head stage.
+func (g *graph) head(b *builder, h *act, fullyConv bool, mark func(name string, blocks int, a *act, p0, n0 int)) (*graph, error) {
+	s := g.spec
 	p0, n0 := len(g.params), len(g.nodes)
 	fc := s.ClassifierName()
-	if s.PreAct {
-		h = b.bn("norm", h, true, nil).y
-	}
 	if fullyConv {
 		w := b.param(fc+".weight", ConvWeight, s.NumClasses, h.c, 1, 1)
 		b.param(fc+".bias", FCBias, s.NumClasses)
 		scores := b.newAct("fc", s.NumClasses, h.h, h.w)
-		g.nodes = append(g.nodes, &convNode{name: "fc", p: backend.ConvParams{Stride: 1}, k: 1, w: w, in: h, out: scores})
+		g.nodes = append(g.nodes, &convNode{name: "fc", p: backend.ConvParams{Stride: 1}, kh: 1, kw: 1, w: w, in: h, out: scores})
 		g.scoreMap = scores
 		g.logits = b.newAct("avgpool", s.NumClasses, 1, 1)
 		g.logits.flat = true

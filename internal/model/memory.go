@@ -81,7 +81,7 @@ func (n *Net) memoryOf(plan []plannedTensor) Memory {
 	m.Host = sysmem.Mul(4, c, int64(n.Spec.NumClasses)+1)
 	for _, nd := range n.g.nodes {
 		if cv, ok := nd.(*convNode); ok {
-			patch := sysmem.Mul(4, int64(cv.in.c/cv.p.GroupCount()), int64(cv.k), int64(cv.k), int64(cv.out.h), int64(cv.out.w))
+			patch := sysmem.Mul(4, int64(cv.in.c/cv.p.GroupCount()), int64(cv.kh), int64(cv.kw), int64(cv.out.h), int64(cv.out.w))
 			m.Workspace = max(m.Workspace, patch)
 		}
 	}

@@ -229,9 +229,10 @@ func (n *Net) ConvLayers(batch int) []ConvLayer {
 		if !ok {
 			continue
 		}
+		ph, pw := c.p.Padding()
 		out = append(out, ConvLayer{Name: c.name, Geometry: backend.ConvGeometry{
-			N: batch, Cin: c.in.c, H: c.in.h, W: c.in.w, Cout: c.out.c, KH: c.k, KW: c.k,
-			Stride: c.p.Stride, Pad: c.p.Pad, OH: c.out.h, OW: c.out.w, DType: dt, Layout: layout,
+			N: batch, Cin: c.in.c, H: c.in.h, W: c.in.w, Cout: c.out.c, KH: c.kh, KW: c.kw,
+			Stride: c.p.Stride, PadH: ph, PadW: pw, OH: c.out.h, OW: c.out.w, DType: dt, Layout: layout,
 			Groups: c.p.GroupCount(),
 		}})
 	}
@@ -610,7 +611,7 @@ func (c *convNode) backward(n *Net) error {
 }
 
 func (b *bnNode) params(n *Net) backend.BatchNormParams {
-	return backend.BatchNormParams{Eps: bnEps, Momentum: n.bnMomentum, ReLU: b.relu, Residual: b.z != nil}
+	return backend.BatchNormParams{Eps: b.eps, Momentum: n.bnMomentum, ReLU: b.relu, Residual: b.z != nil}
 }
 
 func (b *bnNode) forward(n *Net, train bool) error {

@@ -190,9 +190,12 @@ func registerPreAct() {
 		nUsage: "N = 6n+2 below 164, 9n+2 from 164", build: PreActCIFARSpec})
 }
 
-// ClassifierName is the name of the classifier's weight and bias without ".weight": fc (torchvision), or
-// head.fc for the pre-activation nets (timm).
+// ClassifierName is the name of the classifier's weight and bias without ".weight": fc (torchvision), head.fc
+// for the pre-activation nets (timm), or the one a topology names.
 func (s Spec) ClassifierName() string {
+	if t, ok := topologies[s.Topology]; ok {
+		return t.classifier
+	}
 	if s.PreAct {
 		return "head.fc"
 	}

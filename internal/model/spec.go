@@ -65,6 +65,22 @@ type Spec struct {
 	// Dropout is the probability with which a pre-activation basic unit drops each element between its
 	// two convolutions in a training forward (inverted dropout); 0 drops nothing.
 	Dropout float64
+	// Topology names the builder of a net that is not a stem, stages of units and a head (DenseNet in
+	// densenet.go, Inception-ResNet in inception_resnet.go), registered in topologies; "" is the
+	// ResNet shape the fields above describe. Such a builder reads the fields it documents and ignores
+	// the others.
+	Topology string
+	// BNEps is the epsilon of every batch norm; 0 means PyTorch's default 1e-5 (timm builds
+	// Inception-ResNet-v2 with 1e-3).
+	BNEps float64
+}
+
+// bnEps is the net's batch-norm epsilon.
+func (s Spec) bnEps() float32 {
+	if s.BNEps == 0 {
+		return bnEps
+	}
+	return float32(s.BNEps)
 }
 
 // Depth is the number of weighted layers (convs on the main path plus the FC layer).
@@ -85,7 +101,25 @@ func (s Spec) Depth() int {
 
 // Validate checks that a spec can be built.
 func (s Spec) Validate() error {
+	if s.Topology != "" {
+		t, ok := topologies[s.Topology]
+		switch {
+		case !ok:
+			return fmt.Errorf("model %s: unknown topology %q", s.Name, s.Topology)
+		case s.NumClasses < 1:
+			return fmt.Errorf("model %s: num_classes must be >= 1 (got %d)", s.Name, s.NumClasses)
+		case s.InputSize < 1 || s.InChannels < 1:
+			return fmt.Errorf("model %s: input size and input channels must be >= 1", s.Name)
+		case !(s.BNEps >= 0 && s.BNEps < 1):
+			return fmt.Errorf("model %s: batch-norm epsilon must be >= 0 and < 1 (got %g)", s.Name, s.BNEps)
+		case s.Dropout != 0:
+			return fmt.Errorf("model %s: dropout needs pre-activation basic units (cifar_wrn, cifar_preact_resnet below 164); set model.dropout to 0", s.Name)
+		}
+		return t.validate(s)
+	}
 	switch {
+	case s.BNEps != 0:
+		return fmt.Errorf("model %s: a batch-norm epsilon other than 1e-5 is only for the nets of their own topology (got %g)", s.Name, s.BNEps)
 	case s.Block != Basic && s.Block != Bottleneck:
 		return fmt.Errorf("model %s: block must be basic or bottleneck (got %q)", s.Name, s.Block)
 	case len(s.Layers) == 0 || len(s.Layers) != len(s.Widths):
