@@ -97,6 +97,38 @@ func TestModelsTableListsPresets(t *testing.T) {
 	}
 }
 
+// The table groups the zoo by family: each family's heading names its paper and comes before its models,
+// and a model is listed under its own family's heading.
+func TestModelsTableGroupsByFamily(t *testing.T) {
+	code, out, _ := runCLI(t, "models")
+	if code != 0 {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+	under := map[string]string{}
+	heading := ""
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasSuffix(line, "\")") && !strings.HasPrefix(line, " ") {
+			heading = line
+			continue
+		}
+		if f := strings.Fields(line); len(f) == 8 && heading != "" { // a model's row, not the presets after the table
+			under[f[0]] = heading
+		}
+	}
+	for name, want := range map[string]string{
+		"resnet50":          `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
+		"cifar_plain20":     `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
+		"resnext50_32x4d":   `ResNeXt (Xie et al. 2017, "Aggregated Residual Transformations for Deep Neural Networks")`,
+		"cifar_wrn28_10":    `Wide ResNet (Zagoruyko and Komodakis 2016, "Wide Residual Networks")`,
+		"resnetv2_50":       `Pre-activation ResNet (He et al. 2016, "Identity Mappings in Deep Residual Networks")`,
+		"seresnext50_32x4d": `Squeeze-and-Excitation (Hu et al. 2018, "Squeeze-and-Excitation Networks")`,
+	} {
+		if under[name] != want {
+			t.Errorf("%s is listed under %q, want %q", name, under[name], want)
+		}
+	}
+}
+
 func TestDryRunPrintsConfigAndSummary(t *testing.T) {
 	t.Chdir(t.TempDir()) // the embedded preset must be found from any directory
 	code, out, errOut := runCLI(t, "train", "--config", "resnet50.yaml", "--dry-run", "--set", "train.lr=0.2")

@@ -41,6 +41,10 @@ type modelInfo struct {
 	Classes       int    `json:"num_classes"`
 	// SEReduction is the squeeze-and-excitation reduction ratio of an SE net (omitted for the others).
 	SEReduction int `json:"se_reduction,omitempty"`
+	// Group is the family the model belongs to (ResNeXt, Wide ResNet, ...) and Paper the paper that
+	// introduced it.
+	Group string `json:"group"`
+	Paper string `json:"paper"`
 }
 
 func newModelsCmd(e *env) *cobra.Command {
@@ -68,11 +72,15 @@ func zooInfo() ([]modelInfo, error) {
 		if err != nil {
 			return nil, err
 		}
+		g, ok := a.Group()
+		if !ok {
+			return nil, fmt.Errorf("model %s belongs to no family of the listing", s.Name)
+		}
 		out = append(out, modelInfo{
 			Name: s.Name, Arch: a.Family(), Family: s.Family, Residual: s.Residual, Depth: s.Depth(), Block: string(s.Block),
 			Groups: max(s.Groups, 1), WidthPerGroup: s.BottleneckWidth(64) / max(s.Groups, 1),
 			Shortcut: shortcutName(s), Params: st.Params, MACs: st.MACs, Input: s.InputSize, Classes: s.NumClasses,
-			SEReduction: s.SEReduction,
+			SEReduction: s.SEReduction, Group: g.Name, Paper: g.Paper,
 		})
 	}
 	return out, nil
@@ -95,7 +103,10 @@ func runModels(w io.Writer, o *modelsOptions) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(infos)
 	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	// One table for every row, so the columns line up across families; each family's rows then follow its
+	// heading.
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "model\tarch\tfamily\tdepth\tblock\tshortcut\tparams\tGMACs\t")
 	for _, m := range infos {
 		block := m.Block
@@ -106,6 +117,21 @@ func runModels(w io.Writer, o *modelsOptions) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	lines := strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n")
+	fmt.Fprintln(w, lines[0])
+	for _, g := range model.Groups() {
+		heading := false
+		for i, m := range infos {
+			if m.Group != g.Name {
+				continue
+			}
+			if !heading {
+				fmt.Fprintf(w, "\n%s (%s)\n", g.Name, g.Paper)
+				heading = true
+			}
+			fmt.Fprintln(w, lines[i+1])
+		}
 	}
 	fmt.Fprintf(w, "\nCIFAR nets take any depth 6n+2: model.arch cifar_resnet with model.depth, or cifar_resnetN.\n")
 	fmt.Fprintf(w, "\npresets (resnet train --config NAME):\n  %s\n", strings.Join(configs.Names(), "\n  "))
