@@ -4,6 +4,7 @@
 #
 #     scripts/bench-cpu.sh            # 3 rounds of the three configurations
 #     ROUNDS=5 scripts/bench-cpu.sh
+#     scripts/bench-cpu.sh --family   # one ImageNet member of each family of the zoo instead
 #
 # It builds bin/resnet (make build), then for each round runs every configuration (cifar_resnet20 batch 128,
 # cifar_resnet56 batch 128, resnet50 batch 16) with ours and the peer back to back, alternating which goes
@@ -28,6 +29,20 @@ configs=(
 	"cifar_resnet56 128 ${STEPS_CIFAR:-5}"
 	"resnet50 16 ${STEPS_IMAGENET:-3}"
 )
+case "${1:-}" in
+--family)
+	# resnet50 is the yardstick the other members are read against.
+	configs=()
+	for m in resnet50 resnext50_32x4d wide_resnet50_2 resnetv2_50 seresnet50 densenet121 inception_resnet_v2; do
+		configs+=("$m 16 ${STEPS_IMAGENET:-3}")
+	done
+	;;
+"") ;;
+*)
+	echo "bench-cpu.sh: unknown argument $1 (want --family or nothing)" >&2
+	exit 2
+	;;
+esac
 
 make build >&2
 py=$(scripts/setup-torch.sh)
@@ -56,7 +71,7 @@ echo "after: $(uptime | sed 's/.*load/load/')"
 # GEMM throughput: the multi-threaded GEMM and the single-threaded one (the micro-kernel with its packing).
 gemm=$(go test -run '^$' -bench 'BenchmarkSgemm' -benchtime 20x ./internal/cpu/)
 
-"$py" - "$out" "$rounds" "${PEAK_FLOP_PER_CYCLE:-32}" "${CLOCK_MHZ:-$(grep -m1 'cpu MHz' /proc/cpuinfo | cut -d: -f2 | xargs)}" "$(nproc)" "$gemm" <<'EOF'
+"$py" - "$out" "$rounds" "${PEAK_FLOP_PER_CYCLE:-32}" "${CLOCK_MHZ:-$(grep -m1 'cpu MHz' /proc/cpuinfo | cut -d: -f2 | xargs)}" "$(nproc)" "$gemm" "$(for c in "${configs[@]}"; do echo "${c%% *}"; done)" <<'EOF'
 import json, os, re, statistics, sys
 
 out, rounds, fpc, mhz, cores, gemm = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
@@ -65,8 +80,8 @@ for name in sorted(os.listdir(out)):
     m = re.match(r"ours-(.*)-\d+\.json$", name)
     if m and m.group(1) not in models:
         models.append(m.group(1))
-order = {"cifar_resnet20": 0, "cifar_resnet56": 1, "resnet50": 2}
-models.sort(key=lambda m: order.get(m, 9))
+order = sys.argv[7].split()
+models.sort(key=lambda m: order.index(m) if m in order else len(order))
 
 def load(kind, model, r):
     with open(os.path.join(out, f"{kind}-{model}-{r}.json")) as f:

@@ -8,7 +8,8 @@ back and compared (scripts/bench-cpu.sh does that).
     "$py" scripts/bench_pytorch.py --model resnet50 --batch 256 --device cuda --precision bf16 --channels-last
 
 Models: torchvision's resnet18..152 (224x224, 1000 classes) and plain18..152 (the same nets with the
-shortcuts removed); cifar_resnetN and cifar_plainN for N = 6n+2 (He et al. 2015, section 4.2: a 3x3 stem of
+shortcuts removed); torchvision's ResNeXt, Wide ResNet and DenseNet, and timm's SE, pre-activation and
+Inception-ResNet-v2 (299x299) members under their zoo names; cifar_resnetN and cifar_plainN for N = 6n+2 (He et al. 2015, section 4.2: a 3x3 stem of
 16 channels, three stages of n basic blocks of widths 16/32/64, option A shortcuts: identity, stride-2
 subsampling and zero-padded channels split evenly on both sides, as the Go model does). The step is SGD with
 momentum 0.9 and weight decay 1e-4 on softmax cross-entropy, like `resnet bench`.
@@ -47,10 +48,25 @@ EXPECTED_PARAMS = {
     "resnext101_64x4d": 83_455_272,
     "wide_resnet50_2": 68_883_240,
     "wide_resnet101_2": 126_886_696,
+    "densenet121": 7_978_856,
+    "densenet161": 28_681_000,
+    "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
+    "seresnet50": 28_088_024,
+    "seresnet101": 49_326_872,
+    "seresnet152": 66_821_848,
+    "seresnext50_32x4d": 27_559_896,
+    "resnetv2_50": 25_549_352,
+    "resnetv2_101": 44_541_480,
+    "inception_resnet_v2": 55_843_464,
 }
 
 # The wider family: torchvision's classes of the same names.
-TORCHVISION_WIDER = ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2")
+TORCHVISION_WIDER = ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+                     "densenet121", "densenet161", "densenet169", "densenet201")
+# The members whose reference is timm (timm pinned by scripts/setup-torch.sh), with their input sides.
+TIMM_MODELS = {"seresnet50": 224, "seresnet101": 224, "seresnet152": 224, "seresnext50_32x4d": 224,
+               "resnetv2_50": 224, "resnetv2_101": 224, "inception_resnet_v2": 299}
 
 
 class CIFARBlock(nn.Module):
@@ -127,6 +143,10 @@ def build_model(name):
     n = name.lower()
     if n in TORCHVISION_WIDER:
         return getattr(torchvision.models, n)(weights=None), 224, 1000
+    if n in TIMM_MODELS:
+        import timm
+
+        return timm.create_model(n, pretrained=False), TIMM_MODELS[n], 1000
     for prefix, residual in (("cifar_resnet", True), ("cifar_plain", False)):
         if n.startswith(prefix):
             return CIFARResNet(int(n[len(prefix):]), residual), 32, 10
@@ -144,7 +164,7 @@ def build_model(name):
                         plain = _plain_basic if depth < 50 else _plain_bottleneck
                         block.forward = plain.__get__(block)
             return model, 224, 1000
-    sys.exit(f"bench_pytorch.py: unknown model {name!r} (resnet18..152, plain18..152, cifar_resnetN, cifar_plainN, {', '.join(TORCHVISION_WIDER)})")
+    sys.exit(f"bench_pytorch.py: unknown model {name!r} (resnet18..152, plain18..152, cifar_resnetN, cifar_plainN, {', '.join(TORCHVISION_WIDER + tuple(TIMM_MODELS))})")
 
 
 def count_macs(model, x):
