@@ -149,8 +149,8 @@ func printSummary(w io.Writer, cfg config.Config) error {
 	if err != nil {
 		return train.ExplainInputSize(err, cfg.Dataset)
 	}
-	fmt.Fprintf(w, "# model %s: %s, depth %d, %s blocks, shortcut %s, input %dx%dx%d, %d classes\n",
-		spec.Name, map[bool]string{true: "residual", false: "plain"}[spec.Residual], spec.Depth(), spec.Block,
+	fmt.Fprintf(w, "# model %s: %s, depth %d, %s, shortcut %s, input %dx%dx%d, %d classes\n",
+		spec.Name, map[bool]string{true: "residual", false: "plain"}[spec.Residual], spec.Depth(), spec.Units(),
 		shortcutName(spec), spec.InChannels, spec.InputSize, spec.InputSize, spec.NumClasses)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "stage\tblocks\toutput\tparams\tMMACs\t")

@@ -35,3 +35,29 @@ func TestEveryNamePatternHasOneGroup(t *testing.T) {
 		t.Errorf("seresnext50_32x4d is in %+v (%v), want the Squeeze-and-Excitation family", g, ok)
 	}
 }
+
+// The model summary names what sets each family's units apart.
+func TestUnitsDescribeTheFamily(t *testing.T) {
+	for name, want := range map[string]string{
+		"resnet50":          "bottleneck blocks",
+		"cifar_resnet20":    "basic blocks",
+		"resnext101_64x4d":  "bottleneck blocks (3x3 in 64 groups of 4 channels)",
+		"wide_resnet50_2":   "bottleneck blocks (2x wide inside)",
+		"resnetv2_50":       "pre-activation bottleneck blocks",
+		"cifar_wrn40_4":     "pre-activation basic blocks (widen factor 4)",
+		"seresnext50_32x4d": "bottleneck blocks (3x3 in 32 groups of 4 channels; squeeze-and-excitation, reduction 16)",
+	} {
+		s, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Units(); got != want {
+			t.Errorf("%s: Units() = %q, want %q", name, got, want)
+		}
+	}
+	s, _ := Lookup("cifar_wrn28_10")
+	s.Dropout = 0.3
+	if got := s.Units(); got != "pre-activation basic blocks (widen factor 10; dropout 0.3)" {
+		t.Errorf("cifar_wrn28_10 with dropout: Units() = %q", got)
+	}
+}

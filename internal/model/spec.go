@@ -6,6 +6,7 @@ package model
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // BlockKind is the residual unit type.
@@ -249,4 +250,36 @@ func init() {
 	registerPreAct()
 	registerWide()
 	registerSENets()
+}
+
+// Units describes the net's units for a model summary: "bottleneck blocks", "pre-activation basic blocks
+// (widen factor 10, dropout 0.3)", "bottleneck blocks (3x3 in 32 groups of 4 channels; squeeze-and-
+// excitation, reduction 16)".
+func (s Spec) Units() string {
+	d := string(s.Block) + " blocks"
+	if s.PreAct {
+		d = "pre-activation " + d
+	}
+	var notes []string
+	if s.Block == Bottleneck && (s.groups() > 1 || s.widthPerGroup() != 64) {
+		w := s.BottleneckWidth(64) / s.groups()
+		if s.groups() > 1 {
+			notes = append(notes, fmt.Sprintf("3x3 in %d groups of %d channels", s.groups(), w))
+		} else {
+			notes = append(notes, fmt.Sprintf("%gx wide inside", float64(w)/64))
+		}
+	}
+	if s.WidenFactor > 0 {
+		notes = append(notes, fmt.Sprintf("widen factor %d", s.WidenFactor))
+	}
+	if s.Dropout > 0 {
+		notes = append(notes, fmt.Sprintf("dropout %g", s.Dropout))
+	}
+	if s.SEReduction > 0 {
+		notes = append(notes, fmt.Sprintf("squeeze-and-excitation, reduction %d", s.SEReduction))
+	}
+	if len(notes) > 0 {
+		d += " (" + strings.Join(notes, "; ") + ")"
+	}
+	return d
 }
