@@ -28,9 +28,14 @@ func TestDryRunMemoryEstimate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	want := "# memory: about 306.7 MiB for a training step of cifar_resnet8 at 32x32, batch 256 (activations 291.1 MiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 3.9 KiB, host copies 11.0 KiB, data loaders 13.5 MiB)\n# limit: 8.0 GiB (MemAvailable)\n"
+	want := "# memory: about 306.7 MiB for a training step of cifar_resnet8 at 32x32, batch 32, its buffers sized for the evaluation batch of 256 (activations 291.1 MiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 3.9 KiB, host copies 11.0 KiB, data loaders 13.5 MiB)\n# limit: 8.0 GiB (MemAvailable)\n"
 	if !strings.HasSuffix(out, want) {
 		t.Errorf("dry-run output ends\n%s\nwant\n%s", out[max(0, len(out)-len(want)-200):], want)
+	}
+	// Without a larger evaluation batch the line gives the training batch alone.
+	code, out, errOut = runWithLimit(t, "train", "--config", "demo", "--dry-run", "--set", "device=cpu", "--set", "eval.batch_size=16")
+	if want := "for a training step of cifar_resnet8 at 32x32, batch 32 (activations"; code != 0 || !strings.Contains(out, want) {
+		t.Errorf("eval batch 16: exit %d (%s), output lacks %q:\n%s", code, errOut, want, out)
 	}
 	code, out, _ = runWithLimit(t, "train", "--config", "demo", "--dry-run", "--set", "device=auto")
 	if want := "# limit: 8.0 GiB (MemAvailable) for the data loaders and host copies; the network's share is checked when training starts, against a GPU's free memory or this limit on the CPU\n"; code != 0 || !strings.HasSuffix(out, want) {

@@ -179,8 +179,12 @@ func printMemory(e *env, cfg config.Config) error {
 	if err != nil {
 		return train.ExplainInputSize(err, cfg.Dataset)
 	}
-	fmt.Fprintf(e.stdout, "# memory: about %s for %s, batch %d (%s)\n", sysmem.Format(need.Total()), r.What(),
-		max(cfg.Train.BatchSize, cfg.Eval.BatchSize), need)
+	batch := fmt.Sprintf("batch %d", cfg.Train.BatchSize)
+	if cfg.Eval.BatchSize > cfg.Train.BatchSize {
+		// The net's buffers are sized for the larger evaluation batch, which training shares.
+		batch = fmt.Sprintf("batch %d, its buffers sized for the evaluation batch of %d", cfg.Train.BatchSize, cfg.Eval.BatchSize)
+	}
+	fmt.Fprintf(e.stdout, "# memory: about %s for %s, %s (%s)\n", sysmem.Format(need.Total()), r.What(), batch, need)
 	switch {
 	case !b.Host.Known():
 		fmt.Fprintln(e.stdout, "# limit: unknown (no cgroup limit or MemAvailable to read); not checked")
