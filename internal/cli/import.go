@@ -18,6 +18,7 @@ type importOptions struct {
 	configFile string
 	sets       []string
 	out        string
+	mean, std  string
 }
 
 func newImportCmd(e *env) *cobra.Command {
@@ -29,9 +30,12 @@ func newImportCmd(e *env) *cobra.Command {
 converted to float32), checks that it holds exactly the tensors of the config's model with their shapes,
 and writes a run directory with the config and a checkpoint at step 0. Evaluate it with
 'resnet eval --checkpoint DIR'; train on from it with 'resnet train --resume DIR' (the config's recipe,
-from epoch 1; change keys with --set).`,
+from epoch 1; change keys with --set). --mean and --std give the input normalisation the weights were
+trained with, per channel in 0..1 as torchvision's Normalize takes them; they set dataset.mean,
+dataset.std and dataset.norm_scale 1 in the run's config, so eval and training see those inputs.`,
 		Example: `  resnet import resnet50.safetensors --config resnet50 --out runs/resnet50-torchvision
-  resnet import r20.safetensors --config configs/cifar_resnet20.yaml --set train.lr=0.01 --out runs/r20-ft`,
+  resnet import r20.safetensors --config configs/cifar_resnet20.yaml --set train.lr=0.01 --out runs/r20-ft
+  resnet import r20.safetensors --config cifar_resnet20 --mean 0.4914,0.4822,0.4465 --std 0.2470,0.2435,0.2616`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error { return runImport(e, o, args[0]) },
 	}
@@ -39,6 +43,8 @@ from epoch 1; change keys with --set).`,
 	f.StringVarP(&o.configFile, "config", "c", "", "config file, or a preset name (see 'resnet models')")
 	f.StringArrayVar(&o.sets, "set", nil, "override a config key, e.g. --set train.lr=0.01 (repeatable)")
 	f.StringVar(&o.out, "out", "", "run directory to create (default runs/<config name>-imported)")
+	f.StringVar(&o.mean, "mean", "", "per-channel input mean in 0..1, as torchvision writes it (e.g. 0.485,0.456,0.406); needs --std")
+	f.StringVar(&o.std, "std", "", "per-channel input deviation in 0..1 (e.g. 0.229,0.224,0.225); needs --mean")
 	return cmd
 }
 
@@ -46,7 +52,14 @@ func runImport(e *env, o *importOptions, file string) error {
 	if o.configFile == "" {
 		return usageError{errors.New("--config is required: it names the model and the data set the weights are for")}
 	}
-	cfg, err := config.Load(config.Source{File: o.configFile, UseEnv: true, Sets: o.sets, Warn: e.warn})
+	sets := o.sets
+	switch {
+	case (o.mean == "") != (o.std == ""):
+		return usageError{errors.New("--mean and --std go together: give both, or neither for the data set's own normalisation")}
+	case o.mean != "":
+		sets = append(sets[:len(sets):len(sets)], "dataset.mean="+o.mean, "dataset.std="+o.std, "dataset.norm_scale=1")
+	}
+	cfg, err := config.Load(config.Source{File: o.configFile, UseEnv: true, Sets: sets, Warn: e.warn})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,6 +80,33 @@ func TestImportEvalTrainExport(t *testing.T) {
 	code, out, errOut = runCLI(t, "train", "--resume", run)
 	if code != 0 || !strings.Contains(out, "resuming "+run) || !strings.Contains(out, "step-000000002.safetensors") {
 		t.Errorf("train --resume of the imported run: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// --mean and --std put the normalisation the weights were trained with into the imported run's config.
+func TestImportTakesTheNormalisation(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "r20")
+	code, out, errOut := runCLI(t, "import", torchWeights, "--config", "demo", "--out", run, "--set", "model.arch=cifar_resnet20",
+		"--mean", "0.4914,0.4822,0.4465", "--std", "0.2470,0.2435,0.2616")
+	if code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errOut)
+	}
+	y, err := os.ReadFile(filepath.Join(run, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"mean: [0.4914, 0.4822, 0.4465]", "std: [0.247, 0.2435, 0.2616]", "norm_scale: 1\n"} {
+		if !strings.Contains(string(y), want) {
+			t.Errorf("the run's config lacks %q:\n%s", want, y)
+		}
+	}
+	code, _, errOut = runCLI(t, "import", torchWeights, "--config", "demo", "--out", run+"-2", "--mean", "0.5,0.5,0.5")
+	if want := "--mean and --std go together"; code == 0 || !strings.Contains(errOut, want) {
+		t.Errorf("--mean alone: exit %d, stderr %q, want it to contain %q", code, errOut, want)
+	}
+	code, _, errOut = runCLI(t, "import", torchWeights, "--config", "demo", "--out", run+"-3", "--mean", "125,123,114", "--std", "63,62,66")
+	if want := "dataset.mean[0] must be in [0, 1]"; code == 0 || !strings.Contains(errOut, want) {
+		t.Errorf("pixel values for --mean: exit %d, stderr %q, want it to contain %q", code, errOut, want)
 	}
 }
 

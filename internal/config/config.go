@@ -105,6 +105,26 @@ type DatasetConfig struct {
 	// ValLabels is the "<file> <class>" label file of a flat ImageNet val folder; empty means
 	// <root>/val_labels.txt when val/ has no class folders.
 	ValLabels string `mapstructure:"val_labels" yaml:"val_labels" json:"val_labels"`
+	// Mean and Std normalise each input channel, (pixel - mean) / std, one value per channel. Empty means
+	// the data set's own: CIFAR's and the synthetic set's are measured over their whole training split,
+	// ImageNet's are torchvision's constants. NormScale says which scale they are written in: 255 (pixel
+	// values 0..255, the default) or 1 (0..1, as torchvision writes them: mean [0.485, 0.456, 0.406]).
+	Mean      []float64 `mapstructure:"mean" yaml:"mean" json:"mean"`
+	Std       []float64 `mapstructure:"std" yaml:"std" json:"std"`
+	NormScale float64   `mapstructure:"norm_scale" yaml:"norm_scale" json:"norm_scale"`
+}
+
+// Normalization is the per-channel mean and standard deviation that dataset.mean and dataset.std set, in
+// the 0..255 pixel scale, and whether they are set (when not, the data set's own apply).
+func (d DatasetConfig) Normalization() (mean, std [3]float32, set bool) {
+	if len(d.Mean) == 0 {
+		return mean, std, false
+	}
+	k := 255 / d.NormScale
+	for i := range min(len(d.Mean), len(d.Std), 3) {
+		mean[i], std[i] = float32(d.Mean[i]*k), float32(d.Std[i]*k)
+	}
+	return mean, std, true
 }
 
 // TrainConfig is the optimisation recipe.
@@ -192,6 +212,7 @@ func Default() Config {
 			TrainTransform: "rrc",
 			ImageSize:      224,
 			ResizeSize:     256,
+			NormScale:      255,
 		},
 		Train: TrainConfig{
 			BatchSize:   128,

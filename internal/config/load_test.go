@@ -539,7 +539,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 	custom.Seed = -7
 	custom.Model = config.ModelConfig{Arch: "cifar_plain", Depth: 56, Shortcut: "", StrideIn1x1: true, NumClasses: 100}
 	custom.Dataset = config.DatasetConfig{Name: "cifar100", Root: "/data/c100", Augment: false, Workers: 3,
-		ValSize: 5000, EvalSplit: "val", CoarseLabels: true, TrainTransform: "scale", ImageSize: 32, ResizeSize: 36}
+		ValSize: 5000, EvalSplit: "val", CoarseLabels: true, TrainTransform: "scale", ImageSize: 32, ResizeSize: 36,
+		Mean: []float64{0.507, 0.487, 0.441}, Std: []float64{0.267, 0.256, 0.276}, NormScale: 1}
 	custom.Train.Schedule = config.ScheduleConfig{Type: "step", Milestones: []int{3, 6, 8}, Gamma: 0.2,
 		WarmupEpochs: 0.25, WarmStartLR: 1e-5, WarmStartUntilErr: 0.9}
 	custom.Train.WeightDecay = 5e-5

@@ -178,6 +178,7 @@ func validate(c Config) (errs, warnings []*FieldError) {
 	if d.ResizeSize < d.ImageSize {
 		p.add("dataset.resize_size", fmt.Sprintf("must be >= dataset.image_size (%d)", d.ImageSize)+got(d.ResizeSize))
 	}
+	validateNormalization(&p, d)
 
 	t := c.Train
 	if t.BatchSize <= 0 {
@@ -305,5 +306,46 @@ func validateSchedule(p *problems, s ScheduleConfig, epochs int) {
 	} else if s.WarmStartLR > 0 && !(s.WarmStartUntilErr > 0 && s.WarmStartUntilErr <= 1) {
 		p.add("train.schedule.warm_start_until_err", "must be in (0, 1] when train.schedule.warm_start_lr > 0"+
 			got(s.WarmStartUntilErr))
+	}
+}
+
+// validateNormalization checks dataset.mean, dataset.std and dataset.norm_scale: both lists or neither, one
+// value per input channel (3), positive finite deviations, and values that fit the scale they are said to
+// be written in (torchvision's 0..1 constants under the default 255 are a mistake worth naming).
+func validateNormalization(p *problems, d DatasetConfig) {
+	if d.NormScale != 1 && d.NormScale != 255 {
+		p.add("dataset.norm_scale", "must be 255 (dataset.mean and dataset.std in pixel values 0..255) or 1 (in 0..1, as torchvision writes them)"+got(d.NormScale))
+		return
+	}
+	switch {
+	case len(d.Mean) == 0 && len(d.Std) == 0:
+		return
+	case len(d.Mean) == 0 || len(d.Std) == 0:
+		p.add("dataset.mean", "and dataset.std must be set together (or neither, for the data set's own normalisation)")
+		return
+	}
+	for _, l := range []struct {
+		key  string
+		vals []float64
+	}{{"dataset.mean", d.Mean}, {"dataset.std", d.Std}} {
+		if len(l.vals) != 3 {
+			p.add(l.key, "must have one value per input channel, 3"+got(l.vals))
+			return
+		}
+	}
+	for i := range 3 {
+		if !(d.Std[i] > 0) {
+			p.add(fmt.Sprintf("dataset.std[%d]", i), "must be > 0"+got(d.Std[i]))
+		}
+		if !(d.Mean[i] >= 0 && d.Mean[i] <= d.NormScale) {
+			hint := ""
+			if d.NormScale == 1 && d.Mean[i] <= 255 {
+				hint = "; for values in pixels 0..255 set dataset.norm_scale: 255"
+			}
+			p.add(fmt.Sprintf("dataset.mean[%d]", i), fmt.Sprintf("must be in [0, %g], the scale dataset.norm_scale says%s", d.NormScale, hint)+got(d.Mean[i]))
+		}
+	}
+	if d.NormScale == 255 && slices.Max(d.Std) <= 1 && slices.Max(d.Mean) <= 1 {
+		p.add("dataset.std", "and dataset.mean look like torchvision's 0..1 constants, but dataset.norm_scale is 255 (pixel values); set dataset.norm_scale: 1"+got(d.Std))
 	}
 }

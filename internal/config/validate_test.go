@@ -77,6 +77,26 @@ func TestValidate(t *testing.T) {
 		}, ""},
 		{"workers", func(c *config.Config) { c.Dataset.Workers = -1 },
 			`config: dataset.workers must be >= 0 (0 means one per CPU) (got -1)`},
+		{"torchvision normalisation", func(c *config.Config) {
+			c.Dataset.Mean, c.Dataset.Std, c.Dataset.NormScale = []float64{0.485, 0.456, 0.406}, []float64{0.229, 0.224, 0.225}, 1
+		}, ""},
+		{"pixel normalisation", func(c *config.Config) {
+			c.Dataset.Mean, c.Dataset.Std = []float64{125.3, 123, 113.9}, []float64{63, 62.1, 66.7}
+		}, ""},
+		{"0..1 constants in the pixel scale", func(c *config.Config) {
+			c.Dataset.Mean, c.Dataset.Std = []float64{0.485, 0.456, 0.406}, []float64{0.229, 0.224, 0.225}
+		}, "config: dataset.std and dataset.mean look like torchvision's 0..1 constants, but dataset.norm_scale is 255 (pixel values); set dataset.norm_scale: 1 (got [0.229, 0.224, 0.225])"},
+		{"pixel means in the 0..1 scale", func(c *config.Config) {
+			c.Dataset.Mean, c.Dataset.Std, c.Dataset.NormScale = []float64{125.3, 0.4, 0.4}, []float64{63, 0.2, 0.2}, 1
+		}, "config: dataset.mean[0] must be in [0, 1], the scale dataset.norm_scale says; for values in pixels 0..255 set dataset.norm_scale: 255 (got 125.3)"},
+		{"mean without std", func(c *config.Config) { c.Dataset.Mean = []float64{125, 123, 114} },
+			"config: dataset.mean and dataset.std must be set together (or neither, for the data set's own normalisation)"},
+		{"two channels", func(c *config.Config) { c.Dataset.Mean, c.Dataset.Std = []float64{125, 123}, []float64{63, 62} },
+			"config: dataset.mean must have one value per input channel, 3 (got [125, 123])"},
+		{"zero std", func(c *config.Config) { c.Dataset.Mean, c.Dataset.Std = []float64{125, 123, 114}, []float64{63, 0, 66} },
+			"config: dataset.std[1] must be > 0 (got 0)"},
+		{"norm scale", func(c *config.Config) { c.Dataset.NormScale = 100 },
+			"config: dataset.norm_scale must be 255 (dataset.mean and dataset.std in pixel values 0..255) or 1 (in 0..1, as torchvision writes them) (got 100)"},
 
 		{"batch", func(c *config.Config) { c.Train.BatchSize = -3 }, `config: train.batch_size must be > 0 (got -3)`},
 		{"epochs", func(c *config.Config) { c.Train.Epochs = 0 }, `config: train.epochs must be > 0 (got 0)`},

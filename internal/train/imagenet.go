@@ -32,21 +32,25 @@ func imagenetData(c config.DatasetConfig) (*Data, error) {
 			return nil, fmt.Errorf("dataset imagenet: class %d is %q in train/ but %q in %s/", i, trIdx.Classes[i], evIdx.Classes[i], evalSplit)
 		}
 	}
+	mean, std := vision.ImageNetMean, vision.ImageNetStd
+	if m, s, set := c.Normalization(); set {
+		mean, std = m, s
+	}
 	tr, err := dataset.NewFolderPipeline(filepath.Join(c.Root, "train"), trIdx, dataset.FolderPipelineOptions{
-		Transform: trainTransform(c), Size: c.ImageSize, PCALighting: c.PCALighting,
+		Transform: trainTransform(c), Size: c.ImageSize, PCALighting: c.PCALighting, Mean: mean, Std: std,
 	})
 	if err != nil {
 		return nil, err
 	}
 	ev, err := dataset.NewFolderPipeline(filepath.Join(c.Root, evalSplit), evIdx, dataset.FolderPipelineOptions{
-		Transform: dataset.TransformCenter, Size: c.ImageSize, Resize: c.ResizeSize,
+		Transform: dataset.TransformCenter, Size: c.ImageSize, Resize: c.ResizeSize, Mean: mean, Std: std,
 	})
 	if err != nil {
 		return nil, err
 	}
 	set := &eval.Set{
 		Files: &eval.FolderFiles{Dir: filepath.Join(c.Root, evalSplit), Index: evIdx},
-		Mean:  vision.ImageNetMean, Std: vision.ImageNetStd,
+		Mean:  mean, Std: std,
 		Resize: c.ResizeSize, Crop: c.ImageSize, ClassNames: evIdx.Classes,
 	}
 	return &Data{Train: tr, Eval: ev, EvalSplit: evalSplit, EvalSet: set}, nil

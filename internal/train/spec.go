@@ -78,9 +78,6 @@ type Data struct {
 // cifar10Classes are CIFAR-10's class names, in label order (batches.meta.txt).
 var cifar10Classes = []string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
 
-// normSamples is how many training images the per-channel mean and deviation are measured on.
-const normSamples = 2000
-
 // OpenData opens the data set named by the config: the training split and the split evaluated on.
 func OpenData(c config.DatasetConfig, seed int64) (*Data, error) {
 	switch c.Name {
@@ -120,12 +117,17 @@ func OpenData(c config.DatasetConfig, seed int64) (*Data, error) {
 	return nil, fmt.Errorf("dataset %q is not known (available: synthetic, cifar10, cifar100, imagenet)", c.Name)
 }
 
-// sourceData builds the pipelines of a fixed-size data set, normalised with the training split's
-// per-channel statistics.
+// sourceData builds the pipelines of a fixed-size data set, normalised with dataset.mean and dataset.std,
+// or else with the per-channel statistics of the whole training split (as the usual CIFAR constants are
+// computed).
 func sourceData(tr, te dataset.Source, c config.DatasetConfig, classNames []string) (*Data, error) {
-	norm, err := dataset.ComputeNormalization(tr, normSamples)
-	if err != nil {
-		return nil, err
+	var norm dataset.Normalization
+	var given bool
+	if norm.Mean, norm.Std, given = c.Normalization(); !given {
+		var err error
+		if norm, err = dataset.ComputeNormalization(tr, 0); err != nil {
+			return nil, err
+		}
 	}
 	trp, err := dataset.SourcePipeline(tr, c.Augment, norm)
 	if err != nil {
