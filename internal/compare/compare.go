@@ -161,7 +161,12 @@ type ModelSummary struct {
 	BestEpoch     int           `json:"best_test_epoch"`
 	ImagesPerSec  float64       `json:"images_per_sec"`
 	TrainSeconds  float64       `json:"train_seconds"`
-	Curve         []Point       `json:"curve"`
+	// SecondsToCommonErr is the run's wall-clock time (metrics.jsonl's wall_seconds) at its first
+	// evaluation at or below the summary's CommonTestErr.
+	SecondsToCommonErr float64 `json:"seconds_to_common_err"`
+	Curve              []Point `json:"curve"`
+	wall               []float64
+	errs               []float64
 }
 
 // Summary is the comparison: the shared recipe and each model's results.
@@ -175,7 +180,9 @@ type Summary struct {
 	Seed      int64          `json:"seed"`
 	Device    string         `json:"device"`
 	Models    []ModelSummary `json:"models"`
-	Findings  []string       `json:"findings"`
+	// CommonTestErr is the best test error every model reached: the highest of their best errors.
+	CommonTestErr float64  `json:"common_test_err"`
+	Findings      []string `json:"findings"`
 }
 
 // Summarize reads every entry's metrics into the summary.
@@ -205,6 +212,12 @@ func Summarize(entries []*Entry, device string) (*Summary, error) {
 			}
 			m.TrainSeconds += x.EpochSeconds
 			images += x.ImagesPerSec * x.EpochSeconds
+			// A run written before wall_seconds existed gives its training time instead.
+			wall := x.WallSeconds
+			if wall == 0 {
+				wall = m.TrainSeconds
+			}
+			m.wall, m.errs = append(m.wall, wall), append(m.errs, x.TestErr)
 		}
 		last := ms[len(ms)-1]
 		m.Epochs, m.Steps = last.Epoch, last.Step
@@ -213,6 +226,18 @@ func Summarize(entries []*Entry, device string) (*Summary, error) {
 			m.ImagesPerSec = images / m.TrainSeconds
 		}
 		s.Models = append(s.Models, m)
+	}
+	for _, m := range s.Models {
+		s.CommonTestErr = max(s.CommonTestErr, m.BestTestErr)
+	}
+	for i := range s.Models {
+		m := &s.Models[i]
+		for j, e := range m.errs {
+			if e <= s.CommonTestErr {
+				m.SecondsToCommonErr = m.wall[j]
+				break
+			}
+		}
 	}
 	s.Findings = findings(s.Models)
 	return s, nil
@@ -268,13 +293,14 @@ func (s *Summary) Markdown() []byte {
 		data = fmt.Sprintf("%s (%d training, %d test images)", s.Dataset, s.TrainSize, s.TestSize)
 	}
 	fmt.Fprintf(&b, "Recipe shared by every model: %s, %d epochs, batch %d, learning rate %g, seed %d, on %s.\n\n", data, s.Epochs, s.BatchSize, s.LR, s.Seed, s.Device)
-	b.WriteString("| model | layers | params | MMACs | final train err | final test err | best test err (epoch) | top-5 test err | images/s | train time |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| model | layers | params | MMACs | final train err | final test err | best test err (epoch) | top-5 test err | images/s | train time | time to %.2f%% test err |\n", 100*s.CommonTestErr)
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, m := range s.Models {
-		fmt.Fprintf(&b, "| %s | %d | %s | %.2f | %.2f%% | %.2f%% | %.2f%% (%d) | %.2f%% | %.1f | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %s | %.2f | %.2f%% | %.2f%% | %.2f%% (%d) | %.2f%% | %.1f | %s | %s |\n",
 			m.Name, m.Depth, thousands(m.Params), float64(m.MACs)/1e6, 100*m.FinalTrainErr, 100*m.FinalTestErr,
-			100*m.BestTestErr, m.BestEpoch, 100*m.FinalTop5Err, m.ImagesPerSec, duration(m.TrainSeconds))
+			100*m.BestTestErr, m.BestEpoch, 100*m.FinalTop5Err, m.ImagesPerSec, duration(m.TrainSeconds), duration(m.SecondsToCommonErr))
 	}
+	fmt.Fprintf(&b, "\nThe last column is the wall-clock time each run took to its first evaluation at or below %.2f%%, the best test error every model reached.\n", 100*s.CommonTestErr)
 	if len(s.Findings) > 0 {
 		b.WriteString("\nFindings:\n\n")
 		for _, f := range s.Findings {

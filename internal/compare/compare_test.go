@@ -261,3 +261,45 @@ func TestRunsAreReadThroughRunDir(t *testing.T) {
 		t.Errorf("a bad metrics line: %v, want it to start %q", err, want)
 	}
 }
+
+// The summary's time to the best common error: the highest of the models' best test errors, and each
+// run's wall-clock time at its first evaluation at or below it (a run without wall_seconds counts its
+// training time).
+func TestSummaryTimeToCommonError(t *testing.T) {
+	write := func(name string, errs, wall []float64) *Entry {
+		run := train.NewRunDir(filepath.Join(t.TempDir(), name))
+		if err := os.MkdirAll(run.Path(), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range errs {
+			m := train.Metrics{Epoch: i + 1, Step: int64(i + 1), TestErr: e, EpochSeconds: 4, ImagesPerSec: 10}
+			if wall != nil {
+				m.WallSeconds = wall[i]
+			}
+			if err := run.AppendMetrics(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return &Entry{Arg: name, Name: name, RunDir: run.Path(), Spec: model.Spec{Name: "cifar_resnet8"}}
+	}
+	es := []*Entry{
+		write("fast", []float64{0.5, 0.3}, []float64{10, 20}),
+		write("slow", []float64{0.6, 0.4, 0.35}, []float64{5, 11, 30}),
+		write("old", []float64{0.7, 0.34}, nil),
+	}
+	s, err := Summarize(es, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CommonTestErr != 0.35 {
+		t.Errorf("common error %v, want 0.35 (slow's best, the worst of the bests)", s.CommonTestErr)
+	}
+	for i, want := range []float64{20, 30, 8} {
+		if got := s.Models[i].SecondsToCommonErr; got != want {
+			t.Errorf("%s: %v s to the common error, want %v", s.Models[i].Name, got, want)
+		}
+	}
+	if md := string(s.Markdown()); !strings.Contains(md, "time to 35.00% test err |") || !strings.Contains(md, "| 20.0 s |\n") {
+		t.Errorf("markdown lacks the time-to-error column:\n%s", md)
+	}
+}

@@ -129,8 +129,11 @@ func (d DatasetConfig) Normalization() (mean, std [3]float32, set bool) {
 
 // TrainConfig is the optimisation recipe.
 type TrainConfig struct {
-	BatchSize   int     `mapstructure:"batch_size" yaml:"batch_size" json:"batch_size"`
-	Epochs      int     `mapstructure:"epochs" yaml:"epochs" json:"epochs"`
+	BatchSize int `mapstructure:"batch_size" yaml:"batch_size" json:"batch_size"`
+	Epochs    int `mapstructure:"epochs" yaml:"epochs" json:"epochs"`
+	// TargetErr, when not 0, ends the run at the first evaluation whose top-1 error is at or below it (a
+	// fraction: 0.07 is 7%), with a checkpoint; metrics.jsonl's wall_seconds then reads the time it took.
+	TargetErr   float64 `mapstructure:"target_err" yaml:"target_err" json:"target_err"`
 	LR          float64 `mapstructure:"lr" yaml:"lr" json:"lr"`
 	Momentum    float64 `mapstructure:"momentum" yaml:"momentum" json:"momentum"`
 	Nesterov    bool    `mapstructure:"nesterov" yaml:"nesterov" json:"nesterov"`

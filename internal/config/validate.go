@@ -187,6 +187,9 @@ func validate(c Config) (errs, warnings []*FieldError) {
 	if t.Epochs <= 0 {
 		p.add("train.epochs", "must be > 0"+got(t.Epochs))
 	}
+	if !(t.TargetErr >= 0 && t.TargetErr < 1) {
+		p.add("train.target_err", "must be in [0, 1), a fraction (0.07 is 7%; 0 trains every epoch)"+got(t.TargetErr))
+	}
 	if !(t.LR > 0) {
 		p.add("train.lr", "must be > 0"+got(t.LR))
 	}

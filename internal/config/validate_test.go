@@ -77,6 +77,9 @@ func TestValidate(t *testing.T) {
 		}, ""},
 		{"workers", func(c *config.Config) { c.Dataset.Workers = -1 },
 			`config: dataset.workers must be >= 0 (0 means one per CPU) (got -1)`},
+		{"target error", func(c *config.Config) { c.Train.TargetErr = 0.07 }, ""},
+		{"target error in percent", func(c *config.Config) { c.Train.TargetErr = 7 },
+			"config: train.target_err must be in [0, 1), a fraction (0.07 is 7%; 0 trains every epoch) (got 7)"},
 		{"torchvision normalisation", func(c *config.Config) {
 			c.Dataset.Mean, c.Dataset.Std, c.Dataset.NormScale = []float64{0.485, 0.456, 0.406}, []float64{0.229, 0.224, 0.225}, 1
 		}, ""},

@@ -36,6 +36,11 @@ type State struct {
 	NonFiniteInARow int   `json:"nonfinite_in_a_row"`
 	// EpochSeconds is the training time spent in the epoch so far (timing only).
 	EpochSeconds float64 `json:"epoch_seconds"`
+	// WallSeconds is the run's wall-clock time so far, training and evaluation, over every process that
+	// worked on it (the time between an interruption and its resume is not counted; timing only).
+	WallSeconds float64 `json:"wall_seconds"`
+	// TargetErr is the evaluated error that met train.target_err and ended the run (0 while none has).
+	TargetErr float64 `json:"target_err,omitempty"`
 	// MetricsBytes is the length of metrics.jsonl when the checkpoint was taken; a resumed run cuts the file
 	// back to it, so lines written after the checkpoint (before a kill -9) are not duplicated.
 	MetricsBytes   int64 `json:"metrics_bytes"`
@@ -81,6 +86,10 @@ func (st State) check() error {
 		return fmt.Errorf("has epoch_loss %v (must be a finite number >= 0)", st.EpochLoss)
 	case !(st.LossScale >= 0) || math.IsInf(float64(st.LossScale), 0):
 		return fmt.Errorf("has loss_scale %v (must be a finite number >= 0)", st.LossScale)
+	case !(st.WallSeconds >= 0) || math.IsInf(st.WallSeconds, 0):
+		return fmt.Errorf("has wall_seconds %v (must be a finite number >= 0)", st.WallSeconds)
+	case !(st.TargetErr >= 0 && st.TargetErr <= 1):
+		return fmt.Errorf("has target_err %v (must be in [0, 1])", st.TargetErr)
 	}
 	return nil
 }

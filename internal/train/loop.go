@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"time"
 
@@ -53,6 +54,9 @@ type Metrics struct {
 	// Timing fields: the only ones that differ between identical runs.
 	ImagesPerSec float64 `json:"images_per_sec"`
 	EpochSeconds float64 `json:"epoch_seconds"`
+	// WallSeconds is the run's wall-clock time up to this evaluation, over every process that worked on it
+	// (State.WallSeconds): the time the run took to reach this line's errors.
+	WallSeconds float64 `json:"wall_seconds"`
 }
 
 // Options configure a training run.
@@ -90,6 +94,8 @@ type Result struct {
 	Checkpoint string
 	Last       Metrics
 	Epochs     int
+	// ReachedTarget says the run ended early, its evaluated error at or below train.target_err.
+	ReachedTarget bool
 }
 
 // Run trains according to opt: a new run in opt.RunDir, or the one there continued from its newest
@@ -128,6 +134,8 @@ type trainer struct {
 	// recorded says reproducibility.json was written by this process, listing recordedConvs algorithms.
 	recorded      bool
 	recordedConvs int
+	// since is when st.WallSeconds was last brought up to date.
+	since time.Time
 }
 
 // prepare opens the run folder, the data and the net, restores the checkpoint of a resumed run, and
@@ -175,7 +183,15 @@ func (t *trainer) prepare() error {
 	c, h, w := t.net.InputShape()
 	t.sample = c * h * w
 	t.prog = newProgress(t.opt.Out, t.opt.Terminal, t.cfg.Train.LogEvery)
+	t.since = time.Now()
 	return nil
+}
+
+// clock adds the wall-clock time since it last ran to the run's.
+func (t *trainer) clock() {
+	now := time.Now()
+	t.st.WallSeconds += now.Sub(t.since).Seconds()
+	t.since = now
 }
 
 // openRunDir locks the run folder; a new run's folder must not hold a run (prepare writes its config.yaml
@@ -244,6 +260,11 @@ func (t *trainer) resume() (restored bool, err error) {
 		return false, err
 	}
 	t.st = ck.State
+	if target := t.cfg.Train.TargetErr; t.st.TargetErr > 0 && target > 0 && t.st.TargetErr <= target {
+		return false, fmt.Errorf("resume: %s reached its target error (%.2f%%, train.target_err %g) at epoch %d; to train on, lower the target or unset it: --set train.target_err=0",
+			t.dir.Path(), 100*t.st.TargetErr, target, t.st.Epoch)
+	}
+	t.st.TargetErr = 0
 	if t.st.Epoch >= t.cfg.Train.Epochs {
 		return false, fmt.Errorf("resume: %s already finished its %d epochs; to train longer, raise them: --set train.epochs=N", t.dir.Path(), t.cfg.Train.Epochs)
 	}
@@ -296,7 +317,7 @@ func (t *trainer) close() {
 
 // run trains the remaining epochs.
 func (t *trainer) run() error {
-	for t.st.Epoch < t.cfg.Train.Epochs {
+	for t.st.Epoch < t.cfg.Train.Epochs && !t.res.ReachedTarget {
 		if err := t.runEpoch(); err != nil {
 			return err
 		}
@@ -436,19 +457,29 @@ func (t *trainer) endWarmStart() {
 func (t *trainer) finishEpoch() error {
 	t.prog.endEpoch()
 	done := t.st.Epoch + 1
+	reached := false
 	if t.due(done, t.cfg.Eval.Every) {
 		if err := t.evaluate(); err != nil {
 			return err
 		}
+		if target := t.cfg.Train.TargetErr; target > 0 && t.res.Last.TestErr <= target {
+			reached = true
+			t.st.TargetErr = max(t.res.Last.TestErr, math.SmallestNonzeroFloat64)
+		}
 	}
 	t.st = t.st.nextEpoch()
 	t.res.Epochs = done
-	if !t.due(done, t.cfg.Checkpoint.Every) && !stopRequested(t.opt.Stop) {
+	if !reached && !t.due(done, t.cfg.Checkpoint.Every) && !stopRequested(t.opt.Stop) {
 		return nil
 	}
 	path, err := t.checkpoint()
 	if err != nil {
 		return err
+	}
+	if reached {
+		t.res.ReachedTarget = true
+		t.prog.reachedTarget(done, t.res.Last, t.cfg.Train.TargetErr, path)
+		return nil
 	}
 	if stopRequested(t.opt.Stop) && done < t.cfg.Train.Epochs {
 		t.prog.interrupted(path)
@@ -469,13 +500,14 @@ func (t *trainer) evaluate() error {
 	if err != nil {
 		return err
 	}
+	t.clock()
 	st := t.st
 	m := Metrics{
 		Epoch: st.Epoch + 1, Step: st.Step, LR: t.lr,
 		TrainLoss: jsonnum.Float(st.EpochLoss / float64(st.EpochN)), TrainErr: jsonnum.Float(1 - float64(st.EpochTop1)/float64(st.EpochN)),
 		TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err, TestNonFinite: sc.NonFinite,
 		BadImages: st.EpochBad + int64(sc.Skipped), NonFiniteSteps: st.EpochNonFinite,
-		EpochSeconds: st.EpochSeconds,
+		EpochSeconds: st.EpochSeconds, WallSeconds: st.WallSeconds,
 	}
 	if t.scaler.cfg.Enabled() {
 		scale, skipped := float64(st.LossScale), st.EpochOverflow
@@ -515,6 +547,7 @@ func (t *trainer) checkpoint() (string, error) {
 		return "", err
 	}
 	t.st.MetricsBytes = size
+	t.clock()
 	path, err := t.dir.SaveCheckpoint(t.net, t.st, t.opt.ConfigYAML, t.cfg.Checkpoint.Keep)
 	if errors.Is(err, ErrDiverged) {
 		epoch := t.st.Epoch // the position is the start of the next epoch, or inside one

@@ -50,7 +50,7 @@ func runOnce(t *testing.T, cfg config.Config, dir string, resume bool, stop <-ch
 func stripTiming(ms []Metrics) []Metrics {
 	out := append([]Metrics(nil), ms...)
 	for i := range out {
-		out[i].ImagesPerSec, out[i].EpochSeconds = 0, 0
+		out[i].ImagesPerSec, out[i].EpochSeconds, out[i].WallSeconds = 0, 0, 0
 	}
 	return out
 }
@@ -277,6 +277,56 @@ func TestResumeFinishedRun(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "config.yaml"))
 	if !bytes.Contains(b, []byte("epochs: 2")) {
 		t.Errorf("config.yaml not updated on resume:\n%s", b)
+	}
+}
+
+// train.target_err ends the run at the first evaluation that meets it, with a checkpoint; resuming it is
+// refused until the target is lowered; wall_seconds grows over both processes.
+func TestTargetErrEndsTheRun(t *testing.T) {
+	cfg := smallConfig(4)
+	cfg.Train.TargetErr = 0.999 // met by the first evaluation that gets one image of 32 right
+	dir := t.TempDir()
+	res, err := runOnce(t, cfg, dir, false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := NewRunDir(dir).ReadMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.ReachedTarget || res.Epochs != 1 || len(ms) != 1 || ms[0].TestErr > cfg.Train.TargetErr {
+		t.Fatalf("reached %v after %d epochs, metrics %+v; want the run to end after epoch 1", res.ReachedTarget, res.Epochs, ms)
+	}
+	if !(ms[0].WallSeconds > 0 && ms[0].WallSeconds >= ms[0].EpochSeconds) {
+		t.Errorf("wall_seconds %v, epoch_seconds %v: want wall time > 0 and no less than the epoch's training", ms[0].WallSeconds, ms[0].EpochSeconds)
+	}
+	ck, err := LoadCheckpoint(res.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.State.Epoch != 1 || ck.State.TargetErr != ms[0].TestErr {
+		t.Errorf("checkpoint at epoch %d with target_err %v, want epoch 1 and %v", ck.State.Epoch, ck.State.TargetErr, ms[0].TestErr)
+	}
+	_, err = runOnce(t, cfg, dir, true, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "reached its target error") || !strings.Contains(err.Error(), "--set train.target_err=0") {
+		t.Fatalf("resuming a run that met its target: %v", err)
+	}
+	cfg.Train.TargetErr = 0
+	res, err = runOnce(t, cfg, dir, true, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err = NewRunDir(dir).ReadMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ReachedTarget || len(ms) != 4 {
+		t.Fatalf("without a target the resumed run wrote %d metrics lines (reached %v), want 4", len(ms), res.ReachedTarget)
+	}
+	for i := 1; i < len(ms); i++ {
+		if !(ms[i].WallSeconds > ms[i-1].WallSeconds) {
+			t.Errorf("wall_seconds %v after epoch %d, %v after epoch %d: want it to grow across the resume", ms[i].WallSeconds, i+1, ms[i-1].WallSeconds, i)
+		}
 	}
 }
 

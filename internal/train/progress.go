@@ -88,6 +88,12 @@ func (p *progress) interrupted(path string) {
 	fmt.Fprintf(p.w, "interrupted: checkpoint written to %s\n", path)
 }
 
+// reachedTarget reports the end of a run whose evaluation after epoch met train.target_err.
+func (p *progress) reachedTarget(epoch int, m Metrics, target float64, path string) {
+	fmt.Fprintf(p.w, "reached train.target_err %g: test error %.2f%% after epoch %d, %s into the run; checkpoint written to %s\n",
+		target, 100*m.TestErr, epoch, time.Duration(m.WallSeconds*float64(time.Second)).Round(time.Second), path)
+}
+
 // skipped reports each unreadable image once per run.
 func (p *progress) skipped(bad []*dataset.BadExampleError) {
 	for _, b := range bad {
