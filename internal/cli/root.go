@@ -82,7 +82,7 @@ Recognition", 2015) and their plain counterparts, on the CPU or an NVIDIA GPU, f
 	root.SetErr(e.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newTrainCmd(e), newEvalCmd(e), newCompareCmd(e), newModelsCmd(e), newBenchCmd(e), newVersionCmd(e))
-	root.AddCommand(newExportCmd(e), newImportCmd(e))
+	root.AddCommand(newExportCmd(e), newImportCmd(e), newPlotCmd(e))
 	registerCompletions(root)
 	return root
 }
