@@ -56,6 +56,16 @@ const (
 	kGatePoolAdd
 	// kernels/dropout.cu
 	kDropoutApply
+	// kernels/pooling.cu: windowed average pooling.
+	kAvgPoolWindowForward
+	kAvgPoolWindowBackward
+	// kernels/concat.cu
+	kCopyChannels
+	// kernels/scaled_residual.cu, fused path, then unfused path, then both.
+	kScaledResidualForward
+	kScaledResidualBackward
+	kScaledBias
+	kScaledResidualBiasGrad
 
 	// Built per dtype (element-wise: the layout does not matter). kernels/batchnorm.cu, unfused path.
 	kReLUForward
@@ -109,7 +119,7 @@ const (
 // The ranges of the enumeration above, and the count of every kernel the device loads: the base ones and
 // the variants of the first two ranges (RN_ACT_FORMATS and RN_ACT_DTYPES in kernels/common.cuh).
 const (
-	numFormatKernels = kDropoutApply + 1
+	numFormatKernels = kScaledResidualBiasGrad + 1
 	numDTypeKernels  = kReLUBackward + 1 - numFormatKernels
 	numKernels       = numBaseKernels + numFormatKernels*(numFormats-1) + numDTypeKernels*(numDTypes-1)
 )
@@ -165,6 +175,14 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 	kGatePoolAdd:                {"gate_pool_add", "ppiii"},
 
 	kDropoutApply: {"dropout_apply", "ppiiiilif"},
+
+	kAvgPoolWindowForward:   {"avgpool_window_forward", "ppiiiiiiiiii"},
+	kAvgPoolWindowBackward:  {"avgpool_window_backward", "ppiiiiiiiiiii"},
+	kCopyChannels:           {"copy_channels", "ppiiiiiiii"},
+	kScaledResidualForward:  {"scaled_residual_forward", "ppppiiifi"},
+	kScaledResidualBackward: {"scaled_residual_backward", "ppppiiifii"},
+	kScaledBias:             {"scaled_bias", "pppiiif"},
+	kScaledResidualBiasGrad: {"scaled_residual_bias_grad", "pppiiifi"},
 
 	kSoftmaxCrossEntropy: {"softmax_cross_entropy", "ppppiif"},
 
@@ -245,10 +263,11 @@ var (
 	FusedKernels = kernelNames(kBNForwardStats, kBNForwardApply, kBNForwardApplyReLU, kBNForwardApplyAdd,
 		kBNForwardApplyAddReLU, kBNInferenceApply, kBNInferenceApplyReLU, kBNInferenceApplyAdd,
 		kBNInferenceApplyAddReLU, kBNBackwardReduce, kBNBackwardReduceReLU, kBNBackwardDX, kBNBackwardDXReLU,
-		kBNBackwardDXAdd, kBNBackwardDXAddReLU, kSGDStep, kGateForward, kGateBackward, kGateBackwardData)
+		kBNBackwardDXAdd, kBNBackwardDXAddReLU, kSGDStep, kGateForward, kGateBackward, kGateBackwardData,
+		kScaledResidualForward, kScaledResidualBackward)
 	UnfusedKernels = kernelNames(kBNStatsPartial, kBNStatsFinalize, kBNInferenceParams, kBNNormalize, kResidualAdd,
 		kReLUForward, kReLUBackward, kResidualBackward, kBNBackwardReducePartial, kBNBackwardFinalize,
-		kBNBackwardInput, kSGDStepSingle, kGateScale, kGateGradReduce, kGatePoolAdd)
+		kBNBackwardInput, kSGDStepSingle, kGateScale, kGateGradReduce, kGatePoolAdd, kScaledBias)
 )
 
 // kernelNames lists the names of kernels ks in every format each is built in.
