@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	"resnet/internal/backend"
 	"resnet/internal/finite"
@@ -29,6 +30,8 @@ type Net struct {
 	dev      backend.Device
 	capacity int
 	nb       int // current batch size
+	// uploadTime is UploadTime's.
+	uploadTime time.Duration
 	// bnMomentum is the running-statistics update rate of training-mode forwards (bnMomentum unless
 	// SetBNMomentum changed it).
 	bnMomentum float32
@@ -525,12 +528,14 @@ func (n *Net) TrainStep(x []float32, labels []int32) (Result, error) {
 // loss and backward in between are device work only: on a backend.Grapher (a CUDA device with
 // cuda.graphs) they are recorded once per batch size and loss scale and then replayed.
 func (n *Net) TrainStepScaled(x []float32, labels []int32, lossScale float32) (Result, error) {
+	t0 := time.Now()
 	if err := n.load(x, len(labels)); err != nil {
 		return Result{}, err
 	}
 	if err := n.loadLabels(labels); err != nil {
 		return Result{}, err
 	}
+	n.uploadTime = time.Since(t0)
 	n.stepGradScale = n.gradScale(lossScale)
 	var err error
 	if g, ok := n.dev.(backend.Grapher); ok {
@@ -545,6 +550,12 @@ func (n *Net) TrainStepScaled(x []float32, labels []int32, lossScale float32) (R
 	n.BatchesTracked++
 	return n.collect(labels)
 }
+
+// UploadTime is the host time the last TrainStep took to hand its batch and labels to the device: on the
+// CPU the copy into the net's input, on a CUDA device the copy into pinned staging memory and the queueing
+// of the transfer (the transfer itself overlaps the work queued before it). The rest of a step, until its
+// loss is back on the host, is compute.
+func (n *Net) UploadTime() time.Duration { return n.uploadTime }
 
 // deviceStepWork is the device work of a training step on the loaded batch: forward, loss (with gradient
 // scale stepGradScale) and backward.

@@ -34,8 +34,12 @@ type State struct {
 	// train.max_nonfinite_steps bounds.
 	EpochNonFinite  int64 `json:"epoch_nonfinite"`
 	NonFiniteInARow int   `json:"nonfinite_in_a_row"`
-	// EpochSeconds is the training time spent in the epoch so far (timing only).
-	EpochSeconds float64 `json:"epoch_seconds"`
+	// EpochSeconds is the training time spent in the epoch so far, and EpochDataSeconds and
+	// EpochCopySeconds the parts of it spent waiting for the loader's batches and handing them to the
+	// device (Net.UploadTime); the rest is compute (timing only).
+	EpochSeconds     float64 `json:"epoch_seconds"`
+	EpochDataSeconds float64 `json:"epoch_data_seconds,omitempty"`
+	EpochCopySeconds float64 `json:"epoch_copy_seconds,omitempty"`
 	// WallSeconds is the run's wall-clock time so far, training and evaluation, over every process that
 	// worked on it (the time between an interruption and its resume is not counted; timing only).
 	WallSeconds float64 `json:"wall_seconds"`
@@ -99,6 +103,7 @@ func (st State) nextEpoch() State {
 	st.Epoch++
 	st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds, st.EpochBad = 0, 0, 0, 0, 0, 0
 	st.EpochNonFinite, st.EpochOverflow = 0, 0
+	st.EpochDataSeconds, st.EpochCopySeconds = 0, 0
 	return st
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"resnet/internal/backend"
@@ -57,6 +58,13 @@ type Metrics struct {
 	// WallSeconds is the run's wall-clock time up to this evaluation, over every process that worked on it
 	// (State.WallSeconds): the time the run took to reach this line's errors.
 	WallSeconds float64 `json:"wall_seconds"`
+	// Where the epoch's training time (EpochSeconds) went: waiting for the loader's batches, handing them
+	// to the device (on a GPU, the copy into pinned staging memory and the queueing of the transfer), and
+	// compute (forward, loss, backward, the update and the finiteness checks, until the step's loss is back
+	// on the host).
+	DataSeconds    float64 `json:"data_seconds"`
+	CopySeconds    float64 `json:"copy_seconds"`
+	ComputeSeconds float64 `json:"compute_seconds"`
 }
 
 // Options configure a training run.
@@ -86,6 +94,8 @@ type Options struct {
 	// afterBackward is a test hook run after each step's backward pass, before its gradients are checked
 	// and applied.
 	afterBackward func(net *model.Net, st *State) error
+	// beforeBatch is a test hook run while each step waits for its batch (a slow loader).
+	beforeBatch func()
 }
 
 // Result describes a finished (or interrupted) run.
@@ -136,6 +146,10 @@ type trainer struct {
 	recordedConvs int
 	// since is when st.WallSeconds was last brought up to date.
 	since time.Time
+	// waited is how long the step in progress waited for its batch; warnedData says the run was told that
+	// waiting for data slows it.
+	waited     time.Duration
+	warnedData bool
 }
 
 // prepare opens the run folder, the data and the net, restores the checkpoint of a resumed run, and
@@ -338,10 +352,14 @@ func (t *trainer) runEpoch() error {
 	t.lr = 0
 	for {
 		t0 := time.Now()
+		if t.opt.beforeBatch != nil {
+			t.opt.beforeBatch()
+		}
 		b, err := t.train.Next()
 		if err != nil || b == nil {
 			return err
 		}
+		t.waited = time.Since(t0)
 		stepped, err := t.step(b, t0)
 		if err != nil {
 			return err
@@ -396,6 +414,8 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	t.st.Batch = index + 1
 	t.st.EpochBad += bad
 	t.st.EpochSeconds += time.Since(t0).Seconds()
+	t.st.EpochDataSeconds += t.waited.Seconds()
+	t.st.EpochCopySeconds += t.net.UploadTime().Seconds()
 	t.endWarmStart()
 	t.prog.step(t.st, t.lr)
 	if !t.recorded {
@@ -467,6 +487,7 @@ func (t *trainer) finishEpoch() error {
 			t.st.TargetErr = max(t.res.Last.TestErr, math.SmallestNonzeroFloat64)
 		}
 	}
+	t.warnDataBound()
 	t.st = t.st.nextEpoch()
 	t.res.Epochs = done
 	if !reached && !t.due(done, t.cfg.Checkpoint.Every) && !stopRequested(t.opt.Stop) {
@@ -486,6 +507,22 @@ func (t *trainer) finishEpoch() error {
 		return ErrInterrupted
 	}
 	return nil
+}
+
+// dataBoundShare is the share of the training time spent waiting for data above which a run says, once,
+// that the input pipeline holds it back.
+const dataBoundShare = 0.10
+
+// warnDataBound tells, once per process, that the epoch just trained waited for its batches more than
+// dataBoundShare of its time, with what to change. Epochs of a few steps are left alone: their time is
+// mostly the loader's start.
+func (t *trainer) warnDataBound() {
+	st := t.st
+	if t.warnedData || st.Batch < 20 || !(st.EpochDataSeconds > dataBoundShare*st.EpochSeconds) {
+		return
+	}
+	t.warnedData = true
+	t.prog.dataBound(st.Epoch+1, st.EpochDataSeconds/st.EpochSeconds, t.cfg.Dataset, runtime.NumCPU())
 }
 
 // due reports whether something done every `every` epochs falls after epoch done (counted from 1); the
@@ -508,6 +545,8 @@ func (t *trainer) evaluate() error {
 		TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err, TestNonFinite: sc.NonFinite,
 		BadImages: st.EpochBad + int64(sc.Skipped), NonFiniteSteps: st.EpochNonFinite,
 		EpochSeconds: st.EpochSeconds, WallSeconds: st.WallSeconds,
+		DataSeconds: st.EpochDataSeconds, CopySeconds: st.EpochCopySeconds,
+		ComputeSeconds: max(0, st.EpochSeconds-st.EpochDataSeconds-st.EpochCopySeconds),
 	}
 	if t.scaler.cfg.Enabled() {
 		scale, skipped := float64(st.LossScale), st.EpochOverflow
