@@ -434,5 +434,20 @@ func Describe(s Spec) (Stats, error) {
 	return st, nil
 }
 
+// ClassifierWeight is the name of the classifier's weight in a net of spec s (fc.weight of the ResNets,
+// classifier.weight of DenseNet, ...): the tensor whose first dimension is the class count.
+func ClassifierWeight(s Spec) (string, error) {
+	g, err := newGraph(s)
+	if err != nil {
+		return "", err
+	}
+	for i := len(g.params) - 1; i >= 0; i-- {
+		if g.params[i].Kind == FCWeight {
+			return g.params[i].Name, nil
+		}
+	}
+	return "", fmt.Errorf("model %s has no classifier", s.Name)
+}
+
 // SameShape reports whether a shape given as ints equals a parameter's shape.
 func SameShape(a []int, b backend.Shape) bool { return backend.Shape(a).Equal(b) }
