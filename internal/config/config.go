@@ -160,6 +160,15 @@ type TrainConfig struct {
 	// LossScaleGrowthInterval is how many steps in a row without overflow double the dynamic scale
 	// (GradScaler's growth_interval, 2000).
 	LossScaleGrowthInterval int `mapstructure:"loss_scale_growth_interval" yaml:"loss_scale_growth_interval" json:"loss_scale_growth_interval"`
+	// LabelSmoothing mixes each target with the uniform distribution: t (1-eps) + eps/K (PyTorch's
+	// CrossEntropyLoss label_smoothing; 0: off).
+	LabelSmoothing float64 `mapstructure:"label_smoothing" yaml:"label_smoothing" json:"label_smoothing"`
+	// MixupAlpha and CutMixAlpha turn on mixup and CutMix (torchvision's v2.MixUp and v2.CutMix, each
+	// example paired with the one before it in the batch) with lam drawn from Beta(alpha, alpha); 0: off.
+	// With both on, each mixed batch takes one of them at random. MixProb is the share of batches mixed.
+	MixupAlpha  float64 `mapstructure:"mixup_alpha" yaml:"mixup_alpha" json:"mixup_alpha"`
+	CutMixAlpha float64 `mapstructure:"cutmix_alpha" yaml:"cutmix_alpha" json:"cutmix_alpha"`
+	MixProb     float64 `mapstructure:"mix_prob" yaml:"mix_prob" json:"mix_prob"`
 }
 
 // What a training step does whose loss, BN statistics or gradients are not finite (train.on_nonfinite).
@@ -231,6 +240,7 @@ func Default() Config {
 			LossScale:               LossScaleAuto,
 			LossScaleInit:           65536,
 			LossScaleGrowthInterval: 2000,
+			MixProb:                 1,
 		},
 		Eval:       EvalConfig{BatchSize: 256, Every: 1},
 		Checkpoint: CheckpointConfig{Every: 1, Keep: 3},

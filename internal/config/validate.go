@@ -208,6 +208,20 @@ func validate(c Config) (errs, warnings []*FieldError) {
 	}
 	validateSchedule(&p, t.Schedule, t.Epochs)
 	validateLossScale(&p, t)
+	if !(t.LabelSmoothing >= 0 && t.LabelSmoothing < 1) {
+		p.add("train.label_smoothing", "must be in [0, 1) (0.1 is the usual; 0 turns it off)"+got(t.LabelSmoothing))
+	}
+	for _, a := range []struct {
+		key string
+		v   float64
+	}{{"train.mixup_alpha", t.MixupAlpha}, {"train.cutmix_alpha", t.CutMixAlpha}} {
+		if !(a.v >= 0 && a.v <= 1e6) {
+			p.add(a.key, "must be >= 0, the Beta(alpha, alpha) parameter (0 turns it off)"+got(a.v))
+		}
+	}
+	if !(t.MixProb >= 0 && t.MixProb <= 1) {
+		p.add("train.mix_prob", "must be in [0, 1], the share of batches mixed"+got(t.MixProb))
+	}
 
 	if c.Eval.BatchSize <= 0 {
 		p.add("eval.batch_size", "must be > 0"+got(c.Eval.BatchSize))

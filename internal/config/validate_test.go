@@ -78,6 +78,17 @@ func TestValidate(t *testing.T) {
 		{"workers", func(c *config.Config) { c.Dataset.Workers = -1 },
 			`config: dataset.workers must be >= 0 (0 means one per CPU) (got -1)`},
 		{"target error", func(c *config.Config) { c.Train.TargetErr = 0.07 }, ""},
+		{"modern recipe", func(c *config.Config) {
+			c.Train.LabelSmoothing, c.Train.MixupAlpha, c.Train.CutMixAlpha, c.Train.MixProb = 0.1, 0.2, 1, 0.5
+		}, ""},
+		{"label smoothing of one", func(c *config.Config) { c.Train.LabelSmoothing = 1 },
+			"config: train.label_smoothing must be in [0, 1) (0.1 is the usual; 0 turns it off) (got 1)"},
+		{"negative mixup alpha", func(c *config.Config) { c.Train.MixupAlpha = -0.2 },
+			"config: train.mixup_alpha must be >= 0, the Beta(alpha, alpha) parameter (0 turns it off) (got -0.2)"},
+		{"NaN cutmix alpha", func(c *config.Config) { c.Train.CutMixAlpha = math.NaN() },
+			"config: train.cutmix_alpha must be a finite number (got NaN)"},
+		{"mix probability over one", func(c *config.Config) { c.Train.MixProb = 1.5 },
+			"config: train.mix_prob must be in [0, 1], the share of batches mixed (got 1.5)"},
 		{"target error in percent", func(c *config.Config) { c.Train.TargetErr = 7 },
 			"config: train.target_err must be in [0, 1), a fraction (0.07 is 7%; 0 trains every epoch) (got 7)"},
 		{"torchvision normalisation", func(c *config.Config) {

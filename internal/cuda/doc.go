@@ -44,7 +44,7 @@
 //	scaled_residual.cu       scaled_residual_forward, scaled_residual_backward (Inception-ResNet's scaled
 //	                         residual sum with its bias and ReLU, fused), scaled_bias (unfused);
 //	                         scaled_residual_bias_grad (both)
-//	loss.cu                  softmax_cross_entropy
+//	loss.cu                  softmax_cross_entropy, soft_target_cross_entropy
 //	linear.cu                linear_bias_add, linear_bias_grad
 //	sgd.cu                   sgd_step (fused, all parameters in one launch), sgd_step_single (unfused)
 //	convert.cu               filter_to_<f32|bf16|f16>_<nchw|nhwc> and filter_from_..., a convolution weight

@@ -273,6 +273,7 @@ const std::map<std::string, Entry>& table() {
       RN_ACT_FORMATS(EF, residual_add_out)
       RN_ACT_FORMATS(EF, residual_backward_accumulate)
       E(softmax_cross_entropy),
+      E(soft_target_cross_entropy),
       E(linear_bias_add),
       E(linear_bias_grad),
       E(sgd_step),

@@ -76,6 +76,7 @@ const (
 	kBNBackwardFinalize
 	// kernels/loss.cu
 	kSoftmaxCrossEntropy
+	kSoftTargetCrossEntropy
 	// kernels/linear.cu
 	kLinearBiasAdd
 	kLinearBiasGrad
@@ -184,7 +185,8 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 	kScaledBias:             {"scaled_bias", "pppiiif"},
 	kScaledResidualBiasGrad: {"scaled_residual_bias_grad", "pppiiifi"},
 
-	kSoftmaxCrossEntropy: {"softmax_cross_entropy", "ppppiif"},
+	kSoftmaxCrossEntropy:    {"softmax_cross_entropy", "ppppiif"},
+	kSoftTargetCrossEntropy: {"soft_target_cross_entropy", "ppppiif"},
 
 	kLinearBiasAdd:  {"linear_bias_add", "ppii"},
 	kLinearBiasGrad: {"linear_bias_grad", "ppii"},

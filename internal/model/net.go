@@ -43,10 +43,13 @@ type Net struct {
 
 	values, grads, moms backend.Tensor
 	labels, loss        backend.Tensor
-	curLabels, curLoss  backend.Tensor // views for the current batch size
-	lossHost            []float32
-	logitsHost          []float32
-	allocated           []backend.Tensor
+	// targets holds the soft targets of TrainStepSoft, and softTargets says the step in progress uses them.
+	targets            backend.Tensor
+	softTargets        bool
+	curLabels, curLoss backend.Tensor // views for the current batch size
+	lossHost           []float32
+	logitsHost         []float32
+	allocated          []backend.Tensor
 	// deviceStep is deviceStepWork as a value made once (a training step allocates nothing), and
 	// stepGradScale the loss gradient scale of the step it runs.
 	deviceStep    func() error
@@ -170,6 +173,7 @@ func (n *Net) tensorPlan() []plannedTensor {
 		}
 	}
 	add(&n.labels, shareOther, backend.I32, n.capacity)
+	add(&n.targets, shareOther, backend.F32, n.capacity, n.Spec.NumClasses)
 	add(&n.loss, shareOther, backend.F32, n.capacity)
 	for _, nd := range n.g.nodes {
 		if b, ok := nd.(*bnNode); ok {
@@ -419,6 +423,9 @@ func (n *Net) loadLabels(labels []int32) error {
 // logits' gradient scaled by gradScale.
 func (n *Net) lossForward(gradScale float32) error {
 	lg := n.g.logits
+	if n.softTargets {
+		return n.dev.SoftTargetCrossEntropy(lg.cur, n.targets.WithBatch(n.nb), n.curLoss, lg.dcur, gradScale)
+	}
 	return n.dev.SoftmaxCrossEntropy(lg.cur, n.curLabels, n.curLoss, lg.dcur, gradScale)
 }
 
@@ -528,6 +535,27 @@ func (n *Net) TrainStep(x []float32, labels []int32) (Result, error) {
 // loss and backward in between are device work only: on a backend.Grapher (a CUDA device with
 // cuda.graphs) they are recorded once per batch size and loss scale and then replayed.
 func (n *Net) TrainStepScaled(x []float32, labels []int32, lossScale float32) (Result, error) {
+	return n.trainStep(x, labels, nil, lossScale)
+}
+
+// TrainStepSoft is TrainStepScaled against soft targets (nb x classes, each row a distribution over the
+// classes: label smoothing, mixup, CutMix), with the loss -sum_c t_c log softmax_c. labels, each example's
+// own class, only score the batch (Result's top-1 and top-5).
+func (n *Net) TrainStepSoft(x []float32, labels []int32, targets []float32, lossScale float32) (Result, error) {
+	if k := n.Spec.NumClasses; len(targets) != len(labels)*k {
+		return Result{}, fmt.Errorf("model %s: %d soft targets for %d examples of %d classes", n.Spec.Name, len(targets), len(labels), k)
+	}
+	for i, t := range targets {
+		if !(t >= 0 && t <= 1) {
+			return Result{}, fmt.Errorf("model %s: soft target %d of example %d is %v, want a probability in [0, 1]", n.Spec.Name,
+				i%n.Spec.NumClasses, i/n.Spec.NumClasses, t)
+		}
+	}
+	return n.trainStep(x, labels, targets, lossScale)
+}
+
+// trainStep is a training step against labels, or against soft targets when targets is not nil.
+func (n *Net) trainStep(x []float32, labels []int32, targets []float32, lossScale float32) (Result, error) {
 	t0 := time.Now()
 	if err := n.load(x, len(labels)); err != nil {
 		return Result{}, err
@@ -535,11 +563,17 @@ func (n *Net) TrainStepScaled(x []float32, labels []int32, lossScale float32) (R
 	if err := n.loadLabels(labels); err != nil {
 		return Result{}, err
 	}
+	n.softTargets = targets != nil
+	if n.softTargets {
+		if err := n.dev.Upload(n.targets.WithBatch(n.nb), targets); err != nil {
+			return Result{}, err
+		}
+	}
 	n.uploadTime = time.Since(t0)
 	n.stepGradScale = n.gradScale(lossScale)
 	var err error
 	if g, ok := n.dev.(backend.Grapher); ok {
-		key := backend.GraphKey{Owner: n, Batch: n.nb, GradScale: n.stepGradScale, BNMomentum: n.bnMomentum}
+		key := backend.GraphKey{Owner: n, Batch: n.nb, GradScale: n.stepGradScale, BNMomentum: n.bnMomentum, SoftTargets: n.softTargets}
 		err = g.Graph(key, n.deviceStep)
 	} else {
 		err = n.deviceStep()
@@ -548,7 +582,9 @@ func (n *Net) TrainStepScaled(x []float32, labels []int32, lossScale float32) (R
 		return Result{}, err
 	}
 	n.BatchesTracked++
-	return n.collect(labels)
+	r, err := n.collect(labels)
+	n.softTargets = false
+	return r, err
 }
 
 // UploadTime is the host time the last TrainStep took to hand its batch and labels to the device: on the

@@ -124,13 +124,15 @@ func Run(opt Options) (Result, error) {
 // trainer is one run in progress: the net and its optimizer, the loaders, and the position reached (st),
 // which is what a checkpoint records.
 type trainer struct {
-	opt     Options
-	cfg     config.Config
-	dir     RunDir
-	net     *model.Net
-	slots   []backend.SGDSlot
-	check   *stepCheck
-	scaler  lossScaler
+	opt    Options
+	cfg    config.Config
+	dir    RunDir
+	net    *model.Net
+	slots  []backend.SGDSlot
+	check  *stepCheck
+	scaler lossScaler
+	// mix makes the soft targets of label smoothing, mixup and CutMix (nil without them).
+	mix     *mixer
 	sched   Schedule
 	train   *dataset.Loader
 	test    *dataset.Loader
@@ -196,6 +198,7 @@ func (t *trainer) prepare() error {
 	}
 	c, h, w := t.net.InputShape()
 	t.sample = c * h * w
+	t.mix = newMixer(t.cfg.Train, t.net.Spec.NumClasses)
 	t.prog = newProgress(t.opt.Out, t.opt.Terminal, t.cfg.Train.LogEvery)
 	t.since = time.Now()
 	return nil
@@ -389,7 +392,7 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 		return false, err
 	}
 	t.net.SetDropoutKey(t.cfg.Seed, t.st.Step)
-	r, err := t.net.TrainStepScaled(b.X[:b.N*t.sample], b.Labels[:b.N], t.scaler.scale(&t.st))
+	r, err := t.trainStep(b.X[:b.N*t.sample], b.Labels[:b.N])
 	t.train.Release(b)
 	if err == nil && t.opt.afterBackward != nil {
 		err = t.opt.afterBackward(t.net, &t.st)
@@ -427,6 +430,18 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 		return true, t.opt.afterStep(&t.st)
 	}
 	return true, nil
+}
+
+// trainStep runs the net's forward and backward on a batch: against its labels, or with label smoothing,
+// mixup or CutMix on, against the soft targets of the step's draw (the images mixed in place first).
+func (t *trainer) trainStep(x []float32, labels []int32) (model.Result, error) {
+	scale := t.scaler.scale(&t.st)
+	if t.mix == nil {
+		return t.net.TrainStepScaled(x, labels, scale)
+	}
+	c, h, w := t.net.InputShape()
+	targets := t.mix.apply(t.mix.draw(t.cfg.Seed, t.st.Step, h, w), x, labels, c, h, w)
+	return t.net.TrainStepSoft(x, labels, targets, scale)
 }
 
 // update applies the SGD step of a batch whose loss, BN statistics and gradients are finite, and adds it
