@@ -47,6 +47,9 @@ func TestModelsJSON(t *testing.T) {
 		"cifar_wrn28_10":          {36479194, "cifar", true}, "cifar_wrn40_4": {8949210, "cifar", true},
 		"seresnet50": {28088024, "imagenet", true}, "seresnet101": {49326872, "imagenet", true},
 		"seresnet152": {66821848, "imagenet", true}, "seresnext50_32x4d": {27559896, "imagenet", true},
+		"densenet121": {7978856, "imagenet", false}, "densenet161": {28681000, "imagenet", false},
+		"densenet169": {14149480, "imagenet", false}, "densenet201": {20013928, "imagenet", false},
+		"cifar_densenet_bc100_k12": {769162, "cifar", false},
 	}
 	// The SE-ResNets' MACs are exact (timm's definitions; see internal/model/senet_test.go).
 	seMACs := map[string]int64{"seresnet50": 4091699200, "seresnet101": 7806148608, "seresnet152": 11520204800,
@@ -63,8 +66,12 @@ func TestModelsJSON(t *testing.T) {
 	}
 	// timm's pre-activation nets at 224x224, exactly (FACTS.md gives 4.089 and 7.801 GMACs).
 	// The Wide ResNets' MACs are this builder's (internal/model/wrn_test.go), one 32x32 image.
+	// torchvision's DenseNets (internal/model/densenet_test.go), exactly, and the CIFAR DenseNet-BC as
+	// PyTorch counts the same structure.
 	wantMACs := map[string]int64{"resnetv2_50": 4089184256, "resnetv2_101": 7801405440,
-		"cifar_wrn28_10": 5243328768, "cifar_wrn40_4": 1298582016}
+		"cifar_wrn28_10": 5243328768, "cifar_wrn40_4": 1298582016,
+		"densenet121": 2834161664, "densenet161": 7727907072, "densenet169": 3359843328, "densenet201": 4291365888,
+		"cifar_densenet_bc100_k12": 287929692}
 	seen := 0
 	for _, m := range infos {
 		w, ok := want[m.Name]
@@ -85,14 +92,14 @@ func TestModelsJSON(t *testing.T) {
 			t.Errorf("%s: %d MACs, SE reduction %d; want %d, 16", m.Name, m.MACs, m.SEReduction, macs)
 		}
 	}
-	if seen != len(want) || len(infos) != 39 {
-		t.Errorf("found %d of %d reference models among %d entries (want 39)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 44 {
+		t.Errorf("found %d of %d reference models among %d entries (want 44)", seen, len(want), len(infos))
 	}
 }
 
 func TestModelsTableListsPresets(t *testing.T) {
 	code, out, _ := runCLI(t, "models")
-	if code != 0 || !strings.Contains(out, "resnet50") || !strings.Contains(out, "25,557,032") || !strings.Contains(out, "presets (resnet train --config NAME):\n  cifar_plain110") {
+	if code != 0 || !strings.Contains(out, "resnet50") || !strings.Contains(out, "25,557,032") || !strings.Contains(out, "presets (resnet train --config NAME):\n  cifar_densenet_bc100_k12") {
 		t.Errorf("exit %d, output:\n%s", code, out)
 	}
 }
@@ -116,12 +123,14 @@ func TestModelsTableGroupsByFamily(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]string{
-		"resnet50":          `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
-		"cifar_plain20":     `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
-		"resnext50_32x4d":   `ResNeXt (Xie et al. 2017, "Aggregated Residual Transformations for Deep Neural Networks")`,
-		"cifar_wrn28_10":    `Wide ResNet (Zagoruyko and Komodakis 2016, "Wide Residual Networks")`,
-		"resnetv2_50":       `Pre-activation ResNet (He et al. 2016, "Identity Mappings in Deep Residual Networks")`,
-		"seresnext50_32x4d": `Squeeze-and-Excitation (Hu et al. 2018, "Squeeze-and-Excitation Networks")`,
+		"resnet50":                 `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
+		"cifar_plain20":            `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
+		"resnext50_32x4d":          `ResNeXt (Xie et al. 2017, "Aggregated Residual Transformations for Deep Neural Networks")`,
+		"cifar_wrn28_10":           `Wide ResNet (Zagoruyko and Komodakis 2016, "Wide Residual Networks")`,
+		"resnetv2_50":              `Pre-activation ResNet (He et al. 2016, "Identity Mappings in Deep Residual Networks")`,
+		"seresnext50_32x4d":        `Squeeze-and-Excitation (Hu et al. 2018, "Squeeze-and-Excitation Networks")`,
+		"densenet121":              `DenseNet (Huang et al. 2017, "Densely Connected Convolutional Networks")`,
+		"cifar_densenet_bc100_k12": `DenseNet (Huang et al. 2017, "Densely Connected Convolutional Networks")`,
 	} {
 		if under[name] != want {
 			t.Errorf("%s is listed under %q, want %q", name, under[name], want)
@@ -142,6 +151,23 @@ func TestDryRunPrintsConfigAndSummary(t *testing.T) {
 	}
 	if _, err := os.Stat("runs"); err == nil {
 		t.Error("--dry-run created a run directory")
+	}
+}
+
+// A DenseNet's summary says how its layers connect and names no shortcut; its stages are the dense blocks
+// (their layer counts as blocks), the transitions and norm5.
+func TestDryRunSummaryOfADenseNet(t *testing.T) {
+	code, out, errOut := runCLI(t, "train", "--config", "densenet121", "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"# model densenet121: densely connected, depth 121, dense layers (BN-ReLU-1x1 conv to 4k, BN-ReLU-3x3 conv to k=32), transitions halving channels, input 3x224x224, 1000 classes\n",
+		"  denseblock3      24  1024x14x14  2,837,760   549.13", "  transition3       0     512x7x7", "norm5", "7,978,856  2834.16",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, out)
+		}
 	}
 }
 

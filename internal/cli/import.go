@@ -75,9 +75,9 @@ func runImport(e *env, o *importOptions, file string) error {
 	switch {
 	case classes == 0:
 		classes = fileClasses
-		fmt.Fprintf(e.stderr, "note: %s is not at hand to count its classes; taking %d from fc.weight\n", cfg.Dataset.Root, classes)
+		fmt.Fprintf(e.stderr, "note: %s is not at hand to count its classes; taking %d from its classifier's weight\n", cfg.Dataset.Root, classes)
 	case classes != fileClasses:
-		return fmt.Errorf("%s has %d classes (fc.weight), but the config's %s has %d: import into a config for %d classes (or --set model.num_classes=%d)",
+		return fmt.Errorf("%s has %d classes (its classifier's weight), but the config's %s has %d: import into a config for %d classes (or --set model.num_classes=%d)",
 			file, fileClasses, from, classes, fileClasses, fileClasses)
 	}
 	spec, err := train.SpecFor(cfg.Model, classes, 0)

@@ -149,9 +149,12 @@ func printSummary(w io.Writer, cfg config.Config) error {
 	if err != nil {
 		return train.ExplainInputSize(err, cfg.Dataset)
 	}
-	fmt.Fprintf(w, "# model %s: %s, depth %d, %s, shortcut %s, input %dx%dx%d, %d classes\n",
-		spec.Name, map[bool]string{true: "residual", false: "plain"}[spec.Residual], spec.Depth(), spec.Units(),
-		shortcutName(spec), spec.InChannels, spec.InputSize, spec.InputSize, spec.NumClasses)
+	shortcut := ", shortcut " + shortcutName(spec)
+	if spec.Topology != "" { // a net of its own topology has no ResNet shortcuts to name
+		shortcut = ""
+	}
+	fmt.Fprintf(w, "# model %s: %s, depth %d, %s%s, input %dx%dx%d, %d classes\n",
+		spec.Name, spec.Wiring(), spec.Depth(), spec.Units(), shortcut, spec.InChannels, spec.InputSize, spec.InputSize, spec.NumClasses)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "stage\tblocks\toutput\tparams\tMMACs\t")
 	for _, s := range st.Stages {

@@ -588,8 +588,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestEveryPresetLoads(t *testing.T) {
 	names := configs.Names()
-	if len(names) != 30 {
-		t.Errorf("got %d presets %v, want 30", len(names), names)
+	if len(names) != 32 {
+		t.Errorf("got %d presets %v, want 32", len(names), names)
 	}
 	for _, name := range names {
 		c, err := config.Load(config.Source{File: name})
@@ -619,6 +619,15 @@ func TestEveryPresetLoads(t *testing.T) {
 				!c.Train.Nesterov || c.Train.WeightDecay != 5e-4 || s.Type != "step" ||
 				!reflect.DeepEqual(s.Milestones, []int{60, 120, 160}) || s.Gamma != 0.2 {
 				t.Errorf("preset %s is not the Wide ResNet paper's CIFAR recipe: %+v", name, c)
+			}
+		case strings.HasPrefix(name, "cifar_densenet"):
+			// The DenseNet paper's: batch 64, 300 epochs, /10 at 50% and 75%, Nesterov, weight decay 1e-4;
+			// evaluation at the training batch, for memory.
+			if c.Model.Arch != name || c.Dataset.Name != "cifar10" || !c.Dataset.Augment || c.Train.BatchSize != 64 ||
+				c.Train.Epochs != 300 || c.Train.LR != 0.1 || c.Train.Momentum != 0.9 || !c.Train.Nesterov ||
+				c.Train.WeightDecay != 1e-4 || s.Type != "step" || !reflect.DeepEqual(s.Milestones, []int{150, 225}) ||
+				s.Gamma != 0.1 || c.Eval.BatchSize != 64 {
+				t.Errorf("preset %s is not the DenseNet paper's CIFAR recipe: %+v", name, c)
 			}
 		case strings.HasPrefix(name, "cifar_"):
 			if c.Model.Arch != name || c.Dataset.Name != "cifar10" || c.Dataset.Root != "data/cifar-10-batches-bin" ||
@@ -679,6 +688,8 @@ func TestPresetHeaders(t *testing.T) {
 			sources = []string{"Xie et al. 2017"}
 		case strings.HasPrefix(name, "cifar_wrn"):
 			sources = []string{"Zagoruyko and Komodakis 2016"}
+		case strings.Contains(name, "densenet"):
+			sources = []string{"Huang et al. 2017"}
 		}
 		cited := false
 		for _, s := range sources {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"resnet/internal/config"
 	"resnet/internal/cpu"
@@ -45,12 +46,15 @@ func Export(checkpoint, out string) (Exported, error) {
 		return Exported{}, err
 	}
 	// The class count is the classifier's: the data set need not be at hand to export.
-	fc, ok := ck.Tensor("fc.weight")
-	if !ok {
-		fc, ok = ck.Tensor("head.fc.weight")
+	var fc safetensors.Tensor
+	ok := false
+	for _, name := range classifierWeights {
+		if fc, ok = ck.Tensor(name); ok {
+			break
+		}
 	}
 	if !ok || !classifierShape(fc.Shape) {
-		return Exported{}, fmt.Errorf("checkpoint %s: no fc.weight (or head.fc.weight) tensor to take the class count from", path)
+		return Exported{}, fmt.Errorf("checkpoint %s: no classifier weight (%s) to take the class count from", path, strings.Join(classifierWeights, ", "))
 	}
 	spec, err := train.SpecFor(cfg.Model, fc.Shape[0], 0)
 	if err != nil {
@@ -87,10 +91,15 @@ func Export(checkpoint, out string) (Exported, error) {
 }
 
 // torchvisionFit says which PyTorch module loads an exported spec with strict=True: torchvision's class of
-// a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2: torchvision's), or timm's model of an SE
-// or pre-activation one (seresnet50, seresnext50_32x4d, resnetv2_50), when the spec is that model.
+// a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2, densenet121: torchvision's), or timm's
+// model of an SE or pre-activation one (seresnet50, seresnext50_32x4d, resnetv2_50), when the spec is that
+// model.
 func torchvisionFit(s model.Spec) string {
 	std, err := model.Lookup(s.Name)
+	if s.Block == model.DenseLayer && s.Family == model.ImageNet && err == nil && slices.Contains(model.Names(), s.Name) &&
+		slices.Equal(s.Layers, std.Layers) && s.GrowthRate == std.GrowthRate && s.StemWidth == std.StemWidth {
+		return fmt.Sprintf("torchvision.models.%s(num_classes=%d)", std.Name, s.NumClasses)
+	}
 	if s.Family == model.ImageNet && err == nil && slices.Contains(model.Names(), s.Name) && s.Residual && s.Shortcut == 'B' && !s.StrideIn1x1 &&
 		s.Block == std.Block && s.StemWidth == std.StemWidth && slices.Equal(s.Layers, std.Layers) && slices.Equal(s.Widths, std.Widths) &&
 		s.BottleneckWidth(64) == std.BottleneckWidth(64) && s.Groups == std.Groups && s.SEReduction == std.SEReduction && !s.PreAct {
@@ -112,19 +121,25 @@ func buildCPU(s model.Spec) (*model.Net, error) {
 	return model.Build(cpu.New(), s, 1)
 }
 
-// ReadStateDict reads a safetensors state_dict and returns it with its class count (the rows of
-// fc.weight).
+// classifierWeights are the names of the classifier's weight in the zoo's state_dicts: torchvision's
+// ResNets (fc), timm's ResNetV2 (head.fc, a 1x1 convolution) and torchvision's DenseNet (classifier).
+var classifierWeights = []string{"fc.weight", "head.fc.weight", "classifier.weight"}
+
+// ReadStateDict reads a safetensors state_dict and returns it with its class count (the rows of its
+// classifier's weight, under one of classifierWeights, "module." before it in a DataParallel file).
 func ReadStateDict(path string) (*safetensors.File, int, error) {
 	f, err := safetensors.ReadFile(path)
 	if err != nil {
 		return nil, 0, err
 	}
-	for _, name := range []string{"fc.weight", "module.fc.weight", "head.fc.weight", "module.head.fc.weight"} {
-		if fc, ok := f.Get(name); ok && classifierShape(fc.Shape) {
-			return f, fc.Shape[0], nil
+	for _, name := range classifierWeights {
+		for _, key := range []string{name, "module." + name} {
+			if fc, ok := f.Get(key); ok && classifierShape(fc.Shape) {
+				return f, fc.Shape[0], nil
+			}
 		}
 	}
-	return nil, 0, fmt.Errorf("%s: no fc.weight (torchvision) or head.fc.weight (timm ResNetV2) tensor: not a ResNet state_dict", path)
+	return nil, 0, fmt.Errorf("%s: no classifier weight (%s): not a state_dict of a zoo model", path, strings.Join(classifierWeights, ", "))
 }
 
 // classifierShape reports whether a classifier weight has the shape of torchvision's fc, (classes,

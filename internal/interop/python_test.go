@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,18 +18,21 @@ import (
 	"resnet/internal/train"
 )
 
-// loadInTorch is run by PyTorch on (model file, input file, output file): it builds the named module,
-// loads the exported file with strict=True, and writes its eval-mode logits on the input.
+// loadInTorch is run by PyTorch on (model file, input file, output file, arch, state file): it builds the
+// named module, loads the exported file with strict=True, writes its eval-mode logits on the input to the
+// output file and the module's own state_dict, as PyTorch saves it, to the state file.
 const loadInTorch = `
 import os, sys
 import torch, torchvision
 from safetensors.torch import load_file, save_file
 sys.path.insert(0, os.environ["RESNET_SCRIPTS"])
-from torchvision_golden import CIFARResNet
-model_path, input_path, out_path = sys.argv[1:4]
+from torchvision_golden import CIFARResNet, cifar_densenet_bc
+model_path, input_path, out_path, arch, state_path = sys.argv[1:6]
 state = load_file(model_path)
-arch = sys.argv[4]
-if arch.startswith("cifar_"):
+if arch.startswith("cifar_densenet_bc"):
+    depth, growth = arch.removeprefix("cifar_densenet_bc").split("_k")
+    model = cifar_densenet_bc(int(depth), int(growth))
+elif arch.startswith("cifar_"):
     model = CIFARResNet(int(arch.removeprefix("cifar_resnet")))
 elif arch.startswith("seres"):
     import timm
@@ -40,13 +44,16 @@ model.eval()
 with torch.no_grad():
     logits = model(load_file(input_path)["input"])
 save_file({"logits": logits.contiguous()}, out_path)
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, state_path)
 `
 
-// TestPyTorchLoadsExport exports checkpoints of resnet18, resnext50_32x4d, seresnet50, seresnext50_32x4d and
-// cifar_resnet20 and has PyTorch load them into torchvision's resnet18 and resnext50_32x4d, timm's
-// seresnet50 and seresnext50_32x4d and the golden script's CIFAR module with strict=True; their eval-mode
-// logits must match the Go net's. seresnext50_32x4d has no preset of its own: it takes seresnet50's with
-// model.arch set. It needs RESNET_TORCH_PYTHON, the python of scripts/setup-torch.sh:
+// TestPyTorchLoadsExport exports checkpoints of resnet18, resnext50_32x4d, seresnet50, seresnext50_32x4d,
+// densenet121, cifar_resnet20 and cifar_densenet_bc100_k12 and has PyTorch load them into torchvision's
+// resnet18, resnext50_32x4d and densenet121, timm's seresnet50 and seresnext50_32x4d and the golden
+// script's CIFAR modules with strict=True; their eval-mode logits must match the Go net's. The state_dict
+// PyTorch then saves from its module imports into a fresh net with every value unchanged.
+// seresnext50_32x4d has no preset of its own: it takes seresnet50's with model.arch set. It needs
+// RESNET_TORCH_PYTHON, the python of scripts/setup-torch.sh:
 //
 //	RESNET_TORCH_PYTHON=$(scripts/setup-torch.sh) go test ./internal/interop -run PyTorch
 func TestPyTorchLoadsExport(t *testing.T) {
@@ -67,6 +74,8 @@ func TestPyTorchLoadsExport(t *testing.T) {
 		{"resnext50_32x4d", "resnext50_32x4d", 1000, 64},
 		{"seresnet50", "seresnet50", 1000, 64},
 		{"seresnext50_32x4d", "seresnet50", 1000, 64},
+		{"densenet121", "densenet121", 1000, 64},
+		{"cifar_densenet_bc100_k12", "cifar_densenet_bc100_k12", 10, 32},
 	} {
 		t.Run(tc.arch, func(t *testing.T) {
 			dir := t.TempDir()
@@ -118,7 +127,8 @@ func TestPyTorchLoadsExport(t *testing.T) {
 			out := filepath.Join(dir, "logits.safetensors")
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, python, "-c", loadInTorch, exported, input, out, tc.arch)
+			saved := filepath.Join(dir, "torch.safetensors")
+			cmd := exec.CommandContext(ctx, python, "-c", loadInTorch, exported, input, out, tc.arch, saved)
 			cmd.Env = append(os.Environ(), "RESNET_SCRIPTS="+scripts)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -143,6 +153,35 @@ func TestPyTorchLoadsExport(t *testing.T) {
 			if worst > 1 {
 				t.Errorf("eval logits differ from PyTorch's by %.3g of the tolerance", worst)
 			}
+			checkReimport(t, net, saved)
 		})
+	}
+}
+
+// checkReimport reads the state_dict PyTorch saved from its module into a fresh net of net's spec and
+// checks that every tensor and the batch counter are net's.
+func checkReimport(t *testing.T, net *model.Net, path string) {
+	t.Helper()
+	f, classes, err := ReadStateDict(path)
+	if err != nil || classes != net.Spec.NumClasses {
+		t.Fatalf("PyTorch's state_dict: %d classes, %v", classes, err)
+	}
+	back, err := model.Build(cpu.New(), net.Spec, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Free()
+	if err := Load(back, f, "PyTorch's state_dict"); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range net.Params {
+		want, _ := net.Get(p)
+		got, _ := back.Get(back.Params[i])
+		if !slices.Equal(got, want) {
+			t.Errorf("%s differs after the trip through PyTorch", p.Name)
+		}
+	}
+	if back.BatchesTracked != net.BatchesTracked {
+		t.Errorf("num_batches_tracked %d after the trip through PyTorch, want %d", back.BatchesTracked, net.BatchesTracked)
 	}
 }

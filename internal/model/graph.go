@@ -143,6 +143,15 @@ type topology struct {
 	features func(b *builder, input *act, mark func(name string, blocks int, out *act)) (*act, error)
 	// classifier is the name of the classifier's weight and bias without ".weight".
 	classifier string
+	// depth is the net's depth as its paper counts it (Spec.Depth), units the model summary's description
+	// of its units (Spec.Units) and wiring how they connect (Spec.Wiring); nil or "" leave the ResNet's.
+	depth  func(s Spec) int
+	units  func(s Spec) string
+	wiring string
+	// initFanIn draws the convolutions He-normal over their fan-in (kaiming_normal_'s default mode) and
+	// sets the classifier's bias to 0, torchvision's DenseNet initialisation; Init otherwise follows
+	// torchvision's ResNet (fan-out, and PyTorch's default for the classifier).
+	initFanIn bool
 }
 
 // topologies are the builders of Spec.Topology, registered by their files' init.
@@ -185,6 +194,14 @@ func (b *builder) convNode(name string, in *act, cout, kh, kw int, p backend.Con
 	w := b.param(name+".weight", ConvWeight, cout, in.c/p.GroupCount(), kh, kw)
 	b.g.nodes = append(b.g.nodes, &convNode{name: name, p: p, kh: kh, kw: kw, w: w, in: in, out: out})
 	return out, nil
+}
+
+// stemPool appends the 3x3/2 max-pool with padding 1 that ends an ImageNet stem.
+func (b *builder) stemPool(name string, in *act) *act {
+	p := backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1}
+	out := b.newAct(name, in.c, backend.OutSize(in.h, p.Kernel, p.Stride, p.Pad), backend.OutSize(in.w, p.Kernel, p.Stride, p.Pad))
+	b.g.nodes = append(b.g.nodes, &maxPoolNode{p: p, in: in, out: out})
+	return out
 }
 
 func (b *builder) bn(name string, x *act, relu bool, z *act) *bnNode {
@@ -326,10 +343,7 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 		if h, err = b.conv("conv1", h, s.StemWidth, 7, 2, 3); err != nil {
 			return nil, err
 		}
-		h = b.bn("bn1", h, true, nil).y
-		out := b.newAct("maxpool", h.c, backend.OutSize(h.h, 3, 2, 1), backend.OutSize(h.w, 3, 2, 1))
-		g.nodes = append(g.nodes, &maxPoolNode{p: backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1}, in: h, out: out})
-		h = out
+		h = b.stemPool("maxpool", b.bn("bn1", h, true, nil).y)
 	} else {
 		if h, err = b.conv("conv1", h, s.StemWidth, 3, 1, 1); err != nil {
 			return nil, err

@@ -25,6 +25,8 @@ var groups = []struct {
 		[]string{"resnext", "cifar_resnext"}},
 	{Group{"Squeeze-and-Excitation", `Hu et al. 2018, "Squeeze-and-Excitation Networks"`},
 		[]string{"seresnet", "seresnext"}},
+	{Group{"DenseNet", `Huang et al. 2017, "Densely Connected Convolutional Networks"`},
+		[]string{"densenet", "cifar_densenet_bc"}},
 }
 
 // Group is the family the architecture belongs to, and whether one is known.

@@ -103,6 +103,7 @@ func TestEstimateMemoryMatchesBuild(t *testing.T) {
 		batch int
 	}{
 		{tinySpec(true, 'A'), 3}, {tinySpec(true, 'C'), 1}, {tinySpec(false, 'A'), 5}, {oneByOne, 2},
+		{tinyDenseNet(CIFAR), 2},
 	} {
 		dev := &countingDevice{Device: cpu.New()}
 		net, err := Build(dev, tc.spec, tc.batch)

@@ -297,9 +297,15 @@ func prefixesLongestFirst() []prefixEntry {
 	return ps
 }
 
+// normalizeName lower-cases a name and makes each run of separators ('-', '_', ' ') one '_', so that
+// ResNet-50 reads as resnet_50 and CIFAR-DenseNet-BC-100-k12 as cifar_densenet_bc_100_k12.
 func normalizeName(name string) string {
 	n := strings.ToLower(strings.TrimSpace(name))
-	return strings.NewReplacer("-", "_", " ", "_").Replace(n)
+	n = strings.NewReplacer("-", "_", " ", "_").Replace(n)
+	for strings.Contains(n, "__") {
+		n = strings.ReplaceAll(n, "__", "_")
+	}
+	return n
 }
 
 // parseDepth reads a depth written in decimal without sign or leading zeros.

@@ -268,18 +268,24 @@ func (n *Net) setBatch(nb int) error {
 }
 
 // Init sets the weights from seed: He (Kaiming) normal for convolutions with fan-out scaling, as
-// torchvision does; BN gamma 1 (0 for the last BN of each residual branch under ZeroInitResidual) and beta
-// 0; running mean 0 and variance 1; the FC layer uniform in +-1/sqrt(fan_in), PyTorch's default.
+// torchvision's ResNet does; BN gamma 1 (0 for the last BN of each residual branch under ZeroInitResidual)
+// and beta 0; running mean 0 and variance 1; the FC layer uniform in +-1/sqrt(fan_in), PyTorch's default.
+// A DenseNet follows torchvision's DenseNet instead: fan-in scaling, and the classifier's bias 0.
 func (n *Net) Init(seed int64) error {
 	if n.shared {
 		return fmt.Errorf("model %s: a fully-convolutional net reads its parameters from another net", n.Spec.Name)
 	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))
+	heFanIn := topologies[n.Spec.Topology].initFanIn
 	for _, p := range n.Params {
 		v := make([]float32, p.Shape.Numel())
 		switch p.Kind {
 		case ConvWeight:
-			std := math.Sqrt(2 / float64(p.Shape[0]*p.Shape[2]*p.Shape[3]))
+			fan := p.Shape[0] // fan-out
+			if heFanIn {
+				fan = p.Shape[1]
+			}
+			std := math.Sqrt(2 / float64(fan*p.Shape[2]*p.Shape[3]))
 			if p.zeroInit && n.Spec.ZeroInitResidual {
 				std = 0 // the last convolution of a pre-activation branch
 			}
@@ -308,6 +314,9 @@ func (n *Net) Init(seed int64) error {
 				v[i] = float32((rng.Float64()*2 - 1) * bound)
 			}
 		case FCWeight, FCBias:
+			if p.Kind == FCBias && heFanIn {
+				break // torchvision's DenseNet starts the classifier's bias at 0
+			}
 			fanIn := n.g.logits.c
 			for _, nd := range n.g.nodes {
 				if l, ok := nd.(*linearNode); ok {

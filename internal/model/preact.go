@@ -11,8 +11,6 @@ package model
 import (
 	"fmt"
 	"strconv"
-
-	"resnet/internal/backend"
 )
 
 // addNode closes a pre-activation unit: y = a + shortcut(z). a's gradient shares y's storage (the sum
@@ -71,9 +69,7 @@ func (b *builder) preactStem(in *act) (*act, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := b.newAct("stem.pool", h.c, backend.OutSize(h.h, 3, 2, 1), backend.OutSize(h.w, 3, 2, 1))
-	b.g.nodes = append(b.g.nodes, &maxPoolNode{p: backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1}, in: h, out: out})
-	return out, nil
+	return b.stemPool("stem.pool", h), nil
 }
 
 // preactBlock appends one pre-activation unit and returns its output. The stride is on the first 3x3

@@ -1,6 +1,7 @@
 // Package model holds the architecture specs of the zoo (ImageNet and CIFAR ResNets and their plain
-// counterparts, ResNeXt and Wide ResNet), the one builder that turns a spec into a layer graph, and the forward/backward
-// orchestration of that graph on a backend.Device.
+// counterparts, ResNeXt, Wide ResNet, and nets of their own topology such as DenseNet), the one builder
+// that turns a spec into a layer graph, and the forward/backward orchestration of that graph on a
+// backend.Device.
 package model
 
 import (
@@ -71,6 +72,8 @@ type Spec struct {
 	// ResNet shape the fields above describe. Such a builder reads the fields it documents and ignores
 	// the others.
 	Topology string
+	// GrowthRate is a DenseNet's k, the channels each dense layer adds (densenet.go); 0 in the other nets.
+	GrowthRate int
 	// BNEps is the epsilon of every batch norm; 0 means PyTorch's default 1e-5 (timm builds
 	// Inception-ResNet-v2 with 1e-3).
 	BNEps float64
@@ -86,6 +89,9 @@ func (s Spec) bnEps() float32 {
 
 // Depth is the number of weighted layers (convs on the main path plus the FC layer).
 func (s Spec) Depth() int {
+	if t, ok := topologies[s.Topology]; ok && t.depth != nil {
+		return t.depth(s)
+	}
 	per := 2
 	if s.Block == Bottleneck {
 		per = 3
@@ -250,12 +256,28 @@ func init() {
 	registerPreAct()
 	registerWide()
 	registerSENets()
+	registerDenseNets()
+}
+
+// Wiring says how the net's units connect, for a model summary: residual, plain, or a topology's own
+// ("densely connected").
+func (s Spec) Wiring() string {
+	if t, ok := topologies[s.Topology]; ok && t.wiring != "" {
+		return t.wiring
+	}
+	if s.Residual {
+		return "residual"
+	}
+	return "plain"
 }
 
 // Units describes the net's units for a model summary: "bottleneck blocks", "pre-activation basic blocks
 // (widen factor 10, dropout 0.3)", "bottleneck blocks (3x3 in 32 groups of 4 channels; squeeze-and-
 // excitation, reduction 16)".
 func (s Spec) Units() string {
+	if t, ok := topologies[s.Topology]; ok && t.units != nil {
+		return t.units(s)
+	}
 	d := string(s.Block) + " blocks"
 	if s.PreAct {
 		d = "pre-activation " + d
