@@ -169,6 +169,12 @@ type TrainConfig struct {
 	MixupAlpha  float64 `mapstructure:"mixup_alpha" yaml:"mixup_alpha" json:"mixup_alpha"`
 	CutMixAlpha float64 `mapstructure:"cutmix_alpha" yaml:"cutmix_alpha" json:"cutmix_alpha"`
 	MixProb     float64 `mapstructure:"mix_prob" yaml:"mix_prob" json:"mix_prob"`
+	// EMADecay keeps an exponential moving average of the weights and BN statistics, updated after every
+	// EMAEvery-th step of an epoch by ema += (1 - decay) (w - ema), evaluated and checkpointed beside the
+	// weights (0: off). torchvision's reference scales its --model-ema-decay by its step count; the presets
+	// give the decay it ends up using.
+	EMADecay float64 `mapstructure:"ema_decay" yaml:"ema_decay" json:"ema_decay"`
+	EMAEvery int     `mapstructure:"ema_every" yaml:"ema_every" json:"ema_every"`
 }
 
 // What a training step does whose loss, BN statistics or gradients are not finite (train.on_nonfinite).
@@ -241,6 +247,7 @@ func Default() Config {
 			LossScaleInit:           65536,
 			LossScaleGrowthInterval: 2000,
 			MixProb:                 1,
+			EMAEvery:                1,
 		},
 		Eval:       EvalConfig{BatchSize: 256, Every: 1},
 		Checkpoint: CheckpointConfig{Every: 1, Keep: 3},

@@ -219,6 +219,12 @@ func validate(c Config) (errs, warnings []*FieldError) {
 			p.add(a.key, "must be >= 0, the Beta(alpha, alpha) parameter (0 turns it off)"+got(a.v))
 		}
 	}
+	if !(t.EMADecay >= 0 && t.EMADecay < 1) {
+		p.add("train.ema_decay", "must be in [0, 1) (0.9998 is typical; 0 turns the average off)"+got(t.EMADecay))
+	}
+	if t.EMAEvery < 1 {
+		p.add("train.ema_every", "must be >= 1, the steps between updates of the average"+got(t.EMAEvery))
+	}
 	if !(t.MixProb >= 0 && t.MixProb <= 1) {
 		p.add("train.mix_prob", "must be in [0, 1], the share of batches mixed"+got(t.MixProb))
 	}

@@ -17,6 +17,7 @@ import (
 	"resnet/internal/eval"
 	"resnet/internal/jsonnum"
 	"resnet/internal/model"
+	"resnet/internal/safetensors"
 	"resnet/internal/sysmem"
 )
 
@@ -58,6 +59,10 @@ type Metrics struct {
 	// WallSeconds is the run's wall-clock time up to this evaluation, over every process that worked on it
 	// (State.WallSeconds): the time the run took to reach this line's errors.
 	WallSeconds float64 `json:"wall_seconds"`
+	// The scores of the weights' average (train.ema_decay), on the same split; absent without one.
+	TestLossEMA    *jsonnum.Float `json:"test_loss_ema,omitempty"`
+	TestErrEMA     *float64       `json:"test_err_ema,omitempty"`
+	TestTop5ErrEMA *float64       `json:"test_top5_err_ema,omitempty"`
 	// Where the epoch's training time (EpochSeconds) went: waiting for the loader's batches, handing them
 	// to the device (on a GPU, the copy into pinned staging memory and the queueing of the transfer), and
 	// compute (forward, loss, backward, the update and the finiteness checks, until the step's loss is back
@@ -132,7 +137,9 @@ type trainer struct {
 	check  *stepCheck
 	scaler lossScaler
 	// mix makes the soft targets of label smoothing, mixup and CutMix (nil without them).
-	mix     *mixer
+	mix *mixer
+	// ema is the average of the weights (nil without train.ema_decay).
+	ema     *emaWeights
 	sched   Schedule
 	train   *dataset.Loader
 	test    *dataset.Loader
@@ -250,6 +257,7 @@ func (t *trainer) buildNet(data *Data) error {
 		return ExplainInputSize(err, t.cfg.Dataset)
 	}
 	t.net = net
+	t.ema = newEMA(t.cfg.Train.EMADecay, t.cfg.Train.EMAEvery, net)
 	return net.Init(t.cfg.Seed)
 }
 
@@ -277,6 +285,13 @@ func (t *trainer) resume() (restored bool, err error) {
 		return false, err
 	}
 	t.st = ck.State
+	if t.ema != nil && (ck.HasEMA() || t.st.EMAUpdates > 0) {
+		if err := t.ema.restore(ck, t.net); err != nil {
+			return false, err
+		}
+	} else if t.ema != nil {
+		t.st.EMAUpdates = 0 // averaging starts with this process: its first update copies the weights
+	}
 	if target := t.cfg.Train.TargetErr; t.st.TargetErr > 0 && target > 0 && t.st.TargetErr <= target {
 		return false, fmt.Errorf("resume: %s reached its target error (%.2f%%, train.target_err %g) at epoch %d; to train on, lower the target or unset it: --set train.target_err=0",
 			t.dir.Path(), 100*t.st.TargetErr, target, t.st.Epoch)
@@ -415,6 +430,13 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	}
 	t.st.Step++
 	t.st.Batch = index + 1
+	if t.ema != nil && t.ema.due(index) { // a skipped update folds in the unchanged weights, as torchvision's does
+		// torchvision's reference restarts the average after each update of the warm-up epochs.
+		warmup := float64(t.st.Epoch) < t.cfg.Train.Schedule.WarmupEpochs
+		if err := t.ema.update(t.net, &t.st, warmup); err != nil {
+			return false, err
+		}
+	}
 	t.st.EpochBad += bad
 	t.st.EpochSeconds += time.Since(t0).Seconds()
 	t.st.EpochDataSeconds += t.waited.Seconds()
@@ -570,6 +592,13 @@ func (t *trainer) evaluate() error {
 	if st.EpochSeconds > 0 {
 		m.ImagesPerSec = float64(st.EpochN) / st.EpochSeconds
 	}
+	if t.ema != nil && t.ema.valid {
+		esc, err := t.ema.evaluate(t.net, func() (eval.Scores, error) { return eval.OneCrop(t.net, t.test, nil) })
+		if err != nil {
+			return fmt.Errorf("evaluating the weights' average: %w", err)
+		}
+		m.TestLossEMA, m.TestErrEMA, m.TestTop5ErrEMA = &esc.Loss, &esc.Top1Err, &esc.Top5Err
+	}
 	if err := t.dir.AppendMetrics(m); err != nil {
 		return err
 	}
@@ -602,7 +631,11 @@ func (t *trainer) checkpoint() (string, error) {
 	}
 	t.st.MetricsBytes = size
 	t.clock()
-	path, err := t.dir.SaveCheckpoint(t.net, t.st, t.opt.ConfigYAML, t.cfg.Checkpoint.Keep)
+	var extra []safetensors.Tensor
+	if t.ema != nil {
+		extra = t.ema.tensors(t.net)
+	}
+	path, err := t.dir.SaveCheckpoint(t.net, t.st, t.opt.ConfigYAML, t.cfg.Checkpoint.Keep, extra...)
 	if errors.Is(err, ErrDiverged) {
 		epoch := t.st.Epoch // the position is the start of the next epoch, or inside one
 		if t.st.Batch > 0 {

@@ -77,8 +77,12 @@ func (p *progress) metrics(m Metrics) {
 	if m.SkippedSteps != nil && *m.SkippedSteps > 0 {
 		skipped = fmt.Sprintf("  %d steps skipped for overflow (loss scale now %g)", *m.SkippedSteps, *m.LossScale)
 	}
-	fmt.Fprintf(p.w, "epoch %d/%d  step %d  train loss %.4f err %5.2f%%  test loss %.4f err %5.2f%% top-5 %5.2f%%  %.0f img/s%s%s\n",
-		m.Epoch, p.epochs, m.Step, m.TrainLoss, 100*m.TrainErr, m.TestLoss, 100*m.TestErr, 100*m.TestTop5Err, m.ImagesPerSec,
+	ema := ""
+	if m.TestErrEMA != nil {
+		ema = fmt.Sprintf(" (average: err %5.2f%% top-5 %5.2f%%)", 100**m.TestErrEMA, 100**m.TestTop5ErrEMA)
+	}
+	fmt.Fprintf(p.w, "epoch %d/%d  step %d  train loss %.4f err %5.2f%%  test loss %.4f err %5.2f%% top-5 %5.2f%%%s  %.0f img/s%s%s\n",
+		m.Epoch, p.epochs, m.Step, m.TrainLoss, 100*m.TrainErr, m.TestLoss, 100*m.TestErr, 100*m.TestTop5Err, ema, m.ImagesPerSec,
 		StepTimeSplit(m.EpochSeconds, m.DataSeconds, m.CopySeconds), skipped)
 }
 
