@@ -251,3 +251,28 @@ func referenceScaled(t testing.TB, data []byte, s int) (*Dst, int) {
 	}
 	return dst, margin
 }
+
+// floatIDCT is the inverse DCT of dequantised coefficients (natural order) by its definition (T.81
+// A.3.3) in floating point, level shift included and without rounding or clamping.
+func floatIDCT(deq *[64]float64) (out [64]float64) {
+	for y := range 8 {
+		for x := range 8 {
+			sum := 0.0
+			for v := range 8 {
+				for u := range 8 {
+					cu, cv := 1.0, 1.0
+					if u == 0 {
+						cu = 1 / math.Sqrt2
+					}
+					if v == 0 {
+						cv = 1 / math.Sqrt2
+					}
+					sum += cu * cv * deq[v*8+u] *
+						math.Cos(float64((2*x+1)*u)*math.Pi/16) * math.Cos(float64((2*y+1)*v)*math.Pi/16)
+				}
+			}
+			out[y*8+x] = sum/4 + 128
+		}
+	}
+	return out
+}
