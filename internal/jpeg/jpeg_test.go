@@ -84,6 +84,9 @@ func TestDecodePillowFixtures(t *testing.T) {
 	var dst, twin Dst
 	for _, f := range pillowFixtures {
 		data := mustBase64(t, f.data)
+		if !stdlibDecodes(data) {
+			continue
+		}
 		err := d.Decode(data, &dst, Options{})
 		if err != nil {
 			t.Errorf("%s: %v", f.name, err)
@@ -195,8 +198,9 @@ func TestDecodeScaled(t *testing.T) {
 		"test separate 4:2:0": encodeTest(photoImage(90, 70, 2), testEncoding{factors: [][2]int{{2, 2}, {1, 1}, {1, 1}}, quality: 90, separate: true}),
 	}
 	for _, f := range pillowFixtures {
-		if !strings.HasPrefix(f.name, "fixtureCMYK") && f.name != "fixtureProgressive422Restart" {
-			inputs["pillow "+f.name] = mustBase64(t, f.data)
+		data := mustBase64(t, f.data)
+		if !strings.HasPrefix(f.name, "fixtureCMYK") && f.name != "fixtureProgressive422Restart" && stdlibDecodes(data) {
+			inputs["pillow "+f.name] = data
 		}
 	}
 	var d Decoder
