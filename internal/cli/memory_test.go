@@ -37,6 +37,12 @@ func TestDryRunMemoryEstimate(t *testing.T) {
 	if want := "for a training step of cifar_resnet8 at 32x32, batch 32 (activations"; code != 0 || !strings.Contains(out, want) {
 		t.Errorf("eval batch 16: exit %d (%s), output lacks %q:\n%s", code, errOut, want, out)
 	}
+	// Accumulating gradients, the net holds a micro-batch, plus the sum of the gradients.
+	code, out, errOut = runWithLimit(t, "train", "--config", "demo", "--dry-run", "--set", "device=cpu", "--set", "eval.batch_size=8",
+		"--set", "train.accumulate_steps=4")
+	if want := "batch 32 in 4 micro-batches of 8 (activations"; code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "accumulated gradients 296.0 KiB") {
+		t.Errorf("accumulate_steps 4: exit %d (%s), output lacks %q and the accumulated gradients:\n%s", code, errOut, want, out)
+	}
 	code, out, _ = runWithLimit(t, "train", "--config", "demo", "--dry-run", "--set", "device=auto")
 	if want := "# limit: 8.0 GiB (MemAvailable) for the data loaders and host copies; the network's share is checked when training starts, against a GPU's free memory or this limit on the CPU\n"; code != 0 || !strings.HasSuffix(out, want) {
 		t.Errorf("device auto: exit %d, output does not end with %q:\n%s", code, want, out)

@@ -183,9 +183,12 @@ func printMemory(e *env, cfg config.Config) error {
 		return train.ExplainInputSize(err, cfg.Dataset)
 	}
 	batch := fmt.Sprintf("batch %d", cfg.Train.BatchSize)
-	if cfg.Eval.BatchSize > cfg.Train.BatchSize {
+	if k := cfg.Train.AccumulateSteps; k > 1 {
+		batch += fmt.Sprintf(" in %d micro-batches of %d", k, cfg.Train.MicroBatch())
+	}
+	if cfg.Eval.BatchSize > cfg.Train.MicroBatch() {
 		// The net's buffers are sized for the larger evaluation batch, which training shares.
-		batch = fmt.Sprintf("batch %d, its buffers sized for the evaluation batch of %d", cfg.Train.BatchSize, cfg.Eval.BatchSize)
+		batch += fmt.Sprintf(", its buffers sized for the evaluation batch of %d", cfg.Eval.BatchSize)
 	}
 	fmt.Fprintf(e.stdout, "# memory: about %s for %s, %s (%s)\n", sysmem.Format(need.Total()), r.What(), batch, need)
 	switch {

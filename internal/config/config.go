@@ -175,7 +175,15 @@ type TrainConfig struct {
 	// give the decay it ends up using.
 	EMADecay float64 `mapstructure:"ema_decay" yaml:"ema_decay" json:"ema_decay"`
 	EMAEvery int     `mapstructure:"ema_every" yaml:"ema_every" json:"ema_every"`
+	// AccumulateSteps splits each batch of BatchSize into this many micro-batches that run forward and
+	// backward one after another, their gradients added (each micro-batch's loss weighted 1/AccumulateSteps)
+	// before one optimizer step: the batch of BatchSize on the memory of a micro-batch. Each micro-batch's
+	// BN layers normalise with its own statistics and update the running ones, as in PyTorch.
+	AccumulateSteps int `mapstructure:"accumulate_steps" yaml:"accumulate_steps" json:"accumulate_steps"`
 }
+
+// MicroBatch is the batch of one forward and backward pass: BatchSize split into AccumulateSteps.
+func (t TrainConfig) MicroBatch() int { return t.BatchSize / max(t.AccumulateSteps, 1) }
 
 // What a training step does whose loss, BN statistics or gradients are not finite (train.on_nonfinite).
 const (
@@ -248,6 +256,7 @@ func Default() Config {
 			LossScaleGrowthInterval: 2000,
 			MixProb:                 1,
 			EMAEvery:                1,
+			AccumulateSteps:         1,
 		},
 		Eval:       EvalConfig{BatchSize: 256, Every: 1},
 		Checkpoint: CheckpointConfig{Every: 1, Keep: 3},

@@ -189,7 +189,7 @@ func TestMilestonesFromText(t *testing.T) {
 
 func TestFileErrors(t *testing.T) {
 	known := "(known keys under train: batch_size, epochs, target_err, lr, momentum, nesterov, weight_decay, " +
-		"no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval, label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, ema_decay, ema_every)"
+		"no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval, label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, ema_decay, ema_every, accumulate_steps)"
 	tests := []struct {
 		name, yaml, want string
 	}{
@@ -219,7 +219,7 @@ func TestFileErrors(t *testing.T) {
 			`config: train.schedule.milestones[1] must be an integer (got "x") in configs/foo.yaml line 5`},
 		{"section", "train: 5\n",
 			`config: train must be a mapping with keys batch_size, epochs, target_err, lr, momentum, nesterov, weight_decay, ` +
-				`no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval, label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, ema_decay, ema_every (got 5) in configs/foo.yaml line 1`},
+				`no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval, label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, ema_decay, ema_every, accumulate_steps (got 5) in configs/foo.yaml line 1`},
 		{"value not section", "train:\n  lr:\n    x: 1\n",
 			`config: train.lr must be a number (got a mapping) in configs/foo.yaml line 3`},
 		{"duplicate", "train:\n  lr: 0.1\n  lr: 0.2\n",
@@ -307,7 +307,7 @@ func TestSetErrorsNameTheirOrigin(t *testing.T) {
 		{"set unknown key", config.Source{Sets: []string{"train.lrr=0.1"}},
 			`config: unknown key "train.lrr" (from --set train.lrr=0.1) (known keys under train: batch_size, ` +
 				`epochs, target_err, lr, momentum, nesterov, weight_decay, no_decay_bn_bias, schedule, log_every, on_nonfinite, ` +
-				`max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval, label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, ema_decay, ema_every)`},
+				`max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval, label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, ema_decay, ema_every, accumulate_steps)`},
 		{"set unknown section", config.Source{Sets: []string{"trian.lr=0.1"}},
 			`config: unknown key "trian.lr" (from --set trian.lr=0.1) (known top-level keys: name, seed, ` +
 				`device, model, dataset, train, eval, checkpoint, cuda)`},

@@ -219,6 +219,13 @@ func validate(c Config) (errs, warnings []*FieldError) {
 			p.add(a.key, "must be >= 0, the Beta(alpha, alpha) parameter (0 turns it off)"+got(a.v))
 		}
 	}
+	switch {
+	case t.AccumulateSteps < 1:
+		p.add("train.accumulate_steps", "must be >= 1 (1: no accumulation)"+got(t.AccumulateSteps))
+	case t.BatchSize > 0 && t.BatchSize%t.AccumulateSteps != 0:
+		p.add("train.accumulate_steps", fmt.Sprintf("must divide train.batch_size %d into equal micro-batches", t.BatchSize)+
+			got(t.AccumulateSteps))
+	}
 	if !(t.EMADecay >= 0 && t.EMADecay < 1) {
 		p.add("train.ema_decay", "must be in [0, 1) (0.9998 is typical; 0 turns the average off)"+got(t.EMADecay))
 	}

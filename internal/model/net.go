@@ -596,6 +596,16 @@ func (n *Net) trainStep(x []float32, labels []int32, targets []float32, lossScal
 	return r, err
 }
 
+// GradientStore is the storage of every parameter's gradient (the tensors SGDSlots' Grad view) as one
+// f32 tensor of shape (1, total, 1, 1), so that a whole step's gradients can be added to another such
+// tensor with one Device.CopyChannels (gradient accumulation).
+func (n *Net) GradientStore() backend.Tensor {
+	t := n.grads
+	t.Shape = backend.Shape{1, n.grads.Shape.Numel(), 1, 1}
+	t.Layout = backend.NCHW
+	return t
+}
+
 // UploadTime is the host time the last TrainStep took to hand its batch and labels to the device: on the
 // CPU the copy into the net's input, on a CUDA device the copy into pinned staging memory and the queueing
 // of the transfer (the transfer itself overlaps the work queued before it). The rest of a step, until its

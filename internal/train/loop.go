@@ -138,6 +138,8 @@ type trainer struct {
 	scaler lossScaler
 	// mix makes the soft targets of label smoothing, mixup and CutMix (nil without them).
 	mix *mixer
+	// acc sums the micro-batches' gradients under train.accumulate_steps (Net.GradientStore's shape).
+	acc backend.Tensor
 	// ema is the average of the weights (nil without train.ema_decay).
 	ema     *emaWeights
 	sched   Schedule
@@ -251,13 +253,19 @@ func (t *trainer) buildNet(data *Data) error {
 	if err := NewRunMemory(t.cfg, spec, data).Check(budget); err != nil {
 		return ExplainInputSize(err, t.cfg.Dataset)
 	}
-	capacity := max(t.cfg.Train.BatchSize, t.cfg.Eval.BatchSize)
+	capacity := max(t.cfg.Train.MicroBatch(), t.cfg.Eval.BatchSize)
 	net, err := model.Build(t.opt.Device, spec, capacity)
 	if err != nil {
 		return ExplainInputSize(err, t.cfg.Dataset)
 	}
 	t.net = net
 	t.ema = newEMA(t.cfg.Train.EMADecay, t.cfg.Train.EMAEvery, net)
+	if t.cfg.Train.AccumulateSteps > 1 {
+		g := net.GradientStore()
+		if t.acc, err = t.opt.Device.Alloc(g.Shape, backend.F32, backend.NCHW); err != nil {
+			return fmt.Errorf("train: the accumulated gradients: %w", err)
+		}
+	}
 	return net.Init(t.cfg.Seed)
 }
 
@@ -340,6 +348,9 @@ func (t *trainer) close() {
 	}
 	if t.check != nil {
 		t.check.free()
+	}
+	if t.acc.Valid() {
+		t.opt.Device.Free(t.acc)
 	}
 	if t.net != nil {
 		t.net.Free()
@@ -455,14 +466,63 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 }
 
 // trainStep runs the net's forward and backward on a batch: against its labels, or with label smoothing,
-// mixup or CutMix on, against the soft targets of the step's draw (the images mixed in place first).
+// mixup or CutMix on, against the soft targets of the step's draw (the images mixed in place first). With
+// train.accumulate_steps k the batch runs as k micro-batches, each loss weighted 1/k and the gradients
+// added up, so the update sees the batch's gradient.
 func (t *trainer) trainStep(x []float32, labels []int32) (model.Result, error) {
 	scale := t.scaler.scale(&t.st)
-	if t.mix == nil {
+	var targets []float32
+	c, h, w := t.net.InputShape()
+	if t.mix != nil {
+		targets = t.mix.apply(t.mix.draw(t.cfg.Seed, t.st.Step, h, w), x, labels, c, h, w)
+	}
+	k, n := t.cfg.Train.AccumulateSteps, len(labels)
+	if k <= 1 {
+		return t.microStep(x, labels, targets, scale)
+	}
+	var total model.Result
+	first := true
+	grads := t.net.GradientStore()
+	for i := range k {
+		lo, hi := i*n/k, (i+1)*n/k // a batch shortened by unreadable images splits as evenly as it can
+		if lo == hi {
+			continue
+		}
+		var tg []float32
+		if targets != nil {
+			tg = targets[lo*t.net.Spec.NumClasses : hi*t.net.Spec.NumClasses]
+		}
+		r, err := t.microStep(x[lo*t.sample:hi*t.sample], labels[lo:hi], tg, scale/float32(k))
+		if err != nil {
+			return total, err
+		}
+		total.N, total.LossSum, total.Top1, total.Top5 = total.N+r.N, total.LossSum+r.LossSum, total.Top1+r.Top1, total.Top5+r.Top5
+		total.NonFinite += r.NonFinite
+		// The sum so far lives in t.acc; the last micro-batch adds it into the net's own gradients, which
+		// the update reads.
+		p := backend.ChannelCopyParams{Channels: grads.Shape[1]}
+		switch last := hi == n; {
+		case first && last: // one micro-batch after all: its gradients are the batch's
+		case last:
+			p.Accumulate = true
+			err = t.opt.Device.CopyChannels(p, t.acc, grads)
+		default:
+			p.Accumulate = !first
+			err = t.opt.Device.CopyChannels(p, grads, t.acc)
+		}
+		if err != nil {
+			return total, err
+		}
+		first = false
+	}
+	return total, nil
+}
+
+// microStep is one forward and backward pass, against labels or soft targets.
+func (t *trainer) microStep(x []float32, labels []int32, targets []float32, scale float32) (model.Result, error) {
+	if targets == nil {
 		return t.net.TrainStepScaled(x, labels, scale)
 	}
-	c, h, w := t.net.InputShape()
-	targets := t.mix.apply(t.mix.draw(t.cfg.Seed, t.st.Step, h, w), x, labels, c, h, w)
 	return t.net.TrainStepSoft(x, labels, targets, scale)
 }
 
