@@ -143,6 +143,15 @@ type topology struct {
 	features func(b *builder, input *act, mark func(name string, blocks int, out *act)) (*act, error)
 	// classifier is the name of the classifier's weight and bias without ".weight".
 	classifier string
+	// depth is the net's depth as Spec.Depth gives it: its weighted layers on the longest path from the
+	// input to the logits, as the ResNets count theirs.
+	depth func(s Spec) int
+	// units describes the net's units for a model summary (Spec.Units).
+	units func(s Spec) string
+	// fanInInit initialises the convolutions as PyTorch's default does, uniform in +-1/sqrt(fan_in)
+	// (kaiming_uniform_ with a = sqrt(5)), for a reference implementation that keeps it; otherwise they
+	// are He normal with fan-out scaling, as torchvision's ResNets set them.
+	fanInInit bool
 }
 
 // topologies are the builders of Spec.Topology, registered by their files' init.
@@ -176,14 +185,22 @@ func (b *builder) groupedConv(name string, in *act, cout, k, stride, pad, groups
 // convNode appends a convolution of a kh x kw kernel with params p, weight (cout, in.c/groups, kh, kw).
 func (b *builder) convNode(name string, in *act, cout, kh, kw int, p backend.ConvParams) (*act, error) {
 	ph, pw := p.Padding()
-	oh := backend.OutSize(in.h, kh, p.Stride, ph)
-	ow := backend.OutSize(in.w, kw, p.Stride, pw)
-	if oh < 1 || ow < 1 {
+	if in.h+2*ph < kh || in.w+2*pw < kw {
 		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d convolution", in.shape(), kh, kw, p.Stride)}
 	}
-	out := b.newAct(name, cout, oh, ow)
+	out := b.newAct(name, cout, backend.OutSize(in.h, kh, p.Stride, ph), backend.OutSize(in.w, kw, p.Stride, pw))
 	w := b.param(name+".weight", ConvWeight, cout, in.c/p.GroupCount(), kh, kw)
 	b.g.nodes = append(b.g.nodes, &convNode{name: name, p: p, kh: kh, kw: kw, w: w, in: in, out: out})
+	return out, nil
+}
+
+// maxPool appends a max-pool of window p over in, named name.
+func (b *builder) maxPool(name string, in *act, p backend.PoolParams) (*act, error) {
+	if in.h+2*p.Pad < p.Kernel || in.w+2*p.Pad < p.Kernel {
+		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d max-pool", in.shape(), p.Kernel, p.Kernel, p.Stride)}
+	}
+	out := b.newAct(name, in.c, backend.OutSize(in.h, p.Kernel, p.Stride, p.Pad), backend.OutSize(in.w, p.Kernel, p.Stride, p.Pad))
+	b.g.nodes = append(b.g.nodes, &maxPoolNode{p: p, in: in, out: out})
 	return out, nil
 }
 
@@ -327,9 +344,9 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 			return nil, err
 		}
 		h = b.bn("bn1", h, true, nil).y
-		out := b.newAct("maxpool", h.c, backend.OutSize(h.h, 3, 2, 1), backend.OutSize(h.w, 3, 2, 1))
-		g.nodes = append(g.nodes, &maxPoolNode{p: backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1}, in: h, out: out})
-		h = out
+		if h, err = b.maxPool("maxpool", h, backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1}); err != nil {
+			return nil, err
+		}
 	} else {
 		if h, err = b.conv("conv1", h, s.StemWidth, 3, 1, 1); err != nil {
 			return nil, err

@@ -71,9 +71,7 @@ func (b *builder) preactStem(in *act) (*act, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := b.newAct("stem.pool", h.c, backend.OutSize(h.h, 3, 2, 1), backend.OutSize(h.w, 3, 2, 1))
-	b.g.nodes = append(b.g.nodes, &maxPoolNode{p: backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1}, in: h, out: out})
-	return out, nil
+	return b.maxPool("stem.pool", h, backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1})
 }
 
 // preactBlock appends one pre-activation unit and returns its output. The stride is on the first 3x3
