@@ -261,7 +261,7 @@ func (n *Net) setBatch(nb int) error {
 }
 
 // Init sets the weights from seed: He (Kaiming) normal for convolutions with fan-out scaling, as
-// torchvision does; BN gamma 1 (0 for the last BN of each residual branch under ZeroInitResidual) and beta
+// torchvision does (uniform in +-1/sqrt(fan_in), PyTorch's default, for a topology that keeps it); BN gamma 1 (0 for the last BN of each residual branch under ZeroInitResidual) and beta
 // 0; running mean 0 and variance 1; the FC layer uniform in +-1/sqrt(fan_in), PyTorch's default.
 func (n *Net) Init(seed int64) error {
 	if n.shared {
@@ -272,6 +272,13 @@ func (n *Net) Init(seed int64) error {
 		v := make([]float32, p.Shape.Numel())
 		switch p.Kind {
 		case ConvWeight:
+			if topologies[n.Spec.Topology].fanInInit {
+				bound := 1 / math.Sqrt(float64(p.Shape[1]*p.Shape[2]*p.Shape[3]))
+				for i := range v {
+					v[i] = float32((rng.Float64()*2 - 1) * bound)
+				}
+				break
+			}
 			std := math.Sqrt(2 / float64(p.Shape[0]*p.Shape[2]*p.Shape[3]))
 			if p.zeroInit && n.Spec.ZeroInitResidual {
 				std = 0 // the last convolution of a pre-activation branch
@@ -663,7 +670,12 @@ func (m *maxPoolNode) forward(n *Net, _ bool) error {
 	return n.dev.MaxPoolForward(m.p, m.in.cur, m.out.cur)
 }
 
+// backward writes the input's gradient (the op cannot add to it): where the input feeds other layers too
+// (Inception-ResNet's reduction blocks), the pool must come after them in the graph, so that it runs first.
 func (m *maxPoolNode) backward(n *Net) error {
+	if m.in.gradWritten {
+		return fmt.Errorf("%s: max-pool input gradient already written (graph order broken)", m.out.name)
+	}
 	m.in.gradWritten = true
 	return n.dev.MaxPoolBackward(m.p, m.in.cur, m.out.cur, m.out.dcur, m.in.dcur)
 }

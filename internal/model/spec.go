@@ -86,6 +86,9 @@ func (s Spec) bnEps() float32 {
 
 // Depth is the number of weighted layers (convs on the main path plus the FC layer).
 func (s Spec) Depth() int {
+	if t, ok := topologies[s.Topology]; ok && t.depth != nil {
+		return t.depth(s)
+	}
 	per := 2
 	if s.Block == Bottleneck {
 		per = 3
@@ -250,12 +253,16 @@ func init() {
 	registerPreAct()
 	registerWide()
 	registerSENets()
+	registerInceptionResNet()
 }
 
 // Units describes the net's units for a model summary: "bottleneck blocks", "pre-activation basic blocks
 // (widen factor 10, dropout 0.3)", "bottleneck blocks (3x3 in 32 groups of 4 channels; squeeze-and-
 // excitation, reduction 16)".
 func (s Spec) Units() string {
+	if t, ok := topologies[s.Topology]; ok && t.units != nil {
+		return t.units(s)
+	}
 	d := string(s.Block) + " blocks"
 	if s.PreAct {
 		d = "pre-activation " + d

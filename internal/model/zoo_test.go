@@ -274,7 +274,7 @@ func TestParamNamesFollowTorchvision(t *testing.T) {
 // Every listed name resolves to itself, and so do its short and paper spellings.
 func TestNamesRoundTrip(t *testing.T) {
 	names := Names()
-	if len(names) != 39 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
+	if len(names) != 40 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
 		t.Fatalf("Names() = %v", names)
 	}
 	for _, n := range names {
