@@ -47,6 +47,7 @@ func TestModelsJSON(t *testing.T) {
 		"cifar_wrn28_10":          {36479194, "cifar", true}, "cifar_wrn40_4": {8949210, "cifar", true},
 		"seresnet50": {28088024, "imagenet", true}, "seresnet101": {49326872, "imagenet", true},
 		"seresnet152": {66821848, "imagenet", true}, "seresnext50_32x4d": {27559896, "imagenet", true},
+		"inception_resnet_v2": {55843464, "imagenet", true},
 	}
 	// The SE-ResNets' MACs are exact (timm's definitions; see internal/model/senet_test.go).
 	seMACs := map[string]int64{"seresnet50": 4091699200, "seresnet101": 7806148608, "seresnet152": 11520204800,
@@ -63,8 +64,9 @@ func TestModelsJSON(t *testing.T) {
 	}
 	// timm's pre-activation nets at 224x224, exactly (FACTS.md gives 4.089 and 7.801 GMACs).
 	// The Wide ResNets' MACs are this builder's (internal/model/wrn_test.go), one 32x32 image.
+	// timm's inception_resnet_v2 at 299x299, exactly (internal/model/inception_resnet_test.go).
 	wantMACs := map[string]int64{"resnetv2_50": 4089184256, "resnetv2_101": 7801405440,
-		"cifar_wrn28_10": 5243328768, "cifar_wrn40_4": 1298582016}
+		"cifar_wrn28_10": 5243328768, "cifar_wrn40_4": 1298582016, "inception_resnet_v2": 13155794016}
 	seen := 0
 	for _, m := range infos {
 		w, ok := want[m.Name]
@@ -84,9 +86,12 @@ func TestModelsJSON(t *testing.T) {
 		if macs, ok := seMACs[m.Name]; ok && (m.MACs != macs || m.SEReduction != 16) {
 			t.Errorf("%s: %d MACs, SE reduction %d; want %d, 16", m.Name, m.MACs, m.SEReduction, macs)
 		}
+		if m.Name == "inception_resnet_v2" && (m.Depth != 176 || m.Block != "inception_resnet" || m.Shortcut != "identity" || m.Input != 299) {
+			t.Errorf("%s: %+v", m.Name, m)
+		}
 	}
-	if seen != len(want) || len(infos) != 39 {
-		t.Errorf("found %d of %d reference models among %d entries (want 39)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 40 {
+		t.Errorf("found %d of %d reference models among %d entries (want 40)", seen, len(want), len(infos))
 	}
 }
 
@@ -122,6 +127,8 @@ func TestModelsTableGroupsByFamily(t *testing.T) {
 		"cifar_wrn28_10":    `Wide ResNet (Zagoruyko and Komodakis 2016, "Wide Residual Networks")`,
 		"resnetv2_50":       `Pre-activation ResNet (He et al. 2016, "Identity Mappings in Deep Residual Networks")`,
 		"seresnext50_32x4d": `Squeeze-and-Excitation (Hu et al. 2018, "Squeeze-and-Excitation Networks")`,
+		"inception_resnet_v2": `Inception-ResNet (Szegedy et al. 2017, "Inception-v4, Inception-ResNet and the Impact of Residual ` +
+			`Connections on Learning")`,
 	} {
 		if under[name] != want {
 			t.Errorf("%s is listed under %q, want %q", name, under[name], want)
@@ -142,6 +149,24 @@ func TestDryRunPrintsConfigAndSummary(t *testing.T) {
 	}
 	if _, err := os.Stat("runs"); err == nil {
 		t.Error("--dry-run created a run directory")
+	}
+}
+
+// The Inception-ResNet-v2 preset's summary describes its units and lists its blocks in timm's order, with
+// their maps at 299x299.
+func TestDryRunInceptionResNetV2(t *testing.T) {
+	code, out, errOut := runCLI(t, "train", "--config", "inception_resnet_v2", "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"# model inception_resnet_v2: residual, depth 176, Inception-ResNet-A x10 (scale 0.17), -B x20 (0.10), " +
+			"-C x10 (0.20, the last 1.00 without ReLU), BN eps 0.001, shortcut identity, input 3x299x299, 1000 classes",
+		"   mixed_6a       1  1088x17x17   2,664,960   1398.19", "   repeat_2       9    2080x8x8", "55,843,464  13155.79",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, out)
+		}
 	}
 }
 

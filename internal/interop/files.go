@@ -72,13 +72,15 @@ func Export(checkpoint, out string) (Exported, error) {
 		metaFormat:        exportFormat,
 		metaArch:          spec.Name,
 		"num_classes":     strconv.Itoa(spec.NumClasses),
-		"shortcut":        string(spec.Shortcut),
 		metaStrideIn1x1:   strconv.FormatBool(spec.StrideIn1x1),
 		"source":          path,
 		"step":            strconv.FormatInt(ck.State.Step, 10),
 		"epoch":           strconv.Itoa(ck.State.Epoch),
 		"dataset":         cfg.Dataset.Name,
 		"torchvision_fit": torchvisionFit(spec),
+	}
+	if spec.Shortcut != 0 { // Inception-ResNet has no shortcut option
+		f.Metadata["shortcut"] = string(spec.Shortcut)
 	}
 	if err := safetensors.WriteFile(out, f); err != nil {
 		return Exported{}, fmt.Errorf("export: %w", err)
