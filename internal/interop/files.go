@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"resnet/internal/config"
 	"resnet/internal/cpu"
@@ -45,14 +46,14 @@ func Export(checkpoint, out string) (Exported, error) {
 		return Exported{}, err
 	}
 	// The class count is the classifier's: the data set need not be at hand to export.
-	fc, ok := ck.Tensor("fc.weight")
+	fc, ok := findClassifier(func(name string) ([]int, bool) {
+		t, ok := ck.Tensor(name)
+		return t.Shape, ok
+	})
 	if !ok {
-		fc, ok = ck.Tensor("head.fc.weight")
+		return Exported{}, fmt.Errorf("checkpoint %s: no %s tensor to take the class count from", path, classifierWeights())
 	}
-	if !ok || !classifierShape(fc.Shape) {
-		return Exported{}, fmt.Errorf("checkpoint %s: no fc.weight (or head.fc.weight) tensor to take the class count from", path)
-	}
-	spec, err := train.SpecFor(cfg.Model, fc.Shape[0], 0)
+	spec, err := train.SpecFor(cfg.Model, fc.Classes, 0)
 	if err != nil {
 		return Exported{}, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
@@ -89,9 +90,13 @@ func Export(checkpoint, out string) (Exported, error) {
 }
 
 // torchvisionFit says which PyTorch module loads an exported spec with strict=True: torchvision's class of
-// a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2: torchvision's), or timm's model of an SE
-// or pre-activation one (seresnet50, seresnext50_32x4d, resnetv2_50), when the spec is that model.
+// a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2: torchvision's), or timm's model of an SE,
+// pre-activation or Inception-ResNet one (seresnet50, seresnext50_32x4d, resnetv2_50, inception_resnet_v2),
+// when the spec is that model.
 func torchvisionFit(s model.Spec) string {
+	if s.Name == "inception_resnet_v2" { // a net with no options that change its tensors
+		return fmt.Sprintf("timm.create_model(%q, num_classes=%d)", s.Name, s.NumClasses)
+	}
 	std, err := model.Lookup(s.Name)
 	if s.Family == model.ImageNet && err == nil && slices.Contains(model.Names(), s.Name) && s.Residual && s.Shortcut == 'B' && !s.StrideIn1x1 &&
 		s.Block == std.Block && s.StemWidth == std.StemWidth && slices.Equal(s.Layers, std.Layers) && slices.Equal(s.Widths, std.Widths) &&
@@ -114,19 +119,55 @@ func buildCPU(s model.Spec) (*model.Net, error) {
 	return model.Build(cpu.New(), s, 1)
 }
 
-// ReadStateDict reads a safetensors state_dict and returns it with its class count (the rows of
-// fc.weight).
-func ReadStateDict(path string) (*safetensors.File, int, error) {
-	f, err := safetensors.ReadFile(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	for _, name := range []string{"fc.weight", "module.fc.weight", "head.fc.weight", "module.head.fc.weight"} {
-		if fc, ok := f.Get(name); ok && classifierShape(fc.Shape) {
-			return f, fc.Shape[0], nil
+// Classifier is the classifier weight of a state_dict: its name (fc.weight, head.fc.weight, classif.weight)
+// and its rows, the class count.
+type Classifier struct {
+	Name    string
+	Classes int
+}
+
+// findClassifier looks up the classifier weight of any net of the zoo with get, which gives a tensor's
+// shape by name.
+func findClassifier(get func(name string) ([]int, bool)) (Classifier, bool) {
+	for _, n := range model.ClassifierNames() {
+		if shape, ok := get(n + ".weight"); ok && classifierShape(shape) {
+			return Classifier{Name: n + ".weight", Classes: shape[0]}, true
 		}
 	}
-	return nil, 0, fmt.Errorf("%s: no fc.weight (torchvision) or head.fc.weight (timm ResNetV2) tensor: not a ResNet state_dict", path)
+	return Classifier{}, false
+}
+
+// classifierWeights names the classifier weights findClassifier looks for: "fc.weight, head.fc.weight or
+// classif.weight".
+func classifierWeights() string {
+	names := model.ClassifierNames()
+	for i := range names {
+		names[i] += ".weight"
+	}
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// ReadStateDict reads a safetensors state_dict (saved from a DataParallel wrapper or not) and returns it
+// with its classifier.
+func ReadStateDict(path string) (*safetensors.File, Classifier, error) {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, Classifier{}, err
+	}
+	fc, ok := findClassifier(func(name string) ([]int, bool) {
+		t, ok := f.Get(name)
+		if !ok {
+			t, ok = f.Get("module." + name)
+		}
+		return t.Shape, ok
+	})
+	if !ok {
+		return nil, Classifier{}, fmt.Errorf("%s: no %s tensor: not a state_dict of a net of the zoo", path, classifierWeights())
+	}
+	return f, fc, nil
 }
 
 // classifierShape reports whether a classifier weight has the shape of torchvision's fc, (classes,

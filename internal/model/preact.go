@@ -199,3 +199,15 @@ func (s Spec) ClassifierName() string {
 	}
 	return "fc"
 }
+
+// ClassifierNames lists the classifier names of the zoo's nets, each once, in the order of the name table:
+// fc, head.fc, then the topologies' (classif).
+func ClassifierNames() []string {
+	var out []string
+	for _, s := range Zoo() {
+		if n := s.ClassifierName(); !contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
