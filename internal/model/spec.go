@@ -1,6 +1,6 @@
 // Package model holds the architecture specs of the zoo (ImageNet and CIFAR ResNets and their plain
-// counterparts, ResNeXt and Wide ResNet), the one builder that turns a spec into a layer graph, and the forward/backward
-// orchestration of that graph on a backend.Device.
+// counterparts, ResNeXt and Wide ResNet, pre-activation and SE nets, Inception-ResNet-v2), the builders that
+// turn a spec into a layer graph, and the forward/backward orchestration of that graph on a backend.Device.
 package model
 
 import (
