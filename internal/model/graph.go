@@ -148,10 +148,10 @@ type topology struct {
 	depth func(s Spec) int
 	// units describes the net's units for a model summary (Spec.Units).
 	units func(s Spec) string
-	// fanInInit initialises the convolutions as PyTorch's default does, uniform in +-1/sqrt(fan_in)
+	// torchDefaultInit initialises the convolutions as PyTorch's default does, uniform in +-1/sqrt(fan_in)
 	// (kaiming_uniform_ with a = sqrt(5)), for a reference implementation that keeps it; otherwise they
 	// are He normal with fan-out scaling, as torchvision's ResNets set them.
-	fanInInit bool
+	torchDefaultInit bool
 }
 
 // topologies are the builders of Spec.Topology, registered by their files' init.

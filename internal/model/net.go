@@ -272,7 +272,7 @@ func (n *Net) Init(seed int64) error {
 		v := make([]float32, p.Shape.Numel())
 		switch p.Kind {
 		case ConvWeight:
-			if topologies[n.Spec.Topology].fanInInit {
+			if topologies[n.Spec.Topology].torchDefaultInit {
 				bound := 1 / math.Sqrt(float64(p.Shape[1]*p.Shape[2]*p.Shape[3]))
 				for i := range v {
 					v[i] = float32((rng.Float64()*2 - 1) * bound)
