@@ -15,6 +15,7 @@
 
 #include "batchnorm.cu"
 #include "check.cu"
+#include "concat.cu"
 #include "convert.cu"
 #include "dropout.cu"
 #include "gate.cu"
@@ -22,4 +23,5 @@
 #include "loss.cu"
 #include "pooling.cu"
 #include "residual.cu"
+#include "scaled_residual.cu"
 #include "sgd.cu"

@@ -11,7 +11,15 @@
 // NHWC gives the bits of NCHW. The average pool reads NHWC a sector of channels at a time (rn::ChannelTile),
 // keeping each channel's partial sums in the order NCHW adds them.
 //
-// Kernels: maxpool_forward, maxpool_backward, avgpool_forward, avgpool_backward.
+// Windowed average pooling (DenseNet's 2x2/2 transitions, Inception-ResNet's 3x3/1 branch) divides each
+// window's float sum, taken in row-major order, by kernel*kernel, or with exclude_pad by the number of its
+// positions inside the input (PyTorch's count_include_pad=False). Its backward gathers, for each input
+// element, the gradients of the windows that cover it, each divided as the forward divided, in row-major
+// window order onto 0 (or onto dx's value with accumulate): the order in which the CPU reference scatters
+// them, so the sums are its bits.
+//
+// Kernels: maxpool_forward, maxpool_backward, avgpool_forward, avgpool_backward, avgpool_window_forward,
+// avgpool_window_backward.
 
 #include <math.h>
 
@@ -120,6 +128,59 @@ __device__ __forceinline__ void avg_pool_grad(const float* dy, T* dx, int N, int
   });
 }
 
+// window_divisor is what output (oy, ox)'s window divides by: k*k, or with exclude_pad its positions inside
+// the H x W input. ylo..yhi and xlo..xhi receive the window's rows and columns inside the input.
+__device__ __forceinline__ float window_divisor(int H, int W, int oy, int ox, int k, int s, int pad, int exclude_pad,
+                                                int& ylo, int& yhi, int& xlo, int& xhi) {
+  const int y0 = oy * s - pad, x0 = ox * s - pad;
+  ylo = max(0, y0);
+  yhi = min(H, y0 + k);
+  xlo = max(0, x0);
+  xhi = min(W, x0 + k);
+  return exclude_pad ? (float)((yhi - ylo) * (xhi - xlo)) : (float)(k * k);
+}
+
+// window_avg (avgpool_window_forward): x (N, C, H, W) -> y (N, C, OH, OW). Grid-stride over y.
+template <typename T, rn::Layout L>
+__device__ __forceinline__ void window_avg(const T* x, T* y, int N, int C, int H, int W, int OH, int OW, int k,
+                                           int s, int pad, int exclude_pad) {
+  const int step = rn::plane_step<L>(C);
+  rn::grid_walk<L>(N, C, OH, OW, [&](long long i, const rn::WalkAct<L>& p) {
+    int ylo, yhi, xlo, xhi;
+    const float div = window_divisor(H, W, p.h(), p.w(), k, s, pad, exclude_pad, ylo, yhi, xlo, xhi);
+    const T* xp = x + rn::plane_start<L>(p.n(), p.c(), C, H * W);
+    float sum = 0.f;
+    for (int iy = ylo; iy < yhi; iy++) {
+      for (int ix = xlo; ix < xhi; ix++) sum = __fadd_rn(sum, rn::to_f32(xp[(long long)(iy * W + ix) * step]));
+    }
+    y[i] = rn::from_f32<T>(__fdiv_rn(sum, div));
+  });
+}
+
+// window_avg_grad (avgpool_window_backward): dx (N, C, H, W) from dy (N, C, OH, OW), written or (with
+// accumulate) added to. Grid-stride over dx.
+template <typename T, rn::Layout L>
+__device__ __forceinline__ void window_avg_grad(const T* dy, T* dx, int N, int C, int H, int W, int OH, int OW,
+                                                int k, int s, int pad, int exclude_pad, int accumulate) {
+  const int step = rn::plane_step<L>(C);
+  rn::grid_walk<L>(N, C, H, W, [&](long long i, const rn::WalkAct<L>& p) {
+    const int ih = p.h(), iw = p.w();
+    const int ay = ih + pad - k + 1, ax = iw + pad - k + 1;
+    const int oylo = ay <= 0 ? 0 : (ay + s - 1) / s, oyhi = min(OH - 1, (ih + pad) / s);
+    const int oxlo = ax <= 0 ? 0 : (ax + s - 1) / s, oxhi = min(OW - 1, (iw + pad) / s);
+    const T* dyp = dy + rn::plane_start<L>(p.n(), p.c(), C, OH * OW);
+    float acc = accumulate ? rn::to_f32(dx[i]) : 0.f;
+    for (int oy = oylo; oy <= oyhi; oy++) {
+      for (int ox = oxlo; ox <= oxhi; ox++) {
+        int ylo, yhi, xlo, xhi;
+        const float div = window_divisor(H, W, oy, ox, k, s, pad, exclude_pad, ylo, yhi, xlo, xhi);
+        acc = __fadd_rn(acc, __fdiv_rn(rn::to_f32(dyp[(long long)(oy * OW + ox) * step]), div));
+      }
+    }
+    dx[i] = rn::from_f32<T>(acc);
+  });
+}
+
 }  // namespace
 
 #define MAXPOOL_FORWARD(name, T, L, ...)                                                          \
@@ -147,3 +208,19 @@ RN_ACT_FORMATS(AVGPOOL_FORWARD, avgpool_forward, )
     avg_pool_grad<T, L>(dy, dx, N, C, HW);                                                                    \
   }
 RN_ACT_FORMATS(AVGPOOL_BACKWARD, avgpool_backward, )
+
+#define AVGPOOL_WINDOW_FORWARD(name, T, L, ...)                                                         \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK) name(const T* x, T* y, int N, int C, int H, int W, \
+                                                              int OH, int OW, int k, int s, int pad,     \
+                                                              int exclude_pad) {                         \
+    window_avg<T, L>(x, y, N, C, H, W, OH, OW, k, s, pad, exclude_pad);                                   \
+  }
+RN_ACT_FORMATS(AVGPOOL_WINDOW_FORWARD, avgpool_window_forward, )
+
+#define AVGPOOL_WINDOW_BACKWARD(name, T, L, ...)                                                           \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK) name(const T* dy, T* dx, int N, int C, int H, int W, \
+                                                              int OH, int OW, int k, int s, int pad,       \
+                                                              int exclude_pad, int accumulate) {           \
+    window_avg_grad<T, L>(dy, dx, N, C, H, W, OH, OW, k, s, pad, exclude_pad, accumulate);                  \
+  }
+RN_ACT_FORMATS(AVGPOOL_WINDOW_BACKWARD, avgpool_window_backward, )

@@ -4,11 +4,11 @@
     py=$(scripts/setup-torch.sh) && "$py" scripts/torchvision_golden.py
 
 For resnet18, resnet50 and resnext50_32x4d (torchvision's classes; ResNeXt's grouped 3x3 convolutions
-draw their weights with the fan-in of one group, Cin/groups*9, from the same table), resnetv2_50 (timm's
-pre-activation ResNet), seresnet50 and seresnext50_32x4d (timm's SE-ResNet and SE-ResNeXt; timm pinned in
-scripts/setup-torch.sh), inception_resnet_v2 (timm's) and cifar_resnet20 (the paper's CIFAR net, defined below: 3x3 stem, three stages
-of 3 basic blocks of widths 16/32/64, option-A shortcuts), with fixed weights and a fixed batch of 2, it
-records in float64:
+draw their weights with the fan-in of one group, Cin/groups*9, from the same table), densenet121
+(torchvision's), resnetv2_50 (timm's pre-activation ResNet), seresnet50 and seresnext50_32x4d (timm's
+SE-ResNet and SE-ResNeXt; timm pinned in scripts/setup-torch.sh), inception_resnet_v2 (timm's) and
+cifar_resnet20 (the paper's CIFAR net, defined below: 3x3 stem, three stages of 3 basic blocks of widths
+16/32/64, option-A shortcuts), with fixed weights and a fixed batch of 2, it records in float64:
 
   * the logits and the mean cross-entropy loss of a training-mode forward (batch statistics),
   * the gradient of every parameter after loss.backward(),
@@ -46,16 +46,33 @@ unchanged, and that BN removes it), and those of BN channels whose ReLU masks no
 next BN through an unpadded convolution; such elements' errors are measured on the scale of the weight's
 gradient beside them (grad_scale).
 
+DenseNet has no residual branch to damp, and a different trouble: densenet121 at 64x64 has 2.6 million ReLU
+inputs on the batch (resnet50 1.6 million), each behind a long chain of BN-ReLU-convolutions whose float32
+error it carries, so on every one of 100 seeds some lie within three times that error of zero (about a
+dozen per seed) and float32 gradients differ from float64 by up to 20% to 120%. So every BN after its stem
+(norm1, norm2, the transitions' norm, norm5) draws beta from [1.0, 2.0] and gamma from [0.5, 1.0]: the
+ReLU's kink sits 1 to 4 standard deviations below the mean of its input, about 5% of the inputs are
+negative instead of half (still some 140,000 masked values), and ten times fewer lie near zero. norm0 keeps
+the common ranges: with nearly all of its ReLU's inputs positive, the max-pool would pass a shift of its
+window maxima through and the first dense layer's BN would remove it, leaving norm0's beta a gradient of
+rounding noise. (DenseNet's last ReLU is F.relu, not a module: kink_inputs records norm5's output for it.)
+
 Gradients. Tensors of up to FULL_GRAD_LIMIT elements are stored whole (grad.NAME). Larger ones are stored
 as GRAD_SAMPLES entries at fixed indices (grad_index.NAME, grad_sample.NAME), their L2 norm
 (grad_norm.NAME) and PROJECTIONS dot products with random +-1 vectors from the same generator
-(grad_proj.NAME), which any wrong entry of meaningful size disturbs. inception_resnet_v2's 694 parameter
-tensors would take 4.4 MB so; it stores tensors whole up to 2080 elements (every BN and bias vector) and
-64 samples of the others.
+(grad_proj.NAME), which any wrong entry of meaningful size disturbs. The running statistics after the step
+are stored the same way under after., after_index., after_sample., after_norm. and after_proj.; only
+densenet121 has any above its limit. Two nets store more tensors sampled, to keep their files small
+(STORAGE_OF: the limit and the sample count): densenet121's 121 BNs and 120 convolutions stored whole would
+make a file of 1.7 MB, so it stores every tensor above 128 elements (the norm2 BNs of 128 channels stay
+whole) as 32 samples, its norm and projections; inception_resnet_v2's 694 parameter tensors would take
+4.4 MB with the common limits, so it stores tensors whole up to 2080 elements (every BN and bias vector)
+and 64 samples of the others.
 
 Nothing needs to be set on the PyTorch side to match the Go net: its BN uses PyTorch's defaults
-(momentum 0.1, eps 1e-5 or the model's own, 1e-3 in inception_resnet_v2, normalisation by the biased batch variance, running_var updated with the
-unbiased one, num_batches_tracked counted), and its loss is cross_entropy with reduction='mean'.
+(momentum 0.1, eps 1e-5 or the model's own, 1e-3 in inception_resnet_v2, normalisation by the biased
+batch variance, running_var updated with the unbiased one, num_batches_tracked counted), and its loss is
+cross_entropy with reduction='mean'.
 
 The output is deterministic for a given torch version: one thread, deterministic algorithms, fixed seeds.
 """
@@ -78,8 +95,8 @@ GOLDEN_SEED = 20151210  # the paper's arXiv date
 BATCH = 2
 FULL_GRAD_LIMIT = 16384
 GRAD_SAMPLES = 256
-FULL_GRAD_LIMIT_OF = {"inception_resnet_v2": 2080}
-GRAD_SAMPLES_OF = {"inception_resnet_v2": 64}
+# arch -> (FULL_GRAD_LIMIT, GRAD_SAMPLES) where they differ, to keep the file small (see the module comment).
+STORAGE_OF = {"densenet121": (128, 32), "inception_resnet_v2": (2080, 64)}
 PROJECTIONS = 4
 NUM_BATCHES_TRACKED = 7  # the counter every BN starts from; a training forward makes it 8
 KINK_SAFETY = 3  # each ReLU input and max-pool gap at least this many times float32's error on it
@@ -139,18 +156,21 @@ def weight_range(name, shape, last_bn):
         return -0.3, 0.3
     if name.endswith("running_var"):
         return 0.5, 2.0
-    if name in ("fc.weight", "head.fc.weight", "classif.weight"):  # timm's ResNetV2 head is a 1x1 convolution
+    # timm's ResNetV2 head is a 1x1 convolution.
+    if name in ("fc.weight", "head.fc.weight", "classifier.weight", "classif.weight"):
         b = 1 / math.sqrt(shape[1])
         return -b, b
     # Biased convolutions: the SE modules' and those closing Inception-ResNet's units (unit.conv2d).
     conv_bias = (".se.fc" in name and name.endswith(".bias")) or name.endswith(".conv2d.bias")
-    if name in ("fc.bias", "head.fc.bias", "classif.bias") or conv_bias:
+    if name in ("fc.bias", "head.fc.bias", "classifier.bias", "classif.bias") or conv_bias:
         return -0.1, 0.1
     if len(shape) == 4:  # conv (Cout, Cin/groups, kH, kW): variance 1/fan_in
         b = math.sqrt(3 / (shape[1] * shape[2] * shape[3]))
         if name.endswith(".conv2d.weight"):  # closing an Inception-ResNet unit: damped, see the module comment
             b *= 0.2
         return -b, b
+    if name.startswith("features.") and not name.startswith("features.norm0."):  # DenseNet, see the module comment
+        return (0.5, 1.0) if name.endswith("weight") else (1.0, 2.0)
     if name.endswith("weight"):  # BN gamma
         return 0.5, 1.5
     if name.endswith("bias"):  # BN beta
@@ -229,6 +249,17 @@ class CIFARResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+def cifar_densenet_bc(depth, growth, num_classes=10):
+    """The DenseNet paper's DenseNet-BC for CIFAR (cifar_densenet_bc<depth>_k<growth>) on torchvision's
+    DenseNet: three dense blocks of (depth-4)/6 layers, conv0 a 3x3 convolution to 2k channels, and no norm0,
+    relu0 or pool0. Its names are the Go net's."""
+    n = (depth - 4) // 6
+    model = torchvision.models.DenseNet(growth, (n, n, n), 2 * growth, num_classes=num_classes)
+    model.features.conv0 = nn.Conv2d(3, 2 * growth, 3, 1, 1, bias=False)
+    del model.features.norm0, model.features.relu0, model.features.pool0
+    return model
+
+
 # arch -> (constructor, input side, parameter count). The ImageNet nets are fully convolutional up to the
 # adaptive average pool, so a 64x64 input keeps the run small while layer4 still sees 2x2 maps (BN then
 # normalises over 8 values per channel, not 2).
@@ -240,6 +271,7 @@ MODELS = {
     "seresnext50_32x4d": (lambda: timm.create_model("seresnext50_32x4d"), 64, 27559896),
     "cifar_resnet20": (lambda: CIFARResNet(20), 32, 269722),
     "resnetv2_50": (lambda: timm.create_model("resnetv2_50"), 64, 25549352),
+    "densenet121": (lambda: torchvision.models.densenet121(), 64, 7978856),
     # Its unpadded 3x3/2 windows take inputs from 75x75, where the last units see 1x1 maps and their BNs
     # normalise over the batch's 2 values: a float32 run's gradients then differ from float64's by far more
     # than their size. 107x107 is the smallest input whose last maps are 2x2.
@@ -263,22 +295,23 @@ def save(tensors, path, metadata):
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
-def grad_entries(arch, name, g):
-    """The stored form of one gradient of a model of arch (see the module comment)."""
+def stored_entries(kind, name, g, arch):
+    """The stored form of one gradient (kind "grad") or running statistic after the step (kind "after"):
+    whole, or sampled with its norm and projections (see the module comment)."""
+    limit, samples = STORAGE_OF.get(arch, (FULL_GRAD_LIMIT, GRAD_SAMPLES))
     g = g.detach().double().reshape(-1).numpy()
-    if g.size <= FULL_GRAD_LIMIT_OF.get(arch, FULL_GRAD_LIMIT):
-        return {"grad." + name: torch.from_numpy(g.astype(np.float32))}
-    samples = GRAD_SAMPLES_OF.get(arch, GRAD_SAMPLES)
+    if g.size <= limit:
+        return {f"{kind}.{name}": torch.from_numpy(g.astype(np.float32))}
     index = np.floor(uniform(tensor_key("sample:", name), samples) * g.size).astype(np.int64)
     proj = []
     for j in range(PROJECTIONS):
         sign = np.where(uniform(tensor_key(f"proj{j}:", name), g.size) < 0.5, -1.0, 1.0)
         proj.append(float(np.dot(sign, g)))
     return {
-        "grad_index." + name: torch.from_numpy(index),
-        "grad_sample." + name: torch.from_numpy(g[index]),
-        "grad_norm." + name: torch.tensor(float(np.linalg.norm(g)), dtype=torch.float64),
-        "grad_proj." + name: torch.tensor(proj, dtype=torch.float64),
+        f"{kind}_index.{name}": torch.from_numpy(index),
+        f"{kind}_sample.{name}": torch.from_numpy(g[index]),
+        f"{kind}_norm.{name}": torch.tensor(float(np.linalg.norm(g)), dtype=torch.float64),
+        f"{kind}_proj.{name}": torch.tensor(proj, dtype=torch.float64),
     }
 
 
@@ -301,6 +334,9 @@ def kink_inputs(model):
         values.append(torch.where(top[:, :, 0] > 0, top[:, :, 0] - top[:, :, 1], math.inf).reshape(-1))
 
     handles = []
+    if isinstance(model, torchvision.models.DenseNet):
+        # DenseNet's last ReLU is F.relu in forward, not a module: its input is norm5's output.
+        handles.append(model.features.norm5.register_forward_hook(lambda _, __, out: relu_input(None, (out,))))
     for mod in model.modules():
         if isinstance(mod, nn.ReLU):
             handles.append(mod.register_forward_pre_hook(relu_input))
@@ -381,6 +417,14 @@ def pick_batch(arch, build, state, side, num_classes):
     raise SystemExit(f"{arch}: no well-conditioned batch among {MAX_BATCH_TRIES} seeds")
 
 
+def num_classes(model):
+    """The class count: timm's models hold it; torchvision's ResNets and CIFARResNet have fc, DenseNet
+    classifier."""
+    if hasattr(model, "num_classes"):
+        return model.num_classes
+    return (model.fc if hasattr(model, "fc") else model.classifier).out_features
+
+
 def write_golden(arch, out_dir):
     build, side, want_params = MODELS[arch]
     model = build()
@@ -400,16 +444,16 @@ def write_golden(arch, out_dir):
         if v.is_floating_point():
             out["weight_sum." + name] = torch.tensor(v.double().sum().item(), dtype=torch.float64)
 
-    seed, x, y, model, logits, loss = pick_batch(arch, build, state, side, model.num_classes if hasattr(model, "num_classes") else model.fc.out_features)
+    seed, x, y, model, logits, loss = pick_batch(arch, build, state, side, num_classes(model))
     out["input"] = x
     out["labels"] = y
     out["train.logits"] = logits
     out["train.loss"] = loss
     for name, p in model.named_parameters():
-        out.update(grad_entries(arch, name, p.grad))
+        out.update(stored_entries("grad", name, p.grad, arch))
     for name, b in model.named_buffers():
         if name.endswith("running_mean") or name.endswith("running_var"):
-            out["after." + name] = b.detach().float()
+            out.update(stored_entries("after", name, b, arch))
         elif name.endswith("num_batches_tracked"):
             assert int(b) == NUM_BATCHES_TRACKED + 1, (name, int(b))
 

@@ -357,6 +357,10 @@ type Device interface {
 	// SoftmaxCrossEntropy: logits (N, K), labels (N) int32; writes loss (N) per sample and
 	// dlogits = (softmax - onehot) * gradScale.
 	SoftmaxCrossEntropy(logits, labels, loss, dlogits Tensor, gradScale float32) error
+	// SoftTargetCrossEntropy is the cross-entropy against soft targets (N, K) f32 (label smoothing, mixup,
+	// CutMix): loss (N) = -sum_c t_c log softmax_c, dlogits = ((sum_c t_c) softmax - t) * gradScale, as
+	// PyTorch's cross_entropy with probability targets computes them.
+	SoftTargetCrossEntropy(logits, targets, loss, dlogits Tensor, gradScale float32) error
 
 	SGDStep(p SGDParams, slots []SGDSlot) error
 
@@ -497,6 +501,8 @@ type GraphKey struct {
 	Batch      int
 	GradScale  float32
 	BNMomentum float32
+	// SoftTargets: the loss is against soft targets (SoftTargetCrossEntropy), not labels.
+	SoftTargets bool
 }
 
 // Reporter is implemented by devices that can say what their results depend on: the run's

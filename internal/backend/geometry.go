@@ -422,19 +422,44 @@ type LossGeometry struct {
 // unallocated). It does not read the labels: a backend that can check their range cheaply does.
 func CheckSoftmaxCrossEntropy(logits, labels, loss, dlogits Tensor) (LossGeometry, error) {
 	k := checker{op: "SoftmaxCrossEntropy"}
-	if len(logits.Shape) != 2 {
-		k.failf("logits have shape %v, want (N, K)", logits.Shape)
-		return LossGeometry{}, k.err
-	}
-	g := LossGeometry{N: logits.Shape[0], K: logits.Shape[1]}
-	k.typed("logits", logits, F32)
-	if k.err == nil && g.K == 0 && g.N > 0 {
-		k.failf("logits have shape %v: no classes", logits.Shape)
+	g, ok := k.logits(logits)
+	if !ok {
+		return g, k.err
 	}
 	if k.err == nil && !labels.Shape.Equal(Shape{g.N}) {
 		k.failf("labels have shape %v, want [%d]", labels.Shape, g.N)
 	}
 	k.typed("labels", labels, I32)
+	k.shaped("loss", loss, g.N)
+	if dlogits.Valid() {
+		k.shaped("dlogits", dlogits, g.N, g.K)
+	}
+	return g, k.err
+}
+
+// logits checks a loss's logits (N, K), f32 with at least one class; ok is false when they are not 2-D.
+func (k *checker) logits(logits Tensor) (g LossGeometry, ok bool) {
+	if len(logits.Shape) != 2 {
+		k.failf("logits have shape %v, want (N, K)", logits.Shape)
+		return g, false
+	}
+	g = LossGeometry{N: logits.Shape[0], K: logits.Shape[1]}
+	k.typed("logits", logits, F32)
+	if k.err == nil && g.K == 0 && g.N > 0 {
+		k.failf("logits have shape %v: no classes", logits.Shape)
+	}
+	return g, true
+}
+
+// CheckSoftTargetCrossEntropy checks the operands of Device.SoftTargetCrossEntropy (dlogits may be left
+// invalid).
+func CheckSoftTargetCrossEntropy(logits, targets, loss, dlogits Tensor) (LossGeometry, error) {
+	k := checker{op: "SoftTargetCrossEntropy"}
+	g, ok := k.logits(logits)
+	if !ok {
+		return g, k.err
+	}
+	k.shaped("targets", targets, g.N, g.K)
 	k.shaped("loss", loss, g.N)
 	if dlogits.Valid() {
 		k.shaped("dlogits", dlogits, g.N, g.K)

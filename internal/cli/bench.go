@@ -63,7 +63,13 @@ type benchReport struct {
 	Threads      int     `json:"threads"`
 	ImagesPerSec float64 `json:"images_per_sec"`
 	StepMillis   float64 `json:"step_ms"`
-	GFLOPPerSec  float64 `json:"gflop_per_sec"`
+	// Where a step's time went, in milliseconds: waiting for data (0: the benchmark trains on one batch it
+	// holds), handing the batch to the device (model.Net.UploadTime) and compute (forward, loss, backward
+	// and the update).
+	DataMillis    float64 `json:"data_ms"`
+	CopyMillis    float64 `json:"copy_ms"`
+	ComputeMillis float64 `json:"compute_ms"`
+	GFLOPPerSec   float64 `json:"gflop_per_sec"`
 	// Precision and Layout are the activation format (--precision, --layout): fp32, bf16 or fp16; nchw or
 	// nhwc.
 	Precision string `json:"precision"`
@@ -259,18 +265,20 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 	if err := net.Init(o.seed); err != nil {
 		return err
 	}
-	secs, peak, err := timeTrainSteps(net, o)
+	tm, err := timeTrainSteps(net, o)
 	if err != nil {
 		return err
 	}
-	ips := float64(o.batchSize*o.steps) / secs
+	ips := float64(o.batchSize*o.steps) / tm.secs
+	perStep := func(s float64) float64 { return 1000 * s / float64(o.steps) }
 	rep := benchReport{
 		Model: spec.Name, Device: dev.Name(), Batch: o.batchSize, Steps: o.steps, Threads: runtime.GOMAXPROCS(0),
-		ImagesPerSec: ips, StepMillis: 1000 * secs / float64(o.steps),
+		ImagesPerSec: ips, StepMillis: perStep(tm.secs),
+		CopyMillis: perStep(tm.copySecs), ComputeMillis: perStep(max(0, tm.secs-tm.copySecs)),
 		// Training costs about three times the forward MACs, two FLOPs each.
 		GFLOPPerSec: ips * 6 * float64(st.MACs) / 1e9, Precision: o.precision, Layout: o.layout, Graphs: o.graphs,
 		PeakRSSBytes:    peakRSSBytes(),
-		PeakDeviceBytes: peak,
+		PeakDeviceBytes: tm.peak,
 	}
 	if r, ok := dev.(backend.Reporter); ok {
 		rep.Environment = r.Environment()
@@ -282,9 +290,9 @@ func runBenchTrain(e *env, o *benchTrainOptions, changed func(string) bool) erro
 	if rep.Graphs {
 		format += ", graphs"
 	}
-	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s), batch %d, %d steps: %.1f images/s, %.1f ms/step, %.1f GFLOP/s, peak RSS %.0f MiB",
-		rep.Model, rep.Device, rep.Threads, format, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis, rep.GFLOPPerSec,
-		float64(rep.PeakRSSBytes)/(1<<20))
+	fmt.Fprintf(e.stdout, "%s on %s (%d threads, %s), batch %d, %d steps: %.1f images/s, %.1f ms/step%s, %.1f GFLOP/s, peak RSS %.0f MiB",
+		rep.Model, rep.Device, rep.Threads, format, rep.Batch, rep.Steps, rep.ImagesPerSec, rep.StepMillis,
+		train.StepTimeSplit(rep.StepMillis, rep.DataMillis, rep.CopyMillis), rep.GFLOPPerSec, float64(rep.PeakRSSBytes)/(1<<20))
 	if rep.PeakDeviceBytes > 0 {
 		fmt.Fprintf(e.stdout, ", peak device memory %.0f MiB", float64(rep.PeakDeviceBytes)/(1<<20))
 	}
@@ -318,33 +326,42 @@ func checkBenchMemory(e *env, dev backend.Device, spec model.Spec, batch int) er
 	return tooLarge
 }
 
+// benchTiming is what timeTrainSteps measured: the seconds of the timed steps, the part of them spent
+// handing the batch to the device, and, on a device that counts it, the peak device memory they held
+// (else 0).
+type benchTiming struct {
+	secs, copySecs float64
+	peak           int64
+}
+
 // timeTrainSteps runs o.warmup untimed training steps, then o.steps timed ones (profiled with
-// --cpuprofile), and returns the seconds the timed ones took and, on a device that counts it, the peak
-// device memory they held (else 0).
-func timeTrainSteps(net *model.Net, o *benchTrainOptions) (secs float64, peak int64, err error) {
+// --cpuprofile).
+func timeTrainSteps(net *model.Net, o *benchTrainOptions) (tm benchTiming, err error) {
 	dev := net.Device()
-	step := syntheticStep(net, o.batchSize, o.seed, benchLossScale(o.precision))
+	var copied time.Duration
+	step := syntheticStep(net, o.batchSize, o.seed, benchLossScale(o.precision), &copied)
 	if err := runSteps(dev, step, o.warmup); err != nil {
-		return 0, 0, err
+		return tm, err
 	}
+	copied = 0
 	peaks, _ := dev.(backend.PeakMemoryReporter)
 	if peaks != nil {
 		peaks.ResetPeakBytes()
 	}
 	stopProfile, err := startCPUProfile(o.cpuProfile)
 	if err != nil {
-		return 0, 0, err
+		return tm, err
 	}
 	t0 := time.Now()
 	err = runSteps(dev, step, o.steps)
-	secs = time.Since(t0).Seconds()
+	tm.secs, tm.copySecs = time.Since(t0).Seconds(), copied.Seconds()
 	if perr := stopProfile(); err == nil {
 		err = perr
 	}
 	if peaks != nil {
-		peak = peaks.PeakBytes()
+		tm.peak = peaks.PeakBytes()
 	}
-	return secs, peak, err
+	return tm, err
 }
 
 // runSteps runs n steps and waits for the device to finish them.
@@ -369,8 +386,9 @@ func benchLossScale(precision string) float32 {
 }
 
 // syntheticStep returns a training step (forward, backward, SGD update) of net on one fixed batch of
-// random images and labels, the loss scaled by lossScale and the update unscaling it.
-func syntheticStep(net *model.Net, batch int, seed int64, lossScale float32) func() error {
+// random images and labels, the loss scaled by lossScale and the update unscaling it; each step adds its
+// upload time to copied.
+func syntheticStep(net *model.Net, batch int, seed int64, lossScale float32, copied *time.Duration) func() error {
 	c, h, w := net.InputShape()
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
 	x := make([]float32, batch*c*h*w)
@@ -386,6 +404,7 @@ func syntheticStep(net *model.Net, batch int, seed int64, lossScale float32) fun
 		if _, err := net.TrainStepScaled(x, labels, lossScale); err != nil {
 			return err
 		}
+		*copied += net.UploadTime()
 		return net.Device().SGDStep(backend.SGDParams{LR: 0.01, Momentum: 0.9, GradScale: 1 / lossScale}, slots)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 
@@ -39,6 +40,15 @@ func TestBenchTrainSpellings(t *testing.T) {
 			rep.Environment["backend"] != "cpu" || rep.Environment["gemm_kernel"] == "" {
 			t.Errorf("%v: report %+v", args, rep)
 		}
+		// The step's time split: no data wait (one batch held throughout), a copy and compute that add up.
+		if sum := rep.DataMillis + rep.CopyMillis + rep.ComputeMillis; rep.DataMillis != 0 || !(rep.CopyMillis > 0) ||
+			!(rep.ComputeMillis > rep.CopyMillis) || math.Abs(sum-rep.StepMillis) > 1e-9*rep.StepMillis {
+			t.Errorf("%v: step %v ms split into data %v, copy %v, compute %v", args, rep.StepMillis, rep.DataMillis, rep.CopyMillis, rep.ComputeMillis)
+		}
+	}
+	code, out, stderr := runCLI(t, append([]string{"bench", "--batch-size", "4"}, tiny...)...)
+	if code != 0 || !strings.Contains(out, "ms/step  (data 0%, copy ") {
+		t.Errorf("exit %d, stdout %q, stderr %q: want the step's time split", code, out, stderr)
 	}
 }
 
@@ -124,11 +134,11 @@ func TestBenchPeakDeviceMemoryOfTimedSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev.syncs = 0
-	_, peak, err := timeTrainSteps(net, &benchTrainOptions{batchSize: 2, steps: 1, warmup: 1, seed: 1})
+	tm, err := timeTrainSteps(net, &benchTrainOptions{batchSize: 2, steps: 1, warmup: 1, seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if peak != 12345 || dev.resetAt != 1 || dev.readAt != 2 {
-		t.Errorf("peak %d, reset after sync %d, read after sync %d; want 12345, 1, 2", peak, dev.resetAt, dev.readAt)
+	if tm.peak != 12345 || dev.resetAt != 1 || dev.readAt != 2 {
+		t.Errorf("peak %d, reset after sync %d, read after sync %d; want 12345, 1, 2", tm.peak, dev.resetAt, dev.readAt)
 	}
 }

@@ -47,7 +47,10 @@ func TestModelsJSON(t *testing.T) {
 		"cifar_wrn28_10":          {36479194, "cifar", true}, "cifar_wrn40_4": {8949210, "cifar", true},
 		"seresnet50": {28088024, "imagenet", true}, "seresnet101": {49326872, "imagenet", true},
 		"seresnet152": {66821848, "imagenet", true}, "seresnext50_32x4d": {27559896, "imagenet", true},
-		"inception_resnet_v2": {55843464, "imagenet", true},
+		"densenet121": {7978856, "imagenet", false}, "densenet161": {28681000, "imagenet", false},
+		"densenet169": {14149480, "imagenet", false}, "densenet201": {20013928, "imagenet", false},
+		"cifar_densenet_bc100_k12": {769162, "cifar", false},
+		"inception_resnet_v2":      {55843464, "imagenet", true},
 	}
 	// The SE-ResNets' MACs are exact (timm's definitions; see internal/model/senet_test.go).
 	seMACs := map[string]int64{"seresnet50": 4091699200, "seresnet101": 7806148608, "seresnet152": 11520204800,
@@ -64,9 +67,13 @@ func TestModelsJSON(t *testing.T) {
 	}
 	// timm's pre-activation nets at 224x224, exactly (FACTS.md gives 4.089 and 7.801 GMACs).
 	// The Wide ResNets' MACs are this builder's (internal/model/wrn_test.go), one 32x32 image.
-	// timm's inception_resnet_v2 at 299x299, exactly (internal/model/inception_resnet_test.go).
+	// torchvision's DenseNets (internal/model/densenet_test.go), exactly, and the CIFAR DenseNet-BC as
+	// PyTorch counts the same structure. timm's inception_resnet_v2 at 299x299, exactly
+	// (internal/model/inception_resnet_test.go).
 	wantMACs := map[string]int64{"resnetv2_50": 4089184256, "resnetv2_101": 7801405440,
-		"cifar_wrn28_10": 5243328768, "cifar_wrn40_4": 1298582016, "inception_resnet_v2": 13155794016}
+		"cifar_wrn28_10": 5243328768, "cifar_wrn40_4": 1298582016,
+		"densenet121": 2834161664, "densenet161": 7727907072, "densenet169": 3359843328, "densenet201": 4291365888,
+		"cifar_densenet_bc100_k12": 287929692, "inception_resnet_v2": 13155794016}
 	seen := 0
 	for _, m := range infos {
 		w, ok := want[m.Name]
@@ -90,14 +97,14 @@ func TestModelsJSON(t *testing.T) {
 			t.Errorf("%s: %+v", m.Name, m)
 		}
 	}
-	if seen != len(want) || len(infos) != 40 {
-		t.Errorf("found %d of %d reference models among %d entries (want 40)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 45 {
+		t.Errorf("found %d of %d reference models among %d entries (want 45)", seen, len(want), len(infos))
 	}
 }
 
 func TestModelsTableListsPresets(t *testing.T) {
 	code, out, _ := runCLI(t, "models")
-	if code != 0 || !strings.Contains(out, "resnet50") || !strings.Contains(out, "25,557,032") || !strings.Contains(out, "presets (resnet train --config NAME):\n  cifar_plain110") {
+	if code != 0 || !strings.Contains(out, "resnet50") || !strings.Contains(out, "25,557,032") || !strings.Contains(out, "presets (resnet train --config NAME):\n  cifar_densenet_bc100_k12") {
 		t.Errorf("exit %d, output:\n%s", code, out)
 	}
 }
@@ -121,12 +128,14 @@ func TestModelsTableGroupsByFamily(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]string{
-		"resnet50":          `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
-		"cifar_plain20":     `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
-		"resnext50_32x4d":   `ResNeXt (Xie et al. 2017, "Aggregated Residual Transformations for Deep Neural Networks")`,
-		"cifar_wrn28_10":    `Wide ResNet (Zagoruyko and Komodakis 2016, "Wide Residual Networks")`,
-		"resnetv2_50":       `Pre-activation ResNet (He et al. 2016, "Identity Mappings in Deep Residual Networks")`,
-		"seresnext50_32x4d": `Squeeze-and-Excitation (Hu et al. 2018, "Squeeze-and-Excitation Networks")`,
+		"resnet50":                 `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
+		"cifar_plain20":            `ResNet and its plain counterpart (He et al. 2015, "Deep Residual Learning for Image Recognition")`,
+		"resnext50_32x4d":          `ResNeXt (Xie et al. 2017, "Aggregated Residual Transformations for Deep Neural Networks")`,
+		"cifar_wrn28_10":           `Wide ResNet (Zagoruyko and Komodakis 2016, "Wide Residual Networks")`,
+		"resnetv2_50":              `Pre-activation ResNet (He et al. 2016, "Identity Mappings in Deep Residual Networks")`,
+		"seresnext50_32x4d":        `Squeeze-and-Excitation (Hu et al. 2018, "Squeeze-and-Excitation Networks")`,
+		"densenet121":              `DenseNet (Huang et al. 2017, "Densely Connected Convolutional Networks")`,
+		"cifar_densenet_bc100_k12": `DenseNet (Huang et al. 2017, "Densely Connected Convolutional Networks")`,
 		"inception_resnet_v2": `Inception-ResNet (Szegedy et al. 2017, "Inception-v4, Inception-ResNet and the Impact of Residual ` +
 			`Connections on Learning")`,
 	} {
@@ -152,20 +161,30 @@ func TestDryRunPrintsConfigAndSummary(t *testing.T) {
 	}
 }
 
-// The Inception-ResNet-v2 preset's summary describes its units and lists its blocks in timm's order, with
-// their maps at 299x299.
-func TestDryRunInceptionResNetV2(t *testing.T) {
-	code, out, errOut := runCLI(t, "train", "--config", "inception_resnet_v2", "--dry-run")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	for _, want := range []string{
-		"# model inception_resnet_v2: residual, depth 176, Inception-ResNet-A x10 (scale 0.17), -B x20 (0.10), " +
-			"-C x10 (0.20, the last 1.00 without ReLU), BN eps 0.001, shortcut identity, input 3x299x299, 1000 classes",
-		"   mixed_6a       1  1088x17x17   2,664,960   1398.19", "   repeat_2       9    2080x8x8", "55,843,464  13155.79",
+// The summaries of the nets of their own topology: a DenseNet's says how its layers connect and names no
+// shortcut, its stages the dense blocks (their layer counts as blocks), the transitions and norm5; the
+// Inception-ResNet-v2 preset's describes its units and lists its blocks in timm's order, with their maps at
+// 299x299.
+func TestDryRunSummaryOfTopologies(t *testing.T) {
+	for preset, wants := range map[string][]string{
+		"densenet121": {
+			"# model densenet121: densely connected, depth 121, dense layers (BN-ReLU-1x1 conv to 4k, BN-ReLU-3x3 conv to k=32), transitions halving channels, input 3x224x224, 1000 classes\n",
+			"  denseblock3      24  1024x14x14  2,837,760   549.13", "  transition3       0     512x7x7", "norm5", "7,978,856  2834.16",
+		},
+		"inception_resnet_v2": {
+			"# model inception_resnet_v2: residual, depth 176, Inception-ResNet-A x10 (scale 0.17), -B x20 (0.10), " +
+				"-C x10 (0.20, the last 1.00 without ReLU), BN eps 0.001, shortcut identity, input 3x299x299, 1000 classes",
+			"   mixed_6a       1  1088x17x17   2,664,960   1398.19", "   repeat_2       9    2080x8x8", "55,843,464  13155.79",
+		},
 	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("dry-run output lacks %q:\n%s", want, out)
+		code, out, errOut := runCLI(t, "train", "--config", preset, "--dry-run")
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", preset, code, errOut)
+		}
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: dry-run output lacks %q:\n%s", preset, want, out)
+			}
 		}
 	}
 }

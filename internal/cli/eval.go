@@ -30,6 +30,7 @@ type evalOptions struct {
 	recomputeBN int
 	perClass    bool
 	json        bool
+	ema         bool
 	device      string
 	batchSize   int
 	workers     int
@@ -57,8 +58,10 @@ type evalReport struct {
 type evalModelReport struct {
 	Checkpoint string `json:"checkpoint"`
 	Model      string `json:"model"`
-	Epoch      int    `json:"epoch"`
-	Step       int64  `json:"step"`
+	// EMA: the scores are those of the run's average of the weights (--ema).
+	EMA   bool  `json:"ema,omitempty"`
+	Epoch int   `json:"epoch"`
+	Step  int64 `json:"step"`
 	evalScores
 }
 
@@ -109,6 +112,7 @@ there were; the loss is then not finite (null in --json, with loss_finite: false
 	f.IntVar(&o.recomputeBN, "recompute-bn", 0, "re-estimate BN statistics over this many training batches first")
 	f.BoolVar(&o.perClass, "per-class", false, "also print the top-1 error of every class")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
+	f.BoolVar(&o.ema, "ema", false, "score the average of the weights the run kept (train.ema_decay) instead of the weights")
 	f.StringVar(&o.device, "device", "", "device: auto, cpu or cuda (default: the run's config); cpu evaluates in fp32 NCHW whatever cuda.precision and cuda.layout the run trained with")
 	f.IntVar(&o.batchSize, "batch-size", 0, "evaluation batch size in images or crops (default: eval.batch_size of the run)")
 	f.IntVar(&o.workers, "workers", 0, "image loading goroutines (default: dataset.workers of the run)")
@@ -166,9 +170,11 @@ func (o *evalOptions) check() (eval.Protocol, error) {
 // evalModel is one checkpoint loaded for evaluation.
 type evalModel struct {
 	path string
-	ck   *train.Checkpoint
-	cfg  *config.Config
-	net  *model.Net
+	// ema: the net takes the checkpoint's average of the weights (eval --ema).
+	ema bool
+	ck  *train.Checkpoint
+	cfg *config.Config
+	net *model.Net
 }
 
 func runEval(e *env, o *evalOptions) error {
@@ -343,8 +349,12 @@ func (s *scorer) score(m *evalModel) (*eval.Probs, evalModelReport, error) {
 	if err != nil {
 		return nil, evalModelReport{}, err
 	}
+	name := m.net.Spec.Name
+	if m.ema {
+		name += " (average)"
+	}
 	return p, evalModelReport{
-		Checkpoint: m.path, Model: m.net.Spec.Name, Epoch: m.ck.State.Epoch, Step: m.ck.State.Step,
+		Checkpoint: m.path, Model: name, EMA: m.ema, Epoch: m.ck.State.Epoch, Step: m.ck.State.Step,
 		evalScores: newEvalScores(sc),
 	}, nil
 }
@@ -470,7 +480,7 @@ func loadEvalConfig(o *evalOptions, where string) (*evalModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &evalModel{path: path, ck: ck, cfg: &cfg}, nil
+	return &evalModel{path: path, ck: ck, cfg: &cfg, ema: o.ema}, nil
 }
 
 // spec is the model's spec for the data's classes and image size.
@@ -490,6 +500,9 @@ func (m *evalModel) build(dev backend.Device, spec model.Spec, capacity int) err
 		return fmt.Errorf("%s: %w", m.path, train.ExplainInputSize(err, m.cfg.Dataset))
 	}
 	m.net = net
+	if m.ema {
+		return m.ck.RestoreEMA(net)
+	}
 	return m.ck.Restore(net, false)
 }
 

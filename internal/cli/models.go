@@ -161,9 +161,12 @@ func printSummary(w io.Writer, cfg config.Config) error {
 	if err != nil {
 		return train.ExplainInputSize(err, cfg.Dataset)
 	}
-	fmt.Fprintf(w, "# model %s: %s, depth %d, %s, shortcut %s, input %dx%dx%d, %d classes\n",
-		spec.Name, map[bool]string{true: "residual", false: "plain"}[spec.Residual], spec.Depth(), spec.Units(),
-		shortcutName(spec), spec.InChannels, spec.InputSize, spec.InputSize, spec.NumClasses)
+	shortcut := ", shortcut " + shortcutName(spec)
+	if spec.Topology != "" && !spec.Residual { // a net of its own topology without residual units (DenseNet)
+		shortcut = ""
+	}
+	fmt.Fprintf(w, "# model %s: %s, depth %d, %s%s, input %dx%dx%d, %d classes\n",
+		spec.Name, spec.Wiring(), spec.Depth(), spec.Units(), shortcut, spec.InChannels, spec.InputSize, spec.InputSize, spec.NumClasses)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "stage\tblocks\toutput\tparams\tMMACs\t")
 	for _, s := range st.Stages {
@@ -192,9 +195,12 @@ func printMemory(e *env, cfg config.Config) error {
 		return train.ExplainInputSize(err, cfg.Dataset)
 	}
 	batch := fmt.Sprintf("batch %d", cfg.Train.BatchSize)
-	if cfg.Eval.BatchSize > cfg.Train.BatchSize {
+	if k := cfg.Train.AccumulateSteps; k > 1 {
+		batch += fmt.Sprintf(" in %d micro-batches of %d", k, cfg.Train.MicroBatch())
+	}
+	if cfg.Eval.BatchSize > cfg.Train.MicroBatch() {
 		// The net's buffers are sized for the larger evaluation batch, which training shares.
-		batch = fmt.Sprintf("batch %d, its buffers sized for the evaluation batch of %d", cfg.Train.BatchSize, cfg.Eval.BatchSize)
+		batch += fmt.Sprintf(", its buffers sized for the evaluation batch of %d", cfg.Eval.BatchSize)
 	}
 	fmt.Fprintf(e.stdout, "# memory: about %s for %s, %s (%s)\n", sysmem.Format(need.Total()), r.What(), batch, need)
 	switch {

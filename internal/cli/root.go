@@ -81,8 +81,8 @@ Recognition", 2015) and their plain counterparts, on the CPU or an NVIDIA GPU, f
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newTrainCmd(e), newEvalCmd(e), newCompareCmd(e), newModelsCmd(e), newBenchCmd(e), newVersionCmd(e))
-	root.AddCommand(newExportCmd(e), newImportCmd(e))
+	root.AddCommand(newTrainCmd(e), newEvalCmd(e), newPredictCmd(e), newCompareCmd(e), newModelsCmd(e), newBenchCmd(e), newVersionCmd(e))
+	root.AddCommand(newExportCmd(e), newImportCmd(e), newPlotCmd(e))
 	registerCompletions(root)
 	return root
 }
@@ -131,6 +131,9 @@ func printJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// printJSONLine writes v as one line of JSON (JSON Lines).
+func printJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)

@@ -75,18 +75,24 @@ func Curves(s *Summary) (pngData, svgData []byte, err error) {
 		}
 		panels = append(panels, p)
 	}
+	return render(panels, "compare")
+}
+
+// render draws panels side by side and returns the figure as PNG and as SVG; op names the command in
+// errors.
+func render(panels []*plot.Plot, op string) (pngData, svgData []byte, err error) {
 	w := panelWidth * vg.Length(len(panels))
 	img := vgimg.NewWith(vgimg.UseWH(w, panelHeight), vgimg.UseDPI(120), vgimg.UseBackgroundColor(color.White))
 	drawPanels(panels, draw.New(img))
 	var pngBuf bytes.Buffer
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&pngBuf); err != nil {
-		return nil, nil, fmt.Errorf("compare: rendering PNG: %w", err)
+		return nil, nil, fmt.Errorf("%s: rendering PNG: %w", op, err)
 	}
 	svg := vgsvg.New(w, panelHeight)
 	drawPanels(panels, draw.New(svg))
 	var svgBuf bytes.Buffer
 	if _, err := svg.WriteTo(&svgBuf); err != nil {
-		return nil, nil, fmt.Errorf("compare: rendering SVG: %w", err)
+		return nil, nil, fmt.Errorf("%s: rendering SVG: %w", op, err)
 	}
 	return pngBuf.Bytes(), svgBuf.Bytes(), nil
 }
@@ -122,18 +128,27 @@ func panel(ms []ModelSummary, residual bool, depths map[int]int, maxErr float64)
 			}
 			test = append(test, plotter.XY{X: float64(pt.Step), Y: 100 * pt.TestErr})
 		}
-		thin, err := plotter.NewLine(train)
-		if err != nil {
-			return nil, fmt.Errorf("compare: %s training curve: %w", m.Name, err)
+		if err := addPair(p, m.Name, c, train, test); err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
 		}
-		thin.Color, thin.Width = c, vg.Points(1)
-		bold, err := plotter.NewLine(test)
-		if err != nil {
-			return nil, fmt.Errorf("compare: %s test curve: %w", m.Name, err)
-		}
-		bold.Color, bold.Width = c, vg.Points(2.6)
-		p.Add(thin, bold)
-		p.Legend.Add(m.Name, bold)
 	}
 	return p, nil
+}
+
+// addPair adds a run's training curve (thin) and evaluation curve (bold) in colour c, the bold one in the
+// legend under name.
+func addPair(p *plot.Plot, name string, c color.Color, train, test plotter.XYs) error {
+	thin, err := plotter.NewLine(train)
+	if err != nil {
+		return fmt.Errorf("%s training curve: %w", name, err)
+	}
+	thin.Color, thin.Width = c, vg.Points(1)
+	bold, err := plotter.NewLine(test)
+	if err != nil {
+		return fmt.Errorf("%s evaluation curve: %w", name, err)
+	}
+	bold.Color, bold.Width = c, vg.Points(2.6)
+	p.Add(thin, bold)
+	p.Legend.Add(name, bold)
+	return nil
 }

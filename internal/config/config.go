@@ -160,7 +160,30 @@ type TrainConfig struct {
 	// LossScaleGrowthInterval is how many steps in a row without overflow double the dynamic scale
 	// (GradScaler's growth_interval, 2000).
 	LossScaleGrowthInterval int `mapstructure:"loss_scale_growth_interval" yaml:"loss_scale_growth_interval" json:"loss_scale_growth_interval"`
+	// LabelSmoothing mixes each target with the uniform distribution: t (1-eps) + eps/K (PyTorch's
+	// CrossEntropyLoss label_smoothing; 0: off).
+	LabelSmoothing float64 `mapstructure:"label_smoothing" yaml:"label_smoothing" json:"label_smoothing"`
+	// MixupAlpha and CutMixAlpha turn on mixup and CutMix (torchvision's v2.MixUp and v2.CutMix, each
+	// example paired with the one before it in the batch) with lam drawn from Beta(alpha, alpha); 0: off.
+	// With both on, each mixed batch takes one of them at random. MixProb is the share of batches mixed.
+	MixupAlpha  float64 `mapstructure:"mixup_alpha" yaml:"mixup_alpha" json:"mixup_alpha"`
+	CutMixAlpha float64 `mapstructure:"cutmix_alpha" yaml:"cutmix_alpha" json:"cutmix_alpha"`
+	MixProb     float64 `mapstructure:"mix_prob" yaml:"mix_prob" json:"mix_prob"`
+	// EMADecay keeps an exponential moving average of the weights and BN statistics, updated after every
+	// EMAEvery-th step of an epoch by ema += (1 - decay) (w - ema), evaluated and checkpointed beside the
+	// weights (0: off). torchvision's reference scales its --model-ema-decay by its step count; the presets
+	// give the decay it ends up using.
+	EMADecay float64 `mapstructure:"ema_decay" yaml:"ema_decay" json:"ema_decay"`
+	EMAEvery int     `mapstructure:"ema_every" yaml:"ema_every" json:"ema_every"`
+	// AccumulateSteps splits each batch of BatchSize into this many micro-batches that run forward and
+	// backward one after another, their gradients added (each micro-batch's loss weighted 1/AccumulateSteps)
+	// before one optimizer step: the batch of BatchSize on the memory of a micro-batch. Each micro-batch's
+	// BN layers normalise with its own statistics and update the running ones, as in PyTorch.
+	AccumulateSteps int `mapstructure:"accumulate_steps" yaml:"accumulate_steps" json:"accumulate_steps"`
 }
+
+// MicroBatch is the batch of one forward and backward pass: BatchSize split into AccumulateSteps.
+func (t TrainConfig) MicroBatch() int { return t.BatchSize / max(t.AccumulateSteps, 1) }
 
 // What a training step does whose loss, BN statistics or gradients are not finite (train.on_nonfinite).
 const (
@@ -231,6 +254,9 @@ func Default() Config {
 			LossScale:               LossScaleAuto,
 			LossScaleInit:           65536,
 			LossScaleGrowthInterval: 2000,
+			MixProb:                 1,
+			EMAEvery:                1,
+			AccumulateSteps:         1,
 		},
 		Eval:       EvalConfig{BatchSize: 256, Every: 1},
 		Checkpoint: CheckpointConfig{Every: 1, Keep: 3},

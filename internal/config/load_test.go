@@ -189,7 +189,7 @@ func TestMilestonesFromText(t *testing.T) {
 
 func TestFileErrors(t *testing.T) {
 	known := "(known keys under train: batch_size, epochs, target_err, lr, momentum, nesterov, weight_decay, " +
-		"no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval)"
+		"no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval, label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, ema_decay, ema_every, accumulate_steps)"
 	tests := []struct {
 		name, yaml, want string
 	}{
@@ -219,7 +219,7 @@ func TestFileErrors(t *testing.T) {
 			`config: train.schedule.milestones[1] must be an integer (got "x") in configs/foo.yaml line 5`},
 		{"section", "train: 5\n",
 			`config: train must be a mapping with keys batch_size, epochs, target_err, lr, momentum, nesterov, weight_decay, ` +
-				`no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval (got 5) in configs/foo.yaml line 1`},
+				`no_decay_bn_bias, schedule, log_every, on_nonfinite, max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval, label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, ema_decay, ema_every, accumulate_steps (got 5) in configs/foo.yaml line 1`},
 		{"value not section", "train:\n  lr:\n    x: 1\n",
 			`config: train.lr must be a number (got a mapping) in configs/foo.yaml line 3`},
 		{"duplicate", "train:\n  lr: 0.1\n  lr: 0.2\n",
@@ -307,7 +307,7 @@ func TestSetErrorsNameTheirOrigin(t *testing.T) {
 		{"set unknown key", config.Source{Sets: []string{"train.lrr=0.1"}},
 			`config: unknown key "train.lrr" (from --set train.lrr=0.1) (known keys under train: batch_size, ` +
 				`epochs, target_err, lr, momentum, nesterov, weight_decay, no_decay_bn_bias, schedule, log_every, on_nonfinite, ` +
-				`max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval)`},
+				`max_nonfinite_steps, loss_scale, loss_scale_init, loss_scale_growth_interval, label_smoothing, mixup_alpha, cutmix_alpha, mix_prob, ema_decay, ema_every, accumulate_steps)`},
 		{"set unknown section", config.Source{Sets: []string{"trian.lr=0.1"}},
 			`config: unknown key "trian.lr" (from --set trian.lr=0.1) (known top-level keys: name, seed, ` +
 				`device, model, dataset, train, eval, checkpoint, cuda)`},
@@ -588,8 +588,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestEveryPresetLoads(t *testing.T) {
 	names := configs.Names()
-	if len(names) != 31 {
-		t.Errorf("got %d presets %v, want 31", len(names), names)
+	if len(names) != 33 {
+		t.Errorf("got %d presets %v, want 33", len(names), names)
 	}
 	for _, name := range names {
 		c, err := config.Load(config.Source{File: name})
@@ -619,6 +619,15 @@ func TestEveryPresetLoads(t *testing.T) {
 				!c.Train.Nesterov || c.Train.WeightDecay != 5e-4 || s.Type != "step" ||
 				!reflect.DeepEqual(s.Milestones, []int{60, 120, 160}) || s.Gamma != 0.2 {
 				t.Errorf("preset %s is not the Wide ResNet paper's CIFAR recipe: %+v", name, c)
+			}
+		case strings.HasPrefix(name, "cifar_densenet"):
+			// The DenseNet paper's: batch 64, 300 epochs, /10 at 50% and 75%, Nesterov, weight decay 1e-4;
+			// evaluation at the training batch, for memory.
+			if c.Model.Arch != name || c.Dataset.Name != "cifar10" || !c.Dataset.Augment || c.Train.BatchSize != 64 ||
+				c.Train.Epochs != 300 || c.Train.LR != 0.1 || c.Train.Momentum != 0.9 || !c.Train.Nesterov ||
+				c.Train.WeightDecay != 1e-4 || s.Type != "step" || !reflect.DeepEqual(s.Milestones, []int{150, 225}) ||
+				s.Gamma != 0.1 || c.Eval.BatchSize != 64 {
+				t.Errorf("preset %s is not the DenseNet paper's CIFAR recipe: %+v", name, c)
 			}
 		case strings.HasPrefix(name, "cifar_"):
 			if c.Model.Arch != name || c.Dataset.Name != "cifar10" || c.Dataset.Root != "data/cifar-10-batches-bin" ||
@@ -690,6 +699,8 @@ func TestPresetHeaders(t *testing.T) {
 			sources = []string{"Xie et al. 2017"}
 		case strings.HasPrefix(name, "cifar_wrn"):
 			sources = []string{"Zagoruyko and Komodakis 2016"}
+		case strings.Contains(name, "densenet"):
+			sources = []string{"Huang et al. 2017"}
 		case strings.HasPrefix(name, "inception_resnet"):
 			sources = []string{"Szegedy et al. 2017"}
 		}

@@ -208,6 +208,33 @@ func validate(c Config) (errs, warnings []*FieldError) {
 	}
 	validateSchedule(&p, t.Schedule, t.Epochs)
 	validateLossScale(&p, t)
+	if !(t.LabelSmoothing >= 0 && t.LabelSmoothing < 1) {
+		p.add("train.label_smoothing", "must be in [0, 1) (0.1 is the usual; 0 turns it off)"+got(t.LabelSmoothing))
+	}
+	for _, a := range []struct {
+		key string
+		v   float64
+	}{{"train.mixup_alpha", t.MixupAlpha}, {"train.cutmix_alpha", t.CutMixAlpha}} {
+		if !(a.v >= 0 && a.v <= 1e6) {
+			p.add(a.key, "must be >= 0, the Beta(alpha, alpha) parameter (0 turns it off)"+got(a.v))
+		}
+	}
+	switch {
+	case t.AccumulateSteps < 1:
+		p.add("train.accumulate_steps", "must be >= 1 (1: no accumulation)"+got(t.AccumulateSteps))
+	case t.BatchSize > 0 && t.BatchSize%t.AccumulateSteps != 0:
+		p.add("train.accumulate_steps", fmt.Sprintf("must divide train.batch_size %d into equal micro-batches", t.BatchSize)+
+			got(t.AccumulateSteps))
+	}
+	if !(t.EMADecay >= 0 && t.EMADecay < 1) {
+		p.add("train.ema_decay", "must be in [0, 1) (0.9998 is typical; 0 turns the average off)"+got(t.EMADecay))
+	}
+	if t.EMAEvery < 1 {
+		p.add("train.ema_every", "must be >= 1, the steps between updates of the average"+got(t.EMAEvery))
+	}
+	if !(t.MixProb >= 0 && t.MixProb <= 1) {
+		p.add("train.mix_prob", "must be in [0, 1], the share of batches mixed"+got(t.MixProb))
+	}
 
 	if c.Eval.BatchSize <= 0 {
 		p.add("eval.batch_size", "must be > 0"+got(c.Eval.BatchSize))

@@ -44,7 +44,7 @@ func (d *Device) ScaledResidual(p backend.ScaledResidualParams, a, bias, z, y ba
 		b := bv[pl%g.C]
 		ap, zp, yp := av[pl*hw:(pl+1)*hw], zv[pl*hw:(pl+1)*hw], yv[pl*hw:(pl+1)*hw]
 		for i, x := range ap {
-			o := (x+b)*p.Scale + zp[i]
+			o := float32((x+b)*p.Scale) + zp[i] // the conversion keeps the product its own rounding (no FMA)
 			if p.ReLU && !(o > 0) {
 				o = max(o, 0) // NaN stays NaN, as in torch.relu
 			}

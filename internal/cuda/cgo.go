@@ -322,11 +322,12 @@ static void rn_conv_descs_destroy(cudnnTensorDescriptor_t xd, cudnnFilterDescrip
 // f32 accumulation is FLOAT_CONFIG for f32 tensors, PSEUDO_HALF_CONFIG for half and
 // PSEUDO_BFLOAT16_CONFIG for bfloat16 (cuDNN has no true-bfloat16 configuration, and TRUE_HALF_CONFIG
 // would accumulate in half). A group count above 1 makes it a grouped convolution.
-static cudnnStatus_t rn_conv_desc(cudnnConvolutionDescriptor_t* cd, int pad, int stride, int math, int groups) {
+static cudnnStatus_t rn_conv_desc(cudnnConvolutionDescriptor_t* cd, int pad_h, int pad_w, int stride, int math,
+                                  int groups) {
   cudnnStatus_t s;
   *cd = NULL;
   if ((s = p_cudnnCreateConvolutionDescriptor(cd)) != CUDNN_STATUS_SUCCESS) return s;
-  if ((s = p_cudnnSetConvolution2dDescriptor(*cd, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
+  if ((s = p_cudnnSetConvolution2dDescriptor(*cd, pad_h, pad_w, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                              CUDNN_DATA_FLOAT)) != CUDNN_STATUS_SUCCESS)
     return s;
   if (groups > 1 && (s = p_cudnnSetConvolutionGroupCount(*cd, groups)) != CUDNN_STATUS_SUCCESS) return s;
@@ -1203,7 +1204,7 @@ func makeConvPlan(g convGeom, f32Math int) (*convPlan, error) {
 	if g.DType != backend.F32 {
 		math = C.CUDNN_TENSOR_OP_MATH
 	}
-	s = C.rn_conv_desc(&p.cd, C.int(g.Pad), C.int(g.Stride), math, C.int(max(g.Groups, 1)))
+	s = C.rn_conv_desc(&p.cd, C.int(g.PadH), C.int(g.PadW), C.int(g.Stride), math, C.int(max(g.Groups, 1)))
 	err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor/cudnnSetConvolutionGroupCount("+g.String()+")")
 	if err == nil {
 		var n, c, h, w C.int
@@ -1317,7 +1318,7 @@ func candidatesOf(perf []C.rn_perf) []convCandidate {
 func (dr *driver) newConvAlgo(p *convPlan, dir convDir, c convCandidate) (*convAlgo, error) {
 	g := p.geom
 	a := &convAlgo{}
-	s := C.rn_conv_desc(&a.cd, C.int(g.Pad), C.int(g.Stride), C.int(c.math), C.int(max(g.Groups, 1)))
+	s := C.rn_conv_desc(&a.cd, C.int(g.PadH), C.int(g.PadW), C.int(g.Stride), C.int(c.math), C.int(max(g.Groups, 1)))
 	if err := cudnnErrOf(s, "cudnnSetConvolution2dDescriptor/cudnnSetConvolutionGroupCount("+g.String()+")"); err != nil {
 		C.rn_conv_desc_destroy(a.cd)
 		return nil, err

@@ -144,3 +144,44 @@ func TestConvOnBatchViews(t *testing.T) {
 	r.expect("forward y past the view", r.tail(y, nb), tolerance{})
 	r.expect("backward data dx past the view", r.tail(dx, nb), tolerance{})
 }
+
+// Inception-ResNet's rectangular convolutions with their per-axis padding (1x7 pad (0, 3), 7x1 pad (3, 0),
+// 1x3 and 3x1), and a strided one padded on one axis only, in every direction: cuDNN's descriptor (and
+// the emulator) must take the two paddings apart.
+func TestRectangularConvMatchesCPU(t *testing.T) {
+	openGPU(t, backend.Options{})
+	cases := []struct {
+		n, cin, h, w, cout, kh, kw int
+		p                          backend.ConvParams
+	}{
+		{2, 6, 8, 7, 5, 1, 7, backend.ConvParams{Stride: 1, PadH: 0, PadW: 3}},
+		{2, 6, 8, 7, 5, 7, 1, backend.ConvParams{Stride: 1, PadH: 3, PadW: 0}},
+		{1, 4, 5, 6, 3, 1, 3, backend.ConvParams{Stride: 1, PadH: 0, PadW: 1}},
+		{1, 4, 5, 6, 3, 3, 1, backend.ConvParams{Stride: 1, PadH: 1, PadW: 0}},
+		{2, 3, 9, 8, 4, 3, 3, backend.ConvParams{Stride: 2, PadH: 1, PadW: 0}},
+	}
+	for i, c := range cases {
+		ph, pw := c.p.Padding()
+		oh, ow := backend.OutSize(c.h, c.kh, c.p.Stride, ph), backend.OutSize(c.w, c.kw, c.p.Stride, pw)
+		t.Run(fmt.Sprintf("%dx%d_pad%d,%d_s%d", c.kh, c.kw, ph, pw, c.p.Stride), func(t *testing.T) {
+			r := newRig(t, backend.Options{}, uint64(150+i))
+			x, _ := r.random(-1, 1, c.n, c.cin, c.h, c.w)
+			s := float32(1 / math.Sqrt(float64(c.cin*c.kh*c.kw)))
+			w, _ := r.random(-s, s, c.cout, c.cin, c.kh, c.kw)
+			y, _ := r.randomActivation(-9, 9, c.n, c.cout, oh, ow)
+			r.run("ConvForward", func(d backend.Device, s side) error { return d.ConvForward(c.p, x.on(s), w.on(s), y.on(s)) })
+			r.expect("forward y", y, convTol)
+			dy, _ := r.randomActivation(-1, 1, c.n, c.cout, oh, ow)
+			dx, _ := r.randomActivation(-9, 9, c.n, c.cin, c.h, c.w)
+			r.run("ConvBackwardData", func(d backend.Device, s side) error {
+				return d.ConvBackwardData(c.p, dy.on(s), w.on(s), dx.on(s), false)
+			})
+			r.expect("backward data dx", dx, convTol)
+			dw, _ := r.random(-9, 9, c.cout, c.cin, c.kh, c.kw)
+			r.run("ConvBackwardFilter", func(d backend.Device, s side) error {
+				return d.ConvBackwardFilter(c.p, x.on(s), dy.on(s), dw.on(s))
+			})
+			r.expect("backward filter dw", dw, convTol)
+		})
+	}
+}

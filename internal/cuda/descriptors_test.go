@@ -82,7 +82,7 @@ func TestConvPlanRefusesAnOutputCuDNNDoesNotCompute(t *testing.T) {
 		}
 		t.Skipf("cuDNN does not load: %v", err)
 	}
-	g := convGeom{N: 2, Cin: 3, H: 8, W: 8, Cout: 4, KH: 3, KW: 3, Stride: 1, Pad: 1, OH: 7, OW: 8}
+	g := convGeom{N: 2, Cin: 3, H: 8, W: 8, Cout: 4, KH: 3, KW: 3, Stride: 1, PadH: 1, PadW: 1, OH: 7, OW: 8}
 	_, err := makeConvPlan(g, mathFMA)
 	want := "cuda: cuDNN computes the output of x [2 3 8 8], w [4 3 3 3], stride 1, padding 1 as [2 4 8 8], the operand checks as [2 4 7 8]"
 	if err == nil || err.Error() != want {

@@ -37,8 +37,14 @@
 //	batchnorm.cu, unfused    bn_stats_partial, bn_stats_finalize, bn_inference_params, bn_normalize,
 //	                         residual_add, relu_forward, relu_backward, residual_backward,
 //	                         bn_backward_reduce_partial, bn_backward_finalize, bn_backward_input
-//	pooling.cu               maxpool_forward, maxpool_backward, avgpool_forward, avgpool_backward
-//	loss.cu                  softmax_cross_entropy
+//	pooling.cu               maxpool_forward, maxpool_backward, avgpool_forward, avgpool_backward (global),
+//	                         avgpool_window_forward, avgpool_window_backward (windowed, count_include_pad
+//	                         either way)
+//	concat.cu                copy_channels (channel concatenation and its backward, written or added)
+//	scaled_residual.cu       scaled_residual_forward, scaled_residual_backward (Inception-ResNet's scaled
+//	                         residual sum with its bias and ReLU, fused), scaled_bias (unfused);
+//	                         scaled_residual_bias_grad (both)
+//	loss.cu                  softmax_cross_entropy, soft_target_cross_entropy
 //	linear.cu                linear_bias_add, linear_bias_grad
 //	sgd.cu                   sgd_step (fused, all parameters in one launch), sgd_step_single (unfused)
 //	convert.cu               filter_to_<f32|bf16|f16>_<nchw|nhwc> and filter_from_..., a convolution weight

@@ -273,6 +273,7 @@ const std::map<std::string, Entry>& table() {
       RN_ACT_FORMATS(EF, residual_add_out)
       RN_ACT_FORMATS(EF, residual_backward_accumulate)
       E(softmax_cross_entropy),
+      E(soft_target_cross_entropy),
       E(linear_bias_add),
       E(linear_bias_grad),
       E(sgd_step),
@@ -307,6 +308,13 @@ const std::map<std::string, Entry>& table() {
       RN_ACT_FORMATS(EF, gate_grad_reduce)
       RN_ACT_FORMATS(EF, gate_pool_add)
       RN_ACT_FORMATS(EF, dropout_apply)
+      RN_ACT_FORMATS(EF, avgpool_window_forward)
+      RN_ACT_FORMATS(EF, avgpool_window_backward)
+      RN_ACT_FORMATS(EF, copy_channels)
+      RN_ACT_FORMATS(EF, scaled_residual_forward)
+      RN_ACT_FORMATS(EF, scaled_residual_backward)
+      RN_ACT_FORMATS(EF, scaled_bias)
+      RN_ACT_FORMATS(EF, scaled_residual_bias_grad)
       E(excite_bias_relu),
       E(excite_relu_bias_grad),
   };
@@ -414,7 +422,7 @@ struct Tensor {
 
 // emu_conv runs one direction of a cross-correlation (as cuDNN would): dir 0 y = conv(x, w) + beta*y;
 // dir 1 x (dx) = conv^T(y (dy), w) + beta*dx; dir 2 w (dw) = corr(x, y (dy)) + beta*dw. x, w and y hold
-// dtype (backend.DType), channels-last when nhwc is set (the filter then KRSC). In groups, output channel o
+// dtype (backend.DType), padded by pad_h rows and pad_w columns, channels-last when nhwc is set (the filter then KRSC). In groups, output channel o
 // sees the Cin/groups input channels of its group, and w is (Cout, Cin/groups, KH, KW).
 //
 // Every operand is widened to float exactly and the products are summed in double, then rounded once to
@@ -423,7 +431,7 @@ struct Tensor {
 // emulator's results sit inside the error bound the tests derive for cuDNN, and for f32 NCHW they are
 // the same as before 16-bit types existed.
 void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride,
-              int pad, int OH, int OW, int groups, uint64_t xp, uint64_t wp, uint64_t yp, float beta) {
+              int pad_h, int pad_w, int OH, int OW, int groups, uint64_t xp, uint64_t wp, uint64_t yp, float beta) {
   const int Cg = Cin / groups, Og = Cout / groups;  // channels of one group: in, out
   const Tensor x{xp, dtype, nhwc != 0, Cin, H, W}, w{wp, dtype, nhwc != 0, Cg, KH, KW},
       y{yp, dtype, nhwc != 0, Cout, OH, OW};
@@ -439,7 +447,7 @@ void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Co
             for (int c = 0; c < Cg; c++)
               for (int i = 0; i < KH; i++)
                 for (int j = 0; j < KW; j++) {
-                  const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
+                  const int iy = oy * stride - pad_h + i, ix = ox * stride - pad_w + j;
                   if (iy >= 0 && iy < H && ix >= 0 && ix < W)
                     s += (double)x.at(n, o / Og * Cg + c, iy, ix) * w.at(o, c, i, j);
                 }
@@ -458,7 +466,7 @@ void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Co
             for (int c = 0; c < Cg; c++)
               for (int i = 0; i < KH; i++)
                 for (int j = 0; j < KW; j++) {
-                  const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
+                  const int iy = oy * stride - pad_h + i, ix = ox * stride - pad_w + j;
                   if (iy >= 0 && iy < H && ix >= 0 && ix < W)
                     acc[(((size_t)n * Cin + o / Og * Cg + c) * H + iy) * W + ix] += g * w.at(o, c, i, j);
                 }
@@ -481,7 +489,7 @@ void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Co
           for (int c = 0; c < Cg; c++)
             for (int i = 0; i < KH; i++)
               for (int j = 0; j < KW; j++) {
-                const int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
+                const int iy = oy * stride - pad_h + i, ix = ox * stride - pad_w + j;
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W)
                   acc[(((size_t)o * Cg + c) * KH + i) * KW + j] += g * x.at(n, o / Og * Cg + c, iy, ix);
               }

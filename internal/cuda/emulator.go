@@ -26,7 +26,7 @@ void emu_memset0(uint64_t dst, int64_t n);
 void emu_memcpy(uint64_t dst, uint64_t src, int64_t n);
 void emu_sgemm(int ta, int tb, int m, int n, int k, uint64_t a, int lda, uint64_t b, int ldb, float beta, uint64_t c, int ldc);
 void emu_conv(int dir, int dtype, int nhwc, int N, int Cin, int H, int W, int Cout, int KH, int KW, int stride,
-              int pad, int OH, int OW, int groups, uint64_t x, uint64_t w, uint64_t y, float beta);
+              int pad_h, int pad_w, int OH, int OW, int groups, uint64_t x, uint64_t w, uint64_t y, float beta);
 */
 import "C"
 
@@ -122,7 +122,7 @@ func (e *emuGPU) exec(c *cmd) error {
 		}
 		g := cv.plan.geom
 		C.emu_conv(C.int(cv.dir), C.int(g.DType), C.int(b2i(g.Layout == backend.NHWC)), C.int(g.N), C.int(g.Cin),
-			C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH), C.int(g.KW), C.int(g.Stride), C.int(g.Pad), C.int(g.OH),
+			C.int(g.H), C.int(g.W), C.int(g.Cout), C.int(g.KH), C.int(g.KW), C.int(g.Stride), C.int(g.PadH), C.int(g.PadW), C.int(g.OH),
 			C.int(g.OW), C.int(max(g.Groups, 1)), C.uint64_t(cv.x), C.uint64_t(cv.w), C.uint64_t(cv.y), C.float(cv.beta))
 	case cmdGraph:
 		g, ok := e.graphs[c.graph]

@@ -45,7 +45,7 @@ func cpuConv(cv *convArgs) error {
 	x := in(cv.x, g.N, g.Cin, g.H, g.W)
 	w := in(cv.w, g.Cout, g.Cin, g.KH, g.KW)
 	y := in(cv.y, g.N, g.Cout, g.OH, g.OW)
-	p := backend.ConvParams{Stride: g.Stride, Pad: g.Pad}
+	p := backend.ConvParams{Stride: g.Stride, PadH: g.PadH, PadW: g.PadW}
 	var err error
 	switch cv.dir {
 	case convForward:

@@ -56,6 +56,16 @@ const (
 	kGatePoolAdd
 	// kernels/dropout.cu
 	kDropoutApply
+	// kernels/pooling.cu: windowed average pooling.
+	kAvgPoolWindowForward
+	kAvgPoolWindowBackward
+	// kernels/concat.cu
+	kCopyChannels
+	// kernels/scaled_residual.cu, fused path, then unfused path, then both.
+	kScaledResidualForward
+	kScaledResidualBackward
+	kScaledBias
+	kScaledResidualBiasGrad
 
 	// Built per dtype (element-wise: the layout does not matter). kernels/batchnorm.cu, unfused path.
 	kReLUForward
@@ -66,6 +76,7 @@ const (
 	kBNBackwardFinalize
 	// kernels/loss.cu
 	kSoftmaxCrossEntropy
+	kSoftTargetCrossEntropy
 	// kernels/linear.cu
 	kLinearBiasAdd
 	kLinearBiasGrad
@@ -109,7 +120,7 @@ const (
 // The ranges of the enumeration above, and the count of every kernel the device loads: the base ones and
 // the variants of the first two ranges (RN_ACT_FORMATS and RN_ACT_DTYPES in kernels/common.cuh).
 const (
-	numFormatKernels = kDropoutApply + 1
+	numFormatKernels = kScaledResidualBiasGrad + 1
 	numDTypeKernels  = kReLUBackward + 1 - numFormatKernels
 	numKernels       = numBaseKernels + numFormatKernels*(numFormats-1) + numDTypeKernels*(numDTypes-1)
 )
@@ -166,7 +177,16 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 
 	kDropoutApply: {"dropout_apply", "ppiiiilif"},
 
-	kSoftmaxCrossEntropy: {"softmax_cross_entropy", "ppppiif"},
+	kAvgPoolWindowForward:   {"avgpool_window_forward", "ppiiiiiiiiii"},
+	kAvgPoolWindowBackward:  {"avgpool_window_backward", "ppiiiiiiiiiii"},
+	kCopyChannels:           {"copy_channels", "ppiiiiiiii"},
+	kScaledResidualForward:  {"scaled_residual_forward", "ppppiiifi"},
+	kScaledResidualBackward: {"scaled_residual_backward", "ppppiiifii"},
+	kScaledBias:             {"scaled_bias", "pppiiif"},
+	kScaledResidualBiasGrad: {"scaled_residual_bias_grad", "pppiiifi"},
+
+	kSoftmaxCrossEntropy:    {"softmax_cross_entropy", "ppppiif"},
+	kSoftTargetCrossEntropy: {"soft_target_cross_entropy", "ppppiif"},
 
 	kLinearBiasAdd:  {"linear_bias_add", "ppii"},
 	kLinearBiasGrad: {"linear_bias_grad", "ppii"},
@@ -245,10 +265,11 @@ var (
 	FusedKernels = kernelNames(kBNForwardStats, kBNForwardApply, kBNForwardApplyReLU, kBNForwardApplyAdd,
 		kBNForwardApplyAddReLU, kBNInferenceApply, kBNInferenceApplyReLU, kBNInferenceApplyAdd,
 		kBNInferenceApplyAddReLU, kBNBackwardReduce, kBNBackwardReduceReLU, kBNBackwardDX, kBNBackwardDXReLU,
-		kBNBackwardDXAdd, kBNBackwardDXAddReLU, kSGDStep, kGateForward, kGateBackward, kGateBackwardData)
+		kBNBackwardDXAdd, kBNBackwardDXAddReLU, kSGDStep, kGateForward, kGateBackward, kGateBackwardData,
+		kScaledResidualForward, kScaledResidualBackward)
 	UnfusedKernels = kernelNames(kBNStatsPartial, kBNStatsFinalize, kBNInferenceParams, kBNNormalize, kResidualAdd,
 		kReLUForward, kReLUBackward, kResidualBackward, kBNBackwardReducePartial, kBNBackwardFinalize,
-		kBNBackwardInput, kSGDStepSingle, kGateScale, kGateGradReduce, kGatePoolAdd)
+		kBNBackwardInput, kSGDStepSingle, kGateScale, kGateGradReduce, kGatePoolAdd, kScaledBias)
 )
 
 // kernelNames lists the names of kernels ks in every format each is built in.

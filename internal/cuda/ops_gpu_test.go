@@ -183,6 +183,39 @@ func TestSoftmaxCrossEntropyMatchesCPU(t *testing.T) {
 	}
 }
 
+// Soft targets (label smoothing with a mixup of two labels, and targets that do not sum to one exactly):
+// the same sums in double as the CPU, in another order.
+func TestSoftTargetCrossEntropyMatchesCPU(t *testing.T) {
+	openGPU(t, backend.Options{})
+	for i, c := range []struct{ n, k int }{{8, 10}, {2, 1000}, {3, 1001}, {5, 1}} {
+		t.Run(fmt.Sprintf("N%d_K%d", c.n, c.k), func(t *testing.T) {
+			r := newRig(t, backend.Options{}, uint64(750+i))
+			lv := uniformValues(r.rng, c.n*c.k, -5, 5)
+			tv := make([]float32, c.n*c.k)
+			for s := range c.n {
+				lam := r.rng.Float32()
+				row := tv[s*c.k : (s+1)*c.k]
+				for j := range row {
+					row[j] = 0.1 / float32(c.k)
+				}
+				row[r.rng.IntN(c.k)] += 0.9 * lam
+				row[r.rng.IntN(c.k)] += 0.9 * (1 - lam)
+			}
+			if c.k >= 4 {
+				lv[0], lv[1] = 1000, -1000 // exp after subtracting the row maximum
+			}
+			logits, targets := r.filled(lv, c.n, c.k), r.filled(tv, c.n, c.k)
+			loss, _ := r.random(-9, 9, c.n)
+			dl, _ := r.random(-9, 9, c.n, c.k)
+			r.run("SoftTargetCrossEntropy", func(d backend.Device, s side) error {
+				return d.SoftTargetCrossEntropy(logits.on(s), targets.on(s), loss.on(s), dl.on(s), 0.5)
+			})
+			r.expect("loss", loss, tolerance{abs: 1e-5, rel: 1e-5})
+			r.expect("dlogits", dl, tolerance{abs: 1e-7, rel: 1e-4})
+		})
+	}
+}
+
 // SGD is element-wise and the kernel rounds each operation on its own, as the CPU reference does where Go
 // does not fuse multiply-adds; where it does (arm64, GOAMD64=v3) that is 1 ulp per operation over three
 // steps, hence 1e-6 on O(1) values. Both the fused step (one launch for every slot) and the unfused one

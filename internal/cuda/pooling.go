@@ -82,3 +82,41 @@ func (d *Device) GlobalAvgPoolBackward(dy, dx backend.Tensor) error {
 	return d.launchAs(op, kAvgPoolBackward, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(dyp).p(dxp).i(g.N).
 		i(g.C).i(g.H * g.W).run()
 }
+
+// AvgPoolForward implements backend.Device: windowed average pooling (avgpool_window_forward).
+func (d *Device) AvgPoolForward(p backend.PoolParams, x, y backend.Tensor) error {
+	const op = "AvgPoolForward"
+	if err := d.begin(op); err != nil {
+		d.end()
+		return err
+	}
+	defer d.end()
+	g, err := backend.CheckAvgPoolForward(p, x, y)
+	a := addrs{d: d, op: op, err: named(err)}
+	xp, yp := a.in("x", x), a.of("y", y)
+	if a.err != nil || g.YLen() == 0 {
+		return a.err
+	}
+	return d.launchAs(op, kAvgPoolWindowForward, g.DType, g.Layout, d.blocksFor(int64(g.YLen())), 1).p(xp).p(yp).
+		i(g.N).i(g.C).i(g.H).i(g.W).i(g.OH).i(g.OW).i(g.Kernel).i(g.Stride).i(g.Pad).i(b2i(g.ExcludePad)).run()
+}
+
+// AvgPoolBackward implements backend.Device: each element of dx gathers the gradients of the windows that
+// cover it (avgpool_window_backward), written or added.
+func (d *Device) AvgPoolBackward(p backend.PoolParams, dy, dx backend.Tensor, accumulate bool) error {
+	const op = "AvgPoolBackward"
+	if err := d.begin(op); err != nil {
+		d.end()
+		return err
+	}
+	defer d.end()
+	g, err := backend.CheckAvgPoolBackward(p, dy, dx)
+	a := addrs{d: d, op: op, err: named(err)}
+	dyp, dxp := a.in("dy", dy), a.of("dx", dx)
+	if a.err != nil || g.XLen() == 0 {
+		return a.err
+	}
+	return d.launchAs(op, kAvgPoolWindowBackward, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(dyp).p(dxp).
+		i(g.N).i(g.C).i(g.H).i(g.W).i(g.OH).i(g.OW).i(g.Kernel).i(g.Stride).i(g.Pad).i(b2i(g.ExcludePad)).
+		i(b2i(accumulate)).run()
+}

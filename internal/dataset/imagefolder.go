@@ -60,15 +60,9 @@ func ScanFolder(opt FolderOptions) (*FolderIndex, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("dataset imagenet: %s is not a directory", dir)
 	}
-	ents, err := os.ReadDir(dir)
+	classDirs, err := ClassFolders(dir)
 	if err != nil {
-		return nil, fmt.Errorf("dataset imagenet: %w", err)
-	}
-	var classDirs []string
-	for _, e := range ents {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-			classDirs = append(classDirs, e.Name())
-		}
+		return nil, err
 	}
 	labelFile := opt.LabelFile
 	if len(classDirs) == 0 && labelFile == "" {
@@ -95,6 +89,27 @@ func ScanFolder(opt FolderOptions) (*FolderIndex, error) {
 	writeIndexCache(cachePath, opt, dir, idx)
 	return idx, nil
 }
+
+// ClassFolders lists the class folders of a split directory in label order (sorted by name, hidden ones
+// left out), without reading what they hold: the class names of a run trained on the split.
+func ClassFolders(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("dataset imagenet: %w", err)
+	}
+	var classDirs []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			classDirs = append(classDirs, e.Name())
+		}
+	}
+	sort.Strings(classDirs)
+	return classDirs, nil
+}
+
+// IsImage reports whether a file name has an image extension the folder data sets read (.jpg, .jpeg,
+// .png, in any case).
+func IsImage(name string) bool { return isImage(name) }
 
 func scanClassFolders(dir string, classDirs []string) (*FolderIndex, error) {
 	sort.Strings(classDirs)

@@ -222,3 +222,43 @@ func equalF32(a, b []float32) bool {
 	}
 	return true
 }
+
+// The evaluation transform sees the pixels Pillow decodes: a JPEG and Pillow's decode of it saved as PNG
+// (internal/vision/testdata, see make_pillow_pair.py there) give identical examples. The scale
+// augmentation, which decodes fast, is not held to that.
+func TestFolderPipelineEvaluatesPillowPixels(t *testing.T) {
+	root := t.TempDir()
+	for class, name := range map[string]string{"a_jpeg": "pillow420.jpg", "b_png": "pillow420.png"} {
+		data, err := os.ReadFile(filepath.Join("..", "vision", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(root, "val", class), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "val", class, "img.JPEG"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx, err := ScanFolder(FolderOptions{Root: root, Split: "val"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewFolderPipeline(filepath.Join(root, "val"), idx, FolderPipelineOptions{Transform: TransformCenter, Size: 32, Resize: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := p.NewWorker()
+	jpg, png := make([]float32, 3*32*32), make([]float32, 3*32*32)
+	if _, err := w.Load(0, nil, jpg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Load(1, nil, png); err != nil {
+		t.Fatal(err)
+	}
+	for i := range jpg {
+		if jpg[i] != png[i] {
+			t.Fatalf("value %d: %v from the JPEG, %v from Pillow's decode of it", i, jpg[i], png[i])
+		}
+	}
+}

@@ -134,7 +134,10 @@ func (w *folderWorker) Load(index int, rng *rand.Rand, dst []float32) (int, erro
 		}
 		return int(p.idx.Labels[index]), nil
 	}
-	if _, err := w.dec.DecodeScaled(data, &w.img, vision.DecodeOptions{}); err != nil {
+	// Evaluation sees the pixels Pillow decodes, as the models it may evaluate were trained on; the
+	// scale augmentation takes the fast decode, whose differences are below its own noise.
+	decode := vision.DecodeOptions{Exact: o.Transform == TransformCenter}
+	if _, err := w.dec.DecodeScaled(data, &w.img, decode); err != nil {
 		return 0, &BadExampleError{Index: index, Path: path, Err: err}
 	}
 	switch o.Transform {

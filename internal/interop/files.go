@@ -90,14 +90,18 @@ func Export(checkpoint, out string) (Exported, error) {
 }
 
 // torchvisionFit says which PyTorch module loads an exported spec with strict=True: torchvision's class of
-// a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2: torchvision's), or timm's model of an SE,
-// pre-activation or Inception-ResNet one (seresnet50, seresnext50_32x4d, resnetv2_50, inception_resnet_v2),
-// when the spec is that model.
+// a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2, densenet121: torchvision's), or timm's
+// model of an SE, pre-activation or Inception-ResNet one (seresnet50, seresnext50_32x4d, resnetv2_50,
+// inception_resnet_v2), when the spec is that model.
 func torchvisionFit(s model.Spec) string {
 	if s.Name == "inception_resnet_v2" { // a net with no options that change its tensors
 		return fmt.Sprintf("timm.create_model(%q, num_classes=%d)", s.Name, s.NumClasses)
 	}
 	std, err := model.Lookup(s.Name)
+	if s.Block == model.DenseLayer && s.Family == model.ImageNet && err == nil && slices.Contains(model.Names(), s.Name) &&
+		slices.Equal(s.Layers, std.Layers) && s.GrowthRate == std.GrowthRate && s.StemWidth == std.StemWidth {
+		return fmt.Sprintf("torchvision.models.%s(num_classes=%d)", std.Name, s.NumClasses)
+	}
 	if s.Family == model.ImageNet && err == nil && slices.Contains(model.Names(), s.Name) && s.Residual && s.Shortcut == 'B' && !s.StrideIn1x1 &&
 		s.Block == std.Block && s.StemWidth == std.StemWidth && slices.Equal(s.Layers, std.Layers) && slices.Equal(s.Widths, std.Widths) &&
 		s.BottleneckWidth(64) == std.BottleneckWidth(64) && s.Groups == std.Groups && s.SEReduction == std.SEReduction && !s.PreAct {
@@ -119,8 +123,8 @@ func buildCPU(s model.Spec) (*model.Net, error) {
 	return model.Build(cpu.New(), s, 1)
 }
 
-// Classifier is the classifier weight of a state_dict: its name (fc.weight, head.fc.weight, classif.weight)
-// and its rows, the class count.
+// Classifier is the classifier weight of a state_dict: its name (fc.weight, head.fc.weight,
+// classifier.weight, classif.weight) and its rows, the class count.
 type Classifier struct {
 	Name    string
 	Classes int
@@ -137,8 +141,8 @@ func findClassifier(get func(name string) ([]int, bool)) (Classifier, bool) {
 	return Classifier{}, false
 }
 
-// classifierWeights names the classifier weights findClassifier looks for: "fc.weight, head.fc.weight or
-// classif.weight".
+// classifierWeights names the classifier weights findClassifier looks for: "fc.weight, head.fc.weight,
+// classifier.weight or classif.weight".
 func classifierWeights() string {
 	names := model.ClassifierNames()
 	for i := range names {

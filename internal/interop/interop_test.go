@@ -322,7 +322,7 @@ func TestReadStateDictNeedsClassifier(t *testing.T) {
 	if err := safetensors.WriteFile(path, &safetensors.File{Tensors: []safetensors.Tensor{safetensors.F32("w", []int{1}, []float32{1})}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ReadStateDict(path); err == nil || err.Error() != path+": no fc.weight, head.fc.weight or classif.weight tensor: not a state_dict of a net of the zoo" {
+	if _, _, err := ReadStateDict(path); err == nil || err.Error() != path+": no fc.weight, head.fc.weight, classifier.weight or classif.weight tensor: not a state_dict of a net of the zoo" {
 		t.Errorf("ReadStateDict: %v", err)
 	}
 }
@@ -331,17 +331,20 @@ func TestReadStateDictNeedsClassifier(t *testing.T) {
 // none for a net torchvision has no class of.
 func TestTorchvisionFit(t *testing.T) {
 	for name, want := range map[string]string{
-		"resnet50":            "torchvision.models.resnet50(num_classes=1000)",
-		"resnext50_32x4d":     "torchvision.models.resnext50_32x4d(num_classes=1000)",
-		"resnext101_64x4d":    "torchvision.models.resnext101_64x4d(num_classes=1000)",
-		"wide_resnet50_2":     "torchvision.models.wide_resnet50_2(num_classes=1000)",
-		"seresnet50":          `timm.create_model("seresnet50", num_classes=1000)`,
-		"seresnext50_32x4d":   `timm.create_model("seresnext50_32x4d", num_classes=1000)`,
-		"resnetv2_50":         `timm.create_model("resnetv2_50", num_classes=1000)`,
-		"inception_resnet_v2": `timm.create_model("inception_resnet_v2", num_classes=1000)`,
-		"resnext50_8x16d":     "none",
-		"plain50":             "none",
-		"cifar_resnet20":      "none",
+		"resnet50":                 "torchvision.models.resnet50(num_classes=1000)",
+		"resnext50_32x4d":          "torchvision.models.resnext50_32x4d(num_classes=1000)",
+		"resnext101_64x4d":         "torchvision.models.resnext101_64x4d(num_classes=1000)",
+		"wide_resnet50_2":          "torchvision.models.wide_resnet50_2(num_classes=1000)",
+		"seresnet50":               `timm.create_model("seresnet50", num_classes=1000)`,
+		"seresnext50_32x4d":        `timm.create_model("seresnext50_32x4d", num_classes=1000)`,
+		"resnetv2_50":              `timm.create_model("resnetv2_50", num_classes=1000)`,
+		"inception_resnet_v2":      `timm.create_model("inception_resnet_v2", num_classes=1000)`,
+		"densenet121":              "torchvision.models.densenet121(num_classes=1000)",
+		"densenet161":              "torchvision.models.densenet161(num_classes=1000)",
+		"cifar_densenet_bc100_k12": "none",
+		"resnext50_8x16d":          "none",
+		"plain50":                  "none",
+		"cifar_resnet20":           "none",
 	} {
 		s, err := model.Lookup(name)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,18 +19,21 @@ import (
 	"resnet/internal/train"
 )
 
-// loadInTorch is run by PyTorch on (model file, input file, output file): it builds the named module,
-// loads the exported file with strict=True, and writes its eval-mode logits on the input.
+// loadInTorch is run by PyTorch on (model file, input file, output file, arch, state file): it builds the
+// named module, loads the exported file with strict=True, writes its eval-mode logits on the input to the
+// output file and the module's own state_dict, as PyTorch saves it, to the state file.
 const loadInTorch = `
 import os, sys
 import torch, torchvision
 from safetensors.torch import load_file, save_file
 sys.path.insert(0, os.environ["RESNET_SCRIPTS"])
-from torchvision_golden import CIFARResNet
-model_path, input_path, out_path = sys.argv[1:4]
+from torchvision_golden import CIFARResNet, cifar_densenet_bc
+model_path, input_path, out_path, arch, state_path = sys.argv[1:6]
 state = load_file(model_path)
-arch = sys.argv[4]
-if arch.startswith("cifar_"):
+if arch.startswith("cifar_densenet_bc"):
+    depth, growth = arch.removeprefix("cifar_densenet_bc").split("_k")
+    model = cifar_densenet_bc(int(depth), int(growth))
+elif arch.startswith("cifar_"):
     model = CIFARResNet(int(arch.removeprefix("cifar_resnet")))
 elif arch.startswith(("seres", "inception")):
     import timm
@@ -41,14 +45,17 @@ model.eval()
 with torch.no_grad():
     logits = model(load_file(input_path)["input"])
 save_file({"logits": logits.contiguous()}, out_path)
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, state_path)
 `
 
 // TestPyTorchLoadsExport exports checkpoints of resnet18, resnext50_32x4d, seresnet50, seresnext50_32x4d,
-// inception_resnet_v2 (at 75x75, the smallest input it takes) and cifar_resnet20 and has PyTorch load them
-// into torchvision's resnet18 and resnext50_32x4d, timm's seresnet50, seresnext50_32x4d and
-// inception_resnet_v2 and the golden script's CIFAR module with strict=True; their eval-mode logits must
-// match the Go net's. seresnext50_32x4d has no preset of its own: it takes seresnet50's with
-// model.arch set. It needs RESNET_TORCH_PYTHON, the python of scripts/setup-torch.sh:
+// inception_resnet_v2 (at 75x75, the smallest input it takes), densenet121, cifar_resnet20 and
+// cifar_densenet_bc100_k12 and has PyTorch load them into torchvision's resnet18, resnext50_32x4d and
+// densenet121, timm's seresnet50, seresnext50_32x4d and inception_resnet_v2 and the golden script's CIFAR
+// modules with strict=True; their eval-mode logits must match the Go net's. The state_dict PyTorch then
+// saves from its module imports into a fresh net with every value unchanged. seresnext50_32x4d has no
+// preset of its own: it takes seresnet50's with model.arch set. It needs RESNET_TORCH_PYTHON, the python
+// of scripts/setup-torch.sh:
 //
 //	RESNET_TORCH_PYTHON=$(scripts/setup-torch.sh) go test ./internal/interop -run PyTorch
 func TestPyTorchLoadsExport(t *testing.T) {
@@ -70,6 +77,8 @@ func TestPyTorchLoadsExport(t *testing.T) {
 		{"seresnet50", "seresnet50", 1000, 64},
 		{"seresnext50_32x4d", "seresnet50", 1000, 64},
 		{"inception_resnet_v2", "inception_resnet_v2", 1000, 75},
+		{"densenet121", "densenet121", 1000, 64},
+		{"cifar_densenet_bc100_k12", "cifar_densenet_bc100_k12", 10, 32},
 	} {
 		t.Run(tc.arch, func(t *testing.T) {
 			dir := t.TempDir()
@@ -113,7 +122,8 @@ func TestPyTorchLoadsExport(t *testing.T) {
 			out := filepath.Join(dir, "logits.safetensors")
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, python, "-c", loadInTorch, exported, input, out, tc.arch)
+			saved := filepath.Join(dir, "torch.safetensors")
+			cmd := exec.CommandContext(ctx, python, "-c", loadInTorch, exported, input, out, tc.arch, saved)
 			cmd.Env = append(os.Environ(), "RESNET_SCRIPTS="+scripts)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -130,6 +140,7 @@ func TestPyTorchLoadsExport(t *testing.T) {
 				t.Fatalf("PyTorch logits: %v", err)
 			}
 			checkTorchLogits(t, net, x, theirs, tc.arch+": PyTorch loaded the export with strict=True")
+			checkReimport(t, net, saved)
 		})
 	}
 }
@@ -237,4 +248,32 @@ func TestImportTimmStateDict(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTorchLogits(t, net, x, theirs, arch+": timm's state_dict imported")
+}
+
+// checkReimport reads the state_dict PyTorch saved from its module into a fresh net of net's spec and
+// checks that every tensor and the batch counter are net's.
+func checkReimport(t *testing.T, net *model.Net, path string) {
+	t.Helper()
+	f, fc, err := ReadStateDict(path)
+	if err != nil || fc != (Classifier{net.Spec.ClassifierName() + ".weight", net.Spec.NumClasses}) {
+		t.Fatalf("PyTorch's state_dict: classifier %+v, %v", fc, err)
+	}
+	back, err := model.Build(cpu.New(), net.Spec, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Free()
+	if err := Load(back, f, "PyTorch's state_dict"); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range net.Params {
+		want, _ := net.Get(p)
+		got, _ := back.Get(back.Params[i])
+		if !slices.Equal(got, want) {
+			t.Errorf("%s differs after the trip through PyTorch", p.Name)
+		}
+	}
+	if back.BatchesTracked != net.BatchesTracked {
+		t.Errorf("num_batches_tracked %d after the trip through PyTorch, want %d", back.BatchesTracked, net.BatchesTracked)
+	}
 }

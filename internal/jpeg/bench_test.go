@@ -28,14 +28,21 @@ func reportImages(b *testing.B) {
 // both produce the same thing.
 func BenchmarkDecode(b *testing.B) {
 	data := benchPhoto(b)
-	for _, s := range []int{1, 2, 4} {
-		name := map[int]string{1: "ours", 2: "ours-scale2", 4: "ours-scale4"}[s]
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		opt  Options
+	}{
+		{"ours", Options{}},
+		{"ours-exact", Options{Exact: true}},
+		{"ours-scale2", Options{Scale: 2}},
+		{"ours-scale4", Options{Scale: 4}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			var d Decoder
 			var dst Dst
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
-				if err := d.Decode(data, &dst, Options{Scale: s}); err != nil {
+				if err := d.Decode(data, &dst, c.opt); err != nil {
 					b.Fatal(err)
 				}
 			}

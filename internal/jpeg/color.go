@@ -93,19 +93,18 @@ func yccPixel(out []uint8, y, cb, cr uint8) {
 	out[2] = clampRGB((yy + fixCbB*b) >> 16)
 }
 
-// yccRow converts a row with full-width chroma (4:4:4, 4:4:0).
+// yccRow converts a row with full-width chroma (4:4:4, 4:4:0, and upsampled chroma in the exact mode)
+// through the tables of yccPairs.
 func yccRow(out, y, cb, cr []uint8) {
-	cb, cr = cb[:len(y)], cr[:len(y)]
+	n := len(y)
+	out, cb, cr = out[:3*n], cb[:n], cr[:n]
+	tR, tB, tGb, tGr, cl := &termR, &termB, &termGb, &termGr, &clip
 	for i, yv := range y {
-		if len(out) < 3 {
-			return
-		}
-		b, r := int32(cb[i])-128, int32(cr[i])-128
-		yy := int32(yv)<<16 + fixY
-		out[0] = clampRGB((yy + fixCrR*r) >> 16)
-		out[1] = clampRGB((yy - fixCbG*b - fixCrG*r) >> 16)
-		out[2] = clampRGB((yy + fixCbB*b) >> 16)
-		out = out[3:]
+		b, r, v := cb[i], cr[i], int32(yv)
+		o := out[3*i : 3*i+3 : 3*i+3]
+		o[0] = cl[(v+tR[r])&1023]
+		o[1] = cl[(v+(tGb[b]+tGr[r])>>16)&1023]
+		o[2] = cl[(v+tB[b])&1023]
 	}
 }
 

@@ -6,7 +6,8 @@ import (
 )
 
 // FuzzDecode feeds the decoder mutations of small valid JPEGs of every kind it supports. It must return
-// (an error or an image of the size the header gives) and never panic, also when asked for a region only. Run it with
+// (an error or an image of the size the header gives) and never panic, also when asked for a region only
+// or for the exact mode. Run it with
 //
 //	go test -run '^$' -fuzz FuzzDecode -fuzztime 60s ./internal/jpeg/
 func FuzzDecode(f *testing.F) {
@@ -26,12 +27,12 @@ func FuzzDecode(f *testing.F) {
 		if err == nil && w*h > 1<<22 {
 			return // valid but too slow to fuzz: MaxPixels has its own test
 		}
-		for _, opt := range []Options{{Scale: 1}, {Scale: 8}, {Scale: 1, Region: image.Rect(w/4, h/3, w/2+1, h/2+1)}} {
+		for _, opt := range []Options{{Scale: 1}, {Scale: 8}, {Scale: 1, Region: image.Rect(w/4, h/3, w/2+1, h/2+1)}, {Exact: true}} {
 			err := d.Decode(data, &dst, opt)
 			if err != nil {
 				continue
 			}
-			s := opt.Scale
+			s := max(opt.Scale, 1)
 			ws, hs := (w+s-1)/s, (h+s-1)/s
 			if dst.W != ws || dst.H != hs || len(dst.Pix) != 3*ws*hs {
 				t.Fatalf("scale %d: decoded %dx%d (%d bytes); the header says %dx%d", s, dst.W, dst.H, len(dst.Pix), w, h)

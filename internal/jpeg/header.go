@@ -337,9 +337,9 @@ func (d *Decoder) checkFrame() error {
 			return unsupported("sampling factors %dx%d against a maximum of %dx%d", c.h, c.v, d.hmax, d.vmax)
 		}
 		c.bw, c.bh = d.mcusX*c.h, d.mcusY*c.v
-		cw := (d.width*c.h + d.hmax - 1) / d.hmax
-		ch := (d.height*c.v + d.vmax - 1) / d.vmax
-		c.cbw, c.cbh = (cw+7)/8, (ch+7)/8
+		c.cw = (d.width*c.h + d.hmax - 1) / d.hmax
+		c.ch = (d.height*c.v + d.vmax - 1) / d.vmax
+		c.cbw, c.cbh = (c.cw+7)/8, (c.ch+7)/8
 	}
 	d.color = colorGray
 	if d.ncomp == 4 {

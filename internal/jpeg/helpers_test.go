@@ -6,6 +6,7 @@ package jpeg
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -92,6 +93,14 @@ func mustBase64(t testing.TB, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// stdlibDecodes reports whether image/jpeg decodes data; it refuses the mixed sampling layouts of some
+// fixtures, which the fast path is then not compared on.
+func stdlibDecodes(data []byte) bool {
+	_, err := stdjpeg.Decode(bytes.NewReader(data))
+	var unsupported stdjpeg.UnsupportedError
+	return !errors.As(err, &unsupported)
 }
 
 // referenceRGB decodes data with image/jpeg and converts the result to RGB with the JFIF equations in
@@ -250,4 +259,29 @@ func referenceScaled(t testing.TB, data []byte, s int) (*Dst, int) {
 		return boxDown(full, s), margin
 	}
 	return dst, margin
+}
+
+// floatIDCT is the inverse DCT of dequantised coefficients (natural order) by its definition (T.81
+// A.3.3) in floating point, level shift included and without rounding or clamping.
+func floatIDCT(deq *[64]float64) (out [64]float64) {
+	for y := range 8 {
+		for x := range 8 {
+			sum := 0.0
+			for v := range 8 {
+				for u := range 8 {
+					cu, cv := 1.0, 1.0
+					if u == 0 {
+						cu = 1 / math.Sqrt2
+					}
+					if v == 0 {
+						cv = 1 / math.Sqrt2
+					}
+					sum += cu * cv * deq[v*8+u] *
+						math.Cos(float64((2*x+1)*u)*math.Pi/16) * math.Cos(float64((2*y+1)*v)*math.Pi/16)
+				}
+			}
+			out[y*8+x] = sum/4 + 128
+		}
+	}
+	return out
 }

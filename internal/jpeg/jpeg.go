@@ -5,6 +5,13 @@
 // RGB. It can also decode at 1/2, 1/4 or 1/8 of
 // the size, through reduced inverse DCTs that box-filter each 8x8 block exactly.
 //
+// It has two ways of reaching full-size pixels. The default, for training, is fast: a scaled inverse DCT
+// and chroma replicated as image/jpeg does. Options.Exact instead reproduces libjpeg-turbo's default
+// decompression to the bit (its accurate integer inverse DCT and its triangle-filter chroma upsampling),
+// so the pixels equal what Pillow, and therefore torchvision's data pipeline, decodes: evaluation and
+// prediction use it. The two differ by a few levels on most pixels of a subsampled image, and by up to
+// about 20 where colour changes sharply.
+//
 // What it does not decode (four components without an Adobe marker, 12-bit samples, arithmetic coding,
 // lossless and hierarchical JPEGs) returns an error wrapping ErrUnsupported, for the caller to fall back to image/jpeg.
 //
@@ -43,6 +50,13 @@ type Options struct {
 	// single-scan sequential file is decoded only down to the region's last row of blocks; the rest of
 	// its scan is only checked for the marker that ends it, so damage there goes unnoticed.
 	Region image.Rectangle
+
+	// Exact decodes as libjpeg-turbo does by default (what Pillow's Image.open(f).convert("RGB") returns,
+	// and so what torchvision's models were trained and evaluated on): its accurate integer inverse DCT,
+	// and chroma interpolated by its triangle filter ("fancy upsampling") instead of replicated. The
+	// pixels are libjpeg's to the bit, at a cost in speed (see BenchmarkDecode). It decodes the whole image
+	// at full size: Scale must be 0 or 1 and Region empty.
+	Exact bool
 }
 
 // MaxPixels bounds width x height. A corrupt header can claim 65535 x 65535 pixels, and the output (and, for
@@ -118,9 +132,13 @@ type component struct {
 	cbw, cbh int // blocks that a non-interleaved scan of this component covers
 	coefOff  int // first coefficient of this component in Decoder.coefs
 
+	cw, ch int // samples per row and column that lie inside the image (the rest pads the last blocks)
+
 	planeOff    int // first sample of this component in Decoder.planes
 	planeStride int // samples per plane row: bw blocks of bs samples
+	slotSize    int // samples of one MCU row of the plane; the exact mode keeps exactSlots of them
 	bx0, bx1    int // block columns [bx0, bx1) that the output region needs
+	up          upsampling
 
 	// scan state
 	pred   int32 // DC predictor
@@ -142,7 +160,8 @@ type Decoder struct {
 	dcTables, acTables [4]huffTable // large: kept between images, marked undefined by reset
 	coefs              []int16      // every block of every component, natural order (progressive, multi-scan)
 	nonZero            []uint64     // per block of coefs: a bit per non-zero AC coefficient, zig-zag order
-	planes             []uint8      // one row of MCUs, per component, as samples
+	planes             []uint8      // one row of MCUs (exact mode: exactSlots rows), per component, as samples
+	upRows             []uint8      // exact mode: one upsampled output row per component
 }
 
 // state is everything about one image that reset clears in a single assignment.
@@ -173,6 +192,7 @@ type state struct {
 
 	// output geometry
 	scale      int
+	exact      bool
 	bs         int // samples per block side at this scale: 8, 4, 2 or 1
 	outW, outH int
 	region     image.Rectangle // the output pixels to write: Options.Region clipped, or the whole output
@@ -197,11 +217,19 @@ func (d *Decoder) Decode(data []byte, dst *Dst, opt Options) error {
 	default:
 		return fmt.Errorf("jpeg: Options.Scale must be 1, 2, 4 or 8 (got %d)", opt.Scale)
 	}
+	switch {
+	case opt.Exact && scale != 1:
+		return fmt.Errorf("jpeg: Options.Exact decodes at full size; it cannot be combined with Scale %d", opt.Scale)
+	case opt.Exact && !opt.Region.Empty():
+		return fmt.Errorf("jpeg: Options.Exact decodes the whole image; it cannot be combined with Region %v (crop the result instead)",
+			opt.Region)
+	}
 	if dst == nil {
 		return errors.New("jpeg: Decode needs a non-nil *Dst to decode into")
 	}
 	d.reset(data, scale)
 	d.region = opt.Region
+	d.exact = opt.Exact
 	err := d.run(dst, false)
 	d.release()
 	return err
@@ -237,12 +265,23 @@ func (d *Decoder) setup(dst *Dst, needCoefs bool) error {
 		return err
 	}
 
+	slots := 1
+	if d.exact {
+		slots = exactSlots
+		d.chooseUpsampling()
+		n := 4 * d.mcusX * d.hmax * 8
+		if cap(d.upRows) < n {
+			d.upRows = make([]uint8, n, headroom(n))
+		}
+		d.upRows = d.upRows[:n]
+	}
 	planeSize, coefSize := 0, 0
 	for i := range d.ncomp {
 		c := &d.comps[i]
 		c.planeOff = planeSize
 		c.planeStride = c.bw * d.bs
-		planeSize += c.planeStride * c.v * d.bs
+		c.slotSize = c.planeStride * c.v * d.bs
+		planeSize += c.slotSize * slots
 		c.coefOff = coefSize
 		coefSize += c.bw * c.bh * 64
 	}
@@ -317,7 +356,38 @@ func (d *Decoder) prescaleQuant() error {
 		if !d.quantDefined[t] {
 			return corrupt("component %d uses quantisation table %d, which is not defined", i, t)
 		}
+		if d.exact {
+			// The accurate transform takes the coefficients times the table as they are.
+			for k, q := range d.quant[t] {
+				d.qs[t][k] = int32(q)
+			}
+			continue
+		}
 		prescale(&d.qs[t], &d.quant[t], d.scale)
 	}
 	return nil
+}
+
+// blockOffset is where block column bx, block row v of MCU row my of component c starts in d.planes.
+func (d *Decoder) blockOffset(c *component, my, v, bx int) int {
+	slot := 0
+	if d.exact {
+		slot = my % exactSlots
+	}
+	return c.planeOff + slot*c.slotSize + v*d.bs*c.planeStride + bx*d.bs
+}
+
+// emit converts MCU row my, just decoded into the planes, to dst. The exact mode emits the row above
+// instead, whose neighbours are now decoded, and the last row once last is set.
+func (d *Decoder) emit(my int, last bool, dst *Dst) {
+	if !d.exact {
+		d.emitRow(my, dst)
+		return
+	}
+	if my > 0 {
+		d.emitRowExact(my-1, dst)
+	}
+	if last {
+		d.emitRowExact(my, dst)
+	}
 }

@@ -99,6 +99,14 @@ func decodeBlock[T int16 | int32](br *bitReader, blk *[64]T, c *component, q *[6
 // transform writes the samples of the dequantised blk at the decoder's scale to out. end is what
 // decodeBlock returned; 1 means the block holds only its DC.
 func (d *Decoder) transform(out []uint8, stride int, blk *[64]int32, end int) {
+	if d.exact {
+		if end <= 1 {
+			fillBlock(out, stride, 8, dcSampleAccurate(blk[0]))
+		} else {
+			idctAccurate(out, stride, blk)
+		}
+		return
+	}
 	if end <= 1 || d.bs == 1 {
 		fillBlock(out, stride, d.bs, dcSample(blk[0]))
 		return
@@ -119,7 +127,6 @@ func (d *Decoder) decodeStreaming(sc *scan, dst *Dst) error {
 	br := &d.br
 	*br = bitReader{data: d.data}
 	br.reset(d.pos)
-	bs := d.bs
 	left := d.restart // MCUs left in this restart interval
 	for my := range d.myLast + 1 {
 		inRegion := my >= d.myFirst
@@ -146,8 +153,7 @@ func (d *Decoder) decodeStreaming(sc *scan, dst *Dst) error {
 							return corrupt("invalid Huffman code in MCU %d", my*d.mcusX+mx)
 						}
 						if bx := mx*c.h + h; inRegion && bx >= c.bx0 && bx < c.bx1 {
-							off := c.planeOff + v*bs*c.planeStride + bx*bs
-							d.transform(d.planes[off:], c.planeStride, &d.blk, end)
+							d.transform(d.planes[d.blockOffset(c, my, v, bx):], c.planeStride, &d.blk, end)
 						}
 						if end <= 1 {
 							d.blk[0] = 0
@@ -162,7 +168,7 @@ func (d *Decoder) decodeStreaming(sc *scan, dst *Dst) error {
 			return corrupt("the scan data ends in MCU row %d of %d", my, d.mcusY)
 		}
 		if inRegion {
-			d.emitRow(my, dst)
+			d.emit(my, my == d.myLast, dst)
 		}
 	}
 	pos, ok := br.endScan()
@@ -473,7 +479,6 @@ func (d *Decoder) outputCoefs(dst *Dst) error {
 	if err := d.prescaleQuant(); err != nil {
 		return err
 	}
-	bs := d.bs
 	for my := d.myFirst; my <= d.myLast; my++ {
 		for i := range d.ncomp {
 			c := &d.comps[i]
@@ -482,12 +487,11 @@ func (d *Decoder) outputCoefs(dst *Dst) error {
 				for bx := c.bx0; bx < c.bx1; bx++ {
 					blk, _ := d.coefBlock(c, bx, my*c.v+v)
 					end := dequantize(&d.blk, blk, q)
-					off := c.planeOff + v*bs*c.planeStride + bx*bs
-					d.transform(d.planes[off:], c.planeStride, &d.blk, end)
+					d.transform(d.planes[d.blockOffset(c, my, v, bx):], c.planeStride, &d.blk, end)
 				}
 			}
 		}
-		d.emitRow(my, dst)
+		d.emit(my, my == d.myLast, dst)
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func smallResNet18(inputSize int) Spec {
 // At the training input size the fully-convolutional net is the ordinary one: the FC layer and the
 // spatial average commute.
 func TestFullyConvMatchesNetAtTrainingSize(t *testing.T) {
-	for _, s := range []Spec{tinySpec(true, 'B'), tinySpec(true, 'A'), tinySpec(false, 'A'), smallResNet18(64), tinyPreAct(Bottleneck, 'B')} {
+	for _, s := range []Spec{tinySpec(true, 'B'), tinySpec(true, 'A'), tinySpec(false, 'A'), smallResNet18(64), tinyPreAct(Bottleneck, 'B'), tinyDenseNet(ImageNet)} {
 		name := s.Name + "-plain"
 		if s.Residual {
 			name = s.Name + "-" + string(s.Shortcut)

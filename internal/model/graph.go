@@ -143,16 +143,33 @@ type topology struct {
 	features func(b *builder, input *act, mark func(name string, blocks int, out *act)) (*act, error)
 	// classifier is the name of the classifier's weight and bias without ".weight".
 	classifier string
-	// depth is the net's depth as Spec.Depth gives it: its weighted layers on the longest path from the
-	// input to the logits, as the ResNets count theirs.
-	depth func(s Spec) int
-	// units describes the net's units for a model summary (Spec.Units).
-	units func(s Spec) string
-	// torchDefaultInit initialises the convolutions as PyTorch's default does, uniform in +-1/sqrt(fan_in)
-	// (kaiming_uniform_ with a = sqrt(5)), for a reference implementation that keeps it; otherwise they
-	// are He normal with fan-out scaling, as torchvision's ResNets set them.
-	torchDefaultInit bool
+	// depth is the net's depth as its paper counts it (Spec.Depth), units the model summary's description
+	// of its units (Spec.Units) and wiring how they connect (Spec.Wiring); nil or "" leave the ResNet's.
+	depth  func(s Spec) int
+	units  func(s Spec) string
+	wiring string
+	// init is the reference implementation's initialisation that Init follows; the zero value is
+	// torchvision's ResNet's.
+	init initScheme
 }
+
+// initScheme is how Init draws a net's convolutions and classifier, as the reference implementation of its
+// topology does. BNs start the same in every scheme (gamma 1, beta 0), and so do convolution biases
+// (PyTorch's default, uniform in +-1/sqrt(fan_in)).
+type initScheme int
+
+const (
+	// initResNet is torchvision's ResNet: convolutions He normal over their fan-out (kaiming_normal_ with
+	// mode="fan_out"), the classifier PyTorch's default, weight and bias uniform in +-1/sqrt(fan_in).
+	initResNet initScheme = iota
+	// initDenseNet is torchvision's DenseNet: convolutions He normal over their fan-in (kaiming_normal_'s
+	// default mode), the classifier's weight PyTorch's default and its bias 0.
+	initDenseNet
+	// initTorchDefault is PyTorch's default for every layer, which timm's Inception-ResNet-v2 keeps (it
+	// sets no initialisation of its own): convolutions uniform in +-1/sqrt(fan_in) (kaiming_uniform_ with
+	// a = sqrt(5)), the classifier as in initResNet.
+	initTorchDefault
+)
 
 // topologies are the builders of Spec.Topology, registered by their files' init.
 var topologies = map[string]topology{}
@@ -194,14 +211,29 @@ func (b *builder) convNode(name string, in *act, cout, kh, kw int, p backend.Con
 	return out, nil
 }
 
+// poolOutput adds the output of a pool (what: "max-pool", "average pool") of window p over in, named name;
+// a window that does not fit the padded input is a spatial error.
+func (b *builder) poolOutput(name, what string, in *act, p backend.PoolParams) (*act, error) {
+	if in.h+2*p.Pad < p.Kernel || in.w+2*p.Pad < p.Kernel {
+		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d %s", in.shape(), p.Kernel, p.Kernel, p.Stride, what)}
+	}
+	return b.newAct(name, in.c, backend.OutSize(in.h, p.Kernel, p.Stride, p.Pad), backend.OutSize(in.w, p.Kernel, p.Stride, p.Pad)), nil
+}
+
 // maxPool appends a max-pool of window p over in, named name.
 func (b *builder) maxPool(name string, in *act, p backend.PoolParams) (*act, error) {
-	if in.h+2*p.Pad < p.Kernel || in.w+2*p.Pad < p.Kernel {
-		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d max-pool", in.shape(), p.Kernel, p.Kernel, p.Stride)}
+	out, err := b.poolOutput(name, "max-pool", in, p)
+	if err != nil {
+		return nil, err
 	}
-	out := b.newAct(name, in.c, backend.OutSize(in.h, p.Kernel, p.Stride, p.Pad), backend.OutSize(in.w, p.Kernel, p.Stride, p.Pad))
 	b.g.nodes = append(b.g.nodes, &maxPoolNode{p: p, in: in, out: out})
 	return out, nil
+}
+
+// stemPool appends the 3x3/2 max-pool with padding 1 that ends an ImageNet stem (the ResNets', the
+// pre-activation nets', DenseNet's).
+func (b *builder) stemPool(name string, in *act) (*act, error) {
+	return b.maxPool(name, in, backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1})
 }
 
 func (b *builder) bn(name string, x *act, relu bool, z *act) *bnNode {
@@ -343,8 +375,7 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 		if h, err = b.conv("conv1", h, s.StemWidth, 7, 2, 3); err != nil {
 			return nil, err
 		}
-		h = b.bn("bn1", h, true, nil).y
-		if h, err = b.maxPool("maxpool", h, backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1}); err != nil {
+		if h, err = b.stemPool("maxpool", b.bn("bn1", h, true, nil).y); err != nil {
 			return nil, err
 		}
 	} else {

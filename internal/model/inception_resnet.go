@@ -131,12 +131,12 @@ func InceptionResNetV2Spec(int, bool) (Spec, error) {
 // registerInceptionResNet adds inception_resnet_v2 to the name table and its builder to the topologies.
 func registerInceptionResNet() {
 	topologies[inceptionResNet] = topology{
-		validate:         validateInceptionResNet,
-		features:         inceptionResNetFeatures,
-		classifier:       "classif",
-		depth:            func(Spec) int { return inceptionResNetDepth() },
-		units:            inceptionResNetUnits,
-		torchDefaultInit: true, // timm sets no initialisation of its own
+		validate:   validateInceptionResNet,
+		features:   inceptionResNetFeatures,
+		classifier: "classif",
+		depth:      func(Spec) int { return inceptionResNetDepth() },
+		units:      inceptionResNetUnits,
+		init:       initTorchDefault, // timm sets no initialisation of its own
 	}
 	register(&family{prefix: "inception_resnet_v2", aliases: []string{"inceptionresnetv2"}, residual: true,
 		fixed: true, build: InceptionResNetV2Spec})

@@ -253,7 +253,7 @@ func tinyInception(b *builder, in *act, mark func(string, int, *act)) (*act, err
 
 func init() {
 	topologies["test_inception"] = topology{
-		validate: func(Spec) error { return nil }, features: tinyInception, classifier: "classif", torchDefaultInit: true,
+		validate: func(Spec) error { return nil }, features: tinyInception, classifier: "classif", init: initTorchDefault,
 	}
 }
 

@@ -103,6 +103,7 @@ func TestEstimateMemoryMatchesBuild(t *testing.T) {
 		batch int
 	}{
 		{tinySpec(true, 'A'), 3}, {tinySpec(true, 'C'), 1}, {tinySpec(false, 'A'), 5}, {oneByOne, 2},
+		{tinyDenseNet(CIFAR), 2},
 	} {
 		dev := &countingDevice{Device: cpu.New()}
 		net, err := Build(dev, tc.spec, tc.batch)
@@ -138,9 +139,9 @@ func TestEstimateMemoryMatchesBuild(t *testing.T) {
 // stage 2's, 4 x 32x16x16; stage 3's, 4 x 64x8x8 (option A adds no tensors); the pooled 64 and the 10
 // logits. All but the input have a gradient: 3072 + 2 x (32768 + 65536 + 32768 + 16384 + 64 + 10) =
 // 298132 values, 2,385,056 bytes for two examples. The parameters: 75,290 trainable values plus 480
-// running statistics, three times (values, gradients, momentum): 909,240 bytes. The rest: 2 labels and
-// 2 losses, and the saved mean and inverse deviation of the 7 BN layers (3 of 16 channels, 2 of 32, 2 of
-// 64: 480 values): 16 + 1920 = 1936 bytes. The host copies: 2 x (10 logits + 1 loss). The workspace:
+// running statistics, three times (values, gradients, momentum): 909,240 bytes. The rest: 2 labels,
+// 2 losses and 2 x 10 soft targets, and the saved mean and inverse deviation of the 7 BN layers (3 of 16
+// channels, 2 of 32, 2 of 64: 480 values): 16 + 80 + 1920 = 2016 bytes. The host copies: 2 x (10 logits + 1 loss). The workspace:
 // stage 1's 3x3 convolutions over 16 channels at 32x32, a 144 x 1024 patch matrix.
 func TestEstimateMemoryByHand(t *testing.T) {
 	s, _ := Lookup("cifar_resnet8")
@@ -148,7 +149,7 @@ func TestEstimateMemoryByHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Memory{Activations: 2385056, Params: 909240, Other: 1936, Host: 4 * 2 * 11, Workspace: 4 * 144 * 1024}
+	want := Memory{Activations: 2385056, Params: 909240, Other: 2016, Host: 4 * 2 * 11, Workspace: 4 * 144 * 1024}
 	if m != want {
 		t.Errorf("estimate %+v, want %+v", m, want)
 	}

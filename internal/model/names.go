@@ -317,8 +317,9 @@ func prefixesLongestFirst() []prefixEntry {
 	return ps
 }
 
-// normalizeName lowers a name's case and makes '-' and ' ' the separator '_', one where several meet
-// (Inception-ResNet - v2 is inception_resnet_v2).
+// normalizeName lower-cases a name and makes each run of separators ('-', '_', ' ') one '_', so that
+// ResNet-50 reads as resnet_50, CIFAR-DenseNet-BC-100-k12 as cifar_densenet_bc_100_k12 and
+// Inception-ResNet - v2 as inception_resnet_v2.
 func normalizeName(name string) string {
 	n := strings.ToLower(strings.TrimSpace(name))
 	n = strings.NewReplacer("-", "_", " ", "_").Replace(n)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	"resnet/internal/backend"
 	"resnet/internal/finite"
@@ -29,6 +30,8 @@ type Net struct {
 	dev      backend.Device
 	capacity int
 	nb       int // current batch size
+	// uploadTime is UploadTime's.
+	uploadTime time.Duration
 	// bnMomentum is the running-statistics update rate of training-mode forwards (bnMomentum unless
 	// SetBNMomentum changed it).
 	bnMomentum float32
@@ -40,10 +43,13 @@ type Net struct {
 
 	values, grads, moms backend.Tensor
 	labels, loss        backend.Tensor
-	curLabels, curLoss  backend.Tensor // views for the current batch size
-	lossHost            []float32
-	logitsHost          []float32
-	allocated           []backend.Tensor
+	// targets holds the soft targets of TrainStepSoft, and softTargets says the step in progress uses them.
+	targets            backend.Tensor
+	softTargets        bool
+	curLabels, curLoss backend.Tensor // views for the current batch size
+	lossHost           []float32
+	logitsHost         []float32
+	allocated          []backend.Tensor
 	// deviceStep is deviceStepWork as a value made once (a training step allocates nothing), and
 	// stepGradScale the loss gradient scale of the step it runs.
 	deviceStep    func() error
@@ -167,6 +173,7 @@ func (n *Net) tensorPlan() []plannedTensor {
 		}
 	}
 	add(&n.labels, shareOther, backend.I32, n.capacity)
+	add(&n.targets, shareOther, backend.F32, n.capacity, n.Spec.NumClasses)
 	add(&n.loss, shareOther, backend.F32, n.capacity)
 	for _, nd := range n.g.nodes {
 		if b, ok := nd.(*bnNode); ok {
@@ -261,25 +268,29 @@ func (n *Net) setBatch(nb int) error {
 }
 
 // Init sets the weights from seed: He (Kaiming) normal for convolutions with fan-out scaling, as
-// torchvision does (uniform in +-1/sqrt(fan_in), PyTorch's default, for a topology that keeps it); BN gamma 1 (0 for the last BN of each residual branch under ZeroInitResidual) and beta
-// 0; running mean 0 and variance 1; the FC layer uniform in +-1/sqrt(fan_in), PyTorch's default.
+// torchvision's ResNet does; BN gamma 1 (0 for the last BN of each residual branch under ZeroInitResidual)
+// and beta 0; running mean 0 and variance 1; the FC layer uniform in +-1/sqrt(fan_in), PyTorch's default.
+// A topology may follow its own reference instead (initScheme): torchvision's DenseNet draws over the
+// fan-in and starts the classifier's bias at 0, timm's Inception-ResNet-v2 keeps PyTorch's default.
 func (n *Net) Init(seed int64) error {
 	if n.shared {
 		return fmt.Errorf("model %s: a fully-convolutional net reads its parameters from another net", n.Spec.Name)
 	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))
+	scheme := topologies[n.Spec.Topology].init
 	for _, p := range n.Params {
 		v := make([]float32, p.Shape.Numel())
 		switch p.Kind {
 		case ConvWeight:
-			if topologies[n.Spec.Topology].torchDefaultInit {
-				bound := 1 / math.Sqrt(float64(p.Shape[1]*p.Shape[2]*p.Shape[3]))
-				for i := range v {
-					v[i] = float32((rng.Float64()*2 - 1) * bound)
-				}
+			if scheme == initTorchDefault {
+				torchDefault(rng, v, p.Shape[1]*p.Shape[2]*p.Shape[3])
 				break
 			}
-			std := math.Sqrt(2 / float64(p.Shape[0]*p.Shape[2]*p.Shape[3]))
+			fan := p.Shape[0] // fan-out
+			if scheme == initDenseNet {
+				fan = p.Shape[1]
+			}
+			std := math.Sqrt(2 / float64(fan*p.Shape[2]*p.Shape[3]))
 			if p.zeroInit && n.Spec.ZeroInitResidual {
 				std = 0 // the last convolution of a pre-activation branch
 			}
@@ -303,21 +314,18 @@ func (n *Net) Init(seed int64) error {
 			if !ok || len(w.Shape) != 4 {
 				return fmt.Errorf("model %s: init %s: no convolution weight beside it", n.Spec.Name, p.Name)
 			}
-			bound := 1 / math.Sqrt(float64(w.Shape[1]*w.Shape[2]*w.Shape[3]))
-			for i := range v {
-				v[i] = float32((rng.Float64()*2 - 1) * bound)
-			}
+			torchDefault(rng, v, w.Shape[1]*w.Shape[2]*w.Shape[3])
 		case FCWeight, FCBias:
+			if p.Kind == FCBias && scheme == initDenseNet {
+				break // torchvision's DenseNet starts the classifier's bias at 0
+			}
 			fanIn := n.g.logits.c
 			for _, nd := range n.g.nodes {
 				if l, ok := nd.(*linearNode); ok {
 					fanIn = l.in.c
 				}
 			}
-			bound := 1 / math.Sqrt(float64(fanIn))
-			for i := range v {
-				v[i] = float32((rng.Float64()*2 - 1) * bound)
-			}
+			torchDefault(rng, v, fanIn)
 		}
 		if err := n.dev.Upload(p.Value, v); err != nil {
 			return fmt.Errorf("model %s: init %s: %w", n.Spec.Name, p.Name, err)
@@ -328,6 +336,14 @@ func (n *Net) Init(seed int64) error {
 		return err
 	}
 	return n.dev.Zero(n.grads)
+}
+
+// torchDefault fills v uniform in +-1/sqrt(fanIn), PyTorch's default for a layer's weight and bias.
+func torchDefault(rng *rand.Rand, v []float32, fanIn int) {
+	bound := 1 / math.Sqrt(float64(fanIn))
+	for i := range v {
+		v[i] = float32((rng.Float64()*2 - 1) * bound)
+	}
 }
 
 // Param returns the named tensor of the parameter table.
@@ -423,6 +439,9 @@ func (n *Net) loadLabels(labels []int32) error {
 // logits' gradient scaled by gradScale.
 func (n *Net) lossForward(gradScale float32) error {
 	lg := n.g.logits
+	if n.softTargets {
+		return n.dev.SoftTargetCrossEntropy(lg.cur, n.targets.WithBatch(n.nb), n.curLoss, lg.dcur, gradScale)
+	}
 	return n.dev.SoftmaxCrossEntropy(lg.cur, n.curLabels, n.curLoss, lg.dcur, gradScale)
 }
 
@@ -532,16 +551,45 @@ func (n *Net) TrainStep(x []float32, labels []int32) (Result, error) {
 // loss and backward in between are device work only: on a backend.Grapher (a CUDA device with
 // cuda.graphs) they are recorded once per batch size and loss scale and then replayed.
 func (n *Net) TrainStepScaled(x []float32, labels []int32, lossScale float32) (Result, error) {
+	return n.trainStep(x, labels, nil, lossScale)
+}
+
+// TrainStepSoft is TrainStepScaled against soft targets (nb x classes, each row a distribution over the
+// classes: label smoothing, mixup, CutMix), with the loss -sum_c t_c log softmax_c. labels, each example's
+// own class, only score the batch (Result's top-1 and top-5).
+func (n *Net) TrainStepSoft(x []float32, labels []int32, targets []float32, lossScale float32) (Result, error) {
+	if k := n.Spec.NumClasses; len(targets) != len(labels)*k {
+		return Result{}, fmt.Errorf("model %s: %d soft targets for %d examples of %d classes", n.Spec.Name, len(targets), len(labels), k)
+	}
+	for i, t := range targets {
+		if !(t >= 0 && t <= 1) {
+			return Result{}, fmt.Errorf("model %s: soft target %d of example %d is %v, want a probability in [0, 1]", n.Spec.Name,
+				i%n.Spec.NumClasses, i/n.Spec.NumClasses, t)
+		}
+	}
+	return n.trainStep(x, labels, targets, lossScale)
+}
+
+// trainStep is a training step against labels, or against soft targets when targets is not nil.
+func (n *Net) trainStep(x []float32, labels []int32, targets []float32, lossScale float32) (Result, error) {
+	t0 := time.Now()
 	if err := n.load(x, len(labels)); err != nil {
 		return Result{}, err
 	}
 	if err := n.loadLabels(labels); err != nil {
 		return Result{}, err
 	}
+	n.softTargets = targets != nil
+	if n.softTargets {
+		if err := n.dev.Upload(n.targets.WithBatch(n.nb), targets); err != nil {
+			return Result{}, err
+		}
+	}
+	n.uploadTime = time.Since(t0)
 	n.stepGradScale = n.gradScale(lossScale)
 	var err error
 	if g, ok := n.dev.(backend.Grapher); ok {
-		key := backend.GraphKey{Owner: n, Batch: n.nb, GradScale: n.stepGradScale, BNMomentum: n.bnMomentum}
+		key := backend.GraphKey{Owner: n, Batch: n.nb, GradScale: n.stepGradScale, BNMomentum: n.bnMomentum, SoftTargets: n.softTargets}
 		err = g.Graph(key, n.deviceStep)
 	} else {
 		err = n.deviceStep()
@@ -550,8 +598,26 @@ func (n *Net) TrainStepScaled(x []float32, labels []int32, lossScale float32) (R
 		return Result{}, err
 	}
 	n.BatchesTracked++
-	return n.collect(labels)
+	r, err := n.collect(labels)
+	n.softTargets = false
+	return r, err
 }
+
+// GradientStore is the storage of every parameter's gradient (the tensors SGDSlots' Grad view) as one
+// f32 tensor of shape (1, total, 1, 1), so that a whole step's gradients can be added to another such
+// tensor with one Device.CopyChannels (gradient accumulation).
+func (n *Net) GradientStore() backend.Tensor {
+	t := n.grads
+	t.Shape = backend.Shape{1, n.grads.Shape.Numel(), 1, 1}
+	t.Layout = backend.NCHW
+	return t
+}
+
+// UploadTime is the host time the last TrainStep took to hand its batch and labels to the device: on the
+// CPU the copy into the net's input, on a CUDA device the copy into pinned staging memory and the queueing
+// of the transfer (the transfer itself overlaps the work queued before it). The rest of a step, until its
+// loss is back on the host, is compute.
+func (n *Net) UploadTime() time.Duration { return n.uploadTime }
 
 // deviceStepWork is the device work of a training step on the loaded batch: forward, loss (with gradient
 // scale stepGradScale) and backward.

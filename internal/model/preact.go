@@ -11,8 +11,6 @@ package model
 import (
 	"fmt"
 	"strconv"
-
-	"resnet/internal/backend"
 )
 
 // addNode closes a pre-activation unit: y = a + shortcut(z). a's gradient shares y's storage (the sum
@@ -71,7 +69,7 @@ func (b *builder) preactStem(in *act) (*act, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.maxPool("stem.pool", h, backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1})
+	return b.stemPool("stem.pool", h)
 }
 
 // preactBlock appends one pre-activation unit and returns its output. The stride is on the first 3x3
@@ -201,7 +199,8 @@ func (s Spec) ClassifierName() string {
 }
 
 // ClassifierNames lists the classifier names of the zoo's nets, each once, in the order of the name table:
-// fc, head.fc, then the topologies' (classif).
+// fc (torchvision's ResNets), head.fc (timm's pre-activation nets), then the topologies' (torchvision's
+// DenseNet's classifier, timm's Inception-ResNet-v2's classif).
 func ClassifierNames() []string {
 	var out []string
 	for _, s := range Zoo() {

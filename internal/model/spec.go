@@ -1,6 +1,7 @@
 // Package model holds the architecture specs of the zoo (ImageNet and CIFAR ResNets and their plain
-// counterparts, ResNeXt and Wide ResNet, pre-activation and SE nets, Inception-ResNet-v2), the builders that
-// turn a spec into a layer graph, and the forward/backward orchestration of that graph on a backend.Device.
+// counterparts, ResNeXt, Wide ResNet, pre-activation and SE nets, and nets of their own topology:
+// DenseNet and Inception-ResNet-v2), the builders that turn a spec into a layer graph, and the
+// forward/backward orchestration of that graph on a backend.Device.
 package model
 
 import (
@@ -71,6 +72,8 @@ type Spec struct {
 	// ResNet shape the fields above describe. Such a builder reads the fields it documents and ignores
 	// the others.
 	Topology string
+	// GrowthRate is a DenseNet's k, the channels each dense layer adds (densenet.go); 0 in the other nets.
+	GrowthRate int
 	// BNEps is the epsilon of every batch norm; 0 means PyTorch's default 1e-5 (timm builds
 	// Inception-ResNet-v2 with 1e-3).
 	BNEps float64
@@ -253,7 +256,20 @@ func init() {
 	registerPreAct()
 	registerWide()
 	registerSENets()
+	registerDenseNets()
 	registerInceptionResNet()
+}
+
+// Wiring says how the net's units connect, for a model summary: residual, plain, or a topology's own
+// ("densely connected").
+func (s Spec) Wiring() string {
+	if t, ok := topologies[s.Topology]; ok && t.wiring != "" {
+		return t.wiring
+	}
+	if s.Residual {
+		return "residual"
+	}
+	return "plain"
 }
 
 // Units describes the net's units for a model summary: "bottleneck blocks", "pre-activation basic blocks

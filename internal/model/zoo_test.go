@@ -62,8 +62,8 @@ func TestZooMatchesReferenceCounts(t *testing.T) {
 	}
 }
 
-// ResNeXt and Wide ResNet: the exact parameter counts and MACs of torchvision's models (docs/reference-
-// counts.md, counted on the torchvision 0.29 modules).
+// ResNeXt, Wide ResNet and DenseNet: the exact parameter counts and MACs of torchvision's models
+// (docs/reference-counts.md, counted on the torchvision 0.29 modules).
 func TestWiderZooMatchesTorchvision(t *testing.T) {
 	for _, c := range []struct {
 		name         string
@@ -82,6 +82,16 @@ func TestWiderZooMatchesTorchvision(t *testing.T) {
 		{"cifar_wrn28_10", 36479194, 5243328768},
 		{"cifar_wrn40_4", 8949210, 1298582016},
 		{"cifar_wrn16_8", 10961370, 1548145664},
+		// torchvision 0.29's DenseNets, and the paper's CIFAR DenseNet-BC as PyTorch counts torchvision's
+		// DenseNet with a 3x3 stem of 2k channels and no norm0 or pool0, one 32x32 image: L=100, k=12 has
+		// 769,162 parameters (the paper's Table 2: 0.8M), L=250, k=24 15.3M, L=190, k=40 25.6M.
+		{"densenet121", 7978856, 2834161664},
+		{"densenet161", 28681000, 7727907072},
+		{"densenet169", 14149480, 3359843328},
+		{"densenet201", 20013928, 4291365888},
+		{"cifar_densenet_bc100_k12", 769162, 287929692},
+		{"cifar_densenet_bc250_k24", 15324406, 5418785724},
+		{"cifar_densenet_bc190_k40", 25624430, 9301945740},
 	} {
 		s, err := Lookup(c.name)
 		if err != nil {
@@ -274,7 +284,7 @@ func TestParamNamesFollowTorchvision(t *testing.T) {
 // Every listed name resolves to itself, and so do its short and paper spellings.
 func TestNamesRoundTrip(t *testing.T) {
 	names := Names()
-	if len(names) != 40 || names[0] != "cifar_plain110" || names[len(names)-1] != "wide_resnet50_2" {
+	if len(names) != 45 || names[0] != "cifar_densenet_bc100_k12" || names[len(names)-1] != "wide_resnet50_2" {
 		t.Fatalf("Names() = %v", names)
 	}
 	for _, n := range names {

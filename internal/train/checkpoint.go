@@ -34,11 +34,17 @@ type State struct {
 	// train.max_nonfinite_steps bounds.
 	EpochNonFinite  int64 `json:"epoch_nonfinite"`
 	NonFiniteInARow int   `json:"nonfinite_in_a_row"`
-	// EpochSeconds is the training time spent in the epoch so far (timing only).
-	EpochSeconds float64 `json:"epoch_seconds"`
+	// EpochSeconds is the training time spent in the epoch so far, and EpochDataSeconds and
+	// EpochCopySeconds the parts of it spent waiting for the loader's batches and handing them to the
+	// device (Net.UploadTime); the rest is compute (timing only).
+	EpochSeconds     float64 `json:"epoch_seconds"`
+	EpochDataSeconds float64 `json:"epoch_data_seconds,omitempty"`
+	EpochCopySeconds float64 `json:"epoch_copy_seconds,omitempty"`
 	// WallSeconds is the run's wall-clock time so far, training and evaluation, over every process that
 	// worked on it (the time between an interruption and its resume is not counted; timing only).
 	WallSeconds float64 `json:"wall_seconds"`
+	// EMAUpdates counts the updates of the weights' average since it last (re)started (train.ema_decay).
+	EMAUpdates int64 `json:"ema_updates,omitempty"`
 	// TargetErr is the evaluated error that met train.target_err and ended the run (0 while none has).
 	TargetErr float64 `json:"target_err,omitempty"`
 	// MetricsBytes is the length of metrics.jsonl when the checkpoint was taken; a resumed run cuts the file
@@ -73,7 +79,7 @@ func (st State) check() error {
 		{"epoch_n", st.EpochN}, {"epoch_bad", st.EpochBad}, {"metrics_bytes", st.MetricsBytes},
 		{"batches_tracked", st.BatchesTracked}, {"epoch_nonfinite", st.EpochNonFinite},
 		{"nonfinite_in_a_row", int64(st.NonFiniteInARow)}, {"loss_scale_good_steps", int64(st.LossScaleGoodSteps)},
-		{"epoch_overflow_steps", st.EpochOverflow},
+		{"epoch_overflow_steps", st.EpochOverflow}, {"ema_updates", st.EMAUpdates},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("has %s %d (must be >= 0)", f.name, f.v)
@@ -99,6 +105,7 @@ func (st State) nextEpoch() State {
 	st.Epoch++
 	st.Batch, st.EpochLoss, st.EpochTop1, st.EpochN, st.EpochSeconds, st.EpochBad = 0, 0, 0, 0, 0, 0
 	st.EpochNonFinite, st.EpochOverflow = 0, 0
+	st.EpochDataSeconds, st.EpochCopySeconds = 0, 0
 	return st
 }
 
@@ -113,7 +120,7 @@ type Checkpoint struct {
 
 // encodeCheckpoint lays out the net's weights, BN statistics and momentum buffers with the run state and
 // config as a checkpoint file.
-func encodeCheckpoint(net *model.Net, st State, configYAML []byte) (*safetensors.File, error) {
+func encodeCheckpoint(net *model.Net, st State, configYAML []byte, extra []safetensors.Tensor) (*safetensors.File, error) {
 	f := &safetensors.File{Metadata: map[string]string{}}
 	st.BatchesTracked = net.BatchesTracked
 	stateJSON, err := json.Marshal(st)
@@ -158,6 +165,15 @@ func encodeCheckpoint(net *model.Net, st State, configYAML []byte) (*safetensors
 			return nil, fmt.Errorf("checkpoint: reading momentum of %s: %w", p.Name, err)
 		}
 		if err := add(momentumPrefix+p.Name, p.Shape, v); err != nil {
+			return nil, err
+		}
+	}
+	for _, x := range extra {
+		v, err := x.Float32s()
+		if err != nil {
+			return nil, err
+		}
+		if err := add(x.Name, x.Shape, v); err != nil {
 			return nil, err
 		}
 	}
@@ -209,6 +225,54 @@ func (c *Checkpoint) checkValues() error {
 // Tensor returns one tensor of the checkpoint file by name.
 func (c *Checkpoint) Tensor(name string) (safetensors.Tensor, bool) { return c.file.Get(name) }
 
+// tensor reads the checkpoint's tensor name, which must have p's shape.
+func (c *Checkpoint) tensor(name string, p *model.Param) ([]float32, error) {
+	t, ok := c.file.Get(name)
+	if !ok {
+		return nil, fmt.Errorf("checkpoint %s: missing tensor %s", c.Path, name)
+	}
+	if !model.SameShape(t.Shape, p.Shape) {
+		return nil, fmt.Errorf("checkpoint %s: %s has shape %v, the net needs %v", c.Path, name, t.Shape, p.Shape)
+	}
+	v, err := t.Float32s()
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %s: %w", c.Path, name, err)
+	}
+	return v, nil
+}
+
+// HasEMA reports whether the checkpoint holds an average of the weights (train.ema_decay).
+func (c *Checkpoint) HasEMA() bool {
+	for _, t := range c.file.Tensors {
+		if strings.HasPrefix(t.Name, emaPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// RestoreEMA loads the checkpoint's average of the weights and BN statistics into net, instead of the
+// weights themselves.
+func (c *Checkpoint) RestoreEMA(net *model.Net) error {
+	if c.Arch != net.Spec.Name {
+		return fmt.Errorf("checkpoint %s holds %s, the net is %s", c.Path, c.Arch, net.Spec.Name)
+	}
+	if !c.HasEMA() {
+		return fmt.Errorf("checkpoint %s holds no average of its weights: its run trained without train.ema_decay", c.Path)
+	}
+	for _, p := range net.Params {
+		v, err := c.tensor(emaPrefix+p.Name, p)
+		if err != nil {
+			return err
+		}
+		if err := net.Set(p, v); err != nil {
+			return err
+		}
+	}
+	net.BatchesTracked = c.State.BatchesTracked
+	return nil
+}
+
 // Restore loads the checkpoint's weights and BN statistics into net, and its momentum buffers when
 // withOptimizer is set. Every tensor of the net must be present with its shape.
 func (c *Checkpoint) Restore(net *model.Net, withOptimizer bool) error {
@@ -216,16 +280,9 @@ func (c *Checkpoint) Restore(net *model.Net, withOptimizer bool) error {
 		return fmt.Errorf("checkpoint %s holds %s, the net is %s", c.Path, c.Arch, net.Spec.Name)
 	}
 	load := func(name string, p *model.Param, dst func([]float32) error) error {
-		t, ok := c.file.Get(name)
-		if !ok {
-			return fmt.Errorf("checkpoint %s: missing tensor %s", c.Path, name)
-		}
-		if !model.SameShape(t.Shape, p.Shape) {
-			return fmt.Errorf("checkpoint %s: %s has shape %v, the net needs %v", c.Path, name, t.Shape, p.Shape)
-		}
-		v, err := t.Float32s()
+		v, err := c.tensor(name, p)
 		if err != nil {
-			return fmt.Errorf("checkpoint %s: %s: %w", c.Path, name, err)
+			return err
 		}
 		return dst(v)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"resnet/internal/backend"
@@ -16,6 +17,7 @@ import (
 	"resnet/internal/eval"
 	"resnet/internal/jsonnum"
 	"resnet/internal/model"
+	"resnet/internal/safetensors"
 	"resnet/internal/sysmem"
 )
 
@@ -57,6 +59,17 @@ type Metrics struct {
 	// WallSeconds is the run's wall-clock time up to this evaluation, over every process that worked on it
 	// (State.WallSeconds): the time the run took to reach this line's errors.
 	WallSeconds float64 `json:"wall_seconds"`
+	// The scores of the weights' average (train.ema_decay), on the same split; absent without one.
+	TestLossEMA    *jsonnum.Float `json:"test_loss_ema,omitempty"`
+	TestErrEMA     *float64       `json:"test_err_ema,omitempty"`
+	TestTop5ErrEMA *float64       `json:"test_top5_err_ema,omitempty"`
+	// Where the epoch's training time (EpochSeconds) went: waiting for the loader's batches, handing them
+	// to the device (on a GPU, the copy into pinned staging memory and the queueing of the transfer), and
+	// compute (forward, loss, backward, the update and the finiteness checks, until the step's loss is back
+	// on the host).
+	DataSeconds    float64 `json:"data_seconds"`
+	CopySeconds    float64 `json:"copy_seconds"`
+	ComputeSeconds float64 `json:"compute_seconds"`
 }
 
 // Options configure a training run.
@@ -86,6 +99,8 @@ type Options struct {
 	// afterBackward is a test hook run after each step's backward pass, before its gradients are checked
 	// and applied.
 	afterBackward func(net *model.Net, st *State) error
+	// beforeBatch is a test hook run while each step waits for its batch (a slow loader).
+	beforeBatch func()
 }
 
 // Result describes a finished (or interrupted) run.
@@ -114,13 +129,19 @@ func Run(opt Options) (Result, error) {
 // trainer is one run in progress: the net and its optimizer, the loaders, and the position reached (st),
 // which is what a checkpoint records.
 type trainer struct {
-	opt     Options
-	cfg     config.Config
-	dir     RunDir
-	net     *model.Net
-	slots   []backend.SGDSlot
-	check   *stepCheck
-	scaler  lossScaler
+	opt    Options
+	cfg    config.Config
+	dir    RunDir
+	net    *model.Net
+	slots  []backend.SGDSlot
+	check  *stepCheck
+	scaler lossScaler
+	// mix makes the soft targets of label smoothing, mixup and CutMix (nil without them).
+	mix *mixer
+	// acc sums the micro-batches' gradients under train.accumulate_steps (Net.GradientStore's shape).
+	acc backend.Tensor
+	// ema is the average of the weights (nil without train.ema_decay).
+	ema     *emaWeights
 	sched   Schedule
 	train   *dataset.Loader
 	test    *dataset.Loader
@@ -136,6 +157,10 @@ type trainer struct {
 	recordedConvs int
 	// since is when st.WallSeconds was last brought up to date.
 	since time.Time
+	// waited is how long the step in progress waited for its batch; warnedData says the run was told that
+	// waiting for data slows it.
+	waited     time.Duration
+	warnedData bool
 }
 
 // prepare opens the run folder, the data and the net, restores the checkpoint of a resumed run, and
@@ -182,6 +207,7 @@ func (t *trainer) prepare() error {
 	}
 	c, h, w := t.net.InputShape()
 	t.sample = c * h * w
+	t.mix = newMixer(t.cfg.Train, t.net.Spec.NumClasses)
 	t.prog = newProgress(t.opt.Out, t.opt.Terminal, t.cfg.Train.LogEvery)
 	t.since = time.Now()
 	return nil
@@ -227,12 +253,19 @@ func (t *trainer) buildNet(data *Data) error {
 	if err := NewRunMemory(t.cfg, spec, data).Check(budget); err != nil {
 		return ExplainInputSize(err, t.cfg.Dataset)
 	}
-	capacity := max(t.cfg.Train.BatchSize, t.cfg.Eval.BatchSize)
+	capacity := max(t.cfg.Train.MicroBatch(), t.cfg.Eval.BatchSize)
 	net, err := model.Build(t.opt.Device, spec, capacity)
 	if err != nil {
 		return ExplainInputSize(err, t.cfg.Dataset)
 	}
 	t.net = net
+	t.ema = newEMA(t.cfg.Train.EMADecay, t.cfg.Train.EMAEvery, net)
+	if t.cfg.Train.AccumulateSteps > 1 {
+		g := net.GradientStore()
+		if t.acc, err = t.opt.Device.Alloc(g.Shape, backend.F32, backend.NCHW); err != nil {
+			return fmt.Errorf("train: the accumulated gradients: %w", err)
+		}
+	}
 	return net.Init(t.cfg.Seed)
 }
 
@@ -260,6 +293,13 @@ func (t *trainer) resume() (restored bool, err error) {
 		return false, err
 	}
 	t.st = ck.State
+	if t.ema != nil && (ck.HasEMA() || t.st.EMAUpdates > 0) {
+		if err := t.ema.restore(ck, t.net); err != nil {
+			return false, err
+		}
+	} else if t.ema != nil {
+		t.st.EMAUpdates = 0 // averaging starts with this process: its first update copies the weights
+	}
 	if target := t.cfg.Train.TargetErr; t.st.TargetErr > 0 && target > 0 && t.st.TargetErr <= target {
 		return false, fmt.Errorf("resume: %s reached its target error (%.2f%%, train.target_err %g) at epoch %d; to train on, lower the target or unset it: --set train.target_err=0",
 			t.dir.Path(), 100*t.st.TargetErr, target, t.st.Epoch)
@@ -309,6 +349,9 @@ func (t *trainer) close() {
 	if t.check != nil {
 		t.check.free()
 	}
+	if t.acc.Valid() {
+		t.opt.Device.Free(t.acc)
+	}
 	if t.net != nil {
 		t.net.Free()
 	}
@@ -338,10 +381,14 @@ func (t *trainer) runEpoch() error {
 	t.lr = 0
 	for {
 		t0 := time.Now()
+		if t.opt.beforeBatch != nil {
+			t.opt.beforeBatch()
+		}
 		b, err := t.train.Next()
 		if err != nil || b == nil {
 			return err
 		}
+		t.waited = time.Since(t0)
 		stepped, err := t.step(b, t0)
 		if err != nil {
 			return err
@@ -371,7 +418,7 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 		return false, err
 	}
 	t.net.SetDropoutKey(t.cfg.Seed, t.st.Step)
-	r, err := t.net.TrainStepScaled(b.X[:b.N*t.sample], b.Labels[:b.N], t.scaler.scale(&t.st))
+	r, err := t.trainStep(b.X[:b.N*t.sample], b.Labels[:b.N])
 	t.train.Release(b)
 	if err == nil && t.opt.afterBackward != nil {
 		err = t.opt.afterBackward(t.net, &t.st)
@@ -394,8 +441,17 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	}
 	t.st.Step++
 	t.st.Batch = index + 1
+	if t.ema != nil && t.ema.due(index) { // a skipped update folds in the unchanged weights, as torchvision's does
+		// torchvision's reference restarts the average after each update of the warm-up epochs.
+		warmup := float64(t.st.Epoch) < t.cfg.Train.Schedule.WarmupEpochs
+		if err := t.ema.update(t.net, &t.st, warmup); err != nil {
+			return false, err
+		}
+	}
 	t.st.EpochBad += bad
 	t.st.EpochSeconds += time.Since(t0).Seconds()
+	t.st.EpochDataSeconds += t.waited.Seconds()
+	t.st.EpochCopySeconds += t.net.UploadTime().Seconds()
 	t.endWarmStart()
 	t.prog.step(t.st, t.lr)
 	if !t.recorded {
@@ -407,6 +463,67 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 		return true, t.opt.afterStep(&t.st)
 	}
 	return true, nil
+}
+
+// trainStep runs the net's forward and backward on a batch: against its labels, or with label smoothing,
+// mixup or CutMix on, against the soft targets of the step's draw (the images mixed in place first). With
+// train.accumulate_steps k the batch runs as k micro-batches, each loss weighted 1/k and the gradients
+// added up, so the update sees the batch's gradient.
+func (t *trainer) trainStep(x []float32, labels []int32) (model.Result, error) {
+	scale := t.scaler.scale(&t.st)
+	var targets []float32
+	c, h, w := t.net.InputShape()
+	if t.mix != nil {
+		targets = t.mix.apply(t.mix.draw(t.cfg.Seed, t.st.Step, h, w), x, labels, c, h, w)
+	}
+	k, n := t.cfg.Train.AccumulateSteps, len(labels)
+	if k <= 1 {
+		return t.microStep(x, labels, targets, scale)
+	}
+	var total model.Result
+	first := true
+	grads := t.net.GradientStore()
+	for i := range k {
+		lo, hi := i*n/k, (i+1)*n/k // a batch shortened by unreadable images splits as evenly as it can
+		if lo == hi {
+			continue
+		}
+		var tg []float32
+		if targets != nil {
+			tg = targets[lo*t.net.Spec.NumClasses : hi*t.net.Spec.NumClasses]
+		}
+		r, err := t.microStep(x[lo*t.sample:hi*t.sample], labels[lo:hi], tg, scale/float32(k))
+		if err != nil {
+			return total, err
+		}
+		total.N, total.LossSum, total.Top1, total.Top5 = total.N+r.N, total.LossSum+r.LossSum, total.Top1+r.Top1, total.Top5+r.Top5
+		total.NonFinite += r.NonFinite
+		// The sum so far lives in t.acc; the last micro-batch adds it into the net's own gradients, which
+		// the update reads.
+		p := backend.ChannelCopyParams{Channels: grads.Shape[1]}
+		switch last := hi == n; {
+		case first && last: // one micro-batch after all: its gradients are the batch's
+		case last:
+			p.Accumulate = true
+			err = t.opt.Device.CopyChannels(p, t.acc, grads)
+		default:
+			p.Accumulate = !first
+			err = t.opt.Device.CopyChannels(p, grads, t.acc)
+		}
+		if err != nil {
+			return total, err
+		}
+		first = false
+	}
+	return total, nil
+}
+
+// microStep is one forward and backward pass, against labels or soft targets.
+func (t *trainer) microStep(x []float32, labels []int32, targets []float32, scale float32) (model.Result, error) {
+	if targets == nil {
+		return t.net.TrainStepScaled(x, labels, scale)
+	}
+	return t.net.TrainStepSoft(x, labels, targets, scale)
 }
 
 // update applies the SGD step of a batch whose loss, BN statistics and gradients are finite, and adds it
@@ -467,6 +584,7 @@ func (t *trainer) finishEpoch() error {
 			t.st.TargetErr = max(t.res.Last.TestErr, math.SmallestNonzeroFloat64)
 		}
 	}
+	t.warnDataBound()
 	t.st = t.st.nextEpoch()
 	t.res.Epochs = done
 	if !reached && !t.due(done, t.cfg.Checkpoint.Every) && !stopRequested(t.opt.Stop) {
@@ -486,6 +604,22 @@ func (t *trainer) finishEpoch() error {
 		return ErrInterrupted
 	}
 	return nil
+}
+
+// dataBoundShare is the share of the training time spent waiting for data above which a run says, once,
+// that the input pipeline holds it back.
+const dataBoundShare = 0.10
+
+// warnDataBound tells, once per process, that the epoch just trained waited for its batches more than
+// dataBoundShare of its time, with what to change. Epochs of a few steps are left alone: their time is
+// mostly the loader's start.
+func (t *trainer) warnDataBound() {
+	st := t.st
+	if t.warnedData || st.Batch < 20 || !(st.EpochDataSeconds > dataBoundShare*st.EpochSeconds) {
+		return
+	}
+	t.warnedData = true
+	t.prog.dataBound(st.Epoch+1, st.EpochDataSeconds/st.EpochSeconds, t.cfg.Dataset, runtime.NumCPU())
 }
 
 // due reports whether something done every `every` epochs falls after epoch done (counted from 1); the
@@ -508,6 +642,8 @@ func (t *trainer) evaluate() error {
 		TestLoss: sc.Loss, TestErr: sc.Top1Err, TestTop5Err: sc.Top5Err, TestNonFinite: sc.NonFinite,
 		BadImages: st.EpochBad + int64(sc.Skipped), NonFiniteSteps: st.EpochNonFinite,
 		EpochSeconds: st.EpochSeconds, WallSeconds: st.WallSeconds,
+		DataSeconds: st.EpochDataSeconds, CopySeconds: st.EpochCopySeconds,
+		ComputeSeconds: max(0, st.EpochSeconds-st.EpochDataSeconds-st.EpochCopySeconds),
 	}
 	if t.scaler.cfg.Enabled() {
 		scale, skipped := float64(st.LossScale), st.EpochOverflow
@@ -515,6 +651,13 @@ func (t *trainer) evaluate() error {
 	}
 	if st.EpochSeconds > 0 {
 		m.ImagesPerSec = float64(st.EpochN) / st.EpochSeconds
+	}
+	if t.ema != nil && t.ema.valid {
+		esc, err := t.ema.evaluate(t.net, func() (eval.Scores, error) { return eval.OneCrop(t.net, t.test, nil) })
+		if err != nil {
+			return fmt.Errorf("evaluating the weights' average: %w", err)
+		}
+		m.TestLossEMA, m.TestErrEMA, m.TestTop5ErrEMA = &esc.Loss, &esc.Top1Err, &esc.Top5Err
 	}
 	if err := t.dir.AppendMetrics(m); err != nil {
 		return err
@@ -548,7 +691,11 @@ func (t *trainer) checkpoint() (string, error) {
 	}
 	t.st.MetricsBytes = size
 	t.clock()
-	path, err := t.dir.SaveCheckpoint(t.net, t.st, t.opt.ConfigYAML, t.cfg.Checkpoint.Keep)
+	var extra []safetensors.Tensor
+	if t.ema != nil {
+		extra = t.ema.tensors(t.net)
+	}
+	path, err := t.dir.SaveCheckpoint(t.net, t.st, t.opt.ConfigYAML, t.cfg.Checkpoint.Keep, extra...)
 	if errors.Is(err, ErrDiverged) {
 		epoch := t.st.Epoch // the position is the start of the next epoch, or inside one
 		if t.st.Batch > 0 {

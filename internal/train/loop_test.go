@@ -7,11 +7,13 @@ import (
 	"image"
 	"image/jpeg"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"resnet/internal/config"
 	"resnet/internal/cpu"
@@ -51,6 +53,7 @@ func stripTiming(ms []Metrics) []Metrics {
 	out := append([]Metrics(nil), ms...)
 	for i := range out {
 		out[i].ImagesPerSec, out[i].EpochSeconds, out[i].WallSeconds = 0, 0, 0
+		out[i].DataSeconds, out[i].CopySeconds, out[i].ComputeSeconds = 0, 0, 0
 	}
 	return out
 }
@@ -480,5 +483,53 @@ func TestDropoutResumeMatchesUninterrupted(t *testing.T) {
 		if err != nil || steps == 0 {
 			t.Fatalf("resume %v: %d steps checked, %v", resume, steps, err)
 		}
+	}
+}
+
+// Every epoch's training time is split into waiting for data, copying to the device and compute, in
+// metrics.jsonl and on the epoch line; an epoch that waits for its batches more than a tenth of its time
+// says so once per run, naming dataset.workers.
+func TestStepTimeSplit(t *testing.T) {
+	cfg := smallConfig(2)
+	cfg.Dataset.TrainSize = 320 // 20 steps an epoch, the fewest the warning looks at
+	yml, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = 20 * time.Millisecond
+	var out bytes.Buffer
+	dir := t.TempDir()
+	_, err = Run(Options{Config: cfg, ConfigYAML: yml, RunDir: dir, Device: cpu.New(), Out: &out,
+		beforeBatch: func() { time.Sleep(wait) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := NewRunDir(dir).ReadMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		sum := m.DataSeconds + m.CopySeconds + m.ComputeSeconds
+		if m.DataSeconds < 20*wait.Seconds() || !(m.CopySeconds > 0) || !(m.ComputeSeconds > 0) ||
+			math.Abs(sum-m.EpochSeconds) > 1e-9*m.EpochSeconds {
+			t.Errorf("epoch %d: data %v s (at least %v slept), copy %v s, compute %v s, together %v s; epoch_seconds %v",
+				m.Epoch, m.DataSeconds, 20*wait.Seconds(), m.CopySeconds, m.ComputeSeconds, sum, m.EpochSeconds)
+		}
+	}
+	s := out.String()
+	if n := strings.Count(s, "waited for data"); n != 1 || !strings.Contains(s, "Raise dataset.workers (now 2;") {
+		t.Errorf("the data warning appears %d times, want once naming dataset.workers:\n%s", n, s)
+	}
+	if n := strings.Count(s, "compute "); n != 2 {
+		t.Errorf("%d epoch lines give the time split, want 2:\n%s", n, s)
+	}
+
+	// Without the wait, no warning: the synthetic loader keeps up.
+	out.Reset()
+	if _, err := Run(Options{Config: cfg, ConfigYAML: yml, RunDir: t.TempDir(), Device: cpu.New(), Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "waited for data") {
+		t.Errorf("a run whose loader keeps up was told it waits for data:\n%s", out.String())
 	}
 }

@@ -71,7 +71,8 @@ func (r RunMemory) needAt(trainBatch, evalBatch, size, resize, images int) (sysm
 	spec.InputSize = size
 	// An unknown precision fails config validation first; f32 is the largest.
 	act, _ := backend.ParsePrecision(r.cfg.CUDA.Precision)
-	m, err := model.EstimateMemory(spec, max(trainBatch, evalBatch), act)
+	// The net holds a micro-batch of training (train.accumulate_steps) or an evaluation batch.
+	m, err := model.EstimateMemory(spec, max(trainBatch/max(r.cfg.Train.AccumulateSteps, 1), evalBatch), act)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +90,12 @@ func (r RunMemory) needAt(trainBatch, evalBatch, size, resize, images int) (sysm
 	loaders := sysmem.Add(
 		dataset.LoaderMemory(trainShape, dataset.LoaderOptions{BatchSize: trainBatch, Workers: d.Workers}),
 		dataset.LoaderMemory(evalShape, dataset.LoaderOptions{BatchSize: evalBatch, Workers: d.Workers}))
-	return append(m.Need(images), sysmem.Part{Name: "data loaders", Bytes: loaders, Host: true}), nil
+	need := m.Need(images)
+	if r.cfg.Train.AccumulateSteps > 1 {
+		// One more copy of the gradients (values, gradients and momentum make up Params).
+		need = append(need, sysmem.Part{Name: "accumulated gradients", Bytes: m.Params / 3})
+	}
+	return append(need, sysmem.Part{Name: "data loaders", Bytes: loaders, Host: true}), nil
 }
 
 // What says what the memory is for: "a training step of resnet18 at 224x224".

@@ -7,6 +7,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"resnet/internal/config"
 	"resnet/internal/dataset"
 )
 
@@ -76,8 +77,39 @@ func (p *progress) metrics(m Metrics) {
 	if m.SkippedSteps != nil && *m.SkippedSteps > 0 {
 		skipped = fmt.Sprintf("  %d steps skipped for overflow (loss scale now %g)", *m.SkippedSteps, *m.LossScale)
 	}
-	fmt.Fprintf(p.w, "epoch %d/%d  step %d  train loss %.4f err %5.2f%%  test loss %.4f err %5.2f%% top-5 %5.2f%%  %.0f img/s%s\n",
-		m.Epoch, p.epochs, m.Step, m.TrainLoss, 100*m.TrainErr, m.TestLoss, 100*m.TestErr, 100*m.TestTop5Err, m.ImagesPerSec, skipped)
+	ema := ""
+	if m.TestErrEMA != nil {
+		ema = fmt.Sprintf(" (average: err %5.2f%% top-5 %5.2f%%)", 100**m.TestErrEMA, 100**m.TestTop5ErrEMA)
+	}
+	fmt.Fprintf(p.w, "epoch %d/%d  step %d  train loss %.4f err %5.2f%%  test loss %.4f err %5.2f%% top-5 %5.2f%%%s  %.0f img/s%s%s\n",
+		m.Epoch, p.epochs, m.Step, m.TrainLoss, 100*m.TrainErr, m.TestLoss, 100*m.TestErr, 100*m.TestTop5Err, ema, m.ImagesPerSec,
+		StepTimeSplit(m.EpochSeconds, m.DataSeconds, m.CopySeconds), skipped)
+}
+
+// StepTimeSplit writes where training time went, as the epoch lines and `resnet bench` print it:
+// "  (data 12%, copy 3%, compute 85%)", from the total seconds and the parts waiting for data and copying
+// to the device; empty when no time was measured.
+func StepTimeSplit(total, data, cp float64) string {
+	if !(total > 0) {
+		return ""
+	}
+	pct := func(v float64) float64 { return 100 * v / total }
+	return fmt.Sprintf("  (data %.0f%%, copy %.0f%%, compute %.0f%%)", pct(data), pct(cp), pct(max(0, total-data-cp)))
+}
+
+// dataBound says that epoch waited for its batches a share of its training time, and what to change.
+func (p *progress) dataBound(epoch int, share float64, d config.DatasetConfig, cpus int) {
+	if p.terminal && p.bar != nil {
+		_ = p.bar.Clear()
+	}
+	workers := fmt.Sprintf("now %d", d.Workers)
+	if d.Workers == 0 {
+		workers = "now one per CPU"
+	}
+	fmt.Fprintf(p.w, "epoch %d waited for data %.0f%% of its training time: the input pipeline holds the net back. "+
+		"Raise dataset.workers (%s; this machine has %d CPUs), keep the images on a local disk, or store them "+
+		"pre-resized (decoding full-size photos dominates); `resnet bench data` measures the pipeline alone.\n",
+		epoch, 100*share, workers, cpus)
 }
 
 func (p *progress) interrupted(path string) {

@@ -251,8 +251,8 @@ func endsLine(path string, size int64) error {
 // SaveCheckpoint writes the net's weights, BN statistics and momentum buffers with the run state and
 // config to CheckpointPath(st.Step) (atomically), rewrites config.yaml to match it, then deletes all but the
 // newest keep checkpoints.
-func (r RunDir) SaveCheckpoint(net *model.Net, st State, configYAML []byte, keep int) (string, error) {
-	f, err := encodeCheckpoint(net, st, configYAML)
+func (r RunDir) SaveCheckpoint(net *model.Net, st State, configYAML []byte, keep int, extra ...safetensors.Tensor) (string, error) {
+	f, err := encodeCheckpoint(net, st, configYAML, extra)
 	if err != nil {
 		return "", err
 	}

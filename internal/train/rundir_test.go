@@ -242,7 +242,7 @@ func TestCheckpointMetadataIsChecked(t *testing.T) {
 		{State{Step: 6, EpochTop1: 9, EpochN: 8}, "has epoch_top1 9 above epoch_n 8"},
 		{State{Step: 7, EpochLoss: -2}, "has epoch_loss -2 (must be a finite number >= 0)"},
 	} {
-		f, err := encodeCheckpoint(net, c.st, []byte("name: x\n"))
+		f, err := encodeCheckpoint(net, c.st, []byte("name: x\n"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

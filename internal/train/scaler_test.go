@@ -184,7 +184,7 @@ func TestDynamicLossScaleFollowsGradScaler(t *testing.T) {
 	p := newProgress(&out, false, 0)
 	p.epochs = cfg.Train.Epochs
 	p.metrics(ms[0])
-	if !strings.HasSuffix(out.String(), " img/s  2 steps skipped for overflow (loss scale now 16384)\n") {
+	if !strings.HasSuffix(out.String(), "%)  2 steps skipped for overflow (loss scale now 16384)\n") {
 		t.Errorf("the epoch line does not give the skipped steps and the scale: %q", out.String())
 	}
 }

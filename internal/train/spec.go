@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"resnet/internal/config"
 	"resnet/internal/dataset"
@@ -77,6 +78,25 @@ type Data struct {
 
 // cifar10Classes are CIFAR-10's class names, in label order (batches.meta.txt).
 var cifar10Classes = []string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+
+// ClassNames are the names of a data set's classes in label order, when known without reading the data:
+// the synthetic set's and CIFAR-10's, and an ImageNet-style tree's class folders (when root/train is
+// there and has the given count); nil otherwise.
+func ClassNames(c config.DatasetConfig, classes int) []string {
+	var names []string
+	switch c.Name {
+	case "synthetic":
+		names = dataset.SyntheticClassNames[:]
+	case "cifar10":
+		names = cifar10Classes
+	case "imagenet":
+		names, _ = dataset.ClassFolders(filepath.Join(c.Root, "train"))
+	}
+	if len(names) != classes {
+		return nil
+	}
+	return names
+}
 
 // OpenData opens the data set named by the config: the training split and the split evaluated on.
 func OpenData(c config.DatasetConfig, seed int64) (*Data, error) {

@@ -41,17 +41,26 @@ func reportImagesPerSecond(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
 }
 
+// BenchmarkDecodeJPEG500x375 decodes as evaluation does (exact) and as training's full-size decodes do
+// (fast).
 func BenchmarkDecodeJPEG500x375(b *testing.B) {
 	data := benchJPEG(b)
-	var dst Image
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Decode(data, &dst); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name string
+		opt  DecodeOptions
+	}{{"exact", DecodeOptions{Exact: true}}, {"fast", DecodeOptions{}}} {
+		b.Run(c.name, func(b *testing.B) {
+			var dst Image
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodeScaled(data, &dst, c.opt); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportImagesPerSecond(b)
+		})
 	}
-	reportImagesPerSecond(b)
 }
 
 func decodeStdlib(data []byte) (image.Image, error) { return jpeg.Decode(bytes.NewReader(data)) }
@@ -136,7 +145,7 @@ func BenchmarkDecodeTrainRRC224(b *testing.B) {
 	var s Scratch
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Decode(data, &img); err != nil {
+		if _, err := DecodeScaled(data, &img, DecodeOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		if err := TrainRRC(dst, &img, rng, 224, rng.IntN(2) == 1, ImageNetMean, ImageNetStd, &s); err != nil {

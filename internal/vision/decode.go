@@ -88,8 +88,16 @@ func DecodeConfig(data []byte) (w, h int, f Format, err error) {
 	return cfg.Width, cfg.Height, f, nil
 }
 
-// DecodeOptions are hints for DecodeScaled. The zero value asks for the full-size image.
+// DecodeOptions are hints for DecodeScaled. The zero value asks for the full-size image, decoded by the
+// fast path.
 type DecodeOptions struct {
+	// Exact decodes JPEGs as libjpeg-turbo does by default, so as Pillow's Image.open(f).convert("RGB")
+	// does: the pixels torchvision's models were trained and published on (see jpeg.Options.Exact). It
+	// is for evaluation and prediction, and decodes the whole image at full size: MinW, MinH and Window
+	// must be zero. Without it, JPEG chroma is replicated instead of interpolated and the inverse DCT
+	// rounds differently: a few levels apart on most pixels of a subsampled image, which training's
+	// augmentation drowns.
+	Exact bool
 	// MinW and MinH are the smallest decoded width and height the caller can use. A decoder that supports
 	// reduced-scale decoding (JPEG's 1/2, 1/4 and 1/8 IDCT scaling) may return an image downscaled by a power
 	// of two as long as it stays at least MinW x MinH; the caller finds the scale from dst.W / full width.
@@ -117,17 +125,19 @@ func ReducedRect(r Rect, fullW, fullH, w, h int) Rect {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// Decode decodes a JPEG (baseline or progressive) or PNG into dst as 8-bit RGB, reusing dst's buffer. The
-// format comes from the magic bytes. Grey, CMYK, YCCK, 16-bit, palette and alpha images are converted to RGB
-// (alpha is dropped, as PIL's convert("RGB") does). Corrupt or truncated data returns an error, never panics.
+// Decode decodes a JPEG (baseline or progressive) or PNG into dst as 8-bit RGB, reusing dst's buffer, with
+// the pixels Pillow gives (JPEGs in the exact mode, see DecodeOptions.Exact). The format comes from the
+// magic bytes. Grey, CMYK, YCCK, 16-bit, palette and alpha images are converted to RGB (alpha is dropped,
+// as PIL's convert("RGB") does). Corrupt or truncated data returns an error, never panics.
 func Decode(data []byte, dst *Image) (Format, error) {
-	return DecodeScaled(data, dst, DecodeOptions{})
+	return DecodeScaled(data, dst, DecodeOptions{Exact: true})
 }
 
-// DecodeScaled is Decode with a size hint (see DecodeOptions). JPEGs go through the project's own decoder
+// DecodeScaled decodes as opt asks (see DecodeOptions). JPEGs go through the project's own decoder
 // (internal/jpeg, about twice as fast as image/jpeg), which decodes at 1/2, 1/4 or 1/8 of the size when the
 // hint allows; callers map crop rectangles by dst.W / full width (ReducedRect). Variants it does not handle
-// (12-bit, arithmetic coding, CMYK without an Adobe marker) and PNGs go through the standard library.
+// (12-bit, arithmetic coding, CMYK without an Adobe marker) and PNGs go through the standard library, so
+// those JPEGs are not decoded exactly even with opt.Exact.
 func DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err error) {
 	d := decoderPool.Get().(*Decoder)
 	defer decoderPool.Put(d)
@@ -144,8 +154,17 @@ type Decoder struct {
 	jpeg fastjpeg.Decoder
 }
 
+// Decode is the package's Decode with d's buffers.
+func (d *Decoder) Decode(data []byte, dst *Image) (Format, error) {
+	return d.DecodeScaled(data, dst, DecodeOptions{Exact: true})
+}
+
 // DecodeScaled is the package's DecodeScaled with d's buffers.
 func (d *Decoder) DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Format, err error) {
+	if opt.Exact && (opt.MinW != 0 || opt.MinH != 0 || opt.Window != (Rect{})) {
+		return FormatUnknown, fmt.Errorf("vision: DecodeOptions.Exact decodes the whole image at full size; "+
+			"it cannot be combined with a size hint (%dx%d) or a window (%+v)", opt.MinW, opt.MinH, opt.Window)
+	}
 	w, h, f, err := DecodeConfig(data)
 	if err != nil {
 		return f, err
@@ -156,7 +175,7 @@ func (d *Decoder) DecodeScaled(data []byte, dst *Image, opt DecodeOptions) (f Fo
 	}
 	if f == FormatJPEG {
 		out := fastjpeg.Dst{Pix: dst.Pix}
-		jo := fastjpeg.Options{Scale: jpegScale(w, h, opt)}
+		jo := fastjpeg.Options{Scale: jpegScale(w, h, opt), Exact: opt.Exact}
 		if win := opt.Window; win.In(w, h) {
 			win = ReducedRect(win, w, h, ceilDiv(w, jo.Scale), ceilDiv(h, jo.Scale))
 			jo.Region = image.Rect(win.X, win.Y, win.X+win.W, win.Y+win.H)

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -22,12 +23,12 @@ import (
 //	im = Image.new("CMYK", (16, 16)); im.putpixel(...) per quadrant
 //	im.save(buf, "JPEG", quality=95, subsampling=0)
 //
-// Pillow's own convert("RGB") of it gives (127, 127, 127) in the bottom-right quadrant.
+// Pillow's own convert("RGB") of it gives (127, 127, 127) in the bottom-right quadrant, and Decode the same.
 const cmykJPEG = "/9j/7gAOQWRvYmUAZAAAAAAA/9sAQwACAQEBAQECAQEBAgICAgIEAwICAgIFBAQDBAYFBgYGBQYGBgcJCAYHCQcGBggLCAkKCgoKCgYICwwLCgwJCgoK/8AAFAgAEAAQBEMRAE0RAFkRAEsRAP/EAB8AAAEFAQEBAQEBAAAAAAAAAAABAgMEBQYHCAkKC//EALUQAAIBAwMCBAMFBQQEAAABfQECAwAEEQUSITFBBhNRYQcicRQygZGhCCNCscEVUtHwJDNicoIJChYXGBkaJSYnKCkqNDU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6g4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2drh4uPk5ebn6Onq8fLz9PX29/j5+v/aAA4EQwBNAFkASwAAPwD9/K/fyv38r9/K/gDooor+/wAor+AOiiiv7/K/n/r/2Q=="
 
 // progressiveJPEG is a 16x16 progressive JPEG (4:4:4, quality 95) with 8x8 quadrants red, green, blue and
 // grey 128, made once with Pillow 13.0.0: im.save(buf, "JPEG", quality=95, progressive=True, subsampling=0).
-// Pillow decodes the quadrant centres to (254,0,0), (0,255,1), (0,0,254), (128,128,128).
+// Pillow decodes the quadrant centres to (254,0,0), (0,255,1), (0,0,254), (128,128,128), and Decode the same.
 const progressiveJPEG = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAIBAQEBAQIBAQECAgICAgQDAgICAgUEBAMEBgUGBgYFBgYGBwkIBgcJBwYGCAsICQoKCgoKBggLDAsKDAkKCgr/2wBDAQICAgICAgUDAwUKBwYHCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgr/wgARCAAQABADAREAAhEBAxEB/8QAFQABAQAAAAAAAAAAAAAAAAAACAf/xAAXAQADAQAAAAAAAAAAAAAAAAAHCAkG/9oADAMBAAIQAxAAAAGLil/koLYVg20zWMZAdV//xAAUEAEAAAAAAAAAAAAAAAAAAAAg/9oACAEBAAEFAh//xAAUEQEAAAAAAAAAAAAAAAAAAAAg/9oACAEDAQE/AR//xAAUEQEAAAAAAAAAAAAAAAAAAAAg/9oACAECAQE/AR//xAAUEAEAAAAAAAAAAAAAAAAAAAAg/9oACAEBAAY/Ah//xAAUEAEAAAAAAAAAAAAAAAAAAAAg/9oACAEBAAE/IR//2gAMAwEAAgADAAAAEAAP/8QAFBEBAAAAAAAAAAAAAAAAAAAAIP/aAAgBAwEBPxAf/8QAFBEBAAAAAAAAAAAAAAAAAAAAIP/aAAgBAgEBPxAf/8QAFBABAAAAAAAAAAAAAAAAAAAAIP/aAAgBAQABPxAf/9k="
 
 func mustBase64(t testing.TB, s string) []byte {
@@ -205,7 +206,7 @@ func TestDecodeCMYKJPEG(t *testing.T) {
 		{12, 12}: {127, 127, 127}, // half black
 	}
 	for p, w := range want {
-		if got := pixel(&dst, p[0], p[1]); !near(got, w, 3) {
+		if got := pixel(&dst, p[0], p[1]); got != w {
 			t.Errorf("(%d,%d): got %v, want about %v", p[0], p[1], got, w)
 		}
 	}
@@ -218,7 +219,7 @@ func TestDecodeProgressiveJPEG(t *testing.T) {
 	}
 	want := map[[2]int][3]uint8{{4, 4}: {254, 0, 0}, {12, 4}: {0, 255, 1}, {4, 12}: {0, 0, 254}, {12, 12}: {128, 128, 128}}
 	for p, w := range want {
-		if got := pixel(&dst, p[0], p[1]); !near(got, w, 2) {
+		if got := pixel(&dst, p[0], p[1]); got != w {
 			t.Errorf("(%d,%d): got %v, want about %v", p[0], p[1], got, w)
 		}
 	}
@@ -486,6 +487,69 @@ func TestDecodeScaledWindow(t *testing.T) {
 				t.Errorf("window %+v (%+v at %dx%d): row %d differs from the whole decode", tc.win, r, full.W, full.H, y)
 				break
 			}
+		}
+	}
+}
+
+// readPillowPair returns testdata/pillow420.jpg and Pillow's decode of it, testdata/pillow420.png (see
+// testdata/make_pillow_pair.py).
+func readPillowPair(t *testing.T) (jpg, pngData []byte) {
+	t.Helper()
+	jpg, err := os.ReadFile(filepath.Join("testdata", "pillow420.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pngData, err = os.ReadFile(filepath.Join("testdata", "pillow420.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jpg, pngData
+}
+
+// TestDecodeEqualsPillow checks that Decode gives the pixels Pillow gives, and so does evaluation's
+// preprocessing: the JPEG and Pillow's decode of it saved as PNG come out of EvalCenter identical. The
+// fast decode, which training uses, does not: it shows what the test would catch.
+func TestDecodeEqualsPillow(t *testing.T) {
+	jpg, pngData := readPillowPair(t)
+	var d Decoder
+	var got, want, fast Image
+	if _, err := d.Decode(jpg, &got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Decode(pngData, &want); err != nil {
+		t.Fatal(err)
+	}
+	if got.W != want.W || got.H != want.H || !bytes.Equal(got.Pix, want.Pix) {
+		t.Fatalf("the %dx%d decode differs from Pillow's %dx%d", got.W, got.H, want.W, want.H)
+	}
+	eval := func(img *Image) []float32 {
+		out := make([]float32, 3*32*32)
+		if err := EvalCenter(out, img, 40, 32, ImageNetMean, ImageNetStd, &Scratch{}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	a, b := eval(&got), eval(&want)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("EvalCenter value %d: %v from the JPEG, %v from Pillow's pixels", i, a[i], b[i])
+		}
+	}
+	if _, err := d.DecodeScaled(jpg, &fast, DecodeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(fast.Pix, want.Pix) {
+		t.Error("the fast decode equals Pillow's too: the test image no longer tells the two apart")
+	}
+}
+
+func TestDecodeExactRefusesHints(t *testing.T) {
+	jpg := encodeJPEG(t, smoothRGBA(40, 30), 90)
+	var dst Image
+	for _, opt := range []DecodeOptions{{Exact: true, MinW: 10}, {Exact: true, Window: Rect{1, 2, 3, 4}}} {
+		_, err := DecodeScaled(jpg, &dst, opt)
+		if err == nil || !strings.Contains(err.Error(), "DecodeOptions.Exact decodes the whole image at full size") {
+			t.Errorf("%+v: error %v, want one saying Exact decodes the whole image", opt, err)
 		}
 	}
 }
