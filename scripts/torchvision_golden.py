@@ -4,11 +4,11 @@
     py=$(scripts/setup-torch.sh) && "$py" scripts/torchvision_golden.py
 
 For resnet18, resnet50 and resnext50_32x4d (torchvision's classes; ResNeXt's grouped 3x3 convolutions
-draw their weights with the fan-in of one group, Cin/groups*9, from the same table), resnetv2_50 (timm's
-pre-activation ResNet), seresnet50 and seresnext50_32x4d (timm's SE-ResNet and SE-ResNeXt; timm pinned in
-scripts/setup-torch.sh) and cifar_resnet20 (the paper's CIFAR net, defined below: 3x3 stem, three stages
-of 3 basic blocks of widths 16/32/64, option-A shortcuts), with fixed weights and a fixed batch of 2, it
-records in float64:
+draw their weights with the fan-in of one group, Cin/groups*9, from the same table), densenet121
+(torchvision's), resnetv2_50 (timm's pre-activation ResNet), seresnet50 and seresnext50_32x4d (timm's
+SE-ResNet and SE-ResNeXt; timm pinned in scripts/setup-torch.sh), inception_resnet_v2 (timm's) and
+cifar_resnet20 (the paper's CIFAR net, defined below: 3x3 stem, three stages of 3 basic blocks of widths
+16/32/64, option-A shortcuts), with fixed weights and a fixed batch of 2, it records in float64:
 
   * the logits and the mean cross-entropy loss of a training-mode forward (batch statistics),
   * the gradient of every parameter after loss.backward(),
@@ -33,6 +33,19 @@ no ReLU input or max-pool near-tie is within KINK_SAFETY times float32's own err
 ReLU in a BN over 8 values changes gradients by tens of percent) and PyTorch's float32 gradients agree with
 float64 to FLOAT32_AGREEMENT. The seed is recorded in the metadata (input_seed).
 
+inception_resnet_v2 has about 250 BN-ReLU layers on its longest path, 176 weighted ones, and float32's
+error grows with depth: with ResNet's table, every input seed puts some of its ReLU inputs within a tenth
+of that error of their kink. Its BNs (the name.bn of timm's ConvNormAct) draw gamma from [0.1, 0.3] and
+beta from [0.9, 1.5], so that a ReLU input is negative only where the BN's input is three or more of its
+standard deviations below the mean: every ReLU and max-pool still runs, and few inputs lie near a kink.
+The convolution closing each residual unit (unit.conv2d) draws its weights from a fifth of the usual
+range, a damped branch again, so that the sum with the unit's input, which the unit's ReLU reads, stays
+well above zero. Some bias gradients are
+then zero but for rounding: block8.conv2d.bias's (a constant it adds reaches the BN after conv2d_7b
+unchanged, and that BN removes it), and those of BN channels whose ReLU masks nothing on the way to the
+next BN through an unpadded convolution; such elements' errors are measured on the scale of the weight's
+gradient beside them (grad_scale).
+
 DenseNet has no residual branch to damp, and a different trouble: densenet121 at 64x64 has 2.6 million ReLU
 inputs on the batch (resnet50 1.6 million), each behind a long chain of BN-ReLU-convolutions whose float32
 error it carries, so on every one of 100 seeds some lie within three times that error of zero (about a
@@ -49,13 +62,17 @@ as GRAD_SAMPLES entries at fixed indices (grad_index.NAME, grad_sample.NAME), th
 (grad_norm.NAME) and PROJECTIONS dot products with random +-1 vectors from the same generator
 (grad_proj.NAME), which any wrong entry of meaningful size disturbs. The running statistics after the step
 are stored the same way under after., after_index., after_sample., after_norm. and after_proj.; only
-densenet121 has any above its limit. Its 121 BNs and 120 convolutions stored whole would make a file of
-1.7 MB, so it stores every tensor above STORAGE_OF's limit (128 elements: the norm2 BNs of 128 channels
-stay whole) as STORAGE_OF's 32 samples, its norm and projections.
+densenet121 has any above its limit. Two nets store more tensors sampled, to keep their files small
+(STORAGE_OF: the limit and the sample count): densenet121's 121 BNs and 120 convolutions stored whole would
+make a file of 1.7 MB, so it stores every tensor above 128 elements (the norm2 BNs of 128 channels stay
+whole) as 32 samples, its norm and projections; inception_resnet_v2's 694 parameter tensors would take
+4.4 MB with the common limits, so it stores tensors whole up to 2080 elements (every BN and bias vector)
+and 64 samples of the others.
 
 Nothing needs to be set on the PyTorch side to match the Go net: its BN uses PyTorch's defaults
-(momentum 0.1, eps 1e-5, normalisation by the biased batch variance, running_var updated with the
-unbiased one, num_batches_tracked counted), and its loss is cross_entropy with reduction='mean'.
+(momentum 0.1, eps 1e-5 or the model's own, 1e-3 in inception_resnet_v2, normalisation by the biased
+batch variance, running_var updated with the unbiased one, num_batches_tracked counted), and its loss is
+cross_entropy with reduction='mean'.
 
 The output is deterministic for a given torch version: one thread, deterministic algorithms, fixed seeds.
 """
@@ -79,17 +96,20 @@ BATCH = 2
 FULL_GRAD_LIMIT = 16384
 GRAD_SAMPLES = 256
 # arch -> (FULL_GRAD_LIMIT, GRAD_SAMPLES) where they differ, to keep the file small (see the module comment).
-STORAGE_OF = {"densenet121": (128, 32)}
+STORAGE_OF = {"densenet121": (128, 32), "inception_resnet_v2": (2080, 64)}
 PROJECTIONS = 4
 NUM_BATCHES_TRACKED = 7  # the counter every BN starts from; a training forward makes it 8
 KINK_SAFETY = 3  # each ReLU input and max-pool gap at least this many times float32's error on it
 # resnext50_32x4d has about twice resnet50's ReLU inputs at 64x64 (its bottlenecks are twice as wide): of
 # the first 50 input seeds none reaches KINK_SAFETY (the best reaches 2.0, the median 0.4), so it is held
 # to a smaller margin. Its float32 gradients still agree with float64 to FLOAT32_AGREEMENT.
-KINK_SAFETY_OF = {"resnext50_32x4d": 1.5}
+KINK_SAFETY_OF = {"resnext50_32x4d": 1.5, "inception_resnet_v2": 2}
 # seresnext50_32x4d has the same ReLU inputs (and the SE modules' few) but needs no lower margin: its 42nd
-# seed (20151251) reaches 4.2.
+# seed (20151251) reaches 4.2. inception_resnet_v2 at 107x107 has about a million ReLU inputs and 150,000
+# max-pool windows, most of them in the stem, whose near-ties its weights cannot avoid (see the module
+# comment): its first seeds reach 0.2 to 1.3, the fifth (20151214) 2.84, and it is held to 2.
 FLOAT32_AGREEMENT = 1e-3  # largest float32-vs-float64 gradient error, relative to RMS + |ref|
+STRUCTURAL_ZERO = 1e-9  # a bias gradient this small next to its weight's is zero but for rounding
 MAX_BATCH_TRIES = 100
 
 MASK64 = (1 << 64) - 1
@@ -126,17 +146,28 @@ def weight_range(name, shape, last_bn):
     the module comment."""
     if name.startswith(("layer", "stages")) and name.endswith(f".{last_bn}.weight"):
         return 0.1, 0.3
+    # The BN of a ConvNormAct layer (name.bn, Inception-ResNet-v2's): beta at least three times gamma, so
+    # that ReLU inputs sit near their kink only in the far tail (see the module comment).
+    if name.endswith(".bn.weight"):
+        return 0.1, 0.3
+    if name.endswith(".bn.bias"):
+        return 0.9, 1.5
     if name.endswith("running_mean"):
         return -0.3, 0.3
     if name.endswith("running_var"):
         return 0.5, 2.0
-    if name in ("fc.weight", "head.fc.weight", "classifier.weight"):  # timm's head is a 1x1 convolution
+    # timm's ResNetV2 head is a 1x1 convolution.
+    if name in ("fc.weight", "head.fc.weight", "classifier.weight", "classif.weight"):
         b = 1 / math.sqrt(shape[1])
         return -b, b
-    if name in ("fc.bias", "head.fc.bias", "classifier.bias") or (".se.fc" in name and name.endswith(".bias")):  # SE convs' biases
+    # Biased convolutions: the SE modules' and those closing Inception-ResNet's units (unit.conv2d).
+    conv_bias = (".se.fc" in name and name.endswith(".bias")) or name.endswith(".conv2d.bias")
+    if name in ("fc.bias", "head.fc.bias", "classifier.bias", "classif.bias") or conv_bias:
         return -0.1, 0.1
     if len(shape) == 4:  # conv (Cout, Cin/groups, kH, kW): variance 1/fan_in
         b = math.sqrt(3 / (shape[1] * shape[2] * shape[3]))
+        if name.endswith(".conv2d.weight"):  # closing an Inception-ResNet unit: damped, see the module comment
+            b *= 0.2
         return -b, b
     if name.startswith("features.") and not name.startswith("features.norm0."):  # DenseNet, see the module comment
         return (0.5, 1.0) if name.endswith("weight") else (1.0, 2.0)
@@ -241,6 +272,10 @@ MODELS = {
     "cifar_resnet20": (lambda: CIFARResNet(20), 32, 269722),
     "resnetv2_50": (lambda: timm.create_model("resnetv2_50"), 64, 25549352),
     "densenet121": (lambda: torchvision.models.densenet121(), 64, 7978856),
+    # Its unpadded 3x3/2 windows take inputs from 75x75, where the last units see 1x1 maps and their BNs
+    # normalise over the batch's 2 values: a float32 run's gradients then differ from float64's by far more
+    # than their size. 107x107 is the smallest input whose last maps are 2x2.
+    "inception_resnet_v2": (lambda: timm.create_model("inception_resnet_v2"), 107, 55843464),
 }
 
 
@@ -337,14 +372,29 @@ def kink_safety(kinks64, kinks32):
     return worst
 
 
+def grad_scale(name, grads):
+    """The scale each element's error is measured on: the gradient's RMS, except, in a bias, an element
+    that is zero but for rounding (below STRUCTURAL_ZERO of its weight's gradient's RMS), which is measured
+    on the weight's RMS: a constant the bias adds that reaches a training-mode BN through linear layers only
+    is removed by that BN (see the module comment), and its gradient is rounding error of that size."""
+    rms = lambda g: g.norm().item() / math.sqrt(g.numel())
+    g = grads[name]
+    scale = torch.full_like(g, rms(g))
+    weight = name.removesuffix(".bias") + ".weight"
+    if name.endswith(".bias") and weight in grads:
+        w = rms(grads[weight])
+        scale[g.abs() < STRUCTURAL_ZERO * w] = w
+    return scale
+
+
 def float32_disagreement(m64, m32):
     """The largest gradient difference between a float32 and a float64 run, per element, as a fraction of
-    the reference tensor's RMS plus the element's magnitude."""
+    the element's scale (grad_scale) plus its magnitude."""
     worst = 0.0
+    grads = {name: p.grad for name, p in m64.named_parameters()}
     for (name, p64), (_, p32) in zip(m64.named_parameters(), m32.named_parameters()):
         g64, g32 = p64.grad, p32.grad.double()
-        scale = g64.norm().item() / math.sqrt(g64.numel())
-        worst = max(worst, ((g64 - g32).abs() / (scale + g64.abs())).max().item())
+        worst = max(worst, ((g64 - g32).abs() / (grad_scale(name, grads) + g64.abs())).max().item())
     return worst
 
 

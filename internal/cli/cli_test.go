@@ -50,6 +50,7 @@ func TestModelsJSON(t *testing.T) {
 		"densenet121": {7978856, "imagenet", false}, "densenet161": {28681000, "imagenet", false},
 		"densenet169": {14149480, "imagenet", false}, "densenet201": {20013928, "imagenet", false},
 		"cifar_densenet_bc100_k12": {769162, "cifar", false},
+		"inception_resnet_v2":      {55843464, "imagenet", true},
 	}
 	// The SE-ResNets' MACs are exact (timm's definitions; see internal/model/senet_test.go).
 	seMACs := map[string]int64{"seresnet50": 4091699200, "seresnet101": 7806148608, "seresnet152": 11520204800,
@@ -67,11 +68,12 @@ func TestModelsJSON(t *testing.T) {
 	// timm's pre-activation nets at 224x224, exactly (FACTS.md gives 4.089 and 7.801 GMACs).
 	// The Wide ResNets' MACs are this builder's (internal/model/wrn_test.go), one 32x32 image.
 	// torchvision's DenseNets (internal/model/densenet_test.go), exactly, and the CIFAR DenseNet-BC as
-	// PyTorch counts the same structure.
+	// PyTorch counts the same structure. timm's inception_resnet_v2 at 299x299, exactly
+	// (internal/model/inception_resnet_test.go).
 	wantMACs := map[string]int64{"resnetv2_50": 4089184256, "resnetv2_101": 7801405440,
 		"cifar_wrn28_10": 5243328768, "cifar_wrn40_4": 1298582016,
 		"densenet121": 2834161664, "densenet161": 7727907072, "densenet169": 3359843328, "densenet201": 4291365888,
-		"cifar_densenet_bc100_k12": 287929692}
+		"cifar_densenet_bc100_k12": 287929692, "inception_resnet_v2": 13155794016}
 	seen := 0
 	for _, m := range infos {
 		w, ok := want[m.Name]
@@ -91,9 +93,12 @@ func TestModelsJSON(t *testing.T) {
 		if macs, ok := seMACs[m.Name]; ok && (m.MACs != macs || m.SEReduction != 16) {
 			t.Errorf("%s: %d MACs, SE reduction %d; want %d, 16", m.Name, m.MACs, m.SEReduction, macs)
 		}
+		if m.Name == "inception_resnet_v2" && (m.Depth != 176 || m.Block != "inception_resnet" || m.Shortcut != "identity" || m.Input != 299) {
+			t.Errorf("%s: %+v", m.Name, m)
+		}
 	}
-	if seen != len(want) || len(infos) != 44 {
-		t.Errorf("found %d of %d reference models among %d entries (want 44)", seen, len(want), len(infos))
+	if seen != len(want) || len(infos) != 45 {
+		t.Errorf("found %d of %d reference models among %d entries (want 45)", seen, len(want), len(infos))
 	}
 }
 
@@ -131,6 +136,8 @@ func TestModelsTableGroupsByFamily(t *testing.T) {
 		"seresnext50_32x4d":        `Squeeze-and-Excitation (Hu et al. 2018, "Squeeze-and-Excitation Networks")`,
 		"densenet121":              `DenseNet (Huang et al. 2017, "Densely Connected Convolutional Networks")`,
 		"cifar_densenet_bc100_k12": `DenseNet (Huang et al. 2017, "Densely Connected Convolutional Networks")`,
+		"inception_resnet_v2": `Inception-ResNet (Szegedy et al. 2017, "Inception-v4, Inception-ResNet and the Impact of Residual ` +
+			`Connections on Learning")`,
 	} {
 		if under[name] != want {
 			t.Errorf("%s is listed under %q, want %q", name, under[name], want)
@@ -154,19 +161,30 @@ func TestDryRunPrintsConfigAndSummary(t *testing.T) {
 	}
 }
 
-// A DenseNet's summary says how its layers connect and names no shortcut; its stages are the dense blocks
-// (their layer counts as blocks), the transitions and norm5.
-func TestDryRunSummaryOfADenseNet(t *testing.T) {
-	code, out, errOut := runCLI(t, "train", "--config", "densenet121", "--dry-run")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	for _, want := range []string{
-		"# model densenet121: densely connected, depth 121, dense layers (BN-ReLU-1x1 conv to 4k, BN-ReLU-3x3 conv to k=32), transitions halving channels, input 3x224x224, 1000 classes\n",
-		"  denseblock3      24  1024x14x14  2,837,760   549.13", "  transition3       0     512x7x7", "norm5", "7,978,856  2834.16",
+// The summaries of the nets of their own topology: a DenseNet's says how its layers connect and names no
+// shortcut, its stages the dense blocks (their layer counts as blocks), the transitions and norm5; the
+// Inception-ResNet-v2 preset's describes its units and lists its blocks in timm's order, with their maps at
+// 299x299.
+func TestDryRunSummaryOfTopologies(t *testing.T) {
+	for preset, wants := range map[string][]string{
+		"densenet121": {
+			"# model densenet121: densely connected, depth 121, dense layers (BN-ReLU-1x1 conv to 4k, BN-ReLU-3x3 conv to k=32), transitions halving channels, input 3x224x224, 1000 classes\n",
+			"  denseblock3      24  1024x14x14  2,837,760   549.13", "  transition3       0     512x7x7", "norm5", "7,978,856  2834.16",
+		},
+		"inception_resnet_v2": {
+			"# model inception_resnet_v2: residual, depth 176, Inception-ResNet-A x10 (scale 0.17), -B x20 (0.10), " +
+				"-C x10 (0.20, the last 1.00 without ReLU), BN eps 0.001, shortcut identity, input 3x299x299, 1000 classes",
+			"   mixed_6a       1  1088x17x17   2,664,960   1398.19", "   repeat_2       9    2080x8x8", "55,843,464  13155.79",
+		},
 	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("dry-run output lacks %q:\n%s", want, out)
+		code, out, errOut := runCLI(t, "train", "--config", preset, "--dry-run")
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", preset, code, errOut)
+		}
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: dry-run output lacks %q:\n%s", preset, want, out)
+			}
 		}
 	}
 }

@@ -63,10 +63,11 @@ func runImport(e *env, o *importOptions, file string) error {
 	if err != nil {
 		return err
 	}
-	f, fileClasses, err := interop.ReadStateDict(file)
+	f, fc, err := interop.ReadStateDict(file)
 	if err != nil {
 		return err
 	}
+	fileClasses := fc.Classes
 	classes, from := cfg.Model.NumClasses, "model.num_classes"
 	if classes == 0 {
 		classes = datasetClasses(cfg.Dataset)
@@ -75,10 +76,10 @@ func runImport(e *env, o *importOptions, file string) error {
 	switch {
 	case classes == 0:
 		classes = fileClasses
-		fmt.Fprintf(e.stderr, "note: %s is not at hand to count its classes; taking %d from its classifier's weight\n", cfg.Dataset.Root, classes)
+		fmt.Fprintf(e.stderr, "note: %s is not at hand to count its classes; taking %d from %s\n", cfg.Dataset.Root, classes, fc.Name)
 	case classes != fileClasses:
-		return fmt.Errorf("%s has %d classes (its classifier's weight), but the config's %s has %d: import into a config for %d classes (or --set model.num_classes=%d)",
-			file, fileClasses, from, classes, fileClasses, fileClasses)
+		return fmt.Errorf("%s has %d classes (%s), but the config's %s has %d: import into a config for %d classes (or --set model.num_classes=%d)",
+			file, fileClasses, fc.Name, from, classes, fileClasses, fileClasses)
 	}
 	spec, err := train.SpecFor(cfg.Model, classes, 0)
 	if err != nil {

@@ -121,7 +121,7 @@ func TestImportExportErrors(t *testing.T) {
 		{[]string{"import"}, exitUsage, "resnet: accepts 1 arg(s), received 0\n"},
 		{[]string{"export", "--out", "x.safetensors"}, exitUsage, "resnet: --checkpoint and --out are required\n"},
 		{[]string{"import", torchWeights, "--config", "cifar_resnet20", "--set", "dataset.name=cifar100", "--out", filepath.Join(dir, "a")}, exitError,
-			"resnet: " + torchWeights + " has 10 classes (its classifier's weight), but the config's data set cifar100 has 100: import into a config for 10 classes (or --set model.num_classes=10)\n"},
+			"resnet: " + torchWeights + " has 10 classes (fc.weight), but the config's data set cifar100 has 100: import into a config for 10 classes (or --set model.num_classes=10)\n"},
 		{[]string{"import", torchWeights, "--config", "cifar_resnet20", "--set", "model.arch=cifar_resnet32", "--out", filepath.Join(dir, "b")}, exitError,
 			"resnet: " + torchWeights + " holds cifar_resnet20 weights (metadata arch), the config builds cifar_resnet32\n"},
 		{[]string{"export", "--checkpoint", filepath.Join(dir, "none"), "--out", filepath.Join(dir, "x.safetensors")}, exitError,

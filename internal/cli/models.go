@@ -29,8 +29,10 @@ type modelInfo struct {
 	Family   string `json:"family"`
 	Residual bool   `json:"residual"`
 	Depth    int    `json:"depth"`
-	Block    string `json:"block"`
-	Groups   int    `json:"groups"`
+	// Block is the unit kind (basic, bottleneck), or for a net of its own topology that topology
+	// (inception_resnet).
+	Block  string `json:"block"`
+	Groups int    `json:"groups"`
 	// WidthPerGroup is torchvision's width_per_group: 64 for the ResNets, 4 or 8 for ResNeXt, 128 for Wide
 	// ResNet-2.
 	WidthPerGroup int    `json:"width_per_group"`
@@ -77,7 +79,7 @@ func zooInfo() ([]modelInfo, error) {
 			return nil, fmt.Errorf("model %s belongs to no family of the listing", s.Name)
 		}
 		out = append(out, modelInfo{
-			Name: s.Name, Arch: a.Family(), Family: s.Family, Residual: s.Residual, Depth: s.Depth(), Block: string(s.Block),
+			Name: s.Name, Arch: a.Family(), Family: s.Family, Residual: s.Residual, Depth: s.Depth(), Block: blockName(s),
 			Groups: max(s.Groups, 1), WidthPerGroup: s.BottleneckWidth(64) / max(s.Groups, 1),
 			Shortcut: shortcutName(s), Params: st.Params, MACs: st.MACs, Input: s.InputSize, Classes: s.NumClasses,
 			SEReduction: s.SEReduction, Group: g.Name, Paper: g.Paper,
@@ -87,10 +89,20 @@ func zooInfo() ([]modelInfo, error) {
 }
 
 func shortcutName(s model.Spec) string {
-	if !s.Residual {
+	switch {
+	case !s.Residual:
 		return "none"
+	case s.Shortcut == 0: // a topology's own units, which add their input as it is (Inception-ResNet)
+		return "identity"
 	}
 	return string(s.Shortcut)
+}
+
+func blockName(s model.Spec) string {
+	if s.Block == "" {
+		return s.Topology
+	}
+	return string(s.Block)
 }
 
 func runModels(w io.Writer, o *modelsOptions) error {
@@ -150,7 +162,7 @@ func printSummary(w io.Writer, cfg config.Config) error {
 		return train.ExplainInputSize(err, cfg.Dataset)
 	}
 	shortcut := ", shortcut " + shortcutName(spec)
-	if spec.Topology != "" { // a net of its own topology has no ResNet shortcuts to name
+	if spec.Topology != "" && !spec.Residual { // a net of its own topology without residual units (DenseNet)
 		shortcut = ""
 	}
 	fmt.Fprintf(w, "# model %s: %s, depth %d, %s%s, input %dx%dx%d, %d classes\n",

@@ -158,10 +158,7 @@ func predictSpec(m *evalModel, side int) (model.Spec, error) {
 	if err != nil {
 		return spec, fmt.Errorf("%s: %w", m.path, err)
 	}
-	fc, err := model.ClassifierWeight(spec)
-	if err != nil {
-		return spec, err
-	}
+	fc := spec.ClassifierName() + ".weight"
 	t, ok := m.ck.Tensor(fc)
 	if !ok || len(t.Shape) < 1 || t.Shape[0] < 1 {
 		return spec, fmt.Errorf("checkpoint %s holds no classifier %s for %s: it is a checkpoint of another model", m.path, fc, spec.Name)

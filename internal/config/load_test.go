@@ -588,8 +588,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestEveryPresetLoads(t *testing.T) {
 	names := configs.Names()
-	if len(names) != 32 {
-		t.Errorf("got %d presets %v, want 32", len(names), names)
+	if len(names) != 33 {
+		t.Errorf("got %d presets %v, want 33", len(names), names)
 	}
 	for _, name := range names {
 		c, err := config.Load(config.Source{File: name})
@@ -659,6 +659,17 @@ func TestEveryPresetLoads(t *testing.T) {
 				!reflect.DeepEqual(s.Milestones, []int{30, 60, 90}) || s.Gamma != 0.1 || c.Eval.BatchSize != 256 {
 				t.Errorf("preset %s is not the SENet recipe: %+v", name, c)
 			}
+		case name == "inception_resnet_v2":
+			// The Inception-v4 paper's SGD recipe (lr 0.045, x0.94 every two epochs) at its 299x299 input,
+			// evaluated as timm's pretrained config (mean and std 0.5, a 299 crop of the image resized to 333).
+			d := c.Dataset
+			if c.Model.Arch != name || d.Name != "imagenet" || d.ImageSize != 299 || d.ResizeSize != 333 ||
+				!reflect.DeepEqual(d.Mean, []float64{0.5, 0.5, 0.5}) || !reflect.DeepEqual(d.Std, []float64{0.5, 0.5, 0.5}) ||
+				d.NormScale != 1 || c.Train.BatchSize != 32 || c.Train.Epochs != 100 || c.Train.LR != 0.045 ||
+				c.Train.Momentum != 0.9 || c.Train.WeightDecay != 4e-5 || s.Type != "step" || len(s.Milestones) != 49 ||
+				s.Milestones[0] != 2 || s.Milestones[48] != 98 || s.Gamma != 0.94 {
+				t.Errorf("preset %s is not the Inception-ResNet-v2 recipe: %+v", name, c)
+			}
 		default:
 			// torchvision trains ResNeXt for 100 epochs (references/classification), so its lr drops a
 			// third time at 90; the rest is the ResNet recipe.
@@ -690,6 +701,8 @@ func TestPresetHeaders(t *testing.T) {
 			sources = []string{"Zagoruyko and Komodakis 2016"}
 		case strings.Contains(name, "densenet"):
 			sources = []string{"Huang et al. 2017"}
+		case strings.HasPrefix(name, "inception_resnet"):
+			sources = []string{"Szegedy et al. 2017"}
 		}
 		cited := false
 		for _, s := range sources {

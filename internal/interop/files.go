@@ -46,17 +46,14 @@ func Export(checkpoint, out string) (Exported, error) {
 		return Exported{}, err
 	}
 	// The class count is the classifier's: the data set need not be at hand to export.
-	var fc safetensors.Tensor
-	ok := false
-	for _, name := range classifierWeights {
-		if fc, ok = ck.Tensor(name); ok {
-			break
-		}
+	fc, ok := findClassifier(func(name string) ([]int, bool) {
+		t, ok := ck.Tensor(name)
+		return t.Shape, ok
+	})
+	if !ok {
+		return Exported{}, fmt.Errorf("checkpoint %s: no %s tensor to take the class count from", path, classifierWeights())
 	}
-	if !ok || !classifierShape(fc.Shape) {
-		return Exported{}, fmt.Errorf("checkpoint %s: no classifier weight (%s) to take the class count from", path, strings.Join(classifierWeights, ", "))
-	}
-	spec, err := train.SpecFor(cfg.Model, fc.Shape[0], 0)
+	spec, err := train.SpecFor(cfg.Model, fc.Classes, 0)
 	if err != nil {
 		return Exported{}, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
@@ -76,13 +73,15 @@ func Export(checkpoint, out string) (Exported, error) {
 		metaFormat:        exportFormat,
 		metaArch:          spec.Name,
 		"num_classes":     strconv.Itoa(spec.NumClasses),
-		"shortcut":        string(spec.Shortcut),
 		metaStrideIn1x1:   strconv.FormatBool(spec.StrideIn1x1),
 		"source":          path,
 		"step":            strconv.FormatInt(ck.State.Step, 10),
 		"epoch":           strconv.Itoa(ck.State.Epoch),
 		"dataset":         cfg.Dataset.Name,
 		"torchvision_fit": torchvisionFit(spec),
+	}
+	if spec.Shortcut != 0 { // Inception-ResNet has no shortcut option
+		f.Metadata["shortcut"] = string(spec.Shortcut)
 	}
 	if err := safetensors.WriteFile(out, f); err != nil {
 		return Exported{}, fmt.Errorf("export: %w", err)
@@ -92,9 +91,12 @@ func Export(checkpoint, out string) (Exported, error) {
 
 // torchvisionFit says which PyTorch module loads an exported spec with strict=True: torchvision's class of
 // a listed zoo name (resnet50, resnext50_32x4d, wide_resnet50_2, densenet121: torchvision's), or timm's
-// model of an SE or pre-activation one (seresnet50, seresnext50_32x4d, resnetv2_50), when the spec is that
-// model.
+// model of an SE, pre-activation or Inception-ResNet one (seresnet50, seresnext50_32x4d, resnetv2_50,
+// inception_resnet_v2), when the spec is that model.
 func torchvisionFit(s model.Spec) string {
+	if s.Name == "inception_resnet_v2" { // a net with no options that change its tensors
+		return fmt.Sprintf("timm.create_model(%q, num_classes=%d)", s.Name, s.NumClasses)
+	}
 	std, err := model.Lookup(s.Name)
 	if s.Block == model.DenseLayer && s.Family == model.ImageNet && err == nil && slices.Contains(model.Names(), s.Name) &&
 		slices.Equal(s.Layers, std.Layers) && s.GrowthRate == std.GrowthRate && s.StemWidth == std.StemWidth {
@@ -121,25 +123,55 @@ func buildCPU(s model.Spec) (*model.Net, error) {
 	return model.Build(cpu.New(), s, 1)
 }
 
-// classifierWeights are the names of the classifier's weight in the zoo's state_dicts: torchvision's
-// ResNets (fc), timm's ResNetV2 (head.fc, a 1x1 convolution) and torchvision's DenseNet (classifier).
-var classifierWeights = []string{"fc.weight", "head.fc.weight", "classifier.weight"}
+// Classifier is the classifier weight of a state_dict: its name (fc.weight, head.fc.weight,
+// classifier.weight, classif.weight) and its rows, the class count.
+type Classifier struct {
+	Name    string
+	Classes int
+}
 
-// ReadStateDict reads a safetensors state_dict and returns it with its class count (the rows of its
-// classifier's weight, under one of classifierWeights, "module." before it in a DataParallel file).
-func ReadStateDict(path string) (*safetensors.File, int, error) {
-	f, err := safetensors.ReadFile(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	for _, name := range classifierWeights {
-		for _, key := range []string{name, "module." + name} {
-			if fc, ok := f.Get(key); ok && classifierShape(fc.Shape) {
-				return f, fc.Shape[0], nil
-			}
+// findClassifier looks up the classifier weight of any net of the zoo with get, which gives a tensor's
+// shape by name.
+func findClassifier(get func(name string) ([]int, bool)) (Classifier, bool) {
+	for _, n := range model.ClassifierNames() {
+		if shape, ok := get(n + ".weight"); ok && classifierShape(shape) {
+			return Classifier{Name: n + ".weight", Classes: shape[0]}, true
 		}
 	}
-	return nil, 0, fmt.Errorf("%s: no classifier weight (%s): not a state_dict of a zoo model", path, strings.Join(classifierWeights, ", "))
+	return Classifier{}, false
+}
+
+// classifierWeights names the classifier weights findClassifier looks for: "fc.weight, head.fc.weight,
+// classifier.weight or classif.weight".
+func classifierWeights() string {
+	names := model.ClassifierNames()
+	for i := range names {
+		names[i] += ".weight"
+	}
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// ReadStateDict reads a safetensors state_dict (saved from a DataParallel wrapper or not) and returns it
+// with its classifier.
+func ReadStateDict(path string) (*safetensors.File, Classifier, error) {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, Classifier{}, err
+	}
+	fc, ok := findClassifier(func(name string) ([]int, bool) {
+		t, ok := f.Get(name)
+		if !ok {
+			t, ok = f.Get("module." + name)
+		}
+		return t.Shape, ok
+	})
+	if !ok {
+		return nil, Classifier{}, fmt.Errorf("%s: no %s tensor: not a state_dict of a net of the zoo", path, classifierWeights())
+	}
+	return f, fc, nil
 }
 
 // classifierShape reports whether a classifier weight has the shape of torchvision's fc, (classes,

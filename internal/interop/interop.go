@@ -5,7 +5,9 @@
 // buffer, the checks that a file from elsewhere fits a net exactly, and the dtype conversion.
 //
 // The CIFAR nets have no torchvision class; they use the same naming pattern (conv1, bn1,
-// layerN.i.conv1/bn1/conv2/bn2, fc), and their option-A shortcuts have no parameters.
+// layerN.i.conv1/bn1/conv2/bn2, fc), and their option-A shortcuts have no parameters. The nets torchvision
+// does not define use the names of timm's (resnetv2_50's stages.i.blocks.j, seresnet50's layerN.i.se,
+// inception_resnet_v2's conv2d_1a.conv, repeat.i.branchK.j.bn, repeat.i.conv2d.bias and classif).
 package interop
 
 import (

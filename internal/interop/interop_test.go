@@ -90,9 +90,9 @@ func TestExportImportRoundTrip(t *testing.T) {
 	}
 	sameTensors(t, "export", exported, want)
 
-	f, classes, err := ReadStateDict(out)
-	if err != nil || classes != 10 {
-		t.Fatalf("ReadStateDict: %d classes, %v", classes, err)
+	f, fc, err := ReadStateDict(out)
+	if err != nil || fc != (Classifier{"fc.weight", 10}) {
+		t.Fatalf("ReadStateDict: %+v, %v", fc, err)
 	}
 	run2 := filepath.Join(dir, "imported")
 	path, err := Import(f, out, net.Spec, cfg, run2)
@@ -322,7 +322,7 @@ func TestReadStateDictNeedsClassifier(t *testing.T) {
 	if err := safetensors.WriteFile(path, &safetensors.File{Tensors: []safetensors.Tensor{safetensors.F32("w", []int{1}, []float32{1})}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ReadStateDict(path); err == nil || err.Error() != path+": no classifier weight (fc.weight, head.fc.weight, classifier.weight): not a state_dict of a zoo model" {
+	if _, _, err := ReadStateDict(path); err == nil || err.Error() != path+": no fc.weight, head.fc.weight, classifier.weight or classif.weight tensor: not a state_dict of a net of the zoo" {
 		t.Errorf("ReadStateDict: %v", err)
 	}
 }
@@ -338,6 +338,7 @@ func TestTorchvisionFit(t *testing.T) {
 		"seresnet50":               `timm.create_model("seresnet50", num_classes=1000)`,
 		"seresnext50_32x4d":        `timm.create_model("seresnext50_32x4d", num_classes=1000)`,
 		"resnetv2_50":              `timm.create_model("resnetv2_50", num_classes=1000)`,
+		"inception_resnet_v2":      `timm.create_model("inception_resnet_v2", num_classes=1000)`,
 		"densenet121":              "torchvision.models.densenet121(num_classes=1000)",
 		"densenet161":              "torchvision.models.densenet161(num_classes=1000)",
 		"cifar_densenet_bc100_k12": "none",
@@ -388,9 +389,9 @@ func TestExportImportPreAct(t *testing.T) {
 	if _, err := Export(run, out); err != nil {
 		t.Fatal(err)
 	}
-	f, classes, err := ReadStateDict(out)
-	if err != nil || classes != 10 {
-		t.Fatalf("ReadStateDict: %d classes, %v", classes, err)
+	f, fc, err := ReadStateDict(out)
+	if err != nil || fc != (Classifier{"head.fc.weight", 10}) {
+		t.Fatalf("ReadStateDict: %+v, %v", fc, err)
 	}
 	if fc, ok := f.Get("head.fc.weight"); !ok || !model.SameShape(fc.Shape, backend.Shape{10, 64, 1, 1}) {
 		t.Errorf("head.fc.weight: %v, %v", fc.Shape, ok)

@@ -98,10 +98,10 @@ func (w *windowPoolNode) backward(n *Net) error {
 
 // avgPool appends average pooling of in over p's window.
 func (b *builder) avgPool(name string, in *act, p backend.PoolParams) (*act, error) {
-	if in.h+2*p.Pad < p.Kernel || in.w+2*p.Pad < p.Kernel {
-		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d average pool", in.shape(), p.Kernel, p.Kernel, p.Stride)}
+	out, err := b.poolOutput(name, "average pool", in, p)
+	if err != nil {
+		return nil, err
 	}
-	out := b.newAct(name, in.c, backend.OutSize(in.h, p.Kernel, p.Stride, p.Pad), backend.OutSize(in.w, p.Kernel, p.Stride, p.Pad))
 	b.g.nodes = append(b.g.nodes, &windowPoolNode{name: name, p: p, in: in, out: out})
 	return out, nil
 }

@@ -109,7 +109,9 @@ func denseFeatures(b *builder, in *act, mark func(string, int, *act)) (*act, err
 		if h, err = b.conv("features.conv0", in, s.StemWidth, 7, 2, 3); err != nil {
 			return nil, err
 		}
-		h = b.stemPool("features.pool0", b.bn("features.norm0", h, true, nil).y)
+		if h, err = b.stemPool("features.pool0", b.bn("features.norm0", h, true, nil).y); err != nil {
+			return nil, err
+		}
 	} else if h, err = b.conv("features.conv0", in, s.StemWidth, 3, 1, 1); err != nil {
 		return nil, err
 	}
@@ -185,7 +187,7 @@ func denseUnits(s Spec) string {
 func registerDenseNets() {
 	topologies[densenetTopology] = topology{
 		validate: validateDenseNet, features: denseFeatures, classifier: "classifier",
-		depth: denseDepth, units: denseUnits, wiring: "densely connected", initFanIn: true,
+		depth: denseDepth, units: denseUnits, wiring: "densely connected", init: initDenseNet,
 	}
 	register(&family{prefix: "densenet", depths: []int{121, 161, 169, 201}, rule: "one of 121, 161, 169, 201",
 		build: DenseNetSpec})

@@ -148,11 +148,28 @@ type topology struct {
 	depth  func(s Spec) int
 	units  func(s Spec) string
 	wiring string
-	// initFanIn draws the convolutions He-normal over their fan-in (kaiming_normal_'s default mode) and
-	// sets the classifier's bias to 0, torchvision's DenseNet initialisation; Init otherwise follows
-	// torchvision's ResNet (fan-out, and PyTorch's default for the classifier).
-	initFanIn bool
+	// init is the reference implementation's initialisation that Init follows; the zero value is
+	// torchvision's ResNet's.
+	init initScheme
 }
+
+// initScheme is how Init draws a net's convolutions and classifier, as the reference implementation of its
+// topology does. BNs start the same in every scheme (gamma 1, beta 0), and so do convolution biases
+// (PyTorch's default, uniform in +-1/sqrt(fan_in)).
+type initScheme int
+
+const (
+	// initResNet is torchvision's ResNet: convolutions He normal over their fan-out (kaiming_normal_ with
+	// mode="fan_out"), the classifier PyTorch's default, weight and bias uniform in +-1/sqrt(fan_in).
+	initResNet initScheme = iota
+	// initDenseNet is torchvision's DenseNet: convolutions He normal over their fan-in (kaiming_normal_'s
+	// default mode), the classifier's weight PyTorch's default and its bias 0.
+	initDenseNet
+	// initTorchDefault is PyTorch's default for every layer, which timm's Inception-ResNet-v2 keeps (it
+	// sets no initialisation of its own): convolutions uniform in +-1/sqrt(fan_in) (kaiming_uniform_ with
+	// a = sqrt(5)), the classifier as in initResNet.
+	initTorchDefault
+)
 
 // topologies are the builders of Spec.Topology, registered by their files' init.
 var topologies = map[string]topology{}
@@ -185,23 +202,38 @@ func (b *builder) groupedConv(name string, in *act, cout, k, stride, pad, groups
 // convNode appends a convolution of a kh x kw kernel with params p, weight (cout, in.c/groups, kh, kw).
 func (b *builder) convNode(name string, in *act, cout, kh, kw int, p backend.ConvParams) (*act, error) {
 	ph, pw := p.Padding()
-	oh := backend.OutSize(in.h, kh, p.Stride, ph)
-	ow := backend.OutSize(in.w, kw, p.Stride, pw)
-	if oh < 1 || ow < 1 {
+	if in.h+2*ph < kh || in.w+2*pw < kw {
 		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d convolution", in.shape(), kh, kw, p.Stride)}
 	}
-	out := b.newAct(name, cout, oh, ow)
+	out := b.newAct(name, cout, backend.OutSize(in.h, kh, p.Stride, ph), backend.OutSize(in.w, kw, p.Stride, pw))
 	w := b.param(name+".weight", ConvWeight, cout, in.c/p.GroupCount(), kh, kw)
 	b.g.nodes = append(b.g.nodes, &convNode{name: name, p: p, kh: kh, kw: kw, w: w, in: in, out: out})
 	return out, nil
 }
 
-// stemPool appends the 3x3/2 max-pool with padding 1 that ends an ImageNet stem.
-func (b *builder) stemPool(name string, in *act) *act {
-	p := backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1}
-	out := b.newAct(name, in.c, backend.OutSize(in.h, p.Kernel, p.Stride, p.Pad), backend.OutSize(in.w, p.Kernel, p.Stride, p.Pad))
+// poolOutput adds the output of a pool (what: "max-pool", "average pool") of window p over in, named name;
+// a window that does not fit the padded input is a spatial error.
+func (b *builder) poolOutput(name, what string, in *act, p backend.PoolParams) (*act, error) {
+	if in.h+2*p.Pad < p.Kernel || in.w+2*p.Pad < p.Kernel {
+		return nil, &spatialError{layer: name, what: fmt.Sprintf("input %s is too small for a %dx%d/%d %s", in.shape(), p.Kernel, p.Kernel, p.Stride, what)}
+	}
+	return b.newAct(name, in.c, backend.OutSize(in.h, p.Kernel, p.Stride, p.Pad), backend.OutSize(in.w, p.Kernel, p.Stride, p.Pad)), nil
+}
+
+// maxPool appends a max-pool of window p over in, named name.
+func (b *builder) maxPool(name string, in *act, p backend.PoolParams) (*act, error) {
+	out, err := b.poolOutput(name, "max-pool", in, p)
+	if err != nil {
+		return nil, err
+	}
 	b.g.nodes = append(b.g.nodes, &maxPoolNode{p: p, in: in, out: out})
-	return out
+	return out, nil
+}
+
+// stemPool appends the 3x3/2 max-pool with padding 1 that ends an ImageNet stem (the ResNets', the
+// pre-activation nets', DenseNet's).
+func (b *builder) stemPool(name string, in *act) (*act, error) {
+	return b.maxPool(name, in, backend.PoolParams{Kernel: 3, Stride: 2, Pad: 1})
 }
 
 func (b *builder) bn(name string, x *act, relu bool, z *act) *bnNode {
@@ -343,7 +375,9 @@ func buildGraph(s Spec, inH, inW int, fullyConv bool) (*graph, error) {
 		if h, err = b.conv("conv1", h, s.StemWidth, 7, 2, 3); err != nil {
 			return nil, err
 		}
-		h = b.stemPool("maxpool", b.bn("bn1", h, true, nil).y)
+		if h, err = b.stemPool("maxpool", b.bn("bn1", h, true, nil).y); err != nil {
+			return nil, err
+		}
 	} else {
 		if h, err = b.conv("conv1", h, s.StemWidth, 3, 1, 1); err != nil {
 			return nil, err
@@ -446,21 +480,6 @@ func Describe(s Spec) (Stats, error) {
 		st.MACs += x.MACs
 	}
 	return st, nil
-}
-
-// ClassifierWeight is the name of the classifier's weight in a net of spec s (fc.weight of the ResNets,
-// classifier.weight of DenseNet, ...): the tensor whose first dimension is the class count.
-func ClassifierWeight(s Spec) (string, error) {
-	g, err := newGraph(s)
-	if err != nil {
-		return "", err
-	}
-	for i := len(g.params) - 1; i >= 0; i-- {
-		if g.params[i].Kind == FCWeight {
-			return g.params[i].Name, nil
-		}
-	}
-	return "", fmt.Errorf("model %s has no classifier", s.Name)
 }
 
 // SameShape reports whether a shape given as ints equals a parameter's shape.

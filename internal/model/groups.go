@@ -27,6 +27,8 @@ var groups = []struct {
 		[]string{"seresnet", "seresnext"}},
 	{Group{"DenseNet", `Huang et al. 2017, "Densely Connected Convolutional Networks"`},
 		[]string{"densenet", "cifar_densenet_bc"}},
+	{Group{"Inception-ResNet", `Szegedy et al. 2017, "Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning"`},
+		[]string{"inception_resnet_v2"}},
 }
 
 // Group is the family the architecture belongs to, and whether one is known.

@@ -13,7 +13,8 @@ import (
 )
 
 // family is a pattern of names: a prefix followed by a depth (resnet50, cifar_plain56), and in some
-// families a width after it (resnext50_32x4d, wide_resnet50_2).
+// families a width after it (resnext50_32x4d, wide_resnet50_2). A family of one net whose name carries no
+// depth (inception_resnet_v2) is its prefix alone.
 type family struct {
 	prefix   string   // canonical prefix: resnet, cifar_plain
 	aliases  []string // other accepted prefixes: res, cifar_res
@@ -35,6 +36,9 @@ type family struct {
 	// variantUsage names the width in the usage line of a family that takes any depth and any width
 	// (cifar_wrnN_K).
 	variantUsage string
+	// fixed marks a family of one net named by the prefix alone, with no depth: build is called with
+	// depth 0, and model.depth must be 0.
+	fixed bool
 }
 
 // spec builds a depth of the family with a width ("" for the depth's first listed one, in a family that
@@ -51,6 +55,9 @@ func (f *family) spec(depth int, variant string) (Spec, error) {
 
 // members lists the (depth, width) of the zoo's models of the family, width "" where it has none.
 func (f *family) members() [][2]string {
+	if f.fixed {
+		return [][2]string{{"", ""}}
+	}
 	var out [][2]string
 	for _, d := range f.depths {
 		vs := f.variants[d]
@@ -98,6 +105,9 @@ func (f *family) nearestDepth(d int) int {
 
 // usage is how the family appears in a list of known names: resnet18/34/50/101/152, cifar_resnetN.
 func (f *family) usage() string {
+	if f.fixed {
+		return f.prefix
+	}
 	if f.valid != nil && f.variantUsage != "" {
 		return f.prefix + "N_" + f.variantUsage
 	}
@@ -174,6 +184,9 @@ func ParseArch(name string) (Arch, error) {
 		if rest == "" {
 			return Arch{fam: p.fam, Name: name}, nil
 		}
+		if p.fam.fixed {
+			continue // a longer name that only starts like this one
+		}
 		depth, variant := rest, ""
 		if p.fam.buildVariant != nil {
 			depth, variant, _ = strings.Cut(rest, "_")
@@ -202,6 +215,13 @@ func ParseArch(name string) (Arch, error) {
 // Spec builds the architecture's spec. depth, when not 0, replaces the depth of the name (model.depth:
 // the cifar_resnet20 recipe with depth 56 trains cifar_resnet56).
 func (a Arch) Spec(depth int) (Spec, error) {
+	if a.fam.fixed {
+		if depth != 0 {
+			return Spec{}, &ArchError{Field: "depth", Reason: "must be 0 for " + a.fam.prefix + ", whose name carries no depth (got " +
+				strconv.Itoa(depth) + ")"}
+		}
+		return a.fam.build(0, a.fam.residual)
+	}
 	d := a.Depth
 	if depth != 0 {
 		if !a.fam.accepts(depth) {
@@ -298,7 +318,8 @@ func prefixesLongestFirst() []prefixEntry {
 }
 
 // normalizeName lower-cases a name and makes each run of separators ('-', '_', ' ') one '_', so that
-// ResNet-50 reads as resnet_50 and CIFAR-DenseNet-BC-100-k12 as cifar_densenet_bc_100_k12.
+// ResNet-50 reads as resnet_50, CIFAR-DenseNet-BC-100-k12 as cifar_densenet_bc_100_k12 and
+// Inception-ResNet - v2 as inception_resnet_v2.
 func normalizeName(name string) string {
 	n := strings.ToLower(strings.TrimSpace(name))
 	n = strings.NewReplacer("-", "_", " ", "_").Replace(n)

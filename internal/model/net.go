@@ -270,19 +270,24 @@ func (n *Net) setBatch(nb int) error {
 // Init sets the weights from seed: He (Kaiming) normal for convolutions with fan-out scaling, as
 // torchvision's ResNet does; BN gamma 1 (0 for the last BN of each residual branch under ZeroInitResidual)
 // and beta 0; running mean 0 and variance 1; the FC layer uniform in +-1/sqrt(fan_in), PyTorch's default.
-// A DenseNet follows torchvision's DenseNet instead: fan-in scaling, and the classifier's bias 0.
+// A topology may follow its own reference instead (initScheme): torchvision's DenseNet draws over the
+// fan-in and starts the classifier's bias at 0, timm's Inception-ResNet-v2 keeps PyTorch's default.
 func (n *Net) Init(seed int64) error {
 	if n.shared {
 		return fmt.Errorf("model %s: a fully-convolutional net reads its parameters from another net", n.Spec.Name)
 	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))
-	heFanIn := topologies[n.Spec.Topology].initFanIn
+	scheme := topologies[n.Spec.Topology].init
 	for _, p := range n.Params {
 		v := make([]float32, p.Shape.Numel())
 		switch p.Kind {
 		case ConvWeight:
+			if scheme == initTorchDefault {
+				torchDefault(rng, v, p.Shape[1]*p.Shape[2]*p.Shape[3])
+				break
+			}
 			fan := p.Shape[0] // fan-out
-			if heFanIn {
+			if scheme == initDenseNet {
 				fan = p.Shape[1]
 			}
 			std := math.Sqrt(2 / float64(fan*p.Shape[2]*p.Shape[3]))
@@ -309,12 +314,9 @@ func (n *Net) Init(seed int64) error {
 			if !ok || len(w.Shape) != 4 {
 				return fmt.Errorf("model %s: init %s: no convolution weight beside it", n.Spec.Name, p.Name)
 			}
-			bound := 1 / math.Sqrt(float64(w.Shape[1]*w.Shape[2]*w.Shape[3]))
-			for i := range v {
-				v[i] = float32((rng.Float64()*2 - 1) * bound)
-			}
+			torchDefault(rng, v, w.Shape[1]*w.Shape[2]*w.Shape[3])
 		case FCWeight, FCBias:
-			if p.Kind == FCBias && heFanIn {
+			if p.Kind == FCBias && scheme == initDenseNet {
 				break // torchvision's DenseNet starts the classifier's bias at 0
 			}
 			fanIn := n.g.logits.c
@@ -323,10 +325,7 @@ func (n *Net) Init(seed int64) error {
 					fanIn = l.in.c
 				}
 			}
-			bound := 1 / math.Sqrt(float64(fanIn))
-			for i := range v {
-				v[i] = float32((rng.Float64()*2 - 1) * bound)
-			}
+			torchDefault(rng, v, fanIn)
 		}
 		if err := n.dev.Upload(p.Value, v); err != nil {
 			return fmt.Errorf("model %s: init %s: %w", n.Spec.Name, p.Name, err)
@@ -337,6 +336,14 @@ func (n *Net) Init(seed int64) error {
 		return err
 	}
 	return n.dev.Zero(n.grads)
+}
+
+// torchDefault fills v uniform in +-1/sqrt(fanIn), PyTorch's default for a layer's weight and bias.
+func torchDefault(rng *rand.Rand, v []float32, fanIn int) {
+	bound := 1 / math.Sqrt(float64(fanIn))
+	for i := range v {
+		v[i] = float32((rng.Float64()*2 - 1) * bound)
+	}
 }
 
 // Param returns the named tensor of the parameter table.
@@ -729,7 +736,12 @@ func (m *maxPoolNode) forward(n *Net, _ bool) error {
 	return n.dev.MaxPoolForward(m.p, m.in.cur, m.out.cur)
 }
 
+// backward writes the input's gradient (the op cannot add to it): where the input feeds other layers too
+// (Inception-ResNet's reduction blocks), the pool must come after them in the graph, so that it runs first.
 func (m *maxPoolNode) backward(n *Net) error {
+	if m.in.gradWritten {
+		return fmt.Errorf("%s: max-pool input gradient already written (graph order broken)", m.out.name)
+	}
 	m.in.gradWritten = true
 	return n.dev.MaxPoolBackward(m.p, m.in.cur, m.out.cur, m.out.dcur, m.in.dcur)
 }

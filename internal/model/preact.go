@@ -69,7 +69,7 @@ func (b *builder) preactStem(in *act) (*act, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.stemPool("stem.pool", h), nil
+	return b.stemPool("stem.pool", h)
 }
 
 // preactBlock appends one pre-activation unit and returns its output. The stride is on the first 3x3
@@ -196,4 +196,17 @@ func (s Spec) ClassifierName() string {
 		return "head.fc"
 	}
 	return "fc"
+}
+
+// ClassifierNames lists the classifier names of the zoo's nets, each once, in the order of the name table:
+// fc (torchvision's ResNets), head.fc (timm's pre-activation nets), then the topologies' (torchvision's
+// DenseNet's classifier, timm's Inception-ResNet-v2's classif).
+func ClassifierNames() []string {
+	var out []string
+	for _, s := range Zoo() {
+		if n := s.ClassifierName(); !contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -1,7 +1,7 @@
 // Package model holds the architecture specs of the zoo (ImageNet and CIFAR ResNets and their plain
-// counterparts, ResNeXt, Wide ResNet, and nets of their own topology such as DenseNet), the one builder
-// that turns a spec into a layer graph, and the forward/backward orchestration of that graph on a
-// backend.Device.
+// counterparts, ResNeXt, Wide ResNet, pre-activation and SE nets, and nets of their own topology:
+// DenseNet and Inception-ResNet-v2), the builders that turn a spec into a layer graph, and the
+// forward/backward orchestration of that graph on a backend.Device.
 package model
 
 import (
@@ -257,6 +257,7 @@ func init() {
 	registerWide()
 	registerSENets()
 	registerDenseNets()
+	registerInceptionResNet()
 }
 
 // Wiring says how the net's units connect, for a model summary: residual, plain, or a topology's own

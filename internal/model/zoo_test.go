@@ -284,7 +284,7 @@ func TestParamNamesFollowTorchvision(t *testing.T) {
 // Every listed name resolves to itself, and so do its short and paper spellings.
 func TestNamesRoundTrip(t *testing.T) {
 	names := Names()
-	if len(names) != 44 || names[0] != "cifar_densenet_bc100_k12" || names[len(names)-1] != "wide_resnet50_2" {
+	if len(names) != 45 || names[0] != "cifar_densenet_bc100_k12" || names[len(names)-1] != "wide_resnet50_2" {
 		t.Fatalf("Names() = %v", names)
 	}
 	for _, n := range names {
