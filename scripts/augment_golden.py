@@ -80,6 +80,7 @@ def main():
         "square": make_image(3, 8, 8, gen, constant_channel=2),
         # Equalize changes nothing below 256 pixels that are not at a channel's top level.
         "equalize": make_image(3, 23, 29, gen, constant_channel=1),
+        "gray": make_image(1, 9, 7, gen),
     }
 
     ra, ta = v2.RandAugment(), v2.TrivialAugmentWide()
@@ -136,6 +137,10 @@ def main():
             add(image, op, [0.0])
     for op in ("AutoContrast", "Equalize"):
         add("equalize", op, [0.0])
+    # One-channel images: Color leaves them alone, Contrast blends with their plain mean.
+    for op, m in (("Color", 0.5), ("Contrast", 0.5), ("Contrast", -0.75), ("Sharpness", 0.5), ("AutoContrast", 0.0),
+                  ("ShearX", 0.25), ("Rotate", 30.0), ("Solarize", 0.5), ("Posterize", 3.0)):
+        add("gray", op, [m])
 
     erasing = []
     ramp = torch.arange(1, 3 * h * w + 1, dtype=torch.float32).reshape(3, h, w)
