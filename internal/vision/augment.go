@@ -172,8 +172,9 @@ func Saturation(p *Planes, factor float64, sc *AugmentScratch) {
 }
 
 // Contrast blends the image with the mean of its grayscale levels (v2.functional.adjust_contrast). The
-// levels are integers, so their sum is exact; PyTorch's float32 sum is too up to 65793 pixels (257 x 256),
-// beyond which its summation order may move the mean by a rounding.
+// levels are integers, so their sum here is exact; PyTorch's float32 sum is too while it stays below 2^24
+// (every image of up to 66052 pixels, 257 x 257, and most larger ones), beyond which its summation order
+// may move the mean by a rounding.
 func Contrast(p *Planes, factor float64) {
 	p.check()
 	var sum int64
@@ -206,11 +207,11 @@ func Sharpness(p *Planes, factor float64, sc *AugmentScratch) {
 	a := float64(float32(1 - factor))
 	sc.tmp.Resize(1, h, w)
 	for ch := range p.C {
-		s := p.plane(ch)
+		in := p.plane(ch)
 		out := sc.tmp.Pix[:h*w]
-		copy(out, s)
+		copy(out, in)
 		for y := 1; y < h-1; y++ {
-			up, mid, down := s[(y-1)*w:y*w], s[y*w:(y+1)*w], s[(y+1)*w:(y+2)*w]
+			up, mid, down := in[(y-1)*w:y*w], in[y*w:(y+1)*w], in[(y+1)*w:(y+2)*w]
 			for x := 1; x < w-1; x++ {
 				k := int(up[x-1]) + int(up[x]) + int(up[x+1]) + int(mid[x-1]) + 5*int(mid[x]) + int(mid[x+1]) +
 					int(down[x-1]) + int(down[x]) + int(down[x+1])
@@ -224,7 +225,7 @@ func Sharpness(p *Planes, factor float64, sc *AugmentScratch) {
 				out[y*w+x] = to8(o)
 			}
 		}
-		copy(s, out)
+		copy(in, out)
 	}
 }
 

@@ -170,8 +170,8 @@ type subPolicyOp struct {
 	bin  int
 }
 
-// AutoAugment is an automatic augmentation policy, as ParseAutoAugment reads it. Use it from one goroutine
-// at a time with its own rng; it holds no state of its own.
+// AutoAugment is an automatic augmentation policy, as ParseAutoAugment reads it. It is never modified, so
+// goroutines may share it, each with its own rng and AugmentScratch.
 type AutoAugment struct {
 	kind      policyKind
 	name      string
