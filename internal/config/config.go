@@ -98,6 +98,14 @@ type DatasetConfig struct {
 	TrainTransform string `mapstructure:"train_transform" yaml:"train_transform" json:"train_transform"`
 	// PCALighting adds AlexNet-style PCA colour noise (the paper's "standard colour augmentation").
 	PCALighting bool `mapstructure:"pca_lighting" yaml:"pca_lighting" json:"pca_lighting"`
+	// AutoAugment is the automatic augmentation policy of the training images, after the crop and flip
+	// and before normalisation, as torchvision defines it: none, rand-m<M>-n<N> (RandAugment with
+	// magnitude M of 31 bins and N ops an image; the references use rand-m9-n2), trivial
+	// (TrivialAugmentWide), autoaugment-imagenet or autoaugment-cifar10 (AutoAugment's learned policies).
+	AutoAugment string `mapstructure:"auto_augment" yaml:"auto_augment" json:"auto_augment"`
+	// RandomErasing is the probability of erasing a random box of each training image after
+	// normalisation (torchvision's RandomErasing: 2-33% of the area, ratio 0.3-3.3, set to 0); 0 is off.
+	RandomErasing float64 `mapstructure:"random_erasing" yaml:"random_erasing" json:"random_erasing"`
 	// ImageSize is the ImageNet crop side (224), and ResizeSize the shorter side before the evaluation
 	// centre crop (256).
 	ImageSize  int `mapstructure:"image_size" yaml:"image_size" json:"image_size"`
@@ -236,6 +244,7 @@ func Default() Config {
 			Augment:        true,
 			EvalSplit:      "test",
 			TrainTransform: "rrc",
+			AutoAugment:    "none",
 			ImageSize:      224,
 			ResizeSize:     256,
 			NormScale:      255,

@@ -11,6 +11,7 @@ import (
 
 	"resnet/internal/model"
 	"resnet/internal/suggest"
+	"resnet/internal/vision"
 )
 
 // FieldError reports one invalid setting. Its text reads
@@ -172,6 +173,17 @@ func validate(c Config) (errs, warnings []*FieldError) {
 		p.add("dataset.coarse_labels", "is only used by cifar100 (dataset.name is "+d.Name+")")
 	}
 	p.oneOf("dataset.train_transform", d.TrainTransform, "rrc", "scale")
+	if _, err := vision.ParseAutoAugment(d.AutoAugment); err != nil {
+		var ae *vision.AutoAugmentError
+		if errors.As(err, &ae) {
+			p.add("dataset.auto_augment", ae.Reason)
+		} else {
+			p.add("dataset.auto_augment", err.Error())
+		}
+	}
+	if !(d.RandomErasing >= 0 && d.RandomErasing <= 1) {
+		p.add("dataset.random_erasing", "must be in [0, 1], the probability of erasing a box of a training image (0 turns it off)"+got(d.RandomErasing))
+	}
 	if d.ImageSize <= 0 {
 		p.add("dataset.image_size", "must be > 0"+got(d.ImageSize))
 	}

@@ -81,6 +81,16 @@ func TestValidate(t *testing.T) {
 		{"workers", func(c *config.Config) { c.Dataset.Workers = -1 },
 			`config: dataset.workers must be >= 0 (0 means one per CPU) (got -1)`},
 		{"target error", func(c *config.Config) { c.Train.TargetErr = 0.07 }, ""},
+		{"torchvision's augmentation", func(c *config.Config) { c.Dataset.AutoAugment, c.Dataset.RandomErasing = "rand-m9-n2", 0.25 }, ""},
+		{"trivial augment", func(c *config.Config) { c.Dataset.AutoAugment = "trivial" }, ""},
+		{"unknown policy", func(c *config.Config) { c.Dataset.AutoAugment = "ra" },
+			`config: dataset.auto_augment must be one of none, rand-m<M>-n<N> (RandAugment: magnitude M in [0, 30], N ops an image; e.g. rand-m9-n2), trivial (TrivialAugmentWide), autoaugment-imagenet or autoaugment-cifar10 (AutoAugment's learned policies) (got "ra")`},
+		{"RandAugment magnitude", func(c *config.Config) { c.Dataset.AutoAugment = "rand-m31-n2" },
+			`config: dataset.auto_augment must have its RandAugment magnitude M in [0, 30], a bin of 31 (got "rand-m31-n2")`},
+		{"RandAugment ops", func(c *config.Config) { c.Dataset.AutoAugment = "rand-m9-n0" },
+			`config: dataset.auto_augment must have N >= 1 RandAugment ops an image (got "rand-m9-n0")`},
+		{"erasing probability", func(c *config.Config) { c.Dataset.RandomErasing = 1.5 },
+			`config: dataset.random_erasing must be in [0, 1], the probability of erasing a box of a training image (0 turns it off) (got 1.5)`},
 		{"modern recipe", func(c *config.Config) {
 			c.Train.LabelSmoothing, c.Train.MixupAlpha, c.Train.CutMixAlpha, c.Train.MixProb = 0.1, 0.2, 1, 0.5
 		}, ""},

@@ -1,5 +1,6 @@
 // This file holds the pipeline over an ImageNet-style folder: read the file, decode it (JPEG or PNG, by
-// content), apply the training or evaluation transform, normalise.
+// content), apply the training or evaluation transform, normalise. Training adds, in torchvision's preset
+// order, the crop and flip, auto-augment on the 8-bit crop, normalisation, PCA lighting, random erasing.
 
 package dataset
 
@@ -33,6 +34,8 @@ type FolderPipelineOptions struct {
 	Size        int  // output side (224)
 	Resize      int  // shorter side before the centre crop (256), for TransformCenter
 	PCALighting bool // AlexNet-style colour noise (training transforms only)
+	// Augment adds auto-augment and random erasing after the crop and flip (training transforms only).
+	Augment Augmentation
 	// Mean and Std normalise each channel, in the 0..255 scale (default: ImageNet's).
 	Mean, Std [3]float32
 }
@@ -42,6 +45,7 @@ type FolderPipeline struct {
 	dir string
 	idx *FolderIndex
 	opt FolderPipelineOptions
+	aug augmenter
 }
 
 // NewFolderPipeline builds the pipeline of the split directory dir, whose files idx lists.
@@ -57,10 +61,17 @@ func NewFolderPipeline(dir string, idx *FolderIndex, opt FolderPipelineOptions) 
 	if opt.Transform == TransformScale && opt.Size > scaleAugMin {
 		return nil, fmt.Errorf("dataset imagenet: the scale augmentation crops at most %d pixels (got size %d)", scaleAugMin, opt.Size)
 	}
+	aug, err := opt.Augment.build(3)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Transform == TransformCenter && (aug.policy != nil || aug.erasing > 0) {
+		return nil, errors.New("dataset imagenet: auto-augment and random erasing are training augmentations; the center transform takes neither")
+	}
 	if opt.Std == ([3]float32{}) {
 		opt.Mean, opt.Std = vision.ImageNetMean, vision.ImageNetStd
 	}
-	return &FolderPipeline{dir: dir, idx: idx, opt: opt}, nil
+	return &FolderPipeline{dir: dir, idx: idx, opt: opt, aug: aug}, nil
 }
 
 // The paper's range for the shorter side in its scale augmentation.
@@ -86,6 +97,7 @@ type folderWorker struct {
 	img     vision.Image
 	dec     vision.Decoder
 	scratch vision.Scratch
+	work    augmentWork
 }
 
 // readFile reads path into the worker's reusable buffer.
@@ -125,35 +137,52 @@ func (w *folderWorker) Load(index int, rng *rand.Rand, dst []float32) (int, erro
 	}
 	o := p.opt
 	if o.Transform == TransformRRC {
-		err = w.randomResizedCrop(data, rng, dst)
-		if err == nil && o.PCALighting {
-			vision.PCALighting(dst, o.Size, o.Size, rng, pcaAlphaStd, o.Std)
-		}
-		if err != nil {
+		if err := w.randomResizedCrop(data, rng, dst); err != nil {
 			return 0, &BadExampleError{Index: index, Path: path, Err: err}
 		}
-		return int(p.idx.Labels[index]), nil
+	} else {
+		// Evaluation sees the pixels Pillow decodes, as the models it may evaluate were trained on; the
+		// scale augmentation takes the fast decode, whose differences are below its own noise.
+		decode := vision.DecodeOptions{Exact: o.Transform == TransformCenter}
+		if _, err := w.dec.DecodeScaled(data, &w.img, decode); err != nil {
+			return 0, &BadExampleError{Index: index, Path: path, Err: err}
+		}
+		if o.Transform == TransformScale {
+			err = w.scaleAugment(rng, dst)
+		} else {
+			err = vision.EvalCenter(dst, &w.img, o.Resize, o.Size, o.Mean, o.Std, &w.scratch)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("dataset imagenet: %s: %w", path, err)
+		}
 	}
-	// Evaluation sees the pixels Pillow decodes, as the models it may evaluate were trained on; the
-	// scale augmentation takes the fast decode, whose differences are below its own noise.
-	decode := vision.DecodeOptions{Exact: o.Transform == TransformCenter}
-	if _, err := w.dec.DecodeScaled(data, &w.img, decode); err != nil {
-		return 0, &BadExampleError{Index: index, Path: path, Err: err}
-	}
-	switch o.Transform {
-	case TransformScale:
-		flip := rng.IntN(2) == 1
-		err = vision.TrainScaleAugment(dst, &w.img, rng, scaleAugMin, scaleAugMax, o.Size, flip, o.Mean, o.Std, &w.scratch)
-	case TransformCenter:
-		err = vision.EvalCenter(dst, &w.img, o.Resize, o.Size, o.Mean, o.Std, &w.scratch)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("dataset imagenet: %s: %w", path, err)
-	}
-	if o.PCALighting && o.Transform != TransformCenter {
-		vision.PCALighting(dst, o.Size, o.Size, rng, pcaAlphaStd, o.Std)
+	if o.Transform != TransformCenter {
+		if o.PCALighting {
+			vision.PCALighting(dst, o.Size, o.Size, rng, pcaAlphaStd, o.Std)
+		}
+		p.aug.erase(dst, 3, o.Size, o.Size, rng)
 	}
 	return int(p.idx.Labels[index]), nil
+}
+
+// scaleAugment is the paper's scale augmentation of the decoded image, with auto-augment when it is on.
+func (w *folderWorker) scaleAugment(rng *rand.Rand, dst []float32) error {
+	o := w.p.opt
+	flip := rng.IntN(2) == 1
+	if w.p.aug.policy == nil {
+		return vision.TrainScaleAugment(dst, &w.img, rng, scaleAugMin, scaleAugMax, o.Size, flip, o.Mean, o.Std, &w.scratch)
+	}
+	if err := vision.TrainScaleAugmentPlanes(&w.work.planes, &w.img, rng, scaleAugMin, scaleAugMax, o.Size, flip, &w.scratch); err != nil {
+		return err
+	}
+	return w.autoAugment(rng, dst)
+}
+
+// autoAugment runs the policy on the 8-bit crop in w.work.planes and normalises the result into dst.
+func (w *folderWorker) autoAugment(rng *rand.Rand, dst []float32) error {
+	o := w.p.opt
+	w.p.aug.autoAugment(&w.work, rng)
+	return vision.PlanesToCHW(dst, &w.work.planes, o.Mean, o.Std, &w.scratch)
 }
 
 // randomResizedCrop chooses the crop window on the full-size image (from its header), then decodes at the
@@ -173,7 +202,14 @@ func (w *folderWorker) randomResizedCrop(data []byte, rng *rand.Rand, dst []floa
 		return err
 	}
 	r = vision.ReducedRect(r, fw, fh, w.img.W, w.img.H)
-	return vision.CropToCHW(dst, &w.img, r, o.Size, flip, o.Mean, o.Std, &w.scratch)
+	if w.p.aug.policy == nil {
+		return vision.CropToCHW(dst, &w.img, r, o.Size, flip, o.Mean, o.Std, &w.scratch)
+	}
+	// Auto-augment works on the 8-bit crop: resample to it, augment, then normalise.
+	if err := vision.CropToPlanes(&w.work.planes, &w.img, r, o.Size, flip, &w.scratch); err != nil {
+		return err
+	}
+	return w.autoAugment(rng, dst)
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -31,13 +31,18 @@ func SourceWorkerBytes(c, h, w int) int64 { return sysmem.Mul(2, int64(c), int64
 // FolderWorkerBytes is a rough bound on the scratch of an image-folder worker: the file, the decoded RGB
 // image and the float32 resampling buffers, for a 4:3 image whose shorter side is the largest the transform
 // works at (the output size, the evaluation resize, or the scale augmentation's 480), about 16 bytes a
-// pixel. Larger photographs take more while they are decoded.
+// pixel. Larger photographs take more while they are decoded. Auto-augment adds two 8-bit copies of the
+// crop and a 4-byte index a pixel.
 func FolderWorkerBytes(opt FolderPipelineOptions) int64 {
 	side := int64(max(opt.Size, opt.Resize))
 	if opt.Transform == TransformScale {
 		side = max(side, scaleAugMax)
 	}
-	return sysmem.Mul(16, side, side*4/3)
+	n := sysmem.Mul(16, side, side*4/3)
+	if a := opt.Augment.AutoAugment; a != "" && a != "none" {
+		n = sysmem.Add(n, sysmem.Mul(10, int64(opt.Size), int64(opt.Size)))
+	}
+	return n
 }
 
 // LoaderMemory is a rough bound on the host memory a loader with opt over a pipeline of size p holds: the

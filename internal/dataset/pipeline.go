@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+
+	"resnet/internal/vision"
 )
 
 // Pipeline is an indexable data set that writes examples ready for the network: CHW float32, normalised,
@@ -47,16 +49,24 @@ func (e *BadExampleError) Error() string {
 func (e *BadExampleError) Unwrap() error { return e.Err }
 
 // sourcePipeline turns a fixed-size Source into a Pipeline: Get, the optional CIFAR augmentation (pad 4,
-// random crop, flip), and per-channel normalisation.
+// random crop, flip), the optional training augmentations (auto-augment, then random erasing after
+// normalisation), and per-channel normalisation.
 type sourcePipeline struct {
-	src     Source
-	augment bool
-	norm    *normTable
-	c, h, w int
+	src      Source
+	cropFlip bool
+	aug      augmenter
+	norm     *normTable
+	c, h, w  int
 }
 
 // SourcePipeline wraps a Source with the CIFAR augmentation (when augment is set) and normalisation.
 func SourcePipeline(src Source, augment bool, norm Normalization) (Pipeline, error) {
+	return AugmentedSourcePipeline(src, augment, Augmentation{}, norm)
+}
+
+// AugmentedSourcePipeline is SourcePipeline with the training augmentations of aug after the crop and
+// flip (or on the source image, without them).
+func AugmentedSourcePipeline(src Source, cropFlip bool, aug Augmentation, norm Normalization) (Pipeline, error) {
 	if src == nil {
 		return nil, errors.New("dataset: pipeline needs a source (got nil)")
 	}
@@ -68,7 +78,11 @@ func SourcePipeline(src Source, augment bool, norm Normalization) (Pipeline, err
 	if err != nil {
 		return nil, err
 	}
-	return &sourcePipeline{src: src, augment: augment, norm: t, c: c, h: h, w: w}, nil
+	a, err := aug.build(c)
+	if err != nil {
+		return nil, err
+	}
+	return &sourcePipeline{src: src, cropFlip: cropFlip, aug: a, norm: t, c: c, h: h, w: w}, nil
 }
 
 func (p *sourcePipeline) Len() int                   { return p.src.Len() }
@@ -83,6 +97,7 @@ func (p *sourcePipeline) NewWorker() PipelineWorker {
 type sourceWorker struct {
 	p              *sourcePipeline
 	img, augmented []uint8
+	work           augmentWork
 }
 
 func (w *sourceWorker) Load(index int, rng *rand.Rand, dst []float32) (int, error) {
@@ -92,12 +107,17 @@ func (w *sourceWorker) Load(index int, rng *rand.Rand, dst []float32) (int, erro
 		return 0, err
 	}
 	pixels := w.img
-	if p.augment {
+	if p.cropFlip {
 		if err := RandomCropFlip(w.augmented, w.img, p.c, p.h, p.w, CIFARPad, rng); err != nil {
 			return 0, fmt.Errorf("augmenting example %d: %w", index, err)
 		}
 		pixels = w.augmented
 	}
+	if p.aug.policy != nil {
+		w.work.planes = vision.Planes{C: p.c, H: p.h, W: p.w, Pix: pixels}
+		p.aug.autoAugment(&w.work, rng)
+	}
 	p.norm.apply(dst, pixels, p.h*p.w)
+	p.aug.erase(dst, p.c, p.h, p.w, rng)
 	return label, nil
 }

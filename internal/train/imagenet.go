@@ -37,7 +37,8 @@ func imagenetData(c config.DatasetConfig) (*Data, error) {
 		mean, std = m, s
 	}
 	tr, err := dataset.NewFolderPipeline(filepath.Join(c.Root, "train"), trIdx, dataset.FolderPipelineOptions{
-		Transform: trainTransform(c), Size: c.ImageSize, PCALighting: c.PCALighting, Mean: mean, Std: std,
+		Transform: trainTransform(c), Size: c.ImageSize, PCALighting: c.PCALighting, Augment: augmentation(c),
+		Mean: mean, Std: std,
 	})
 	if err != nil {
 		return nil, err
@@ -54,6 +55,12 @@ func imagenetData(c config.DatasetConfig) (*Data, error) {
 		Resize: c.ResizeSize, Crop: c.ImageSize, ClassNames: evIdx.Classes,
 	}
 	return &Data{Train: tr, Eval: ev, EvalSplit: evalSplit, EvalSet: set}, nil
+}
+
+// augmentation is the training augmentation after the crop and flip that dataset.auto_augment and
+// dataset.random_erasing set.
+func augmentation(c config.DatasetConfig) dataset.Augmentation {
+	return dataset.Augmentation{AutoAugment: c.AutoAugment, RandomErasing: c.RandomErasing}
 }
 
 // trainTransform is the training transform dataset.train_transform names.

@@ -81,7 +81,7 @@ func (r RunMemory) needAt(trainBatch, evalBatch, size, resize, images int) (sysm
 	evalShape := trainShape
 	evalShape.Examples = r.evalN
 	if d.Name == "imagenet" {
-		trainShape.WorkerBytes = dataset.FolderWorkerBytes(dataset.FolderPipelineOptions{Transform: trainTransform(d), Size: size})
+		trainShape.WorkerBytes = dataset.FolderWorkerBytes(dataset.FolderPipelineOptions{Transform: trainTransform(d), Size: size, Augment: augmentation(d)})
 		evalShape.WorkerBytes = dataset.FolderWorkerBytes(dataset.FolderPipelineOptions{Transform: dataset.TransformCenter, Size: size, Resize: resize})
 	} else {
 		trainShape.WorkerBytes = dataset.SourceWorkerBytes(spec.InChannels, size, size)

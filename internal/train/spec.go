@@ -149,7 +149,7 @@ func sourceData(tr, te dataset.Source, c config.DatasetConfig, classNames []stri
 			return nil, err
 		}
 	}
-	trp, err := dataset.SourcePipeline(tr, c.Augment, norm)
+	trp, err := dataset.AugmentedSourcePipeline(tr, c.Augment, augmentation(c), norm)
 	if err != nil {
 		return nil, err
 	}

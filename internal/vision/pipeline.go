@@ -49,12 +49,48 @@ func (s *Scratch) resampleToCHW(dst []float32, src *Image, win Rect, outW, outH 
 	}
 }
 
-func checkCHW(dst []float32, src *Image, size int, crops int) error {
+// resampleToPlanes is resampleToCHW into 8-bit planes, for augmentations that work on the 8-bit image.
+func (s *Scratch) resampleToPlanes(dst *Planes, src *Image, win Rect, outW, outH int, keep Rect, flip bool) {
+	z := &s.rs
+	z.prepare(src, win, outW, outH, keep)
+	dst.Resize(3, keep.H, keep.W)
+	for y := range keep.H {
+		planesRowPacked(dst, y, z.verticalPass(y), flip)
+	}
+}
+
+// planesRowPacked writes a row of vertical-pass lane sums (Resizer) into row y of dst, rounding them,
+// mirrored when flip is set.
+func planesRowPacked(dst *Planes, y int, acc []uint64, flip bool) {
+	w := dst.W
+	plane := dst.H * w
+	r := dst.Pix[y*w : (y+1)*w]
+	g := dst.Pix[plane+y*w : plane+(y+1)*w]
+	b := dst.Pix[2*plane+y*w : 2*plane+(y+1)*w]
+	acc = acc[:w]
+	for x := range r {
+		a := acc[x]
+		if flip {
+			a = acc[w-1-x]
+		}
+		v := round8(a)
+		r[x], g[x], b[x] = uint8(v), uint8(v>>laneBits), uint8(v>>(2*laneBits))
+	}
+}
+
+func checkSource(src *Image, size int) error {
 	if size <= 0 {
 		return fmt.Errorf("vision: crop size must be > 0 (got %d)", size)
 	}
 	if src.W <= 0 || src.H <= 0 || len(src.Pix) < 3*src.W*src.H {
 		return fmt.Errorf("vision: source image is empty or inconsistent (%dx%d, %d bytes)", src.W, src.H, len(src.Pix))
+	}
+	return nil
+}
+
+func checkCHW(dst []float32, src *Image, size int, crops int) error {
+	if err := checkSource(src, size); err != nil {
+		return err
 	}
 	if n := crops * 3 * size * size; len(dst) < n {
 		return fmt.Errorf("vision: output holds %d values, %d needed for %d x 3x%dx%d", len(dst), n, crops, size, size)
@@ -86,14 +122,56 @@ func CropToCHW(dst []float32, src *Image, r Rect, size int, flip bool, mean, std
 	if err := checkCHW(dst, src, size, 1); err != nil {
 		return err
 	}
-	if r.W < 1 || r.H < 1 || r.X < 0 || r.Y < 0 || r.X+r.W > src.W || r.Y+r.H > src.H {
-		return fmt.Errorf("vision: crop %+v is outside the %dx%d image", r, src.W, src.H)
+	if err := checkCrop(src, r); err != nil {
+		return err
 	}
 	t, err := s.table(mean, std)
 	if err != nil {
 		return err
 	}
 	s.resampleToCHW(dst, src, r, size, size, Rect{0, 0, size, size}, flip, t)
+	return nil
+}
+
+func checkCrop(src *Image, r Rect) error {
+	if !r.In(src.W, src.H) {
+		return fmt.Errorf("vision: crop %+v is outside the %dx%d image", r, src.W, src.H)
+	}
+	return nil
+}
+
+// CropToPlanes is CropToCHW without the normalisation: the 8-bit crop, as planes, for the augmentations
+// that work on 8-bit images (AutoAugment.Apply); PlanesToCHW then normalises it. Both together equal
+// CropToCHW exactly.
+func CropToPlanes(dst *Planes, src *Image, r Rect, size int, flip bool, s *Scratch) error {
+	if err := checkSource(src, size); err != nil {
+		return err
+	}
+	if err := checkCrop(src, r); err != nil {
+		return err
+	}
+	s.resampleToPlanes(dst, src, r, size, size, Rect{0, 0, size, size}, flip)
+	return nil
+}
+
+// PlanesToCHW normalises the 3-channel planar image p into dst (3 x H x W, CHW): dst[c][y][x] =
+// (v - mean[c]) / std[c], on the 0..255 scale, through the same table as the other transforms.
+func PlanesToCHW(dst []float32, p *Planes, mean, std [3]float32, s *Scratch) error {
+	n := p.H * p.W
+	if p.C != 3 || n < 1 || len(p.Pix) < 3*n || len(dst) < 3*n {
+		return fmt.Errorf("vision: normalising a %dx%dx%d planar image (%d bytes) into %d values", p.C, p.H, p.W, len(p.Pix), len(dst))
+	}
+	t, err := s.table(mean, std)
+	if err != nil {
+		return err
+	}
+	for c := range 3 {
+		levels := &t[c]
+		out := dst[c*n : (c+1)*n]
+		for i, v := range p.Pix[c*n : (c+1)*n] {
+			out[i] = levels[v]
+		}
+	}
 	return nil
 }
 
@@ -104,8 +182,8 @@ func TrainScaleAugment(dst []float32, src *Image, rng *rand.Rand, minSide, maxSi
 	if err := checkCHW(dst, src, size, 1); err != nil {
 		return err
 	}
-	if minSide < size || maxSide < minSide {
-		return fmt.Errorf("vision: scale augmentation needs crop <= min side <= max side (got %d, %d, %d)", size, minSide, maxSide)
+	if err := checkScaleSides(minSide, maxSide, size); err != nil {
+		return err
 	}
 	t, err := s.table(mean, std)
 	if err != nil {
@@ -113,6 +191,27 @@ func TrainScaleAugment(dst []float32, src *Image, rng *rand.Rand, minSide, maxSi
 	}
 	rw, rh, crop := ScaleAugmentRect(src.W, src.H, rng, minSide, maxSide, size)
 	s.resampleToCHW(dst, src, Rect{0, 0, src.W, src.H}, rw, rh, crop, flip, t)
+	return nil
+}
+
+func checkScaleSides(minSide, maxSide, size int) error {
+	if minSide < size || maxSide < minSide {
+		return fmt.Errorf("vision: scale augmentation needs crop <= min side <= max side (got %d, %d, %d)", size, minSide, maxSide)
+	}
+	return nil
+}
+
+// TrainScaleAugmentPlanes is TrainScaleAugment without the normalisation, into 8-bit planes (see
+// CropToPlanes), with the same draws.
+func TrainScaleAugmentPlanes(dst *Planes, src *Image, rng *rand.Rand, minSide, maxSide, size int, flip bool, s *Scratch) error {
+	if err := checkSource(src, size); err != nil {
+		return err
+	}
+	if err := checkScaleSides(minSide, maxSide, size); err != nil {
+		return err
+	}
+	rw, rh, crop := ScaleAugmentRect(src.W, src.H, rng, minSide, maxSide, size)
+	s.resampleToPlanes(dst, src, Rect{0, 0, src.W, src.H}, rw, rh, crop, flip)
 	return nil
 }
 
