@@ -17,7 +17,7 @@ func TestNames(t *testing.T) {
 		"cifar_resnet110", "cifar_resnet1202", "cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56",
 		"cifar_resnext29_8x64d", "cifar_wrn28_10", "cifar_wrn40_4", "compare_demo",
 		"demo", "densenet121", "inception_resnet_v2", "plain18", "plain34", "resnet101", "resnet152", "resnet18", "resnet34",
-		"resnet50", "resnetv2_50",
+		"resnet50", "resnet50_torchvision_recipe", "resnetv2_50",
 		"resnext50_32x4d", "seresnet50", "wide_resnet50_2",
 	}
 	if strings.Join(names, " ") != strings.Join(want, " ") {

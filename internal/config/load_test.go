@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -588,8 +589,8 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestEveryPresetLoads(t *testing.T) {
 	names := configs.Names()
-	if len(names) != 33 {
-		t.Errorf("got %d presets %v, want 33", len(names), names)
+	if len(names) != 34 {
+		t.Errorf("got %d presets %v, want 34", len(names), names)
 	}
 	for _, name := range names {
 		c, err := config.Load(config.Source{File: name})
@@ -670,6 +671,16 @@ func TestEveryPresetLoads(t *testing.T) {
 				s.Milestones[0] != 2 || s.Milestones[48] != 98 || s.Gamma != 0.94 {
 				t.Errorf("preset %s is not the Inception-ResNet-v2 recipe: %+v", name, c)
 			}
+		case name == "resnet50_torchvision_recipe":
+			// torchvision's current ResNet-50 recipe (its IMAGENET1K_V2 weights): see the preset's comments.
+			d, tr := c.Dataset, c.Train
+			if c.Model.Arch != "resnet50" || d.Name != "imagenet" || d.ImageSize != 224 || d.ResizeSize != 232 ||
+				d.AutoAugment != "trivial" || d.RandomErasing != 0.1 || tr.BatchSize != 1024 || tr.AccumulateSteps != 8 ||
+				tr.Epochs != 600 || tr.LR != 0.5 || tr.Momentum != 0.9 || tr.WeightDecay != 2e-5 || !tr.NoDecayBNBias ||
+				tr.LabelSmoothing != 0.1 || tr.MixupAlpha != 0.2 || tr.CutMixAlpha != 1 || tr.MixProb != 1 ||
+				math.Abs(tr.EMADecay-(1-2e-5*1024*32/600)) > 1e-8 || tr.EMAEvery != 32 || s.Type != "cosine" || s.WarmupEpochs != 5 {
+				t.Errorf("preset %s is not torchvision's recipe: %+v", name, c)
+			}
 		default:
 			// torchvision trains ResNeXt for 100 epochs (references/classification), so its lr drops a
 			// third time at 90; the rest is the ResNet recipe.
@@ -695,6 +706,8 @@ func TestPresetHeaders(t *testing.T) {
 		switch {
 		case strings.HasPrefix(name, "resnext"), strings.HasPrefix(name, "wide_resnet"):
 			sources = []string{"torchvision's recipe"}
+		case strings.HasSuffix(name, "_torchvision_recipe"):
+			sources = []string{"torchvision's current training recipe"}
 		case strings.HasPrefix(name, "cifar_resnext"):
 			sources = []string{"Xie et al. 2017"}
 		case strings.HasPrefix(name, "cifar_wrn"):
