@@ -186,3 +186,72 @@ func BenchmarkGemmTiles(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkConcatPoolResidual times the ops of DenseNet and Inception-ResNet at the sizes those nets run
+// them (batch 16), reporting memory bandwidth (bytes read and written per second): channel copies into a
+// dense block's concatenation, a transition's 2x2/2 average pool, Inception's 3x3/1 pool without padding
+// in the divisor, and the scaled residual sum of a Block35 unit with its backward.
+func BenchmarkConcatPoolResidual(b *testing.B) {
+	d := New()
+	defer d.Close()
+	r := newRand(5)
+	act := func(shape ...int) backend.Tensor {
+		t, err := d.Alloc(backend.Shape(shape), backend.F32, backend.NCHW)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v, _ := Float32s(t)
+		copy(v, randSlice(r, len(v)))
+		return t
+	}
+	gbps := func(b *testing.B, bytes int) {
+		b.ReportMetric(float64(bytes)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+	}
+	const n = 16
+	b.Run("copy_channels_32_into_256_56x56", func(b *testing.B) {
+		src, dst := act(n, 32, 56, 56), act(n, 256, 56, 56)
+		p := backend.ChannelCopyParams{DstOffset: 224, Channels: 32}
+		for b.Loop() {
+			if err := d.CopyChannels(p, src, dst); err != nil {
+				b.Fatal(err)
+			}
+		}
+		gbps(b, 2*4*src.Numel())
+	})
+	for _, c := range []struct {
+		name    string
+		c, h, w int
+		p       backend.PoolParams
+	}{
+		{"avgpool_2x2s2_128_56x56", 128, 56, 56, backend.PoolParams{Kernel: 2, Stride: 2}},
+		{"avgpool_3x3s1_exclude_pad_192_35x35", 192, 35, 35, backend.PoolParams{Kernel: 3, Stride: 1, Pad: 1, ExcludePad: true}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			oh, ow := backend.OutSize(c.h, c.p.Kernel, c.p.Stride, c.p.Pad), backend.OutSize(c.w, c.p.Kernel, c.p.Stride, c.p.Pad)
+			x, y := act(n, c.c, c.h, c.w), act(n, c.c, oh, ow)
+			for b.Loop() {
+				if err := d.AvgPoolForward(c.p, x, y); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.AvgPoolBackward(c.p, y, x, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			gbps(b, 2*4*(x.Numel()+y.Numel()))
+		})
+	}
+	b.Run("scaled_residual_320_35x35", func(b *testing.B) {
+		a, z, y, dy, da, dz := act(n, 320, 35, 35), act(n, 320, 35, 35), act(n, 320, 35, 35), act(n, 320, 35, 35), act(n, 320, 35, 35), act(n, 320, 35, 35)
+		bias, db := act(320), act(320)
+		p := backend.ScaledResidualParams{Scale: 0.17, ReLU: true}
+		for b.Loop() {
+			if err := d.ScaledResidual(p, a, bias, z, y); err != nil {
+				b.Fatal(err)
+			}
+			if err := d.ScaledResidualBackward(p, backend.ScaledResidualGrads{Y: y, DY: dy, DA: da, DBias: db, DZ: dz, Accumulate: true}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		gbps(b, 4*a.Numel()*(3+5))
+	})
+}

@@ -111,6 +111,7 @@ type jobs struct {
 	residual residualJob
 	gate     gateJob
 	dropout  dropoutJob
+	scaled   scaledJob
 }
 
 // workspace is the scratch memory of one worker, grown on demand and kept for the device's lifetime.
