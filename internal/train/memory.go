@@ -6,6 +6,7 @@ package train
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 
 	"resnet/internal/backend"
@@ -98,6 +99,31 @@ func (r RunMemory) needAt(trainBatch, evalBatch, size, resize, images int) (sysm
 	return append(need, sysmem.Part{Name: "data loaders", Bytes: loaders, Host: true}), nil
 }
 
+// accumulationThatFits is the fewest micro-batches (a divisor of train.batch_size above the configured
+// train.accumulate_steps) that make the run fit the budget, or 0 when none does.
+func (r RunMemory) accumulationThatFits(b sysmem.Budget, images int) int {
+	tb := r.cfg.Train.BatchSize
+	var divisors []int
+	for i := 1; i*i <= tb; i++ {
+		if tb%i == 0 {
+			divisors = append(divisors, i, tb/i)
+		}
+	}
+	slices.Sort(divisors)
+	for _, k := range divisors {
+		if k <= max(r.cfg.Train.AccumulateSteps, 1) {
+			continue
+		}
+		q := r
+		q.cfg.Train.AccumulateSteps = k
+		n, err := q.needAt(tb, r.cfg.Eval.BatchSize, r.spec.InputSize, r.cfg.Dataset.ResizeSize, images)
+		if err == nil && b.Fits(n) {
+			return k
+		}
+	}
+	return 0
+}
+
 // What says what the memory is for: "a training step of resnet18 at 224x224".
 func (r RunMemory) What() string {
 	return fmt.Sprintf("a training step of %s at %dx%d", r.spec.Name, r.spec.InputSize, r.spec.InputSize)
@@ -135,6 +161,9 @@ func (r RunMemory) Check(b sysmem.Budget) error {
 		}
 		e.Setting, e.Value = key, strconv.Itoa(value)
 		e.Advice = fmt.Sprintf("lower %s to at most %s", keys, sysmem.Approx(top))
+		if k := r.accumulationThatFits(b, images); key == "train.batch_size" && k > 0 {
+			e.Advice += fmt.Sprintf(", or keep the batch and run it as %d micro-batches (train.accumulate_steps: %d)", k, k)
+		}
 	case r.cfg.Dataset.Name == "imagenet":
 		e.Setting, e.Value = "dataset.image_size", strconv.Itoa(size)
 		top := sysmem.LargestFitting(size, func(s int) bool { return fits(tb, eb, s) })

@@ -32,6 +32,8 @@ func TestRunRefusedOverMemoryLimit(t *testing.T) {
 	}{
 		{"train.batch_size", func(c *config.Config) { c.Train.BatchSize = 100000000 },
 			"config: train.batch_size 100000000 needs about 112.9 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~6900"},
+		{"train.batch_size, fitting as micro-batches", func(c *config.Config) { c.Train.BatchSize = 16384 },
+			"config: train.batch_size 16384 needs about 19.0 GiB for a training step of cifar_resnet8 at 32x32 (activations 18.2 GiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 769.9 KiB, host copies 704.0 KiB, data loaders 770.3 MiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~6900, or keep the batch and run it as 4 micro-batches (train.accumulate_steps: 4)"},
 		{"eval.batch_size", func(c *config.Config) { c.Eval.BatchSize = 100000000 },
 			"config: eval.batch_size 100000000 needs about 112.9 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower eval.batch_size to at most ~6900"},
 		{"both batch sizes", func(c *config.Config) { c.Train.BatchSize, c.Eval.BatchSize = 100000000, 50000000 },
@@ -85,7 +87,7 @@ func TestRunRefusedOverDeviceMemory(t *testing.T) {
 	host := func() sysmem.Limit { return sysmem.Limit{Bytes: 8 << 30, Source: "MemAvailable"} }
 	dev := gpuLike{Device: cpu.New(), free: 4 << 30}
 	_, err := Run(Options{Config: cfg, RunDir: filepath.Join(t.TempDir(), "run"), Device: dev, Out: io.Discard, HostMemory: host})
-	want := "config: train.batch_size 20000 needs about 22.2 GiB of GPU memory for a training step of cifar_resnet8 at 32x32 (activations 22.2 GiB, parameters 887.9 KiB, workspace 576.0 KiB, labels and statistics 939.4 KiB); the limit is 4.0 GiB (free GPU memory); lower train.batch_size to at most ~3600"
+	want := "config: train.batch_size 20000 needs about 22.2 GiB of GPU memory for a training step of cifar_resnet8 at 32x32 (activations 22.2 GiB, parameters 887.9 KiB, workspace 576.0 KiB, labels and statistics 939.4 KiB); the limit is 4.0 GiB (free GPU memory); lower train.batch_size to at most ~3600, or keep the batch and run it as 8 micro-batches (train.accumulate_steps: 8)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}
