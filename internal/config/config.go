@@ -206,8 +206,14 @@ type ScheduleConfig struct {
 	// Milestones (epochs, increasing) at which a step schedule multiplies the rate by Gamma.
 	Milestones []int   `mapstructure:"milestones" yaml:"milestones" json:"milestones"`
 	Gamma      float64 `mapstructure:"gamma" yaml:"gamma" json:"gamma"`
-	// WarmupEpochs ramps the rate linearly from 0 over this many epochs (may be fractional).
+	// WarmupEpochs ramps the rate linearly from WarmupStart times it over this many epochs (may be
+	// fractional): PyTorch's LinearLR(start_factor=WarmupStart) before the schedule.
 	WarmupEpochs float64 `mapstructure:"warmup_epochs" yaml:"warmup_epochs" json:"warmup_epochs"`
+	WarmupStart  float64 `mapstructure:"warmup_start" yaml:"warmup_start" json:"warmup_start"`
+	// PerEpoch holds the rate for a whole epoch, at its value at the epoch's start, as a PyTorch
+	// scheduler stepped once per epoch (torchvision's reference scripts) gives it; otherwise warm-up and
+	// cosine move every step.
+	PerEpoch bool `mapstructure:"per_epoch" yaml:"per_epoch" json:"per_epoch"`
 	// WarmStartLR, when > 0, is used instead of the schedule until the running training error of the
 	// epoch falls below WarmStartUntilErr (the paper's ResNet-110 recipe: 0.01 until error < 80%).
 	WarmStartLR       float64 `mapstructure:"warm_start_lr" yaml:"warm_start_lr" json:"warm_start_lr"`

@@ -201,7 +201,7 @@ func TestFileErrors(t *testing.T) {
 				`model, dataset, train, eval, checkpoint, cuda)`},
 		{"unknown nested key", "train:\n  schedule:\n    milestone: [1]\n",
 			`config: unknown key "train.schedule.milestone" in configs/foo.yaml line 3 (known keys under ` +
-				`train.schedule: type, milestones, gamma, warmup_epochs, warm_start_lr, warm_start_until_err)`},
+				`train.schedule: type, milestones, gamma, warmup_epochs, warmup_start, per_epoch, warm_start_lr, warm_start_until_err)`},
 		{"case matters", "train:\n  LR: 0.1\n",
 			`config: unknown key "train.LR" in configs/foo.yaml line 2 ` + known},
 		{"integer", "seed: 1\ntrain:\n  batch_size: abc\n",
@@ -678,7 +678,8 @@ func TestEveryPresetLoads(t *testing.T) {
 				d.AutoAugment != "trivial" || d.RandomErasing != 0.1 || tr.BatchSize != 1024 || tr.AccumulateSteps != 8 ||
 				tr.Epochs != 600 || tr.LR != 0.5 || tr.Momentum != 0.9 || tr.WeightDecay != 2e-5 || !tr.NoDecayBNBias ||
 				tr.LabelSmoothing != 0.1 || tr.MixupAlpha != 0.2 || tr.CutMixAlpha != 1 || tr.MixProb != 1 ||
-				math.Abs(tr.EMADecay-(1-2e-5*1024*32/600)) > 1e-8 || tr.EMAEvery != 32 || s.Type != "cosine" || s.WarmupEpochs != 5 {
+				math.Abs(tr.EMADecay-(1-2e-5*1024*32/600)) > 1e-8 || tr.EMAEvery != 32 || s.Type != "cosine" || s.WarmupEpochs != 5 ||
+				s.WarmupStart != 0.01 || !s.PerEpoch {
 				t.Errorf("preset %s is not torchvision's recipe: %+v", name, c)
 			}
 		default:

@@ -343,6 +343,9 @@ func validateSchedule(p *problems, s ScheduleConfig, epochs int) {
 		p.add("train.schedule.warmup_epochs", "must be < train.epochs ("+strconv.Itoa(epochs)+")"+
 			got(s.WarmupEpochs))
 	}
+	if !(s.WarmupStart >= 0 && s.WarmupStart < 1) {
+		p.add("train.schedule.warmup_start", "must be in [0, 1), the warm-up's first rate as a fraction of train.lr"+got(s.WarmupStart))
+	}
 	if !(s.WarmStartLR >= 0) {
 		p.add("train.schedule.warm_start_lr", "must be >= 0 (0 turns the warm start off)"+got(s.WarmStartLR))
 	} else if s.WarmStartLR > 0 && !(s.WarmStartUntilErr > 0 && s.WarmStartUntilErr <= 1) {

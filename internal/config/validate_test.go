@@ -109,6 +109,8 @@ func TestValidate(t *testing.T) {
 			"config: train.accumulate_steps must divide train.batch_size 256 into equal micro-batches (got 3)"},
 		{"no accumulation steps", func(c *config.Config) { c.Train.AccumulateSteps = 0 },
 			"config: train.accumulate_steps must be >= 1 (1: no accumulation) (got 0)"},
+		{"warm-up start of one", func(c *config.Config) { c.Train.Schedule.WarmupStart = 1 },
+			"config: train.schedule.warmup_start must be in [0, 1), the warm-up's first rate as a fraction of train.lr (got 1)"},
 		{"mix probability over one", func(c *config.Config) { c.Train.MixProb = 1.5 },
 			"config: train.mix_prob must be in [0, 1], the share of batches mixed (got 1.5)"},
 		{"target error in percent", func(c *config.Config) { c.Train.TargetErr = 7 },

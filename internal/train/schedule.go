@@ -7,7 +7,8 @@ import (
 )
 
 // Schedule gives the learning rate at a position of training. Positions are fractional epochs, so
-// warmup and cosine move every step while step decays happen at epoch boundaries.
+// warmup and cosine move every step while step decays happen at epoch boundaries; with
+// train.schedule.per_epoch the rate holds for each epoch at its value at the epoch's start.
 type Schedule struct {
 	base   float64
 	epochs int
@@ -25,6 +26,9 @@ func (s Schedule) LR(pos float64, warm bool) float64 {
 	if warm && s.c.WarmStartLR > 0 {
 		return s.c.WarmStartLR
 	}
+	if s.c.PerEpoch {
+		pos = math.Floor(pos)
+	}
 	lr := s.base
 	switch s.c.Type {
 	case "step":
@@ -41,7 +45,7 @@ func (s Schedule) LR(pos float64, warm bool) float64 {
 		}
 	}
 	if w := s.c.WarmupEpochs; w > 0 && pos < w {
-		lr *= pos / w
+		lr *= s.c.WarmupStart + (1-s.c.WarmupStart)*pos/w
 	}
 	return lr
 }
