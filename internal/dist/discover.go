@@ -31,11 +31,16 @@ func (in Info) Addr() string {
 // LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), else from Slurm's (SLURM_PROCID, SLURM_LOCALID,
 // SLURM_NTASKS, SLURM_NODELIST, with MASTER_ADDR and MASTER_PORT overriding the master it derives), else
 // describes a single process. env is os.Getenv in the program and a map in tests.
+//
+// Slurm's variables count only when SLURM_PROCID is set, as srun sets it for each task: a program started
+// in an salloc shell, which has SLURM_NTASKS but no SLURM_PROCID, runs alone. A batch script that starts
+// the program without srun looks like rank 0 of SLURM_NTASKS and fails at the rendezvous, naming the
+// ranks that never came.
 func Discover(env func(string) string) (Info, error) {
 	switch {
 	case env("RANK") != "" || env("WORLD_SIZE") != "":
 		return discoverTorchrun(env)
-	case env("SLURM_PROCID") != "" || env("SLURM_NTASKS") != "":
+	case env("SLURM_PROCID") != "":
 		return discoverSlurm(env)
 	}
 	return Info{WorldSize: 1, MasterPort: DefaultPort, Source: "single"}, nil

@@ -29,6 +29,8 @@ func TestDiscover(t *testing.T) {
 		{"slurm with master override", map[string]string{"SLURM_PROCID": "1", "SLURM_LOCALID": "0", "SLURM_NTASKS": "2",
 			"SLURM_NODELIST": "a[1-2]", "MASTER_ADDR": "head", "MASTER_PORT": "4000"},
 			Info{Rank: 1, WorldSize: 2, MasterAddr: "head", MasterPort: 4000, Source: "slurm"}},
+		{"an salloc shell runs alone", map[string]string{"SLURM_NTASKS": "4", "SLURM_NODELIST": "n[1-2]"},
+			Info{WorldSize: 1, MasterPort: 29500, Source: "single"}},
 		{"torchrun wins over slurm", map[string]string{"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "m", "SLURM_PROCID": "1", "SLURM_NTASKS": "4"},
 			Info{WorldSize: 2, MasterAddr: "m", MasterPort: 29500, Source: "torchrun"}},
 	}
@@ -63,6 +65,7 @@ func TestDiscoverErrors(t *testing.T) {
 		{"port not an integer", map[string]string{"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "m", "MASTER_PORT": "http"}, `dist: MASTER_PORT="http" is not an integer`},
 		{"no master", map[string]string{"RANK": "1", "WORLD_SIZE": "2"}, "dist: WORLD_SIZE=2 needs the address of rank 0 and none is set; set MASTER_ADDR"},
 		{"slurm rank too large", map[string]string{"SLURM_PROCID": "2", "SLURM_NTASKS": "2", "SLURM_NODELIST": "n1"}, "dist: SLURM_PROCID=2 must be less than SLURM_NTASKS=2"},
+		{"slurm no task count", map[string]string{"SLURM_PROCID": "0"}, "dist: SLURM_NTASKS is not set"},
 		{"slurm no node list", map[string]string{"SLURM_PROCID": "0", "SLURM_NTASKS": "2"}, "dist: SLURM_NTASKS=2 needs the address of rank 0"},
 		{"slurm bad local id", map[string]string{"SLURM_PROCID": "0", "SLURM_LOCALID": "x", "SLURM_NTASKS": "1"}, `dist: SLURM_LOCALID="x" is not an integer`},
 		{"slurm malformed node list", map[string]string{"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_NODELIST": "node[01-04"},

@@ -12,7 +12,8 @@
 //   - Communicator is the interface the trainer sees: all-reduce, broadcast, all-gather and barrier. The
 //     CPU implementation here runs over the rendezvous connections and sums in rank order, so its results
 //     are identical on every rank and from run to run; Single is the one-process case, where every
-//     collective does nothing. An NCCL implementation lives with the rest of the CUDA code.
+//     collective does nothing. An NCCL implementation, to live with the rest of the CUDA code, will take
+//     its unique id from the rendezvous payload.
 //
 // The trainer calls Discover, then Rendezvous with the config's hash, builds a Communicator, broadcasts
 // the initial weights from rank 0, all-reduces the gradients of each step (divided by the world size),
