@@ -32,6 +32,8 @@ type CPU struct {
 	out []byte // encoding buffer for one frame
 }
 
+var _ Communicator = (*CPU)(nil)
+
 // NewCPU makes a communicator of g, which it owns from then on.
 func NewCPU(g *Group) *CPU { return &CPU{g: g} }
 

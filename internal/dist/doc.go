@@ -18,6 +18,6 @@
 // The trainer calls Discover, then Rendezvous with the config's hash, builds a Communicator, broadcasts
 // the initial weights from rank 0, all-reduces the gradients of each step (divided by the world size),
 // gathers evaluation results on every rank, and closes the communicator at the end. A peer that exits or
-// stops answering makes every collective on the other ranks fail within the group's timeout, with an error
-// naming that rank, so a job never hangs.
+// stops answering makes every collective on the other ranks fail within a bounded time (Options.OpTimeout,
+// twice that on a rank waiting for rank 0's answer), with an error naming that rank, so a job never hangs.
 package dist
