@@ -76,6 +76,27 @@ func (g *convGeom) patch(x []float32, r int) patch {
 	return pt
 }
 
+// pad writes image x (C, H, W) zero-padded to (C, H+2*PadH, W+2*PadW) at the start of xp, and zeroes
+// the rest of xp.
+func (g *convGeom) pad(xp, x []float32) {
+	hp, wp := g.H+2*g.PadH, g.W+2*g.PadW
+	clear(xp)
+	for c := 0; c < g.Cin; c++ {
+		for iy := 0; iy < g.H; iy++ {
+			dst := xp[c*hp*wp+(iy+g.PadH)*wp+g.PadW:]
+			copyShort(dst[:g.W], x[(c*g.H+iy)*g.W:(c*g.H+iy+1)*g.W])
+		}
+	}
+}
+
+// padOffset is where patch row r = (c, i, j) reads the padded image at output position (0, 0): its value
+// at (oy, ox) is at padOffset(r) + oy*Stride*Wp + ox*Stride.
+func (g *convGeom) padOffset(r int) int {
+	khw := g.KH * g.KW
+	c, ij := r/khw, r%khw
+	return (c*(g.H+2*g.PadH)+ij/g.KW)*(g.W+2*g.PadW) + ij%g.KW
+}
+
 // fill writes the values of a patch row at output positions [p0, p0+len(dst)) into dst. It runs for
 // every element the convolutions feed the GEMM, mostly in runs of 8 to 32, so it avoids runtime calls
 // for those short runs.
@@ -117,7 +138,9 @@ func copyShort(dst, src []float32) {
 	}
 	src = src[:len(dst)]
 	for len(dst) >= 8 {
-		*(*[8]float32)(dst) = *(*[8]float32)(src)
+		// Through a local: a direct array assignment may overlap, and compiles to a call of memmove.
+		v := *(*[8]float32)(src)
+		*(*[8]float32)(dst) = v
 		dst, src = dst[8:], src[8:]
 	}
 	for t, v := range src {
@@ -159,6 +182,10 @@ func (g *gemmOp) packBConv(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int
 		}
 		return
 	}
+	if g.bPad != nil {
+		g.packBPadded(ws, kern, pc, kc, jc, nc)
+		return
+	}
 	// Transposed: lane j of a panel is patch row c0+j at positions [pc, pc+kc). Rows are expanded eight at
 	// a time into scratch and interleaved, so each store fills eight adjacent lanes.
 	ws.rows = grow(ws.rows, 8*kc)
@@ -187,6 +214,58 @@ func (g *gemmOp) packBConv(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int
 			d := dst[j:]
 			for p, v := range row {
 				d[p*nr] = v
+			}
+		}
+	}
+}
+
+// packBPadded is the transposed packBConv reading the zero-padded image g.bPad (convGeom.pad): every
+// value of a patch row is there, padding included, so a lane copies runs of one output row without bounds
+// tests. It writes the same panels as the unpadded path.
+func (g *gemmOp) packBPadded(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc int) {
+	nr, cg, xp := kern.nr, g.bConv, g.bPad
+	kcp := roundUp(kc, kern.kstep)
+	panels := (nc + nr - 1) / nr
+	ws.packB = grow(ws.packB, panels*kcp*nr)
+	ow, s := cg.OW, cg.Stride
+	rowStep := s * (cg.W + 2*cg.PadW) // padded-image distance between output rows
+	oy0, ox0 := pc/ow, pc%ow
+	for jp := 0; jp < panels; jp++ {
+		dst, c0, cols := ws.bPanel(jp, kcp, nr, kc, jc, nc)
+		for j := 0; j < cols; j += 8 {
+			lanes := min(8, cols-j)
+			var off [8]int
+			for q := range lanes {
+				off[q] = cg.padOffset(c0 + j + q)
+			}
+			d := dst[j:]
+			oy, ox := oy0, ox0
+			for p := 0; p < kc; {
+				run := min(ow-ox, kc-p)
+				base := oy*rowStep + ox*s
+				if lanes == 8 {
+					n := (run-1)*s + 1
+					x0, x1 := xp[off[0]+base:][:n], xp[off[1]+base:][:n]
+					x2, x3 := xp[off[2]+base:][:n], xp[off[3]+base:][:n]
+					x4, x5 := xp[off[4]+base:][:n], xp[off[5]+base:][:n]
+					x6, x7 := xp[off[6]+base:][:n], xp[off[7]+base:][:n]
+					for t := range run {
+						i := t * s
+						v := (*[8]float32)(d[(p+t)*nr : (p+t)*nr+8])
+						v[0], v[1], v[2], v[3] = x0[i], x1[i], x2[i], x3[i]
+						v[4], v[5], v[6], v[7] = x4[i], x5[i], x6[i], x7[i]
+					}
+				} else {
+					for q := range lanes {
+						src := xp[off[q]+base:]
+						for t := range run {
+							d[(p+t)*nr+q] = src[t*s]
+						}
+					}
+				}
+				p += run
+				ox = 0
+				oy++
 			}
 		}
 	}
@@ -331,17 +410,10 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	lastOff := (g.Cin-1)*hp*wp + (g.KH-1)*wp + g.KW - 1
 	ws.xpad = grow(ws.xpad, lastOff+qr)
 	xp := ws.xpad
-	clear(xp)
-	for c := 0; c < g.Cin; c++ {
-		for iy := 0; iy < g.H; iy++ {
-			dst := xp[c*hp*wp+(iy+g.PadH)*wp+g.PadW:]
-			copyShort(dst[:g.W], x[(c*g.H+iy)*g.W:(c*g.H+iy+1)*g.W])
-		}
-	}
+	g.pad(xp, x)
 	ws.offs = grow(ws.offs, g.kdim)
 	for r := range ws.offs {
-		c, ij := r/(g.KH*g.KW), r%(g.KH*g.KW)
-		ws.offs[r] = 4 * (c*hp*wp + ij/g.KW*wp + ij%g.KW)
+		ws.offs[r] = 4 * g.padOffset(r)
 	}
 	ws.cbuf = grow(ws.cbuf, rows*qr)
 	cb := ws.cbuf
@@ -463,10 +535,23 @@ func (j *convJob) backwardFilter(worker, i int, parallel bool) {
 		op := gemmOp{transB: true, m: g.Cout, n: g.kdim, k: g.positions, a: dyn, lda: g.positions, b: xn,
 			ldb: g.positions, beta: beta, c: dst, ldc: g.kdim}
 		if !g.pointwise {
-			op.bConv = g
+			op.bConv, op.bPad = g, j.padded(worker, xn)
 		}
 		j.gemm(worker, parallel, op)
 	}
+}
+
+// padded returns image x zero-padded (convGeom.pad) in the worker's scratch, or x itself when the
+// convolution has no padding.
+func (j *convJob) padded(worker int, x []float32) []float32 {
+	g := &j.g
+	if g.PadH == 0 && g.PadW == 0 {
+		return x
+	}
+	ws := j.d.ws[worker]
+	ws.xpad = grow(ws.xpad, g.Cin*(g.H+2*g.PadH)*(g.W+2*g.PadW))
+	g.pad(ws.xpad, x)
+	return ws.xpad
 }
 
 // reduce adds the chunk partials of one range of weight-gradient elements, in chunk order.

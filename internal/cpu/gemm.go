@@ -89,6 +89,8 @@ type gemmOp struct {
 	// bConv, when set, makes op(B) the im2col patch matrix (K, P) of the image b (its transpose with
 	// transB), packed straight from the image without materialising the matrix; ldb is unused.
 	bConv *convGeom
+	// bPad, with bConv and transB, is the image b zero-padded (convGeom.pad), which packBConv reads instead.
+	bPad []float32
 }
 
 // sgemm computes C = alpha*op(A)*op(B) + beta*C on the calling goroutine (see gemmOp for the layout).
