@@ -422,7 +422,7 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	mcMax := roundUp(gemmMC, mr)
 	for pc := 0; pc < g.kdim; pc += kern.kc {
 		kc := min(kern.kc, g.kdim-pc)
-		offs := ws.offs[pc : pc+kc]
+		offs := newShiftOffsets(ws.offs[pc : pc+kc])
 		for ic := 0; ic < g.Cout; ic += mcMax {
 			mc := min(mcMax, g.Cout-ic)
 			op.packA(&ws.gemm, kern, ic, mc, pc, kc)

@@ -28,7 +28,25 @@ type gemmKernel struct {
 	// shifted, when the kernel has it, is fn with step p of B read from b[offs[p]/4:] (offs in bytes)
 	// instead of a packed panel: the stride-1 convolutions use it to read their patch matrix in place
 	// (conv.go, convShifted).
-	shifted func(a, b []float32, offs []int, c []float32, ldc int, add bool)
+	shifted func(a, b []float32, offs shiftOffsets, c []float32, ldc int, add bool)
+}
+
+// shiftOffsets are the byte offsets of the steps of a shifted B with their least and greatest, so a
+// kernel call checks its reads with two comparisons rather than one per step.
+type shiftOffsets struct {
+	offs   []int
+	lo, hi int
+}
+
+func newShiftOffsets(offs []int) shiftOffsets {
+	s := shiftOffsets{offs: offs}
+	if len(offs) > 0 {
+		s.lo, s.hi = offs[0], offs[0]
+	}
+	for _, o := range offs {
+		s.lo, s.hi = min(s.lo, o), max(s.hi, o)
+	}
+	return s
 }
 
 // gemmKernelGo is the portable kernel, written for a 2x4 tile: Go keeps at most 15 float registers live on

@@ -21,16 +21,14 @@ func (t asmTile) kernel(kc int) gemmKernel {
 			_, _, _ = a[kc*mr-1], b[kc*nr-1], c[(mr-1)*ldc+nr-1]
 			k(&a[0], &b[0], &c[0], kc, ldc, add)
 		},
-		shifted: func(a, b []float32, offs []int, c []float32, ldc int, add bool) {
-			// offs are byte offsets into b; the caller bounds them by maxOff (checked here).
-			kc := len(offs)
+		shifted: func(a, b []float32, offs shiftOffsets, c []float32, ldc int, add bool) {
+			// offs are byte offsets into b; every step reads nr values from one.
+			kc := len(offs.offs)
 			_, _ = a[kc*mr-1], c[(mr-1)*ldc+nr-1]
-			for _, o := range offs {
-				if o < 0 || o/4+nr > len(b) {
-					panic("cpu: shifted GEMM offset outside its image")
-				}
+			if offs.lo < 0 || offs.hi/4+nr > len(b) {
+				panic("cpu: shifted GEMM offset outside its image")
 			}
-			ks(&a[0], &b[0], &offs[0], &c[0], kc, ldc, add)
+			ks(&a[0], &b[0], &offs.offs[0], &c[0], kc, ldc, add)
 		}}
 }
 
