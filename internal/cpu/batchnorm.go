@@ -81,41 +81,122 @@ func (j *bnJob) plane(t []float32, n, c int) []float32 {
 // the chunk for accuracy.
 func (j *bnJob) chunkStats(c, g, slot int) {
 	lo, hi := split(j.g.n, j.g.chunks, g)
-	var s0, s1, s2, s3 float64
+	var s [4]float64
 	for n := lo; n < hi; n++ {
 		x := j.plane(j.x, n, c)
-		i := 0
-		for ; i+3 < len(x); i += 4 {
-			s0 += float64(x[i])
-			s1 += float64(x[i+1])
-			s2 += float64(x[i+2])
-			s3 += float64(x[i+3])
-		}
-		for ; i < len(x); i++ {
-			s0 += float64(x[i])
+		m := len(x) &^ 3
+		sumLanes(&s, x[:m])
+		for _, v := range x[m:] {
+			s[0] += float64(v)
 		}
 	}
 	count := float64((hi - lo) * j.g.hw)
-	mean := ((s0 + s1) + (s2 + s3)) / count
-	s0, s1, s2, s3 = 0, 0, 0, 0
+	mean := ((s[0] + s[1]) + (s[2] + s[3])) / count
+	s = [4]float64{}
 	for n := lo; n < hi; n++ {
 		x := j.plane(j.x, n, c)
-		i := 0
-		for ; i+3 < len(x); i += 4 {
-			d0, d1 := float64(x[i])-mean, float64(x[i+1])-mean
-			d2, d3 := float64(x[i+2])-mean, float64(x[i+3])-mean
-			s0 += d0 * d0
-			s1 += d1 * d1
-			s2 += d2 * d2
-			s3 += d3 * d3
-		}
-		for ; i < len(x); i++ {
-			d0 := float64(x[i]) - mean
-			s0 += d0 * d0
+		m := len(x) &^ 3
+		sqDevLanes(&s, x[:m], mean)
+		for _, v := range x[m:] {
+			d := float64(v) - mean
+			s[0] += d * d
 		}
 	}
 	st := j.stats[3*slot : 3*slot+3]
-	st[0], st[1], st[2] = count, mean, (s0+s1)+(s2+s3)
+	st[0], st[1], st[2] = count, mean, (s[0]+s[1])+(s[2]+s[3])
+}
+
+// The per-row loops of the passes below have assembly forms (batchnorm_amd64.s) that do the same
+// arithmetic in the same order, element by element and lane by lane; these are their portable forms.
+
+// sumLanesGo adds x[i] to acc[i%4] in index order; len(x) is a multiple of 4.
+func sumLanesGo(acc *[4]float64, x []float32) {
+	for i := 0; i+4 <= len(x); i += 4 {
+		xs := (*[4]float32)(x[i : i+4])
+		for q := range 4 {
+			acc[q] += float64(xs[q])
+		}
+	}
+}
+
+// sqDevLanesGo adds (x[i] - mean)^2 to acc[i%4] in index order; len(x) is a multiple of 4.
+func sqDevLanesGo(acc *[4]float64, x []float32, mean float64) {
+	for i := 0; i+4 <= len(x); i += 4 {
+		xs := (*[4]float32)(x[i : i+4])
+		for q := range 4 {
+			d := float64(xs[q]) - mean
+			acc[q] += d * d
+		}
+	}
+}
+
+// gradLanesGo adds gy = dy[i] (masked by y[i] > 0 when y is not nil) to sdy[i%4] and gy*(x[i] - mean) to
+// sdyx[i%4] in index order; len(x) is a multiple of 4.
+func gradLanesGo(sdy, sdyx *[4]float64, x, dy, y []float32, mean float64) {
+	dy = dy[:len(x)]
+	if y != nil {
+		y = y[:len(x)]
+	}
+	for i := 0; i+4 <= len(x); i += 4 {
+		xs, g := (*[4]float32)(x[i:i+4]), *(*[4]float32)(dy[i : i+4])
+		if y != nil {
+			ys := (*[4]float32)(y[i : i+4])
+			g[0], g[1], g[2], g[3] = reluGrad(g[0], ys[0]), reluGrad(g[1], ys[1]), reluGrad(g[2], ys[2]), reluGrad(g[3], ys[3])
+		}
+		for q := range 4 {
+			gy := float64(g[q])
+			sdy[q] += gy
+			sdyx[q] += gy * (float64(xs[q]) - mean)
+		}
+	}
+}
+
+// normalizeRowGo writes y[i] = (x[i] - mean)*scale + shift, plus z[i] when z is not nil, then ReLU when
+// act is set.
+func normalizeRowGo(y, x, z []float32, mean, scale, shift float32, act bool) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] = (v-mean)*scale + shift
+	}
+	if z != nil {
+		z = z[:len(y)]
+		for i, v := range z {
+			y[i] += v
+		}
+	}
+	if act {
+		for i, v := range y {
+			y[i] = relu(v)
+		}
+	}
+}
+
+// gradRowGo writes dx[i] = k*(gy - a - (x[i] - mean)*b) with gy = dy[i] (masked by y[i] > 0 when y is not
+// nil), and gy to dz[i] when dz is not nil.
+func gradRowGo(dx, x, dy, y, dz []float32, mean, k, a, b float32) {
+	dx, dy = dx[:len(x)], dy[:len(x)]
+	if y != nil {
+		y = y[:len(x)]
+		for i, v := range x {
+			gy := reluGrad(dy[i], y[i])
+			dx[i] = k * (gy - a - (v-mean)*b)
+		}
+	} else {
+		for i, v := range x {
+			dx[i] = k * (dy[i] - a - (v-mean)*b)
+		}
+	}
+	if dz == nil {
+		return
+	}
+	dz = dz[:len(x)]
+	if y != nil {
+		for i, g := range dy {
+			dz[i] = reluGrad(g, y[i])
+		}
+		return
+	}
+	copy(dz, dy)
 }
 
 // normalize writes y = act((x - mean)*scale + shift + shortcut(z)) for channel c over chunk g, with
@@ -126,30 +207,27 @@ func (j *bnJob) normalize(c, g int) {
 	lo, hi := split(j.g.n, j.g.chunks, g)
 	sc := j.g.sc
 	zc := c - sc.off
+	hasZ := j.residual && zc >= 0 && zc < sc.c
 	for n := lo; n < hi; n++ {
 		x := j.plane(j.x, n, c)
 		y := j.plane(j.y, n, c)
 		y = y[:len(x)]
-		for i, v := range x {
-			y[i] = (v-mean)*scale + shift
-		}
-		if j.residual && zc >= 0 && zc < sc.c {
+		var z []float32
+		if hasZ {
 			zoff := (n*sc.c + zc) * sc.h * sc.w
-			z := j.z[zoff : zoff+sc.h*sc.w]
-			if sc.stride == 1 {
-				z = z[:len(y)]
-				for i, v := range z {
-					y[i] += v
-				}
-			} else {
-				w := j.g.w
-				for r := 0; r < len(y)/w; r++ {
-					yr := y[r*w : (r+1)*w]
-					zr := z[r*sc.stride*sc.w:]
-					for q := range yr {
-						yr[q] += zr[q*sc.stride]
-					}
-				}
+			z = j.z[zoff : zoff+sc.h*sc.w]
+		}
+		if z == nil || sc.stride == 1 {
+			normalizeRow(y, x, z, mean, scale, shift, j.relu)
+			continue
+		}
+		normalizeRow(y, x, nil, mean, scale, shift, false)
+		w := j.g.w
+		for r := 0; r < len(y)/w; r++ {
+			yr := y[r*w : (r+1)*w]
+			zr := z[r*sc.stride*sc.w:]
+			for q := range yr {
+				yr[q] += zr[q*sc.stride]
 			}
 		}
 		if j.relu {
@@ -194,21 +272,13 @@ func (j *bnJob) gradStats(c, g, slot int) {
 			y = j.plane(j.y, n, c)
 			y = y[:len(x)]
 		}
-		i := 0
-		for ; i+4 <= len(x); i += 4 {
-			xs, gs := (*[4]float32)(x[i:i+4]), (*[4]float32)(dy[i:i+4])
-			g := *gs
-			if y != nil {
-				ys := (*[4]float32)(y[i : i+4])
-				g[0], g[1], g[2], g[3] = reluGrad(g[0], ys[0]), reluGrad(g[1], ys[1]), reluGrad(g[2], ys[2]), reluGrad(g[3], ys[3])
-			}
-			for q := range 4 {
-				gy := float64(g[q])
-				sdy[q] += gy
-				sdyx[q] += gy * (float64(xs[q]) - mean)
-			}
+		m := len(x) &^ 3
+		var ym []float32
+		if y != nil {
+			ym = y[:m]
 		}
-		for ; i < len(x); i++ {
+		gradLanes(&sdy, &sdyx, x[:m], dy[:m], ym, mean)
+		for i := m; i < len(x); i++ {
 			g := dy[i]
 			if y != nil {
 				g = reluGrad(g, y[i])
@@ -248,30 +318,11 @@ func (j *bnJob) grad(c, g int) {
 				clear(dz) // positions the strided shortcut does not read
 			}
 		}
-		if j.relu {
-			for i, v := range x {
-				gy := reluGrad(dy[i], y[i])
-				dx[i] = k * (gy - a - (v-mean)*b)
-			}
-		} else {
-			for i, v := range x {
-				dx[i] = k * (dy[i] - a - (v-mean)*b)
-			}
-		}
-		if dz == nil {
+		if dz == nil || sc.stride == 1 {
+			gradRow(dx, x, dy, y, dz, mean, k, a, b)
 			continue
 		}
-		if sc.stride == 1 {
-			dz = dz[:len(x)]
-			if j.relu {
-				for i, g := range dy {
-					dz[i] = reluGrad(g, y[i])
-				}
-			} else {
-				copy(dz, dy)
-			}
-			continue
-		}
+		gradRow(dx, x, dy, y, nil, mean, k, a, b)
 		w := j.g.w
 		for r := 0; r < len(x)/w; r++ {
 			zr := dz[r*sc.stride*sc.w:]
