@@ -243,13 +243,26 @@ func (g *gemmOp) packBPadded(ws *gemmScratch, kern *gemmKernel, pc, kc, jc, nc i
 			for p := 0; p < kc; {
 				run := min(ow-ox, kc-p)
 				base := oy*rowStep + ox*s
+				done := 0 // positions of the run packed by packLanes8
+				if lanes == 8 && s == 1 {
+					if rows := (kc - p) / ow; ox == 0 && rows > 0 &&
+						packLanes8(d[p*nr:], nr, xp[base:], &off, rows, ow, rowStep) {
+						// Whole output rows at once.
+						p += rows * ow
+						oy += rows
+						continue
+					}
+					if n := run &^ 7; n > 0 && packLanes8(d[p*nr:], nr, xp[base:], &off, 1, n, rowStep) {
+						done = n
+					}
+				}
 				if lanes == 8 {
 					n := (run-1)*s + 1
 					x0, x1 := xp[off[0]+base:][:n], xp[off[1]+base:][:n]
 					x2, x3 := xp[off[2]+base:][:n], xp[off[3]+base:][:n]
 					x4, x5 := xp[off[4]+base:][:n], xp[off[5]+base:][:n]
 					x6, x7 := xp[off[6]+base:][:n], xp[off[7]+base:][:n]
-					for t := range run {
+					for t := done; t < run; t++ {
 						i := t * s
 						v := (*[8]float32)(d[(p+t)*nr : (p+t)*nr+8])
 						v[0], v[1], v[2], v[3] = x0[i], x1[i], x2[i], x3[i]
