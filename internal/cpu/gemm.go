@@ -200,9 +200,24 @@ func (g *gemmOp) packA(ws *gemmScratch, kern *gemmKernel, ic, mc, pc, kc int) {
 			}
 			continue
 		}
-		// A is m x k: transpose blocks of 4 rows so each read walks contiguous memory and each write
-		// fills 4 adjacent lanes.
+		// A is m x k: transpose blocks of 8 rows (packLanes8) or 4 so each read walks contiguous memory and
+		// each write fills adjacent lanes.
 		i := 0
+		if n := kc &^ 7; alpha == 1 && rows == 8 && mr == 8 && n > 0 {
+			var off [8]int
+			for q := range off {
+				off[q] = (r0+q)*g.lda + pc
+			}
+			if packLanes8(dst, mr, g.a, &off, 1, n, 0) {
+				for q := range 8 {
+					src := g.a[off[q]+n : off[q]+kc]
+					for p, v := range src {
+						dst[(n+p)*mr+q] = v
+					}
+				}
+				continue
+			}
+		}
 		for ; i+4 <= rows; i += 4 {
 			s0 := g.a[(r0+i)*g.lda+pc:]
 			s1 := g.a[(r0+i+1)*g.lda+pc:]
