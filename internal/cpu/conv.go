@@ -424,26 +424,23 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	ws.xpad = grow(ws.xpad, lastOff+qr)
 	xp := ws.xpad
 	g.pad(xp, x)
-	ws.offs = grow(ws.offs, g.kdim)
-	for r := range ws.offs {
-		ws.offs[r] = 4 * g.padOffset(r)
-	}
+	j.packShifted(ws, kern, g, w)
 	ws.cbuf = grow(ws.cbuf, rows*qr)
 	cb := ws.cbuf
 
-	op := gemmOp{m: g.Cout, k: g.kdim, alpha: 1, a: w, lda: g.kdim}
 	mcMax := roundUp(gemmMC, mr)
+	packed := ws.wpack
 	for pc := 0; pc < g.kdim; pc += kern.kc {
 		kc := min(kern.kc, g.kdim-pc)
 		offs := newShiftOffsets(ws.offs[pc : pc+kc])
 		for ic := 0; ic < g.Cout; ic += mcMax {
 			mc := min(mcMax, g.Cout-ic)
-			op.packA(&ws.gemm, kern, ic, mc, pc, kc)
-			packed := ws.gemm.packA
+			block := packed[:roundUp(mc, mr)*kc]
+			packed = packed[len(block):]
 			for jr := 0; jr < qr; jr += nr {
 				b := xp[jr:]
 				for ir := 0; ir < mc; ir += mr {
-					kern.shifted(packed[ir*kc:(ir+mr)*kc], b, offs, cb[(ic+ir)*qr+jr:], qr, pc > 0)
+					kern.shifted(block[ir*kc:(ir+mr)*kc], b, offs, cb[(ic+ir)*qr+jr:], qr, pc > 0)
 				}
 			}
 		}
@@ -463,6 +460,41 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 		}
 	}
 	return true
+}
+
+// packShifted leaves in the worker's scratch what shifted needs of the weights w and the geometry of
+// one call: the patch rows' byte offsets into the padded image (ws.offs), and the packed blocks of w in the
+// order shifted visits them (ws.wpack). Every image of the call reuses them, so a worker packs the weights
+// once per call rather than once per image (a new call may bring new weights at the same address).
+func (j *convJob) packShifted(ws *workspace, kern *gemmKernel, g *convGeom, w []float32) {
+	key := shiftedKey{call: j.d.convCall, w: &w[0], kern: kern}
+	if ws.wpackKey == key {
+		return
+	}
+	ws.wpackKey = key
+	ws.offs = grow(ws.offs, g.kdim)
+	for r := range ws.offs {
+		ws.offs[r] = 4 * g.padOffset(r)
+	}
+	op := gemmOp{m: g.Cout, k: g.kdim, alpha: 1, a: w, lda: g.kdim}
+	mr, mcMax := kern.mr, roundUp(gemmMC, kern.mr)
+	ws.wpack = ws.wpack[:0]
+	for pc := 0; pc < g.kdim; pc += kern.kc {
+		kc := min(kern.kc, g.kdim-pc)
+		for ic := 0; ic < g.Cout; ic += mcMax {
+			mc := min(mcMax, g.Cout-ic)
+			op.packA(&ws.gemm, kern, ic, mc, pc, kc)
+			ws.wpack = append(ws.wpack, ws.gemm.packA[:roundUp(mc, mr)*kc]...)
+		}
+	}
+}
+
+// shiftedKey names the weights packed in a worker's scratch: the convolution call, the weights' address
+// (a group's, for grouped convolutions) and the kernel they are packed for.
+type shiftedKey struct {
+	call uint64
+	w    *float32
+	kern *gemmKernel
 }
 
 // transposable reports whether backward data can run as the forward convolution of dy with flipped
@@ -598,6 +630,7 @@ func (d *Device) runImages(j *convJob, pass func(j *convJob, worker, i int, para
 func (d *Device) ConvForward(p backend.ConvParams, x, w, y backend.Tensor) error {
 	g, err := backend.CheckConvForward(p, x, w, y)
 	v := views{op: "ConvForward", err: named(err)}
+	d.convCall++
 	j := &d.jobs.conv
 	*j = convJob{d: d, kind: convForward, g: newConvGeom(g), x: v.f32("x", x), w: v.f32("w", w), y: v.f32("y", y)}
 	if v.err == nil {
@@ -612,6 +645,7 @@ func (d *Device) ConvBackwardData(p backend.ConvParams, dy, w, dx backend.Tensor
 	cg, err := backend.CheckConvBackwardData(p, dy, w, dx)
 	v := views{op: "ConvBackwardData", err: named(err)}
 	g := newConvGeom(cg)
+	d.convCall++
 	j := &d.jobs.conv
 	*j = convJob{d: d, kind: convBackwardData, g: g, x: v.f32("dx", dx), w: v.f32("w", w), y: v.f32("dy", dy),
 		accumulate: accumulate}

@@ -48,9 +48,12 @@ type Device struct {
 	// allocate.
 	partial []float32 // per-chunk partial weight gradients (conv backward-filter)
 	flipped []float32 // flipped, transposed weights (conv backward-data)
-	stats   []float64 // per-(channel, chunk) partial statistics (batch norm)
-	chan64  []float64 // per-output bias-gradient sums (linear backward)
-	chan32  []float32 // per-channel constants of a pass (batch norm)
+	// convCall counts the forward and backward-data convolution calls; it tells the weights packed by
+	// one call from the next call's (convJob.packShifted).
+	convCall uint64
+	stats    []float64 // per-(channel, chunk) partial statistics (batch norm)
+	chan64   []float64 // per-output bias-gradient sums (linear backward)
+	chan32   []float32 // per-channel constants of a pass (batch norm)
 
 	jobs jobs
 }

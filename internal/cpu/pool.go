@@ -122,6 +122,9 @@ type workspace struct {
 	// image, the patch rows' offsets into it, and the padded-width result.
 	xpad, cbuf []float32
 	offs       []int
+	// The weights of the current call packed for the shifted kernel (convJob.packShifted).
+	wpack    []float32
+	wpackKey shiftedKey
 }
 
 // split returns the bounds of part i when [0, n) is cut into parts pieces of near-equal size. The
