@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"slices"
 	"testing"
 
 	"resnet/internal/backend"
@@ -40,5 +41,30 @@ func TestTrainingStepAllocatesNothing(t *testing.T) {
 	must(t, s.run())
 	if allocs := testing.AllocsPerRun(5, func() { must(t, s.run()) }); allocs != 0 {
 		t.Errorf("a training step allocates %v times after warm-up, want 0", allocs)
+	}
+}
+
+// After one step every worker holds as much scratch as any worker needed, so a worker that gets a large
+// piece for the first time many steps later (the scheduler decides who runs what) does not allocate then.
+func TestScratchSharedAfterOneStep(t *testing.T) {
+	d := NewWithWorkers(3)
+	defer d.Close()
+	s := newNetworkStep(t, d, 4)
+	must(t, s.run())
+	caps := func(ws *workspace) []int {
+		var c []int
+		for _, b := range ws.floats() {
+			c = append(c, cap(*b))
+		}
+		return append(c, cap(ws.offs), cap(ws.gemm.patches))
+	}
+	want := caps(d.ws[0])
+	for w, ws := range d.ws[1:] {
+		if got := caps(ws); !slices.Equal(got, want) {
+			t.Errorf("worker %d holds scratch capacities %v after one step, worker 0 %v", w+1, got, want)
+		}
+	}
+	if slices.Max(want) == 0 {
+		t.Error("the step used no scratch")
 	}
 }

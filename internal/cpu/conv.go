@@ -618,7 +618,7 @@ func (j *convJob) reduce(part int) {
 // piece with parallel GEMMs.
 func (d *Device) runImages(j *convJob, pass func(j *convJob, worker, i int, parallel bool)) {
 	if j.g.pieces() >= len(d.ws) {
-		d.pool.run(j, j.g.pieces())
+		d.runSharingScratch(j, j.g.pieces())
 		return
 	}
 	for i := 0; i < j.g.pieces(); i++ {
@@ -694,7 +694,7 @@ func (d *Device) ConvBackwardFilter(p backend.ConvParams, x, dy, dw backend.Tens
 		d.partial = grow(d.partial, j.chunks*size)
 	}
 	if pieces := j.chunks * g.Groups; pieces >= len(d.ws) {
-		d.pool.run(j, pieces)
+		d.runSharingScratch(j, pieces)
 	} else {
 		for i := 0; i < pieces; i++ {
 			j.backwardFilter(0, i, true)

@@ -430,7 +430,7 @@ func (d *Device) gemmParallel(op gemmOp) {
 	}
 	j := &d.jobs.gemm
 	*j = gemmJob{d: d, op: op, tileM: tileM, tileN: tileN, tilesN: (n + tileN - 1) / tileN}
-	d.pool.run(j, ((m+tileM-1)/tileM)*j.tilesN)
+	d.runSharingScratch(j, ((m+tileM-1)/tileM)*j.tilesN)
 	j.op = gemmOp{} // drop the references to the caller's slices
 }
 

@@ -127,6 +127,47 @@ type workspace struct {
 	wpackKey shiftedKey
 }
 
+// floats lists the float32 scratch buffers of ws.
+func (ws *workspace) floats() [8]*[]float32 {
+	return [...]*[]float32{&ws.gemm.packA, &ws.gemm.packB, &ws.gemm.tile, &ws.gemm.rows, &ws.col, &ws.xpad, &ws.cbuf,
+		&ws.wpack}
+}
+
+// runSharingScratch runs a task whose pieces use the workers' scratch, then grows every worker's scratch to
+// the largest any worker holds. Which worker gets which piece is up to the scheduler, so without this a
+// worker that got no piece of the largest convolution in the first steps would allocate many steps later;
+// with it, a training step allocates nothing once one step has run every op.
+func (d *Device) runSharingScratch(t task, n int) {
+	d.pool.run(t, n)
+	if len(d.ws) < 2 {
+		return
+	}
+	var floats [8]int
+	var offs, patches int
+	for _, ws := range d.ws {
+		for i, b := range ws.floats() {
+			floats[i] = max(floats[i], cap(*b))
+		}
+		offs, patches = max(offs, cap(ws.offs)), max(patches, cap(ws.gemm.patches))
+	}
+	for _, ws := range d.ws {
+		for i, b := range ws.floats() {
+			*b = reserve(*b, floats[i])
+		}
+		ws.offs, ws.gemm.patches = reserve(ws.offs, offs), reserve(ws.gemm.patches, patches)
+	}
+}
+
+// reserve returns s with a capacity of at least n, its length and contents kept.
+func reserve[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s
+	}
+	r := make([]T, len(s), n)
+	copy(r, s)
+	return r
+}
+
 // split returns the bounds of part i when [0, n) is cut into parts pieces of near-equal size. The
 // partition depends only on n and parts, never on the worker count.
 func split(n, parts, i int) (lo, hi int) {
