@@ -44,12 +44,13 @@ type Net struct {
 	values, grads, moms backend.Tensor
 	labels, loss        backend.Tensor
 	// targets holds the soft targets of TrainStepSoft, and softTargets says the step in progress uses them.
-	targets            backend.Tensor
-	softTargets        bool
-	curLabels, curLoss backend.Tensor // views for the current batch size
-	lossHost           []float32
-	logitsHost         []float32
-	allocated          []backend.Tensor
+	targets     backend.Tensor
+	softTargets bool
+	// views for the current batch size, made once per batch size so that a step allocates nothing
+	curLabels, curLoss, curTargets backend.Tensor
+	lossHost                       []float32
+	logitsHost                     []float32
+	allocated                      []backend.Tensor
 	// deviceStep is deviceStepWork as a value made once (a training step allocates nothing), and
 	// stepGradScale the loss gradient scale of the step it runs.
 	deviceStep    func() error
@@ -263,6 +264,7 @@ func (n *Net) setBatch(nb int) error {
 	}
 	n.curLabels = n.labels.WithBatch(nb)
 	n.curLoss = n.loss.WithBatch(nb)
+	n.curTargets = n.targets.WithBatch(nb)
 	n.nb = nb
 	return nil
 }
@@ -440,7 +442,7 @@ func (n *Net) loadLabels(labels []int32) error {
 func (n *Net) lossForward(gradScale float32) error {
 	lg := n.g.logits
 	if n.softTargets {
-		return n.dev.SoftTargetCrossEntropy(lg.cur, n.targets.WithBatch(n.nb), n.curLoss, lg.dcur, gradScale)
+		return n.dev.SoftTargetCrossEntropy(lg.cur, n.curTargets, n.curLoss, lg.dcur, gradScale)
 	}
 	return n.dev.SoftmaxCrossEntropy(lg.cur, n.curLabels, n.curLoss, lg.dcur, gradScale)
 }
@@ -581,7 +583,7 @@ func (n *Net) trainStep(x []float32, labels []int32, targets []float32, lossScal
 	}
 	n.softTargets = targets != nil
 	if n.softTargets {
-		if err := n.dev.Upload(n.targets.WithBatch(n.nb), targets); err != nil {
+		if err := n.dev.Upload(n.curTargets, targets); err != nil {
 			return Result{}, err
 		}
 	}

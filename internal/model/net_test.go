@@ -212,35 +212,63 @@ func TestForwardRejectsBadInput(t *testing.T) {
 	}
 }
 
-// The training step allocates nothing once the net is built (same batch size as the step before).
+// A training step allocates nothing once one step has run: hard labels and label smoothing's soft targets,
+// with loss scaling and the SGD update, on one worker and on several.
 func TestTrainStepDoesNotAllocate(t *testing.T) {
-	dev := cpu.New()
 	s, _ := Lookup("cifar_resnet8")
-	net, err := Build(dev, s, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	net.Init(1)
+	const batch = 8
 	rng := rand.New(rand.NewPCG(1, 1))
-	x := make([]float32, 8*3*32*32)
+	x := make([]float32, batch*3*32*32)
 	for i := range x {
 		x[i] = float32(rng.NormFloat64())
 	}
-	y := []int32{0, 1, 2, 3, 4, 5, 6, 7}
-	slots := net.SGDSlots(1e-4, false)
-	step := func() {
-		if _, err := net.TrainStep(x, y); err != nil {
-			t.Fatal(err)
+	labels := make([]int32, batch)
+	targets := make([]float32, batch*s.NumClasses)
+	for i := range labels {
+		labels[i] = int32(rng.IntN(s.NumClasses))
+		for c := range s.NumClasses {
+			targets[i*s.NumClasses+c] = 0.1 / float32(s.NumClasses)
 		}
-		if err := dev.SGDStep(backend.SGDParams{LR: 0.1, Momentum: 0.9}, slots); err != nil {
-			t.Fatal(err)
-		}
+		targets[i*s.NumClasses+int(labels[i])] += 0.9
 	}
-	step()
-	// AllocsPerRun truncates the average: over 10 steps, a real allocation per step still shows, while the
-	// runtime's own occasional allocations (a semaphore waiter under CPU contention) do not fail the test.
-	if a := testing.AllocsPerRun(10, step); a != 0 {
-		t.Errorf("%v allocations per training step, want 0", a)
+	const lossScale = 128
+	for _, workers := range []int{1, 3} {
+		dev := cpu.NewWithWorkers(workers)
+		net, err := Build(dev, s, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := net.Init(1); err != nil {
+			t.Fatal(err)
+		}
+		slots := net.SGDSlots(1e-4, false)
+		for _, soft := range []bool{false, true} {
+			step := func() {
+				var err error
+				if soft {
+					_, err = net.TrainStepSoft(x, labels, targets, lossScale)
+				} else {
+					_, err = net.TrainStepScaled(x, labels, lossScale)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := dev.SGDStep(backend.SGDParams{LR: 0.1, Momentum: 0.9, GradScale: 1. / lossScale}, slots); err != nil {
+					t.Fatal(err)
+				}
+			}
+			step()
+			// AllocsPerRun truncates the average over its runs: an allocation made by every step fails the
+			// test, while the runtime's own now-and-then allocations do not (a new thread when the scheduler
+			// wants one, a wait-queue entry when the device's caller sleeps on one processor and wakes on
+			// another). internal/cpu's TestScratchSharedAfterOneStep covers what only several workers could
+			// allocate late: scratch grown by a worker that got its first large piece many steps on.
+			if got := testing.AllocsPerRun(10, step); got != 0 {
+				t.Errorf("%d workers, soft targets %v: %v allocations per training step after the first, want 0",
+					workers, soft, got)
+			}
+		}
+		dev.Close()
 	}
 }
 
