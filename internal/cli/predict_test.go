@@ -71,15 +71,8 @@ func readPredictions(t *testing.T, out string) []prediction {
 // classes come highest first with the data set's names; an unreadable file is reported in its place and
 // the others are still classified.
 func TestPredictMatchesEvaluation(t *testing.T) {
-	run, checkpoint := importedRun(t)
-	cfg, err := config.Load(config.Source{File: filepath.Join(run, "config.yaml")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := train.OpenData(cfg.Dataset, cfg.Seed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	run, _ := importedRun(t)
+	net, data := restoredRun(t, run, 10, 32, 32)
 	dir := t.TempDir()
 	const n = 5
 	paths := writeSourcePNGs(t, data.EvalSet.Source, n, dir)
@@ -88,22 +81,6 @@ func TestPredictMatchesEvaluation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ck, err := train.OpenCheckpoint(checkpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := train.SpecFor(cfg.Model, 10, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	net, err := model.Build(cpu.New(), spec, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Free()
-	if err := ck.Restore(net, false); err != nil {
-		t.Fatal(err)
-	}
 	for _, proto := range []string{eval.CenterCrop, eval.TenCrop} {
 		want, err := eval.Collect(net, data.Eval, data.EvalSet, eval.Options{Protocol: eval.Protocol{Kind: proto}, Workers: 1})
 		if err != nil {
@@ -156,6 +133,41 @@ func TestPredictMatchesEvaluation(t *testing.T) {
 		!strings.HasSuffix(lines[2], "  "+names[first.Indices[1]]) {
 		t.Errorf("predict --labels printed %q; want %s, then classes %v named from --labels", out, paths[0], first.Indices)
 	}
+}
+
+// restoredRun builds the net of a run's newest checkpoint on the CPU (classes classes, size x size inputs,
+// capacity examples) and opens the run's data.
+func restoredRun(t *testing.T, run string, classes, size, capacity int) (*model.Net, *train.Data) {
+	t.Helper()
+	cfg, err := config.Load(config.Source{File: filepath.Join(run, "config.yaml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := train.OpenData(cfg.Dataset, cfg.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := train.FindCheckpoint(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := train.OpenCheckpoint(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := train.SpecFor(cfg.Model, classes, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := model.Build(cpu.New(), spec, capacity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(net.Free)
+	if err := ck.Restore(net, false); err != nil {
+		t.Fatal(err)
+	}
+	return net, data
 }
 
 // runJSON runs the CLI and returns its stdout, failing the test on a non-zero exit.
@@ -236,34 +248,7 @@ func TestPredictImageNetStyleRun(t *testing.T) {
 	runJSON(t, "train", "--config", "resnet18", "--out", run, "--device", "cpu", "--epochs", "1",
 		"--set", "dataset.root="+root, "--set", "dataset.image_size=32", "--set", "dataset.resize_size=36",
 		"--set", "train.batch_size=2", "--set", "eval.batch_size=2", "--set", "dataset.workers=1")
-	cfg, err := config.Load(config.Source{File: filepath.Join(run, "config.yaml")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := train.OpenData(cfg.Dataset, cfg.Seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ckPath, err := train.FindCheckpoint(run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck, err := train.OpenCheckpoint(ckPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := train.SpecFor(cfg.Model, 2, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	net, err := model.Build(cpu.New(), spec, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Free()
-	if err := ck.Restore(net, false); err != nil {
-		t.Fatal(err)
-	}
+	net, data := restoredRun(t, run, 2, 32, 4)
 	want, err := eval.Collect(net, data.Eval, data.EvalSet, eval.Options{Workers: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,7 @@
 
 package cuda
 
-// Launcher of kernels/loss.cu.
+// Launchers of kernels/loss.cu.
 
 import "resnet/internal/backend"
 
@@ -10,38 +10,27 @@ import "resnet/internal/backend"
 // Labels are not checked here (that would need a copy back to the host): the model checks them before
 // uploading, and the kernel writes a NaN loss for a label outside [0, K).
 func (d *Device) SoftmaxCrossEntropy(logits, labels, loss, dlogits backend.Tensor, gradScale float32) error {
-	const op = "SoftmaxCrossEntropy"
-	if err := d.begin(op); err != nil {
-		d.end()
-		return err
-	}
-	defer d.end()
 	g, err := backend.CheckSoftmaxCrossEntropy(logits, labels, loss, dlogits)
-	a := addrs{d: d, op: op, err: named(err)}
-	lp, labp, lossp := a.of("logits", logits), a.of("labels", labels), a.of("loss", loss)
-	var dlp uint64
-	if dlogits.Valid() {
-		dlp = a.of("dlogits", dlogits)
-	}
-	if a.err != nil || g.N == 0 {
-		return a.err
-	}
-	const rowsPerBlock = blockSize / 32
-	return d.launch(op, kSoftmaxCrossEntropy, (g.N+rowsPerBlock-1)/rowsPerBlock, 1).p(lp).p(labp).p(lossp).p(dlp).
-		i(g.N).i(g.K).f(gradScale).run()
+	return d.crossEntropy("SoftmaxCrossEntropy", kSoftmaxCrossEntropy, g, err, "labels", logits, labels, loss, dlogits, gradScale)
 }
 
 // SoftTargetCrossEntropy implements backend.Device. dlogits may be left invalid to compute the loss only.
 func (d *Device) SoftTargetCrossEntropy(logits, targets, loss, dlogits backend.Tensor, gradScale float32) error {
-	const op = "SoftTargetCrossEntropy"
+	g, err := backend.CheckSoftTargetCrossEntropy(logits, targets, loss, dlogits)
+	return d.crossEntropy("SoftTargetCrossEntropy", kSoftTargetCrossEntropy, g, err, "targets", logits, targets, loss, dlogits, gradScale)
+}
+
+// crossEntropy launches kernel k of op on its checked operands: logits, the targets (labels or soft
+// targets, named target), the per-sample loss and the optional dlogits; one warp per row.
+func (d *Device) crossEntropy(op string, k kernelID, g backend.LossGeometry, checked error, target string,
+	logits, targets, loss, dlogits backend.Tensor, gradScale float32) error {
 	if err := d.begin(op); err != nil {
 		d.end()
 		return err
 	}
 	defer d.end()
-	g, err := backend.CheckSoftTargetCrossEntropy(logits, targets, loss, dlogits)
-	a := addrs{d: d, op: op, err: named(err)}
-	lp, tp, lossp := a.in("logits", logits), a.in("targets", targets), a.of("loss", loss)
+	a := addrs{d: d, op: op, err: named(checked)}
+	lp, tp, lossp := a.in("logits", logits), a.in(target, targets), a.of("loss", loss)
 	var dlp uint64
 	if dlogits.Valid() {
 		dlp = a.of("dlogits", dlogits)
@@ -50,6 +39,5 @@ func (d *Device) SoftTargetCrossEntropy(logits, targets, loss, dlogits backend.T
 		return a.err
 	}
 	const rowsPerBlock = blockSize / 32
-	return d.launch(op, kSoftTargetCrossEntropy, (g.N+rowsPerBlock-1)/rowsPerBlock, 1).p(lp).p(tp).p(lossp).p(dlp).
-		i(g.N).i(g.K).f(gradScale).run()
+	return d.launch(op, k, (g.N+rowsPerBlock-1)/rowsPerBlock, 1).p(lp).p(tp).p(lossp).p(dlp).i(g.N).i(g.K).f(gradScale).run()
 }

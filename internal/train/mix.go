@@ -136,7 +136,11 @@ func (m *mixer) cutmix(x []float32, n, c, h, w int, d mixDraw) float64 {
 // them with label_smoothing.
 func (m *mixer) softTargets(labels []int32, lam float64, mixed bool) []float32 {
 	n, k := len(labels), m.classes
-	m.targets = append(m.targets[:0], make([]float32, n*k)...)
+	if cap(m.targets) < n*k {
+		m.targets = make([]float32, n*k)
+	}
+	m.targets = m.targets[:n*k]
+	clear(m.targets)
 	a, b := float32(lam), float32(1-lam)
 	keep, spread := float32(1-m.smoothing), float32(m.smoothing/float64(k))
 	for i, l := range labels {
