@@ -458,6 +458,31 @@ type HostStager interface {
 	PinnedFloat32s(n int) []float32
 }
 
+// CollectiveDevice is implemented by devices whose own library runs collectives among the processes of a
+// data-parallel job on tensors in device memory (NCCL on a CUDA device). The trainer falls back to a
+// host communicator (internal/dist) on devices without it.
+type CollectiveDevice interface {
+	// NewCollectiveID makes the id of a new group; rank 0 makes it and hands it to every rank at
+	// rendezvous.
+	NewCollectiveID() ([]byte, error)
+	// JoinCollectives joins the group that id names as rank of world ranks. Every rank of the job calls it;
+	// it returns once all have joined.
+	JoinCollectives(id []byte, rank, world int) (Collectives, error)
+}
+
+// Collectives run among the ranks of a group on tensors in device memory, queued in order after the
+// device work queued before them. Every rank calls the same collectives in the same order with operands
+// of the same size.
+type Collectives interface {
+	// AllReduceSum replaces values [offset, offset+count) of the F32 tensor t, on every rank, with their
+	// element-wise sum over all ranks.
+	AllReduceSum(t Tensor, offset, count int) error
+	// Broadcast replaces the F32 tensor t on every rank with root's.
+	Broadcast(t Tensor, root int) error
+	// Close leaves the group, after the queued collectives finished.
+	Close() error
+}
+
 // MemoryReporter is implemented by devices with memory of their own (a GPU): the memory check made
 // before a network is built compares its estimate with what the device can still give.
 type MemoryReporter interface {
