@@ -574,6 +574,9 @@ type Options struct {
 	// Graphs records a training step's forward, loss and backward once per shape and replays them (config
 	// key cuda.graphs; see Grapher). The numbers are the same bits as without.
 	Graphs bool
+	// Ordinal is the index of the GPU to open among those the process sees (a data-parallel worker's
+	// local rank); 0 is the first.
+	Ordinal int
 }
 
 // formatName names the activation format as the config keys set it: "cuda.precision bf16, cuda.layout nhwc".
