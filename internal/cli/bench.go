@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"resnet/internal/atomicfile"
 	"resnet/internal/backend"
 	"resnet/internal/config"
 	"resnet/internal/dataset"
@@ -35,6 +37,7 @@ type benchTrainOptions struct {
 	seed       int64
 	unfused    bool
 	cpuProfile string
+	memProfile string
 	// precision and layout are cuda.precision and cuda.layout.
 	precision, layout string
 
@@ -158,6 +161,7 @@ func (o *benchTrainOptions) bind(f *pflag.FlagSet) {
 	f.BoolVar(&o.deterministic, "deterministic", true, "GPU convolutions only with deterministic algorithms (cuda.deterministic)")
 	f.BoolVar(&o.cudnnBenchmark, "cudnn-benchmark", false, "choose GPU convolution algorithms by timing them (cuda.benchmark)")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file")
+	f.StringVar(&o.memProfile, "memprofile", "", "write a pprof heap profile, taken after the timed steps, to this file")
 	def := config.Default().CUDA
 	f.StringVar(&o.precision, "precision", def.Precision, "activation precision on the GPU: fp32, bf16 or fp16 (cuda.precision)")
 	f.StringVar(&o.layout, "layout", def.Layout, "activation layout on the GPU: nchw or nhwc (cuda.layout)")
@@ -361,7 +365,27 @@ func timeTrainSteps(net *model.Net, o *benchTrainOptions) (tm benchTiming, err e
 	if peaks != nil {
 		tm.peak = peaks.PeakBytes()
 	}
+	if err == nil {
+		err = writeHeapProfile(o.memProfile)
+	}
 	return tm, err
+}
+
+// writeHeapProfile writes a pprof profile of the live heap to path (nothing when path is empty): where the
+// memory the steps hold was allocated.
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	runtime.GC() // the profile shows the heap as of the last collection
+	var b bytes.Buffer
+	if err := pprof.Lookup("heap").WriteTo(&b, 0); err != nil {
+		return fmt.Errorf("bench: --memprofile: %w", err)
+	}
+	if err := atomicfile.WriteBytes(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("bench: --memprofile: %w", err)
+	}
+	return nil
 }
 
 // runSteps runs n steps and waits for the device to finish them.

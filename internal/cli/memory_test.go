@@ -28,7 +28,7 @@ func TestDryRunMemoryEstimate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	want := "# memory: about 306.7 MiB for a training step of cifar_resnet8 at 32x32, batch 32, its buffers sized for the evaluation batch of 256 (activations 291.1 MiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 13.9 KiB, host copies 11.0 KiB, data loaders 13.5 MiB)\n# limit: 8.0 GiB (MemAvailable)\n"
+	want := "# memory: about 210.7 MiB for a training step of cifar_resnet8 at 32x32, batch 32, its buffers sized for the evaluation batch of 256 (activations 195.1 MiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 13.9 KiB, host copies 11.0 KiB, data loaders 13.5 MiB)\n# limit: 8.0 GiB (MemAvailable)\n"
 	if !strings.HasSuffix(out, want) {
 		t.Errorf("dry-run output ends\n%s\nwant\n%s", out[max(0, len(out)-len(want)-200):], want)
 	}
@@ -52,9 +52,9 @@ func TestDryRunMemoryEstimate(t *testing.T) {
 		want string
 	}{
 		{[]string{"--set", "train.batch_size=100000000", "--set", "device=cpu"},
-			"resnet: config: train.batch_size 100000000 needs about 112.9 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~6900\n"},
+			"resnet: config: train.batch_size 100000000 needs about 77.2 TiB for a training step of cifar_resnet8 at 32x32 (activations 72.7 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~10000\n"},
 		{[]string{"--set", "model.arch=resnet18", "--set", "dataset.name=imagenet", "--set", "dataset.root=data", "--set", "dataset.image_size=100000", "--set", "dataset.resize_size=100000", "--set", "device=cpu"},
-			"resnet: config: dataset.image_size 100000 needs about 2.0 PiB for a training step of resnet18 at 100000x100000 (activations 1.9 PiB, parameters 133.9 MiB, workspace 2.7 TiB, labels and statistics 1.0 MiB, host copies 1001.0 KiB, data loaders 126.5 TiB); the limit is 8.0 GiB (MemAvailable); lower dataset.image_size to at most ~190 and dataset.resize_size in proportion\n"},
+			"resnet: config: dataset.image_size 100000 needs about 1.4 PiB for a training step of resnet18 at 100000x100000 (activations 1.3 PiB, parameters 133.9 MiB, workspace 2.7 TiB, labels and statistics 1.0 MiB, host copies 1001.0 KiB, data loaders 126.5 TiB); the limit is 8.0 GiB (MemAvailable); lower dataset.image_size to at most ~220 and dataset.resize_size in proportion\n"},
 		{[]string{"--set", "model.arch=resnet18", "--set", "model.shortcut=A", "--set", "dataset.name=imagenet", "--set", "dataset.root=data", "--set", "dataset.image_size=16", "--set", "dataset.resize_size=16"},
 			"resnet: model resnet18 needs inputs of at least 29x29 (got 16x16: layer4.0: an option-A shortcut cannot subsample 256x1x1 to 512x1x1): raise dataset.image_size to at least 29\n"},
 	} {
@@ -79,13 +79,13 @@ func TestSizesOverTheMemoryLimitAreRefused(t *testing.T) {
 		want string
 	}{
 		{[]string{"train", "--config", "demo", "--out", dir + "2", "--device", "cpu", "--set", "eval.batch_size=100000000"},
-			"resnet: config: eval.batch_size 100000000 needs about 112.9 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower eval.batch_size to at most ~6900\n"},
+			"resnet: config: eval.batch_size 100000000 needs about 77.2 TiB for a training step of cifar_resnet8 at 32x32 (activations 72.7 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower eval.batch_size to at most ~10000\n"},
 		{[]string{"bench", "--device", "cpu", "--batch-size", "100000000"},
-			"resnet: --batch-size 100000000 needs about 276.5 TiB for a training step of cifar_resnet20 at 32x32 (activations 275.4 TiB, parameters 3.1 MiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, input batch 1.1 TiB); the limit is 8.0 GiB (MemAvailable); lower --batch-size to at most ~2800\n"},
+			"resnet: --batch-size 100000000 needs about 157.3 TiB for a training step of cifar_resnet20 at 32x32 (activations 156.1 TiB, parameters 3.1 MiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, input batch 1.1 TiB); the limit is 8.0 GiB (MemAvailable); lower --batch-size to at most ~4900\n"},
 		{[]string{"eval", "--checkpoint", dir, "--batch-size", "100000000"},
-			"resnet: --batch-size 100000000 needs about 112.9 TiB for evaluating cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower --batch-size to at most ~6900\n"},
+			"resnet: --batch-size 100000000 needs about 77.2 TiB for evaluating cifar_resnet8 at 32x32 (activations 72.7 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower --batch-size to at most ~10000\n"},
 		{[]string{"eval", "--checkpoint", dir, "--multi-scale", "32,100000"},
-			"resnet: --multi-scale 32,100000 needs about 17.5 TiB for the multi-scale test of cifar_resnet8 at 100000x100000 (network 3.1 MiB, fully-convolutional nets 10.7 TiB, their workspace 5.2 TiB, images in flight 1.5 TiB); the limit is 8.0 GiB (MemAvailable); lower its largest size to at most ~2100\n"},
+			"resnet: --multi-scale 32,100000 needs about 17.5 TiB for the multi-scale test of cifar_resnet8 at 100000x100000 (network 2.8 MiB, fully-convolutional nets 10.7 TiB, their workspace 5.2 TiB, images in flight 1.5 TiB); the limit is 8.0 GiB (MemAvailable); lower its largest size to at most ~2100\n"},
 		{[]string{"eval", "--checkpoint", dir, "--multi-scale", "32,30"},
 			"resnet: --multi-scale 32,30: model cifar_resnet8 cannot take 30x30 inputs (layer3.0: an option-A shortcut cannot subsample 32x15x15 to 64x8x8); the nearest sizes it takes are 28x28 and 32x32\n"},
 	} {

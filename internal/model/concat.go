@@ -7,6 +7,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 
 	"resnet/internal/backend"
 )
@@ -105,3 +106,6 @@ func (b *builder) avgPool(name string, in *act, p backend.PoolParams) (*act, err
 	b.g.nodes = append(b.g.nodes, &windowPoolNode{name: name, p: p, in: in, out: out})
 	return out, nil
 }
+
+func (c *concatNode) acts() []*act     { return append(slices.Clip(c.parts), c.out) }
+func (w *windowPoolNode) acts() []*act { return []*act{w.in, w.out} }

@@ -73,16 +73,15 @@ func (n *Net) SetBNMomentum(m float64) error {
 // BNMomentum is the current running-statistics update rate (0.1 unless SetBNMomentum changed it).
 func (n *Net) BNMomentum() float64 { return float64(n.bnMomentum) }
 
-// ActivationValues is the number of float32 values the net's activations (and their gradients, where
+// ActivationValues is the number of values the net's activations and their gradients' buffers (where
 // kept) occupy at its batch capacity.
 func (n *Net) ActivationValues() int64 {
 	var v int64
 	for _, a := range n.g.acts {
-		per := int64(a.c) * int64(a.h) * int64(a.w) * int64(n.capacity)
-		v += per
-		if a.needGrad && a.gradOf == nil {
-			v += per
-		}
+		v += int64(a.c) * int64(a.h) * int64(a.w) * int64(n.capacity)
+	}
+	for _, s := range n.gradSlots {
+		v += int64(s.perSample) * int64(n.capacity)
 	}
 	return v
 }

@@ -63,6 +63,9 @@ type node interface {
 	forward(n *Net, train bool) error
 	backward(n *Net) error
 	macs() int64 // multiply-adds per sample
+	// acts lists the activations the node reads or writes; its backward touches no other activation's
+	// gradient (gradientSlots relies on it).
+	acts() []*act
 }
 
 type convNode struct {
@@ -484,3 +487,9 @@ func Describe(s Spec) (Stats, error) {
 
 // SameShape reports whether a shape given as ints equals a parameter's shape.
 func SameShape(a []int, b backend.Shape) bool { return backend.Shape(a).Equal(b) }
+
+func (c *convNode) acts() []*act    { return []*act{c.in, c.out} }
+func (b *bnNode) acts() []*act      { return []*act{b.x, b.y, b.z} }
+func (m *maxPoolNode) acts() []*act { return []*act{m.in, m.out} }
+func (a *avgPoolNode) acts() []*act { return []*act{a.in, a.out} }
+func (l *linearNode) acts() []*act  { return []*act{l.in, l.out} }

@@ -353,3 +353,5 @@ func (s *scaledResidualNode) backward(n *Net) error {
 	s.a.gradWritten, s.z.gradWritten = true, true
 	return nil
 }
+
+func (s *scaledResidualNode) acts() []*act { return []*act{s.a, s.z, s.y} }

@@ -134,22 +134,25 @@ func TestEstimateMemoryMatchesBuild(t *testing.T) {
 	}
 }
 
-// cifar_resnet8 at batch 2, counted by hand. Per example, in float32 values: the input 3x32x32 = 3072
-// (no gradient); the stem's conv and BN, 2 x 16x32x32; stage 1's two convs and two BNs, 4 x 16x32x32;
-// stage 2's, 4 x 32x16x16; stage 3's, 4 x 64x8x8 (option A adds no tensors); the pooled 64 and the 10
-// logits. All but the input have a gradient: 3072 + 2 x (32768 + 65536 + 32768 + 16384 + 64 + 10) =
-// 298132 values, 2,385,056 bytes for two examples. The parameters: 75,290 trainable values plus 480
-// running statistics, three times (values, gradients, momentum): 909,240 bytes. The rest: 2 labels,
-// 2 losses and 2 x 10 soft targets, and the saved mean and inverse deviation of the 7 BN layers (3 of 16
-// channels, 2 of 32, 2 of 64: 480 values): 16 + 80 + 1920 = 2016 bytes. The host copies: 2 x (10 logits + 1 loss). The workspace:
-// stage 1's 3x3 convolutions over 16 channels at 32x32, a 144 x 1024 patch matrix.
+// cifar_resnet8 at batch 2, counted by hand. Per example, in float32 values: the input 3x32x32 = 3072;
+// the stem's conv and BN, 2 x 16x32x32; stage 1's two convs and two BNs, 4 x 16x32x32; stage 2's,
+// 4 x 32x16x16; stage 3's, 4 x 64x8x8 (option A adds no tensors); the pooled 64 and the 10 logits:
+// 3072 + 32768 + 65536 + 32768 + 16384 + 64 + 10 = 150602. The gradients share buffers (gradslots.go): at
+// most three 16x32x32 ones are alive at once (in stage 1's backward, a unit's output gradient, its input
+// gradient and the one inside its branch), and the pooled features' and the logits' two f32 ones: 3 x 16384
+// + 64 + 10 = 49226. For two examples, 2 x 4 x (150602 + 49226) = 1,598,624 bytes. The parameters: 75,290
+// trainable values plus 480 running statistics, three times (values, gradients, momentum): 909,240 bytes.
+// The rest: 2 labels, 2 losses and 2 x 10 soft targets, and the saved mean and inverse deviation of the 7
+// BN layers (3 of 16 channels, 2 of 32, 2 of 64: 480 values): 16 + 80 + 1920 = 2016 bytes. The host
+// copies: 2 x (10 logits + 1 loss). The workspace: stage 1's 3x3 convolutions over 16 channels at 32x32, a
+// 144 x 1024 patch matrix.
 func TestEstimateMemoryByHand(t *testing.T) {
 	s, _ := Lookup("cifar_resnet8")
 	m, err := EstimateMemory(s, 2, backend.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Memory{Activations: 2385056, Params: 909240, Other: 2016, Host: 4 * 2 * 11, Workspace: 4 * 144 * 1024}
+	want := Memory{Activations: 1598624, Params: 909240, Other: 2016, Host: 4 * 2 * 11, Workspace: 4 * 144 * 1024}
 	if m != want {
 		t.Errorf("estimate %+v, want %+v", m, want)
 	}

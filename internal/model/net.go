@@ -42,7 +42,11 @@ type Net struct {
 	fcBias      []float32 // host copy of fc.bias, added to a fully-convolutional net's averaged scores
 
 	values, grads, moms backend.Tensor
-	labels, loss        backend.Tensor
+	// gradSlots are the buffers the activations' gradients share (gradslots.go), gradSlotOf each owning
+	// activation's.
+	gradSlots    []*gradSlot
+	gradSlotOf   map[*act]*gradSlot
+	labels, loss backend.Tensor
 	// targets holds the soft targets of TrainStepSoft, and softTargets says the step in progress uses them.
 	targets     backend.Tensor
 	softTargets bool
@@ -98,8 +102,14 @@ func (n *Net) alloc() error {
 		}
 	}
 	for _, a := range n.g.acts {
-		if a.gradOf != nil && a.needGrad {
-			a.grad = a.gradOf.grad
+		if !a.needGrad {
+			continue
+		}
+		// A view of the slot's first values with the activation's own shape.
+		a.grad = n.gradSlotOf[gradRoot(a)].t
+		a.grad.Shape = backend.Shape{n.capacity, a.c, a.h, a.w}
+		if a.flat {
+			a.grad.Shape = backend.Shape{n.capacity, a.c}
 		}
 	}
 	if !n.shared {
@@ -168,10 +178,15 @@ func (n *Net) tensorPlan() []plannedTensor {
 			t.shape, t.dt, t.layout = backend.Shape{n.capacity, a.c}, backend.F32, backend.NCHW
 		}
 		plan = append(plan, t)
-		if a.needGrad && a.gradOf == nil {
-			t.dst = &a.grad
-			plan = append(plan, t)
+	}
+	n.gradSlots, n.gradSlotOf = n.g.gradientSlots()
+	for _, s := range n.gradSlots {
+		t := plannedTensor{dst: &s.t, shape: backend.Shape{n.capacity, s.perSample, 1, 1}, dt: actDT, layout: actLayout,
+			share: shareActivations}
+		if s.flat {
+			t.shape, t.dt, t.layout = backend.Shape{n.capacity, s.perSample}, backend.F32, backend.NCHW
 		}
+		plan = append(plan, t)
 	}
 	add(&n.labels, shareOther, backend.I32, n.capacity)
 	add(&n.targets, shareOther, backend.F32, n.capacity, n.Spec.NumClasses)

@@ -210,3 +210,6 @@ func ClassifierNames() []string {
 	}
 	return out
 }
+
+func (a *addNode) acts() []*act          { return []*act{a.a, a.z, a.y} }
+func (s *shortcutGradNode) acts() []*act { return s.add.acts() }

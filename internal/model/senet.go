@@ -170,3 +170,5 @@ func (s *seNode) backward(n *Net) error {
 	s.x.gradWritten = true
 	return nil
 }
+
+func (s *seNode) acts() []*act { return []*act{s.x, s.z, s.out, s.pooled, s.hidden, s.logits} }

@@ -31,19 +31,19 @@ func TestRunRefusedOverMemoryLimit(t *testing.T) {
 		want string
 	}{
 		{"train.batch_size", func(c *config.Config) { c.Train.BatchSize = 100000000 },
-			"config: train.batch_size 100000000 needs about 112.9 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~6900"},
+			"config: train.batch_size 100000000 needs about 77.2 TiB for a training step of cifar_resnet8 at 32x32 (activations 72.7 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~10000"},
 		{"train.batch_size, fitting as micro-batches", func(c *config.Config) { c.Train.BatchSize = 16384 },
-			"config: train.batch_size 16384 needs about 19.0 GiB for a training step of cifar_resnet8 at 32x32 (activations 18.2 GiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 769.9 KiB, host copies 704.0 KiB, data loaders 770.3 MiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~6900, or keep the batch and run it as 4 micro-batches (train.accumulate_steps: 4)"},
+			"config: train.batch_size 16384 needs about 13.0 GiB for a training step of cifar_resnet8 at 32x32 (activations 12.2 GiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 769.9 KiB, host copies 704.0 KiB, data loaders 770.3 MiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~10000, or keep the batch and run it as 2 micro-batches (train.accumulate_steps: 2)"},
 		{"eval.batch_size", func(c *config.Config) { c.Eval.BatchSize = 100000000 },
-			"config: eval.batch_size 100000000 needs about 112.9 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower eval.batch_size to at most ~6900"},
+			"config: eval.batch_size 100000000 needs about 77.2 TiB for a training step of cifar_resnet8 at 32x32 (activations 72.7 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower eval.batch_size to at most ~10000"},
 		{"both batch sizes", func(c *config.Config) { c.Train.BatchSize, c.Eval.BatchSize = 100000000, 50000000 },
-			"config: train.batch_size 100000000 needs about 115.2 TiB for a training step of cifar_resnet8 at 32x32 (activations 108.5 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 6.7 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size and eval.batch_size to at most ~6600"},
+			"config: train.batch_size 100000000 needs about 79.4 TiB for a training step of cifar_resnet8 at 32x32 (activations 72.7 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 6.7 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size and eval.batch_size to at most ~9500"},
 		{"dataset.image_size", func(c *config.Config) {
 			imagenet(c)
 			c.Dataset.ImageSize, c.Dataset.ResizeSize = 100000, 100000
-		}, "config: dataset.image_size 100000 needs about 267.7 TiB for a training step of resnet18 at 100000x100000 (activations 243.3 TiB, parameters 128.0 MiB, workspace 2.7 TiB, labels and statistics 38.1 KiB, host copies 512 B, data loaders 21.7 TiB); the limit is 8.0 GiB (MemAvailable); lower dataset.image_size to at most ~530 and dataset.resize_size in proportion"},
+		}, "config: dataset.image_size 100000 needs about 189.7 TiB for a training step of resnet18 at 100000x100000 (activations 165.3 TiB, parameters 128.0 MiB, workspace 2.7 TiB, labels and statistics 38.1 KiB, host copies 512 B, data loaders 21.7 TiB); the limit is 8.0 GiB (MemAvailable); lower dataset.image_size to at most ~630 and dataset.resize_size in proportion"},
 		{"model.arch", func(c *config.Config) { c.Model.Arch = "cifar_resnet1202" },
-			"config: model.arch cifar_resnet1202 needs about 5.7 GiB for a training step of cifar_resnet1202 at 32x32 (activations 5.5 GiB, parameters 223.3 MiB, workspace 1.1 MiB, labels and statistics 351.6 KiB, host copies 1.4 KiB, data loaders 2.3 MiB); the limit is 64.0 MiB (cgroup memory.max); choose a smaller model"},
+			"config: model.arch cifar_resnet1202 needs about 3.0 GiB for a training step of cifar_resnet1202 at 32x32 (activations 2.7 GiB, parameters 223.3 MiB, workspace 1.1 MiB, labels and statistics 351.6 KiB, host copies 1.4 KiB, data loaders 2.3 MiB); the limit is 64.0 MiB (cgroup memory.max); choose a smaller model"},
 	} {
 		cfg := smallConfig(1)
 		tc.set(&cfg)
@@ -87,7 +87,7 @@ func TestRunRefusedOverDeviceMemory(t *testing.T) {
 	host := func() sysmem.Limit { return sysmem.Limit{Bytes: 8 << 30, Source: "MemAvailable"} }
 	dev := gpuLike{Device: cpu.New(), free: 4 << 30}
 	_, err := Run(Options{Config: cfg, RunDir: filepath.Join(t.TempDir(), "run"), Device: dev, Out: io.Discard, HostMemory: host})
-	want := "config: train.batch_size 20000 needs about 22.2 GiB of GPU memory for a training step of cifar_resnet8 at 32x32 (activations 22.2 GiB, parameters 887.9 KiB, workspace 576.0 KiB, labels and statistics 939.4 KiB); the limit is 4.0 GiB (free GPU memory); lower train.batch_size to at most ~3600, or keep the batch and run it as 8 micro-batches (train.accumulate_steps: 8)"
+	want := "config: train.batch_size 20000 needs about 14.9 GiB of GPU memory for a training step of cifar_resnet8 at 32x32 (activations 14.9 GiB, parameters 887.9 KiB, workspace 576.0 KiB, labels and statistics 939.4 KiB); the limit is 4.0 GiB (free GPU memory); lower train.batch_size to at most ~5300, or keep the batch and run it as 4 micro-batches (train.accumulate_steps: 4)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}
