@@ -58,11 +58,12 @@ clean:
 	rm -rf bin
 
 # ---- CUDA build ---------------------------------------------------------------------------------------
-# Needs no GPU: nvcc and the CUDA/cuBLAS/cuDNN headers come from NVIDIA's PyPI wheels, installed once into
-# ~/.cache/resnet by scripts/setup-cuda.sh (RESNET_CUDA_HOME=/usr/local/cuda uses an installed toolkit
+# Needs no GPU: nvcc and the CUDA/cuBLAS/cuDNN/NCCL headers come from NVIDIA's PyPI wheels, installed once
+# into ~/.cache/resnet by scripts/setup-cuda.sh (RESNET_CUDA_HOME=/usr/local/cuda uses an installed toolkit
 # instead, as Dockerfile.cuda does). Each recipe sources scripts/cuda-env.sh, which installs on first use.
-# The Go code only includes the headers and dlopens libcuda/libcublas/libcudnn at run time, so nothing is
-# linked but -ldl. Run the results on a GPU machine with `make gpu-bundle` and scripts/gpu-check.sh.
+# The Go code only includes the headers and dlopens libcuda/libcublas/libcudnn at run time (libnccl at the
+# first collective), so nothing is linked but -ldl. Run the results on a GPU machine with `make gpu-bundle`
+# and scripts/gpu-check.sh.
 CUDA_ENV       := . scripts/cuda-env.sh
 CUDA_TAGS      ?= cuda
 KERNELS_DIR    := kernels
@@ -84,7 +85,7 @@ NVCC_GENCODE   ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,c
                   -gencode arch=compute_90,code=compute_90
 # Environment of every cgo step of the CUDA build (the variables come from scripts/cuda-env.sh).
 CUDA_GO_ENV    = CGO_ENABLED=1 CGO_LDFLAGS=-ldl \
-                 CGO_CFLAGS="-O2 -g -I$$CUDA_INCLUDE_DIR -I$$CUBLAS_INCLUDE_DIR -I$$CUDNN_INCLUDE_DIR"
+                 CGO_CFLAGS="-O2 -g -I$$CUDA_INCLUDE_DIR -I$$CUBLAS_INCLUDE_DIR -I$$CUDNN_INCLUDE_DIR -I$$NCCL_INCLUDE_DIR"
 GPU_TESTS_DIR  := bin/gpu-tests
 # Packages to build GPU test binaries for; empty: every package whose test files change under -tags cuda.
 CUDA_TEST_PKGS ?=
