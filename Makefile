@@ -92,7 +92,7 @@ CUDA_TEST_PKGS ?=
 GPU_BUNDLE     ?= dist/resnet-gpu.tar.gz
 # The scripts that run on the GPU machine (scripts/gpu_check_test.go checks that they name no other).
 GPU_BUNDLE_SCRIPTS := scripts/gpu-check.sh scripts/gpu-test.sh scripts/gpu-env.sh scripts/json.sh \
-                      scripts/bench_pytorch.py
+                      scripts/bench_pytorch.py scripts/ddp_compare.py
 GPU_BUNDLE_MAX_MIB ?= 60
 
 .PHONY: cuda-setup kernels cuda cuda-vet cuda-emu-test cuda-test-bin gpu-bundle cuda-clean
@@ -135,11 +135,12 @@ cuda-vet: kernels
 # emulator.cpp #includes the kernel sources from kernels/, which Go's build cache does not track: the hash
 # of those sources goes into CGO_CXXFLAGS, which it does, so an edited kernel always rebuilds the emulator.
 # The toolchain's libcudnn.so.9 is on the library path, so that the cuDNN descriptors of every activation
-# format are built and checked too (TestConvDescriptorsWithoutGPU: cuDNN's descriptor calls need no GPU).
+# format are built and checked too (TestConvDescriptorsWithoutGPU: cuDNN's descriptor calls need no GPU),
+# and its libnccl.so.2, so that NCCL's entry points are looked up (TestNCCLLoads).
 KERNELS_SHA = $(shell cat $(KERNELS_CU) $(KERNELS_DEPS) | sha256sum | cut -c1-16)
 cuda-emu-test: kernels
 	$(CUDA_ENV) && $(CUDA_GO_ENV) CGO_CXXFLAGS="-O2 -g -DKERNEL_SOURCES_SHA=$(KERNELS_SHA)" \
-	LD_LIBRARY_PATH="$$CUDNN_LIB_DIR$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" RESNET_REQUIRE_CUDNN=1 \
+	LD_LIBRARY_PATH="$$CUDNN_LIB_DIR:$$NCCL_LIB_DIR$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" RESNET_REQUIRE_CUDNN=1 RESNET_REQUIRE_NCCL=1 \
 	$(GO) test -count=1 -short -tags '$(CUDA_TAGS) kernelemu' ./internal/cuda/
 
 # One stripped test binary per package: $(GPU_TESTS_DIR)/internal-cuda.test for ./internal/cuda.
