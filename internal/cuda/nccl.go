@@ -26,6 +26,10 @@ package cuda
     }                                                                  \
   } while (0)
 
+// The Go side names the results by their values (ncclResultNames): an NCCL that renumbers them must not
+// build.
+_Static_assert(ncclInProgress == 7 && ncclNumResults == 8, "ncclResult_t changed: update ncclResultNames");
+
 static char rn_nccl_msg[1024];
 static const char* rn_nccl_message(void) { return rn_nccl_msg; }
 
@@ -94,6 +98,7 @@ import "C"
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -155,7 +160,7 @@ func loadedNCCLVersion() string {
 	return ncclVersion
 }
 
-// ncclResultNames are the names of ncclResult_t's values.
+// ncclResultNames are the names of ncclResult_t's values (checked against nccl.h above).
 var ncclResultNames = [...]string{"ncclSuccess", "ncclUnhandledCudaError", "ncclSystemError", "ncclInternalError",
 	"ncclInvalidArgument", "ncclInvalidUsage", "ncclRemoteError", "ncclInProgress"}
 
@@ -182,15 +187,8 @@ func ncclErrorName(r int, detail []string) string {
 	if r >= 0 && r < len(ncclResultNames) {
 		name = ncclResultNames[r]
 	}
-	for i, d := range detail {
-		if i == 0 {
-			name += " (" + d
-		} else {
-			name += "; " + d
-		}
-		if i == len(detail)-1 {
-			name += ")"
-		}
+	if len(detail) > 0 {
+		name += " (" + strings.Join(detail, "; ") + ")"
 	}
 	return name
 }
