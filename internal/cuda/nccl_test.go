@@ -7,6 +7,7 @@ package cuda
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -62,7 +63,8 @@ func TestNCCLMissingLibrarySaysHowToGetIt(t *testing.T) {
 }
 
 // Where libnccl.so.2 loads (the toolchain's wheel is on the library path in `make cuda-emu-test`), every
-// entry point the device calls is there and the version is a 2.x one.
+// entry point the device calls is there, the version is a 2.x one, and a unique id can be made: that needs
+// no GPU, only the rendezvous listener NCCL starts in this process.
 func TestNCCLLoads(t *testing.T) {
 	if err := loadNCCL(); err != nil {
 		if os.Getenv(envRequireNCCL) == "1" {
@@ -75,4 +77,11 @@ func TestNCCLLoads(t *testing.T) {
 		t.Fatalf("NCCL version %q, want 2.x", v)
 	}
 	t.Logf("NCCL %s", v)
+	id, err := (&driver{}).collectiveID()
+	if err != nil {
+		t.Fatalf("ncclGetUniqueId: %v", err)
+	}
+	if len(id) != collectiveIDBytes || !slices.ContainsFunc(id, func(b byte) bool { return b != 0 }) {
+		t.Fatalf("unique id %x: want %d bytes, not all zero", id, collectiveIDBytes)
+	}
 }
