@@ -58,11 +58,12 @@ clean:
 	rm -rf bin
 
 # ---- CUDA build ---------------------------------------------------------------------------------------
-# Needs no GPU: nvcc and the CUDA/cuBLAS/cuDNN headers come from NVIDIA's PyPI wheels, installed once into
-# ~/.cache/resnet by scripts/setup-cuda.sh (RESNET_CUDA_HOME=/usr/local/cuda uses an installed toolkit
+# Needs no GPU: nvcc and the CUDA/cuBLAS/cuDNN/NCCL headers come from NVIDIA's PyPI wheels, installed once
+# into ~/.cache/resnet by scripts/setup-cuda.sh (RESNET_CUDA_HOME=/usr/local/cuda uses an installed toolkit
 # instead, as Dockerfile.cuda does). Each recipe sources scripts/cuda-env.sh, which installs on first use.
-# The Go code only includes the headers and dlopens libcuda/libcublas/libcudnn at run time, so nothing is
-# linked but -ldl. Run the results on a GPU machine with `make gpu-bundle` and scripts/gpu-check.sh.
+# The Go code only includes the headers and dlopens libcuda/libcublas/libcudnn at run time (libnccl at the
+# first collective), so nothing is linked but -ldl. Run the results on a GPU machine with `make gpu-bundle`
+# and scripts/gpu-check.sh.
 CUDA_ENV       := . scripts/cuda-env.sh
 CUDA_TAGS      ?= cuda
 KERNELS_DIR    := kernels
@@ -84,14 +85,14 @@ NVCC_GENCODE   ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,c
                   -gencode arch=compute_90,code=compute_90
 # Environment of every cgo step of the CUDA build (the variables come from scripts/cuda-env.sh).
 CUDA_GO_ENV    = CGO_ENABLED=1 CGO_LDFLAGS=-ldl \
-                 CGO_CFLAGS="-O2 -g -I$$CUDA_INCLUDE_DIR -I$$CUBLAS_INCLUDE_DIR -I$$CUDNN_INCLUDE_DIR"
+                 CGO_CFLAGS="-O2 -g -I$$CUDA_INCLUDE_DIR -I$$CUBLAS_INCLUDE_DIR -I$$CUDNN_INCLUDE_DIR -I$$NCCL_INCLUDE_DIR"
 GPU_TESTS_DIR  := bin/gpu-tests
 # Packages to build GPU test binaries for; empty: every package whose test files change under -tags cuda.
 CUDA_TEST_PKGS ?=
 GPU_BUNDLE     ?= dist/resnet-gpu.tar.gz
 # The scripts that run on the GPU machine (scripts/gpu_check_test.go checks that they name no other).
 GPU_BUNDLE_SCRIPTS := scripts/gpu-check.sh scripts/gpu-test.sh scripts/gpu-env.sh scripts/json.sh \
-                      scripts/bench_pytorch.py
+                      scripts/bench_pytorch.py scripts/ddp_compare.py
 GPU_BUNDLE_MAX_MIB ?= 60
 
 .PHONY: cuda-setup kernels cuda cuda-vet cuda-emu-test cuda-test-bin gpu-bundle cuda-clean
@@ -134,11 +135,12 @@ cuda-vet: kernels
 # emulator.cpp #includes the kernel sources from kernels/, which Go's build cache does not track: the hash
 # of those sources goes into CGO_CXXFLAGS, which it does, so an edited kernel always rebuilds the emulator.
 # The toolchain's libcudnn.so.9 is on the library path, so that the cuDNN descriptors of every activation
-# format are built and checked too (TestConvDescriptorsWithoutGPU: cuDNN's descriptor calls need no GPU).
+# format are built and checked too (TestConvDescriptorsWithoutGPU: cuDNN's descriptor calls need no GPU),
+# and its libnccl.so.2, so that NCCL's entry points are looked up (TestNCCLLoads).
 KERNELS_SHA = $(shell cat $(KERNELS_CU) $(KERNELS_DEPS) | sha256sum | cut -c1-16)
 cuda-emu-test: kernels
 	$(CUDA_ENV) && $(CUDA_GO_ENV) CGO_CXXFLAGS="-O2 -g -DKERNEL_SOURCES_SHA=$(KERNELS_SHA)" \
-	LD_LIBRARY_PATH="$$CUDNN_LIB_DIR$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" RESNET_REQUIRE_CUDNN=1 \
+	LD_LIBRARY_PATH="$$CUDNN_LIB_DIR:$$NCCL_LIB_DIR$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" RESNET_REQUIRE_CUDNN=1 RESNET_REQUIRE_NCCL=1 \
 	$(GO) test -count=1 -short -tags '$(CUDA_TAGS) kernelemu' ./internal/cuda/
 
 # One stripped test binary per package: $(GPU_TESTS_DIR)/internal-cuda.test for ./internal/cuda.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The CUDA build environment (nvcc, CUDA/cuBLAS/cuDNN include dirs, CGO_CFLAGS), installing the toolchain
+# The CUDA build environment (nvcc, CUDA/cuBLAS/cuDNN/NCCL include dirs, CGO_CFLAGS), installing the toolchain
 # first if it is not there yet (scripts/setup-cuda.sh does the work; a warm call takes ~50 ms).
 #
-#   . scripts/cuda-env.sh          # bash: export NVCC, CUDA_HOME, CUDA_INCLUDE_DIR, CUDNN_INCLUDE_DIR, ...
+#   . scripts/cuda-env.sh          # bash: export NVCC, CUDA_HOME, CUDA_INCLUDE_DIR, CUDNN_INCLUDE_DIR, NCCL_INCLUDE_DIR, ...
 #   scripts/cuda-env.sh            # print the same as `export` lines
 #   eval "$(scripts/cuda-env.sh)"  # any POSIX shell
 #

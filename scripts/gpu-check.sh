@@ -8,7 +8,8 @@
 # cannot take the others' time (not yet run on a GPU: the boxes are estimates). The stages, most
 # informative first:
 #   1. env    20 s   nvidia-smi, the driver and the libraries scripts/gpu-env.sh picks, `resnet version`
-#   2. tests  140 s  every bin/gpu-tests/*.test with RESNET_REQUIRE_GPU=1 (scripts/gpu-test.sh)
+#   2. tests  140 s  every bin/gpu-tests/*.test with RESNET_REQUIRE_GPU=1 (scripts/gpu-test.sh); the result
+#                    of TestCollectivesOneRank (NCCL, a group of one rank) is recorded on its own
 #   3. bench  210 s  `resnet bench` against scripts/bench_pytorch.py on this GPU, resnet50 at batch 256 and
 #                    cifar_resnet56 at 128: both in fp32, PyTorch also in bf16 autocast with channels_last;
 #                    then resnet50 in bf16 (ours --precision bf16, PyTorch autocast) and bf16 NHWC (ours
@@ -264,7 +265,7 @@ stage_tests() {
 	# The binaries' own -test.timeout fires first, so a hang leaves its goroutine dump in the log.
 	OUT=$out/tests RESNET_GPU_TEST_TIMEOUT=$((stage_box - 15))s RESNET_GPU_ENV_DONE=1 \
 		boxed "$stage_box" "$out/tests.log" bash "$root/scripts/gpu-test.sh"
-	local rc=$? line='' st name counts bins=() failed=() sep='' p f s
+	local rc=$? line='' st name counts bins=() failed=() sep='' p f s nccl
 	tail -n 20 "$out/tests.log"
 	while read -r st name _ _ counts _; do
 		counts=${counts%,}
@@ -274,12 +275,17 @@ stage_tests() {
 		sep=', '
 	done < <(grep -E '^(PASS|FAIL) .* tests \(pass/fail/skip' "$out/tests/summary.txt" 2>/dev/null)
 	mapfile -t failed < <(cat "$out"/tests/*.log 2>/dev/null | sed -n 's/^--- FAIL: \([^ ]*\).*/\1/p' | head -n 20)
+	# NCCL on this GPU: the collectives of a group of one rank (the test that data-parallel training on a
+	# machine with more GPUs builds on; scripts/gpu-test.sh --ddp runs the rest there).
+	nccl=$(cat "$out"/tests/*.log 2>/dev/null | sed -n 's/^--- \(PASS\|FAIL\|SKIP\): TestCollectivesOneRank .*/\1/p' |
+		head -n 1 | tr 'A-Z' 'a-z')
+	nccl=${nccl:-not run}
 	local status
 	status=$(status_of "$rc")
 	[[ $status != pass || ${#bins[@]} -gt 0 ]] || status=fail
 	[[ -n ${line:-} ]] || line=$(tail -n 1 "$out/tests.log")
-	stage_write "$status" "${line:+$line${bins[0]:+ (pass/fail/skip)}}${failed[0]:+; failed: ${failed[*]}}" \
-		"\"binaries\": [$(IFS=,; echo "${bins[*]-}")], \"failed_tests\": $(json_strs ${failed[@]+"${failed[@]}"})"
+	stage_write "$status" "${line:+$line${bins[0]:+ (pass/fail/skip)}; }NCCL one rank: $nccl${failed[0]:+; failed: ${failed[*]}}" \
+		"\"binaries\": [$(IFS=,; echo "${bins[*]-}")], \"nccl_one_rank\": $(json_str "$nccl"), \"failed_tests\": $(json_strs ${failed[@]+"${failed[@]}"})"
 }
 
 # ---- 3. bench --------------------------------------------------------------------------------------------

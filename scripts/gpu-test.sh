@@ -6,20 +6,31 @@
 #   scripts/gpu-test.sh                      # tests
 #   scripts/gpu-test.sh --bench              # tests, then the benchmarks (-test.bench . -test.run '^$')
 #   scripts/gpu-test.sh -- -test.run Conv    # extra flags for every test binary
+#   scripts/gpu-test.sh --ddp                # a machine with 2 GPUs or more: data-parallel training (below)
 #
 # Logs (one per binary, plus nvidia-smi.txt and summary.txt) go to $OUT, or ./gpu-test-logs. Each binary
 # runs in its package directory when that exists (internal-cuda.test in internal/cuda), as `go test` would.
 # Exits non-zero if any binary fails, or if there is none to run.
 #
-# Environment: RESNET_GPU_TEST_TIMEOUT (per binary, default 8m; a hang then dumps its goroutines).
+# --ddp runs, instead of every test: the NCCL tests of internal-cuda.test (one rank, and two ranks in two
+# processes on GPUs 0 and 1); then demo.yaml, shortened to a few steps on a global batch of 16 per GPU
+# without augmentation, trained with `resnet train --nproc-per-node N` on all N GPUs, and on one GPU with
+# train.accumulate_steps = N, the same global batch in N micro-batches; then scripts/ddp_compare.py, which
+# checks that both runs took the same steps to the same weights and training loss (logs and runs in
+# $OUT/ddp, the comparison in ddp/compare.json).
+#
+# Environment: RESNET_GPU_TEST_TIMEOUT (per binary, default 8m; a hang then dumps its goroutines);
+# RESNET_DDP_TIMEOUT (each --ddp training run, default 5m); RESNET_DDP_STEPS (default 8).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bench=0
+ddp=0
 extra=()
 while (($# > 0)); do
 	case "$1" in
 	--bench) bench=1 ;;
+	--ddp) ddp=1 ;;
 	--)
 		shift
 		extra=("$@")
@@ -80,6 +91,82 @@ run() {
 summary=$logs/summary.txt
 : >"$summary"
 failed=0
+
+# ddp_check: the --ddp sequence (see the top); records each part in the summary, sets failed.
+ddp_check() {
+	local gpus bin=$root/bin/gpu-tests/internal-cuda.test dir=$logs/ddp python=${RESNET_TORCH_PYTHON:-python3}
+	local steps=${RESNET_DDP_STEPS:-8} box=${RESNET_DDP_TIMEOUT:-5m} batch status start rc
+	mkdir -p "$dir"
+	gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+	if ((gpus < 2)); then
+		echo "FAIL ddp: this machine has ${gpus:-0} GPU(s); --ddp needs 2 or more" | tee -a "$summary"
+		failed=1
+		return
+	fi
+
+	start=$SECONDS
+	echo "== ddp: NCCL tests on $gpus GPUs"
+	if [[ ! -x $bin ]]; then
+		status="FAIL (no $bin)"
+		failed=1
+	elif run "$bin" "$dir/nccl-tests.log" -test.v -test.count 1 -test.run 'Collectives|NCCL' "${extra[@]}"; then
+		status=PASS
+	else
+		status=FAIL
+		failed=1
+		tail -n 40 "$dir/nccl-tests.log"
+	fi
+	local counts
+	counts=$(grep -cE '^--- PASS' "$dir/nccl-tests.log" || true)/$(grep -cE '^--- FAIL' "$dir/nccl-tests.log" || true)/$(grep -cE '^--- SKIP' "$dir/nccl-tests.log" || true)
+	echo "$status ddp NCCL tests (pass/fail/skip $counts, $((SECONDS - start)) s)" | tee -a "$summary"
+
+	# The same global batch either way: 16 images per GPU, in N ranks' slices or N micro-batches.
+	batch=$((16 * gpus))
+	local sets=(--epochs 1 --set "train.batch_size=$batch" --set "dataset.train_size=$((batch * steps))"
+		--set dataset.test_size=256 --set dataset.augment=false --set train.schedule.warmup_epochs=0)
+	local name
+	for name in ddp single; do
+		local args=(train --config demo.yaml --out "$dir/$name" --device cuda "${sets[@]}")
+		if [[ $name == ddp ]]; then
+			args+=(--nproc-per-node "$gpus")
+		else
+			args+=(--set "train.accumulate_steps=$gpus")
+		fi
+		start=$SECONDS
+		echo "== ddp: bin/resnet ${args[*]}"
+		rm -rf "${dir:?}/$name"
+		rc=0
+		timeout -k 10 "$box" "$root/bin/resnet" "${args[@]}" >"$dir/$name.log" 2>&1 || rc=$?
+		if ((rc == 0)); then
+			status=PASS
+		else
+			status="FAIL (exit $rc$( ((rc == 124 || rc == 137)) && echo ", out of time ($box)"))"
+			failed=1
+			tail -n 20 "$dir/$name.log"
+		fi
+		echo "$status ddp train $name ($( [[ $name == ddp ]] && echo "$gpus GPUs" || echo "1 GPU, $gpus micro-batches"), $((SECONDS - start)) s)" | tee -a "$summary"
+	done
+
+	echo "== ddp: scripts/ddp_compare.py"
+	rc=0
+	"$python" "$root/scripts/ddp_compare.py" "$dir/ddp" "$dir/single" --json "$dir/compare.json" >"$dir/compare.txt" 2>&1 || rc=$?
+	cat "$dir/compare.txt"
+	if ((rc == 0)); then
+		status=PASS
+	else
+		status=FAIL
+		failed=1
+	fi
+	echo "$status ddp vs accumulate_steps=$gpus: $(grep -m1 'weights and momentum' "$dir/compare.txt" | sed 's/^[A-Z]* //' || true)" | tee -a "$summary"
+}
+
+if [[ $ddp == 1 ]]; then
+	ddp_check
+	echo "== summary (logs in $logs)"
+	cat "$summary"
+	exit "$failed"
+fi
+
 for bin in "${bins[@]}"; do
 	name=$(basename "$bin" .test)
 	start=$SECONDS

@@ -63,7 +63,7 @@ esac
 `
 	fakeTestsPass = `#!/bin/sh
 [ "$RESNET_REQUIRE_GPU" = 1 ] || exit 3
-printf -- '--- PASS: TestConv (0.10s)\n--- PASS: TestBatchNorm (0.10s)\n--- SKIP: TestMulti (0.00s)\nPASS\n'
+printf -- '--- PASS: TestConv (0.10s)\n--- PASS: TestBatchNorm (0.10s)\n--- PASS: TestCollectivesOneRank (0.01s)\n--- SKIP: TestMulti (0.00s)\nPASS\n'
 `
 	fakeTestsFail = `#!/bin/sh
 printf -- '--- PASS: TestConv (0.10s)\n--- FAIL: TestBatchNorm (0.10s)\n    --- FAIL: TestBatchNorm/relu (0.05s)\nFAIL\n'
@@ -142,6 +142,7 @@ type checkStage struct {
 		ImagesPerSec *float64 `json:"images_per_sec"`
 	} `json:"runs"`
 	FailedTests    []string `json:"failed_tests"`
+	NCCLOneRank    string   `json:"nccl_one_rank"`
 	Top1Difference *float64 `json:"top1_difference"`
 }
 
@@ -248,9 +249,10 @@ func TestGPUCheckOnFakeGPU(t *testing.T) {
 		name, tests string
 		code        int
 		stages      []string
+		nccl        string // the tests stage's record of the one-rank NCCL test
 	}{
-		{"tests pass", fakeTestsPass, 0, []string{"env pass", "tests pass", "bench pass", "demo pass"}},
-		{"a test fails", fakeTestsFail, 1, []string{"env pass", "tests fail", "bench pass", "demo pass"}},
+		{"tests pass", fakeTestsPass, 0, []string{"env pass", "tests pass", "bench pass", "demo pass"}, "pass"},
+		{"a test fails", fakeTestsFail, 1, []string{"env pass", "tests fail", "bench pass", "demo pass"}, "not run"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			bundle := gpuBundle(t, fakeResnet, c.tests)
@@ -277,6 +279,9 @@ func TestGPUCheckOnFakeGPU(t *testing.T) {
 			}
 			if len(s.Stages) != 4 {
 				return
+			}
+			if got := s.Stages[1].NCCLOneRank; got != c.nccl || !strings.Contains(s.Stages[1].Note, "NCCL one rank: "+c.nccl) {
+				t.Errorf("tests stage: nccl_one_rank %q, note %q; want %q in both", got, s.Stages[1].Note, c.nccl)
 			}
 			if c.code != 0 {
 				want := []string{"TestBatchNorm"}

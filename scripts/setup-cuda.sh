@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the CUDA 13.0 build toolchain (nvcc, CUDA/cuBLAS/cuDNN headers) from NVIDIA's PyPI wheels into a
+# Installs the CUDA 13.0 build toolchain (nvcc, CUDA/cuBLAS/cuDNN/NCCL headers) from NVIDIA's PyPI wheels into a
 # versioned cache directory outside the checkout, checks that it works, and prints the environment to use
 # as shell `export` lines on stdout (progress goes to stderr), so that
 #
@@ -16,7 +16,8 @@
 #   RESNET_CUDA_CACHE  cache root (default $HOME/.cache/resnet); the toolchain goes into
 #                      $RESNET_CUDA_CACHE/cuda-<nvcc version>-cudnn-<cudnn version>
 #   RESNET_CUDA_HOME   use this CUDA toolkit (e.g. /usr/local/cuda in Dockerfile.cuda) instead of the wheels;
-#                      cudnn.h is then looked up in $RESNET_CUDNN_HOME/include, the toolkit and /usr/include
+#                      cudnn.h is then looked up in $RESNET_CUDNN_HOME/include, the toolkit and /usr/include,
+#                      nccl.h likewise in $RESNET_NCCL_HOME/include (libnccl-dev puts it in /usr/include)
 #   RESNET_PYTHON      python used to run pip (default python3)
 set -euo pipefail
 
@@ -25,6 +26,9 @@ set -euo pipefail
 # headers from these versions are never newer than the libraries the binary loads there. nvcc, nvvm and crt
 # 13.0.88 are that update's compiler (they did not change from 13.0.1). nvidia-cuda-nvcc does not pin
 # nvidia-nvvm / nvidia-cuda-crt, so they are pinned here; otherwise pip takes the newest (13.x) cicc.
+# NCCL 2.27.7 is PyTorch's cu130 pin too (built with CUDA 13.0); only its header is used here (libnccl.so.2
+# is opened at run time, from PyTorch's wheel on the GPU machine), and NCCL keeps its ABI within 2.x. It is
+# installed by a step of its own (its own stamp), so adding it to a cache made before it needs no reinstall.
 readonly NVCC_VERSION=13.0.88
 readonly CUDNN_VERSION=9.13.0.50
 readonly WHEELS=(
@@ -36,6 +40,7 @@ readonly WHEELS=(
 	"nvidia-cublas==13.1.0.3"
 	"nvidia-cudnn-cu13==${CUDNN_VERSION}"
 )
+readonly NCCL_WHEEL="nvidia-nccl-cu13==2.27.7"
 # nvcc's expected "release" string, checked against `nvcc --version`.
 readonly NVCC_RELEASE="release 13.0, V${NVCC_VERSION}"
 
@@ -101,9 +106,10 @@ first_dir_with() {
 	return 1
 }
 
-# emit_env CUDA_HOME CUDNN_INCLUDE CUDNN_LIB: checks the toolkit and prints the export lines.
+# emit_env CUDA_HOME CUDNN_INCLUDE CUDNN_LIB NCCL_INCLUDE NCCL_LIB: checks the toolkit and prints the
+# export lines.
 emit_env() {
-	local cuda_home=$1 cudnn_inc=$2 cudnn_lib=$3 nvcc version inc
+	local cuda_home=$1 cudnn_inc=$2 cudnn_lib=$3 nccl_inc=$4 nccl_lib=$5 nvcc version inc
 	nvcc=$cuda_home/bin/nvcc
 	inc=$cuda_home/include
 	[[ -x $nvcc ]] || die "no nvcc at $nvcc"
@@ -112,8 +118,10 @@ emit_env() {
 		[[ -f $inc/$h ]] || die "$h not found in $inc"
 	done
 	[[ -f $cudnn_inc/cudnn.h ]] || die "cudnn.h not found in $cudnn_inc"
+	[[ -f $nccl_inc/nccl.h ]] || die "nccl.h not found in $nccl_inc"
 	say "nvcc: $(grep -o 'release [^ ]*, V[0-9.]*' <<<"$version" || echo "$version")"
 	say "cuDNN headers: $cudnn_inc (version $(cudnn_header_version "$cudnn_inc"))"
+	say "NCCL headers: $nccl_inc (version $(nccl_header_version "$nccl_inc"))"
 
 	local path_line=""
 	case ":$PATH:" in
@@ -132,12 +140,30 @@ emit_env() {
 		CUDNN_INCLUDE_DIR "$cudnn_inc" \
 		CUDA_LIB_DIR "$lib" \
 		CUDNN_LIB_DIR "$cudnn_lib" \
-		CGO_CFLAGS "-O2 -g -I$inc -I$cudnn_inc"
+		NCCL_INCLUDE_DIR "$nccl_inc" \
+		NCCL_LIB_DIR "$nccl_lib" \
+		CGO_CFLAGS "-O2 -g -I$inc -I$cudnn_inc -I$nccl_inc"
 	[[ -z $path_line ]] || echo "$path_line"
 }
 
 cudnn_header_version() {
 	awk '/#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) /{v = v (v == "" ? "" : ".") $3} END{print v}' "$1/cudnn_version.h" 2>/dev/null || true
+}
+
+nccl_header_version() {
+	awk '/#define NCCL_(MAJOR|MINOR|PATCH) /{v = v (v == "" ? "" : ".") $3} END{print v}' "$1/nccl.h" 2>/dev/null || true
+}
+
+# pip_install TARGET WHEEL...: installs the wheels into TARGET (binary wheels only, no pip cache: the
+# target is the cache; keeping the wheels in pip's cache too would double the disk use).
+pip_install() {
+	local target=$1 python=${RESNET_PYTHON:-python3}
+	shift
+	command -v "$python" >/dev/null || die "$python not found; it is needed to pip-install the CUDA wheels (set RESNET_PYTHON)"
+	"$python" -m pip --version >/dev/null 2>&1 || die "'$python -m pip' does not work; install pip for $python"
+	PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --no-cache-dir --no-compile \
+		--disable-pip-version-check --no-warn-script-location --only-binary=:all: \
+		--target "$target" "$@" >&2 || die "pip install failed (see above); is PyPI reachable?"
 }
 
 # --- a toolkit given by the caller (the container build) -------------------------------------------------
@@ -148,8 +174,13 @@ if [[ -n ${RESNET_CUDA_HOME:-} ]]; then
 		die "cudnn.h not found; set RESNET_CUDNN_HOME to the cuDNN install (with include/cudnn.h)"
 	cudnn_lib=$(first_dir_with libcudnn.so.9 "${RESNET_CUDNN_HOME:+$RESNET_CUDNN_HOME/lib}" \
 		"$RESNET_CUDA_HOME/lib64" /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu) || cudnn_lib=""
+	nccl_inc=$(first_dir_with nccl.h "${RESNET_NCCL_HOME:+$RESNET_NCCL_HOME/include}" \
+		"$RESNET_CUDA_HOME/include" /usr/include /usr/include/x86_64-linux-gnu /usr/include/aarch64-linux-gnu) ||
+		die "nccl.h not found; install libnccl-dev (or pip install $NCCL_WHEEL) and set RESNET_NCCL_HOME to the directory with include/nccl.h"
+	nccl_lib=$(first_dir_with libnccl.so.2 "${RESNET_NCCL_HOME:+$RESNET_NCCL_HOME/lib}" \
+		"$RESNET_CUDA_HOME/lib64" /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu) || nccl_lib=""
 	[[ $check == 0 ]] || compile_test "$RESNET_CUDA_HOME/bin/nvcc"
-	emit_env "$RESNET_CUDA_HOME" "$cudnn_inc" "$cudnn_lib"
+	emit_env "$RESNET_CUDA_HOME" "$cudnn_inc" "$cudnn_lib" "$nccl_inc" "$nccl_lib"
 	exit 0
 fi
 
@@ -159,33 +190,32 @@ prefix=$cache_root/cuda-${NVCC_VERSION}-cudnn-${CUDNN_VERSION}
 stamp=$prefix/.resnet-cuda-stamp
 want_stamp=$(printf '%s\n' "${WHEELS[@]}")
 # Layout of the CUDA 13 wheels: everything CUDA (nvcc, nvvm/bin/cicc, crt, cccl, cuBLAS) merges into
-# nvidia/cu13 as a toolkit tree (bin/, include/, lib/, nvvm/); cuDNN stays in nvidia/cudnn.
+# nvidia/cu13 as a toolkit tree (bin/, include/, lib/, nvvm/); cuDNN stays in nvidia/cudnn, NCCL in
+# nvidia/nccl.
 cuda_home=$prefix/nvidia/cu13
 cudnn_home=$prefix/nvidia/cudnn
+nccl_home=$prefix/nvidia/nccl
+nccl_stamp=$prefix/.resnet-nccl-stamp
 
 installed() { [[ -f $stamp && "$(cat "$stamp")" == "$want_stamp" ]]; }
+nccl_installed() { [[ -f $nccl_stamp && "$(cat "$nccl_stamp")" == "$NCCL_WHEEL" ]]; }
 
-if ! installed; then
+if installed && nccl_installed; then
+	say "CUDA toolchain already installed in $prefix"
+else
 	mkdir -p "$cache_root"
-	# One installer at a time per cache (parallel CI jobs, two make targets); the loser finds the stamp.
+	# One installer at a time per cache (parallel CI jobs, two make targets); the loser finds the stamps.
 	exec 9>"$cache_root/.cuda-install.lock"
 	if command -v flock >/dev/null; then
 		flock 9
 	fi
 	if ! installed; then
-		python=${RESNET_PYTHON:-python3}
-		command -v "$python" >/dev/null || die "$python not found; it is needed to pip-install the CUDA wheels (set RESNET_PYTHON)"
-		"$python" -m pip --version >/dev/null 2>&1 || die "'$python -m pip' does not work; install pip for $python"
 		note "installing the CUDA ${NVCC_VERSION%.*} toolchain into $prefix (about 840 MiB download, 1.3 GiB on disk):"
 		for w in "${WHEELS[@]}"; do note "  $w"; done
 		tmp=$(mktemp -d "$cache_root/.cuda-install.XXXXXX")
 		trap 'rm -rf "$tmp"' EXIT
 		start=$SECONDS
-		# --no-cache-dir: the cache directory is the cache; keeping the wheels in pip's cache too would
-		# double the disk use. --only-binary: never build anything from source.
-		PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --no-cache-dir --no-compile \
-			--disable-pip-version-check --no-warn-script-location --only-binary=:all: \
-			--target "$tmp" "${WHEELS[@]}" >&2 || die "pip install failed (see above); is PyPI reachable?"
+		pip_install "$tmp" "${WHEELS[@]}"
 		t_cuda=$tmp/nvidia/cu13
 		[[ -x $t_cuda/bin/nvcc ]] || die "the wheels did not install nvidia/cu13/bin/nvcc; has their layout changed?"
 		# Make the tree look like a standard toolkit for the few tools that expect that: nvcc -dlink/-dlto
@@ -202,12 +232,22 @@ if ! installed; then
 		note "installed in $((SECONDS - start)) s ($(du -sh "$prefix" | cut -f1) on disk)"
 		check=0 # just compiled the test kernel
 	fi
+	if ! nccl_installed; then
+		note "installing NCCL's headers into $nccl_home: $NCCL_WHEEL"
+		tmp=$(mktemp -d "$cache_root/.nccl-install.XXXXXX")
+		trap 'rm -rf "$tmp"' EXIT
+		pip_install "$tmp" --no-deps "$NCCL_WHEEL"
+		[[ -f $tmp/nvidia/nccl/include/nccl.h ]] || die "the wheel did not install nvidia/nccl/include/nccl.h; has its layout changed?"
+		rm -rf "$nccl_home"
+		mv "$tmp/nvidia/nccl" "$nccl_home"
+		echo "$NCCL_WHEEL" >"$nccl_stamp"
+		rm -rf "$tmp"
+		trap - EXIT
+	fi
 	exec 9>&-
-else
-	say "CUDA toolchain already installed in $prefix"
 fi
 
 nvcc_version=$("$cuda_home/bin/nvcc" --version 2>&1) || die "$cuda_home/bin/nvcc does not run: $nvcc_version"
 [[ $nvcc_version == *"$NVCC_RELEASE"* ]] || die "$cuda_home/bin/nvcc is not $NVCC_RELEASE; remove $prefix and rerun"
 [[ $check == 0 ]] || compile_test "$cuda_home/bin/nvcc"
-emit_env "$cuda_home" "$cudnn_home/include" "$cudnn_home/lib"
+emit_env "$cuda_home" "$cudnn_home/include" "$cudnn_home/lib" "$nccl_home/include" "$nccl_home/lib"

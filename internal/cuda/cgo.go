@@ -579,6 +579,19 @@ func loadCUBLAS() error {
 	return cublasErr
 }
 
+// gpuCount is the number of CUDA devices the driver shows this process.
+func gpuCount() (int, error) {
+	if err := loadDriver(); err != nil {
+		return 0, err
+	}
+	if err := cuErr(C.rn_cuInit(), "cuInit"); err != nil {
+		return 0, err
+	}
+	var n C.int
+	err := cuErr(C.rn_cuDeviceGetCount(&n), "cuDeviceGetCount")
+	return int(n), err
+}
+
 // ---- status codes to errors -----------------------------------------------------------------------------
 
 func cuErr(r C.CUresult, call string) error {
@@ -646,6 +659,7 @@ type driver struct {
 	convMath   C.int       // cudnnMathType_t that convolution algorithms are listed with
 	haveModule bool
 	graphs     map[uint64]driverGraph // recorded graphs by the device's id
+	comms      map[uint64]ncclComm    // NCCL communicators by the device's id (nccl.go)
 }
 
 // driverGraph is a graph recorded by stream capture and its executable instance.
@@ -674,8 +688,9 @@ type deviceInfo struct {
 }
 
 // open initialises the context, streams, events, kernels and library handles on the calling (owner)
-// thread. On error everything created so far is released.
-func (dr *driver) open(ordinal int, tf32 bool, fatbin []byte) (info deviceInfo, err error) {
+// thread; named describes the ordinal for errors (deviceOrdinal). On error everything created so far is
+// released.
+func (dr *driver) open(ordinal int, named string, tf32 bool, fatbin []byte) (info deviceInfo, err error) {
 	defer func() {
 		if err != nil {
 			dr.close()
@@ -704,7 +719,7 @@ func (dr *driver) open(ordinal int, tf32 bool, fatbin []byte) (info deviceInfo, 
 		return info, fmt.Errorf("cuda: no CUDA device found")
 	}
 	if ordinal < 0 || ordinal >= int(count) {
-		return info, fmt.Errorf("cuda: RESNET_CUDA_DEVICE=%d but this machine has %d CUDA device(s) (0..%d)", ordinal, int(count), int(count)-1)
+		return info, fmt.Errorf("cuda: %s does not exist: this machine has %d CUDA device(s) (0..%d)", named, int(count), int(count)-1)
 	}
 	if err := cuErr(C.rn_cuDeviceGet(&dr.dev, C.int(ordinal)), fmt.Sprintf("cuDeviceGet(%d)", ordinal)); err != nil {
 		return info, err
@@ -861,6 +876,7 @@ func (dr *driver) close() {
 	for id := range dr.graphs {
 		dr.graphDestroy(id) //nolint:errcheck // closing anyway
 	}
+	dr.abortCollectives()
 	if dr.cublas != nil {
 		C.rn_cublasDestroy(dr.cublas)
 		dr.cublas = nil
@@ -1006,6 +1022,8 @@ func (dr *driver) exec(c *cmd) error {
 		if r := C.rn_cuGraphLaunch(g.exec, dr.compute); r != C.CUDA_SUCCESS {
 			return cuError(r, "cuGraphLaunch")
 		}
+	case cmdCollective:
+		return dr.collective(c)
 	case cmdFunc, cmdGraphCtl:
 		return c.fn(dr)
 	default:

@@ -32,7 +32,7 @@ func init() {
 
 // Environment variables read by Open.
 const (
-	envDevice    = "RESNET_CUDA_DEVICE"       // ordinal of the GPU to use (default 0)
+	envDevice    = "RESNET_CUDA_DEVICE"       // the first GPU to use (default 0); Options.Ordinal counts from it
 	envTF32      = "RESNET_CUDA_TF32"         // 1 lets cuDNN and cuBLAS use TF32 tensor cores for fp32
 	envWorkspace = "RESNET_CUDA_WORKSPACE_MB" // cap on a convolution's cuDNN workspace (default 1024)
 )
@@ -45,19 +45,20 @@ const blockSize = 256
 type cmdKind uint8
 
 const (
-	cmdLaunch   cmdKind = iota + 1 // a kernel on the compute stream
-	cmdMemset                      // zero n bytes: cuMemsetD8Async on the compute stream
-	cmdCopyDtoD                    // cuMemcpyDtoDAsync on the compute stream
-	cmdCopyHtoD                    // cuMemcpyHtoDAsync from pinned memory on the compute stream
-	cmdUpload                      // a host-to-device copy on the copy stream, ordered against compute
-	cmdDownload                    // a device-to-host copy after the queued compute work; synchronous
-	cmdSync                        // wait for both streams
-	cmdWaitSlot                    // wait until a staging slot's last copy is done
-	cmdConv                        // a cuDNN convolution on the compute stream
-	cmdGemm                        // a cuBLAS SGEMM on the compute stream
-	cmdFunc                        // run fn on the owner thread (setup work: allocation, algorithm search)
-	cmdGraphCtl                    // run fn on the owner thread: begin, end or destroy a graph (graph.go)
-	cmdGraph                       // launch the instantiated graph c.graph on the compute stream
+	cmdLaunch     cmdKind = iota + 1 // a kernel on the compute stream
+	cmdMemset                        // zero n bytes: cuMemsetD8Async on the compute stream
+	cmdCopyDtoD                      // cuMemcpyDtoDAsync on the compute stream
+	cmdCopyHtoD                      // cuMemcpyHtoDAsync from pinned memory on the compute stream
+	cmdUpload                        // a host-to-device copy on the copy stream, ordered against compute
+	cmdDownload                      // a device-to-host copy after the queued compute work; synchronous
+	cmdSync                          // wait for both streams
+	cmdWaitSlot                      // wait until a staging slot's last copy is done
+	cmdConv                          // a cuDNN convolution on the compute stream
+	cmdGemm                          // a cuBLAS SGEMM on the compute stream
+	cmdFunc                          // run fn on the owner thread (setup work: allocation, algorithm search)
+	cmdGraphCtl                      // run fn on the owner thread: begin, end or destroy a graph (graph.go)
+	cmdGraph                         // launch the instantiated graph c.graph on the compute stream
+	cmdCollective                    // an NCCL collective on the compute stream (nccl.go)
 )
 
 type gemmArgs struct {
@@ -98,6 +99,7 @@ type cmd struct {
 	conv   convArgs
 	fn     func(gpu) error
 	graph  uint64     // the graph of cmdGraph
+	coll   collArgs   // the collective of cmdCollective
 	done   chan error // set for synchronous commands: the owner sends the result
 }
 
@@ -242,13 +244,19 @@ type Device struct {
 	sgd        sgdState
 	scratch    [4]block // per-op scratch, freed at the end of the op (stream order keeps it safe)
 
-	// convChoices are the algorithms chosen so far, for ConvAlgorithms (under reportMu).
+	// convChoices are the algorithms chosen so far, for ConvAlgorithms, and nccl the version of the NCCL
+	// library of the groups the device joined (under reportMu).
 	reportMu    sync.Mutex
 	convChoices []backend.ConvChoice
+	nccl        string
 
 	launches [int(numKernels) + int(numLibCalls)]atomic.Int64
 
 	graphState // the recorded graphs and the memory they hold (graph.go), under opMu
+
+	// comms are the collective groups joined and not yet closed, by their id (nccl.go), under opMu.
+	comms    map[uint64]*collectives
+	lastComm uint64
 }
 
 // staging is a pinned host buffer that uploads or downloads pass through.
@@ -310,14 +318,20 @@ type gpu interface {
 	convCandidates(p *convPlan, dir convDir, timed bool, x, w, y uint64, wsLimit int64) ([]convCandidate, error)
 	newConvAlgo(p *convPlan, dir convDir, c convCandidate) (*convAlgo, error)
 	destroyConvPlan(p *convPlan)
+	// collectiveID makes the id of a new collective group; joinCollectives makes communicator comm, rank
+	// of world in the group id names; leaveCollectives destroys it (with abort, without waiting for its
+	// collectives). cmdCollective runs a collective (nccl.go).
+	collectiveID() ([]byte, error)
+	joinCollectives(comm uint64, id []byte, rank, world int) error
+	leaveCollectives(comm uint64, abort bool) error
 	close()
 }
 
 // openHook, when set (by the kernel emulator tests), replaces how Open reaches a GPU.
 var openHook func(opt backend.Options) (*Device, error)
 
-// Open opens the CUDA device selected by RESNET_CUDA_DEVICE (default 0). It fails with a message saying
-// what is missing when there is no driver, no GPU, or no cuDNN/cuBLAS.
+// Open opens GPU opt.Ordinal, counted from the one RESNET_CUDA_DEVICE names (default 0). It fails with a
+// message saying what is missing when there is no driver, no such GPU, or no cuDNN/cuBLAS.
 func Open(opt backend.Options) (*Device, error) {
 	if openHook != nil {
 		return openHook(opt)
@@ -325,13 +339,9 @@ func Open(opt backend.Options) (*Device, error) {
 	if err := loadDriver(); err != nil {
 		return nil, err
 	}
-	ordinal := 0
-	if s := os.Getenv(envDevice); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 0 {
-			return nil, fmt.Errorf("cuda: %s=%q is not a device ordinal (0, 1, ...)", envDevice, s)
-		}
-		ordinal = v
+	ordinal, named, err := deviceOrdinal(opt.Ordinal, os.Getenv(envDevice))
+	if err != nil {
+		return nil, err
 	}
 	d, err := newDevice(opt)
 	if err != nil {
@@ -339,7 +349,7 @@ func Open(opt backend.Options) (*Device, error) {
 	}
 	err = d.start(func() (gpu, deviceInfo, error) {
 		dr := &driver{}
-		info, err := dr.open(ordinal, d.tf32, fatbin)
+		info, err := dr.open(ordinal, named, d.tf32, fatbin)
 		info.nvidiaDriver = nvidiaDriverRelease()
 		return dr, info, err
 	})
@@ -347,6 +357,33 @@ func Open(opt backend.Options) (*Device, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// deviceOrdinal is the GPU a device opens: ordinal (backend.Options.Ordinal, a data-parallel worker's
+// local rank) counted from the GPU env (RESNET_CUDA_DEVICE, empty for 0) names, so that the workers of a
+// job started with RESNET_CUDA_DEVICE=2 use GPUs 2, 3 and so on. named says where the number came from, for
+// the error of a GPU the machine does not have.
+func deviceOrdinal(ordinal int, env string) (gpuOrdinal int, named string, err error) {
+	if ordinal < 0 {
+		return 0, "", fmt.Errorf("cuda: device ordinal %d is negative", ordinal)
+	}
+	first := 0
+	if env != "" {
+		v, err := strconv.Atoi(env)
+		if err != nil || v < 0 {
+			return 0, "", fmt.Errorf("cuda: %s=%q is not a device ordinal (0, 1, ...)", envDevice, env)
+		}
+		first = v
+	}
+	switch {
+	case env == "":
+		named = fmt.Sprintf("GPU %d", ordinal)
+	case ordinal == 0:
+		named = fmt.Sprintf("GPU %d (%s=%s)", first, envDevice, env)
+	default:
+		named = fmt.Sprintf("GPU %d (%s=%s plus device ordinal %d)", first+ordinal, envDevice, env, ordinal)
+	}
+	return first + ordinal, named, nil
 }
 
 // newDevice makes a device that is not started yet, reading the environment's settings.
@@ -573,8 +610,8 @@ func (d *Device) grow(op string, b *block, bytes int64) error {
 	return nil
 }
 
-// Close waits for the queued work, frees every device and pinned allocation the device made and stops
-// its owner goroutine. Tensors of a closed device must not be used; methods return an error.
+// Close waits for the queued work, frees every device and pinned allocation the device made, aborts the
+// collective groups it has not left, and stops its owner goroutine. Tensors of a closed device must not be used; methods return an error.
 func (d *Device) Close() error {
 	d.opMu.Lock()
 	if d.closed {
@@ -603,11 +640,22 @@ func (d *Device) Close() error {
 	}
 	hosts = append(hosts, d.hostOwned...)
 	plans := d.convPlans
+	var comms []uint64
+	for id, c := range d.comms {
+		c.closed = true
+		comms = append(comms, id)
+	}
+	d.comms = nil
 	for b := range d.filterBufs {
 		b.filters = nil // their memory is in blocks, freed below
 	}
 	d.filterBufs = nil
 	if e := d.onOwner("Close", func(dr gpu) error {
+		// Groups left open are aborted: their collectives have finished (the sync above), and a peer that
+		// still expects more cannot be served by a closed device.
+		for _, id := range comms {
+			dr.leaveCollectives(id, true) //nolint:errcheck // closing anyway
+		}
 		err := dr.memFree(blocks)
 		for _, h := range hosts {
 			if e := dr.hostFree(h); e != nil && err == nil {
@@ -633,16 +681,21 @@ func (d *Device) Close() error {
 // Name implements backend.Device.
 func (d *Device) Name() string { return "cuda" }
 
-// Describe names the GPU and the library versions in use.
+// Describe names the GPU and the library versions in use (NCCL's once the device joined a group).
 func (d *Device) Describe() string {
 	i := d.info
 	math := "fp32"
 	if d.tf32 {
 		math = "tf32"
 	}
-	return fmt.Sprintf("%s (device %d, sm_%d%d, %d SMs, %.1f GiB, driver %d.%d, cuDNN %d.%d.%d, %s, %s)",
+	nccl := ""
+	if v := d.ncclVersion(); v != "" {
+		nccl = ", NCCL " + v
+	}
+	return fmt.Sprintf("%s (device %d, sm_%d%d, %d SMs, %.1f GiB, driver %d.%d, cuDNN %d.%d.%d, %s%s, %s)",
 		i.name, i.ordinal, i.major, i.minor, i.sms, float64(i.totalMem)/(1<<30), i.driverVersion/1000,
-		i.driverVersion%1000/10, i.cudnnVersion/10000, i.cudnnVersion%10000/100, i.cudnnVersion%100, i.cublasLib, math)
+		i.driverVersion%1000/10, i.cudnnVersion/10000, i.cudnnVersion%10000/100, i.cudnnVersion%100, i.cublasLib,
+		nccl, math)
 }
 
 // PeakBytes is the most device memory the device's tensors and scratch buffers held at once.

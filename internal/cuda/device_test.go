@@ -288,8 +288,11 @@ func (n *nullGPU) newConvAlgo(_ *convPlan, _ convDir, c convCandidate) (*convAlg
 	return &convAlgo{ws: c.ws}, nil
 }
 
-func (n *nullGPU) destroyConvPlan(*convPlan) {}
-func (n *nullGPU) close()                    {}
+func (n *nullGPU) destroyConvPlan(*convPlan)                      {}
+func (n *nullGPU) collectiveID() ([]byte, error)                  { return make([]byte, collectiveIDBytes), nil }
+func (n *nullGPU) joinCollectives(uint64, []byte, int, int) error { return nil }
+func (n *nullGPU) leaveCollectives(uint64, bool) error            { return nil }
+func (n *nullGPU) close()                                         {}
 
 // The host side of a steady-state training step (validation, launch packing, queueing, the caching
 // allocator, staging) allocates nothing on the Go heap, on either path, nor with the step replayed as a
@@ -335,6 +338,36 @@ func TestSteadyStateStepAllocatesNothingOnTheHost(t *testing.T) {
 		net.Free()
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// Options.Ordinal counts from the GPU RESNET_CUDA_DEVICE names, and the name says where the number came
+// from (it is what the error of a GPU the machine lacks shows).
+func TestDeviceOrdinal(t *testing.T) {
+	for _, c := range []struct {
+		ordinal int
+		env     string
+		want    int
+		named   string
+		err     string
+	}{
+		{0, "", 0, "GPU 0", ""},
+		{3, "", 3, "GPU 3", ""},
+		{0, "2", 2, "GPU 2 (RESNET_CUDA_DEVICE=2)", ""},
+		{1, "2", 3, "GPU 3 (RESNET_CUDA_DEVICE=2 plus device ordinal 1)", ""},
+		{0, "x", 0, "", `cuda: RESNET_CUDA_DEVICE="x" is not a device ordinal (0, 1, ...)`},
+		{0, "-1", 0, "", `cuda: RESNET_CUDA_DEVICE="-1" is not a device ordinal (0, 1, ...)`},
+		{-1, "", 0, "", "cuda: device ordinal -1 is negative"},
+	} {
+		got, named, err := deviceOrdinal(c.ordinal, c.env)
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		if got != c.want || named != c.named || msg != c.err {
+			t.Errorf("deviceOrdinal(%d, %q) = %d, %q, %q; want %d, %q, %q", c.ordinal, c.env, got, named, msg,
+				c.want, c.named, c.err)
 		}
 	}
 }

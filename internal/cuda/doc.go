@@ -12,12 +12,18 @@
 // before `make kernels` fails on the missing embed file. Nothing links against CUDA: libcuda.so.1,
 // libcudnn.so.9 and libcublas.so.13 (or .12) are opened with dlopen when a device is opened, so a binary
 // built with the tag still runs --device cpu on a machine without a GPU or driver, and opening the cuda
-// device there says what is missing.
+// device there says what is missing. libnccl.so.2 is opened later still, by the first collective.
 //
-// Environment. RESNET_CUDA_DEVICE picks the GPU (default 0). RESNET_CUDA_TF32=1 lets cuDNN and cuBLAS use
-// TF32 tensor cores for fp32 (off by default: results then track the CPU reference closely).
-// RESNET_CUDA_WORKSPACE_MB caps one convolution's cuDNN workspace (default 1024, and at most an eighth
-// of the free memory).
+// Environment. RESNET_CUDA_DEVICE picks the GPU (default 0); backend.Options.Ordinal, a data-parallel
+// worker's local rank, counts from it. RESNET_CUDA_TF32=1 lets cuDNN and cuBLAS use TF32 tensor cores for
+// fp32 (off by default: results then track the CPU reference closely). RESNET_CUDA_WORKSPACE_MB caps one
+// convolution's cuDNN workspace (default 1024, and at most an eighth of the free memory).
+//
+// Collectives. The device is a backend.CollectiveDevice on NCCL (nccl.go): libnccl.so.2 is opened at the
+// first NewCollectiveID or JoinCollectives, never before, so only data-parallel training needs it; the
+// headers come with the toolchain (NVIDIA's nvidia-nccl-cu13 wheel). All-reduce and broadcast run in
+// place on the compute stream, ordered with the rest of the device's work. The kernel emulator has
+// groups of one rank, among which both change nothing.
 //
 // Determinism. Convolution algorithms are chosen once per shape (algo.go): by cuDNN's heuristics among the
 // deterministic ones by default, so a run gives the same bits as the last one on the same GPU, driver,

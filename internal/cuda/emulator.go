@@ -76,6 +76,8 @@ type emuGPU struct {
 	recording bool
 	recorded  []cmd
 	graphs    map[uint64][]cmd
+	// comms are the collective groups joined, all of one rank (see joinCollectives).
+	comms map[uint64]bool
 }
 
 // emuMemory is the emulated device's memory, as deviceInfo reports it.
@@ -133,6 +135,11 @@ func (e *emuGPU) exec(c *cmd) error {
 			if err := e.exec(&g[i]); err != nil {
 				return err
 			}
+		}
+	case cmdCollective:
+		// Among one rank, a sum is the rank's own values and a broadcast from rank 0 leaves them.
+		if !e.comms[c.coll.comm] {
+			return fmt.Errorf("emulator: collective on group %d, which does not exist", c.coll.comm)
 		}
 	case cmdFunc, cmdGraphCtl:
 		return c.fn(e)
@@ -304,6 +311,33 @@ func (e *emuGPU) graphDestroy(id uint64) error {
 		return fmt.Errorf("emulator: destroying graph %d, which does not exist", id)
 	}
 	delete(e.graphs, id)
+	return nil
+}
+
+// The emulated device has no NCCL: its groups have one rank, whose collectives change nothing, so the
+// device's side of them (operand checks, queueing, closing) runs without a library or a second process.
+func (e *emuGPU) collectiveID() ([]byte, error) {
+	id := make([]byte, collectiveIDBytes)
+	copy(id, "kernel emulator: groups of one rank")
+	return id, nil
+}
+
+func (e *emuGPU) joinCollectives(comm uint64, _ []byte, _, world int) error {
+	if world != 1 {
+		return fmt.Errorf("emulator: a collective group of %d ranks; the kernel emulator has groups of one rank only", world)
+	}
+	if e.comms == nil {
+		e.comms = map[uint64]bool{}
+	}
+	e.comms[comm] = true
+	return nil
+}
+
+func (e *emuGPU) leaveCollectives(comm uint64, _ bool) error {
+	if !e.comms[comm] {
+		return fmt.Errorf("emulator: leaving collective group %d, which does not exist", comm)
+	}
+	delete(e.comms, comm)
 	return nil
 }
 

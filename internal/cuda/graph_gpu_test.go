@@ -172,6 +172,7 @@ func TestGraphRecordingRefusesWhatItCannotHold(t *testing.T) {
 	// reason; download once here so that the download case meets the wait itself, whatever ran before.
 	mustOK(t, d.Download(host, r.y))
 	slot := []backend.SGDSlot{{Param: r.gamma, Grad: r.beta, Buf: r.mean}}
+	coll := joinAlone(t, d)
 	for i, c := range []struct {
 		name, want string
 		op         func() error
@@ -185,6 +186,8 @@ func TestGraphRecordingRefusesWhatItCannotHold(t *testing.T) {
 		{"dropout", "cuda: DropoutForward draws the mask of one step, which every replay would draw again", func() error {
 			return d.DropoutForward(backend.DropoutParams{P: 0.5}, r.x, r.y)
 		}},
+		{"all-reduce", "cuda: AllReduceSum runs a collective among processes, so a CUDA graph cannot record it",
+			func() error { return coll.AllReduceSum(r.gamma, 0, 1) }},
 		{"nested", "graphs do not nest", func() error { return d.Graph(backend.GraphKey{Owner: t}, r.bn) }},
 		{"new memory", "cuda: Test: needs 1073741824 bytes of new device memory while a CUDA graph is recorded", func() error {
 			// An op allocating what no op of the warm-up did.

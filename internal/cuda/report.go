@@ -24,6 +24,7 @@ var _ backend.Reporter = (*Device)(nil)
 //	cuda_driver_version    the CUDA version the driver supports (cuDriverGetVersion)
 //	cuda_runtime_version   the CUDA runtime cuDNN was built for (the binary itself uses the driver API)
 //	cudnn_version, cublas_version, cublas_library
+//	nccl_version           NCCL's (ncclGetVersion), once the device joined a collective group
 //	deterministic, benchmark, fused, graphs, tf32   the settings (true or false)
 //	conv_workspace_limit_bytes              the cap on one convolution's cuDNN workspace
 func (d *Device) Environment() map[string]string {
@@ -50,6 +51,9 @@ func (d *Device) Environment() map[string]string {
 	if i.nvidiaDriver != "" {
 		env["nvidia_driver"] = i.nvidiaDriver
 	}
+	if v := d.ncclVersion(); v != "" {
+		env["nccl_version"] = v
+	}
 	return env
 }
 
@@ -66,6 +70,15 @@ func cudaVersion(v int) string { return fmt.Sprintf("%d.%d", v/1000, v%1000/10) 
 
 // libraryVersion formats a cuDNN 9 or cuBLAS version number (10000*major + 100*minor + patch).
 func libraryVersion(v int) string { return fmt.Sprintf("%d.%d.%d", v/10000, v%10000/100, v%100) }
+
+// ncclVersionString formats ncclGetVersion's code: 10000*major + 100*minor + patch from 2.9 on,
+// 1000*major + 100*minor + patch before (NCCL_VERSION in nccl.h), so 2.8.4 is 2804 and 2.27.7 is 22707.
+func ncclVersionString(v int) string {
+	if v < 10000 {
+		return fmt.Sprintf("%d.%d.%d", v/1000, v%1000/100, v%100)
+	}
+	return libraryVersion(v)
+}
 
 // nvidiaRelease finds the release in /proc/driver/nvidia/version ("NVRM version: NVIDIA UNIX x86_64 Kernel
 // Module  550.127.05  Tue Oct ...", or "... UNIX Open Kernel Module for x86_64  580.65.06  Release Build ...").
