@@ -3,6 +3,7 @@
 package dist
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -19,7 +20,10 @@ type Info struct {
 	WorldSize  int    // number of processes in the job
 	MasterAddr string // host of rank 0; empty for a single process
 	MasterPort int
-	Source     string // "torchrun", "slurm" or "single", for messages
+	// PortFrom says where MasterPort came from, for messages: "MASTER_PORT", "MASTER_PORT+1" (under
+	// torchrun's agent store), "RESNET_MASTER_PORT" or "the default port".
+	PortFrom string
+	Source   string // "torchrun", "slurm" or "single", for messages
 }
 
 // Addr is rank 0's address in host:port form.
@@ -43,7 +47,7 @@ func Discover(env func(string) string) (Info, error) {
 	case env("SLURM_PROCID") != "":
 		return discoverSlurm(env)
 	}
-	return Info{WorldSize: 1, MasterPort: DefaultPort, Source: "single"}, nil
+	return Info{WorldSize: 1, MasterPort: DefaultPort, PortFrom: "the default port", Source: "single"}, nil
 }
 
 func discoverTorchrun(env func(string) string) (Info, error) {
@@ -101,14 +105,9 @@ func finish(env func(string) string, in Info, master string) (Info, error) {
 		master = a
 	}
 	in.MasterAddr = master
-	port, err := optionalIntVar(env, "MASTER_PORT", DefaultPort)
-	if err != nil {
+	if err := masterPort(env, &in); err != nil {
 		return Info{}, err
 	}
-	if port < 1 || port > 65535 {
-		return Info{}, fmt.Errorf("dist: MASTER_PORT=%d must be a TCP port, 1 to 65535", port)
-	}
-	in.MasterPort = port
 	if in.WorldSize > 1 && in.MasterAddr == "" {
 		hint := "set MASTER_ADDR to the host of rank 0"
 		if in.Source == "slurm" {
@@ -117,6 +116,41 @@ func finish(env func(string) string, in Info, master string) (Info, error) {
 		return Info{}, fmt.Errorf("dist: %s=%d needs the address of rank 0 and none is set; %s", worldVar, in.WorldSize, hint)
 	}
 	return in, nil
+}
+
+// masterPort sets the port rank 0 listens on. It is MASTER_PORT (29500 when unset), except under
+// torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE=True, torchrun's default on one node and with a
+// static rendezvous), where torchrun's own key-value store already listens on MASTER_PORT of the master's
+// host: there it is the next port, MASTER_PORT+1. RESNET_MASTER_PORT, when set, overrides both.
+func masterPort(env func(string) string, in *Info) error {
+	port, err := optionalIntVar(env, "MASTER_PORT", DefaultPort)
+	if err != nil {
+		return err
+	}
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("dist: MASTER_PORT=%d must be a TCP port, 1 to 65535", port)
+	}
+	in.MasterPort, in.PortFrom = port, "MASTER_PORT"
+	if env("MASTER_PORT") == "" {
+		in.PortFrom = "the default port"
+	}
+	if in.Source == "torchrun" && env("TORCHELASTIC_USE_AGENT_STORE") == "True" {
+		if port == 65535 {
+			return errors.New("dist: MASTER_PORT=65535 is torchrun's store, and the rendezvous takes the next port, which does not exist; choose a lower MASTER_PORT or set RESNET_MASTER_PORT")
+		}
+		in.MasterPort, in.PortFrom = port+1, "MASTER_PORT+1"
+	}
+	if env("RESNET_MASTER_PORT") == "" {
+		return nil
+	}
+	if port, err = intVar(env, "RESNET_MASTER_PORT", 1); err != nil {
+		return err
+	}
+	if port > 65535 {
+		return fmt.Errorf("dist: RESNET_MASTER_PORT=%d must be a TCP port, 1 to 65535", port)
+	}
+	in.MasterPort, in.PortFrom = port, "RESNET_MASTER_PORT"
+	return nil
 }
 
 // intVar reads a required integer variable that must be at least min.

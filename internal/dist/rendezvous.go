@@ -86,20 +86,28 @@ func Rendezvous(info Info, opts Options) (*Group, error) {
 	if info.Rank != 0 {
 		return join(info, opts)
 	}
-	ln, err := listen(":" + strconv.Itoa(info.MasterPort))
+	ln, err := listen(":"+strconv.Itoa(info.MasterPort), info.portFrom())
 	if err != nil {
 		return nil, err
 	}
 	return serve(ln, info.WorldSize, opts)
 }
 
-// listen opens rank 0's port, saying which port is taken when it is.
-func listen(addr string) (net.Listener, error) {
+// portFrom is Info.PortFrom, MASTER_PORT when unset.
+func (in Info) portFrom() string {
+	if in.PortFrom == "" {
+		return "MASTER_PORT"
+	}
+	return in.PortFrom
+}
+
+// listen opens rank 0's port, saying which port is taken, and where it came from, when it is.
+func listen(addr, from string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			_, port, _ := net.SplitHostPort(addr)
-			return nil, fmt.Errorf("dist: rank 0 cannot listen on MASTER_PORT %s: the port is in use (another job?); choose a free port with MASTER_PORT", port)
+			return nil, fmt.Errorf("dist: rank 0 cannot listen on port %s (%s): the port is in use (another job?); choose a free port with MASTER_PORT, or RESNET_MASTER_PORT for this program's rendezvous alone", port, from)
 		}
 		return nil, fmt.Errorf("dist: rank 0 cannot listen on %s: %w", addr, err)
 	}

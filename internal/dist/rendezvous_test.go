@@ -41,7 +41,7 @@ func freePort(t *testing.T) int {
 // listenLoopback opens a listener for rank 0 on a port the system picks.
 func listenLoopback(t *testing.T) (net.Listener, int) {
 	t.Helper()
-	ln, err := listen("127.0.0.1:0")
+	ln, err := listen("127.0.0.1:0", "MASTER_PORT")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,12 @@ func TestRendezvousPortInUse(t *testing.T) {
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 	_, err = Rendezvous(Info{Rank: 0, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: port}, Options{})
-	want := fmt.Sprintf("dist: rank 0 cannot listen on MASTER_PORT %d: the port is in use", port)
+	want := fmt.Sprintf("dist: rank 0 cannot listen on port %d (MASTER_PORT): the port is in use", port)
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got %v, want an error starting %q", err, want)
+	}
+	_, err = Rendezvous(Info{Rank: 0, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: port, PortFrom: "MASTER_PORT+1"}, Options{})
+	want = fmt.Sprintf("dist: rank 0 cannot listen on port %d (MASTER_PORT+1): the port is in use", port)
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("got %v, want an error starting %q", err, want)
 	}
