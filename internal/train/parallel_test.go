@@ -1,0 +1,342 @@
+package train
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"resnet/internal/config"
+	"resnet/internal/cpu"
+	"resnet/internal/dataset"
+	"resnet/internal/dist"
+	"resnet/internal/eval"
+	"resnet/internal/model"
+)
+
+// testDistOptions keep a broken job's failures quick.
+var testDistOptions = dist.Options{ConfigHash: "test", JoinTimeout: 10 * time.Second, OpTimeout: 5 * time.Second}
+
+// loopbackComms connects world ranks in this process.
+func loopbackComms(t *testing.T, world int) []dist.Communicator {
+	t.Helper()
+	groups, err := dist.Loopback(world, testDistOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comms := make([]dist.Communicator, world)
+	for r, g := range groups {
+		comms[r] = dist.NewCPU(g)
+	}
+	return comms
+}
+
+// rankHooks are one rank's test hooks and stop channel.
+type rankHooks struct {
+	stop      <-chan struct{}
+	afterStep func(*State) error
+}
+
+// runRanks runs cfg in dir as a job of world ranks, each a goroutine, and returns each rank's error.
+// Like a process that exits, a rank closes its connections when its Run returns.
+func runRanks(t *testing.T, cfg config.Config, dir string, resume bool, world int, hooks func(rank int) rankHooks) []error {
+	t.Helper()
+	yml, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	comms := loopbackComms(t, world)
+	errs := make([]error, world)
+	var wg sync.WaitGroup
+	for r := range world {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer comms[r].Close()
+			var h rankHooks
+			if hooks != nil {
+				h = hooks(r)
+			}
+			_, errs[r] = Run(Options{Config: cfg, ConfigYAML: yml, RunDir: dir, Resume: resume, Device: cpu.New(), Out: io.Discard,
+				Stop: h.stop, afterStep: h.afterStep, Comm: comms[r]})
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+func mustRunRanks(t *testing.T, cfg config.Config, dir string, resume bool, world int) {
+	t.Helper()
+	for r, err := range runRanks(t, cfg, dir, resume, world, nil) {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+}
+
+// isBNStatistic names the tensors that differ between a job of several ranks and one process
+// accumulating the same global batch in as many micro-batches: each of the job's BN layers updates its
+// running statistics once per step, from rank 0's share of the batch (which every rank then takes, as
+// PyTorch's DistributedDataParallel broadcasts its buffers), while the accumulating process updates them
+// once per micro-batch, from each in turn. Everything the training step computes from batch statistics
+// (the loss, the gradients, the weights and momentum buffers) is the same.
+func isBNStatistic(name string) bool {
+	return strings.Contains(name, "running_mean") || strings.Contains(name, "running_var") || strings.Contains(name, "num_batches_tracked")
+}
+
+// sameTensors compares the final checkpoints of two runs bit for bit, except the tensors skip names.
+func sameTensors(t *testing.T, what, dirA, dirB string, skip func(string) bool) {
+	t.Helper()
+	a, b := finalTensors(t, dirA), finalTensors(t, dirB)
+	compared := 0
+	for _, wt := range a.Tensors {
+		if skip != nil && skip(wt.Name) {
+			continue
+		}
+		gt, ok := b.Get(wt.Name)
+		if !ok || !bytes.Equal(gt.Data, wt.Data) {
+			t.Errorf("%s: tensor %s differs", what, wt.Name)
+		}
+		compared++
+	}
+	if compared == 0 {
+		t.Fatalf("%s: no tensor compared", what)
+	}
+}
+
+// trainColumns are the metrics that depend on the training steps only, not on the BN statistics.
+func trainColumns(t *testing.T, dir string) [][3]float64 {
+	t.Helper()
+	ms, err := NewRunDir(dir).ReadMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][3]float64
+	for _, m := range ms {
+		out = append(out, [3]float64{float64(m.TrainLoss), float64(m.TrainErr), m.LR})
+	}
+	return out
+}
+
+// A job of two ranks trains as one process that accumulates the same global batch in two micro-batches:
+// each rank's share is one micro-batch, each computes its loss gradient unscaled where the accumulating
+// process scales it by 1/2 (exact), the CPU communicator adds rank 0's gradients and rank 1's as the
+// accumulating process adds its two, and the update scales the sum by 1/2 (exact). So the weights and
+// momentum buffers are the same bits, and so are the training loss and error. The job is also the same
+// from run to run, BN statistics and evaluation included.
+func TestTwoRanksTrainAsOneProcessAccumulating(t *testing.T) {
+	root := t.TempDir()
+	cfg := smallConfig(2)
+	two := filepath.Join(root, "two")
+	mustRunRanks(t, cfg, two, false, 2)
+	again := filepath.Join(root, "again")
+	mustRunRanks(t, cfg, again, false, 2)
+
+	acc := cfg
+	acc.Train.AccumulateSteps = 2
+	one := filepath.Join(root, "one")
+	if _, err := runOnce(t, acc, one, false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameTensors(t, "2 ranks vs 1 process accumulating 2", one, two, isBNStatistic)
+	if a, b := trainColumns(t, one), trainColumns(t, two); !reflect.DeepEqual(a, b) {
+		t.Errorf("training loss, error and rate: 1 process %v, 2 ranks %v", a, b)
+	}
+
+	sameTensors(t, "2 ranks, run to run", two, again, nil)
+	a, _ := NewRunDir(two).ReadMetrics()
+	b, _ := NewRunDir(again).ReadMetrics()
+	if !reflect.DeepEqual(stripTiming(a), stripTiming(b)) {
+		t.Errorf("2 ranks, run to run: metrics differ:\n%+v\n%+v", a, b)
+	}
+}
+
+// The ranks' evaluation, each scoring the batches dealt to it, gives the scores of one process: the same
+// count of images, and the same totals added in the same order. 50 images in batches of 8 make 7
+// batches, the last of 2, dealt 3, 2, 2 among three ranks.
+func TestRanksEvaluateAsOneProcess(t *testing.T) {
+	cfg := smallConfig(1)
+	cfg.Dataset.TestSize, cfg.Eval.BatchSize = 50, 8
+	data, err := OpenData(cfg.Dataset, cfg.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ih, _ := data.Train.OutputShape()
+	spec, err := SpecFor(cfg.Model, data.Train.NumClasses(), ih)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := func(opt dataset.LoaderOptions) (*model.Net, *dataset.Loader) {
+		net, err := model.Build(cpu.New(), spec, cfg.Eval.BatchSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(net.Free)
+		if err := net.Init(cfg.Seed); err != nil {
+			t.Fatal(err)
+		}
+		opt.BatchSize, opt.Workers = cfg.Eval.BatchSize, 1
+		l, err := dataset.NewPipelineLoader(data.Eval, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(l.Close)
+		return net, l
+	}
+	net, test := setup(dataset.LoaderOptions{})
+	want, err := eval.OneCrop(net, test, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.N != 50 {
+		t.Fatalf("one process scored %d images, want 50", want.N)
+	}
+	const world = 3
+	comms := loopbackComms(t, world)
+	got, errs := make([]eval.Scores, world), make([]error, world)
+	var wg sync.WaitGroup
+	for r := range world {
+		net, test := setup(dataset.LoaderOptions{Rank: r, World: world, Deal: true})
+		tr := &trainer{net: net, test: test, par: &parallel{comm: comms[r], dev: net.Device()}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer comms[r].Close()
+			got[r], errs[r] = tr.score(nil)
+		}()
+	}
+	wg.Wait()
+	for r := range world {
+		if errs[r] != nil {
+			t.Fatalf("rank %d: %v", r, errs[r])
+		}
+		if got[r] != want {
+			t.Errorf("rank %d scored %+v, one process %+v", r, got[r], want)
+		}
+	}
+}
+
+// A rank that dies (here its Run ends at step 5, and its connections close as a process's would) stops
+// the others within the timeout, with an error naming it, and the checkpoint of the end of epoch 1
+// stays intact.
+func TestDeadRankStopsTheJob(t *testing.T) {
+	cfg := smallConfig(3)
+	cfg.Checkpoint.Every = 1
+	dir := t.TempDir()
+	killed := errors.New("killed")
+	began := time.Now()
+	errs := runRanks(t, cfg, dir, false, 2, func(rank int) rankHooks {
+		if rank != 1 {
+			return rankHooks{}
+		}
+		return rankHooks{afterStep: func(st *State) error {
+			if st.Step == 5 {
+				return killed
+			}
+			return nil
+		}}
+	})
+	if !errors.Is(errs[1], killed) {
+		t.Fatalf("rank 1 returned %v", errs[1])
+	}
+	if errs[0] == nil || !strings.Contains(errs[0].Error(), "rank 1") {
+		t.Fatalf("rank 0 returned %v, want an error naming rank 1", errs[0])
+	}
+	if took := time.Since(began); took > testDistOptions.OpTimeout+10*time.Second {
+		t.Errorf("the job took %s to stop", took)
+	}
+	t.Logf("rank 0: %v", errs[0])
+	ck, err := FindCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadCheckpoint(ck)
+	if err != nil {
+		t.Fatalf("the last checkpoint does not read back: %v", err)
+	}
+	if c.State.Epoch != 1 || c.State.Step != 4 {
+		t.Errorf("the last checkpoint is at epoch %d step %d, want the end of epoch 1 (1, 4)", c.State.Epoch, c.State.Step)
+	}
+}
+
+// A run of two ranks stopped mid-epoch continues in one process (accumulating two micro-batches), and a
+// run of one process continues as two ranks: both end with the weights of an uninterrupted run of two
+// ranks, the BN statistics aside (see isBNStatistic).
+func TestResumeAcrossWorldSizes(t *testing.T) {
+	root := t.TempDir()
+	cfg := smallConfig(2)
+	full := filepath.Join(root, "full")
+	mustRunRanks(t, cfg, full, false, 2)
+	acc := cfg
+	acc.Train.AccumulateSteps = 2
+
+	twoThenOne := filepath.Join(root, "two-then-one")
+	stop := make(chan struct{})
+	errs := runRanks(t, cfg, twoThenOne, false, 2, func(rank int) rankHooks {
+		h := rankHooks{stop: stop}
+		if rank == 0 {
+			h.afterStep = func(st *State) error {
+				if st.Step == 5 {
+					close(stop)
+				}
+				return nil
+			}
+		}
+		return h
+	})
+	for r, err := range errs {
+		if !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("rank %d of the stopped job returned %v, want ErrInterrupted", r, err)
+		}
+	}
+	ck, err := FindCheckpoint(twoThenOne)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rank 0's request, made after step 5, reaches the others with the next step's results.
+	if c, err := LoadCheckpoint(ck); err != nil || c.State.Step != 6 {
+		t.Fatalf("the stopped job's checkpoint: %v, step %d, want step 6", err, c.State.Step)
+	}
+	if _, err := runOnce(t, acc, twoThenOne, true, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameTensors(t, "2 ranks then 1 process", full, twoThenOne, isBNStatistic)
+
+	oneThenTwo := filepath.Join(root, "one-then-two")
+	interruptAt(t, acc, oneThenTwo, 3)
+	mustRunRanks(t, cfg, oneThenTwo, true, 2)
+	sameTensors(t, "1 process then 2 ranks", full, oneThenTwo, isBNStatistic)
+}
+
+// A global batch that does not divide among the ranks, or whose share does not divide into the
+// micro-batches, is refused at the start, naming the numbers.
+func TestWorldMustDivideTheBatch(t *testing.T) {
+	cfg := smallConfig(1)
+	if err := CheckWorld(cfg, 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		world, accumulate int
+		want              string
+	}{
+		{3, 1, "train.batch_size 16 (the global batch) does not divide among 3 ranks"},
+		{4, 8, "each of the 4 ranks trains on 4 images of the global batch of 16, which do not split into train.accumulate_steps 8"},
+	} {
+		cfg.Train.AccumulateSteps = c.accumulate
+		err := CheckWorld(cfg, c.world)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("world %d: got %v, want %q", c.world, err, c.want)
+		}
+	}
+	cfg.Train.AccumulateSteps = 1
+	for r, err := range runRanks(t, cfg, t.TempDir(), false, 3, nil) {
+		if err == nil || !strings.Contains(err.Error(), "does not divide among 3 ranks") {
+			t.Errorf("rank %d: got %v", r, err)
+		}
+	}
+}
