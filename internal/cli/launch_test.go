@@ -37,17 +37,48 @@ func startCLI(t *testing.T, args []string, env ...string) (*exec.Cmd, *bytes.Buf
 	return cmd, &stderr
 }
 
-func checkpointTensors(t *testing.T, dir string) *safetensors.File {
+// runWatching runs cmd, handing each line of its output to onLine as it comes, and returns the output and
+// the command's exit.
+func runWatching(t *testing.T, cmd *exec.Cmd, onLine func(string)) (string, error) {
 	t.Helper()
-	path, err := train.FindCheckpoint(dir)
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := safetensors.ReadFile(path)
-	if err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return f
+	defer cmd.Process.Kill()
+	var log strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		onLine(sc.Text())
+	}
+	return log.String(), cmd.Wait()
+}
+
+// sameWeights compares the newest checkpoints of two runs bit for bit, but for the BN running statistics.
+func sameWeights(t *testing.T, dirA, dirB string) {
+	t.Helper()
+	var files [2]*safetensors.File
+	for i, dir := range []string{dirA, dirB} {
+		path, err := train.FindCheckpoint(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if files[i], err = safetensors.ReadFile(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, wt := range files[0].Tensors {
+		if strings.Contains(wt.Name, "running_") || strings.Contains(wt.Name, "num_batches_tracked") {
+			continue
+		}
+		if gt, ok := files[1].Get(wt.Name); !ok || !bytes.Equal(gt.Data, wt.Data) {
+			t.Errorf("tensor %s differs between %s and %s", wt.Name, filepath.Base(dirA), filepath.Base(dirB))
+		}
+	}
 }
 
 // --nproc-per-node 2 runs the command as two worker processes, and they train as one process that
@@ -78,15 +109,43 @@ func TestLauncherRunsTwoWorkers(t *testing.T) {
 	if code, out, errOut := runCLI(t, tinyTrainArgs(one, 1, "--set", "train.accumulate_steps=2")...); code != 0 {
 		t.Fatalf("one process: exit %d\n%s%s", code, out, errOut)
 	}
-	a, b := checkpointTensors(t, one), checkpointTensors(t, two)
-	for _, wt := range a.Tensors {
-		if strings.Contains(wt.Name, "running_") || strings.Contains(wt.Name, "num_batches_tracked") {
-			continue
-		}
-		if gt, ok := b.Get(wt.Name); !ok || !bytes.Equal(gt.Data, wt.Data) {
-			t.Errorf("tensor %s differs between the two workers and one process accumulating", wt.Name)
-		}
+	sameWeights(t, one, two)
+}
+
+// SIGINT to the launcher reaches every worker once; rank 0 decides, and all stop after the same step,
+// rank 0 writing the checkpoint, with exit code 130. The run then continues in one process (accumulating
+// two micro-batches) to the weights of a run of one process throughout.
+func TestLauncherForwardsSIGINTAndResumesInOneProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
 	}
+	root := t.TempDir()
+	one := filepath.Join(root, "one")
+	if code, out, errOut := runCLI(t, tinyTrainArgs(one, 2, "--set", "train.accumulate_steps=2")...); code != 0 {
+		t.Fatalf("one process: exit %d\n%s%s", code, out, errOut)
+	}
+	two := filepath.Join(root, "two")
+	cmd, stderr := startCLI(t, tinyTrainArgs(two, 2, "--nproc-per-node", "2"))
+	signalled := false
+	log, err := runWatching(t, cmd, func(line string) {
+		if !signalled && strings.Contains(line, "epoch 1/2 step 2 ") {
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Error(err)
+			}
+			signalled = true
+		}
+	})
+	exitErr, ok := err.(*exec.ExitError)
+	if !signalled || !ok || exitErr.ExitCode() != exitInterrupted {
+		t.Fatalf("the interrupted job ended with %v, want exit %d\n%s%s", err, exitInterrupted, log, stderr.String())
+	}
+	if !strings.Contains(log, "interrupted: checkpoint written to ") || strings.Contains(stderr.String(), "[rank 1]") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", log, stderr.String())
+	}
+	if code, out, errOut := runCLI(t, "train", "--resume", two, "--set", "train.accumulate_steps=2"); code != 0 {
+		t.Fatalf("resume in one process: exit %d\n%s%s", code, out, errOut)
+	}
+	sameWeights(t, one, two)
 }
 
 // pidOfRank finds the worker of the given rank among the children of the launcher (Linux's /proc).
@@ -123,34 +182,22 @@ func TestLauncherStopsTheJobWhenAWorkerDies(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "run")
 	cmd, stderr := startCLI(t, tinyTrainArgs(dir, 100, "--nproc-per-node", "2"))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	var log strings.Builder
-	sc := bufio.NewScanner(stdout)
 	var killedAt time.Time
-	for sc.Scan() {
-		line := sc.Text()
-		log.WriteString(line + "\n")
+	log, err := runWatching(t, cmd, func(line string) {
 		if killedAt.IsZero() && strings.Contains(line, "epoch 2/100 step 6 ") {
 			pid := pidOfRank(t, cmd.Process.Pid, 1)
 			if pid == 0 {
-				t.Fatalf("no worker of rank 1 under the launcher\n%s", log.String())
+				t.Error("no worker of rank 1 under the launcher")
+				return
 			}
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
+				t.Error(err)
 			}
 			killedAt = time.Now()
 		}
-	}
-	err = cmd.Wait()
+	})
 	if killedAt.IsZero() {
-		t.Fatalf("never saw epoch 2 step 6:\n%s%s", log.String(), stderr.String())
+		t.Fatalf("rank 1 was not killed in epoch 2:\n%s%s", log, stderr.String())
 	}
 	if took := time.Since(killedAt); took > 30*time.Second {
 		t.Errorf("the job took %s to stop after rank 1 died", took)

@@ -136,7 +136,7 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	if info.Rank != 0 {
 		stdout = io.Discard // the other ranks speak only of errors, on stderr
 	}
-	stop, release := interruptChannel(e)
+	stop, release := interruptChannel(e, info.Rank == 0)
 	defer release()
 	fmt.Fprintf(stdout, "training %s on %s, run directory %s%s\n", cfg.Model.Arch, dev.Name(), runDir, job.describe())
 	res, err := train.Run(train.Options{
@@ -168,8 +168,10 @@ func configOrigin(src config.Source) (string, error) {
 }
 
 // interruptChannel returns the channel that asks training to stop: the test hook when set, else one closed
-// by the first SIGINT or SIGTERM (a second one exits at once). release stops listening for signals.
-func interruptChannel(e *env) (stop <-chan struct{}, release func()) {
+// by the first SIGINT or SIGTERM (a second one exits at once), which it announces when tell is set (the
+// other ranks of a data-parallel job follow rank 0's decision silently). release stops listening for
+// signals.
+func interruptChannel(e *env, tell bool) (stop <-chan struct{}, release func()) {
 	if e.stop != nil {
 		return e.stop, func() {}
 	}
@@ -181,7 +183,9 @@ func interruptChannel(e *env) (stop <-chan struct{}, release func()) {
 		if !ok {
 			return
 		}
-		fmt.Fprintf(e.stderr, "\n%v: finishing the current step and writing a checkpoint (again to quit at once)\n", s)
+		if tell {
+			fmt.Fprintf(e.stderr, "\n%v: finishing the current step and writing a checkpoint (again to quit at once)\n", s)
+		}
 		close(ch)
 		if _, ok := <-sig; ok {
 			os.Exit(exitInterrupted)

@@ -36,15 +36,10 @@ func loopbackComms(t *testing.T, world int) []dist.Communicator {
 	return comms
 }
 
-// rankHooks are one rank's test hooks and stop channel.
-type rankHooks struct {
-	stop      <-chan struct{}
-	afterStep func(*State) error
-}
-
 // runRanks runs cfg in dir as a job of world ranks, each a goroutine, and returns each rank's error.
-// Like a process that exits, a rank closes its connections when its Run returns.
-func runRanks(t *testing.T, cfg config.Config, dir string, resume bool, world int, hooks func(rank int) rankHooks) []error {
+// hooks, when set, gives a rank's test hooks, stop channel and output (Out nil: none). Like a process
+// that exits, a rank closes its connections when its Run returns.
+func runRanks(t *testing.T, cfg config.Config, dir string, resume bool, world int, hooks func(rank int) Options) []error {
 	t.Helper()
 	yml, err := cfg.YAML()
 	if err != nil {
@@ -58,12 +53,15 @@ func runRanks(t *testing.T, cfg config.Config, dir string, resume bool, world in
 		go func() {
 			defer wg.Done()
 			defer comms[r].Close()
-			var h rankHooks
+			var opt Options
 			if hooks != nil {
-				h = hooks(r)
+				opt = hooks(r)
 			}
-			_, errs[r] = Run(Options{Config: cfg, ConfigYAML: yml, RunDir: dir, Resume: resume, Device: cpu.New(), Out: io.Discard,
-				Stop: h.stop, afterStep: h.afterStep, Comm: comms[r]})
+			if opt.Out == nil {
+				opt.Out = io.Discard
+			}
+			opt.Config, opt.ConfigYAML, opt.RunDir, opt.Resume, opt.Device, opt.Comm = cfg, yml, dir, resume, cpu.New(), comms[r]
+			_, errs[r] = Run(opt)
 		}()
 	}
 	wg.Wait()
@@ -128,10 +126,12 @@ func trainColumns(t *testing.T, dir string) [][3]float64 {
 // process scales it by 1/2 (exact), the CPU communicator adds rank 0's gradients and rank 1's as the
 // accumulating process adds its two, and the update scales the sum by 1/2 (exact). So the weights and
 // momentum buffers are the same bits, and so are the training loss and error. The job is also the same
-// from run to run, BN statistics and evaluation included.
+// from run to run, BN statistics and evaluation included. The average of the weights, which every rank
+// keeps, follows.
 func TestTwoRanksTrainAsOneProcessAccumulating(t *testing.T) {
 	root := t.TempDir()
 	cfg := smallConfig(2)
+	cfg.Train.EMADecay = 0.9
 	two := filepath.Join(root, "two")
 	mustRunRanks(t, cfg, two, false, 2)
 	again := filepath.Join(root, "again")
@@ -230,11 +230,11 @@ func TestDeadRankStopsTheJob(t *testing.T) {
 	dir := t.TempDir()
 	killed := errors.New("killed")
 	began := time.Now()
-	errs := runRanks(t, cfg, dir, false, 2, func(rank int) rankHooks {
+	errs := runRanks(t, cfg, dir, false, 2, func(rank int) Options {
 		if rank != 1 {
-			return rankHooks{}
+			return Options{}
 		}
-		return rankHooks{afterStep: func(st *State) error {
+		return Options{afterStep: func(st *State) error {
 			if st.Step == 5 {
 				return killed
 			}
@@ -277,8 +277,8 @@ func TestResumeAcrossWorldSizes(t *testing.T) {
 
 	twoThenOne := filepath.Join(root, "two-then-one")
 	stop := make(chan struct{})
-	errs := runRanks(t, cfg, twoThenOne, false, 2, func(rank int) rankHooks {
-		h := rankHooks{stop: stop}
+	errs := runRanks(t, cfg, twoThenOne, false, 2, func(rank int) Options {
+		h := Options{Stop: stop}
 		if rank == 0 {
 			h.afterStep = func(st *State) error {
 				if st.Step == 5 {
@@ -337,6 +337,49 @@ func TestWorldMustDivideTheBatch(t *testing.T) {
 	for r, err := range runRanks(t, cfg, t.TempDir(), false, 3, nil) {
 		if err == nil || !strings.Contains(err.Error(), "does not divide among 3 ranks") {
 			t.Errorf("rank %d: got %v", r, err)
+		}
+	}
+}
+
+// A step whose gradients are not finite on one rank only is skipped by all (train.on_nonfinite: skip),
+// rank 0 naming the rank, as one process skips it; with train.on_nonfinite: stop, every rank stops.
+func TestRanksAgreeOnANonFiniteStep(t *testing.T) {
+	cfg := smallConfig(1)
+	cfg.Train.OnNonFinite, cfg.Train.MaxNonFiniteSteps = config.OnNonFiniteSkip, 3
+	poison := poisonGradient(func(s int64) bool { return s == 2 })
+	root := t.TempDir()
+	two := filepath.Join(root, "two")
+	var out strings.Builder
+	onRank1 := func(rank int) Options {
+		if rank == 0 {
+			return Options{Out: &out}
+		}
+		return Options{afterBackward: poison}
+	}
+	for r, err := range runRanks(t, cfg, two, false, 2, onRank1) {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	want := "epoch 1 step 2 (lr 0.05): on rank 1, the gradient of layer1.0.conv1.weight[5] is NaN; update skipped (1 in a row"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("rank 0's output lacks %q:\n%s", want, out.String())
+	}
+	if ms, err := NewRunDir(two).ReadMetrics(); err != nil || len(ms) != 1 || ms[0].NonFiniteSteps != 1 {
+		t.Fatalf("metrics %+v, %v; want nonfinite_steps 1", ms, err)
+	}
+	acc := cfg
+	acc.Train.AccumulateSteps = 2
+	one := filepath.Join(root, "one")
+	if err := runHooked(t, acc, one, false, io.Discard, nil, Options{afterBackward: poison}); err != nil {
+		t.Fatal(err)
+	}
+	sameTensors(t, "a skipped step, 2 ranks vs 1 process", one, two, isBNStatistic)
+
+	cfg.Train.OnNonFinite = config.OnNonFiniteStop
+	for r, err := range runRanks(t, cfg, filepath.Join(root, "stop"), false, 2, onRank1) {
+		if !errors.Is(err, ErrDiverged) || !strings.Contains(err.Error(), "on rank 1, the gradient of layer1.0.conv1.weight[5] is NaN") {
+			t.Errorf("rank %d: %v, want the divergence on rank 1", r, err)
 		}
 	}
 }
