@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"resnet/internal/backend"
 	"resnet/internal/config"
 	"resnet/internal/cpu"
 	"resnet/internal/dataset"
@@ -60,7 +61,10 @@ func runRanks(t *testing.T, cfg config.Config, dir string, resume bool, world in
 			if opt.Out == nil {
 				opt.Out = io.Discard
 			}
-			opt.Config, opt.ConfigYAML, opt.RunDir, opt.Resume, opt.Device, opt.Comm = cfg, yml, dir, resume, cpu.New(), comms[r]
+			if opt.Device == nil {
+				opt.Device = cpu.New()
+			}
+			opt.Config, opt.ConfigYAML, opt.RunDir, opt.Resume, opt.Comm = cfg, yml, dir, resume, comms[r]
 			_, errs[r] = Run(opt)
 		}()
 	}
@@ -382,4 +386,25 @@ func TestRanksAgreeOnANonFiniteStep(t *testing.T) {
 			t.Errorf("rank %d: %v, want the divergence on rank 1", r, err)
 		}
 	}
+}
+
+// hostCopyDevice is the CPU device seen only through backend.Device, as a GPU without collectives of its
+// own is: the ranks' collectives go through host copies (Download, the host communicator, Upload).
+type hostCopyDevice struct{ backend.Device }
+
+// Host copies give the same bits as collectives on the CPU tensors in place.
+func TestRanksThroughHostCopies(t *testing.T) {
+	root := t.TempDir()
+	cfg := smallConfig(1)
+	direct := filepath.Join(root, "direct")
+	mustRunRanks(t, cfg, direct, false, 2)
+	copied := filepath.Join(root, "copied")
+	for r, err := range runRanks(t, cfg, copied, false, 2, func(int) Options {
+		return Options{Device: hostCopyDevice{cpu.New()}}
+	}) {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	sameTensors(t, "host copies vs in place", direct, copied, nil)
 }
