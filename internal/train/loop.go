@@ -9,6 +9,7 @@ import (
 	"math"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"time"
 
 	"resnet/internal/backend"
@@ -761,6 +762,10 @@ func (t *trainer) record() error {
 		return nil
 	}
 	rec := NewReproducibility(t.opt.Version, t.st.Step, t.opt.Device, t.net)
+	if t.par != nil {
+		// The BN running statistics are those of rank 0's share of each batch.
+		rec.Environment["world_size"] = strconv.Itoa(t.world())
+	}
 	if t.recorded && len(rec.Convolutions) == t.recordedConvs {
 		return nil
 	}

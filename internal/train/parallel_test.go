@@ -152,6 +152,13 @@ func TestTwoRanksTrainAsOneProcessAccumulating(t *testing.T) {
 		t.Errorf("training loss, error and rate: 1 process %v, 2 ranks %v", a, b)
 	}
 
+	if got := readRecord(t, two).Environment["world_size"]; got != "2" {
+		t.Errorf("reproducibility.json has world_size %q, want 2", got)
+	}
+	if got, ok := readRecord(t, one).Environment["world_size"]; ok {
+		t.Errorf("a single process's reproducibility.json has world_size %q", got)
+	}
+
 	sameTensors(t, "2 ranks, run to run", two, again, nil)
 	a, _ := NewRunDir(two).ReadMetrics()
 	b, _ := NewRunDir(again).ReadMetrics()
