@@ -142,8 +142,9 @@ func launch(e *env, o *trainOptions, cfg config.Config) error {
 	args := workerArgs(e.args)
 	env := []string{"WORLD_SIZE=" + strconv.Itoa(n), "LOCAL_WORLD_SIZE=" + strconv.Itoa(n), "MASTER_ADDR=127.0.0.1",
 		"MASTER_PORT=" + strconv.Itoa(port)}
-	if cfg.Device == "cpu" && os.Getenv("GOMAXPROCS") == "" {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/n))) // an equal share of the cores each
+	if os.Getenv("GOMAXPROCS") == "" {
+		// An equal share of the cores each: for the CPU device's compute, and for a GPU worker's loader.
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/n)))
 	}
 
 	sig := make(chan os.Signal, 2)

@@ -41,12 +41,12 @@ func newTrainCmd(e *env) *cobra.Command {
 		Long: `Train a network from a YAML config (a file, or a shipped preset by name).
 
 Data-parallel training: --nproc-per-node N starts N workers on this machine (one per GPU, or N CPU
-processes sharing the cores), each training on its share of every global batch (train.batch_size, which
-must divide by N) with the gradients summed over the workers. The same command runs as one worker of a
-job started by torchrun (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) or by Slurm's srun
-(SLURM_PROCID, SLURM_LOCALID, SLURM_NTASKS, SLURM_NODELIST). Rank 0 alone writes the run directory and
-prints progress. RESNET_DIST_TIMEOUT (such as 2m) bounds how long the workers wait for each other at
-the start (default 5m).`,
+processes), each with an equal share of the cores (GOMAXPROCS, unless set). Each trains on its share of
+every global batch (train.batch_size, which must divide by N), and the gradients are summed over the
+workers. The same command runs as one worker of a job started by torchrun (RANK, LOCAL_RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT) or by Slurm's srun (SLURM_PROCID, SLURM_LOCALID, SLURM_NTASKS, SLURM_NODELIST).
+Rank 0 alone writes the run directory and prints progress. RESNET_DIST_TIMEOUT (such as 2m) bounds how
+long the workers wait for each other at the start (default 5m).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runTrain(e, o, cmd.Flags().Changed)
