@@ -201,32 +201,56 @@ type stepShare struct {
 	problem string // what stepCheck.problem said
 }
 
-const stepShareFloats = 8
+// The host values the ranks exchange travel as little-endian float64s, which hold the counts exactly.
+func appendFloats(b []byte, v ...float64) []byte {
+	for _, x := range v {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+	}
+	return b
+}
+
+func readFloats(b []byte, v []float64) []byte {
+	for i := range v {
+		v[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+	}
+	return b[8*len(v):]
+}
+
+// resultBytes is the size of an encoded model.Result.
+const resultBytes = 5 * 8
+
+func appendResult(b []byte, r model.Result) []byte {
+	return appendFloats(b, float64(r.N), r.LossSum, float64(r.Top1), float64(r.Top5), float64(r.NonFinite))
+}
+
+func readResult(b []byte) (model.Result, []byte) {
+	var v [5]float64
+	b = readFloats(b, v[:])
+	return model.Result{N: int(v[0]), LossSum: v[1], Top1: int(v[2]), Top5: int(v[3]), NonFinite: int(v[4])}, b
+}
+
+// stepShareBytes is the size of an encoded stepShare before its problem text.
+const stepShareBytes = resultBytes + 3*8
 
 func (s stepShare) encode() []byte {
-	r := s.result
 	stop := 0.0
 	if s.stop {
 		stop = 1
 	}
-	v := [stepShareFloats]float64{float64(r.N), r.LossSum, float64(r.Top1), float64(r.Top5), float64(r.NonFinite), float64(s.bad), float64(s.kind), stop}
-	b := make([]byte, 8*len(v), 8*len(v)+len(s.problem))
-	for i, x := range v {
-		binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(x))
-	}
+	b := appendFloats(appendResult(nil, s.result), float64(s.bad), float64(s.kind), stop)
 	return append(b, s.problem...)
 }
 
 func decodeStepShare(b []byte) (stepShare, error) {
-	if len(b) < 8*stepShareFloats {
+	if len(b) < stepShareBytes {
 		return stepShare{}, errors.New("train: a rank sent a step result too short to read")
 	}
-	var v [stepShareFloats]float64
-	for i := range v {
-		v[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
-	}
-	r := model.Result{N: int(v[0]), LossSum: v[1], Top1: int(v[2]), Top5: int(v[3]), NonFinite: int(v[4])}
-	return stepShare{result: r, bad: int64(v[5]), kind: int(v[6]), stop: v[7] != 0, problem: string(b[8*stepShareFloats:])}, nil
+	var s stepShare
+	var v [3]float64
+	s.result, b = readResult(b)
+	b = readFloats(b, v[:])
+	s.bad, s.kind, s.stop, s.problem = int64(v[0]), int(v[1]), v[2] != 0, string(b)
+	return s, nil
 }
 
 // shareStep gathers every rank's share of the step and adds them up in rank order, so that every rank
@@ -283,44 +307,49 @@ func (t *trainer) score(onSkip func([]*dataset.BadExampleError)) (eval.Scores, e
 	if err != nil {
 		return eval.Scores{}, err
 	}
-	shares := make([]stepShare, len(results)+1)
-	shares[0].bad = int64(skipped)
-	for i, r := range results {
-		shares[i+1].result = r
-	}
-	var b []byte
-	for _, s := range shares {
-		b = append(b, s.encode()...)
-	}
-	parts, err := t.par.comm.AllGather(b)
+	ordered, skipped, err := t.par.gatherDealt(results, skipped)
 	if err != nil {
 		return eval.Scores{}, fmt.Errorf("eval: gathering the ranks' scores: %w", err)
 	}
-	ranks := make([][]stepShare, len(parts))
+	return eval.Combine(ordered, skipped)
+}
+
+// gatherDealt gathers every rank's results of the batches dealt to it (rank r has global batches r,
+// r+W, ...) and its count of skipped images, and returns all the results in global batch order and the
+// total skipped.
+func (p *parallel) gatherDealt(results []model.Result, skipped int) ([]model.Result, int, error) {
+	b := appendFloats(nil, float64(skipped))
+	for _, r := range results {
+		b = appendResult(b, r)
+	}
+	parts, err := p.comm.AllGather(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	world := len(parts)
+	ranks := make([][]model.Result, world)
 	total, all := 0, 0
 	for r, b := range parts {
+		if len(b) < 8 || (len(b)-8)%resultBytes != 0 {
+			return nil, 0, fmt.Errorf("rank %d sent %d bytes of scores, which do not read as whole batches", r, len(b))
+		}
+		var v [1]float64
+		b = readFloats(b, v[:])
+		total += int(v[0])
 		for len(b) > 0 {
-			s, err := decodeStepShare(b[:min(len(b), 8*stepShareFloats)])
-			if err != nil {
-				return eval.Scores{}, err
-			}
-			ranks[r] = append(ranks[r], s)
-			b = b[8*stepShareFloats:]
+			var res model.Result
+			res, b = readResult(b)
+			ranks[r] = append(ranks[r], res)
 		}
-		if len(ranks[r]) == 0 {
-			return eval.Scores{}, fmt.Errorf("eval: rank %d sent no scores", r)
-		}
-		total += int(ranks[r][0].bad)
-		all += len(ranks[r]) - 1
+		all += len(ranks[r])
 	}
 	ordered := make([]model.Result, all)
-	world := len(parts)
 	for j := range ordered {
 		r, k := j%world, j/world
-		if k+1 >= len(ranks[r]) {
-			return eval.Scores{}, fmt.Errorf("eval: rank %d scored %d batches, fewer than its share", r, len(ranks[r])-1)
+		if k >= len(ranks[r]) {
+			return nil, 0, fmt.Errorf("rank %d scored %d batches, fewer than its share", r, len(ranks[r]))
 		}
-		ordered[j] = ranks[r][k+1].result
+		ordered[j] = ranks[r][k]
 	}
-	return eval.Combine(ordered, total)
+	return ordered, total, nil
 }
