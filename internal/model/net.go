@@ -58,6 +58,10 @@ type Net struct {
 	// dropoutSeed and dropoutStep place the dropout masks of a training forward (SetDropoutKey).
 	dropoutSeed uint64
 	dropoutStep int64
+	// gradReady hears, during Backward, how much of the gradient store is final (OnGradientsReady);
+	// readyFrom is that offset after each node.
+	gradReady func(from int) error
+	readyFrom []int
 }
 
 // Build allocates a spec's network on dev for batches of up to batch examples.
@@ -525,9 +529,16 @@ func (n *Net) Backward() error {
 		a.gradWritten = false
 	}
 	n.g.logits.gradWritten = true
+	reported := n.grads.Shape.Numel()
 	for i := len(n.g.nodes) - 1; i >= 0; i-- {
 		if err := n.g.nodes[i].backward(n); err != nil {
 			return err
+		}
+		if n.gradReady != nil && n.readyFrom[i] < reported {
+			reported = n.readyFrom[i]
+			if err := n.gradReady(reported); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -110,6 +110,9 @@ type Options struct {
 	afterBackward func(net *model.Net, st *State) error
 	// beforeBatch is a test hook run while each step waits for its batch (a slow loader).
 	beforeBatch func()
+	// bucketFloats, in a test, replaces the size of the gradient buckets of a data-parallel step
+	// (bucketFloats); negative: the gradients are summed after backward.
+	bucketFloats int
 }
 
 // Result describes a finished (or interrupted) run.
@@ -142,11 +145,13 @@ type trainer struct {
 	cfg config.Config
 	dir RunDir
 	net *model.Net
-	// par links the ranks of a data-parallel job (nil for a single process).
-	par    *parallel
-	slots  []backend.SGDSlot
-	check  *stepCheck
-	scaler lossScaler
+	// par links the ranks of a data-parallel job (nil for a single process), and buckets sums its
+	// gradients while backward runs (nil: after backward).
+	par     *parallel
+	buckets *gradBuckets
+	slots   []backend.SGDSlot
+	check   *stepCheck
+	scaler  lossScaler
 	// mix makes the soft targets of label smoothing, mixup and CutMix (nil without them).
 	mix *mixer
 	// acc sums the micro-batches' gradients under train.accumulate_steps (Net.GradientStore's shape).
@@ -209,6 +214,7 @@ func (t *trainer) prepare() error {
 		if restored, err = t.syncState(restored); err != nil {
 			return err
 		}
+		t.startBuckets()
 	}
 	t.scaler = lossScaler{cfg: t.cfg.LossScaling()}
 	t.scaler.start(&t.st, restored)
@@ -378,6 +384,7 @@ func (t *trainer) close() {
 	if t.check != nil {
 		t.check.free()
 	}
+	t.buckets.close()
 	if t.acc.Valid() {
 		t.opt.Device.Free(t.acc)
 	}
@@ -515,7 +522,12 @@ func (t *trainer) rankStep(b *dataset.Batch) (model.Result, error) {
 	if err != nil || t.par == nil {
 		return r, err
 	}
-	if err := t.par.allReduce(t.net.GradientStore()); err != nil {
+	if t.buckets != nil {
+		err = t.buckets.finish()
+	} else {
+		err = t.par.allReduce(t.net.GradientStore())
+	}
+	if err != nil {
 		return r, fmt.Errorf("summing the gradients over the ranks: %w", err)
 	}
 	return r, nil

@@ -415,3 +415,92 @@ func TestRanksThroughHostCopies(t *testing.T) {
 	}
 	sameTensors(t, "host copies vs in place", direct, copied, nil)
 }
+
+// Gradients summed in buckets while backward runs give the bits of one sum after backward: the same
+// element-wise sums in rank order, whatever the ranges.
+func TestBucketsSumAsAfterBackward(t *testing.T) {
+	root := t.TempDir()
+	cfg := smallConfig(1)
+	run := func(name string, size int) string {
+		dir := filepath.Join(root, name)
+		for r, err := range runRanks(t, cfg, dir, false, 2, func(int) Options { return Options{bucketFloats: size} }) {
+			if err != nil {
+				t.Fatalf("%s, rank %d: %v", name, r, err)
+			}
+		}
+		return dir
+	}
+	sameTensors(t, "buckets of 5000 vs after backward", run("after", -1), run("buckets", 5000), nil)
+}
+
+// A rank that runs no backward in a step (every image of its share unreadable) launches the same buckets
+// in the same order, all at the end, adding zeros.
+func TestBucketsOfARankWithoutImages(t *testing.T) {
+	spec, err := model.Lookup("cifar_resnet8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func() *model.Net {
+		n, err := model.Build(cpu.New(), spec, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Free)
+		if err := n.Init(5); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	x := make([]float32, 2*3*32*32)
+	for i := range x {
+		x[i] = float32(i%11) - 5
+	}
+	labels := []int32{3, 8}
+	ref := build()
+	if _, err := ref.TrainStep(x, labels); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := cpu.Float32s(ref.GradientStore())
+
+	comms := loopbackComms(t, 2)
+	nets := []*model.Net{build(), build()}
+	errs := make([]error, 2)
+	spans := make([]int, 2)
+	var wg sync.WaitGroup
+	for r := range 2 {
+		b := newGradBuckets(&parallel{comm: comms[r], dev: nets[r].Device()}, nets[r], 5000)
+		if b == nil {
+			t.Fatal("no buckets on the CPU")
+		}
+		spans[r] = len(b.spans)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer comms[r].Close()
+			defer b.close()
+			if r == 0 {
+				if _, err := nets[r].TrainStep(x, labels); err != nil {
+					errs[r] = err
+					return
+				}
+			} else if err := nets[r].Device().Zero(nets[r].GradientStore()); err != nil {
+				errs[r] = err
+				return
+			}
+			errs[r] = b.finish()
+		}()
+	}
+	wg.Wait()
+	if spans[0] < 4 {
+		t.Fatalf("%d buckets of 5000 gradients, want several", spans[0])
+	}
+	for r, n := range nets {
+		if errs[r] != nil {
+			t.Fatalf("rank %d: %v", r, errs[r])
+		}
+		got, _ := cpu.Float32s(n.GradientStore())
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("rank %d: the summed gradients are not rank 0's plus zeros", r)
+		}
+	}
+}
