@@ -90,7 +90,7 @@ func runCompare(e *env, o *compareOptions, args []string, changed func(string) b
 	if err != nil {
 		return err
 	}
-	stop, release := interruptChannel(e)
+	stop, release := interruptChannel(e, true)
 	defer release()
 	err = compare.Train(entries, compare.Options{Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop, Version: version})
 	if err != nil {

@@ -68,10 +68,16 @@ var openExplained = backend.OpenExplained
 // openDevice opens the named device with the settings of a config's cuda section. When "auto" falls back to
 // the CPU, the reason the GPU did not open is printed on stderr, once per process.
 func openDevice(e *env, name string, c config.CUDAConfig) (backend.Device, error) {
+	return openDeviceOrdinal(e, name, c, 0)
+}
+
+// openDeviceOrdinal is openDevice for the GPU of the given index, a data-parallel worker's local rank.
+func openDeviceOrdinal(e *env, name string, c config.CUDAConfig, ordinal int) (backend.Device, error) {
 	opt, err := deviceOptions(c)
 	if err != nil {
 		return nil, err
 	}
+	opt.Ordinal = ordinal
 	d, fallback, err := openExplained(name, opt)
 	if err == nil && fallback != nil {
 		e.fallbackOnce.Do(func() {

@@ -47,6 +47,19 @@ type env struct {
 	warned map[string]bool
 	// hostMemory, when set, replaces sysmem.HostLimit (tests fix the limit the memory checks see).
 	hostMemory func() sysmem.Limit
+	// getenv, when set, replaces os.Getenv for the variables of a data-parallel job (tests run ranks in
+	// one process).
+	getenv func(string) string
+	// args are the command line's arguments, which the launcher hands its workers.
+	args []string
+}
+
+// lookupEnv reads a variable of the process environment, or of the test's.
+func (e *env) lookupEnv(name string) string {
+	if e.getenv != nil {
+		return e.getenv(name)
+	}
+	return os.Getenv(name)
 }
 
 // warn prints a warning on stderr, once per text.
@@ -94,6 +107,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func run(e *env, args []string) int {
+	e.args = args
 	root := newRoot(e)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
@@ -104,6 +118,10 @@ func run(e *env, args []string) int {
 		return exitInterrupted
 	}
 	fmt.Fprintf(e.stderr, "resnet: %v\n", err)
+	var failed workerFailed
+	if errors.As(err, &failed) {
+		return failed.code
+	}
 	var ue usageError
 	switch {
 	case errors.As(err, &ue) || isCobraUsageError(err):

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"resnet/internal/config"
+	"resnet/internal/dist"
 	"resnet/internal/train"
 )
 
@@ -20,6 +22,9 @@ type trainOptions struct {
 	out        string
 	resume     string
 	dryRun     bool
+	// nproc and masterPort start a data-parallel job of nproc workers on this machine (launch.go).
+	nproc      int
+	masterPort int
 }
 
 func newTrainCmd(e *env) *cobra.Command {
@@ -30,7 +35,18 @@ func newTrainCmd(e *env) *cobra.Command {
 		Example: `  resnet train --config demo.yaml
   resnet train --config configs/cifar_resnet56.yaml --set train.epochs=10 --out runs/r56-short
   resnet train --config resnet50.yaml --dry-run
-  resnet train --resume runs/demo`,
+  resnet train --resume runs/demo
+  resnet train --config cifar_resnet56 --nproc-per-node 4
+  torchrun --no-python --nproc-per-node 8 resnet train --config resnet50`,
+		Long: `Train a network from a YAML config (a file, or a shipped preset by name).
+
+Data-parallel training: --nproc-per-node N starts N workers on this machine (one per GPU, or N CPU
+processes), each with an equal share of the cores (GOMAXPROCS, unless set). Each trains on its share of
+every global batch (train.batch_size, which must divide by N), and the gradients are summed over the
+workers. The same command runs as one worker of a job started by torchrun (RANK, LOCAL_RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT) or by Slurm's srun (SLURM_PROCID, SLURM_LOCALID, SLURM_NTASKS, SLURM_NODELIST).
+Rank 0 alone writes the run directory and prints progress. RESNET_DIST_TIMEOUT (such as 2m) bounds how
+long the workers wait for each other at the start (default 5m).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runTrain(e, o, cmd.Flags().Changed)
@@ -41,11 +57,21 @@ func newTrainCmd(e *env) *cobra.Command {
 	f.StringVar(&o.out, "out", "", "run directory (default runs/<config name>)")
 	f.StringVar(&o.resume, "resume", "", "continue the run in this directory from its newest checkpoint")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the resolved config and the model summary, then exit")
+	f.IntVar(&o.nproc, "nproc-per-node", 0, "start this many data-parallel workers on this machine (one per GPU, or CPU processes)")
+	f.IntVar(&o.masterPort, "master-port", 0, "with --nproc-per-node: the TCP port of rank 0's rendezvous (default a free one)")
 	o.bind(f, "the run")
 	return cmd
 }
 
 func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
+	switch {
+	case o.nproc < 0:
+		return usageError{fmt.Errorf("--nproc-per-node must be >= 1 (got %d)", o.nproc)}
+	case changed("master-port") && o.nproc == 0:
+		return usageError{errors.New("--master-port goes with --nproc-per-node, which starts the workers that use it")}
+	case o.masterPort < 0 || o.masterPort > 65535:
+		return usageError{fmt.Errorf("--master-port must be a TCP port, 1 to 65535 (got %d)", o.masterPort)}
+	}
 	src := config.Source{File: o.configFile, UseEnv: true, Sets: o.toSets(changed), Warn: e.warn}
 	runDir := o.out
 	var from *train.ResumePoint
@@ -87,24 +113,44 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		}
 		return printMemory(e, cfg)
 	}
-	dev, err := openDevice(e, cfg.Device, cfg.CUDA)
+	if o.nproc > 0 {
+		return launch(e, o, cfg)
+	}
+	info, err := dist.Discover(e.lookupEnv)
 	if err != nil {
 		return err
 	}
-	stop, release := interruptChannel(e)
+	if err := train.CheckWorld(cfg, info.WorldSize); err != nil {
+		return err
+	}
+	dev, err := openDeviceOrdinal(e, cfg.Device, cfg.CUDA, info.LocalRank)
+	if err != nil {
+		return err
+	}
+	job, err := joinJob(e, info, dev, yml)
+	if err != nil {
+		return err
+	}
+	defer job.close()
+	stdout := e.stdout
+	if info.Rank != 0 {
+		stdout = io.Discard // the other ranks speak only of errors, on stderr
+	}
+	stop, release := interruptChannel(e, info.Rank == 0)
 	defer release()
-	fmt.Fprintf(e.stdout, "training %s on %s, run directory %s\n", cfg.Model.Arch, dev.Name(), runDir)
+	fmt.Fprintf(stdout, "training %s on %s, run directory %s%s\n", cfg.Model.Arch, dev.Name(), runDir, job.describe())
 	res, err := train.Run(train.Options{
 		Config: cfg, ConfigYAML: yml, RunDir: runDir, Resume: o.resume != "", From: from,
-		Device: dev, Out: e.stdout, Terminal: e.terminal, Stop: stop, HostMemory: e.hostMemory, Version: version,
+		Device: dev, Out: stdout, Terminal: e.terminal && info.Rank == 0, Stop: stop, HostMemory: e.hostMemory, Version: version,
+		Comm: job.comm, Collectives: job.coll,
 	})
 	if err != nil {
 		if errors.Is(err, train.ErrInterrupted) {
-			fmt.Fprintf(e.stdout, "resume with: resnet train --resume %s\n", runDir)
+			fmt.Fprintf(stdout, "resume with: resnet train --resume %s\n", runDir)
 		}
 		return err
 	}
-	fmt.Fprintf(e.stdout, "done: test error %.2f%% (top-5 %.2f%%) after %d epochs\nrun directory: %s\n  metrics:    %s\n  checkpoint: %s\n",
+	fmt.Fprintf(stdout, "done: test error %.2f%% (top-5 %.2f%%) after %d epochs\nrun directory: %s\n  metrics:    %s\n  checkpoint: %s\n",
 		100*res.Last.TestErr, 100*res.Last.TestTop5Err, res.Epochs, runDir,
 		train.NewRunDir(runDir).MetricsPath(), res.Checkpoint)
 	return nil
@@ -122,8 +168,10 @@ func configOrigin(src config.Source) (string, error) {
 }
 
 // interruptChannel returns the channel that asks training to stop: the test hook when set, else one closed
-// by the first SIGINT or SIGTERM (a second one exits at once). release stops listening for signals.
-func interruptChannel(e *env) (stop <-chan struct{}, release func()) {
+// by the first SIGINT or SIGTERM (a second one exits at once), which it announces when tell is set (the
+// other ranks of a data-parallel job follow rank 0's decision silently). release stops listening for
+// signals.
+func interruptChannel(e *env, tell bool) (stop <-chan struct{}, release func()) {
 	if e.stop != nil {
 		return e.stop, func() {}
 	}
@@ -135,7 +183,9 @@ func interruptChannel(e *env) (stop <-chan struct{}, release func()) {
 		if !ok {
 			return
 		}
-		fmt.Fprintf(e.stderr, "\n%v: finishing the current step and writing a checkpoint (again to quit at once)\n", s)
+		if tell {
+			fmt.Fprintf(e.stderr, "\n%v: finishing the current step and writing a checkpoint (again to quit at once)\n", s)
+		}
 		close(ch)
 		if _, ok := <-sig; ok {
 			os.Exit(exitInterrupted)

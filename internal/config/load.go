@@ -546,11 +546,11 @@ func (s *setting) fromText(text string, o origin) (any, error) {
 }
 
 // OtherVariables are the RESNET_* environment variables that are not config keys: they belong to the
-// CUDA backend, the build and the test scripts.
+// CUDA backend, data-parallel jobs, the build and the test scripts.
 var OtherVariables = []string{
 	"RESNET_AUGMENT_GOLDEN", "RESNET_BENCH_IMAGENET", "RESNET_CLI_CHILD", "RESNET_CUDA_CACHE", "RESNET_CUDA_DEVICE", "RESNET_CUDA_HOME",
 	"RESNET_CUDA_TF32", "RESNET_CUDA_TOOLKIT", "RESNET_CUDA_WORKSPACE_MB", "RESNET_CUDNN_HOME",
-	"RESNET_GPU_ENV_DONE", "RESNET_GPU_LDCONFIG", "RESNET_GPU_LIB_DIRS", "RESNET_GPU_OPT_ROOTS",
+	"RESNET_DIST_TIMEOUT", "RESNET_GPU_ENV_DONE", "RESNET_GPU_LDCONFIG", "RESNET_GPU_LIB_DIRS", "RESNET_GPU_OPT_ROOTS",
 	"RESNET_GPU_SYSTEM_DIRS", "RESNET_GPU_TEST_TIMEOUT", "RESNET_LOCK_TEST_CHILD", "RESNET_PYTHON",
 	"RESNET_REQUIRE_CUDNN", "RESNET_REQUIRE_GPU", "RESNET_SCRIPTS", "RESNET_SYNTHETIC_GRID", "RESNET_TORCH_CACHE",
 	"RESNET_TORCH_PYTHON",

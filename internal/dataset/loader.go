@@ -14,8 +14,15 @@ import (
 
 // LoaderOptions configures a Loader.
 type LoaderOptions struct {
-	// BatchSize is the number of examples per batch.
+	// BatchSize is the number of examples per batch (the global batch when World > 1).
 	BatchSize int
+	// Rank and World, with World > 1, make the loader one rank's of a data-parallel job of World ranks.
+	// The epoch's order and batches stay the single-process ones. A training loader (DropLast) delivers
+	// rank Rank's share of every batch: batch i holds the global positions [i*B + r*B/W, i*B + (r+1)*B/W),
+	// where BatchSize B must divide by World. With Deal set it delivers whole batches instead, dealt in
+	// turn: global batches r, r+W, r+2W, ... (evaluation, where every image is scored once).
+	Rank, World int
+	Deal        bool
 	// Shuffle permutes the order each epoch, as a function of (Seed, epoch) only.
 	Shuffle bool
 	// DropLast drops an incomplete last batch (training) instead of delivering it (evaluation).
@@ -44,7 +51,7 @@ type LoaderOptions struct {
 type Batch struct {
 	// Epoch and Index (the position of this batch inside the epoch) identify the batch.
 	Epoch, Index int
-	// N is the number of examples (at most BatchSize; less only for a kept last batch).
+	// N is the number of examples (at most the loader's batch size; less only for a kept last batch).
 	N int
 	// X holds N images, NCHW, normalised.
 	X []float32
@@ -87,9 +94,10 @@ type Loader struct {
 	workers   int
 	prefetch  int
 	chunks    int // chunks per full batch
+	size      int // examples of a full delivered batch: BatchSize, or a rank's share of it
 
 	order   []int32 // the epoch's permutation of the source; read by workers
-	batches int     // per epoch
+	batches int     // delivered per epoch
 
 	jobs chan chunk
 	done chan *Batch
@@ -151,12 +159,16 @@ func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 		return nil, fmt.Errorf("dataset: loader source has image shape %dx%dx%d; every dimension must be > 0", c, h, w)
 	}
 
-	batches := (n + opt.BatchSize - 1) / opt.BatchSize
+	global := (n + opt.BatchSize - 1) / opt.BatchSize
 	if opt.DropLast {
-		batches = n / opt.BatchSize
+		global = n / opt.BatchSize
 	}
-	if batches == 0 {
+	if global == 0 {
 		return nil, fmt.Errorf("dataset: loader batch size %d exceeds the %d examples; with drop_last no batch is left", opt.BatchSize, n)
+	}
+	batches, size, err := opt.share(global)
+	if err != nil {
+		return nil, err
 	}
 
 	workers, prefetch := opt.resolved()
@@ -166,7 +178,8 @@ func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 		classes:  src.NumClasses(),
 		workers:  workers,
 		prefetch: prefetch,
-		chunks:   min(workers, opt.BatchSize),
+		chunks:   min(workers, size),
+		size:     size,
 		order:    make([]int32, n),
 		batches:  batches,
 		ready:    make([]*Batch, prefetch),
@@ -179,6 +192,23 @@ func NewPipelineLoader(src Pipeline, opt LoaderOptions) (*Loader, error) {
 		go l.work()
 	}
 	return l, nil
+}
+
+// share is how many of the global batches a rank's loader delivers per epoch and the size of a full one.
+func (opt LoaderOptions) share(global int) (batches, size int, err error) {
+	switch {
+	case opt.World <= 1:
+		return global, opt.BatchSize, nil
+	case opt.Rank < 0 || opt.Rank >= opt.World:
+		return 0, 0, fmt.Errorf("dataset: loader rank %d is not one of the %d ranks", opt.Rank, opt.World)
+	case opt.Deal:
+		return (global - opt.Rank + opt.World - 1) / opt.World, opt.BatchSize, nil
+	case !opt.DropLast:
+		return 0, 0, fmt.Errorf("dataset: a loader sharing each batch among ranks must drop the last incomplete batch (or deal whole batches)")
+	case opt.BatchSize%opt.World != 0:
+		return 0, 0, fmt.Errorf("dataset: loader batch size %d does not divide among %d ranks", opt.BatchSize, opt.World)
+	}
+	return global, opt.BatchSize / opt.World, nil
 }
 
 // resolved is the number of workers and of prefetched batches opt asks for, defaults applied.
@@ -199,7 +229,15 @@ func (l *Loader) BatchesPerEpoch() int { return l.batches }
 // ExamplesPerEpoch is the number of examples a full epoch delivers.
 func (l *Loader) ExamplesPerEpoch() int {
 	if l.opt.DropLast {
-		return l.batches * l.opt.BatchSize
+		return l.batches * l.size
+	}
+	if l.opt.World > 1 {
+		n := 0
+		for i := range l.batches {
+			lo, hi := l.span(i)
+			n += hi - lo
+		}
+		return n
 	}
 	return len(l.order)
 }
@@ -326,8 +364,8 @@ func (l *Loader) dispatch() {
 	for l.nextDispatch < l.batches && l.nextDispatch-l.nextDeliver < l.prefetch {
 		b := l.takeFree()
 		b.Epoch, b.Index = l.epoch, l.nextDispatch
-		b.start = l.nextDispatch * l.opt.BatchSize
-		b.N = min(l.opt.BatchSize, len(l.order)-b.start)
+		lo, hi := l.span(l.nextDispatch)
+		b.start, b.N = lo, hi-lo
 		b.X = b.x[:b.N*l.imageSize]
 		b.Labels = b.labels[:b.N]
 		b.Skipped = b.Skipped[:0]
@@ -345,6 +383,19 @@ func (l *Loader) dispatch() {
 	}
 }
 
+// span is the range of epoch positions that delivered batch i holds.
+func (l *Loader) span(i int) (lo, hi int) {
+	if l.opt.World > 1 && l.opt.Deal {
+		i = i*l.opt.World + l.opt.Rank
+	}
+	lo = i * l.opt.BatchSize
+	hi = min(lo+l.opt.BatchSize, len(l.order))
+	if l.opt.World > 1 && !l.opt.Deal {
+		lo, hi = lo+l.opt.Rank*l.size, lo+(l.opt.Rank+1)*l.size
+	}
+	return lo, hi
+}
+
 func (l *Loader) takeFree() *Batch {
 	l.freeMu.Lock()
 	defer l.freeMu.Unlock()
@@ -354,7 +405,7 @@ func (l *Loader) takeFree() *Batch {
 		l.free = l.free[:k-1]
 		return b
 	}
-	n := l.opt.BatchSize * l.imageSize
+	n := l.size * l.imageSize
 	x := []float32(nil)
 	if l.opt.Staging != nil {
 		x = l.opt.Staging(n)
@@ -365,10 +416,10 @@ func (l *Loader) takeFree() *Batch {
 	return &Batch{
 		loader:   l,
 		x:        x,
-		labels:   make([]int32, l.opt.BatchSize),
+		labels:   make([]int32, l.size),
 		chunkErr: make([]error, l.chunks),
-		bad:      make([]bool, l.opt.BatchSize),
-		badErr:   make([]*BadExampleError, l.opt.BatchSize),
+		bad:      make([]bool, l.size),
+		badErr:   make([]*BadExampleError, l.size),
 	}
 }
 

@@ -308,3 +308,33 @@ func dial(addr string, deadline time.Time) (net.Conn, error) {
 	}
 	return nil, err
 }
+
+// Loopback connects the world ranks of a job inside this process over the loopback interface, rank 0
+// listening on a port the system picks: the ranks of a test that runs them as goroutines.
+func Loopback(world int, opts Options) ([]*Group, error) {
+	ln, err := listen("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	groups, errs := make([]*Group, world), make([]error, world)
+	var wg sync.WaitGroup
+	for r := 1; r < world; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			groups[r], errs[r] = join(Info{Rank: r, WorldSize: world, MasterAddr: "127.0.0.1", MasterPort: port}, opts.withDefaults())
+		}()
+	}
+	groups[0], errs[0] = serve(ln, world, opts)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, g := range groups {
+			if g != nil {
+				g.Close()
+			}
+		}
+		return nil, err
+	}
+	return groups, nil
+}

@@ -29,30 +29,48 @@ type Scores struct {
 // statistics), each image as its pipeline prepares it (for CIFAR-sized data, the whole 32x32 image; for
 // ImageNet, the centre crop). onSkip, when not nil, hears of every unreadable image left out.
 func OneCrop(net *model.Net, l *dataset.Loader, onSkip func([]*dataset.BadExampleError)) (Scores, error) {
-	c, h, w := net.InputShape()
-	sample := c * h * w
-	var s Scores
-	var lossSum float64
-	var top1, top5 int
-	skipped, err := forEachBatch(l, onSkip, func(b *dataset.Batch) error {
-		r, err := net.Evaluate(b.X[:b.N*sample], b.Labels[:b.N])
-		if err != nil {
-			return err
-		}
-		s.N += r.N
-		lossSum += r.LossSum
-		top1 += r.Top1
-		top5 += r.Top5
-		s.NonFinite += r.NonFinite
-		return nil
-	})
+	results, skipped, err := OneCropBatches(net, l, onSkip)
 	if err != nil {
 		return Scores{}, err
+	}
+	return Combine(results, skipped)
+}
+
+// OneCropBatches is OneCrop's work before the totals: the result of each of the loader's batches, in
+// order (zero for a batch whose every image was unreadable), and the count of unreadable images left out.
+// A data-parallel job gathers every rank's, puts them in the single-process batch order and combines
+// them, so that its scores are those of one process.
+func OneCropBatches(net *model.Net, l *dataset.Loader, onSkip func([]*dataset.BadExampleError)) ([]model.Result, int, error) {
+	c, h, w := net.InputShape()
+	sample := c * h * w
+	results := make([]model.Result, l.BatchesPerEpoch())
+	skipped, err := forEachBatch(l, onSkip, func(b *dataset.Batch) error {
+		var err error
+		results[b.Index], err = net.Evaluate(b.X[:b.N*sample], b.Labels[:b.N])
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return results, skipped, nil
+}
+
+// Combine adds up batch results in their order into the scores of the whole set, of which skipped
+// unreadable images were left out.
+func Combine(batches []model.Result, skipped int) (Scores, error) {
+	s := Scores{Skipped: skipped}
+	var lossSum float64
+	var top1, top5 int
+	for _, b := range batches {
+		s.N += b.N
+		lossSum += b.LossSum
+		top1 += b.Top1
+		top5 += b.Top5
+		s.NonFinite += b.NonFinite
 	}
 	if s.N == 0 {
 		return Scores{}, fmt.Errorf("eval: the data set is empty")
 	}
-	s.Skipped = skipped
 	s.Loss = jsonnum.Float(lossSum / float64(s.N))
 	s.Top1Err = 1 - float64(top1)/float64(s.N)
 	s.Top5Err = 1 - float64(top5)/float64(s.N)

@@ -62,6 +62,10 @@ type Net struct {
 	// dropoutSeed and dropoutStep place the dropout masks of a training forward (SetDropoutKey).
 	dropoutSeed uint64
 	dropoutStep int64
+	// gradReady hears, during Backward, how much of the gradient store is final (OnGradientsReady);
+	// readyFrom is that offset after each node.
+	gradReady func(from int) error
+	readyFrom []int
 }
 
 // Build allocates a spec's network on dev for batches of up to batch examples.
@@ -540,9 +544,16 @@ func (n *Net) Backward() error {
 		a.gradWritten = false
 	}
 	n.g.logits.gradWritten = true
+	reported := n.grads.Shape.Numel()
 	for i := len(n.g.nodes) - 1; i >= 0; i-- {
 		if err := n.g.nodes[i].backward(n); err != nil {
 			return err
+		}
+		if n.gradReady != nil && n.readyFrom[i] < reported {
+			reported = n.readyFrom[i]
+			if err := n.gradReady(reported); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -623,9 +634,16 @@ func (n *Net) trainStep(x []float32, labels []int32, targets []float32, lossScal
 // GradientStore is the storage of every parameter's gradient (the tensors SGDSlots' Grad view) as one
 // f32 tensor of shape (1, total, 1, 1), so that a whole step's gradients can be added to another such
 // tensor with one Device.CopyChannels (gradient accumulation).
-func (n *Net) GradientStore() backend.Tensor {
-	t := n.grads
-	t.Shape = backend.Shape{1, n.grads.Shape.Numel(), 1, 1}
+func (n *Net) GradientStore() backend.Tensor { return flatStore(n.grads) }
+
+// ValueStore is the storage of every parameter-table tensor (weights and BN running statistics), and
+// MomentumStore that of the SGD momentum buffers, each as GradientStore's one f32 tensor: a data-parallel
+// job broadcasts them from rank 0 with one collective each.
+func (n *Net) ValueStore() backend.Tensor    { return flatStore(n.values) }
+func (n *Net) MomentumStore() backend.Tensor { return flatStore(n.moms) }
+
+func flatStore(t backend.Tensor) backend.Tensor {
+	t.Shape = backend.Shape{1, t.Shape.Numel(), 1, 1}
 	t.Layout = backend.NCHW
 	return t
 }

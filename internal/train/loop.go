@@ -9,11 +9,13 @@ import (
 	"math"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"time"
 
 	"resnet/internal/backend"
 	"resnet/internal/config"
 	"resnet/internal/dataset"
+	"resnet/internal/dist"
 	"resnet/internal/eval"
 	"resnet/internal/jsonnum"
 	"resnet/internal/model"
@@ -93,6 +95,13 @@ type Options struct {
 	HostMemory func() sysmem.Limit
 	// Version is the program's, for reproducibility.json.
 	Version string
+	// Comm connects the ranks of a data-parallel job (nil: a single process). Every rank trains on its
+	// share of each global batch (train.batch_size) and starts from rank 0's state; rank 0 alone writes
+	// the run folder, and only its Out should be shown.
+	Comm dist.Communicator
+	// Collectives, on a device that runs its own (NCCL), sum the gradients and broadcast the tensors in
+	// device memory; Comm still carries the host values.
+	Collectives backend.Collectives
 	// afterStep is a test hook run after every step; an error from it ends training at once, without a
 	// checkpoint, as a kill -9 would.
 	afterStep func(st *State) error
@@ -101,6 +110,9 @@ type Options struct {
 	afterBackward func(net *model.Net, st *State) error
 	// beforeBatch is a test hook run while each step waits for its batch (a slow loader).
 	beforeBatch func()
+	// bucketFloats, in a test, replaces the size of the gradient buckets of a data-parallel step
+	// (bucketFloats); negative: the gradients are summed after backward.
+	bucketFloats int
 }
 
 // Result describes a finished (or interrupted) run.
@@ -116,7 +128,7 @@ type Result struct {
 // Run trains according to opt: a new run in opt.RunDir, or the one there continued from its newest
 // checkpoint.
 func Run(opt Options) (Result, error) {
-	t := &trainer{opt: opt, cfg: opt.Config, dir: NewRunDir(opt.RunDir)}
+	t := &trainer{opt: opt, cfg: opt.Config, dir: NewRunDir(opt.RunDir), par: newParallel(opt)}
 	t.res.RunDir = opt.RunDir
 	defer t.close()
 	if err := t.prepare(); err != nil {
@@ -129,13 +141,17 @@ func Run(opt Options) (Result, error) {
 // trainer is one run in progress: the net and its optimizer, the loaders, and the position reached (st),
 // which is what a checkpoint records.
 type trainer struct {
-	opt    Options
-	cfg    config.Config
-	dir    RunDir
-	net    *model.Net
-	slots  []backend.SGDSlot
-	check  *stepCheck
-	scaler lossScaler
+	opt Options
+	cfg config.Config
+	dir RunDir
+	net *model.Net
+	// par links the ranks of a data-parallel job (nil for a single process), and buckets sums its
+	// gradients while backward runs (nil: after backward).
+	par     *parallel
+	buckets *gradBuckets
+	slots   []backend.SGDSlot
+	check   *stepCheck
+	scaler  lossScaler
 	// mix makes the soft targets of label smoothing, mixup and CutMix (nil without them).
 	mix *mixer
 	// acc sums the micro-batches' gradients under train.accumulate_steps (Net.GradientStore's shape).
@@ -166,6 +182,9 @@ type trainer struct {
 // prepare opens the run folder, the data and the net, restores the checkpoint of a resumed run, and
 // starts the loaders.
 func (t *trainer) prepare() error {
+	if err := CheckWorld(t.cfg, t.world()); err != nil {
+		return err
+	}
 	if err := t.openRunDir(); err != nil {
 		return err
 	}
@@ -176,7 +195,7 @@ func (t *trainer) prepare() error {
 	if err := t.buildNet(data); err != nil {
 		return err
 	}
-	if !t.opt.Resume {
+	if !t.opt.Resume && t.isRank0() {
 		// Only now, with the data and the net in hand, does a new run's folder get its config.yaml: a run
 		// refused before (memory, input size, data) leaves no run behind.
 		if err := t.dir.Create(t.opt.ConfigYAML); err != nil {
@@ -185,11 +204,17 @@ func (t *trainer) prepare() error {
 	}
 	t.st = State{WarmStart: t.cfg.Train.Schedule.WarmStartLR > 0}
 	restored := false
-	if t.opt.Resume {
+	if t.opt.Resume && t.isRank0() {
 		var err error
 		if restored, err = t.resume(); err != nil {
 			return err
 		}
+	}
+	if t.par != nil {
+		if restored, err = t.syncState(restored); err != nil {
+			return err
+		}
+		t.startBuckets()
 	}
 	t.scaler = lossScaler{cfg: t.cfg.LossScaling()}
 	t.scaler.start(&t.st, restored)
@@ -224,6 +249,9 @@ func (t *trainer) clock() {
 // once the run is known to fit). A resumed run's config.yaml is rewritten only with its next checkpoint,
 // so a run that fails at once leaves the folder as it was.
 func (t *trainer) openRunDir() error {
+	if !t.isRank0() {
+		return nil // the other ranks of a job leave the folder to rank 0
+	}
 	lock, err := t.dir.Lock()
 	if err != nil {
 		return err
@@ -250,10 +278,13 @@ func (t *trainer) buildNet(data *Data) error {
 	if err != nil {
 		return err
 	}
-	if err := NewRunMemory(t.cfg, spec, data).Check(budget); err != nil {
+	// A rank of a job of several holds its share of the global batch.
+	share := t.cfg
+	share.Train.BatchSize /= t.world()
+	if err := NewRunMemory(share, spec, data).Check(budget); err != nil {
 		return ExplainInputSize(err, t.cfg.Dataset)
 	}
-	capacity := max(t.cfg.Train.MicroBatch(), t.cfg.Eval.BatchSize)
+	capacity := max(share.Train.MicroBatch(), t.cfg.Eval.BatchSize)
 	net, err := model.Build(t.opt.Device, spec, capacity)
 	if err != nil {
 		return ExplainInputSize(err, t.cfg.Dataset)
@@ -324,6 +355,10 @@ func (t *trainer) openLoaders(data *Data) error {
 	}
 	trainOpt := opt
 	trainOpt.BatchSize, trainOpt.Shuffle, trainOpt.DropLast = t.cfg.Train.BatchSize, true, true
+	if t.par != nil {
+		trainOpt.Rank, trainOpt.World = t.par.rank(), t.par.world()
+		opt.Rank, opt.World, opt.Deal = t.par.rank(), t.par.world(), true
+	}
 	train, err := dataset.NewPipelineLoader(data.Train, trainOpt)
 	if err != nil {
 		return err
@@ -349,6 +384,7 @@ func (t *trainer) close() {
 	if t.check != nil {
 		t.check.free()
 	}
+	t.buckets.close()
 	if t.acc.Valid() {
 		t.opt.Device.Free(t.acc)
 	}
@@ -393,7 +429,7 @@ func (t *trainer) runEpoch() error {
 		if err != nil {
 			return err
 		}
-		if stepped && stopRequested(t.opt.Stop) && t.st.Batch < t.batches {
+		if stepped && t.stopping() && t.st.Batch < t.batches {
 			return t.interrupt()
 		}
 	}
@@ -408,7 +444,7 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 	index, bad := b.Index, int64(len(b.Skipped))
 	t.lr = t.sched.LR(float64(t.st.Epoch)+float64(index)/float64(t.batches), t.st.WarmStart)
 	t.prog.skipped(b.Skipped)
-	if b.N == 0 {
+	if b.N == 0 && t.par == nil {
 		t.train.Release(b)
 		t.st.Batch = index + 1
 		t.st.EpochBad += bad
@@ -418,7 +454,7 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 		return false, err
 	}
 	t.net.SetDropoutKey(t.cfg.Seed, t.st.Step)
-	r, err := t.trainStep(b.X[:b.N*t.sample], b.Labels[:b.N])
+	r, err := t.rankStep(b)
 	t.train.Release(b)
 	if err == nil && t.opt.afterBackward != nil {
 		err = t.opt.afterBackward(t.net, &t.st)
@@ -427,6 +463,14 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 		return false, fmt.Errorf("train: epoch %d step %d: %w", t.st.Epoch+1, t.st.Step+1, err)
 	}
 	what, inGradient, err := t.check.problem(r)
+	if err == nil && t.par != nil {
+		if r, what, inGradient, bad, err = t.shareStep(r, what, inGradient, bad); err == nil && r.N == 0 {
+			// Every image of the global batch was unreadable: only the position moves.
+			t.st.Batch = index + 1
+			t.st.EpochBad += bad
+			return false, nil
+		}
+	}
 	switch {
 	case err != nil:
 	case what != "" && inGradient && t.scaler.cfg.Dynamic:
@@ -463,6 +507,55 @@ func (t *trainer) step(b *dataset.Batch, t0 time.Time) (bool, error) {
 		return true, t.opt.afterStep(&t.st)
 	}
 	return true, nil
+}
+
+// rankStep is trainStep on this process's batch; in a job of several ranks, the gradients are then
+// summed over the ranks (a rank whose share of the batch was all unreadable adds zeros).
+func (t *trainer) rankStep(b *dataset.Batch) (model.Result, error) {
+	var r model.Result
+	var err error
+	if b.N > 0 {
+		r, err = t.trainStep(b.X[:b.N*t.sample], b.Labels[:b.N])
+	} else {
+		err = t.opt.Device.Zero(t.net.GradientStore())
+	}
+	if err != nil || t.par == nil {
+		return r, err
+	}
+	if t.buckets != nil {
+		err = t.buckets.finish()
+	} else {
+		err = t.par.allReduce(t.net.GradientStore())
+	}
+	if err != nil {
+		return r, fmt.Errorf("summing the gradients over the ranks: %w", err)
+	}
+	return r, nil
+}
+
+// shareStep adds up the ranks' results of a step, their unreadable images and what their checks found,
+// so that every rank takes the same decision; the gradients every rank checked were already the sum.
+func (t *trainer) shareStep(r model.Result, what string, inGradient bool, bad int64) (model.Result, string, bool, int64, error) {
+	mine := stepShare{result: r, bad: bad, problem: what, stop: t.par.rank() == 0 && stopRequested(t.opt.Stop)}
+	switch {
+	case what != "" && inGradient:
+		mine.kind = stepGradient
+	case what != "":
+		mine.kind = stepLossOrStats
+	}
+	sum, err := t.par.shareStep(mine)
+	if err != nil {
+		return r, "", false, 0, fmt.Errorf("train: epoch %d step %d: %w", t.st.Epoch+1, t.st.Step+1, err)
+	}
+	return sum.result, sum.problem, sum.kind == stepGradient, sum.bad, nil
+}
+
+// world is the number of ranks training together.
+func (t *trainer) world() int {
+	if t.par == nil {
+		return 1
+	}
+	return t.par.world()
 }
 
 // trainStep runs the net's forward and backward on a batch: against its labels, or with label smoothing,
@@ -529,8 +622,9 @@ func (t *trainer) microStep(x []float32, labels []int32, targets []float32, scal
 // update applies the SGD step of a batch whose loss, BN statistics and gradients are finite, and adds it
 // to the epoch's sums.
 func (t *trainer) update(r model.Result) error {
+	// The gradients are the sum over the ranks: their mean takes a factor 1/world, exact for a power of two.
 	p := backend.SGDParams{LR: float32(t.lr), Momentum: float32(t.cfg.Train.Momentum), Nesterov: t.cfg.Train.Nesterov,
-		GradScale: t.scaler.unscale(&t.st)}
+		GradScale: float32(float64(t.scaler.unscale(&t.st)) / float64(t.world()))}
 	if err := t.opt.Device.SGDStep(p, t.slots); err != nil {
 		return err
 	}
@@ -587,7 +681,7 @@ func (t *trainer) finishEpoch() error {
 	t.warnDataBound()
 	t.st = t.st.nextEpoch()
 	t.res.Epochs = done
-	if !reached && !t.due(done, t.cfg.Checkpoint.Every) && !stopRequested(t.opt.Stop) {
+	if !reached && !t.due(done, t.cfg.Checkpoint.Every) && !t.stopping() {
 		return nil
 	}
 	path, err := t.checkpoint()
@@ -599,7 +693,7 @@ func (t *trainer) finishEpoch() error {
 		t.prog.reachedTarget(done, t.res.Last, t.cfg.Train.TargetErr, path)
 		return nil
 	}
-	if stopRequested(t.opt.Stop) && done < t.cfg.Train.Epochs {
+	if t.stopping() && done < t.cfg.Train.Epochs {
 		t.prog.interrupted(path)
 		return ErrInterrupted
 	}
@@ -630,7 +724,10 @@ func (t *trainer) due(done, every int) bool {
 
 // evaluate scores the net on the evaluation split and appends the epoch's metrics line.
 func (t *trainer) evaluate() error {
-	sc, err := eval.OneCrop(t.net, t.test, t.prog.skipped)
+	if err := t.syncBuffers(); err != nil {
+		return err
+	}
+	sc, err := t.score(t.prog.skipped)
 	if err != nil {
 		return err
 	}
@@ -653,24 +750,34 @@ func (t *trainer) evaluate() error {
 		m.ImagesPerSec = float64(st.EpochN) / st.EpochSeconds
 	}
 	if t.ema != nil && t.ema.valid {
-		esc, err := t.ema.evaluate(t.net, func() (eval.Scores, error) { return eval.OneCrop(t.net, t.test, nil) })
+		esc, err := t.ema.evaluate(t.net, func() (eval.Scores, error) { return t.score(nil) })
 		if err != nil {
 			return fmt.Errorf("evaluating the weights' average: %w", err)
 		}
 		m.TestLossEMA, m.TestErrEMA, m.TestTop5ErrEMA = &esc.Loss, &esc.Top1Err, &esc.Top5Err
 	}
+	t.res.Last = m
+	if !t.isRank0() {
+		return nil
+	}
 	if err := t.dir.AppendMetrics(m); err != nil {
 		return err
 	}
 	t.prog.metrics(m)
-	t.res.Last = m
 	return t.record() // the evaluation's batch sizes may have made the device choose more algorithms
 }
 
 // record writes reproducibility.json, unless this process wrote it already and the device has chosen no
 // convolution algorithm since.
 func (t *trainer) record() error {
+	if !t.isRank0() {
+		return nil
+	}
 	rec := NewReproducibility(t.opt.Version, t.st.Step, t.opt.Device, t.net)
+	if t.par != nil {
+		// The BN running statistics are those of rank 0's share of each batch.
+		rec.Environment["world_size"] = strconv.Itoa(t.world())
+	}
 	if t.recorded && len(rec.Convolutions) == t.recordedConvs {
 		return nil
 	}
@@ -685,6 +792,13 @@ func (t *trainer) record() error {
 // A net holding a NaN or an infinity (weights that overflowed, BN statistics of a diverged forward pass)
 // ends the run instead, with the checkpoints before it kept.
 func (t *trainer) checkpoint() (string, error) {
+	if err := t.syncBuffers(); err != nil {
+		return "", err
+	}
+	if !t.isRank0() {
+		t.clock()
+		return "", nil
+	}
 	size, err := t.dir.MetricsSize()
 	if err != nil {
 		return "", err
