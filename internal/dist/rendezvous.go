@@ -312,7 +312,7 @@ func dial(addr string, deadline time.Time) (net.Conn, error) {
 // Loopback connects the world ranks of a job inside this process over the loopback interface, rank 0
 // listening on a port the system picks: the ranks of a test that runs them as goroutines.
 func Loopback(world int, opts Options) ([]*Group, error) {
-	ln, err := listen("127.0.0.1:0")
+	ln, err := listen("127.0.0.1:0", "a port the system picks")
 	if err != nil {
 		return nil, err
 	}
