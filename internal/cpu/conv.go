@@ -577,6 +577,9 @@ func (j *convJob) backwardFilter(worker, i int, parallel bool) {
 		}
 		xn := j.x[n*g.inSize+grp*g.groupIn : n*g.inSize+(grp+1)*g.groupIn]
 		dyn := j.y[n*g.outSize+grp*g.groupOut : n*g.outSize+(grp+1)*g.groupOut]
+		if n == lo && !parallel && j.filterShifted(worker, dst, lo, hi, grp) {
+			return
+		}
 		op := gemmOp{transB: true, m: g.Cout, n: g.kdim, k: g.positions, a: dyn, lda: g.positions, b: xn,
 			ldb: g.positions, beta: beta, c: dst, ldc: g.kdim}
 		if !g.pointwise {

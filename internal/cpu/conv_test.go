@@ -28,6 +28,13 @@ var convCases = []convCase{
 	{n: 2, cin: 6, h: 4, w: 5, cout: 9, k: 1, stride: 1, pad: 0, groups: 3},
 	{n: 2, cin: 4, h: 6, w: 6, cout: 4, k: 3, stride: 1, pad: 0, groups: 2},
 	{n: 5, cin: 6, h: 5, w: 4, cout: 6, k: 3, stride: 1, pad: 1, groups: 6},
+	// Weight gradients read in place (conv_filter.go): stride-1 3x3 with whole panels of output channels;
+	// batch chunks of several images; per group.
+	{n: 3, cin: 5, h: 8, w: 8, cout: 16, k: 3, stride: 1, pad: 1},
+	{n: 2, cin: 3, h: 4, w: 6, cout: 32, k: 3, stride: 1, pad: 1},
+	{n: 2, cin: 4, h: 6, w: 10, cout: 8, k: 3, stride: 1, pad: 0},
+	{n: 2, cin: 8, h: 4, w: 4, cout: 32, k: 3, stride: 1, pad: 1, groups: 2},
+	{n: 20, cin: 2, h: 4, w: 4, cout: 64, k: 3, stride: 1, pad: 1},
 }
 
 // convTestConfigs pairs each GEMM kernel with the worker counts to run it at.
@@ -118,4 +125,60 @@ func TestConvOnOffsetViews(t *testing.T) {
 	must(t, d.ConvForward(backend.ConvParams{Stride: 1, Pad: 1}, x.WithBatch(1), w, y1))
 	c.n = 1
 	assertClose(t, "forward, batch view", values(t, y1), naiveConvForward(c, xv, wv), 1e-4, 1e-4)
+}
+
+// Every 3x3 weight-gradient kernel this machine runs, forced in turn, against the naive gradient, and the
+// shapes that must fall back to the GEMM path.
+func TestFilterKernelsMatchNaive(t *testing.T) {
+	saved := filterKernels
+	defer func() { filterKernels = saved }()
+	cases := []convCase{
+		{n: 3, cin: 5, h: 8, w: 8, cout: 32, k: 3, stride: 1, pad: 1},
+		{n: 2, cin: 3, h: 4, w: 6, cout: 32, k: 3, stride: 1, pad: 1},
+		{n: 2, cin: 4, h: 6, w: 10, cout: 64, k: 3, stride: 1, pad: 0},
+		{n: 2, cin: 8, h: 4, w: 4, cout: 64, k: 3, stride: 1, pad: 1, groups: 2},
+		{n: 19, cin: 2, h: 4, w: 4, cout: 32, k: 3, stride: 1, pad: 1}, // chunks of two images
+		{n: 2, cin: 3, h: 7, w: 7, cout: 32, k: 3, stride: 1, pad: 1},  // 49 positions: the portable packing
+	}
+	if len(saved) == 0 {
+		t.Skip("no 3x3 weight-gradient kernel on this CPU")
+	}
+	avx2 := packLanesAVX2
+	defer func() { packLanesAVX2 = avx2 }()
+	for ki, k := range saved {
+		filterKernels = []filterKernel{k}
+		for _, workers := range []int{1, 3} {
+			// The first kernel also runs with the portable panel packing.
+			packLanesAVX2 = avx2 && !(ki == 0 && workers == 3)
+			d := NewWithWorkers(workers)
+			for i, c := range cases {
+				t.Run(fmt.Sprintf("x%d/workers%d/avx2pack%v/%v", k.nr, workers, packLanesAVX2, c), func(t *testing.T) {
+					g := newConvGeom(backend.ConvGeometry{N: c.n, Cin: c.cin, H: c.h, W: c.w, Cout: c.cout, KH: 3, KW: 3,
+						Stride: 1, PadH: c.pad, PadW: c.pad, OH: c.oh(), OW: c.ow(), Groups: c.groups})
+					if filterKernelFor(&g) == nil {
+						t.Fatalf("the x%d kernel does not take %v", k.nr, c)
+					}
+					r := newRand(uint64(300 + i))
+					xv := randSlice(r, c.n*c.cin*c.h*c.w)
+					dyv := randSlice(r, c.n*c.cout*c.oh()*c.ow())
+					x := tensor(t, d, xv, c.n, c.cin, c.h, c.w)
+					dy := tensor(t, d, dyv, c.n, c.cout, c.oh(), c.ow())
+					dw := tensor(t, d, randSlice(r, c.cout*c.wcin()*9), c.cout, c.wcin(), 3, 3)
+					must(t, d.ConvBackwardFilter(c.params(), x, dy, dw))
+					assertClose(t, "backward filter", values(t, dw), naiveConvBackwardFilter(c, xv, dyv), 1e-4, 1e-4)
+				})
+			}
+			d.Close()
+		}
+	}
+	filterKernels = saved
+	for _, g := range []backend.ConvGeometry{
+		{N: 1, Cin: 4, H: 8, W: 8, Cout: 16, KH: 3, KW: 3, Stride: 2, PadH: 1, PadW: 1, OH: 4, OW: 4}, // strided
+		{N: 1, Cin: 4, H: 8, W: 8, Cout: 12, KH: 3, KW: 3, Stride: 1, PadH: 1, PadW: 1, OH: 8, OW: 8}, // 12 channels
+		{N: 1, Cin: 4, H: 8, W: 8, Cout: 16, KH: 5, KW: 5, Stride: 1, PadH: 2, PadW: 2, OH: 8, OW: 8}, // 5x5
+	} {
+		if cg := newConvGeom(g); filterKernelFor(&cg) != nil {
+			t.Errorf("%+v: the in-place weight gradient took a shape it cannot do", g)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package cpu
 import xcpu "golang.org/x/sys/cpu"
 
 //go:generate go run gemm_gen.go
+//go:generate go run filter_gen.go
 
 // asmTile is one generated assembly micro-kernel (gemm_kernels_amd64.go).
 type asmTile struct {

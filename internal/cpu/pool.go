@@ -125,12 +125,18 @@ type workspace struct {
 	// The weights of the current call packed for the shifted kernel (convJob.packShifted).
 	wpack    []float32
 	wpackKey shiftedKey
+	// The 3x3 weight gradient read in place (convJob.filterShifted): the output gradient's panels and the
+	// transposed gradient of a batch chunk.
+	fpanel, ftile []float32
 }
 
+// scratchFloats is the number of float32 scratch buffers of a workspace.
+const scratchFloats = 10
+
 // floats lists the float32 scratch buffers of ws.
-func (ws *workspace) floats() [8]*[]float32 {
+func (ws *workspace) floats() [scratchFloats]*[]float32 {
 	return [...]*[]float32{&ws.gemm.packA, &ws.gemm.packB, &ws.gemm.tile, &ws.gemm.rows, &ws.col, &ws.xpad, &ws.cbuf,
-		&ws.wpack}
+		&ws.wpack, &ws.fpanel, &ws.ftile}
 }
 
 // runSharingScratch runs a task whose pieces use the workers' scratch, then grows every worker's scratch to
@@ -142,7 +148,7 @@ func (d *Device) runSharingScratch(t task, n int) {
 	if len(d.ws) < 2 {
 		return
 	}
-	var floats [8]int
+	var floats [scratchFloats]int
 	var offs, patches int
 	for _, ws := range d.ws {
 		for i, b := range ws.floats() {
