@@ -303,3 +303,64 @@ func TestWorkerArgsDropTheLauncherFlags(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// The ranks of a resumed job other than 0 take the run's config from rank 0 and never open the run
+// folder, which a job over several nodes may keep on rank 0's disk alone: here rank 1's --resume names a
+// folder it cannot see. A run of one epoch in one process (accumulating two micro-batches) resumed for a
+// second epoch on two ranks ends with the weights of one process throughout. Ranks that resume with
+// different flags, or a rank that starts a new run beside resuming ones, are refused, naming the rank.
+func TestResumeReadsTheRunFolderOnRank0Only(t *testing.T) {
+	root := t.TempDir()
+	// A step schedule without milestones: the learning rate does not depend on train.epochs.
+	sched := []string{"--set", "train.schedule.type=step", "--set", "train.schedule.milestones=[]"}
+	one := filepath.Join(root, "one")
+	if code, out, errOut := runCLI(t, tinyTrainArgs(one, 2, append(sched, "--set", "train.accumulate_steps=2")...)...); code != 0 {
+		t.Fatalf("one process: exit %d\n%s%s", code, out, errOut)
+	}
+	two := filepath.Join(root, "two")
+	if code, out, errOut := runCLI(t, tinyTrainArgs(two, 1, append(sched, "--set", "train.accumulate_steps=2")...)...); code != 0 {
+		t.Fatalf("first epoch: exit %d\n%s%s", code, out, errOut)
+	}
+	unseen := filepath.Join(root, "elsewhere", "two")
+	resume := func(lr string) func(int) []string {
+		return func(r int) []string {
+			dir := two
+			if r == 1 {
+				dir = unseen
+			}
+			args := []string{"train", "--resume", dir, "--epochs", "2", "--set", "train.accumulate_steps=1"}
+			if r == 1 && lr != "" {
+				args = append(args, "--set", "train.lr="+lr)
+			}
+			return args
+		}
+	}
+	codes, errOut := runRanksInProcess(t, 2, []int{0, 1}, resume("0.2"))
+	for r := range codes {
+		if codes[r] != exitError || !strings.Contains(errOut[r], "dist: rank 1 resumes with config hash") ||
+			!strings.Contains(errOut[r], "start every rank with the same --set flags and RESNET_* variables") {
+			t.Errorf("rank %d resuming with another learning rate beside it: exit %d, %s", r, codes[r], errOut[r])
+		}
+	}
+	codes, errOut = runRanksInProcess(t, 2, []int{0, 1}, func(r int) []string {
+		if r == 1 {
+			return tinyTrainArgs(unseen, 2) // a new run beside a resumed one
+		}
+		return resume("")(r)
+	})
+	for r := range codes {
+		if codes[r] != exitError || !strings.Contains(errOut[r], `dist: rank 1 has config hash "`) || !strings.Contains(errOut[r], `but rank 0 has "resume"`) {
+			t.Errorf("rank %d of a job that both resumes and starts a run: exit %d, %s", r, codes[r], errOut[r])
+		}
+	}
+	codes, errOut = runRanksInProcess(t, 2, []int{0, 1}, resume(""))
+	for r := range codes {
+		if codes[r] != 0 {
+			t.Fatalf("rank %d of the resumed job: exit %d\n%s", r, codes[r], errOut[r])
+		}
+	}
+	if _, err := os.Stat(filepath.Dir(unseen)); !os.IsNotExist(err) {
+		t.Errorf("rank 1 made or opened %s: %v", filepath.Dir(unseen), err)
+	}
+	sameWeights(t, one, two)
+}
