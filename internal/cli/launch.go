@@ -32,6 +32,10 @@ import (
 // distTimeoutVar bounds the rendezvous: how long the workers wait for each other at the start.
 const distTimeoutVar = "RESNET_DIST_TIMEOUT"
 
+// launcherVar names, for the start line, the launcher that set a worker's torchrun variables: the
+// launcher here sets it to "--nproc-per-node".
+const launcherVar = "RESNET_LAUNCHER"
+
 // job is a worker's link to the other ranks of its data-parallel job.
 type job struct {
 	info dist.Info
@@ -271,12 +275,16 @@ func launch(e *env, o *trainOptions, cfg config.Config) error {
 	}
 	args := workerArgs(e.args)
 	env := []string{"WORLD_SIZE=" + strconv.Itoa(n), "LOCAL_WORLD_SIZE=" + strconv.Itoa(n), "MASTER_ADDR=127.0.0.1",
-		"MASTER_PORT=" + strconv.Itoa(port)}
+		"MASTER_PORT=" + strconv.Itoa(port), launcherVar + "=--nproc-per-node"}
 	if os.Getenv("GOMAXPROCS") == "" {
 		// An equal share of the cores each: for the CPU device's compute, and for a GPU worker's loader.
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/n)))
 	}
 
+	// The workers end with the thread that started them where the kernel ties them to the launcher
+	// (endWithParent): this goroutine keeps that thread until they have exited.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -288,7 +296,7 @@ func launch(e *env, o *trainOptions, cfg config.Config) error {
 		if r > 0 {
 			cmd.Stdout, cmd.Stderr = nil, &prefixWriter{w: e.stderr, prefix: fmt.Sprintf("[rank %d] ", r)}
 		}
-		ownProcessGroup(cmd) // a terminal's Ctrl-C reaches the workers once, through the launcher
+		workerAttrs(cmd) // a terminal's Ctrl-C reaches the workers once, through the launcher
 		if err := cmd.Start(); err != nil {
 			signalAll(workers[:r], nil, syscall.SIGKILL)
 			return fmt.Errorf("train: starting worker %d: %w", r, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,7 +99,7 @@ func TestLauncherRunsTwoWorkers(t *testing.T) {
 		t.Fatalf("launcher: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	if strings.Count(out, "training cifar_resnet8 on ") != 1 || !strings.Contains(out, "2 ranks (torchrun)") || strings.Count(out, "done: ") != 1 {
+	if strings.Count(out, "training cifar_resnet8 on ") != 1 || !strings.Contains(out, "2 ranks (--nproc-per-node)") || strings.Count(out, "done: ") != 1 {
 		t.Errorf("the job's output is not rank 0's alone:\n%s", out)
 	}
 	if stderr.Len() > 0 {
@@ -363,4 +364,67 @@ func TestResumeReadsTheRunFolderOnRank0Only(t *testing.T) {
 		t.Errorf("rank 1 made or opened %s: %v", filepath.Dir(unseen), err)
 	}
 	sameWeights(t, one, two)
+}
+
+// exited says whether the process pid has ended: gone, or a zombie nobody has reaped yet.
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(fields) == 0 || fields[0] == "Z"
+}
+
+// Workers do not outlive their launcher: kill -9 of the launcher, which leaves it no time to stop them,
+// has the kernel send them SIGTERM (Linux), and they stop within seconds, rank 0 writing a checkpoint, as
+// after Ctrl-C.
+func TestWorkersEndWithTheLauncher(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the kernel signals a process at its parent's death on Linux only")
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	cmd, stderr := startCLI(t, tinyTrainArgs(dir, 100000, "--nproc-per-node", "2"))
+	var pids []int
+	var took time.Duration
+	log, _ := runWatching(t, cmd, func(line string) {
+		if pids != nil || !strings.Contains(line, "epoch 1/100000 step 2 ") {
+			return
+		}
+		for r := range 2 {
+			if pid := pidOfRank(t, cmd.Process.Pid, r); pid != 0 {
+				pids = append(pids, pid)
+				t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) }) // should the test fail
+			}
+		}
+		if len(pids) != 2 {
+			t.Errorf("found the workers %v under the launcher", pids)
+			return
+		}
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		for _, pid := range pids {
+			for !exited(pid) && time.Since(killed) < 20*time.Second {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		took = time.Since(killed).Round(time.Millisecond)
+	})
+	if len(pids) != 2 {
+		t.Fatalf("the launcher was not killed:\n%s%s", log, stderr.String())
+	}
+	for _, pid := range pids {
+		if !exited(pid) {
+			t.Fatalf("worker %d still runs %s after its launcher was killed", pid, took)
+		}
+	}
+	t.Logf("the workers exited %s after the launcher was killed", took)
+	if !strings.Contains(log, "interrupted: checkpoint written to ") {
+		t.Errorf("rank 0 did not stop with a checkpoint:\n%s%s", log, stderr.String())
+	}
 }

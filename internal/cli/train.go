@@ -92,6 +92,9 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		if info, err = dist.Discover(e.lookupEnv); err != nil {
 			return err
 		}
+		if l := e.lookupEnv(launcherVar); l != "" && info.Source == "torchrun" {
+			info.Source = l
+		}
 	}
 	if o.resume != "" && info.Rank != 0 {
 		r, err := followRank0(e, info, src)
