@@ -378,7 +378,7 @@ func exited(pid int) bool {
 
 // Workers do not outlive their launcher: kill -9 of the launcher, which leaves it no time to stop them,
 // has the kernel send them SIGTERM (Linux), and they stop within seconds, rank 0 writing a checkpoint, as
-// after Ctrl-C.
+// after Ctrl-C. Rank 0's stdout is the launcher's.
 func TestWorkersEndWithTheLauncher(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -403,6 +403,12 @@ func TestWorkersEndWithTheLauncher(t *testing.T) {
 		if len(pids) != 2 {
 			t.Errorf("found the workers %v under the launcher", pids)
 			return
+		}
+		// Rank 0 writes to the launcher's own stdout, not through a pipe of the launcher's, so that a
+		// terminal reaches it (a progress bar instead of log lines).
+		own, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/1", cmd.Process.Pid))
+		if got, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/1", pids[0])); err != nil || got != own {
+			t.Errorf("rank 0's stdout is %q (%v), not the launcher's %q", got, err, own)
 		}
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
