@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"resnet/internal/backend"
+	"resnet/internal/cpu"
 	"resnet/internal/safetensors"
 	"resnet/internal/train"
 )
@@ -228,8 +230,9 @@ func freeTCPPort(t *testing.T) int {
 }
 
 // runRanksInProcess runs the train command as the given ranks of a job, each in a goroutine with its own
-// job variables, and returns each one's exit code and stderr.
-func runRanksInProcess(t *testing.T, world int, ranks []int, args func(rank int) []string) ([]int, []string) {
+// job variables (and what setup, when given, sets in its env), and returns each one's exit code and
+// stderr.
+func runRanksInProcess(t *testing.T, world int, ranks []int, args func(rank int) []string, setup ...func(rank int, e *env)) ([]int, []string) {
 	t.Helper()
 	port := strconv.Itoa(freeTCPPort(t))
 	codes, errOut := make([]int, len(ranks)), make([]string, len(ranks))
@@ -241,7 +244,11 @@ func runRanksInProcess(t *testing.T, world int, ranks []int, args func(rank int)
 		go func() {
 			defer wg.Done()
 			var o, e bytes.Buffer
-			codes[i] = run(&env{stdout: &o, stderr: &e, getenv: func(k string) string { return vars[k] }}, args(r))
+			ev := &env{stdout: &o, stderr: &e, getenv: func(k string) string { return vars[k] }}
+			for _, f := range setup {
+				f(r, ev)
+			}
+			codes[i] = run(ev, args(r))
 			errOut[i] = e.String()
 		}()
 	}
@@ -354,11 +361,32 @@ func TestResumeReadsTheRunFolderOnRank0Only(t *testing.T) {
 			t.Errorf("rank %d of a job that both resumes and starts a run: exit %d, %s", r, codes[r], errOut[r])
 		}
 	}
-	codes, errOut = runRanksInProcess(t, 2, []int{0, 1}, resume(""))
+	// The ranks' device has collectives of its own, whose group rank 0 names at the rendezvous together
+	// with the run's config.
+	var mu sync.Mutex
+	made, joined := 0, map[int]string{}
+	dev := func(_ int, e *env) {
+		e.openDevice = func(string, int) (backend.Device, error) {
+			return collectiveCPU{Device: cpu.New(), newID: func() []byte {
+				mu.Lock()
+				defer mu.Unlock()
+				made++
+				return fmt.Appendf(nil, "group %d", made)
+			}, joined: func(id []byte, rank int) {
+				mu.Lock()
+				defer mu.Unlock()
+				joined[rank] = string(id)
+			}}, nil
+		}
+	}
+	codes, errOut = runRanksInProcess(t, 2, []int{0, 1}, resume(""), dev)
 	for r := range codes {
 		if codes[r] != 0 {
 			t.Fatalf("rank %d of the resumed job: exit %d\n%s", r, codes[r], errOut[r])
 		}
+	}
+	if made != 1 || joined[0] != "group 1" || joined[1] != "group 1" {
+		t.Errorf("rank 0 made %d groups; the ranks joined %v", made, joined)
 	}
 	if _, err := os.Stat(filepath.Dir(unseen)); !os.IsNotExist(err) {
 		t.Errorf("rank 1 made or opened %s: %v", filepath.Dir(unseen), err)
@@ -433,4 +461,20 @@ func TestWorkersEndWithTheLauncher(t *testing.T) {
 	if !strings.Contains(log, "interrupted: checkpoint written to ") {
 		t.Errorf("rank 0 did not stop with a checkpoint:\n%s%s", log, stderr.String())
 	}
+}
+
+// collectiveCPU is the CPU device with collectives of its own as far as a job's start goes: rank 0 makes
+// the group's id and every rank joins the group it names; the job then sums on the host, as it does
+// without collectives.
+type collectiveCPU struct {
+	backend.Device
+	newID  func() []byte
+	joined func(id []byte, rank int)
+}
+
+func (d collectiveCPU) NewCollectiveID() ([]byte, error) { return d.newID(), nil }
+
+func (d collectiveCPU) JoinCollectives(id []byte, rank, _ int) (backend.Collectives, error) {
+	d.joined(id, rank)
+	return nil, nil
 }
