@@ -73,6 +73,9 @@ func openDevice(e *env, name string, c config.CUDAConfig) (backend.Device, error
 
 // openDeviceOrdinal is openDevice for the GPU of the given index, a data-parallel worker's local rank.
 func openDeviceOrdinal(e *env, name string, c config.CUDAConfig, ordinal int) (backend.Device, error) {
+	if e.openDevice != nil {
+		return e.openDevice(name, ordinal)
+	}
 	opt, err := deviceOptions(c)
 	if err != nil {
 		return nil, err

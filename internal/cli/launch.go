@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,10 @@ import (
 // distTimeoutVar bounds the rendezvous: how long the workers wait for each other at the start.
 const distTimeoutVar = "RESNET_DIST_TIMEOUT"
 
+// launcherVar names, for the start line, the launcher that set a worker's torchrun variables: the
+// launcher here sets it to "--nproc-per-node".
+const launcherVar = "RESNET_LAUNCHER"
+
 // job is a worker's link to the other ranks of its data-parallel job.
 type job struct {
 	info dist.Info
@@ -38,37 +43,166 @@ type job struct {
 	coll backend.Collectives // the device's own collectives (NCCL), when it has them
 }
 
+// resumeHash stands for the config at the rendezvous of a resumed run, whose config only rank 0 reads:
+// ranks started one with --resume and one without are refused there, and agreeOnConfig compares the
+// configs once every rank has resolved its own.
+const resumeHash = "resume"
+
+// startMessage is what rank 0 hands the other ranks at the rendezvous.
+type startMessage struct {
+	// RunConfig is a resumed run's own config and RunLabel where it came from (the newest checkpoint, or
+	// config.yaml): the other ranks take it from rank 0, which alone reads the run folder.
+	RunConfig []byte `json:"run_config,omitempty"`
+	RunLabel  string `json:"run_label,omitempty"`
+	// CollectiveID names the group of the device's own collectives (NCCL's unique id), when it has them.
+	CollectiveID []byte `json:"collective_id,omitempty"`
+}
+
 // joinJob meets the other ranks of the job info describes, after they agree on the config: a rank
 // started with another config is refused, naming it. On a device with collectives of its own, rank 0
-// makes their group's id and hands it to the others at the rendezvous.
-func joinJob(e *env, info dist.Info, dev backend.Device, yml []byte) (*job, error) {
+// makes their group's id and hands it to the others at the rendezvous. Rank 0 of a resumed run (from
+// set) hands over the run's config too, for followRank0.
+func joinJob(e *env, info dist.Info, dev backend.Device, yml []byte, from *train.ResumePoint) (*job, error) {
 	if info.WorldSize <= 1 {
 		return &job{info: info}, nil
 	}
-	timeout, err := distTimeout(e)
+	hash, msg := configHash(yml), startMessage{}
+	if from != nil {
+		hash, msg.RunConfig, msg.RunLabel = resumeHash, from.Config, from.Label
+	}
+	cd, native := dev.(backend.CollectiveDevice)
+	if native && info.Rank == 0 {
+		var err error
+		if msg.CollectiveID, err = cd.NewCollectiveID(); err != nil {
+			return nil, fmt.Errorf("dist: %s cannot start the job's collectives: %w", dev.Name(), err)
+		}
+	}
+	j, msg, err := meetRanks(e, info, hash, msg)
 	if err != nil {
 		return nil, err
 	}
-	hash := sha256.Sum256(yml)
-	opts := dist.Options{ConfigHash: hex.EncodeToString(hash[:8]), JoinTimeout: timeout}
-	cd, native := dev.(backend.CollectiveDevice)
-	if native && info.Rank == 0 {
-		if opts.Payload, err = cd.NewCollectiveID(); err != nil {
-			return nil, fmt.Errorf("dist: %s cannot start the job's collectives: %w", dev.Name(), err)
+	if from != nil {
+		if err := agreeOnConfig(j.comm, yml, nil); err != nil {
+			j.close()
+			return nil, err
+		}
+	}
+	if err := j.joinCollectives(dev, msg.CollectiveID); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// followRank0 is how a rank other than 0 joins a resumed run without reading the run folder: it takes
+// the run's config from rank 0 at the rendezvous, applies its own RESNET_* variables and --set flags
+// over it as rank 0 did (src), checks with the others that all came to the same config, and opens its
+// device, the GPU of its local rank.
+func followRank0(e *env, info dist.Info, src config.Source) (rankRun, error) {
+	j, msg, err := meetRanks(e, info, resumeHash, startMessage{})
+	if err != nil {
+		return rankRun{}, err
+	}
+	r := rankRun{job: j, resume: true}
+	var yml []byte
+	err = func() error {
+		if msg.RunConfig == nil {
+			return errors.New("dist: rank 0 resumes a run but sent no config for it")
+		}
+		src.Data, src.Label = msg.RunConfig, msg.RunLabel+" on rank 0"
+		if r.cfg, err = config.Load(src); err != nil {
+			return err
+		}
+		if yml, err = r.cfg.YAML(); err != nil {
+			return err
+		}
+		if err := train.CheckWorld(r.cfg, info.WorldSize); err != nil {
+			return err
+		}
+		r.dev, err = openDeviceOrdinal(e, r.cfg.Device, r.cfg.CUDA, info.LocalRank)
+		return err
+	}()
+	if err := agreeOnConfig(j.comm, yml, err); err != nil {
+		j.close()
+		return rankRun{}, err
+	}
+	r.yml = yml
+	if err := j.joinCollectives(r.dev, msg.CollectiveID); err != nil {
+		return rankRun{}, err
+	}
+	return r, nil
+}
+
+// configHash is what the rendezvous compares of the resolved config.
+func configHash(yml []byte) string {
+	h := sha256.Sum256(yml)
+	return hex.EncodeToString(h[:8])
+}
+
+// meetRanks runs the rendezvous, rank 0 handing msg to the others, and returns the job with rank 0's
+// message.
+func meetRanks(e *env, info dist.Info, hash string, msg startMessage) (*job, startMessage, error) {
+	timeout, err := distTimeout(e)
+	if err != nil {
+		return nil, msg, err
+	}
+	opts := dist.Options{ConfigHash: hash, JoinTimeout: timeout}
+	if info.Rank == 0 {
+		if opts.Payload, err = json.Marshal(msg); err != nil {
+			return nil, msg, err
 		}
 	}
 	g, err := dist.Rendezvous(info, opts)
 	if err != nil {
-		return nil, err
+		return nil, msg, err
 	}
-	j := &job{info: info, comm: dist.NewCPU(g)}
-	if native {
-		if j.coll, err = cd.JoinCollectives(g.Payload(), info.Rank, info.WorldSize); err != nil {
-			j.comm.Close()
-			return nil, fmt.Errorf("dist: rank %d cannot join the job's collectives on %s: %w", info.Rank, dev.Name(), err)
+	var got startMessage
+	if err := json.Unmarshal(g.Payload(), &got); err != nil {
+		g.Close()
+		return nil, msg, fmt.Errorf("dist: rank 0's start message does not read (%v); start every rank with the same program", err)
+	}
+	return &job{info: info, comm: dist.NewCPU(g)}, got, nil
+}
+
+// agreeOnConfig checks, once every rank of a resumed run has resolved its config, that all came to rank
+// 0's: each sends its config's hash, or failed, why it could not resolve one. Every rank returns the
+// same error, naming the first rank that differs, except that a rank that failed returns its own.
+func agreeOnConfig(comm dist.Communicator, yml []byte, failed error) error {
+	mine := "ok " + configHash(yml)
+	if failed != nil {
+		mine = "failed " + failed.Error()
+	}
+	parts, err := comm.AllGather([]byte(mine))
+	if err != nil {
+		return fmt.Errorf("dist: comparing the ranks' configs: %w", err)
+	}
+	if failed != nil {
+		return failed
+	}
+	for r, p := range parts {
+		switch s := string(p); {
+		case strings.HasPrefix(s, "failed "):
+			return fmt.Errorf("dist: rank %d could not resume with rank 0's config: %s", r, strings.TrimPrefix(s, "failed "))
+		case s != string(parts[0]):
+			return fmt.Errorf("dist: rank %d resumes with config hash %q but rank 0 has %q; start every rank with the same --set flags and RESNET_* variables",
+				r, strings.TrimPrefix(s, "ok "), strings.TrimPrefix(string(parts[0]), "ok "))
 		}
 	}
-	return j, nil
+	return nil
+}
+
+// joinCollectives joins the group of the device's own collectives, when it has them, that rank 0 named
+// with id.
+func (j *job) joinCollectives(dev backend.Device, id []byte) error {
+	cd, native := dev.(backend.CollectiveDevice)
+	if !native {
+		return nil
+	}
+	var err error
+	if j.coll, err = cd.JoinCollectives(id, j.info.Rank, j.info.WorldSize); err != nil {
+		j.comm.Close()
+		return fmt.Errorf("dist: rank %d cannot join the job's collectives on %s: %w", j.info.Rank, dev.Name(), err)
+	}
+	return nil
 }
 
 // distTimeout reads RESNET_DIST_TIMEOUT, a duration such as 90s or 5m (or a number of seconds); unset, the
@@ -141,12 +275,16 @@ func launch(e *env, o *trainOptions, cfg config.Config) error {
 	}
 	args := workerArgs(e.args)
 	env := []string{"WORLD_SIZE=" + strconv.Itoa(n), "LOCAL_WORLD_SIZE=" + strconv.Itoa(n), "MASTER_ADDR=127.0.0.1",
-		"MASTER_PORT=" + strconv.Itoa(port)}
+		"MASTER_PORT=" + strconv.Itoa(port), launcherVar + "=--nproc-per-node"}
 	if os.Getenv("GOMAXPROCS") == "" {
 		// An equal share of the cores each: for the CPU device's compute, and for a GPU worker's loader.
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/n)))
 	}
 
+	// The workers end with the thread that started them where the kernel ties them to the launcher
+	// (endWithParent): this goroutine keeps that thread until they have exited.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -158,7 +296,7 @@ func launch(e *env, o *trainOptions, cfg config.Config) error {
 		if r > 0 {
 			cmd.Stdout, cmd.Stderr = nil, &prefixWriter{w: e.stderr, prefix: fmt.Sprintf("[rank %d] ", r)}
 		}
-		ownProcessGroup(cmd) // a terminal's Ctrl-C reaches the workers once, through the launcher
+		workerAttrs(cmd) // a terminal's Ctrl-C reaches the workers once, through the launcher
 		if err := cmd.Start(); err != nil {
 			signalAll(workers[:r], nil, syscall.SIGKILL)
 			return fmt.Errorf("train: starting worker %d: %w", r, err)

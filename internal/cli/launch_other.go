@@ -4,5 +4,5 @@ package cli
 
 import "os/exec"
 
-// ownProcessGroup does nothing where process groups are not the unix ones.
-func ownProcessGroup(*exec.Cmd) {}
+// workerAttrs does nothing where process groups are not the unix ones.
+func workerAttrs(*exec.Cmd) {}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"resnet/internal/backend"
+	"resnet/internal/cpu"
 	"resnet/internal/safetensors"
 	"resnet/internal/train"
 )
@@ -98,7 +101,7 @@ func TestLauncherRunsTwoWorkers(t *testing.T) {
 		t.Fatalf("launcher: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	if strings.Count(out, "training cifar_resnet8 on ") != 1 || !strings.Contains(out, "2 ranks (torchrun)") || strings.Count(out, "done: ") != 1 {
+	if strings.Count(out, "training cifar_resnet8 on ") != 1 || !strings.Contains(out, "2 ranks (--nproc-per-node)") || strings.Count(out, "done: ") != 1 {
 		t.Errorf("the job's output is not rank 0's alone:\n%s", out)
 	}
 	if stderr.Len() > 0 {
@@ -227,8 +230,9 @@ func freeTCPPort(t *testing.T) int {
 }
 
 // runRanksInProcess runs the train command as the given ranks of a job, each in a goroutine with its own
-// job variables, and returns each one's exit code and stderr.
-func runRanksInProcess(t *testing.T, world int, ranks []int, args func(rank int) []string) ([]int, []string) {
+// job variables (and what setup, when given, sets in its env), and returns each one's exit code and
+// stderr.
+func runRanksInProcess(t *testing.T, world int, ranks []int, args func(rank int) []string, setup ...func(rank int, e *env)) ([]int, []string) {
 	t.Helper()
 	port := strconv.Itoa(freeTCPPort(t))
 	codes, errOut := make([]int, len(ranks)), make([]string, len(ranks))
@@ -240,7 +244,11 @@ func runRanksInProcess(t *testing.T, world int, ranks []int, args func(rank int)
 		go func() {
 			defer wg.Done()
 			var o, e bytes.Buffer
-			codes[i] = run(&env{stdout: &o, stderr: &e, getenv: func(k string) string { return vars[k] }}, args(r))
+			ev := &env{stdout: &o, stderr: &e, getenv: func(k string) string { return vars[k] }}
+			for _, f := range setup {
+				f(r, ev)
+			}
+			codes[i] = run(ev, args(r))
 			errOut[i] = e.String()
 		}()
 	}
@@ -302,4 +310,171 @@ func TestWorkerArgsDropTheLauncherFlags(t *testing.T) {
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("got %q, want %q", got, want)
 	}
+}
+
+// The ranks of a resumed job other than 0 take the run's config from rank 0 and never open the run
+// folder, which a job over several nodes may keep on rank 0's disk alone: here rank 1's --resume names a
+// folder it cannot see. A run of one epoch in one process (accumulating two micro-batches) resumed for a
+// second epoch on two ranks ends with the weights of one process throughout. Ranks that resume with
+// different flags, or a rank that starts a new run beside resuming ones, are refused, naming the rank.
+func TestResumeReadsTheRunFolderOnRank0Only(t *testing.T) {
+	root := t.TempDir()
+	// A step schedule without milestones: the learning rate does not depend on train.epochs.
+	sched := []string{"--set", "train.schedule.type=step", "--set", "train.schedule.milestones=[]"}
+	one := filepath.Join(root, "one")
+	if code, out, errOut := runCLI(t, tinyTrainArgs(one, 2, append(sched, "--set", "train.accumulate_steps=2")...)...); code != 0 {
+		t.Fatalf("one process: exit %d\n%s%s", code, out, errOut)
+	}
+	two := filepath.Join(root, "two")
+	if code, out, errOut := runCLI(t, tinyTrainArgs(two, 1, append(sched, "--set", "train.accumulate_steps=2")...)...); code != 0 {
+		t.Fatalf("first epoch: exit %d\n%s%s", code, out, errOut)
+	}
+	unseen := filepath.Join(root, "elsewhere", "two")
+	resume := func(lr string) func(int) []string {
+		return func(r int) []string {
+			dir := two
+			if r == 1 {
+				dir = unseen
+			}
+			args := []string{"train", "--resume", dir, "--epochs", "2", "--set", "train.accumulate_steps=1"}
+			if r == 1 && lr != "" {
+				args = append(args, "--set", "train.lr="+lr)
+			}
+			return args
+		}
+	}
+	codes, errOut := runRanksInProcess(t, 2, []int{0, 1}, resume("0.2"))
+	for r := range codes {
+		if codes[r] != exitError || !strings.Contains(errOut[r], "dist: rank 1 resumes with config hash") ||
+			!strings.Contains(errOut[r], "start every rank with the same --set flags and RESNET_* variables") {
+			t.Errorf("rank %d resuming with another learning rate beside it: exit %d, %s", r, codes[r], errOut[r])
+		}
+	}
+	codes, errOut = runRanksInProcess(t, 2, []int{0, 1}, func(r int) []string {
+		if r == 1 {
+			return tinyTrainArgs(unseen, 2) // a new run beside a resumed one
+		}
+		return resume("")(r)
+	})
+	for r := range codes {
+		if codes[r] != exitError || !strings.Contains(errOut[r], `dist: rank 1 has config hash "`) || !strings.Contains(errOut[r], `but rank 0 has "resume"`) {
+			t.Errorf("rank %d of a job that both resumes and starts a run: exit %d, %s", r, codes[r], errOut[r])
+		}
+	}
+	// The ranks' device has collectives of its own, whose group rank 0 names at the rendezvous together
+	// with the run's config.
+	var mu sync.Mutex
+	made, joined := 0, map[int]string{}
+	dev := func(_ int, e *env) {
+		e.openDevice = func(string, int) (backend.Device, error) {
+			return collectiveCPU{Device: cpu.New(), newID: func() []byte {
+				mu.Lock()
+				defer mu.Unlock()
+				made++
+				return fmt.Appendf(nil, "group %d", made)
+			}, joined: func(id []byte, rank int) {
+				mu.Lock()
+				defer mu.Unlock()
+				joined[rank] = string(id)
+			}}, nil
+		}
+	}
+	codes, errOut = runRanksInProcess(t, 2, []int{0, 1}, resume(""), dev)
+	for r := range codes {
+		if codes[r] != 0 {
+			t.Fatalf("rank %d of the resumed job: exit %d\n%s", r, codes[r], errOut[r])
+		}
+	}
+	if made != 1 || joined[0] != "group 1" || joined[1] != "group 1" {
+		t.Errorf("rank 0 made %d groups; the ranks joined %v", made, joined)
+	}
+	if _, err := os.Stat(filepath.Dir(unseen)); !os.IsNotExist(err) {
+		t.Errorf("rank 1 made or opened %s: %v", filepath.Dir(unseen), err)
+	}
+	sameWeights(t, one, two)
+}
+
+// exited says whether the process pid has ended: gone, or a zombie nobody has reaped yet.
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(fields) == 0 || fields[0] == "Z"
+}
+
+// Workers do not outlive their launcher: kill -9 of the launcher, which leaves it no time to stop them,
+// has the kernel send them SIGTERM (Linux), and they stop within seconds, rank 0 writing a checkpoint, as
+// after Ctrl-C. Rank 0's stdout is the launcher's.
+func TestWorkersEndWithTheLauncher(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the kernel signals a process at its parent's death on Linux only")
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	cmd, stderr := startCLI(t, tinyTrainArgs(dir, 100000, "--nproc-per-node", "2"))
+	var pids []int
+	var took time.Duration
+	log, _ := runWatching(t, cmd, func(line string) {
+		if pids != nil || !strings.Contains(line, "epoch 1/100000 step 2 ") {
+			return
+		}
+		for r := range 2 {
+			if pid := pidOfRank(t, cmd.Process.Pid, r); pid != 0 {
+				pids = append(pids, pid)
+				t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) }) // should the test fail
+			}
+		}
+		if len(pids) != 2 {
+			t.Errorf("found the workers %v under the launcher", pids)
+			return
+		}
+		// Rank 0 writes to the launcher's own stdout, not through a pipe of the launcher's, so that a
+		// terminal reaches it (a progress bar instead of log lines).
+		own, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/1", cmd.Process.Pid))
+		if got, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/1", pids[0])); err != nil || got != own {
+			t.Errorf("rank 0's stdout is %q (%v), not the launcher's %q", got, err, own)
+		}
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		for _, pid := range pids {
+			for !exited(pid) && time.Since(killed) < 20*time.Second {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		took = time.Since(killed).Round(time.Millisecond)
+	})
+	if len(pids) != 2 {
+		t.Fatalf("the launcher was not killed:\n%s%s", log, stderr.String())
+	}
+	for _, pid := range pids {
+		if !exited(pid) {
+			t.Fatalf("worker %d still runs %s after its launcher was killed", pid, took)
+		}
+	}
+	t.Logf("the workers exited %s after the launcher was killed", took)
+	if !strings.Contains(log, "interrupted: checkpoint written to ") {
+		t.Errorf("rank 0 did not stop with a checkpoint:\n%s%s", log, stderr.String())
+	}
+}
+
+// collectiveCPU is the CPU device with collectives of its own as far as a job's start goes: rank 0 makes
+// the group's id and every rank joins the group it names; the job then sums on the host, as it does
+// without collectives.
+type collectiveCPU struct {
+	backend.Device
+	newID  func() []byte
+	joined func(id []byte, rank int)
+}
+
+func (d collectiveCPU) NewCollectiveID() ([]byte, error) { return d.newID(), nil }
+
+func (d collectiveCPU) JoinCollectives(id []byte, rank, _ int) (backend.Collectives, error) {
+	d.joined(id, rank)
+	return nil, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"resnet/internal/backend"
 	_ "resnet/internal/cpu"  // registers the CPU backend
 	_ "resnet/internal/cuda" // registers the CUDA backend (a stub that explains itself without -tags cuda)
 	"resnet/internal/sysmem"
@@ -52,6 +53,9 @@ type env struct {
 	getenv func(string) string
 	// args are the command line's arguments, which the launcher hands its workers.
 	args []string
+	// openDevice, when set, opens the devices of the train command in place of the backends (tests give
+	// a data-parallel job a device with collectives of its own).
+	openDevice func(name string, ordinal int) (backend.Device, error)
 }
 
 // lookupEnv reads a variable of the process environment, or of the test's.

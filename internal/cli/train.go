@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"resnet/internal/backend"
 	"resnet/internal/config"
 	"resnet/internal/dist"
 	"resnet/internal/train"
@@ -74,7 +75,6 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	}
 	src := config.Source{File: o.configFile, UseEnv: true, Sets: o.toSets(changed), Warn: e.warn}
 	runDir := o.out
-	var from *train.ResumePoint
 	if o.resume != "" {
 		if o.configFile != "" {
 			return usageError{errors.New("--resume continues a run with its own config; drop --config (use --set to change keys)")}
@@ -83,6 +83,28 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 			return usageError{errors.New("--resume continues the run in place; --out must be omitted or name the same directory")}
 		}
 		runDir = o.resume
+	}
+	// A worker learns its place in the job first: the other ranks of a resumed run take its config from
+	// rank 0, which alone reads the run folder (it may be on rank 0's disk only).
+	info := dist.Info{WorldSize: 1}
+	if !o.dryRun && o.nproc == 0 {
+		var err error
+		if info, err = dist.Discover(e.lookupEnv); err != nil {
+			return err
+		}
+		if l := e.lookupEnv(launcherVar); l != "" && info.Source == "torchrun" {
+			info.Source = l
+		}
+	}
+	if o.resume != "" && info.Rank != 0 {
+		r, err := followRank0(e, info, src)
+		if err != nil {
+			return err
+		}
+		return trainRank(e, r, runDir)
+	}
+	var from *train.ResumePoint
+	if o.resume != "" {
 		rp, err := train.NewRunDir(o.resume).ResumePoint()
 		if err != nil {
 			return err
@@ -116,10 +138,6 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	if o.nproc > 0 {
 		return launch(e, o, cfg)
 	}
-	info, err := dist.Discover(e.lookupEnv)
-	if err != nil {
-		return err
-	}
 	if err := train.CheckWorld(cfg, info.WorldSize); err != nil {
 		return err
 	}
@@ -127,22 +145,38 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	if err != nil {
 		return err
 	}
-	job, err := joinJob(e, info, dev, yml)
+	job, err := joinJob(e, info, dev, yml, from)
 	if err != nil {
 		return err
 	}
-	defer job.close()
+	return trainRank(e, rankRun{cfg: cfg, yml: yml, dev: dev, job: job, from: from, resume: o.resume != ""}, runDir)
+}
+
+// rankRun is what a process trains with once it has joined its job.
+type rankRun struct {
+	cfg    config.Config
+	yml    []byte
+	dev    backend.Device
+	job    *job
+	resume bool
+	from   *train.ResumePoint // rank 0's resume point; nil elsewhere
+}
+
+// trainRank trains this process's part of the run in runDir and reports the result (on rank 0).
+func trainRank(e *env, r rankRun, runDir string) error {
+	defer r.job.close()
+	rank := r.job.info.Rank
 	stdout := e.stdout
-	if info.Rank != 0 {
+	if rank != 0 {
 		stdout = io.Discard // the other ranks speak only of errors, on stderr
 	}
-	stop, release := interruptChannel(e, info.Rank == 0)
+	stop, release := interruptChannel(e, rank == 0)
 	defer release()
-	fmt.Fprintf(stdout, "training %s on %s, run directory %s%s\n", cfg.Model.Arch, dev.Name(), runDir, job.describe())
+	fmt.Fprintf(stdout, "training %s on %s, run directory %s%s\n", r.cfg.Model.Arch, r.dev.Name(), runDir, r.job.describe())
 	res, err := train.Run(train.Options{
-		Config: cfg, ConfigYAML: yml, RunDir: runDir, Resume: o.resume != "", From: from,
-		Device: dev, Out: stdout, Terminal: e.terminal && info.Rank == 0, Stop: stop, HostMemory: e.hostMemory, Version: version,
-		Comm: job.comm, Collectives: job.coll,
+		Config: r.cfg, ConfigYAML: r.yml, RunDir: runDir, Resume: r.resume, From: r.from,
+		Device: r.dev, Out: stdout, Terminal: e.terminal && rank == 0, Stop: stop, HostMemory: e.hostMemory, Version: version,
+		Comm: r.job.comm, Collectives: r.job.coll,
 	})
 	if err != nil {
 		if errors.Is(err, train.ErrInterrupted) {

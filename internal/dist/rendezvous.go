@@ -26,7 +26,8 @@ const (
 type Options struct {
 	// ConfigHash identifies the training config; ranks with different hashes are refused.
 	ConfigHash string
-	// Payload, set on rank 0, is delivered to every rank (the NCCL unique id); ignored elsewhere.
+	// Payload, set on rank 0, is delivered to every rank (the train command's start message: the NCCL
+	// unique id, a resumed run's config); ignored elsewhere. It must fit in one frame (1 MiB).
 	Payload []byte
 	// JoinTimeout bounds the rendezvous: how long rank 0 waits for all ranks and the others for rank 0.
 	JoinTimeout time.Duration

@@ -150,13 +150,23 @@ func LargestFitting(hi int, fits func(n int) bool) int {
 
 // Approx writes n for advice: exact below 100, else rounded down to two significant digits with a
 // tilde ("~2400").
-func Approx(n int) string {
+func Approx(n int) string { return ApproxMultiple(n, 1) }
+
+// ApproxMultiple is Approx(n) rounded down to a multiple of m, for a value that must divide by m (a
+// global batch among m ranks): ApproxMultiple(2437, 7) is "~2394"; below 100 it is exact, rounded down
+// to a multiple of m.
+func ApproxMultiple(n, m int) string {
+	m = max(m, 1)
 	if n < 100 {
-		return strconv.Itoa(n)
+		return strconv.Itoa(n / m * m)
 	}
 	unit := 1
 	for n/unit >= 100 {
 		unit *= 10
 	}
-	return "~" + strconv.Itoa(n/unit*unit)
+	v := n / unit * unit / m * m
+	if v == 0 {
+		v = n / m * m
+	}
+	return "~" + strconv.Itoa(v)
 }

@@ -152,6 +152,14 @@ func TestLargestFittingAndApprox(t *testing.T) {
 			t.Errorf("Approx(%d) = %q, want %q", n, got, want)
 		}
 	}
+	for _, tc := range []struct {
+		n, m int
+		want string
+	}{{2437, 7, "~2394"}, {2437, 2, "~2400"}, {97, 3, "96"}, {4096, 2, "~4000"}, {150, 128, "~128"}} {
+		if got := ApproxMultiple(tc.n, tc.m); got != tc.want {
+			t.Errorf("ApproxMultiple(%d, %d) = %q, want %q", tc.n, tc.m, got, tc.want)
+		}
+	}
 }
 
 func TestCheckSetting(t *testing.T) {

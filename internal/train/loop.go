@@ -279,11 +279,11 @@ func (t *trainer) buildNet(data *Data) error {
 		return err
 	}
 	// A rank of a job of several holds its share of the global batch.
-	share := t.cfg
-	share.Train.BatchSize /= t.world()
-	if err := NewRunMemory(share, spec, data).Check(budget); err != nil {
+	if err := NewRunMemory(t.cfg, spec, data).PerRank(t.world()).Check(budget); err != nil {
 		return ExplainInputSize(err, t.cfg.Dataset)
 	}
+	share := t.cfg
+	share.Train.BatchSize /= t.world()
 	capacity := max(share.Train.MicroBatch(), t.cfg.Eval.BatchSize)
 	net, err := model.Build(t.opt.Device, spec, capacity)
 	if err != nil {

@@ -49,6 +49,19 @@ type RunMemory struct {
 	// trainN and evalN are the examples of the two splits (0 before the data is opened: their loaders'
 	// order arrays are then left out).
 	trainN, evalN int
+	// ranks is the world size of a data-parallel job, whose rank holds cfg.Train.BatchSize images of
+	// each step, its share of a global batch ranks times as large (0 or 1: a single process).
+	ranks int
+}
+
+// PerRank describes one rank of a job of world ranks running r: it holds its share of every global
+// batch (train.batch_size / world), and its errors speak of the global batch.
+func (r RunMemory) PerRank(world int) RunMemory {
+	if world > 1 {
+		r.cfg.Train.BatchSize /= world
+		r.ranks = world
+	}
+	return r
 }
 
 // NewRunMemory describes the run of cfg with net spec on data (nil when the data is not opened).
@@ -155,14 +168,17 @@ func (r RunMemory) Check(b sysmem.Budget) error {
 			key, value = "eval.batch_size", eb
 		}
 		top := sysmem.LargestFitting(value, func(n int) bool { return fits(min(tb, n), min(eb, n), size) })
-		keys := key
-		if min(tb, eb) > top {
-			keys = "train.batch_size and eval.batch_size"
-		}
 		e.Setting, e.Value = key, strconv.Itoa(value)
-		e.Advice = fmt.Sprintf("lower %s to at most %s", keys, sysmem.Approx(top))
+		e.Advice = r.batchAdvice(key, top)
 		if k := r.accumulationThatFits(b, images); key == "train.batch_size" && k > 0 {
-			e.Advice += fmt.Sprintf(", or keep the batch and run it as %d micro-batches (train.accumulate_steps: %d)", k, k)
+			share := "it"
+			if r.ranks > 1 {
+				share = "each rank's share"
+			}
+			e.Advice += fmt.Sprintf(", or keep the batch and run %s as %d micro-batches (train.accumulate_steps: %d)", share, k, k)
+		}
+		if key == "train.batch_size" && r.ranks > 1 {
+			e.Value = fmt.Sprintf("%d (%d per rank over %d ranks)", tb*r.ranks, tb, r.ranks)
 		}
 	case r.cfg.Dataset.Name == "imagenet":
 		e.Setting, e.Value = "dataset.image_size", strconv.Itoa(size)
@@ -180,4 +196,21 @@ func (r RunMemory) Check(b sysmem.Budget) error {
 		e.Advice = "choose a smaller model"
 	}
 	return &config.FieldError{Key: e.Setting, Reason: e.Reason()}
+}
+
+// batchAdvice says how far to lower the batch sizes when top images fit in a rank's net: train.batch_size,
+// the global batch, to top per rank, a multiple of the ranks; eval.batch_size, which each rank takes
+// whole, to top; key is the one that drives the need, and the other is named too when it is over top.
+func (r RunMemory) batchAdvice(key string, top int) string {
+	trainTop, evalTop := sysmem.ApproxMultiple(top*max(r.ranks, 1), max(r.ranks, 1)), sysmem.Approx(top)
+	tb, eb := r.cfg.Train.BatchSize, r.cfg.Eval.BatchSize
+	switch {
+	case min(tb, eb) > top && trainTop == evalTop:
+		return "lower train.batch_size and eval.batch_size to at most " + trainTop
+	case min(tb, eb) > top:
+		return fmt.Sprintf("lower train.batch_size to at most %s and eval.batch_size to at most %s", trainTop, evalTop)
+	case key == "train.batch_size":
+		return "lower train.batch_size to at most " + trainTop
+	}
+	return "lower eval.batch_size to at most " + evalTop
 }

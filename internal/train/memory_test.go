@@ -119,3 +119,36 @@ func TestRunMemoryCountsThePrecision(t *testing.T) {
 		}
 	}
 }
+
+// In a job of several ranks each holds its share of the global batch: a refusal names the global
+// train.batch_size with the share, advises a global batch that fits (the largest share that fits times
+// the ranks, rounded down to a multiple of them) and micro-batches of each rank's share.
+func TestRankRefusedOverMemoryLimit(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // the workspace counts one image per CPU worker
+	limit := func() sysmem.Limit { return sysmem.Limit{Bytes: 8 << 30, Source: "MemAvailable"} }
+	for _, tc := range []struct {
+		name        string
+		world       int
+		train, eval int
+		want        string
+	}{
+		{"train.batch_size", 2, 32768, 32,
+			"config: train.batch_size 32768 (16384 per rank over 2 ranks) needs about 13.0 GiB for a training step of cifar_resnet8 at 32x32 (activations 12.2 GiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 769.9 KiB, host copies 704.0 KiB, data loaders 770.3 MiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~20000, or keep the batch and run each rank's share as 2 micro-batches (train.accumulate_steps: 2)"},
+		{"train.batch_size over 3 ranks", 3, 49152, 32,
+			"config: train.batch_size 49152 (16384 per rank over 3 ranks) needs about 13.0 GiB for a training step of cifar_resnet8 at 32x32 (activations 12.2 GiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 769.9 KiB, host copies 704.0 KiB, data loaders 770.3 MiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~30000, or keep the batch and run each rank's share as 2 micro-batches (train.accumulate_steps: 2)"},
+		{"both batch sizes", 2, 200000000, 50000000,
+			"config: train.batch_size 200000000 (100000000 per rank over 2 ranks) needs about 79.4 TiB for a training step of cifar_resnet8 at 32x32 (activations 72.7 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 6.7 TiB); the limit is 8.0 GiB (MemAvailable); lower train.batch_size to at most ~19000 and eval.batch_size to at most ~9500"},
+		{"eval.batch_size", 2, 32, 100000000,
+			"config: eval.batch_size 100000000 needs about 77.2 TiB for a training step of cifar_resnet8 at 32x32 (activations 72.7 TiB, parameters 887.9 KiB, workspace 1.1 MiB, labels and statistics 4.5 GiB, host copies 4.1 GiB, data loaders 4.5 TiB); the limit is 8.0 GiB (MemAvailable); lower eval.batch_size to at most ~10000"},
+	} {
+		cfg := smallConfig(1)
+		cfg.Train.BatchSize, cfg.Eval.BatchSize = tc.train, tc.eval
+		dir := filepath.Join(t.TempDir(), "run")
+		errs := runRanks(t, cfg, dir, false, tc.world, func(int) Options { return Options{HostMemory: limit} })
+		for r, err := range errs {
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("%s, rank %d:\n got %v\nwant %s", tc.name, r, err, tc.want)
+			}
+		}
+	}
+}
