@@ -39,10 +39,10 @@ func readBNOutputs(t *testing.T, f *bnFixture) bnOutputs {
 	return o
 }
 
-// slice returns images [lo, hi) of an (N, ...) tensor's values with per values per image.
+// imageSlice returns images [lo, hi) of an (N, ...) tensor's values, per values an image.
 func imageSlice(v []float32, per, lo, hi int) []float32 { return v[lo*per : hi*per] }
 
-// runSyncedBN runs a forward and a backward of case b on each rank's slice of the whole batch whole (a
+// runSyncedBN runs a forward and a backward of case b on each rank's slice of the batch of whole (a
 // fixture on another device), and returns each rank's outputs and the group's exchange count.
 func runSyncedBN(t *testing.T, b bnCase, sizes []int, whole *bnFixture) ([]bnOutputs, int) {
 	devs := make([]backend.Device, len(sizes))
