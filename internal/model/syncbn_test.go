@@ -48,10 +48,16 @@ func readStepState(t *testing.T, net *Net) stepState {
 // on images [r*n/world, (r+1)*n/world) of the batch, each in its own goroutine.
 func syncedStep(t *testing.T, s Spec, world int, x []float32, y []int32, synced bool) []stepState {
 	t.Helper()
+	return syncedStepOn(t, s, world, x, y, synced, func() backend.Device { return cpu.NewWithWorkers(1) })
+}
+
+// syncedStepOn is syncedStep with the ranks' devices made by newDev.
+func syncedStepOn(t *testing.T, s Spec, world int, x []float32, y []int32, synced bool, newDev func() backend.Device) []stepState {
+	t.Helper()
 	nets := make([]*Net, world)
 	devs := make([]backend.Device, world)
 	for r := range nets {
-		devs[r] = cpu.NewWithWorkers(1)
+		devs[r] = newDev()
 		net, err := Build(devs[r], s, len(y)/world)
 		if err != nil {
 			t.Fatal(err)
@@ -160,6 +166,46 @@ func TestSyncedBatchNormOneRankChangesNothing(t *testing.T) {
 	for i, name := range a.runNames {
 		if !sameBits(a.running[i], b.running[i]) {
 			t.Fatalf("%s changed", name)
+		}
+	}
+}
+
+// graphRecorder is a CPU device that counts the training steps handed to it as device graphs.
+type graphRecorder struct {
+	*cpu.Device
+	mu     sync.Mutex
+	graphs int
+}
+
+func (g *graphRecorder) Graph(_ backend.GraphKey, fn func() error) error {
+	g.mu.Lock()
+	g.graphs++
+	g.mu.Unlock()
+	return fn()
+}
+
+func (g *graphRecorder) DropGraphs(any) {}
+
+// A synchronised step is not handed to the device as a graph (its exchanges may go through the host,
+// which a recording refuses); a step with a syncer of one rank still is.
+func TestSyncedBatchNormStepIsNotRecorded(t *testing.T) {
+	s := tinySpec(true, 'A')
+	for _, world := range []int{1, 2} {
+		x, y := tinyBatch(2*world, 33)
+		var devs []*graphRecorder
+		syncedStepOn(t, s, world, x, y, true, func() backend.Device {
+			d := &graphRecorder{Device: cpu.NewWithWorkers(1)}
+			devs = append(devs, d)
+			return d
+		})
+		want := 0
+		if world == 1 {
+			want = 1
+		}
+		for r, d := range devs {
+			if d.graphs != want {
+				t.Errorf("world %d, rank %d: %d steps handed over as graphs, want %d", world, r, d.graphs, want)
+			}
 		}
 	}
 }
