@@ -39,6 +39,11 @@
 //   inference forward  bn_inference_apply[_relu|_add|_add_relu] (one pass, running statistics inline)
 //   backward           bn_backward_reduce[_relu] (dgamma, dbeta; last block finalizes)
 //                      + bn_backward_dx[_relu|_add|_add_relu] (dx and the shortcut gradient dz)
+// Synchronised (backend.BatchNormParams.Sync), the op cut in two around the exchange, in both paths:
+//   training forward   bn_sync_stats (this rank's count, mean and M2 into its slot) | exchange |
+//                      bn_sync_finalize (the slots merged in rank order) + the path's apply kernels
+//   backward           bn_sync_grad_reduce (this rank's sums and count) | exchange |
+//                      bn_sync_grad_finalize + the path's dx kernels
 // Unfused path, the same math one step per kernel:
 //   training forward   bn_stats_partial + bn_stats_finalize + bn_normalize [+ residual_add] [+ relu_forward]
 //   inference forward  bn_inference_params + bn_normalize [+ residual_add] [+ relu_forward]
@@ -164,6 +169,19 @@ __device__ __forceinline__ void sum_partials(const double* partial, int c, int c
   }
 }
 
+// write_stats writes what a training forward keeps of channel c's mean and biased variance over M values.
+__device__ __forceinline__ void write_stats(int c, double mean, double var, double M, float eps, float momentum,
+                                            const float* gamma, float* save_mean, float* save_invstd,
+                                            float* run_mean, float* run_var, float* scale) {
+  const double invstd = 1.0 / sqrt(var + (double)eps);
+  const double mom = momentum;
+  save_mean[c] = (float)mean;
+  save_invstd[c] = (float)invstd;
+  run_mean[c] = (float)((1 - mom) * (double)run_mean[c] + mom * mean);
+  run_var[c] = (float)((1 - mom) * (double)run_var[c] + mom * var * M / (M - 1));
+  scale[c] = (float)((double)gamma[c] * invstd);
+}
+
 // finalize_stats turns the shifted sums of channel c into the saved mean and inverse standard deviation
 // (biased variance), the running statistics (unbiased variance, momentum as in PyTorch) and the scale
 // gamma*invstd that the apply pass multiplies by. All in double, as the CPU reference does.
@@ -174,14 +192,7 @@ __device__ __forceinline__ void finalize_stats(int c, double s1, double s2, doub
   const double dmean = s1 / M;
   double var = (s2 - s1 * dmean) / M;
   if (var < 0) var = 0;
-  const double mean = K + dmean;
-  const double invstd = 1.0 / sqrt(var + (double)eps);
-  const double mom = momentum;
-  save_mean[c] = (float)mean;
-  save_invstd[c] = (float)invstd;
-  run_mean[c] = (float)((1 - mom) * (double)run_mean[c] + mom * mean);
-  run_var[c] = (float)((1 - mom) * (double)run_var[c] + mom * var * M / (M - 1));
-  scale[c] = (float)((double)gamma[c] * invstd);
+  write_stats(c, K + dmean, var, M, eps, momentum, gamma, save_mean, save_invstd, run_mean, run_var, scale);
 }
 
 // last_block reports (to every thread) whether this block was the last of its tile's chunks to publish
@@ -197,6 +208,20 @@ __device__ __forceinline__ bool last_block(unsigned int* counters, int chunks) {
   }
   __syncthreads();
   return last;
+}
+
+// tile_stats sums this block's piece of its tile's channels (stats_chunk) and, in the tile's last block,
+// gives each thread of a channel of the tile that channel c's shifted sums s1, s2 and its shift K: true
+// for those threads, false for every other.
+template <typename T, rn::Layout L>
+__device__ __forceinline__ bool tile_stats(const T* x, int N, int C, int HW, int chunks, double* partial,
+                                           unsigned int* counters, int& c, double& K, double& s1, double& s2) {
+  c = tile_channel<T, L>();
+  K = c < C ? channel_shift<T, L>(x, c, C, HW) : 0;
+  stats_chunk<T, L>(x, c, N, C, HW, chunks, K, partial);
+  if (!last_block(counters, chunks) || !(threadIdx.x < rn::ChannelTile<T, L>::Width && c < C)) return false;
+  sum_partials(partial, c, chunks, s1, s2);
+  return true;
 }
 
 // inference_scale is the inference path's gamma/sqrt(running_var + eps), each operation correctly rounded
@@ -261,14 +286,30 @@ __device__ __forceinline__ void grad_chunk(const T* x, const T* y, const T* dy, 
   });
 }
 
+// tile_grad_sums is tile_stats for the backward: this block's piece of the sums of gy and gy*(x - mean)
+// (grad_chunk) and, in the tile's last block, channel c's sums to the threads of the tile's channels.
+template <typename T, rn::Layout L, bool RELU>
+__device__ __forceinline__ bool tile_grad_sums(const T* x, const T* y, const T* dy, const float* mean, int N, int C,
+                                               int HW, int chunks, double* partial, unsigned int* counters, int& c,
+                                               double& s1, double& s2) {
+  c = tile_channel<T, L>();
+  grad_chunk<T, L, RELU>(x, y, dy, mean, c, N, C, HW, chunks, partial);
+  if (!last_block(counters, chunks) || !(threadIdx.x < rn::ChannelTile<T, L>::Width && c < C)) return false;
+  sum_partials(partial, c, chunks, s1, s2);
+  return true;
+}
+
 // finalize_grad writes dbeta = sum gy and dgamma = sum gy*xhat of channel c, and the coefficients of
 // dx = k*(gy - a - (x - mean)*b): k = gamma*invstd, a = dbeta/M, b = dgamma*invstd/M.
-__device__ __forceinline__ void finalize_grad(int c, double sdy, double sdyx, double M, const float* gamma,
-                                              const float* invstd, float* dgamma, float* dbeta, float* coef) {
+// A synchronised backward writes dgamma and dbeta divided by share, the world size
+// (backend.BatchNormSyncer); share is 1 otherwise.
+__device__ __forceinline__ void finalize_grad(int c, double sdy, double sdyx, double M, double share,
+                                              const float* gamma, const float* invstd, float* dgamma, float* dbeta,
+                                              float* coef) {
   const double inv = invstd[c];
   const double db = sdy, dg = sdyx * inv;
-  dbeta[c] = (float)db;
-  dgamma[c] = (float)dg;
+  dbeta[c] = (float)(db / share);
+  dgamma[c] = (float)(dg / share);
   coef[3 * c] = (float)((double)gamma[c] * inv);
   coef[3 * c + 1] = (float)(db / M);
   coef[3 * c + 2] = (float)(dg / M * inv);
@@ -340,16 +381,11 @@ __device__ __forceinline__ void shortcut_grad(const T* gy, T* dz, int N, int C, 
       name(const T* x, int N, int C, int HW, int chunks, double* partial, unsigned int* counters, float eps, \
            float momentum, const float* gamma, float* save_mean, float* save_invstd, float* run_mean,        \
            float* run_var, float* scale) {                                                                   \
-    const int c = tile_channel<T, L>();                                                                      \
-    const double K = c < C ? channel_shift<T, L>(x, c, C, HW) : 0;                                           \
-    stats_chunk<T, L>(x, c, N, C, HW, chunks, K, partial);                                                   \
-    if (!last_block(counters, chunks)) return;                                                               \
-    if (threadIdx.x < rn::ChannelTile<T, L>::Width && c < C) {                                               \
-      double s1, s2;                                                                                         \
-      sum_partials(partial, c, chunks, s1, s2);                                                              \
-      finalize_stats(c, s1, s2, (double)N * HW, K, eps, momentum, gamma, save_mean, save_invstd, run_mean,   \
-                     run_var, scale);                                                                        \
-    }                                                                                                        \
+    int c;                                                                                                   \
+    double K, s1, s2;                                                                                        \
+    if (!tile_stats<T, L>(x, N, C, HW, chunks, partial, counters, c, K, s1, s2)) return;                     \
+    finalize_stats(c, s1, s2, (double)N * HW, K, eps, momentum, gamma, save_mean, save_invstd, run_mean,     \
+                   run_var, scale);                                                                          \
   }
 RN_ACT_FORMATS(BN_FORWARD_STATS, bn_forward_stats, )
 
@@ -448,14 +484,10 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK)
       name(const T* x, const T* y, const T* dy, const float* mean, int N, int C, int HW, int chunks,        \
            double* partial, unsigned int* counters, const float* gamma, const float* invstd, float* dgamma, \
            float* dbeta, float* coef) {                                                                     \
-    const int c = tile_channel<T, L>();                                                                     \
-    grad_chunk<T, L, RELU>(x, y, dy, mean, c, N, C, HW, chunks, partial);                                   \
-    if (!last_block(counters, chunks)) return;                                                              \
-    if (threadIdx.x < rn::ChannelTile<T, L>::Width && c < C) {                                              \
-      double s1, s2;                                                                                        \
-      sum_partials(partial, c, chunks, s1, s2);                                                             \
-      finalize_grad(c, s1, s2, (double)N * HW, gamma, invstd, dgamma, dbeta, coef);                         \
-    }                                                                                                       \
+    int c;                                                                                                  \
+    double s1, s2;                                                                                          \
+    if (!tile_grad_sums<T, L, RELU>(x, y, dy, mean, N, C, HW, chunks, partial, counters, c, s1, s2)) return; \
+    finalize_grad(c, s1, s2, (double)N * HW, 1.0, gamma, invstd, dgamma, dbeta, coef);                      \
   }
 RN_ACT_FORMATS(BN_BACKWARD_REDUCE, bn_backward_reduce, false)
 RN_ACT_FORMATS(BN_BACKWARD_REDUCE, bn_backward_reduce_relu, true)
@@ -507,7 +539,7 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK)
   if (c >= C) return;
   double s1, s2;
   sum_partials(partial, c, chunks, s1, s2);
-  finalize_grad(c, s1, s2, (double)count, gamma, invstd, dgamma, dbeta, coef);
+  finalize_grad(c, s1, s2, (double)count, 1.0, gamma, invstd, dgamma, dbeta, coef);
 }
 
 // bn_backward_input is dx alone from an already masked gradient gy.
@@ -517,3 +549,83 @@ extern "C" __global__ void __launch_bounds__(RN_BLOCK)
     input_grad<T, L, false, false>(x, nullptr, gy, mean, coef, dx, nullptr, N, C, H, W, C, 1);                 \
   }
 RN_ACT_FORMATS(BN_BACKWARD_INPUT, bn_backward_input, )
+
+// ---------------------------------------------------------------------------------------------------------
+// Synchronised batch norm: the exchanged tensors are laid out as backend.BatchNormSyncer says, (world, 3, C)
+// slots of (count, mean, M2) for the forward, and (2*C + world) for the backward: the sums of gy and of
+// gy*(x - mean), then each rank's count. Grids as the fused reductions above.
+
+// bn_sync_stats writes this rank's count, mean and M2 (the sum of squared deviations from the mean) of
+// every channel into slot, as float.
+#define BN_SYNC_STATS(name, T, L, ...)                                                                     \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                   \
+      name(const T* x, int N, int C, int HW, int chunks, double* partial, unsigned int* counters,          \
+           float* slot) {                                                                                  \
+    int c;                                                                                                 \
+    double K, s1, s2;                                                                                      \
+    if (!tile_stats<T, L>(x, N, C, HW, chunks, partial, counters, c, K, s1, s2)) return;                   \
+    const double M = (double)N * HW, dmean = s1 / M;                                                       \
+    double m2 = s2 - s1 * dmean;                                                                           \
+    if (m2 < 0) m2 = 0;                                                                                    \
+    slot[c] = (float)M;                                                                                    \
+    slot[C + c] = (float)(K + dmean);                                                                      \
+    slot[2 * C + c] = (float)m2;                                                                           \
+  }
+RN_ACT_FORMATS(BN_SYNC_STATS, bn_sync_stats, )
+
+// bn_sync_finalize merges the ranks' slots of channel c in rank order (Chan et al.'s pairwise update, in
+// double, as the CPU reference does) and writes the statistics of the global batch.
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    bn_sync_finalize(const float* slots, int C, int world, float eps, float momentum, const float* gamma,
+                     float* save_mean, float* save_invstd, float* run_mean, float* run_var, float* scale) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  double n = slots[c], mean = slots[C + c], m2 = slots[2 * C + c];
+  for (int r = 1; r < world; r++) {
+    const float* s = slots + 3LL * C * r;
+    const double nb = s[c], mb = s[C + c], m2b = s[2 * C + c];
+    const double total = n + nb, delta = mb - mean;
+    mean = mean + delta * nb / total;
+    m2 = m2 + (m2b + delta * delta * n * nb / total);
+    n = total;
+  }
+  write_stats(c, mean, m2 / n, n, eps, momentum, gamma, save_mean, save_invstd, run_mean, run_var, scale);
+}
+
+// bn_sync_grad_reduce writes this rank's sums of gy and gy*(x - mean) of every channel into sums[c] and
+// sums[C + c], and its count per channel into sums[2*C + rank], gy being dy masked by y > 0 when relu.
+template <typename T, rn::Layout L, bool RELU>
+__device__ __forceinline__ void sync_grad_reduce(const T* x, const T* y, const T* dy, const float* mean, int N,
+                                                 int C, int HW, int chunks, double* partial,
+                                                 unsigned int* counters, int rank, float* sums) {
+  int c;
+  double s1, s2;
+  if (!tile_grad_sums<T, L, RELU>(x, y, dy, mean, N, C, HW, chunks, partial, counters, c, s1, s2)) return;
+  sums[c] = (float)s1;
+  sums[C + c] = (float)s2;
+  if (c == 0) sums[2 * C + rank] = (float)((double)N * HW);
+}
+
+#define BN_SYNC_GRAD_REDUCE(name, T, L, ...)                                                              \
+  extern "C" __global__ void __launch_bounds__(RN_BLOCK)                                                  \
+      name(const T* x, const T* y, const T* dy, const float* mean, int relu, int N, int C, int HW,        \
+           int chunks, double* partial, unsigned int* counters, int rank, float* sums) {                  \
+    if (relu) {                                                                                           \
+      sync_grad_reduce<T, L, true>(x, y, dy, mean, N, C, HW, chunks, partial, counters, rank, sums);      \
+    } else {                                                                                              \
+      sync_grad_reduce<T, L, false>(x, y, dy, mean, N, C, HW, chunks, partial, counters, rank, sums);     \
+    }                                                                                                     \
+  }
+RN_ACT_FORMATS(BN_SYNC_GRAD_REDUCE, bn_sync_grad_reduce, )
+
+// bn_sync_grad_finalize writes dgamma and dbeta, the global gradient divided by the world size, and the
+// dx coefficients from the summed sums and counts.
+extern "C" __global__ void __launch_bounds__(RN_BLOCK)
+    bn_sync_grad_finalize(const float* sums, int C, int world, const float* gamma, const float* invstd,
+                          float* dgamma, float* dbeta, float* coef) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  double M = 0;
+  for (int r = 0; r < world; r++) M += sums[2 * C + r];
+  finalize_grad(c, sums[c], sums[C + c], M, (double)world, gamma, invstd, dgamma, dbeta, coef);
+}

@@ -224,7 +224,39 @@ type BatchNormParams struct {
 	Momentum float32 // running = (1-Momentum)*running + Momentum*batch; 0.1 as in PyTorch
 	ReLU     bool
 	Residual bool
+	// Sync, when not nil, makes a training forward and its backward synchronised batch norm (PyTorch's
+	// SyncBatchNorm): the statistics are those of the global batch, every rank's X together, so that the
+	// ranks of a data-parallel job compute what one process would on the whole batch. The forward
+	// normalises with the global mean and biased variance and updates the running statistics with the
+	// global mean and unbiased variance; the backward's DX uses the global sums, and DGamma and DBeta
+	// are each rank's equal share of the global gradient (see BatchNormSyncer). Every rank must run the
+	// same layers in the same order. Inference ignores it; nil (or a syncer of one rank) is local batch
+	// norm.
+	Sync BatchNormSyncer
 }
+
+// BatchNormSyncer sums small per-channel tensors over the ranks of a data-parallel job (synchronised BN).
+//
+// A synchronised forward gathers every rank's (count, mean, M2) per channel, M2 the sum of squared
+// deviations from the rank's own mean: each rank writes its three rows into its slot of a zeroed
+// (WorldSize, 3, C) tensor, SumStats turns that into an all-gather, and every rank merges the slots in rank
+// order, so all ranks get the same bits. The backward sums a (2*C + WorldSize) tensor: the per-channel sums
+// of the masked output gradient and of its product with x - mean, then each rank's count in its own
+// element (ranks may hold slices of different sizes).
+//
+// DGamma and DBeta are written as the global gradient divided by WorldSize, the same on every rank: the
+// trainer's gradient all-reduce sums the ranks' values and divides by WorldSize, as for every other
+// parameter, and so arrives at the gradient of the global batch's loss (PyTorch writes each rank's local
+// sums, whose sum over the ranks is the same).
+type BatchNormSyncer interface {
+	// SumStats replaces the F32 tensor t, on every rank, with its element-wise sum over the ranks.
+	SumStats(t Tensor) error
+	Rank() int
+	WorldSize() int
+}
+
+// Synced reports whether p synchronises the statistics over more than one rank.
+func (p BatchNormParams) Synced() bool { return p.Sync != nil && p.Sync.WorldSize() > 1 }
 
 // BatchNormTensors are the operands of a batch-norm forward. Statistics are per channel, shape (C).
 // Running variance is updated with the unbiased batch variance, as PyTorch does; the saved inverse

@@ -149,7 +149,27 @@ func CheckBatchNormForwardTraining(p BatchNormParams, t BatchNormTensors) (Batch
 	}
 	k.shaped("SaveMean", t.SaveMean, g.C)
 	k.shaped("SaveInvStd", t.SaveInvStd, g.C)
+	k.bnSync(p, g)
 	return g, k.err
+}
+
+// maxSyncCount is the largest per-channel count of one rank that a synchronised batch norm carries exactly:
+// the counts travel between the ranks as float32.
+const maxSyncCount = 1 << 24
+
+// bnSync checks the syncer of a synchronised batch norm: a rank inside the world, and a count per channel
+// that float32 holds exactly.
+func (k *checker) bnSync(p BatchNormParams, g BatchNormGeometry) {
+	if !p.Synced() || k.err != nil {
+		return
+	}
+	if r, w := p.Sync.Rank(), p.Sync.WorldSize(); r < 0 || r >= w {
+		k.failf("Sync has rank %d of a world of %d, want 0 <= rank < world", r, w)
+	}
+	if g.PerChannel() > maxSyncCount {
+		k.failf("X %v has %d values per channel; synchronised statistics carry at most %d per rank", []int{g.N, g.C, g.H, g.W},
+			g.PerChannel(), maxSyncCount)
+	}
 }
 
 // CheckBatchNormForwardInference checks the operands of Device.BatchNormForwardInference (SaveMean and
@@ -205,6 +225,7 @@ func CheckBatchNormBackward(p BatchNormParams, gr BatchNormGrads) (BatchNormGeom
 	k.shaped("SaveInvStd", gr.SaveInvStd, g.C)
 	k.shaped("DGamma", gr.DGamma, g.C)
 	k.shaped("DBeta", gr.DBeta, g.C)
+	k.bnSync(p, g)
 	return g, k.err
 }
 

@@ -69,6 +69,9 @@ type ModelConfig struct {
 	// Dropout is the probability of dropping each element between the two convolutions of a
 	// pre-activation basic unit in training (inverted dropout; Wide ResNets use 0.3). 0 drops nothing.
 	Dropout float64 `mapstructure:"dropout" yaml:"dropout" json:"dropout"`
+	// SyncBN synchronises the BN statistics of training over the ranks of a data-parallel job, as
+	// PyTorch's SyncBatchNorm (model.Net.SetBatchNormSync); a single process is unaffected.
+	SyncBN bool `mapstructure:"sync_bn" yaml:"sync_bn" json:"sync_bn"`
 }
 
 // DatasetConfig selects the data source.

@@ -165,6 +165,28 @@ func TestCUDADeterminismKeys(t *testing.T) {
 	}
 }
 
+// model.sync_bn: off by default, settable from a file, the environment and --set, and a value that is not a
+// bool refused with the key and its origin.
+func TestSyncBNKey(t *testing.T) {
+	if config.Default().Model.SyncBN {
+		t.Error("model.sync_bn is on by default, want off")
+	}
+	inTempDir(t, map[string]string{"dp.yaml": "model:\n  sync_bn: true\n"})
+	if c := mustLoad(t, config.Source{File: "dp.yaml"}); !c.Model.SyncBN {
+		t.Error("file: model.sync_bn not applied")
+	}
+	if c := mustLoad(t, withEnv(t, config.Source{}, "RESNET_MODEL_SYNC_BN=1")); !c.Model.SyncBN {
+		t.Error("environment: model.sync_bn not applied")
+	}
+	if c := mustLoad(t, config.Source{File: "dp.yaml", Sets: []string{"model.sync_bn=false"}}); c.Model.SyncBN {
+		t.Error("--set model.sync_bn=false did not override the file")
+	}
+	want := `config: model.sync_bn must be true or false (got "always") (from --set model.sync_bn=always)`
+	if got := loadErr(t, config.Source{Sets: []string{"model.sync_bn=always"}}); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
 func TestMilestonesFromText(t *testing.T) {
 	for _, text := range []string{"[81,122]", "81,122", "[81, 122]", " 81 , 122 "} {
 		c := mustLoad(t, config.Source{Sets: []string{"train.epochs=164", "train.schedule.milestones=" + text}})

@@ -366,20 +366,24 @@ func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.B
 	job.kind, job.stats, job.chan32 = bnStats, d.stats, d.chan32
 	d.pool.run(job, pieces)
 
-	// Combine the chunk statistics in chunk order (Chan et al.'s pairwise update).
-	total := float64(j.g.n * j.g.hw)
+	// Combine the chunk statistics in chunk order into each channel's first slot; with Sync, those of
+	// every rank in rank order.
+	stride := 3 * j.g.chunks
+	for ch := 0; ch < c; ch++ {
+		st := d.stats[stride*ch:]
+		for g := 1; g < j.g.chunks; g++ {
+			st[0], st[1], st[2] = mergeMoments(st[0], st[1], st[2], st[3*g], st[3*g+1], st[3*g+2])
+		}
+	}
+	if p.Synced() {
+		if err := d.syncMoments(p.Sync, c, stride); err != nil {
+			return err
+		}
+	}
 	mom := float64(p.Momentum)
 	for ch := 0; ch < c; ch++ {
-		st := d.stats[3*ch*j.g.chunks:]
-		count, mean, m2 := st[0], st[1], st[2]
-		for g := 1; g < j.g.chunks; g++ {
-			nb, mb, m2b := st[3*g], st[3*g+1], st[3*g+2]
-			n := count + nb
-			delta := mb - mean
-			mean += delta * nb / n
-			m2 += m2b + delta*delta*count*nb/n
-			count = n
-		}
+		st := d.stats[stride*ch:]
+		total, mean, m2 := st[0], st[1], st[2]
 		variance := m2 / total
 		invStd := 1 / math.Sqrt(variance+float64(p.Eps))
 		smean[ch], sinv[ch] = float32(mean), float32(invStd)
@@ -453,17 +457,29 @@ func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNo
 	job.kind, job.stats, job.chan32 = bnGradStats, d.stats, d.chan32
 	d.pool.run(job, pieces)
 
-	total := float64(j.g.n * j.g.hw)
+	// Sum the chunks in chunk order into each channel's first slot; with Sync, over the ranks too.
+	stride := 3 * j.g.chunks
 	for ch := 0; ch < c; ch++ {
-		st := d.stats[3*ch*j.g.chunks:]
-		var sdy, sdyx float64
-		for g := 0; g < j.g.chunks; g++ {
-			sdy += st[3*g]
-			sdyx += st[3*g+1]
+		st := d.stats[stride*ch:]
+		for g := 1; g < j.g.chunks; g++ {
+			st[0] += st[3*g]
+			st[1] += st[3*g+1]
 		}
+	}
+	total, share := float64(j.g.n*j.g.hw), 1.0
+	if p.Synced() {
+		var err error
+		if total, err = d.syncGradSums(p.Sync, c, stride, total); err != nil {
+			return err
+		}
+		share = float64(p.Sync.WorldSize())
+	}
+	for ch := 0; ch < c; ch++ {
+		st := d.stats[stride*ch:]
+		sdy, sdyx := st[0], st[1]
 		inv := float64(sinv[ch])
 		db, dg := sdy, sdyx*inv
-		dbeta[ch], dgamma[ch] = float32(db), float32(dg)
+		dbeta[ch], dgamma[ch] = float32(db/share), float32(dg/share)
 		q := d.chan32[4*ch : 4*ch+4]
 		q[1] = float32(float64(gamma[ch]) * inv)
 		q[2] = float32(db / total)

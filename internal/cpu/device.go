@@ -54,6 +54,7 @@ type Device struct {
 	stats    []float64 // per-(channel, chunk) partial statistics (batch norm)
 	chan64   []float64 // per-output bias-gradient sums (linear backward)
 	chan32   []float32 // per-channel constants of a pass (batch norm)
+	syncBuf  *buffer   // the tensor a synchronised batch norm exchanges (batchnorm_sync.go)
 
 	jobs jobs
 }

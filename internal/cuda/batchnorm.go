@@ -76,6 +76,9 @@ func b2i(b bool) int {
 // BatchNormForwardTraining implements backend.Device.
 func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.BatchNormTensors) error {
 	const op = "BatchNormForwardTraining"
+	if p.Synced() {
+		return d.bnForwardSynced(p, t)
+	}
 	if err := d.begin(op); err != nil {
 		d.end()
 		return err
@@ -103,8 +106,7 @@ func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.B
 			p(o.runVar).p(scale).run(); err != nil {
 			return err
 		}
-		return d.launchAs(op, bnForwardApply[b2i(o.residual)][b2i(o.relu)], g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).
-			p(o.x).p(o.z).p(o.y).p(o.saveMean).p(scale).p(o.beta).i(g.N).i(g.C).i(g.H).i(g.W).i(g.ZC).i(g.ZStride).run()
+		return d.bnApply(op, g, o, scale)
 	}
 	if err := d.launchAs(op, kBNStatsPartial, g.DType, g.Layout, chunks, tiles).p(o.x).i(g.N).i(g.C).i(hw).i(chunks).p(partial).run(); err != nil {
 		return err
@@ -112,6 +114,16 @@ func (d *Device) BatchNormForwardTraining(p backend.BatchNormParams, t backend.B
 	if err := d.launchAs(op, kBNStatsFinalize, g.DType, g.Layout, blocksOf(g.C), 1).p(o.x).p(partial).i(g.C).i(hw).i(chunks).l(int64(g.PerChannel())).
 		f(o.eps).f(o.momentum).p(o.gamma).p(o.saveMean).p(o.saveInvStd).p(o.runMean).p(o.runVar).p(scale).run(); err != nil {
 		return err
+	}
+	return d.bnApply(op, g, o, scale)
+}
+
+// bnApply writes y from the saved mean and scale = gamma*invstd: one fused kernel, or the unfused
+// normalize and epilogue.
+func (d *Device) bnApply(op string, g backend.BatchNormGeometry, o bnOperands, scale uint64) error {
+	if !d.opt.Unfused {
+		return d.launchAs(op, bnForwardApply[b2i(o.residual)][b2i(o.relu)], g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).
+			p(o.x).p(o.z).p(o.y).p(o.saveMean).p(scale).p(o.beta).i(g.N).i(g.C).i(g.H).i(g.W).i(g.ZC).i(g.ZStride).run()
 	}
 	if err := d.launchAs(op, kBNNormalize, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.x).p(o.y).p(o.saveMean).p(scale).p(o.beta).
 		i(g.N).i(g.C).i(g.H).i(g.W).run(); err != nil {
@@ -174,24 +186,17 @@ func (d *Device) BatchNormForwardInference(p backend.BatchNormParams, t backend.
 // and dz = gy read back through the shortcut mapping (0 where the shortcut reads nothing).
 func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNormGrads) error {
 	const op = "BatchNormBackward"
+	if p.Synced() {
+		return d.bnBackwardSynced(p, gr)
+	}
 	if err := d.begin(op); err != nil {
 		d.end()
 		return err
 	}
 	defer d.end()
-	g, err := backend.CheckBatchNormBackward(p, gr)
-	a := addrs{d: d, op: op, err: named(err)}
-	o := bnOperands{x: a.of("X", gr.X), dy: a.of("DY", gr.DY), dx: a.of("DX", gr.DX), gamma: a.of("Gamma", gr.Gamma),
-		saveMean: a.of("SaveMean", gr.SaveMean), saveInvStd: a.of("SaveInvStd", gr.SaveInvStd),
-		dgamma: a.of("DGamma", gr.DGamma), dbeta: a.of("DBeta", gr.DBeta), relu: p.ReLU, residual: p.Residual}
-	if p.ReLU {
-		o.y = a.of("Y", gr.Y)
-	}
-	if p.Residual {
-		o.dz = a.of("DZ", gr.DZ)
-	}
-	if a.err != nil || g.C == 0 {
-		return a.err
+	g, o, err := d.bnBackwardOperands(op, p, gr)
+	if err != nil || g.C == 0 {
+		return err
 	}
 
 	chunks := d.bnChunks(g)
@@ -214,26 +219,12 @@ func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNo
 			p(partial).p(d.counters.ptr).p(o.gamma).p(o.saveInvStd).p(o.dgamma).p(o.dbeta).p(coef).run(); err != nil {
 			return err
 		}
-		return d.launchAs(op, bnBackwardDX[b2i(o.residual)][b2i(o.relu)], g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).
-			p(o.x).p(o.y).p(o.dy).p(o.saveMean).p(coef).p(o.dx).p(o.dz).i(g.N).i(g.C).i(g.H).i(g.W).i(g.ZC).i(g.ZStride).run()
+		return d.bnBackwardDXFused(op, g, o, coef)
 	}
 
-	gy := o.dy
-	if o.relu {
-		if gy, err = d.tempAlloc(op, int64(g.DType.Size())*int64(g.XLen())); err != nil {
-			return err
-		}
-		if err := d.launchAs(op, kReLUBackward, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.y).p(o.dy).p(gy).l(int64(g.XLen())).run(); err != nil {
-			return err
-		}
-	}
-	if o.residual {
-		if g.ZLen() > 0 {
-			if err := d.launchAs(op, kResidualBackward, g.DType, g.Layout, d.blocksFor(int64(g.ZLen())), 1).p(gy).p(o.dz).i(g.N).i(g.C).i(g.H).i(g.W).
-				i(g.ZC).i(g.ZStride).run(); err != nil {
-				return err
-			}
-		}
+	gy, err := d.bnMaskedGrad(op, g, o)
+	if err != nil {
+		return err
 	}
 	if err := d.launchAs(op, kBNBackwardReducePartial, g.DType, g.Layout, chunks, tiles).p(o.x).p(gy).p(o.saveMean).i(g.N).i(g.C).i(hw).
 		i(chunks).p(partial).run(); err != nil {
@@ -243,6 +234,56 @@ func (d *Device) BatchNormBackward(p backend.BatchNormParams, gr backend.BatchNo
 		p(o.gamma).p(o.saveInvStd).p(o.dgamma).p(o.dbeta).p(coef).run(); err != nil {
 		return err
 	}
+	return d.bnBackwardInput(op, g, o, gy, coef)
+}
+
+// bnBackwardOperands checks a backward's operands and takes their addresses.
+func (d *Device) bnBackwardOperands(op string, p backend.BatchNormParams, gr backend.BatchNormGrads) (backend.BatchNormGeometry,
+	bnOperands, error) {
+	g, err := backend.CheckBatchNormBackward(p, gr)
+	a := addrs{d: d, op: op, err: named(err)}
+	o := bnOperands{x: a.of("X", gr.X), dy: a.of("DY", gr.DY), dx: a.of("DX", gr.DX), gamma: a.of("Gamma", gr.Gamma),
+		saveMean: a.of("SaveMean", gr.SaveMean), saveInvStd: a.of("SaveInvStd", gr.SaveInvStd),
+		dgamma: a.of("DGamma", gr.DGamma), dbeta: a.of("DBeta", gr.DBeta), relu: p.ReLU, residual: p.Residual}
+	if p.ReLU {
+		o.y = a.of("Y", gr.Y)
+	}
+	if p.Residual {
+		o.dz = a.of("DZ", gr.DZ)
+	}
+	return g, o, a.err
+}
+
+// bnBackwardDXFused writes dx, and dz with a residual, from the coefficients in one kernel.
+func (d *Device) bnBackwardDXFused(op string, g backend.BatchNormGeometry, o bnOperands, coef uint64) error {
+	return d.launchAs(op, bnBackwardDX[b2i(o.residual)][b2i(o.relu)], g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).
+		p(o.x).p(o.y).p(o.dy).p(o.saveMean).p(coef).p(o.dx).p(o.dz).i(g.N).i(g.C).i(g.H).i(g.W).i(g.ZC).i(g.ZStride).run()
+}
+
+// bnMaskedGrad is the unfused path's first steps: the output gradient masked by the ReLU (dy itself
+// without one, else a scratch buffer) and, with a residual, the shortcut gradient dz written from it.
+func (d *Device) bnMaskedGrad(op string, g backend.BatchNormGeometry, o bnOperands) (uint64, error) {
+	gy := o.dy
+	if o.relu {
+		var err error
+		if gy, err = d.tempAlloc(op, int64(g.DType.Size())*int64(g.XLen())); err != nil {
+			return 0, err
+		}
+		if err := d.launchAs(op, kReLUBackward, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.y).p(o.dy).p(gy).l(int64(g.XLen())).run(); err != nil {
+			return 0, err
+		}
+	}
+	if o.residual && g.ZLen() > 0 {
+		if err := d.launchAs(op, kResidualBackward, g.DType, g.Layout, d.blocksFor(int64(g.ZLen())), 1).p(gy).p(o.dz).i(g.N).i(g.C).i(g.H).i(g.W).
+			i(g.ZC).i(g.ZStride).run(); err != nil {
+			return 0, err
+		}
+	}
+	return gy, nil
+}
+
+// bnBackwardInput is the unfused path's last step: dx from the masked gradient gy and the coefficients.
+func (d *Device) bnBackwardInput(op string, g backend.BatchNormGeometry, o bnOperands, gy, coef uint64) error {
 	return d.launchAs(op, kBNBackwardInput, g.DType, g.Layout, d.blocksFor(int64(g.XLen())), 1).p(o.x).p(gy).p(o.saveMean).p(coef).p(o.dx).
 		i(g.N).i(g.C).i(g.H).i(g.W).run()
 }

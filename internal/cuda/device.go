@@ -238,6 +238,10 @@ type Device struct {
 	counters  block // zeroed uint32 per channel for the fused reductions' last-block election
 	flags     block // int32 per tensor of a FindNonFinite check
 	workspace block // cuDNN workspace
+	// syncBlk holds the tensor a synchronised batch norm exchanges, syncBuf that tensor's storage
+	// (batchnorm_sync.go).
+	syncBlk   block
+	syncBuf   *buffer
 	convPlans map[convGeom]*convPlan
 	// filterBufs are the buffers holding weights with converted copies (filters.go).
 	filterBufs map[*buffer]struct{}

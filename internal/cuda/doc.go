@@ -43,6 +43,8 @@
 //	batchnorm.cu, unfused    bn_stats_partial, bn_stats_finalize, bn_inference_params, bn_normalize,
 //	                         residual_add, relu_forward, relu_backward, residual_backward,
 //	                         bn_backward_reduce_partial, bn_backward_finalize, bn_backward_input
+//	batchnorm.cu, synchronised  bn_sync_stats, bn_sync_finalize, bn_sync_grad_reduce, bn_sync_grad_finalize
+//	                         (both paths: backend.BatchNormParams.Sync)
 //	pooling.cu               maxpool_forward, maxpool_backward, avgpool_forward, avgpool_backward (global),
 //	                         avgpool_window_forward, avgpool_window_backward (windowed, count_include_pad
 //	                         either way)
@@ -64,7 +66,8 @@
 // built for the other formats of backend.Options.Precision and Layout, its name suffixed by the dtype and
 // then the layout (bn_forward_apply_relu_bf16, bn_forward_apply_relu_nhwc,
 // bn_forward_apply_relu_f16_nhwc); relu_forward and relu_backward are element-wise and come per dtype
-// only; bn_inference_params, bn_backward_finalize and the other families take f32 only.
+// only; bn_inference_params, bn_backward_finalize, bn_sync_finalize, bn_sync_grad_finalize and the other
+// families take f32 only.
 //
 // A device opened with backend.Options.Unfused never launches a kernel of FusedKernels, and one opened
 // without it never launches one of UnfusedKernels.

@@ -266,6 +266,10 @@ const std::map<std::string, Entry>& table() {
       RN_ACT_FORMATS(EF, bn_backward_reduce_partial)
       E(bn_backward_finalize),
       RN_ACT_FORMATS(EF, bn_backward_input)
+      RN_ACT_FORMATS(EF, bn_sync_stats)
+      E(bn_sync_finalize),
+      RN_ACT_FORMATS(EF, bn_sync_grad_reduce)
+      E(bn_sync_grad_finalize),
       RN_ACT_FORMATS(EF, maxpool_forward)
       RN_ACT_FORMATS(EF, maxpool_backward)
       RN_ACT_FORMATS(EF, avgpool_forward)

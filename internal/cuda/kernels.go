@@ -39,6 +39,9 @@ const (
 	kResidualBackward
 	kBNBackwardReducePartial
 	kBNBackwardInput
+	// kernels/batchnorm.cu, synchronised (both paths).
+	kBNSyncStats
+	kBNSyncGradReduce
 	// kernels/pooling.cu
 	kMaxPoolForward
 	kMaxPoolBackward
@@ -74,6 +77,9 @@ const (
 	// Float only: no activation operands. kernels/batchnorm.cu, unfused path.
 	kBNInferenceParams
 	kBNBackwardFinalize
+	// kernels/batchnorm.cu, synchronised (both paths).
+	kBNSyncFinalize
+	kBNSyncGradFinalize
 	// kernels/loss.cu
 	kSoftmaxCrossEntropy
 	kSoftTargetCrossEntropy
@@ -160,6 +166,11 @@ var kernelTable = withVariants([numKernels]kernelInfo{
 	kBNBackwardReducePartial: {"bn_backward_reduce_partial", "pppiiiip"},
 	kBNBackwardFinalize:      {"bn_backward_finalize", "piilppppp"},
 	kBNBackwardInput:         {"bn_backward_input", "pppppiiii"},
+
+	kBNSyncStats:        {"bn_sync_stats", "piiiippp"},
+	kBNSyncGradReduce:   {"bn_sync_grad_reduce", "ppppiiiiippip"},
+	kBNSyncFinalize:     {"bn_sync_finalize", "piiffpppppp"},
+	kBNSyncGradFinalize: {"bn_sync_grad_finalize", "piippppp"},
 
 	kMaxPoolForward:  {"maxpool_forward", "ppiiiiiiiii"},
 	kMaxPoolBackward: {"maxpool_backward", "pppiiiiiiiii"},

@@ -35,6 +35,9 @@ type Net struct {
 	// bnMomentum is the running-statistics update rate of training-mode forwards (bnMomentum unless
 	// SetBNMomentum changed it).
 	bnMomentum float32
+	// bnSync synchronises the BN statistics of training forwards and backwards over the ranks of a
+	// data-parallel job (SetBatchNormSync); nil: each batch's own.
+	bnSync backend.BatchNormSyncer
 	// shared marks a net whose parameters are views of another net's (BuildFullyConv): inference only.
 	shared bool
 	// estimateAct is the activation dtype of a net planned without a device, for a memory estimate.
@@ -616,7 +619,7 @@ func (n *Net) trainStep(x []float32, labels []int32, targets []float32, lossScal
 	n.uploadTime = time.Since(t0)
 	n.stepGradScale = n.gradScale(lossScale)
 	var err error
-	if g, ok := n.dev.(backend.Grapher); ok {
+	if g, ok := n.dev.(backend.Grapher); ok && !n.bnSynced() {
 		key := backend.GraphKey{Owner: n, Batch: n.nb, GradScale: n.stepGradScale, BNMomentum: n.bnMomentum, SoftTargets: n.softTargets}
 		err = g.Graph(key, n.deviceStep)
 	} else {
@@ -718,8 +721,26 @@ func (c *convNode) backward(n *Net) error {
 	return nil
 }
 
-func (b *bnNode) params(n *Net) backend.BatchNormParams {
-	return backend.BatchNormParams{Eps: b.eps, Momentum: n.bnMomentum, ReLU: b.relu, Residual: b.z != nil}
+// SetBatchNormSync makes every BN layer of the net synchronised batch norm over the ranks s joins
+// (PyTorch's SyncBatchNorm): training forwards normalise with, and move the running statistics towards,
+// the statistics of the global batch, every rank's slice together, and backwards use its sums (see
+// backend.BatchNormParams.Sync). Inference forwards never exchange anything. Every rank must run the same
+// training forwards and backwards. nil turns it off; a syncer of one rank changes nothing.
+//
+// With more than one rank a training step is not recorded as a device graph: the exchanges inside it may
+// wait for the device or go through the host, which a recording cannot hold.
+func (n *Net) SetBatchNormSync(s backend.BatchNormSyncer) { n.bnSync = s }
+
+// bnSynced reports whether the net's BN layers exchange statistics with other ranks.
+func (n *Net) bnSynced() bool { return n.bnSync != nil && n.bnSync.WorldSize() > 1 }
+
+// params are the op parameters of the BN, for a training forward or backward when train is set.
+func (b *bnNode) params(n *Net, train bool) backend.BatchNormParams {
+	p := backend.BatchNormParams{Eps: b.eps, Momentum: n.bnMomentum, ReLU: b.relu, Residual: b.z != nil}
+	if train {
+		p.Sync = n.bnSync
+	}
+	return p
 }
 
 func (b *bnNode) forward(n *Net, train bool) error {
@@ -734,9 +755,9 @@ func (b *bnNode) forward(n *Net, train bool) error {
 	}
 	var err error
 	if train {
-		err = n.dev.BatchNormForwardTraining(b.params(n), t)
+		err = n.dev.BatchNormForwardTraining(b.params(n, true), t)
 	} else {
-		err = n.dev.BatchNormForwardInference(b.params(n), t)
+		err = n.dev.BatchNormForwardInference(b.params(n, false), t)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.name, err)
@@ -760,7 +781,7 @@ func (b *bnNode) backward(n *Net) error {
 		g.DZ = b.z.dcur
 		b.z.gradWritten = true
 	}
-	if err := n.dev.BatchNormBackward(b.params(n), g); err != nil {
+	if err := n.dev.BatchNormBackward(b.params(n, true), g); err != nil {
 		return fmt.Errorf("%s: %w", b.name, err)
 	}
 	b.x.gradWritten = true

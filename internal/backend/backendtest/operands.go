@@ -209,6 +209,10 @@ var operandCases = []operandCase{
 				t.X, t.Y = o.t(1, 4, 1, 1), o.t(1, 4, 1, 1)
 			}))
 		}},
+	{"bn sync rank outside world", "BatchNormForwardTraining: Sync has rank 2 of a world of 2, want 0 <= rank < world",
+		func(o *ops) error {
+			return o.dev.BatchNormForwardTraining(backend.BatchNormParams{Eps: 1e-5, Sync: unusedSyncer{rank: 2, world: 2}}, o.bn(4, nil))
+		}},
 	{"bn residual without Z", "BatchNormForwardInference: Residual is set but Z is not allocated", func(o *ops) error {
 		return o.dev.BatchNormForwardInference(resid, o.bn(8, nil))
 	}},
@@ -455,3 +459,12 @@ func rejectedSGDStep(t *testing.T, dev backend.Device) {
 		}
 	}
 }
+
+// unusedSyncer is the syncer of operands the checks refuse, before any exchange.
+type unusedSyncer struct{ rank, world int }
+
+func (s unusedSyncer) SumStats(backend.Tensor) error {
+	return fmt.Errorf("SumStats called on refused operands")
+}
+func (s unusedSyncer) Rank() int      { return s.rank }
+func (s unusedSyncer) WorldSize() int { return s.world }
