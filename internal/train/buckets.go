@@ -77,6 +77,11 @@ func (t *trainer) startBuckets() {
 	if size < 0 || t.cfg.Train.AccumulateSteps > 1 || (graphs && t.cfg.CUDA.Graphs) {
 		return
 	}
+	// Synchronised BN exchanges its statistics from backward itself: on the host communicator those
+	// exchanges and the buckets' goroutine would reach the other ranks in an order that timing decides.
+	if t.cfg.Model.SyncBN && t.par.coll == nil {
+		return
+	}
 	t.buckets = newGradBuckets(t.par, t.net, size)
 }
 

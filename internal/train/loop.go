@@ -214,6 +214,9 @@ func (t *trainer) prepare() error {
 		if restored, err = t.syncState(restored); err != nil {
 			return err
 		}
+		if t.cfg.Model.SyncBN {
+			t.net.SetBatchNormSync(bnSyncer{t.par})
+		}
 		t.startBuckets()
 	}
 	t.scaler = lossScaler{cfg: t.cfg.LossScaling()}

@@ -98,6 +98,14 @@ func (p *parallel) onHost(t backend.Tensor, collective func([]float32) error) er
 	return p.dev.Upload(t, v)
 }
 
+// bnSyncer is synchronised batch norm's link to the other ranks (model.sync_bn): the device's
+// collectives where it has them, else the host communicator.
+type bnSyncer struct{ p *parallel }
+
+func (s bnSyncer) SumStats(t backend.Tensor) error { return s.p.allReduce(t) }
+func (s bnSyncer) Rank() int                       { return s.p.rank() }
+func (s bnSyncer) WorldSize() int                  { return s.p.world() }
+
 // fromRank0 returns rank 0's b on every rank.
 func (p *parallel) fromRank0(b []byte) ([]byte, error) {
 	if p.rank() != 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -502,5 +503,61 @@ func TestBucketsOfARankWithoutImages(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("rank %d: the summed gradients are not rank 0's plus zeros", r)
 		}
+	}
+}
+
+// With model.sync_bn a job of two ranks trains as one process on the whole global batch: every BN layer
+// normalises with the statistics of both shares and moves its running statistics with them. The ranks
+// exchange BN moments as float32, so the match is close rather than exact: every tensor of the final
+// checkpoint, running statistics included, within syncTolerance of the one process's largest value of
+// that tensor. The same job without sync_bn is farther off than that, which is what the option is for.
+func TestSyncBNRanksTrainAsOneProcess(t *testing.T) {
+	const syncTolerance = 1e-4
+	root := t.TempDir()
+	cfg := smallConfig(1)
+	one := filepath.Join(root, "one")
+	if _, err := runOnce(t, cfg, one, false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	synced := cfg
+	synced.Model.SyncBN = true
+	two := filepath.Join(root, "two")
+	mustRunRanks(t, synced, two, false, 2)
+	plain := filepath.Join(root, "plain")
+	mustRunRanks(t, cfg, plain, false, 2)
+
+	worst := func(dir string) (float64, string) {
+		a, b := finalTensors(t, one), finalTensors(t, dir)
+		var w float64
+		var at string
+		for _, ta := range a.Tensors {
+			tb, ok := b.Get(ta.Name)
+			if !ok || ta.DType != "F32" {
+				continue
+			}
+			va, err := ta.Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			vb, err := tb.Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var scale, diff float64
+			for i := range va {
+				scale = max(scale, math.Abs(float64(va[i])))
+				diff = max(diff, math.Abs(float64(va[i])-float64(vb[i])))
+			}
+			if scale > 0 && diff/scale > w {
+				w, at = diff/scale, ta.Name
+			}
+		}
+		return w, at
+	}
+	if w, at := worst(two); w > syncTolerance {
+		t.Errorf("2 ranks with sync_bn vs 1 process: %s off by %.3g of its largest value (tolerance %g)", at, w, syncTolerance)
+	}
+	if w, at := worst(plain); w <= syncTolerance {
+		t.Errorf("2 ranks without sync_bn vs 1 process: at most %.3g off (%s), within sync_bn's tolerance", w, at)
 	}
 }
