@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"resnet/internal/backend"
@@ -254,4 +255,38 @@ func BenchmarkConcatPoolResidual(b *testing.B) {
 		}
 		gbps(b, 4*a.Numel()*(3+5))
 	})
+}
+
+// BenchmarkConvFilter runs the weight gradient of ResNet-50's stride-1 3x3 convolutions at batch 16, with
+// the in-place kernels (conv_filter.go) where they take the shape and with the GEMM path, and reports
+// GFLOP/s: the measurements behind filterTileMax.
+func BenchmarkConvFilter(b *testing.B) {
+	for _, s := range []struct{ c, hw int }{{64, 56}, {128, 28}, {256, 14}, {512, 7}} {
+		const n = 16
+		d := New()
+		r := newRand(1)
+		p := backend.ConvParams{Stride: 1, Pad: 1}
+		x := tensor(b, d, randSlice(r, n*s.c*s.hw*s.hw), n, s.c, s.hw, s.hw)
+		dy := tensor(b, d, randSlice(r, n*s.c*s.hw*s.hw), n, s.c, s.hw, s.hw)
+		dw := tensor(b, d, nil, s.c, s.c, 3, 3)
+		flops := 2 * float64(n*s.c*s.c*9*s.hw*s.hw)
+		for _, path := range []string{"gemm", "inplace"} {
+			b.Run(fmt.Sprintf("%dch%dx%d/%s", s.c, s.hw, s.hw, path), func(b *testing.B) {
+				saved, savedMax := filterKernels, filterTileMax
+				defer func() { filterKernels, filterTileMax = saved, savedMax }()
+				if path == "gemm" {
+					filterKernels = nil
+				} else {
+					filterTileMax = math.MaxInt
+				}
+				for b.Loop() {
+					if err := d.ConvBackwardFilter(p, x, dy, dw); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+		d.Close()
+	}
 }

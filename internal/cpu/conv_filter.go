@@ -13,10 +13,17 @@ type filterKernel struct {
 // filterKernels are the kernels this CPU runs, widest first (none off amd64, or without AVX2 and FMA).
 var filterKernels = archFilterKernels()
 
+// filterTileMax (a variable for the benchmark) bounds the in-place path to weight gradients of at most 2^18 values (1 MiB), whose
+// transposed sum stays in a core's L2 cache between images. Past it, as for ResNet-50's 256- and
+// 512-channel layers, adding every image into that sum and transposing it back costs more than the
+// packing it saves (0.6x the GEMM path at 14x14 and 7x7, BenchmarkConvFilter).
+var filterTileMax = 1 << 18
+
 // filterKernelFor returns the kernel for g's weight gradient, or nil where the GEMM path must run: not a
-// stride-1 3x3 convolution, or output channels that no kernel's width divides.
+// stride-1 3x3 convolution, a gradient larger than filterTileMax, or output channels that no kernel's
+// width divides.
 func filterKernelFor(g *convGeom) *filterKernel {
-	if g.KH != 3 || g.KW != 3 || g.Stride != 1 {
+	if g.KH != 3 || g.KW != 3 || g.Stride != 1 || g.wLen() > filterTileMax {
 		return nil
 	}
 	for i := range filterKernels {

@@ -176,6 +176,7 @@ func TestFilterKernelsMatchNaive(t *testing.T) {
 		{N: 1, Cin: 4, H: 8, W: 8, Cout: 16, KH: 3, KW: 3, Stride: 2, PadH: 1, PadW: 1, OH: 4, OW: 4}, // strided
 		{N: 1, Cin: 4, H: 8, W: 8, Cout: 12, KH: 3, KW: 3, Stride: 1, PadH: 1, PadW: 1, OH: 8, OW: 8}, // 12 channels
 		{N: 1, Cin: 4, H: 8, W: 8, Cout: 16, KH: 5, KW: 5, Stride: 1, PadH: 2, PadW: 2, OH: 8, OW: 8}, // 5x5
+		{N: 1, Cin: 256, H: 14, W: 14, Cout: 256, KH: 3, KW: 3, Stride: 1, PadH: 1, PadW: 1, OH: 14, OW: 14}, // past filterTileMax
 	} {
 		if cg := newConvGeom(g); filterKernelFor(&cg) != nil {
 			t.Errorf("%+v: the in-place weight gradient took a shape it cannot do", g)
