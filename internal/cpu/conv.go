@@ -413,9 +413,12 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	if parallel || kern.shifted == nil || g.Stride != 1 || g.pointwise {
 		return false
 	}
-	mr, nr := kern.mr, kern.nr
 	hp, wp := g.H+2*g.PadH, g.W+2*g.PadW
-	q := g.OH * wp              // padded-width output positions
+	q := g.OH * wp // padded-width output positions
+	if n := kern.narrow; n != nil && 10*roundUp(q, n.nr) <= 9*roundUp(q, kern.nr) {
+		kern = n // CIFAR's 8x8 maps: 80 positions in 96 columns of 32, or 80 of 16
+	}
+	mr, nr := kern.mr, kern.nr
 	qr := roundUp(q, nr)        // columns of the result buffer: whole tiles only
 	rows := roundUp(g.Cout, mr) // rows of the result buffer: whole tiles only
 

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"resnet/internal/backend"
@@ -173,13 +174,54 @@ func TestFilterKernelsMatchNaive(t *testing.T) {
 	}
 	filterKernels = saved
 	for _, g := range []backend.ConvGeometry{
-		{N: 1, Cin: 4, H: 8, W: 8, Cout: 16, KH: 3, KW: 3, Stride: 2, PadH: 1, PadW: 1, OH: 4, OW: 4}, // strided
-		{N: 1, Cin: 4, H: 8, W: 8, Cout: 12, KH: 3, KW: 3, Stride: 1, PadH: 1, PadW: 1, OH: 8, OW: 8}, // 12 channels
-		{N: 1, Cin: 4, H: 8, W: 8, Cout: 16, KH: 5, KW: 5, Stride: 1, PadH: 2, PadW: 2, OH: 8, OW: 8}, // 5x5
+		{N: 1, Cin: 4, H: 8, W: 8, Cout: 16, KH: 3, KW: 3, Stride: 2, PadH: 1, PadW: 1, OH: 4, OW: 4},        // strided
+		{N: 1, Cin: 4, H: 8, W: 8, Cout: 12, KH: 3, KW: 3, Stride: 1, PadH: 1, PadW: 1, OH: 8, OW: 8},        // 12 channels
+		{N: 1, Cin: 4, H: 8, W: 8, Cout: 16, KH: 5, KW: 5, Stride: 1, PadH: 2, PadW: 2, OH: 8, OW: 8},        // 5x5
 		{N: 1, Cin: 256, H: 14, W: 14, Cout: 256, KH: 3, KW: 3, Stride: 1, PadH: 1, PadW: 1, OH: 14, OW: 14}, // past filterTileMax
 	} {
 		if cg := newConvGeom(g); filterKernelFor(&cg) != nil {
 			t.Errorf("%+v: the in-place weight gradient took a shape it cannot do", g)
 		}
 	}
+}
+
+// Small maps run on the narrower shifted kernel (gemmKernel.narrow): the same bits as the wide one, which
+// sums every output in the same step order.
+func TestNarrowShiftedKernelSameBits(t *testing.T) {
+	wide := &gemmKernels[0]
+	if wide.narrow == nil {
+		t.Skip("no narrower shifted kernel on this CPU")
+	}
+	c := convCase{n: 3, cin: 24, h: 8, w: 8, cout: 48, k: 3, stride: 1, pad: 1}
+	r := newRand(5)
+	xv, wv := randSlice(r, c.n*c.cin*64), randSlice(r, c.cout*c.cin*9)
+	dyv := randSlice(r, c.n*c.cout*64)
+	run := func(narrow *gemmKernel) (y, dx []float32) {
+		saved := wide.narrow
+		wide.narrow = narrow
+		defer func() { wide.narrow = saved }()
+		d := NewWithWorkers(2)
+		defer d.Close()
+		x, w := tensor(t, d, xv, c.n, c.cin, 8, 8), tensor(t, d, wv, c.cout, c.cin, 3, 3)
+		yt, dy := tensor(t, d, nil, c.n, c.cout, 8, 8), tensor(t, d, dyv, c.n, c.cout, 8, 8)
+		dxt := tensor(t, d, nil, c.n, c.cin, 8, 8)
+		must(t, d.ConvForward(c.params(), x, w, yt))
+		must(t, d.ConvBackwardData(c.params(), dy, w, dxt, false))
+		return values(t, yt), values(t, dxt)
+	}
+	counted := *wide.narrow
+	var calls atomic.Int64
+	kernel := wide.narrow.shifted
+	counted.shifted = func(a, b []float32, offs shiftOffsets, c []float32, ldc int, add bool) {
+		calls.Add(1)
+		kernel(a, b, offs, c, ldc, add)
+	}
+	y1, dx1 := run(&counted)
+	if calls.Load() == 0 {
+		t.Fatal("the narrow kernel never ran")
+	}
+	y2, dx2 := run(nil)
+	assertSameBits(t, "forward, narrow vs wide", y1, y2)
+	assertSameBits(t, "backward data, narrow vs wide", dx1, dx2)
+	assertClose(t, "forward", y1, naiveConvForward(c, xv, wv), 1e-4, 1e-4)
 }

@@ -29,6 +29,10 @@ type gemmKernel struct {
 	// instead of a packed panel: the stride-1 convolutions use it to read their patch matrix in place
 	// (conv.go, convShifted).
 	shifted func(a, b []float32, offs shiftOffsets, c []float32, ldc int, add bool)
+	// narrow, when set, is a shifted kernel of the same instruction set with fewer columns, for the
+	// small maps whose padded-width positions it covers with a tenth fewer computed columns (convJob.shifted).
+	// Both sum every output in step order, so they give the same bits.
+	narrow *gemmKernel
 }
 
 // shiftOffsets are the byte offsets of the steps of a shifted B with their least and greatest, so a

@@ -55,13 +55,25 @@ var archTiles = []struct {
 	{"avx2", 6, 16, 256},
 }
 
+// narrowTiles are the narrower shifted kernels of archTiles' (convJob.shifted), by instruction set.
+var narrowTiles = map[string]struct{ mr, nr int }{"avx512": {16, 16}}
+
 // archGemmKernels returns the assembly kernels this CPU supports, fastest first.
 func archGemmKernels() []gemmKernel {
 	var ks []gemmKernel
 	for _, a := range archTiles {
 		for _, t := range asmTiles {
 			if t.isa == a.isa && t.mr == a.mr && t.nr == a.nr && t.supported() {
-				ks = append(ks, t.kernel(a.kc))
+				k := t.kernel(a.kc)
+				if n, ok := narrowTiles[a.isa]; ok {
+					for _, u := range asmTiles {
+						if u.isa == a.isa && u.mr == n.mr && u.nr == n.nr {
+							nk := u.kernel(a.kc)
+							k.narrow = &nk
+						}
+					}
+				}
+				ks = append(ks, k)
 			}
 		}
 	}
