@@ -415,7 +415,15 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	}
 	hp, wp := g.H+2*g.PadH, g.W+2*g.PadW
 	q := g.OH * wp // padded-width output positions
-	if n := kern.narrow; n != nil && 10*roundUp(q, n.nr) <= 9*roundUp(q, kern.nr) {
+	// Rows whose width is a whole number of the kernel's columns are written straight into y, tile by
+	// tile, computing no padding column (CIFAR's 32- and 16-wide maps); the others go through the
+	// padded-width buffer. Both add the steps' blocks in the same order, so they give the same bits.
+	direct := func(k *gemmKernel) bool { return !accumulate && g.OW%k.nr == 0 && g.Cout%k.mr == 0 }
+	switch n := kern.narrow; {
+	case direct(kern):
+	case n != nil && direct(n):
+		kern = n
+	case n != nil && 10*roundUp(q, n.nr) <= 9*roundUp(q, kern.nr):
 		kern = n // CIFAR's 8x8 maps: 80 positions in 96 columns of 32, or 80 of 16
 	}
 	mr, nr := kern.mr, kern.nr
@@ -428,6 +436,10 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	xp := ws.xpad
 	g.pad(xp, x)
 	j.packShifted(ws, kern, g, w)
+	if direct(kern) {
+		j.shiftedRows(ws, kern, g, xp, y)
+		return true
+	}
 	ws.cbuf = grow(ws.cbuf, rows*qr)
 	cb := ws.cbuf
 
@@ -463,6 +475,31 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 		}
 	}
 	return true
+}
+
+// shiftedRows is shifted's loop for maps whose rows are whole tiles: each tile is nr columns of one output
+// row of mr channels, its B read from the padded image at that row, its C the tile's place in y.
+func (j *convJob) shiftedRows(ws *workspace, kern *gemmKernel, g *convGeom, xp, y []float32) {
+	mr, nr, wp, plane := kern.mr, kern.nr, g.W+2*g.PadW, g.OH*g.OW
+	mcMax := roundUp(gemmMC, mr)
+	packed := ws.wpack
+	for pc := 0; pc < g.kdim; pc += kern.kc {
+		kc := min(kern.kc, g.kdim-pc)
+		offs := newShiftOffsets(ws.offs[pc : pc+kc])
+		for ic := 0; ic < g.Cout; ic += mcMax {
+			mc := min(mcMax, g.Cout-ic)
+			block := packed[:mc*kc]
+			packed = packed[len(block):]
+			for oy := 0; oy < g.OH; oy++ {
+				for ox := 0; ox < g.OW; ox += nr {
+					b := xp[oy*wp+ox:]
+					for ir := 0; ir < mc; ir += mr {
+						kern.shifted(block[ir*kc:(ir+mr)*kc], b, offs, y[(ic+ir)*plane+oy*g.OW+ox:], plane, pc > 0)
+					}
+				}
+			}
+		}
+	}
 }
 
 // packShifted leaves in the worker's scratch what shifted needs of the weights w and the geometry of

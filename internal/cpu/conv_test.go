@@ -29,6 +29,9 @@ var convCases = []convCase{
 	{n: 2, cin: 6, h: 4, w: 5, cout: 9, k: 1, stride: 1, pad: 0, groups: 3},
 	{n: 2, cin: 4, h: 6, w: 6, cout: 4, k: 3, stride: 1, pad: 0, groups: 2},
 	{n: 5, cin: 6, h: 5, w: 4, cout: 6, k: 3, stride: 1, pad: 1, groups: 6},
+	// Rows of whole kernel tiles, written straight into the output (convJob.shiftedRows).
+	{n: 2, cin: 5, h: 6, w: 32, cout: 16, k: 3, stride: 1, pad: 1},
+	{n: 2, cin: 7, h: 5, w: 16, cout: 32, k: 3, stride: 1, pad: 1},
 	// Weight gradients read in place (conv_filter.go): stride-1 3x3 with whole panels of output channels;
 	// batch chunks of several images; per group.
 	{n: 3, cin: 5, h: 8, w: 8, cout: 16, k: 3, stride: 1, pad: 1},
@@ -224,4 +227,30 @@ func TestNarrowShiftedKernelSameBits(t *testing.T) {
 	assertSameBits(t, "forward, narrow vs wide", y1, y2)
 	assertSameBits(t, "backward data, narrow vs wide", dx1, dx2)
 	assertClose(t, "forward", y1, naiveConvForward(c, xv, wv), 1e-4, 1e-4)
+}
+
+// Maps whose rows are whole kernel tiles write them straight into the output (convJob.shiftedRows); the
+// accumulating backward data still goes through the padded-width buffer. Accumulated onto zeros, it
+// must give the same values as written directly.
+func TestShiftedRowsMatchPaddedWidth(t *testing.T) {
+	for _, c := range []convCase{
+		{n: 2, cin: 16, h: 32, w: 32, cout: 16, k: 3, stride: 1, pad: 1},
+		{n: 2, cin: 32, h: 16, w: 16, cout: 32, k: 3, stride: 1, pad: 1},
+	} {
+		d := NewWithWorkers(2)
+		r := newRand(9)
+		dy := tensor(t, d, randSlice(r, c.n*c.cout*c.h*c.w), c.n, c.cout, c.h, c.w)
+		w := tensor(t, d, randSlice(r, c.cout*c.cin*9), c.cout, c.cin, 3, 3)
+		direct := tensor(t, d, randSlice(r, c.n*c.cin*c.h*c.w), c.n, c.cin, c.h, c.w)
+		summed := tensor(t, d, make([]float32, c.n*c.cin*c.h*c.w), c.n, c.cin, c.h, c.w)
+		must(t, d.ConvBackwardData(c.params(), dy, w, direct, false))
+		must(t, d.ConvBackwardData(c.params(), dy, w, summed, true))
+		a, b := values(t, direct), values(t, summed)
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("%v: value %d is %v written directly, %v through the padded-width buffer", c, i, a[i], b[i])
+			}
+		}
+		d.Close()
+	}
 }
