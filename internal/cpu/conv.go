@@ -443,23 +443,14 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	ws.cbuf = grow(ws.cbuf, rows*qr)
 	cb := ws.cbuf
 
-	mcMax := roundUp(gemmMC, mr)
-	packed := ws.wpack
-	for pc := 0; pc < g.kdim; pc += kern.kc {
-		kc := min(kern.kc, g.kdim-pc)
-		offs := newShiftOffsets(ws.offs[pc : pc+kc])
-		for ic := 0; ic < g.Cout; ic += mcMax {
-			mc := min(mcMax, g.Cout-ic)
-			block := packed[:roundUp(mc, mr)*kc]
-			packed = packed[len(block):]
-			for jr := 0; jr < qr; jr += nr {
-				b := xp[jr:]
-				for ir := 0; ir < mc; ir += mr {
-					kern.shifted(block[ir*kc:(ir+mr)*kc], b, offs, cb[(ic+ir)*qr+jr:], qr, pc > 0)
-				}
+	shiftedBlocks(ws, kern, g, func(block []float32, offs shiftOffsets, ic, mc int, add bool) {
+		for jr := 0; jr < qr; jr += nr {
+			b := xp[jr:]
+			for ir := 0; ir < mc; ir += mr {
+				kern.shifted(block[ir*blockSteps(offs):(ir+mr)*blockSteps(offs)], b, offs, cb[(ic+ir)*qr+jr:], qr, add)
 			}
 		}
-	}
+	})
 	// Keep the OW valid columns of each padded-width row.
 	for co := 0; co < g.Cout; co++ {
 		for oy := 0; oy < g.OH; oy++ {
@@ -481,26 +472,37 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 // row of mr channels, its B read from the padded image at that row, its C the tile's place in y.
 func (j *convJob) shiftedRows(ws *workspace, kern *gemmKernel, g *convGeom, xp, y []float32) {
 	mr, nr, wp, plane := kern.mr, kern.nr, g.W+2*g.PadW, g.OH*g.OW
-	mcMax := roundUp(gemmMC, mr)
+	shiftedBlocks(ws, kern, g, func(block []float32, offs shiftOffsets, ic, mc int, add bool) {
+		for oy := 0; oy < g.OH; oy++ {
+			for ox := 0; ox < g.OW; ox += nr {
+				b := xp[oy*wp+ox:]
+				for ir := 0; ir < mc; ir += mr {
+					kern.shifted(block[ir*blockSteps(offs):(ir+mr)*blockSteps(offs)], b, offs, y[(ic+ir)*plane+oy*g.OW+ox:], plane, add)
+				}
+			}
+		}
+	})
+}
+
+// shiftedBlocks calls f for each block of the weights packShifted left in ws, in the order it packed them:
+// steps [pc, pc+kc) (their offsets) of output channels [ic, ic+mc); add is false for the first steps.
+func shiftedBlocks(ws *workspace, kern *gemmKernel, g *convGeom, f func(block []float32, offs shiftOffsets, ic, mc int, add bool)) {
+	mcMax := roundUp(gemmMC, kern.mr)
 	packed := ws.wpack
 	for pc := 0; pc < g.kdim; pc += kern.kc {
 		kc := min(kern.kc, g.kdim-pc)
 		offs := newShiftOffsets(ws.offs[pc : pc+kc])
 		for ic := 0; ic < g.Cout; ic += mcMax {
 			mc := min(mcMax, g.Cout-ic)
-			block := packed[:mc*kc]
+			block := packed[:roundUp(mc, kern.mr)*kc]
 			packed = packed[len(block):]
-			for oy := 0; oy < g.OH; oy++ {
-				for ox := 0; ox < g.OW; ox += nr {
-					b := xp[oy*wp+ox:]
-					for ir := 0; ir < mc; ir += mr {
-						kern.shifted(block[ir*kc:(ir+mr)*kc], b, offs, y[(ic+ir)*plane+oy*g.OW+ox:], plane, pc > 0)
-					}
-				}
-			}
+			f(block, offs, ic, mc, pc > 0)
 		}
 	}
 }
+
+// blockSteps is the number of steps of a block.
+func blockSteps(offs shiftOffsets) int { return len(offs.offs) }
 
 // packShifted leaves in the worker's scratch what shifted needs of the weights w and the geometry of
 // one call: the patch rows' byte offsets into the padded image (ws.offs), and the packed blocks of w in the
