@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"math"
+
 	"fmt"
 	"testing"
 
@@ -87,4 +89,29 @@ func TestGlobalAvgPoolMatchesNaive(t *testing.T) {
 		}
 		assertClose(t, "backward", values(t, dx), wantDX, 1e-7, 1e-6)
 	}
+}
+
+// Signed zeros are equal (the first holds the window), infinities order as numbers, and a window with a
+// NaN takes its last NaN, as PyTorch's max pooling does: the forward's bits and the backward's argmax.
+func TestMaxPoolZerosInfinitiesAndNaNs(t *testing.T) {
+	negZero, inf, nan := float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.NaN())
+	nan2 := math.Float32frombits(math.Float32bits(nan) | 1<<31) // a NaN with the sign bit set
+	d := NewWithWorkers(1)
+	p := backend.PoolParams{Kernel: 2, Stride: 2}
+	x := tensor(t, d, []float32{
+		negZero, 0, -inf, -3, 1, nan2, 2, 7,
+		0, negZero, -inf, -inf, nan, 9, inf, -1,
+	}, 1, 1, 2, 8)
+	y := tensor(t, d, nil, 1, 1, 1, 4)
+	dx := tensor(t, d, nil, 1, 1, 2, 8)
+	must(t, d.MaxPoolForward(p, x, y))
+	must(t, d.MaxPoolBackward(p, x, y, tensor(t, d, []float32{10, 20, 30, 40}, 1, 1, 1, 4), dx))
+	got := values(t, y)
+	want := []uint32{math.Float32bits(negZero), math.Float32bits(-3), math.Float32bits(nan), math.Float32bits(inf)}
+	for i, w := range want {
+		if math.Float32bits(got[i]) != w {
+			t.Errorf("y[%d] = %v (bits %#x), want bits %#x", i, got[i], math.Float32bits(got[i]), w)
+		}
+	}
+	assertClose(t, "dx", values(t, dx), []float64{10, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 30, 0, 40, 0}, 0, 0)
 }
