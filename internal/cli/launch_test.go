@@ -458,8 +458,10 @@ func TestWorkersEndWithTheLauncher(t *testing.T) {
 		}
 	}
 	t.Logf("the workers exited %s after the launcher was killed", took)
-	if !strings.Contains(log, "interrupted: checkpoint written to ") {
-		t.Errorf("rank 0 did not stop with a checkpoint:\n%s%s", log, stderr.String())
+	// Rank 0's last lines may come after the test stopped reading the dead launcher's output: the
+	// checkpoint itself is the evidence.
+	if _, err := train.FindCheckpoint(dir); err != nil {
+		t.Errorf("rank 0 did not stop with a checkpoint (%v):\n%s%s", err, log, stderr.String())
 	}
 }
 
