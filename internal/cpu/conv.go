@@ -364,13 +364,30 @@ func (j *convJob) run(worker, i int) {
 }
 
 // gemm runs op on the worker's scratch, or over the whole pool when the job runs images one at a time.
+// Its A is the weights in every pass but the weight gradient's, the same for every image of the call:
+// a worker packs them once per call (packedWeights).
 func (j *convJob) gemm(worker int, parallel bool, op gemmOp) {
 	op.alpha = 1
 	if parallel {
 		j.d.gemmParallel(op)
 		return
 	}
-	op.block(&j.d.ws[worker].gemm, 0, op.m, 0, op.n)
+	ws := j.d.ws[worker]
+	if j.kind != convBackwardFilter {
+		op.aPacked = j.packedWeights(ws, &op)
+	}
+	op.block(&ws.gemm, 0, op.m, 0, op.n)
+}
+
+// packedWeights returns op's A packed for all its blocks (gemmOp.packAll), packing it only when the
+// worker has not yet for this call, these weights (a group's) and this kernel.
+func (j *convJob) packedWeights(ws *workspace, op *gemmOp) []float32 {
+	key := shiftedKey{call: j.d.convCall, w: &op.a[0], kern: ws.gemm.kernel()}
+	if ws.apackKey != key {
+		ws.apack = op.packAll(&ws.gemm, ws.apack)
+		ws.apackKey = key
+	}
+	return ws.apack
 }
 
 func (j *convJob) col(worker int) []float32 {

@@ -113,6 +113,9 @@ type gemmOp struct {
 	bConv *convGeom
 	// bPad, with bConv and transB, is the image b zero-padded (convGeom.pad), which packBConv reads instead.
 	bPad []float32
+	// aPacked, when set, is op(A) already packed for every block block() visits over the whole of m, in
+	// its order (packAll): a convolution's weights, packed once per call instead of once per image.
+	aPacked []float32
 }
 
 // sgemm computes C = alpha*op(A)*op(B) + beta*C on the calling goroutine (see gemmOp for the layout).
@@ -140,8 +143,10 @@ func (g *gemmOp) block(ws *gemmScratch, i0, i1, j0, j1 int) {
 	}
 	kern := ws.kernel()
 	mcMax, ncMax := roundUp(gemmMC, kern.mr), roundUp(gemmNC, kern.nr)
+	prepacked := g.aPacked != nil && i0 == 0 && i1 == g.m
 	for jc := j0; jc < j1; jc += ncMax {
 		nc := min(ncMax, j1-jc)
+		packed := g.aPacked
 		for pc := 0; pc < g.k; pc += kern.kc {
 			kc := min(kern.kc, g.k-pc)
 			add := pc > 0 || g.beta != 0
@@ -152,11 +157,35 @@ func (g *gemmOp) block(ws *gemmScratch, i0, i1, j0, j1 int) {
 			}
 			for ic := i0; ic < i1; ic += mcMax {
 				mc := min(mcMax, i1-ic)
-				g.packA(ws, kern, ic, mc, pc, kc)
-				g.macro(ws, kern, ic, mc, jc, nc, kc, add)
+				var a []float32
+				if prepacked {
+					n := roundUp(mc, kern.mr) * roundUp(kc, kern.kstep)
+					a, packed = packed[:n], packed[n:]
+				} else {
+					g.packA(ws, kern, ic, mc, pc, kc)
+					a = ws.packA
+				}
+				g.macro(ws, kern, a, ic, mc, jc, nc, kc, add)
 			}
 		}
 	}
+}
+
+// packAll packs op(A) into dst for every block that block() visits over the whole of m, in its order, and
+// returns it: the aPacked of the same op over other B.
+func (g *gemmOp) packAll(ws *gemmScratch, dst []float32) []float32 {
+	kern := ws.kernel()
+	mcMax := roundUp(gemmMC, kern.mr)
+	dst = dst[:0]
+	for pc := 0; pc < g.k; pc += kern.kc {
+		kc := min(kern.kc, g.k-pc)
+		for ic := 0; ic < g.m; ic += mcMax {
+			mc := min(mcMax, g.m-ic)
+			g.packA(ws, kern, ic, mc, pc, kc)
+			dst = append(dst, ws.packA[:roundUp(mc, kern.mr)*roundUp(kc, kern.kstep)]...)
+		}
+	}
+	return dst
 }
 
 // scaleC sets C = beta*C over a region (beta == 0 writes zeros).
@@ -302,8 +331,8 @@ func (ws *gemmScratch) bPanel(jp, kcp, nr, kc, jc, nc int) (dst []float32, c0, c
 	return dst, c0, cols
 }
 
-// macro multiplies the packed A block by the packed B panel into C[ic:ic+mc, jc:jc+nc].
-func (g *gemmOp) macro(ws *gemmScratch, kern *gemmKernel, ic, mc, jc, nc, kc int, add bool) {
+// macro multiplies the packed A block pa by the packed B panel into C[ic:ic+mc, jc:jc+nc].
+func (g *gemmOp) macro(ws *gemmScratch, kern *gemmKernel, pa []float32, ic, mc, jc, nc, kc int, add bool) {
 	mr, nr := kern.mr, kern.nr
 	ldc, kcp := g.ldc, roundUp(kc, kern.kstep)
 	ws.tile = grow(ws.tile, mr*nr)
@@ -311,7 +340,7 @@ func (g *gemmOp) macro(ws *gemmScratch, kern *gemmKernel, ic, mc, jc, nc, kc int
 		b := ws.packB[(jr/nr)*kcp*nr : (jr/nr+1)*kcp*nr]
 		cols := min(nr, nc-jr)
 		for ir := 0; ir < mc; ir += mr {
-			a := ws.packA[(ir/mr)*kcp*mr : (ir/mr+1)*kcp*mr]
+			a := pa[(ir/mr)*kcp*mr : (ir/mr+1)*kcp*mr]
 			rows := min(mr, mc-ir)
 			off := (ic+ir)*ldc + jc + jr
 			if rows == mr && cols == nr {

@@ -128,15 +128,18 @@ type workspace struct {
 	// The 3x3 weight gradient read in place (convJob.filterShifted): the output gradient's panels and the
 	// transposed gradient of a batch chunk.
 	fpanel, ftile []float32
+	// The weights of the current call packed for the GEMM (convJob.packedWeights).
+	apack    []float32
+	apackKey shiftedKey
 }
 
 // scratchFloats is the number of float32 scratch buffers of a workspace.
-const scratchFloats = 10
+const scratchFloats = 11
 
 // floats lists the float32 scratch buffers of ws.
 func (ws *workspace) floats() [scratchFloats]*[]float32 {
 	return [...]*[]float32{&ws.gemm.packA, &ws.gemm.packB, &ws.gemm.tile, &ws.gemm.rows, &ws.col, &ws.xpad, &ws.cbuf,
-		&ws.wpack, &ws.fpanel, &ws.ftile}
+		&ws.wpack, &ws.fpanel, &ws.ftile, &ws.apack}
 }
 
 // runSharingScratch runs a task whose pieces use the workers' scratch, then grows every worker's scratch to
