@@ -278,7 +278,7 @@ stage_tests() {
 	# NCCL on this GPU: the collectives of a group of one rank (the test that data-parallel training on a
 	# machine with more GPUs builds on; scripts/gpu-test.sh --ddp runs the rest there).
 	nccl=$(cat "$out"/tests/*.log 2>/dev/null | sed -n 's/^--- \(PASS\|FAIL\|SKIP\): TestCollectivesOneRank .*/\1/p' |
-		head -n 1 | tr 'A-Z' 'a-z')
+		head -n 1 | tr '[:upper:]' '[:lower:]')
 	nccl=${nccl:-not run}
 	local status
 	status=$(status_of "$rc")
