@@ -434,8 +434,9 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	q := g.OH * wp // padded-width output positions
 	// Rows whose width is a whole number of the kernel's columns are written straight into y, tile by
 	// tile, computing no padding column (CIFAR's 32- and 16-wide maps); the others go through the
-	// padded-width buffer. Both add the steps' blocks in the same order, so they give the same bits.
-	direct := func(k *gemmKernel) bool { return !accumulate && g.OW%k.nr == 0 && g.Cout%k.mr == 0 }
+	// padded-width buffer. Both add the steps' blocks in the same order, so they give the same bits, but
+	// for an accumulating call: y plus each block in turn, where the buffer adds y to their sum.
+	direct := func(k *gemmKernel) bool { return g.OW%k.nr == 0 && g.Cout%k.mr == 0 }
 	switch n := kern.narrow; {
 	case direct(kern):
 	case n != nil && direct(n):
@@ -454,7 +455,7 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	g.pad(xp, x)
 	j.packShifted(ws, kern, g, w)
 	if direct(kern) {
-		j.shiftedRows(ws, kern, g, xp, y)
+		j.shiftedRows(ws, kern, g, xp, y, accumulate)
 		return true
 	}
 	ws.cbuf = grow(ws.cbuf, rows*qr)
@@ -487,14 +488,14 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 
 // shiftedRows is shifted's loop for maps whose rows are whole tiles: each tile is nr columns of one output
 // row of mr channels, its B read from the padded image at that row, its C the tile's place in y.
-func (j *convJob) shiftedRows(ws *workspace, kern *gemmKernel, g *convGeom, xp, y []float32) {
+func (j *convJob) shiftedRows(ws *workspace, kern *gemmKernel, g *convGeom, xp, y []float32, accumulate bool) {
 	mr, nr, wp, plane := kern.mr, kern.nr, g.W+2*g.PadW, g.OH*g.OW
 	shiftedBlocks(ws, kern, g, func(block []float32, offs shiftOffsets, ic, mc int, add bool) {
 		for oy := 0; oy < g.OH; oy++ {
 			for ox := 0; ox < g.OW; ox += nr {
 				b := xp[oy*wp+ox:]
 				for ir := 0; ir < mc; ir += mr {
-					kern.shifted(block[ir*blockSteps(offs):(ir+mr)*blockSteps(offs)], b, offs, y[(ic+ir)*plane+oy*g.OW+ox:], plane, add)
+					kern.shifted(block[ir*blockSteps(offs):(ir+mr)*blockSteps(offs)], b, offs, y[(ic+ir)*plane+oy*g.OW+ox:], plane, add || accumulate)
 				}
 			}
 		}
