@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -94,6 +95,9 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 		}
 		if l := e.lookupEnv(launcherVar); l != "" && info.Source == "torchrun" {
 			info.Source = l
+			// Its stderr (and, beyond rank 0, its stdout) is the launcher's pipe, which the launcher's
+			// death closes: writing there must not kill the worker before it stops as told.
+			signal.Ignore(syscall.SIGPIPE)
 		}
 	}
 	if o.resume != "" && info.Rank != 0 {
@@ -205,6 +209,9 @@ func configOrigin(src config.Source) (string, error) {
 // by the first SIGINT or SIGTERM (a second one exits at once), which it announces when tell is set (the
 // other ranks of a data-parallel job follow rank 0's decision silently). release stops listening for
 // signals.
+//
+// Signals within repeatWindow of the first count as that one: a worker whose launcher died gets the
+// parent-death signal once for each of the launcher's threads the kernel hands it to as they exit.
 func interruptChannel(e *env, tell bool) (stop <-chan struct{}, release func()) {
 	if e.stop != nil {
 		return e.stop, func() {}
@@ -221,9 +228,15 @@ func interruptChannel(e *env, tell bool) (stop <-chan struct{}, release func()) 
 			fmt.Fprintf(e.stderr, "\n%v: finishing the current step and writing a checkpoint (again to quit at once)\n", s)
 		}
 		close(ch)
-		if _, ok := <-sig; ok {
-			os.Exit(exitInterrupted)
+		first := time.Now()
+		for range sig {
+			if time.Since(first) >= repeatWindow {
+				os.Exit(exitInterrupted)
+			}
 		}
 	}()
 	return ch, func() { signal.Stop(sig) }
 }
+
+// repeatWindow is how soon after the first a signal is taken for a repeat of it rather than a second one.
+const repeatWindow = 500 * time.Millisecond
