@@ -202,6 +202,17 @@ func TestModelSpellingsAcceptedEverywhere(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "# model cifar_resnet56: residual, depth 56") {
 		t.Errorf("model.depth=56 on cifar_resnet20: exit %d, stderr %q", code, errOut)
 	}
+	// The start line of a run names the net it trains, the depth applied.
+	args := append(tinyTrainArgs(filepath.Join(t.TempDir(), "run"), 1), "--set", "model.depth=14")
+	code, out, errOut = runCLI(t, args...)
+	if code != 0 || !strings.HasPrefix(out, "training cifar_resnet14 on cpu, ") {
+		t.Errorf("model.depth=14 on demo (cifar_resnet8): exit %d, output %q, stderr %q", code, firstLine(out), errOut)
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 func TestErrorsAndExitCodes(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"resnet/internal/backend"
 	"resnet/internal/config"
 	"resnet/internal/dist"
+	"resnet/internal/model"
 	"resnet/internal/train"
 )
 
@@ -156,6 +157,15 @@ func runTrain(e *env, o *trainOptions, changed func(string) bool) error {
 	return trainRank(e, rankRun{cfg: cfg, yml: yml, dev: dev, job: job, from: from, resume: o.resume != ""}, runDir)
 }
 
+// modelName is the zoo name of the model a config trains: model.arch with model.depth applied
+// (cifar_resnet20 with depth 56 trains cifar_resnet56).
+func modelName(m config.ModelConfig) string {
+	if s, err := model.Resolve(m.Arch, m.Depth); err == nil {
+		return s.Name
+	}
+	return m.Arch
+}
+
 // rankRun is what a process trains with once it has joined its job.
 type rankRun struct {
 	cfg    config.Config
@@ -176,7 +186,7 @@ func trainRank(e *env, r rankRun, runDir string) error {
 	}
 	stop, release := interruptChannel(e, rank == 0)
 	defer release()
-	fmt.Fprintf(stdout, "training %s on %s, run directory %s%s\n", r.cfg.Model.Arch, r.dev.Name(), runDir, r.job.describe())
+	fmt.Fprintf(stdout, "training %s on %s, run directory %s%s\n", modelName(r.cfg.Model), r.dev.Name(), runDir, r.job.describe())
 	res, err := train.Run(train.Options{
 		Config: r.cfg, ConfigYAML: r.yml, RunDir: runDir, Resume: r.resume, From: r.from,
 		Device: r.dev, Out: stdout, Terminal: e.terminal && rank == 0, Stop: stop, HostMemory: e.hostMemory, Version: version,
