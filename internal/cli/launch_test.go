@@ -218,23 +218,16 @@ func TestLauncherStopsTheJobWhenAWorkerDies(t *testing.T) {
 	}
 }
 
-// freeTCPPort is a port nothing listens on now.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // runRanksInProcess runs the train command as the given ranks of a job, each in a goroutine with its own
 // job variables (and what setup, when given, sets in its env), and returns each one's exit code and
 // stderr.
 func runRanksInProcess(t *testing.T, world int, ranks []int, args func(rank int) []string, setup ...func(rank int, e *env)) ([]int, []string) {
 	t.Helper()
-	port := strconv.Itoa(freeTCPPort(t))
+	free, err := freePort(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(free)
 	codes, errOut := make([]int, len(ranks)), make([]string, len(ranks))
 	var wg sync.WaitGroup
 	for i, r := range ranks {

@@ -38,14 +38,7 @@ func writeSourcePNGs(t *testing.T, src dataset.Source, n int, dir string) []stri
 			}
 		}
 		path := filepath.Join(dir, string(rune('a'+i))+".png")
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := png.Encode(f, img); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
+		writePNG(t, path, img)
 		paths = append(paths, path)
 	}
 	return paths
@@ -184,9 +177,7 @@ func TestPredictErrors(t *testing.T) {
 	run, _ := importedRun(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "x.png")
-	f, _ := os.Create(img)
-	png.Encode(f, image.NewRGBA(image.Rect(0, 0, 8, 8)))
-	f.Close()
+	writePNG(t, img, image.NewRGBA(image.Rect(0, 0, 8, 8)))
 	empty := filepath.Join(dir, "empty")
 	os.Mkdir(empty, 0o755)
 	os.WriteFile(filepath.Join(empty, "notes.txt"), []byte("x"), 0o644)
@@ -230,14 +221,7 @@ func TestPredictImageNetStyleRun(t *testing.T) {
 					}
 				}
 				path := filepath.Join(d, string(rune('p'+i))+".png")
-				f, err := os.Create(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := png.Encode(f, img); err != nil {
-					t.Fatal(err)
-				}
-				f.Close()
+				writePNG(t, path, img)
 				if split == "val" {
 					valPaths = append(valPaths, path)
 				}
@@ -267,5 +251,18 @@ func TestPredictImageNetStyleRun(t *testing.T) {
 				t.Errorf("%s class %d: probability %v, evaluation %v", p.Path, c, p.Probabilities[j], w)
 			}
 		}
+	}
+}
+
+// writePNG writes img to path as a PNG file.
+func writePNG(t *testing.T, path string, img image.Image) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
 	}
 }

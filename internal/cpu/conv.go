@@ -461,11 +461,11 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 	ws.cbuf = grow(ws.cbuf, rows*qr)
 	cb := ws.cbuf
 
-	shiftedBlocks(ws, kern, g, func(block []float32, offs shiftOffsets, ic, mc int, add bool) {
+	shiftedBlocks(ws, kern, g, func(block []float32, offs shiftOffsets, kc, ic, mc int, add bool) {
 		for jr := 0; jr < qr; jr += nr {
 			b := xp[jr:]
 			for ir := 0; ir < mc; ir += mr {
-				kern.shifted(block[ir*blockSteps(offs):(ir+mr)*blockSteps(offs)], b, offs, cb[(ic+ir)*qr+jr:], qr, add)
+				kern.shifted(block[ir*kc:(ir+mr)*kc], b, offs, cb[(ic+ir)*qr+jr:], qr, add)
 			}
 		}
 	})
@@ -490,12 +490,12 @@ func (j *convJob) shifted(worker int, parallel bool, g *convGeom, w, x, y []floa
 // row of mr channels, its B read from the padded image at that row, its C the tile's place in y.
 func (j *convJob) shiftedRows(ws *workspace, kern *gemmKernel, g *convGeom, xp, y []float32, accumulate bool) {
 	mr, nr, wp, plane := kern.mr, kern.nr, g.W+2*g.PadW, g.OH*g.OW
-	shiftedBlocks(ws, kern, g, func(block []float32, offs shiftOffsets, ic, mc int, add bool) {
+	shiftedBlocks(ws, kern, g, func(block []float32, offs shiftOffsets, kc, ic, mc int, add bool) {
 		for oy := 0; oy < g.OH; oy++ {
 			for ox := 0; ox < g.OW; ox += nr {
 				b := xp[oy*wp+ox:]
 				for ir := 0; ir < mc; ir += mr {
-					kern.shifted(block[ir*blockSteps(offs):(ir+mr)*blockSteps(offs)], b, offs, y[(ic+ir)*plane+oy*g.OW+ox:], plane, add || accumulate)
+					kern.shifted(block[ir*kc:(ir+mr)*kc], b, offs, y[(ic+ir)*plane+oy*g.OW+ox:], plane, add || accumulate)
 				}
 			}
 		}
@@ -503,8 +503,8 @@ func (j *convJob) shiftedRows(ws *workspace, kern *gemmKernel, g *convGeom, xp, 
 }
 
 // shiftedBlocks calls f for each block of the weights packShifted left in ws, in the order it packed them:
-// steps [pc, pc+kc) (their offsets) of output channels [ic, ic+mc); add is false for the first steps.
-func shiftedBlocks(ws *workspace, kern *gemmKernel, g *convGeom, f func(block []float32, offs shiftOffsets, ic, mc int, add bool)) {
+// steps [pc, pc+kc) (their offsets offs) of output channels [ic, ic+mc); add is false for the first steps.
+func shiftedBlocks(ws *workspace, kern *gemmKernel, g *convGeom, f func(block []float32, offs shiftOffsets, kc, ic, mc int, add bool)) {
 	mcMax := roundUp(gemmMC, kern.mr)
 	packed := ws.wpack
 	for pc := 0; pc < g.kdim; pc += kern.kc {
@@ -514,13 +514,10 @@ func shiftedBlocks(ws *workspace, kern *gemmKernel, g *convGeom, f func(block []
 			mc := min(mcMax, g.Cout-ic)
 			block := packed[:roundUp(mc, kern.mr)*kc]
 			packed = packed[len(block):]
-			f(block, offs, ic, mc, pc > 0)
+			f(block, offs, kc, ic, mc, pc > 0)
 		}
 	}
 }
-
-// blockSteps is the number of steps of a block.
-func blockSteps(offs shiftOffsets) int { return len(offs.offs) }
 
 // packShifted leaves in the worker's scratch what shifted needs of the weights w and the geometry of
 // one call: the patch rows' byte offsets into the padded image (ws.offs), and the packed blocks of w in the
@@ -630,16 +627,15 @@ func (j *convJob) backwardFilter(worker, i int, parallel bool) {
 	}
 	dst = dst[grp*g.wLen() : (grp+1)*g.wLen()]
 	lo, hi := split(g.N, j.chunks, c)
+	if !parallel && j.filterShifted(worker, dst, lo, hi, grp) {
+		return
+	}
 	for n := lo; n < hi; n++ {
 		var beta float32
 		if n > lo {
 			beta = 1
 		}
-		xn := j.x[n*g.inSize+grp*g.groupIn : n*g.inSize+(grp+1)*g.groupIn]
-		dyn := j.y[n*g.outSize+grp*g.groupOut : n*g.outSize+(grp+1)*g.groupOut]
-		if n == lo && !parallel && j.filterShifted(worker, dst, lo, hi, grp) {
-			return
-		}
+		xn, dyn := j.filterImage(n, grp)
 		op := gemmOp{transB: true, m: g.Cout, n: g.kdim, k: g.positions, a: dyn, lda: g.positions, b: xn,
 			ldb: g.positions, beta: beta, c: dst, ldc: g.kdim}
 		if !g.pointwise {
@@ -647,6 +643,13 @@ func (j *convJob) backwardFilter(worker, i int, parallel bool) {
 		}
 		j.gemm(worker, parallel, op)
 	}
+}
+
+// filterImage is group grp of image n in a weight-gradient pass: its input x and its output gradient dy.
+func (j *convJob) filterImage(n, grp int) (x, dy []float32) {
+	g := &j.g
+	return j.x[n*g.inSize+grp*g.groupIn : n*g.inSize+(grp+1)*g.groupIn],
+		j.y[n*g.outSize+grp*g.groupOut : n*g.outSize+(grp+1)*g.groupOut]
 }
 
 // padded returns image x zero-padded (convGeom.pad) in the worker's scratch, or x itself when the

@@ -52,8 +52,7 @@ func (j *convJob) filterShifted(worker int, dst []float32, lo, hi, grp int) bool
 	ws.ftile = grow(ws.ftile, g.kdim*cout)
 	panel, tile := ws.fpanel, ws.ftile
 	for n := lo; n < hi; n++ {
-		xn := j.x[n*g.inSize+grp*g.groupIn : n*g.inSize+(grp+1)*g.groupIn]
-		dyn := j.y[n*g.outSize+grp*g.groupOut : n*g.outSize+(grp+1)*g.groupOut]
+		xn, dyn := j.filterImage(n, grp)
 		xp := j.padded(worker, xn)
 		packPanels(panel, dyn, cout, p, nr)
 		_ = xp[g.Cin*hp*wp-1]
