@@ -107,5 +107,7 @@ func (b *builder) avgPool(name string, in *act, p backend.PoolParams) (*act, err
 	return out, nil
 }
 
-func (c *concatNode) acts() []*act     { return append(slices.Clip(c.parts), c.out) }
-func (w *windowPoolNode) acts() []*act { return []*act{w.in, w.out} }
+func (c *concatNode) acts() []*act           { return append(slices.Clip(c.parts), c.out) }
+func (w *windowPoolNode) acts() []*act       { return []*act{w.in, w.out} }
+func (*concatNode) trainables() []*Param     { return nil }
+func (*windowPoolNode) trainables() []*Param { return nil }

@@ -65,4 +65,5 @@ func (n *Net) SetDropoutKey(seed, step int64) { n.dropoutSeed, n.dropoutStep = u
 // DropoutKey is what SetDropoutKey last set.
 func (n *Net) DropoutKey() (seed, step int64) { return int64(n.dropoutSeed), n.dropoutStep }
 
-func (d *dropoutNode) acts() []*act { return []*act{d.in, d.out} }
+func (d *dropoutNode) acts() []*act       { return []*act{d.in, d.out} }
+func (*dropoutNode) trainables() []*Param { return nil }

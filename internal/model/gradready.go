@@ -9,23 +9,6 @@ import (
 	"sort"
 )
 
-// nodeParams are the trainable parameters whose gradients a node's backward writes.
-func nodeParams(nd node) []*Param {
-	switch nd := nd.(type) {
-	case *convNode:
-		return []*Param{nd.w}
-	case *bnNode:
-		return []*Param{nd.gamma, nd.beta}
-	case *linearNode:
-		return []*Param{nd.w, nd.b}
-	case *scaledResidualNode:
-		return []*Param{nd.bias}
-	case *seNode:
-		return []*Param{nd.fc1w, nd.fc1b, nd.fc2w, nd.fc2b}
-	}
-	return nil
-}
-
 // readyOffsets is, for each node, the offset into the gradient store from which every gradient is final
 // once Backward has run that node (it runs them last to first): the parameters there are running
 // statistics, which have none, or parameters whose every writer has run. It is nil when a trainable
@@ -33,7 +16,7 @@ func nodeParams(nd node) []*Param {
 func (n *Net) readyOffsets() (ready []int, total int) {
 	lastWriter := map[*Param]int{} // the lowest node index writing p: the last to run in Backward
 	for i, nd := range n.g.nodes {
-		for _, p := range nodeParams(nd) {
+		for _, p := range nd.trainables() {
 			if _, seen := lastWriter[p]; !seen && p != nil {
 				lastWriter[p] = i
 			}
@@ -56,7 +39,7 @@ func (n *Net) readyOffsets() (ready []int, total int) {
 	ready = make([]int, len(n.g.nodes))
 	k := len(byOffset) // byOffset[k:] are final
 	for i := len(n.g.nodes) - 1; i >= 0; i-- {
-		for _, p := range nodeParams(n.g.nodes[i]) {
+		for _, p := range n.g.nodes[i].trainables() {
 			if lastWriter[p] == i {
 				done[p] = true
 			}

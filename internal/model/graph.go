@@ -66,6 +66,9 @@ type node interface {
 	// acts lists the activations the node reads or writes; its backward touches no other activation's
 	// gradient (gradientSlots relies on it).
 	acts() []*act
+	// trainables lists the trainable parameters whose gradients its backward writes (readyOffsets relies on
+	// it).
+	trainables() []*Param
 }
 
 type convNode struct {
@@ -488,8 +491,15 @@ func Describe(s Spec) (Stats, error) {
 // SameShape reports whether a shape given as ints equals a parameter's shape.
 func SameShape(a []int, b backend.Shape) bool { return backend.Shape(a).Equal(b) }
 
-func (c *convNode) acts() []*act    { return []*act{c.in, c.out} }
-func (b *bnNode) acts() []*act      { return []*act{b.x, b.y, b.z} }
-func (m *maxPoolNode) acts() []*act { return []*act{m.in, m.out} }
-func (a *avgPoolNode) acts() []*act { return []*act{a.in, a.out} }
-func (l *linearNode) acts() []*act  { return []*act{l.in, l.out} }
+func (c *convNode) acts() []*act         { return []*act{c.in, c.out} }
+func (c *convNode) trainables() []*Param { return []*Param{c.w} }
+func (b *bnNode) trainables() []*Param   { return []*Param{b.gamma, b.beta} }
+func (l *linearNode) trainables() []*Param {
+	return []*Param{l.w, l.b}
+}
+func (*maxPoolNode) trainables() []*Param { return nil }
+func (*avgPoolNode) trainables() []*Param { return nil }
+func (b *bnNode) acts() []*act            { return []*act{b.x, b.y, b.z} }
+func (m *maxPoolNode) acts() []*act       { return []*act{m.in, m.out} }
+func (a *avgPoolNode) acts() []*act       { return []*act{a.in, a.out} }
+func (l *linearNode) acts() []*act        { return []*act{l.in, l.out} }

@@ -354,4 +354,5 @@ func (s *scaledResidualNode) backward(n *Net) error {
 	return nil
 }
 
-func (s *scaledResidualNode) acts() []*act { return []*act{s.a, s.z, s.y} }
+func (s *scaledResidualNode) acts() []*act         { return []*act{s.a, s.z, s.y} }
+func (s *scaledResidualNode) trainables() []*Param { return []*Param{s.bias} }

@@ -211,5 +211,7 @@ func ClassifierNames() []string {
 	return out
 }
 
-func (a *addNode) acts() []*act          { return []*act{a.a, a.z, a.y} }
-func (s *shortcutGradNode) acts() []*act { return s.add.acts() }
+func (a *addNode) acts() []*act                { return []*act{a.a, a.z, a.y} }
+func (s *shortcutGradNode) acts() []*act       { return s.add.acts() }
+func (*addNode) trainables() []*Param          { return nil }
+func (*shortcutGradNode) trainables() []*Param { return nil }

@@ -171,4 +171,5 @@ func (s *seNode) backward(n *Net) error {
 	return nil
 }
 
-func (s *seNode) acts() []*act { return []*act{s.x, s.z, s.out, s.pooled, s.hidden, s.logits} }
+func (s *seNode) acts() []*act         { return []*act{s.x, s.z, s.out, s.pooled, s.hidden, s.logits} }
+func (s *seNode) trainables() []*Param { return []*Param{s.fc1w, s.fc1b, s.fc2w, s.fc2b} }
